@@ -1,0 +1,146 @@
+package jobs
+
+import "time"
+
+// Job is one decoded and validated job file. Every other package reads it;
+// nothing but this package writes it.
+type Job struct {
+	// File is the path the job was loaded from ("" when parsed from memory).
+	File string `toml:"-"`
+	// Source is the full text of the job file, kept for provenance.
+	Source []byte `toml:"-"`
+
+	Job     JobSpec      `toml:"job"`
+	Task    *TaskSpec    `toml:"task"`
+	Sweep   *SweepSpec   `toml:"-"` // decoded by hand: parameter order matters
+	Results *ResultsSpec `toml:"results"`
+}
+
+// Scheduler names accepted in [job].scheduler.
+const (
+	SchedLocal = "local"
+	SchedSLURM = "slurm"
+	SchedPBS   = "pbs"
+)
+
+// JobSpec is the [job] table: what to start, where and with which resources.
+type JobSpec struct {
+	Name      string `toml:"name"`
+	Scheduler string `toml:"scheduler"` // local (default), slurm, pbs
+
+	Ranks        int      `toml:"ranks"`          // total ranks, rank 0 is the hub; >= 2
+	Nodes        int      `toml:"nodes"`          // 0: derived from ranks / ranks_per_node
+	RanksPerNode int      `toml:"ranks_per_node"` // 0: scheduler decides
+	CPUsPerRank  int      `toml:"cpus_per_rank"`  // 0: 1
+	Memory       string   `toml:"memory"`         // per node, e.g. "4G", "500M"; "" none
+	Walltime     Duration `toml:"walltime"`       // "2h", "90m", "1:30:00", "1-00:00:00"
+
+	Partition string `toml:"partition"` // slurm partition
+	Queue     string `toml:"queue"`     // pbs queue (partition is accepted as a synonym)
+	Account   string `toml:"account"`
+	QoS       string `toml:"qos"`
+	Email     string `toml:"email"`
+	MailType  string `toml:"mail_type"` // slurm --mail-type / pbs -m, e.g. "END,FAIL"
+	Output    string `toml:"output"`    // scheduler stdout path; "" = job directory
+	Error     string `toml:"error"`     // scheduler stderr path; "" = joined with output
+
+	Setup      []string          `toml:"setup"`      // shell lines before the ranks start
+	Env        map[string]string `toml:"env"`        // exported to every rank
+	Directives []string          `toml:"directives"` // verbatim extra #SBATCH / #PBS lines
+	Template   string            `toml:"template"`   // custom script template (path, relative to the job file)
+
+	// Program is the program every rank runs, with its arguments. Empty means
+	// the rankhub binary itself (built-in sweep driver for shell tasks).
+	// Relative paths are taken relative to the job file's directory.
+	Program []string `toml:"program"`
+	Workdir string   `toml:"workdir"` // "" = the job file's directory
+
+	AbortOnError *bool    `toml:"abort_on_error"` // nil = true: one failed rank stops all
+	Seed         uint64   `toml:"seed"`           // base seed for sweeps; 0 = 1
+	Transport    string   `toml:"transport"`      // "auto" (unix on one node, tcp across), "tcp"
+	Heartbeat    Duration `toml:"heartbeat"`      // heartbeat interval; 0 = 1s (timeout = 5 intervals)
+	SignalLead   Duration `toml:"signal_lead"`    // walltime warning lead; 0 = 120s
+
+	PBSDialect string `toml:"pbs_dialect"` // "pro" (default) or "torque"
+	Starter    string `toml:"starter"`     // pbs: "mpiexec", "pbsdsh", "pbs_tmrsh"; "" = per dialect
+}
+
+// TaskSpec is the [task] table of a sweep: a shell command or a registered function.
+type TaskSpec struct {
+	Command  string   `toml:"command"`  // template with {param} and {seed}
+	Function string   `toml:"function"` // name registered in a program built with rankhub
+	Outputs  []string `toml:"outputs"`  // named numeric outputs
+	Parse    string   `toml:"parse"`    // "last-line" (default) or "key-value"
+	Timeout  Duration `toml:"timeout"`  // per task; 0 = none
+	Retries  int      `toml:"retries"`  // on engine or task failure
+	Shell    string   `toml:"shell"`    // "" = /bin/sh
+}
+
+// SweepSpec is the [sweep] table. Params keep the order of the file.
+type SweepSpec struct {
+	Params     []Param
+	Zip        [][]string // groups of parameter names that vary together
+	Replicates int        // >= 1
+}
+
+// Param is one swept parameter with its expanded values, all of one type.
+type Param struct {
+	Name   string
+	Kind   Kind
+	Values []Value
+}
+
+// Kind is the type of a parameter's values.
+type Kind int
+
+const (
+	KindInt Kind = iota + 1
+	KindFloat
+	KindString
+	KindBool
+)
+
+// Value is one parameter value. Exactly the field matching the Param's Kind is meaningful.
+type Value struct {
+	Int   int64
+	Float float64
+	Str   string
+	Bool  bool
+}
+
+// ResultsSpec is the [results] table.
+type ResultsSpec struct {
+	Path          string   `toml:"path"`           // relative to the job directory's parent workdir
+	GroupBy       []string `toml:"group_by"`       // default peek grouping
+	FlushInterval Duration `toml:"flush_interval"` // 0 = 2s
+	FlushRows     int      `toml:"flush_rows"`     // 0 = 1024
+}
+
+// Task is one element of a sweep's expansion.
+type Task struct {
+	Index     int     // position in the expansion, 0-based, stable
+	Values    []Value // one per SweepSpec.Params, same order
+	Replicate int
+	Seed      uint64
+}
+
+// Duration is a time.Duration that decodes from TOML strings such as "2h",
+// "90m", "1:30:00" or SLURM's "1-00:00:00", and from integers (seconds).
+type Duration struct{ time.Duration }
+
+// Launch is what a scheduler script needs beyond the job file: where the job
+// directory is and what every rank runs. The launcher fills it in.
+type Launch struct {
+	JobDir      string            // absolute path of the job directory (shared file system)
+	RankCommand []string          // argv every rank runs (absolute program path first)
+	Env         map[string]string // RANKHUB_* and the job's env, exported to every rank
+}
+
+// SchedState is one job's state as a scheduler reports it.
+type SchedState struct {
+	ID       string
+	State    string // PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, UNKNOWN
+	ExitCode int    // -1 while unknown
+	Reason   string // scheduler's reason or comment, if any
+	Nodes    string // allocated nodes, scheduler syntax
+}
