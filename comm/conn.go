@@ -1,0 +1,324 @@
+package comm
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/rs/zerolog"
+)
+
+// Allocator provides the receive memory of frames. Alloc returns a slice of
+// at least n bytes whose first byte is Align-aligned; Free takes it back
+// when the frame is released.
+type Allocator interface {
+	Alloc(n int64) []byte
+	Free(b []byte)
+}
+
+// heapAllocator allocates from the Go heap; Free leaves the slice to the GC.
+type heapAllocator struct{}
+
+func (heapAllocator) Alloc(n int64) []byte {
+	b := make([]byte, n+Align)
+	off := int(alignUp(int64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))) - int64(uintptr(unsafe.Pointer(unsafe.SliceData(b)))))
+	return b[off : off+int(n) : off+int(n)]
+}
+func (heapAllocator) Free([]byte) {}
+
+// HeapAllocator is the default Allocator: aligned Go heap memory.
+var HeapAllocator Allocator = heapAllocator{}
+
+// Options configure a connection. The zero value is usable.
+type Options struct {
+	Limits    Limits    // zero: DefaultLimits
+	Allocator Allocator // zero: HeapAllocator
+	// Heartbeat is the interval of pings sent when the connection is otherwise
+	// idle; the peer is declared dead after HeartbeatMisses intervals without
+	// any byte from it. Zero disables heartbeats. Arrival is stamped by reads,
+	// so a connection with heartbeats needs a goroutine blocked in Recv.
+	Heartbeat       time.Duration
+	HeartbeatMisses int // zero: 5
+	// HandshakeTimeout bounds the authentication exchange. Zero: 10s.
+	HandshakeTimeout time.Duration
+	Logger           zerolog.Logger
+}
+
+func (o *Options) fill() {
+	if o.Limits == (Limits{}) {
+		o.Limits = DefaultLimits
+	}
+	if o.Allocator == nil {
+		o.Allocator = HeapAllocator
+	}
+	if o.HeartbeatMisses <= 0 {
+		o.HeartbeatMisses = 5
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+}
+
+// Conn is an authenticated, framed connection. Send may be called from many
+// goroutines; Recv from one goroutine at a time.
+type Conn struct {
+	nc   net.Conn
+	opts Options
+	r    *bufio.Reader
+
+	wmu     sync.Mutex
+	whdr    []byte // scratch for the header, guarded by wmu
+	lastTx  atomic.Int64
+	lastRx  atomic.Int64
+	closed  atomic.Bool
+	errMu   sync.Mutex
+	err     error // first terminal error
+	done    chan struct{}
+	hdrBuf  [headerSize]byte
+	lensBuf []uint64
+	offsBuf []int64
+}
+
+// stampReader records the time of every successful read, for heartbeats.
+type stampReader struct {
+	c *Conn
+}
+
+func (s stampReader) Read(p []byte) (int, error) {
+	n, err := s.c.nc.Read(p)
+	if n > 0 {
+		s.c.lastRx.Store(nanotime())
+	}
+	return n, err
+}
+
+var epoch = time.Now()
+
+func nanotime() int64 { return int64(time.Since(epoch)) }
+
+func newConn(nc net.Conn, opts Options) *Conn {
+	opts.fill()
+	c := &Conn{nc: nc, opts: opts, done: make(chan struct{})}
+	c.r = bufio.NewReaderSize(stampReader{c}, 64<<10)
+	now := nanotime()
+	c.lastRx.Store(now)
+	c.lastTx.Store(now)
+	if opts.Heartbeat > 0 {
+		go c.heartbeat()
+	}
+	return c
+}
+
+// NetConn returns the underlying connection (for addresses and deadlines).
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// RemoteAddr is the peer's address as a string.
+func (c *Conn) RemoteAddr() string {
+	if a := c.nc.RemoteAddr(); a != nil && a.String() != "" {
+		return a.String()
+	}
+	return c.nc.LocalAddr().Network() + ":peer"
+}
+
+// Done is closed when the connection is closed, by either side or by a
+// heartbeat timeout.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns the error that ended the connection, or nil while it is open.
+func (c *Conn) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+func (c *Conn) fail(err error) {
+	c.errMu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.errMu.Unlock()
+	if c.closed.CompareAndSwap(false, true) {
+		close(c.done)
+		c.nc.Close()
+	}
+}
+
+// Close closes the connection. Pending and later calls return ErrClosed.
+// It is idempotent.
+func (c *Conn) Close() error {
+	c.fail(ErrClosed)
+	return nil
+}
+
+func (c *Conn) heartbeat() {
+	iv := c.opts.Heartbeat
+	dead := int64(iv) * int64(c.opts.HeartbeatMisses)
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	ping := &Frame{Type: TypePing}
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		now := nanotime()
+		if now-c.lastRx.Load() > dead {
+			c.opts.Logger.Warn().Str("peer", c.RemoteAddr()).Dur("silent", time.Duration(now-c.lastRx.Load())).Msg("heartbeat timeout")
+			c.fail(fmt.Errorf("%w: nothing from %s for %v", ErrHeartbeat, c.RemoteAddr(), time.Duration(now-c.lastRx.Load()).Round(time.Millisecond)))
+			return
+		}
+		if now-c.lastTx.Load() >= int64(iv)/2 {
+			if err := c.Send(ping); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// Send writes one frame with a single gathered write (writev): the header and
+// control payload, then every buffer straight from the caller's memory. The
+// buffers are not copied and must not be modified until Send returns.
+func (c *Conn) Send(f *Frame) error {
+	if c.closed.Load() {
+		return c.closedErr()
+	}
+	if len(f.Buffers) > c.opts.Limits.MaxBuffers || len(f.Control) > c.opts.Limits.MaxControl {
+		return fmt.Errorf("%w: %d buffers, %d control bytes", ErrFrameTooLarge, len(f.Buffers), len(f.Control))
+	}
+	var total int64
+	for _, b := range f.Buffers {
+		total += int64(len(b))
+	}
+	if total > c.opts.Limits.MaxBytes {
+		return fmt.Errorf("%w: %d bytes of buffers (limit %d)", ErrFrameTooLarge, total, c.opts.Limits.MaxBytes)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	hn := headerSize + 8*len(f.Buffers)
+	need := hn + len(f.Control)
+	if cap(c.whdr) < need {
+		c.whdr = make([]byte, need, max(need, 4096))
+	}
+	h := c.whdr[:need]
+	putHeader(h, f)
+	copy(h[hn:], f.Control) // control payloads are small; one contiguous head
+	var err error
+	if len(f.Buffers) == 0 {
+		_, err = c.nc.Write(h)
+	} else {
+		vec := make(net.Buffers, 0, 1+len(f.Buffers))
+		vec = append(vec, h)
+		for _, b := range f.Buffers {
+			if len(b) > 0 {
+				vec = append(vec, b)
+			}
+		}
+		_, err = vec.WriteTo(c.nc)
+	}
+	if err != nil {
+		err = c.wrapIOErr(err)
+		c.fail(err)
+		return err
+	}
+	c.lastTx.Store(nanotime())
+	return nil
+}
+
+func (c *Conn) closedErr() error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
+}
+
+func (c *Conn) wrapIOErr(err error) error {
+	if c.closed.Load() {
+		return c.closedErr()
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("comm: connection closed by %s: %w", c.RemoteAddr(), io.EOF)
+	}
+	return fmt.Errorf("comm: %s: %w", c.RemoteAddr(), err)
+}
+
+// Recv reads the next frame. Heartbeat frames are consumed here. Any error is
+// terminal: the connection is closed and every later call returns it.
+func (c *Conn) Recv() (*Frame, error) {
+	for {
+		f, err := c.recv()
+		if err != nil {
+			c.fail(err)
+			return nil, c.closedErr()
+		}
+		if f.Type == TypePing {
+			continue
+		}
+		return f, nil
+	}
+}
+
+func (c *Conn) recv() (*Frame, error) {
+	if c.closed.Load() {
+		return nil, c.closedErr()
+	}
+	if _, err := io.ReadFull(c.r, c.hdrBuf[:]); err != nil {
+		return nil, c.wrapIOErr(err)
+	}
+	h, err := parseHeader(c.hdrBuf[:], c.opts.Limits)
+	if err != nil {
+		return nil, fmt.Errorf("from %s: %w", c.RemoteAddr(), err)
+	}
+	f := &Frame{Type: h.typ, Flags: h.flags, Source: h.source, ID: h.id}
+	if h.nbufs > 0 {
+		if cap(c.lensBuf) < h.nbufs {
+			c.lensBuf = make([]uint64, h.nbufs)
+			c.offsBuf = make([]int64, h.nbufs)
+		}
+		lens, offs := c.lensBuf[:h.nbufs], c.offsBuf[:h.nbufs]
+		var lb [8]byte
+		for i := range lens {
+			if _, err := io.ReadFull(c.r, lb[:]); err != nil {
+				return nil, c.wrapIOErr(err)
+			}
+			lens[i] = binary.LittleEndian.Uint64(lb[:])
+		}
+		total, err := layout(lens, c.opts.Limits, offs)
+		if err != nil {
+			return nil, fmt.Errorf("from %s: %w", c.RemoteAddr(), err)
+		}
+		if h.ctrlLen > 0 {
+			f.Control = make([]byte, h.ctrlLen)
+			if _, err := io.ReadFull(c.r, f.Control); err != nil {
+				return nil, c.wrapIOErr(err)
+			}
+		}
+		mem := c.opts.Allocator.Alloc(total)
+		alloc := c.opts.Allocator
+		f.release = func() { alloc.Free(mem) }
+		f.Buffers = make([][]byte, h.nbufs)
+		for i, l := range lens {
+			b := mem[offs[i] : offs[i]+int64(l) : offs[i]+int64(l)]
+			if _, err := io.ReadFull(c.r, b); err != nil {
+				f.Release()
+				return nil, c.wrapIOErr(err)
+			}
+			f.Buffers[i] = b
+		}
+		return f, nil
+	}
+	if h.ctrlLen > 0 {
+		f.Control = make([]byte, h.ctrlLen)
+		if _, err := io.ReadFull(c.r, f.Control); err != nil {
+			return nil, c.wrapIOErr(err)
+		}
+	}
+	return f, nil
+}

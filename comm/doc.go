@@ -1,0 +1,32 @@
+// Package comm is rankhub's rank-to-rank transport: authenticated, framed
+// connections over TCP and Unix sockets that move raw buffers without copying.
+//
+// A Frame is a 32-byte header (magic, version, type, flags, source, buffer
+// count, message id, control length), the buffer lengths, a small control
+// payload encoded by the layer above, and then the raw buffers. Send writes
+// all of it with one gathered write (net.Buffers, i.e. writev) straight from
+// the caller's buffers, so slices of Arrow arrays go out with no user-space
+// copy. Recv reads the header and control through a small buffered reader and
+// the buffers into one Align-aligned allocation from the connection's
+// Allocator; the frame's Buffers alias it and Release hands it back.
+//
+// Before any frame is read, both sides prove knowledge of the per-job 256-bit
+// key with an HMAC-SHA256 challenge-response (see auth.go). Frames announcing
+// more than the Limits are refused before anything is allocated; any malformed
+// frame closes the connection. Heartbeats: an idle connection sends a ping
+// every Options.Heartbeat, and a peer silent for HeartbeatMisses intervals is
+// declared dead (Recv returns ErrHeartbeat).
+//
+// Usage:
+//
+//	key, _ := comm.NewKey()
+//	ln, _ := comm.Listen(comm.ListenConfig{TCP: "127.0.0.1:0", Key: key})
+//	go func() {
+//		c, _ := ln.Accept()
+//		f, _ := c.Recv()
+//		defer f.Release()
+//		// use f.Control, f.Buffers
+//	}()
+//	c, _ := comm.Dial(ctx, "tcp", ln.TCPAddr(), key, comm.Options{})
+//	c.Send(&comm.Frame{Type: comm.TypeUser, Control: ctrl, Buffers: [][]byte{data}})
+package comm
