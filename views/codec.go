@@ -1,0 +1,769 @@
+package views
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"sort"
+	"time"
+	"unsafe"
+)
+
+// The codec turns Go values into a compact tagged binary form (the control
+// payload of a frame) plus out-of-band buffers that travel as raw frame
+// buffers without a copy: large numeric slices and []byte.
+//
+// Sendable: nil, bool, all sized and unsized ints and uints, float32/64,
+// string, []byte, slices and arrays of any sendable type (numeric slices
+// travel as raw little-endian memory), maps with string or numeric keys,
+// structs (exported fields, by name), pointers (followed), time.Time,
+// time.Duration, Ref, and values implementing the Sendable hooks added by
+// other files (Arrow arrays). Functions, channels, complex numbers and unsafe
+// pointers are refused before anything is sent.
+//
+// Decoding without a target yields natural Go values: the same scalar kinds,
+// typed numeric slices, []string, []any, map[string]any (also for structs),
+// map[any]any for other keys. decodeInto converts such values to a target type.
+
+// ErrNotSendable is returned (wrapped) when a value cannot be sent.
+var ErrNotSendable = errors.New("views: value cannot be sent")
+
+const (
+	tNil byte = iota
+	tFalse
+	tTrue
+	tInt
+	tInt8
+	tInt16
+	tInt32
+	tInt64
+	tUint
+	tUint8
+	tUint16
+	tUint32
+	tUint64
+	tFloat32
+	tFloat64
+	tString
+	tBytes      // inline
+	tBytesOOB   // out of band: buffer index
+	tNumSlice   // elem kind byte, count, inline raw bytes
+	tNumOOB     // elem kind byte, count, buffer index
+	tStrings    // count, strings
+	tList       // count, values
+	tMapStr     // count, (string, value)...
+	tMapAny     // count, (value, value)...
+	tStruct     // name, count, (string, value)...
+	tTime       // unix seconds (varint), nanos (uvarint), location name
+	tDuration   // varint
+	tRef        // string
+	tArrow      // see arrow.go
+	tTaggedLast // sentinel
+)
+
+// oobThreshold is the size from which []byte and numeric slices travel as
+// raw frame buffers instead of inside the control payload.
+const oobThreshold = 4096
+
+type encoder struct {
+	b    []byte
+	bufs [][]byte
+	// path describes where in the value the encoder is, for error messages.
+	path []string
+}
+
+func (e *encoder) byte1(c byte)     { e.b = append(e.b, c) }
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *encoder) oob(b []byte) int { e.bufs = append(e.bufs, b); return len(e.bufs) - 1 }
+
+func (e *encoder) fail(t reflect.Type, why string) error {
+	where := ""
+	if len(e.path) > 0 {
+		where = " at " + joinPath(e.path)
+	}
+	return fmt.Errorf("%w: %s%s: %s", ErrNotSendable, t, where, why)
+}
+
+func joinPath(p []string) string {
+	s := ""
+	for _, x := range p {
+		s += x
+	}
+	return s
+}
+
+// encode appends v. Fast paths for the common dynamic types avoid reflection.
+func (e *encoder) encode(v any) error {
+	switch x := v.(type) {
+	case nil:
+		e.byte1(tNil)
+	case bool:
+		if x {
+			e.byte1(tTrue)
+		} else {
+			e.byte1(tFalse)
+		}
+	case int:
+		e.byte1(tInt)
+		e.varint(int64(x))
+	case int64:
+		e.byte1(tInt64)
+		e.varint(x)
+	case int32:
+		e.byte1(tInt32)
+		e.varint(int64(x))
+	case uint64:
+		e.byte1(tUint64)
+		e.uvarint(x)
+	case float64:
+		e.byte1(tFloat64)
+		e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(x))
+	case string:
+		e.byte1(tString)
+		e.str(x)
+	case []byte:
+		e.bytes(x)
+	case []any:
+		e.byte1(tList)
+		e.uvarint(uint64(len(x)))
+		for i, el := range x {
+			e.path = append(e.path, fmt.Sprintf("[%d]", i))
+			if err := e.encode(el); err != nil {
+				return err
+			}
+			e.path = e.path[:len(e.path)-1]
+		}
+	case map[string]any:
+		e.byte1(tMapStr)
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		e.uvarint(uint64(len(keys)))
+		for _, k := range keys {
+			e.str(k)
+			e.path = append(e.path, "["+fmt.Sprintf("%q", k)+"]")
+			if err := e.encode(x[k]); err != nil {
+				return err
+			}
+			e.path = e.path[:len(e.path)-1]
+		}
+	case time.Time:
+		e.byte1(tTime)
+		e.varint(x.Unix())
+		e.uvarint(uint64(x.Nanosecond()))
+		e.str(x.Location().String())
+	case time.Duration:
+		e.byte1(tDuration)
+		e.varint(int64(x))
+	case Ref:
+		e.byte1(tRef)
+		e.str(x.Name)
+	default:
+		if ok, err := e.encodeHook(v); ok {
+			return err
+		}
+		return e.reflectValue(reflect.ValueOf(v))
+	}
+	return nil
+}
+
+func (e *encoder) bytes(x []byte) {
+	if len(x) >= oobThreshold {
+		e.byte1(tBytesOOB)
+		e.uvarint(uint64(e.oob(x)))
+		return
+	}
+	e.byte1(tBytes)
+	e.uvarint(uint64(len(x)))
+	e.b = append(e.b, x...)
+}
+
+// numKind maps numeric element kinds to the scalar tag used in slices.
+func numTag(k reflect.Kind) (byte, int) {
+	switch k {
+	case reflect.Int:
+		return tInt, 8
+	case reflect.Int8:
+		return tInt8, 1
+	case reflect.Int16:
+		return tInt16, 2
+	case reflect.Int32:
+		return tInt32, 4
+	case reflect.Int64:
+		return tInt64, 8
+	case reflect.Uint:
+		return tUint, 8
+	case reflect.Uint16:
+		return tUint16, 2
+	case reflect.Uint32:
+		return tUint32, 4
+	case reflect.Uint64:
+		return tUint64, 8
+	case reflect.Float32:
+		return tFloat32, 4
+	case reflect.Float64:
+		return tFloat64, 8
+	}
+	return 0, 0
+}
+
+var typeOfTime = reflect.TypeOf(time.Time{})
+
+func (e *encoder) reflectValue(rv reflect.Value) error {
+	if !rv.IsValid() {
+		e.byte1(tNil)
+		return nil
+	}
+	t := rv.Type()
+	switch t.Kind() {
+	case reflect.Bool:
+		if rv.Bool() {
+			e.byte1(tTrue)
+		} else {
+			e.byte1(tFalse)
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		tag, _ := numTag(t.Kind())
+		e.byte1(tag)
+		e.varint(rv.Int())
+	case reflect.Uint8:
+		e.byte1(tUint8)
+		e.uvarint(rv.Uint())
+	case reflect.Uint, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		tag, _ := numTag(t.Kind())
+		e.byte1(tag)
+		e.uvarint(rv.Uint())
+	case reflect.Float32:
+		e.byte1(tFloat32)
+		e.b = binary.LittleEndian.AppendUint32(e.b, math.Float32bits(float32(rv.Float())))
+	case reflect.Float64:
+		e.byte1(tFloat64)
+		e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(rv.Float()))
+	case reflect.String:
+		e.byte1(tString)
+		e.str(rv.String())
+	case reflect.Pointer, reflect.Interface:
+		if rv.IsNil() {
+			e.byte1(tNil)
+			return nil
+		}
+		return e.encode(rv.Elem().Interface())
+	case reflect.Slice, reflect.Array:
+		if t.Kind() == reflect.Slice && rv.IsNil() {
+			e.byte1(tNil)
+			return nil
+		}
+		et := t.Elem()
+		n := rv.Len()
+		if et.Kind() == reflect.Uint8 {
+			if t.Kind() == reflect.Slice {
+				e.bytes(rv.Bytes())
+			} else {
+				b := make([]byte, n)
+				reflect.Copy(reflect.ValueOf(b), rv)
+				e.bytes(b)
+			}
+			return nil
+		}
+		if tag, size := numTag(et.Kind()); tag != 0 {
+			var raw []byte
+			if n > 0 {
+				if t.Kind() == reflect.Slice {
+					raw = unsafe.Slice((*byte)(rv.UnsafePointer()), n*size)
+				} else {
+					cp := reflect.New(t).Elem()
+					cp.Set(rv)
+					raw = unsafe.Slice((*byte)(cp.Addr().UnsafePointer()), n*size)
+				}
+			}
+			if len(raw) >= oobThreshold {
+				e.byte1(tNumOOB)
+				e.byte1(tag)
+				e.uvarint(uint64(n))
+				e.uvarint(uint64(e.oob(raw)))
+			} else {
+				e.byte1(tNumSlice)
+				e.byte1(tag)
+				e.uvarint(uint64(n))
+				e.b = append(e.b, raw...)
+			}
+			return nil
+		}
+		if et.Kind() == reflect.String {
+			e.byte1(tStrings)
+			e.uvarint(uint64(n))
+			for i := 0; i < n; i++ {
+				e.str(rv.Index(i).String())
+			}
+			return nil
+		}
+		e.byte1(tList)
+		e.uvarint(uint64(n))
+		for i := 0; i < n; i++ {
+			e.path = append(e.path, fmt.Sprintf("[%d]", i))
+			if err := e.reflectValue(rv.Index(i)); err != nil {
+				return err
+			}
+			e.path = e.path[:len(e.path)-1]
+		}
+	case reflect.Map:
+		if rv.IsNil() {
+			e.byte1(tNil)
+			return nil
+		}
+		keys := rv.MapKeys()
+		if t.Key().Kind() == reflect.String {
+			sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+			e.byte1(tMapStr)
+			e.uvarint(uint64(len(keys)))
+			for _, k := range keys {
+				e.str(k.String())
+				e.path = append(e.path, fmt.Sprintf("[%q]", k.String()))
+				if err := e.reflectValue(rv.MapIndex(k)); err != nil {
+					return err
+				}
+				e.path = e.path[:len(e.path)-1]
+			}
+			return nil
+		}
+		e.byte1(tMapAny)
+		e.uvarint(uint64(len(keys)))
+		for _, k := range keys {
+			if err := e.reflectValue(k); err != nil {
+				return err
+			}
+			e.path = append(e.path, fmt.Sprintf("[%v]", k))
+			if err := e.reflectValue(rv.MapIndex(k)); err != nil {
+				return err
+			}
+			e.path = e.path[:len(e.path)-1]
+		}
+	case reflect.Struct:
+		if t == typeOfTime {
+			return e.encode(rv.Interface())
+		}
+		e.byte1(tStruct)
+		e.str(t.Name())
+		var idx []int
+		for i := 0; i < t.NumField(); i++ {
+			if t.Field(i).IsExported() {
+				idx = append(idx, i)
+			}
+		}
+		e.uvarint(uint64(len(idx)))
+		for _, i := range idx {
+			f := t.Field(i)
+			e.str(f.Name)
+			e.path = append(e.path, "."+f.Name)
+			if err := e.reflectValue(rv.Field(i)); err != nil {
+				return err
+			}
+			e.path = e.path[:len(e.path)-1]
+		}
+	case reflect.Func:
+		return e.fail(t, "functions cannot be sent; register them on every rank with views.Register and call them by name")
+	case reflect.Chan:
+		return e.fail(t, "channels cannot be sent")
+	case reflect.Complex64, reflect.Complex128:
+		return e.fail(t, "complex numbers cannot be sent; send real and imaginary parts")
+	default:
+		return e.fail(t, "unsupported kind "+t.Kind().String())
+	}
+	return nil
+}
+
+// Encode encodes values into a control payload and out-of-band buffers.
+func encodeValues(vals ...any) (ctrl []byte, bufs [][]byte, err error) {
+	e := &encoder{b: make([]byte, 0, 64)}
+	for i, v := range vals {
+		e.path = append(e.path[:0], fmt.Sprintf("value %d", i))
+		if err := e.encode(v); err != nil {
+			return nil, nil, err
+		}
+	}
+	return e.b, e.bufs, nil
+}
+
+// ----- decoding -----
+
+// errCorrupt is returned for malformed payloads (never a panic).
+var errCorrupt = errors.New("views: corrupt payload")
+
+type decoder struct {
+	b     []byte
+	pos   int
+	bufs  [][]byte
+	depth int
+}
+
+func (d *decoder) corrupt(what string) error {
+	return fmt.Errorf("%w: %s at byte %d", errCorrupt, what, d.pos)
+}
+
+func (d *decoder) byte1() (byte, error) {
+	if d.pos >= len(d.b) {
+		return 0, d.corrupt("truncated")
+	}
+	c := d.b[d.pos]
+	d.pos++
+	return c, nil
+}
+
+func (d *decoder) uvarint() (uint64, error) {
+	v, n := binary.Uvarint(d.b[d.pos:])
+	if n <= 0 {
+		return 0, d.corrupt("bad uvarint")
+	}
+	d.pos += n
+	return v, nil
+}
+
+func (d *decoder) varint() (int64, error) {
+	v, n := binary.Varint(d.b[d.pos:])
+	if n <= 0 {
+		return 0, d.corrupt("bad varint")
+	}
+	d.pos += n
+	return v, nil
+}
+
+func (d *decoder) count() (int, error) {
+	v, err := d.uvarint()
+	if err != nil {
+		return 0, err
+	}
+	// Every element takes at least one byte: bound counts by what is left.
+	if v > uint64(len(d.b)-d.pos) {
+		return 0, d.corrupt("count beyond payload")
+	}
+	return int(v), nil
+}
+
+func (d *decoder) raw(n int) ([]byte, error) {
+	if n < 0 || n > len(d.b)-d.pos {
+		return nil, d.corrupt("length beyond payload")
+	}
+	b := d.b[d.pos : d.pos+n]
+	d.pos += n
+	return b, nil
+}
+
+func (d *decoder) str() (string, error) {
+	n, err := d.uvarint()
+	if err != nil {
+		return "", err
+	}
+	if n > uint64(len(d.b)-d.pos) {
+		return "", d.corrupt("string beyond payload")
+	}
+	b, _ := d.raw(int(n))
+	return string(b), nil
+}
+
+func (d *decoder) buf() ([]byte, error) {
+	i, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if i >= uint64(len(d.bufs)) {
+		return nil, d.corrupt(fmt.Sprintf("buffer %d of %d", i, len(d.bufs)))
+	}
+	return d.bufs[i], nil
+}
+
+const maxDepth = 512
+
+func (d *decoder) decode() (any, error) {
+	tag, err := d.byte1()
+	if err != nil {
+		return nil, err
+	}
+	return d.decodeTag(tag)
+}
+
+func (d *decoder) decodeTag(tag byte) (any, error) {
+	switch tag {
+	case tNil:
+		return nil, nil
+	case tFalse:
+		return false, nil
+	case tTrue:
+		return true, nil
+	case tInt, tInt8, tInt16, tInt32, tInt64:
+		v, err := d.varint()
+		if err != nil {
+			return nil, err
+		}
+		switch tag {
+		case tInt:
+			return int(v), nil
+		case tInt8:
+			return int8(v), nil
+		case tInt16:
+			return int16(v), nil
+		case tInt32:
+			return int32(v), nil
+		}
+		return v, nil
+	case tUint, tUint8, tUint16, tUint32, tUint64:
+		v, err := d.uvarint()
+		if err != nil {
+			return nil, err
+		}
+		switch tag {
+		case tUint:
+			return uint(v), nil
+		case tUint8:
+			return uint8(v), nil
+		case tUint16:
+			return uint16(v), nil
+		case tUint32:
+			return uint32(v), nil
+		}
+		return v, nil
+	case tFloat32:
+		b, err := d.raw(4)
+		if err != nil {
+			return nil, err
+		}
+		return math.Float32frombits(binary.LittleEndian.Uint32(b)), nil
+	case tFloat64:
+		b, err := d.raw(8)
+		if err != nil {
+			return nil, err
+		}
+		return math.Float64frombits(binary.LittleEndian.Uint64(b)), nil
+	case tString:
+		return d.str()
+	case tBytes:
+		n, err := d.count()
+		if err != nil {
+			return nil, err
+		}
+		b, err := d.raw(n)
+		if err != nil {
+			return nil, err
+		}
+		return append([]byte(nil), b...), nil
+	case tBytesOOB:
+		return d.buf()
+	case tNumSlice, tNumOOB:
+		et, err := d.byte1()
+		if err != nil {
+			return nil, err
+		}
+		n, err := d.uvarint()
+		if err != nil {
+			return nil, err
+		}
+		size := tagSize(et)
+		if size == 0 {
+			return nil, d.corrupt("bad numeric element tag")
+		}
+		if n > math.MaxInt64/uint64(size) {
+			return nil, d.corrupt("numeric slice too long")
+		}
+		var raw []byte
+		if tag == tNumOOB {
+			raw, err = d.buf()
+			if err != nil {
+				return nil, err
+			}
+			if uint64(len(raw)) != n*uint64(size) {
+				return nil, d.corrupt("numeric buffer length mismatch")
+			}
+		} else {
+			if n*uint64(size) > uint64(len(d.b)-d.pos) {
+				return nil, d.corrupt("numeric slice beyond payload")
+			}
+			raw, _ = d.raw(int(n) * size)
+		}
+		return numSlice(et, raw, int(n), tag == tNumSlice), nil
+	case tStrings:
+		n, err := d.count()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, n)
+		for i := range out {
+			if out[i], err = d.str(); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case tList, tMapStr, tMapAny, tStruct:
+		d.depth++
+		defer func() { d.depth-- }()
+		if d.depth > maxDepth {
+			return nil, d.corrupt("nesting too deep")
+		}
+		return d.decodeContainer(tag)
+	case tTime:
+		sec, err := d.varint()
+		if err != nil {
+			return nil, err
+		}
+		ns, err := d.uvarint()
+		if err != nil {
+			return nil, err
+		}
+		loc, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		t := time.Unix(sec, int64(ns%1e9))
+		if loc == "UTC" {
+			t = t.UTC()
+		}
+		return t, nil
+	case tDuration:
+		v, err := d.varint()
+		return time.Duration(v), err
+	case tRef:
+		s, err := d.str()
+		return Ref{Name: s}, err
+	default:
+		if v, ok, err := d.decodeHook(tag); ok {
+			return v, err
+		}
+		return nil, d.corrupt(fmt.Sprintf("unknown tag %d", tag))
+	}
+}
+
+func (d *decoder) decodeContainer(tag byte) (any, error) {
+	switch tag {
+	case tList:
+		n, err := d.count()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, n)
+		for i := range out {
+			if out[i], err = d.decode(); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case tMapStr, tStruct:
+		if tag == tStruct {
+			if _, err := d.str(); err != nil { // type name, informative only
+				return nil, err
+			}
+		}
+		n, err := d.count()
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]any, n)
+		for i := 0; i < n; i++ {
+			k, err := d.str()
+			if err != nil {
+				return nil, err
+			}
+			if out[k], err = d.decode(); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	default: // tMapAny
+		n, err := d.count()
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[any]any, n)
+		for i := 0; i < n; i++ {
+			k, err := d.decode()
+			if err != nil {
+				return nil, err
+			}
+			if k != nil && !reflect.TypeOf(k).Comparable() {
+				return nil, d.corrupt("map key not comparable")
+			}
+			if out[k], err = d.decode(); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+}
+
+func tagSize(t byte) int {
+	switch t {
+	case tInt8:
+		return 1
+	case tInt16, tUint16:
+		return 2
+	case tInt32, tUint32, tFloat32:
+		return 4
+	case tInt, tInt64, tUint, tUint64, tFloat64:
+		return 8
+	}
+	return 0
+}
+
+// numSlice makes a typed slice over raw little-endian bytes. Out-of-band
+// buffers are aligned and owned by the receiver, so they are aliased;
+// inline bytes are copied (they may be unaligned).
+func numSlice(t byte, raw []byte, n int, inline bool) any {
+	if inline || uintptr(unsafe.Pointer(unsafe.SliceData(raw)))%8 != 0 {
+		raw = append(make([]byte, 0, len(raw)+8)[:0], raw...)
+		if uintptr(unsafe.Pointer(unsafe.SliceData(raw)))%8 != 0 {
+			// make() of >= 8 bytes is 8-aligned in Go's allocator; keep a guard anyway.
+			al := make([]uint64, (len(raw)+7)/8)
+			b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(al))), len(raw))
+			copy(b, raw)
+			raw = b
+		}
+	}
+	p := unsafe.Pointer(unsafe.SliceData(raw))
+	if n == 0 {
+		p = nil
+	}
+	switch t {
+	case tInt:
+		return unsafe.Slice((*int)(p), n)
+	case tInt8:
+		return unsafe.Slice((*int8)(p), n)
+	case tInt16:
+		return unsafe.Slice((*int16)(p), n)
+	case tInt32:
+		return unsafe.Slice((*int32)(p), n)
+	case tInt64:
+		return unsafe.Slice((*int64)(p), n)
+	case tUint:
+		return unsafe.Slice((*uint)(p), n)
+	case tUint16:
+		return unsafe.Slice((*uint16)(p), n)
+	case tUint32:
+		return unsafe.Slice((*uint32)(p), n)
+	case tUint64:
+		return unsafe.Slice((*uint64)(p), n)
+	case tFloat32:
+		return unsafe.Slice((*float32)(p), n)
+	default:
+		return unsafe.Slice((*float64)(p), n)
+	}
+}
+
+// decodeValues decodes exactly n values from a payload.
+func decodeValues(ctrl []byte, bufs [][]byte, n int) ([]any, error) {
+	d := &decoder{b: ctrl, bufs: bufs}
+	out := make([]any, n)
+	for i := range out {
+		v, err := d.decode()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	if d.pos != len(ctrl) {
+		return nil, d.corrupt("trailing bytes")
+	}
+	return out, nil
+}

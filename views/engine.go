@@ -1,0 +1,284 @@
+package views
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rankhub/rankhub/comm"
+	"github.com/rs/zerolog"
+)
+
+// EngineConfig describes the engine side of a rank.
+type EngineConfig struct {
+	Rank   int
+	Host   string
+	Logger zerolog.Logger
+}
+
+// Engine executes tasks sent by the hub, one at a time in arrival order,
+// while a reader goroutine handles control messages (abort, clear,
+// shutdown) at once, even when a long task is running.
+type Engine struct {
+	cfg  EngineConfig
+	conn *comm.Conn
+	id   int
+	ns   *Namespace
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []*comm.Frame
+	aborted map[uint64]bool
+	stopped bool
+	running context.CancelFunc // cancels the running shell command on shutdown
+}
+
+// ServeEngine registers with the hub over conn and serves tasks until the hub
+// shuts the engine down (nil) or the connection fails (an error naming why).
+func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
+	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid()}
+	f, err := reg.frame()
+	if err != nil {
+		return err
+	}
+	if err := conn.Send(f); err != nil {
+		return fmt.Errorf("views: register with hub: %w", err)
+	}
+	wf, err := conn.Recv()
+	if err != nil {
+		return fmt.Errorf("views: register with hub: %w", err)
+	}
+	if wf.Type == fReject {
+		v, _ := decodeValues(wf.Control, nil, 1)
+		return fmt.Errorf("views: hub refused registration: %v", v)
+	}
+	if wf.Type != fWelcome {
+		return fmt.Errorf("views: register with hub: unexpected frame type %d", wf.Type)
+	}
+	v, err := decodeValues(wf.Control, wf.Buffers, 1)
+	if err != nil {
+		return fmt.Errorf("views: welcome: %w", err)
+	}
+	id, ok := v[0].(int)
+	if !ok {
+		return fmt.Errorf("views: welcome: bad engine id")
+	}
+	e := &Engine{cfg: cfg, conn: conn, id: id, ns: newNamespace(), aborted: map[uint64]bool{}}
+	e.cond = sync.NewCond(&e.mu)
+	cfg.Logger.Info().Int("engine", id).Msg("registered with hub")
+	return e.serve(ctx)
+}
+
+func (e *Engine) serve(ctx context.Context) error {
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		e.work(ctx)
+	}()
+	stop := context.AfterFunc(ctx, func() { e.conn.Close() })
+	defer stop()
+	var err error
+	for {
+		f, rerr := e.conn.Recv()
+		if rerr != nil {
+			err = rerr
+			break
+		}
+		switch f.Type {
+		case fTask:
+			e.mu.Lock()
+			e.queue = append(e.queue, f)
+			e.cond.Signal()
+			e.mu.Unlock()
+		case fControl:
+			if e.control(f) {
+				err = nil
+				goto out
+			}
+		default:
+			e.cfg.Logger.Warn().Int("type", int(f.Type)).Msg("unexpected frame from hub; ignored")
+		}
+	}
+out:
+	e.mu.Lock()
+	e.stopped = true
+	if e.running != nil {
+		e.running()
+	}
+	e.cond.Broadcast()
+	e.mu.Unlock()
+	e.conn.Close()
+	<-workerDone
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("views: engine %d lost the hub: %w", e.id, err)
+	}
+	e.cfg.Logger.Info().Int("engine", e.id).Msg("shut down by hub")
+	return nil
+}
+
+// control handles a control frame; it reports whether the engine must stop.
+func (e *Engine) control(f *comm.Frame) bool {
+	v, err := decodeValues(f.Control, f.Buffers, 2)
+	if err != nil {
+		e.cfg.Logger.Warn().Err(err).Msg("bad control frame")
+		return false
+	}
+	op, _ := v[0].(int)
+	switch op {
+	case ctlAbort:
+		ids, _ := v[1].([]uint64)
+		e.mu.Lock()
+		for _, id := range ids {
+			e.aborted[id] = true
+		}
+		e.mu.Unlock()
+	case ctlClear:
+		e.ns.Clear()
+	case ctlShutdown:
+		return true
+	}
+	return false
+}
+
+func (e *Engine) work(ctx context.Context) {
+	for {
+		e.mu.Lock()
+		for len(e.queue) == 0 && !e.stopped {
+			e.cond.Wait()
+		}
+		if e.stopped {
+			e.mu.Unlock()
+			return
+		}
+		f := e.queue[0]
+		e.queue[0] = nil
+		e.queue = e.queue[1:]
+		ab := e.aborted[f.ID]
+		delete(e.aborted, f.ID)
+		e.mu.Unlock()
+
+		res := &resultMsg{Started: time.Now()}
+		if ab {
+			res.Status, res.Code, res.ErrMsg = statusError, CodeAborted, "aborted before it ran"
+		} else {
+			e.run(ctx, f, res)
+		}
+		res.Completed = time.Now()
+		f.Release()
+		e.reply(f.ID, res)
+	}
+}
+
+func (e *Engine) reply(id uint64, res *resultMsg) {
+	ctrl, bufs, err := res.encode()
+	if err != nil {
+		// The value cannot be sent: report that instead of the value.
+		res.Value = nil
+		res.Status, res.Code, res.ErrType, res.ErrMsg = statusError, CodeNotSendable, "", err.Error()
+		ctrl, bufs, _ = res.encode()
+	}
+	if err := e.conn.Send(&comm.Frame{Type: fResult, ID: id, Source: int32(e.id), Control: ctrl, Buffers: bufs}); err != nil {
+		e.cfg.Logger.Warn().Err(err).Uint64("msg", id).Msg("could not send result")
+	}
+}
+
+func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
+	v, err := decodeValues(f.Control, f.Buffers, 3)
+	if err != nil {
+		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, err.Error()
+		return
+	}
+	kind, _ := v[0].(int)
+	name, _ := v[1].(string)
+	args, _ := v[2].([]any)
+	switch kind {
+	case kindApply:
+		fn, err := lookup(name)
+		if err != nil {
+			res.Status, res.Code, res.ErrMsg = statusError, CodeUnknownFunction, err.Error()
+			return
+		}
+		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns}
+		out, err := fn.call(c, args)
+		if err != nil {
+			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
+			res.Code = CodeError
+			var pe *panicError
+			if errors.As(err, &pe) {
+				res.Code, res.Traceback = CodePanic, pe.stack
+			}
+			return
+		}
+		res.Value = out
+	case kindExecute:
+		e.execute(ctx, name, res)
+	case kindPush:
+		if len(args) != 1 {
+			res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, "push takes one map"
+			return
+		}
+		m, ok := args[0].(map[string]any)
+		if !ok {
+			res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, fmt.Sprintf("push takes a map of names, not %T", args[0])
+			return
+		}
+		for k, val := range m {
+			e.ns.Set(k, val)
+		}
+	case kindPull:
+		out := make([]any, len(args))
+		for i, a := range args {
+			n, _ := a.(string)
+			val, ok := e.ns.Get(n)
+			if !ok {
+				res.Status, res.Code, res.ErrMsg = statusError, CodeError, fmt.Sprintf("name %q is not defined on engine %d", n, e.id)
+				return
+			}
+			out[i] = val
+		}
+		res.Value = out
+	default:
+		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, fmt.Sprintf("unknown task kind %d", kind)
+	}
+}
+
+// execute runs a shell command, capturing its output.
+func (e *Engine) execute(ctx context.Context, cmdline string, res *resultMsg) {
+	cctx, cancel := context.WithCancel(ctx)
+	e.mu.Lock()
+	e.running = cancel
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.running = nil
+		e.mu.Unlock()
+		cancel()
+	}()
+	cmd := exec.CommandContext(cctx, "/bin/sh", "-c", cmdline)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res.Stdout, res.Stderr = out.String(), errb.String()
+	if err != nil {
+		res.Status, res.ErrType = statusError, fmt.Sprintf("%T", err)
+		var xe *exec.ExitError
+		if errors.As(err, &xe) {
+			res.Exit = xe.ExitCode()
+			res.Code = CodeExitStatus
+			res.ErrMsg = fmt.Sprintf("command %q: %v", cmdline, err)
+			return
+		}
+		res.Code, res.ErrMsg, res.Exit = CodeError, err.Error(), -1
+	}
+}

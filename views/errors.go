@@ -1,0 +1,111 @@
+package views
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+)
+
+// Sentinel errors. A RemoteError matches the sentinel of its Code with errors.Is.
+var (
+	// ErrTimeout is returned by AsyncResult.Get when the timeout passes first.
+	ErrTimeout = errors.New("views: timeout waiting for results")
+	// ErrNotReady is returned by AsyncResult.Successful before the result is ready.
+	ErrNotReady = errors.New("views: result not ready")
+	// ErrEngineDied matches RemoteErrors of tasks whose engine died or left.
+	ErrEngineDied = errors.New("views: engine died")
+	// ErrAborted matches RemoteErrors of tasks aborted before they ran.
+	ErrAborted = errors.New("views: task aborted")
+	// ErrPanic matches RemoteErrors of tasks that panicked on the engine.
+	ErrPanic = errors.New("views: task panicked")
+	// ErrNoEngines is returned when a view would have no engine.
+	ErrNoEngines = errors.New("views: no engines")
+	// ErrNoSuchEngine is returned for a target id that is not a live engine.
+	ErrNoSuchEngine = errors.New("views: no such engine")
+	// ErrShutdown is returned by calls on a client or hub that shut down.
+	ErrShutdown = errors.New("views: shut down")
+)
+
+// Codes carried by RemoteError.
+const (
+	CodeError           = "error"            // the function returned an error
+	CodePanic           = "panic"            // the function panicked
+	CodeUnknownFunction = "unknown-function" // no such registered function
+	CodeBadArguments    = "bad-arguments"    // arguments could not be converted
+	CodeExitStatus      = "exit-status"      // a shell command exited non-zero
+	CodeEngineDied      = "engine-died"      // the engine died or left with the task pending
+	CodeAborted         = "aborted"          // aborted before it ran
+	CodeNotSendable     = "not-sendable"     // the result could not be sent back
+)
+
+var codeSentinels = map[string]error{
+	CodeEngineDied:      ErrEngineDied,
+	CodeAborted:         ErrAborted,
+	CodePanic:           ErrPanic,
+	CodeUnknownFunction: ErrUnknownFunction,
+	CodeNotSendable:     ErrNotSendable,
+}
+
+// RemoteError is a task's failure on an engine, with where it happened.
+type RemoteError struct {
+	EngineID  int
+	Rank      int
+	Host      string
+	Code      string // one of the Code constants
+	Type      string // the Go type of the remote error, e.g. "*fs.PathError"
+	Message   string
+	Traceback string // for panics
+	MsgID     uint64
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("engine %d (rank %d on %s): %s", e.EngineID, e.Rank, e.Host, e.Message)
+}
+
+// Is reports whether target is the sentinel of e's code.
+func (e *RemoteError) Is(target error) bool {
+	s, ok := codeSentinels[e.Code]
+	return ok && s == target
+}
+
+// CompositeError holds the failures of a result over several engines.
+type CompositeError struct {
+	Errors []*RemoteError
+}
+
+func (e *CompositeError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of the engines failed:", len(e.Errors))
+	for _, r := range e.Errors {
+		b.WriteString("\n  ")
+		b.WriteString(r.Error())
+	}
+	return b.String()
+}
+
+// Unwrap exposes the individual errors to errors.Is and errors.As.
+func (e *CompositeError) Unwrap() []error {
+	out := make([]error, len(e.Errors))
+	for i, r := range e.Errors {
+		out[i] = r
+	}
+	return out
+}
+
+type panicError struct {
+	value any
+	stack string
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+func stackTrace() string {
+	s := string(debug.Stack())
+	// Drop the frames of the runtime and of our recover.
+	lines := strings.Split(s, "\n")
+	if len(lines) > 40 {
+		lines = lines[:40]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,114 @@
+package views
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rankhub/rankhub/comm"
+)
+
+// Frame types of the views protocol.
+const (
+	fRegister comm.Type = comm.TypeUser + iota // engine → hub: rank, host, pid
+	fWelcome                                   // hub → engine: engine id, world size
+	fTask                                      // hub → engine: kind, name, args (ID = message id)
+	fResult                                    // engine → hub: outcome (ID = message id)
+	fControl                                   // hub → engine: abort, clear, shutdown; bypasses the queue
+	fReject                                    // hub → peer: registration refused, with reason
+)
+
+// Task kinds.
+const (
+	kindApply   = 1 // call a registered function
+	kindExecute = 2 // run a shell command
+	kindPush    = 3 // bind names in the namespace
+	kindPull    = 4 // read names from the namespace
+)
+
+// Control operations.
+const (
+	ctlAbort    = 1
+	ctlClear    = 2
+	ctlShutdown = 3
+)
+
+// Result statuses.
+const (
+	statusOK    = 0
+	statusError = 1
+)
+
+type registerMsg struct {
+	Rank int
+	Host string
+	PID  int
+}
+
+func (m *registerMsg) frame() (*comm.Frame, error) {
+	ctrl, _, err := encodeValues(m.Rank, m.Host, m.PID)
+	return &comm.Frame{Type: fRegister, Control: ctrl}, err
+}
+
+func parseRegister(f *comm.Frame) (*registerMsg, error) {
+	v, err := decodeValues(f.Control, f.Buffers, 3)
+	if err != nil {
+		return nil, err
+	}
+	m := &registerMsg{}
+	var ok1, ok2, ok3 bool
+	m.Rank, ok1 = v[0].(int)
+	m.Host, ok2 = v[1].(string)
+	m.PID, ok3 = v[2].(int)
+	if !ok1 || !ok2 || !ok3 {
+		return nil, fmt.Errorf("%w: bad registration", errCorrupt)
+	}
+	return m, nil
+}
+
+// resultMsg is an engine's answer to one task.
+type resultMsg struct {
+	Status    int
+	Value     any
+	Code      string
+	ErrType   string
+	ErrMsg    string
+	Traceback string
+	Started   time.Time
+	Completed time.Time
+	Stdout    string
+	Stderr    string
+	Exit      int
+}
+
+func (r *resultMsg) encode() ([]byte, [][]byte, error) {
+	return encodeValues(r.Status, r.Value, r.Code, r.ErrType, r.ErrMsg, r.Traceback,
+		r.Started, r.Completed, r.Stdout, r.Stderr, r.Exit)
+}
+
+func parseResult(f *comm.Frame) (*resultMsg, error) {
+	v, err := decodeValues(f.Control, f.Buffers, 11)
+	if err != nil {
+		return nil, err
+	}
+	r := &resultMsg{Value: v[1]}
+	ok := true
+	get := func(i int, dst *string) {
+		s, k := v[i].(string)
+		ok = ok && k
+		*dst = s
+	}
+	r.Status, _ = v[0].(int)
+	get(2, &r.Code)
+	get(3, &r.ErrType)
+	get(4, &r.ErrMsg)
+	get(5, &r.Traceback)
+	r.Started, _ = v[6].(time.Time)
+	r.Completed, _ = v[7].(time.Time)
+	get(8, &r.Stdout)
+	get(9, &r.Stderr)
+	r.Exit, _ = v[10].(int)
+	if !ok {
+		return nil, fmt.Errorf("%w: bad result", errCorrupt)
+	}
+	return r, nil
+}

@@ -1,0 +1,169 @@
+package views
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Context is passed to registered functions that take it as their first
+// parameter: the engine's identity and namespace.
+type Context struct {
+	context.Context
+	EngineID int
+	Rank     int
+	Host     string
+	// NS is the engine's namespace (push/pull, Ref).
+	NS *Namespace
+}
+
+var typeOfContext = reflect.TypeOf((*Context)(nil))
+var typeOfError = reflect.TypeOf((*error)(nil)).Elem()
+
+type function struct {
+	name    string
+	fn      reflect.Value
+	withCtx bool
+	in      []reflect.Type
+	variad  bool
+	outVal  bool // returns a value first
+	outErr  bool // returns an error last
+}
+
+var registry = struct {
+	sync.RWMutex
+	m map[string]*function
+}{m: map[string]*function{}}
+
+// ErrUnknownFunction is returned (wrapped in a RemoteError) when a task names
+// a function that the engine's program did not register.
+var ErrUnknownFunction = errors.New("views: unknown function")
+
+// Register makes fn callable by name on every rank that registers it; all
+// ranks run the same binary, so register in init or before Main. fn may take
+// a leading *views.Context, then any sendable parameters (variadic allowed),
+// and return nothing, a value, an error, or a value and an error.
+func Register(name string, fn any) error {
+	if name == "" {
+		return errors.New("views: Register: empty name")
+	}
+	rv := reflect.ValueOf(fn)
+	if rv.Kind() != reflect.Func || rv.IsNil() {
+		return fmt.Errorf("views: Register(%q): %T is not a function", name, fn)
+	}
+	t := rv.Type()
+	f := &function{name: name, fn: rv, variad: t.IsVariadic()}
+	for i := 0; i < t.NumIn(); i++ {
+		if i == 0 && t.In(0) == typeOfContext {
+			f.withCtx = true
+			continue
+		}
+		f.in = append(f.in, t.In(i))
+	}
+	switch t.NumOut() {
+	case 0:
+	case 1:
+		if t.Out(0) == typeOfError {
+			f.outErr = true
+		} else {
+			f.outVal = true
+		}
+	case 2:
+		if t.Out(1) != typeOfError {
+			return fmt.Errorf("views: Register(%q): second result must be error, not %s", name, t.Out(1))
+		}
+		f.outVal, f.outErr = true, true
+	default:
+		return fmt.Errorf("views: Register(%q): at most two results (value, error)", name)
+	}
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.m[name]; dup {
+		return fmt.Errorf("views: Register(%q): already registered", name)
+	}
+	registry.m[name] = f
+	return nil
+}
+
+// MustRegister is Register for init functions: it panics on a programming error.
+func MustRegister(name string, fn any) {
+	if err := Register(name, fn); err != nil {
+		panic(err)
+	}
+}
+
+// Registered lists the registered function names, sorted.
+func Registered() []string {
+	registry.RLock()
+	defer registry.RUnlock()
+	names := make([]string, 0, len(registry.m))
+	for n := range registry.m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func lookup(name string) (*function, error) {
+	registry.RLock()
+	f := registry.m[name]
+	registry.RUnlock()
+	if f == nil {
+		return nil, fmt.Errorf("%w %q; registered: %s", ErrUnknownFunction, name, strings.Join(Registered(), ", "))
+	}
+	return f, nil
+}
+
+// call converts args to the parameter types and calls the function. Panics
+// in the function are returned as errors with the stack's first lines.
+func (f *function) call(ctx *Context, args []any) (out any, err error) {
+	n := len(f.in)
+	if f.variad {
+		if len(args) < n-1 {
+			return nil, fmt.Errorf("%s takes at least %d arguments, got %d", f.name, n-1, len(args))
+		}
+	} else if len(args) != n {
+		return nil, fmt.Errorf("%s takes %d arguments, got %d", f.name, n, len(args))
+	}
+	in := make([]reflect.Value, 0, len(args)+1)
+	if f.withCtx {
+		in = append(in, reflect.ValueOf(ctx))
+	}
+	for i, a := range args {
+		t := f.in[min(i, n-1)]
+		if f.variad && i >= n-1 {
+			t = f.in[n-1].Elem()
+		}
+		if r, ok := a.(Ref); ok {
+			v, found := ctx.NS.Get(r.Name)
+			if !found {
+				return nil, fmt.Errorf("argument %d: Ref(%q): no such name in engine %d's namespace", i+1, r.Name, ctx.EngineID)
+			}
+			a = v
+		}
+		v, err := convert(a, t)
+		if err != nil {
+			return nil, fmt.Errorf("argument %d of %s: %w", i+1, f.name, err)
+		}
+		in = append(in, v)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{value: p, stack: stackTrace()}
+		}
+	}()
+	res := f.fn.Call(in)
+	if f.outErr {
+		if e := res[len(res)-1]; !e.IsNil() {
+			return nil, e.Interface().(error)
+		}
+	}
+	if f.outVal {
+		return res[0].Interface(), nil
+	}
+	return nil, nil
+}
