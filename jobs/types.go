@@ -14,6 +14,22 @@ type Job struct {
 	Task    *TaskSpec    `toml:"task"`
 	Sweep   *SweepSpec   `toml:"-"` // decoded by hand: parameter order matters
 	Results *ResultsSpec `toml:"results"`
+
+	// Warnings are unusual but legal settings found by Parse, Validate or
+	// Apply (for example ranks_per_node > ranks), in file order.
+	Warnings []Diag `toml:"-"`
+
+	// pos maps a dotted key (toml.Key.String form) to where it is written in
+	// Source; nil for jobs built in memory.
+	pos map[string]Pos
+	// flags maps a dotted key to the CLI flag that last overrode it (Apply),
+	// so diagnostics about that key name the flag instead of the file.
+	flags map[string]string
+	// cmd is the parsed [task].command template (nil without a command).
+	cmd []cmdPart
+	// decodeWarns are the warnings found while decoding; Validate adds its
+	// own to them to form Warnings.
+	decodeWarns []Diag
 }
 
 // Scheduler names accepted in [job].scheduler.
@@ -55,7 +71,7 @@ type JobSpec struct {
 	Program []string `toml:"program"`
 	Workdir string   `toml:"workdir"` // "" = the job file's directory
 
-	AbortOnError *bool    `toml:"abort_on_error"` // nil = true: one failed rank stops all
+	AbortOnError *bool    `toml:"abort_on_error"` // default: true for programs (one failed rank stops all), false for sweeps
 	Seed         uint64   `toml:"seed"`           // base seed for sweeps; 0 = 1
 	Transport    string   `toml:"transport"`      // "auto" (unix on one node, tcp across), "tcp"
 	Heartbeat    Duration `toml:"heartbeat"`      // heartbeat interval; 0 = 1s (timeout = 5 intervals)
@@ -81,6 +97,10 @@ type SweepSpec struct {
 	Params     []Param
 	Zip        [][]string // groups of parameter names that vary together
 	Replicates int        // >= 1
+
+	// Axes is derived by Validate from Params and Zip: the independent
+	// dimensions of the cartesian product, in file order.
+	Axes []Axis
 }
 
 // Param is one swept parameter with its expanded values, all of one type.
@@ -88,6 +108,15 @@ type Param struct {
 	Name   string
 	Kind   Kind
 	Values []Value
+}
+
+// Axis is one independent dimension of a sweep's cartesian product: a single
+// parameter, or a zip group whose parameters vary together. Params holds
+// indexes into SweepSpec.Params. Axes are ordered by the first appearance of
+// their parameters in the file.
+type Axis struct {
+	Params []int
+	Len    int
 }
 
 // Kind is the type of a parameter's values.

@@ -33,6 +33,7 @@ type Hub struct {
 	nextID   int
 	changed  chan struct{} // closed and replaced when the engine set changes
 	closed   bool
+	stopping bool // shutdown requested: engines leaving is expected
 	msgSeq   atomic.Uint64
 	stopOnce sync.Once
 	done     chan struct{}
@@ -164,10 +165,12 @@ func (h *Hub) engineGone(e *engineRec, err error) {
 	e.why = err.Error()
 	pending := e.pending
 	e.pending = map[uint64]*task{}
-	closing := h.closed
+	expected := h.closed || h.stopping
 	h.mu.Unlock()
 	e.conn.Close()
-	if !closing {
+	if expected && len(pending) == 0 {
+		h.log.Info().Int("engine", e.id).Int("rank", e.rank).Msg("engine left")
+	} else {
 		h.log.Error().Int("engine", e.id).Int("rank", e.rank).Str("host", e.host).Err(err).Int("pending", len(pending)).Msg("engine lost")
 	}
 	now := time.Now()
@@ -326,6 +329,9 @@ func (h *Hub) control(targets []int, op int, ids []uint64) error {
 // leave, and stops the hub. It is idempotent.
 func (h *Hub) Shutdown(timeout time.Duration) {
 	h.stopOnce.Do(func() {
+		h.mu.Lock()
+		h.stopping = true
+		h.mu.Unlock()
 		h.control(nil, ctlShutdown, nil)
 		deadline := time.After(timeout)
 		for {

@@ -1,0 +1,104 @@
+package launcher
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Environment variables that rankhub sets for the ranks it starts itself,
+// and exports from scheduler scripts.
+const (
+	EnvRank      = "RANKHUB_RANK"
+	EnvSize      = "RANKHUB_SIZE"
+	EnvLocalRank = "RANKHUB_LOCAL_RANK"
+	EnvNode      = "RANKHUB_NODE"
+	EnvJobDir    = "RANKHUB_JOBDIR"
+	EnvJobID     = "RANKHUB_JOB_ID"
+	EnvTransport = "RANKHUB_TRANSPORT" // "auto" or "tcp"
+	EnvHeartbeat = "RANKHUB_HEARTBEAT" // Go duration
+	EnvJobFile   = "RANKHUB_JOBFILE"   // the job file inside the job directory
+)
+
+// Identity is who this rank is, from the environment.
+type Identity struct {
+	Rank      int
+	Size      int
+	LocalRank int
+	Node      int
+	JobDir    string
+	JobID     string
+	Source    string // which variables it came from: "rankhub", "slurm", "openmpi", "pmi", "pbs"
+}
+
+// IdentityFromEnv reads the rank's identity. rankhub's own variables win;
+// then SLURM (srun), Open MPI (mpiexec), PMI (MPICH, Intel MPI, PBS Pro's
+// mpiexec) and PBS's pbsdsh (PBS_VNODENUM with RANKHUB_SIZE from the script).
+func IdentityFromEnv(getenv func(string) string) (Identity, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	id := Identity{JobDir: getenv(EnvJobDir), JobID: getenv(EnvJobID)}
+	type src struct {
+		name              string
+		rank, size, local string
+		node              string
+	}
+	sources := []src{
+		{"rankhub", EnvRank, EnvSize, EnvLocalRank, EnvNode},
+		{"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NODEID"},
+		{"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_NODE_RANK"},
+		{"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", ""},
+		{"pbs", "PBS_VNODENUM", EnvSize, "", ""},
+	}
+	for _, s := range sources {
+		rs := getenv(s.rank)
+		if rs == "" {
+			continue
+		}
+		rank, err := strconv.Atoi(strings.TrimSpace(rs))
+		if err != nil || rank < 0 {
+			return id, fmt.Errorf("launcher: %s=%q is not a rank", s.rank, rs)
+		}
+		ss := getenv(s.size)
+		if ss == "" {
+			return id, fmt.Errorf("launcher: %s is set but %s is not", s.rank, s.size)
+		}
+		size, err := strconv.Atoi(strings.TrimSpace(ss))
+		if err != nil || size < 1 {
+			return id, fmt.Errorf("launcher: %s=%q is not a rank count", s.size, ss)
+		}
+		if rank >= size {
+			return id, fmt.Errorf("launcher: rank %d (%s) is not below the rank count %d (%s)", rank, s.rank, size, s.size)
+		}
+		id.Rank, id.Size, id.Source = rank, size, s.name
+		id.LocalRank = atoiOr(getenv(s.local), -1)
+		id.Node = atoiOr(getenv(s.node), -1)
+		if id.JobID == "" {
+			id.JobID = firstNonEmpty(getenv("SLURM_JOB_ID"), getenv("PBS_JOBID"))
+		}
+		if id.JobDir == "" {
+			return id, fmt.Errorf("launcher: %s is not set: rank %d does not know its job directory (start ranks with rankhub run, or export %s in the batch script)", EnvJobDir, rank, EnvJobDir)
+		}
+		return id, nil
+	}
+	return id, fmt.Errorf("launcher: no rank identity in the environment (none of %s, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK, PBS_VNODENUM is set): start this program with `rankhub run`", EnvRank)
+}
+
+func atoiOr(s string, def int) int {
+	v, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return def
+	}
+	return v
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,293 @@
+package launcher
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// LocalConfig starts N ranks on this machine, as mpirun -n N would.
+type LocalConfig struct {
+	Ranks   int
+	Command []string          // argv of every rank
+	Env     map[string]string // extra environment for every rank
+	JobDir  string            // absolute; logs go there
+	Workdir string
+	JobID   string
+	// AbortOnError stops every rank as soon as one exits with an error.
+	AbortOnError bool
+	// Transport and Heartbeat are passed to the ranks.
+	Transport string
+	Heartbeat time.Duration
+	// Stdout and Stderr receive every rank's lines with a "[rank N] " prefix.
+	Stdout, Stderr io.Writer
+	// Grace is how long ranks get between SIGTERM and SIGKILL. Zero: 5s.
+	Grace time.Duration
+}
+
+// RankExit is how one rank ended.
+type RankExit struct {
+	Rank   int
+	Status int    // exit status, or -1 when killed by a signal
+	Signal string // the signal that killed it, if any
+	Err    error
+}
+
+func (r RankExit) failed() bool { return r.Err != nil || r.Status != 0 || r.Signal != "" }
+
+func (r RankExit) String() string {
+	switch {
+	case r.Signal != "":
+		return fmt.Sprintf("rank %d was killed by signal %s", r.Rank, r.Signal)
+	case r.Err != nil:
+		return fmt.Sprintf("rank %d: %v", r.Rank, r.Err)
+	default:
+		return fmt.Sprintf("rank %d exited with status %d", r.Rank, r.Status)
+	}
+}
+
+// RunError is returned by RunLocal when a rank failed.
+type RunError struct {
+	First RankExit   // the first rank that failed
+	All   []RankExit // every rank's end
+	// Aborted says the other ranks were stopped because of First.
+	Aborted bool
+}
+
+func (e *RunError) Error() string {
+	s := e.First.String()
+	if e.Aborted {
+		s += "; the other ranks were stopped"
+	}
+	return s
+}
+
+// Signal names for messages.
+func sigName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGSEGV:
+		return "SIGSEGV"
+	case syscall.SIGABRT:
+		return "SIGABRT"
+	case syscall.SIGUSR1:
+		return "SIGUSR1"
+	}
+	return s.String()
+}
+
+// RunLocal starts the ranks and waits for them. Cancelling ctx (Ctrl-C)
+// sends SIGTERM to every rank, then SIGKILL after the grace period. If a rank
+// fails and AbortOnError is set, the others are stopped the same way.
+func RunLocal(ctx context.Context, cfg LocalConfig) error {
+	if cfg.Ranks < 1 || len(cfg.Command) == 0 {
+		return errors.New("launcher: local run needs ranks >= 1 and a command")
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 5 * time.Second
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
+	}
+	out := &lineWriter{w: cfg.Stdout}
+	errw := &lineWriter{w: cfg.Stderr}
+	if cfg.Stdout == cfg.Stderr {
+		errw = out
+	}
+	cmds := make([]*exec.Cmd, cfg.Ranks)
+	var copiers sync.WaitGroup
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for r := 0; r < cfg.Ranks; r++ {
+		cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
+		cmd.Dir = cfg.Workdir
+		cmd.Env = append(os.Environ(),
+			EnvRank+"="+strconv.Itoa(r), EnvSize+"="+strconv.Itoa(cfg.Ranks),
+			EnvLocalRank+"="+strconv.Itoa(r), EnvNode+"=0",
+			EnvJobDir+"="+cfg.JobDir, EnvJobID+"="+cfg.JobID, EnvJobFile+"="+filepath.Join(cfg.JobDir, JobFileName))
+		if cfg.Transport != "" {
+			cmd.Env = append(cmd.Env, EnvTransport+"="+cfg.Transport)
+		}
+		if cfg.Heartbeat > 0 {
+			cmd.Env = append(cmd.Env, EnvHeartbeat+"="+cfg.Heartbeat.String())
+		}
+		for k, v := range cfg.Env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		// Own process group: a terminal's Ctrl-C reaches only rankhub, which
+		// stops the ranks in order. Pdeathsig: if rankhub itself is killed,
+		// the ranks get SIGTERM and shut down instead of living on.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+		so, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		se, err := cmd.StderrPipe()
+		if err != nil {
+			return err
+		}
+		fo, err := os.Create(filepath.Join(cfg.JobDir, fmt.Sprintf("rank-%d.out", r)))
+		if err != nil {
+			return fmt.Errorf("launcher: rank log: %w", err)
+		}
+		fe, err := os.Create(filepath.Join(cfg.JobDir, fmt.Sprintf("rank-%d.err", r)))
+		if err != nil {
+			return fmt.Errorf("launcher: rank log: %w", err)
+		}
+		files = append(files, fo, fe)
+		prefix := fmt.Sprintf("[rank %d] ", r)
+		copiers.Add(2)
+		go func() { defer copiers.Done(); copyLines(so, fo, out, prefix) }()
+		go func() { defer copiers.Done(); copyLines(se, fe, errw, prefix) }()
+		cmds[r] = cmd
+	}
+	started := 0
+	var startErr error
+	for r, cmd := range cmds {
+		if err := cmd.Start(); err != nil {
+			startErr = fmt.Errorf("launcher: starting rank %d (%s): %w", r, cfg.Command[0], err)
+			break
+		}
+		started++
+	}
+	exits := make(chan RankExit, cfg.Ranks)
+	for r := 0; r < started; r++ {
+		go func(r int) {
+			err := cmds[r].Wait()
+			exits <- exitOf(r, cmds[r], err)
+		}(r)
+	}
+	// Close the pipes of ranks that never started so the copiers end.
+	for r := started; r < cfg.Ranks; r++ {
+		if c, ok := cmds[r].Stdout.(io.Closer); ok {
+			c.Close()
+		}
+		if c, ok := cmds[r].Stderr.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	stopping := false
+	var stopTimer <-chan time.Time
+	stop := func() {
+		if stopping {
+			return
+		}
+		stopping = true
+		for r := 0; r < started; r++ {
+			if p := cmds[r].Process; p != nil {
+				syscall.Kill(-p.Pid, syscall.SIGTERM)
+			}
+		}
+		stopTimer = time.After(cfg.Grace)
+	}
+	var result *RunError
+	if startErr != nil {
+		stop()
+	}
+	all := make([]RankExit, 0, cfg.Ranks)
+	ctxDone := ctx.Done()
+	for len(all) < started {
+		select {
+		case ex := <-exits:
+			all = append(all, ex)
+			if ex.failed() && result == nil && !stopping {
+				result = &RunError{First: ex}
+				if cfg.AbortOnError {
+					result.Aborted = true
+					stop()
+				}
+			}
+		case <-ctxDone:
+			ctxDone = nil
+			stop()
+		case <-stopTimer:
+			for r := 0; r < started; r++ {
+				if p := cmds[r].Process; p != nil {
+					syscall.Kill(-p.Pid, syscall.SIGKILL)
+				}
+			}
+		}
+	}
+	copiers.Wait()
+	if startErr != nil {
+		return startErr
+	}
+	if result != nil {
+		result.All = all
+		return result
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("launcher: interrupted: %w", ctx.Err())
+	}
+	return nil
+}
+
+func exitOf(r int, cmd *exec.Cmd, err error) RankExit {
+	ex := RankExit{Rank: r}
+	if cmd.ProcessState != nil {
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			ex.Status, ex.Signal = -1, sigName(ws.Signal())
+			return ex
+		}
+		ex.Status = cmd.ProcessState.ExitCode()
+		return ex
+	}
+	ex.Err = err
+	return ex
+}
+
+// lineWriter serializes whole lines from many ranks onto one writer.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) writeLine(b []byte) {
+	l.mu.Lock()
+	l.w.Write(b)
+	l.mu.Unlock()
+}
+
+func copyLines(r io.Reader, file io.Writer, console *lineWriter, prefix string) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if len(line) > 0 {
+			file.Write(line)
+			if line[len(line)-1] != '\n' {
+				line = append(line, '\n')
+			}
+			console.writeLine(append([]byte(prefix), line...))
+			line = line[:0]
+		}
+		if err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package rankhub_test
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// allowed is DESIGN.md's layout: which rankhub packages each may import.
+// Imports point down only; a package may always import its own subpackages.
+var allowed = map[string][]string{
+	"jobs":       {},
+	"comm":       {},
+	"slurm":      {"jobs"},
+	"pbs":        {"jobs"},
+	"launcher":   {"jobs", "slurm", "pbs", "comm"},
+	"collective": {"comm"},
+	"views":      {"collective", "comm"},
+	"results":    {"jobs"},
+	// The root package is the program entry: it ties the launcher's
+	// bootstrap to the views' hub and engine and runs the sweep driver.
+	"":           {"jobs", "comm", "launcher", "collective", "views", "results"},
+	"examples":   {"", "jobs", "comm", "collective", "views", "results"},
+	"benchmarks": {"*"},
+	"cmd":        {"*"},
+}
+
+const module = "github.com/rankhub/rankhub"
+
+func top(path string) string {
+	rel := strings.TrimPrefix(strings.TrimPrefix(path, module), "/")
+	top, _, _ := strings.Cut(rel, "/")
+	return top
+}
+
+func TestImportDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		from := top(p.ImportPath)
+		ok, known := allowed[from]
+		if !known {
+			t.Errorf("package %s is in no folder of the layout (add it to DESIGN.md's table and to this test)", p.ImportPath)
+			continue
+		}
+		for _, imp := range p.Imports {
+			if imp != module && !strings.HasPrefix(imp, module+"/") {
+				continue
+			}
+			to := top(imp)
+			if to == from {
+				continue
+			}
+			permitted := false
+			for _, a := range ok {
+				if a == "*" || a == to {
+					permitted = true
+				}
+			}
+			if !permitted {
+				t.Errorf("%s imports %s: %q may import only %v", p.ImportPath, imp, from, ok)
+			}
+		}
+	}
+}

@@ -1,0 +1,215 @@
+// Package rankhub is the entry point of programs built with rankhub: every
+// rank runs the same binary, Main bootstraps it from the environment, rank 0
+// becomes the hub and runs the driver, the other ranks become engines.
+//
+// Usage:
+//
+//	func main() {
+//		rankhub.Register("norm", norm) // on every rank
+//		rankhub.Main(func(ctx context.Context, c *views.Client) error {
+//			dv, err := c.DirectView()
+//			...
+//		})
+//	}
+//
+// Start it with `rankhub run -n 4 -- ./prog` or from a job file.
+package rankhub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/launcher"
+	"github.com/rankhub/rankhub/views"
+	"github.com/rs/zerolog"
+	"golang.org/x/term"
+)
+
+// Driver is the program's work, run on rank 0 once every engine registered.
+type Driver func(ctx context.Context, c *views.Client) error
+
+// Register makes fn callable by name on the engines (see views.Register).
+// It panics on a programming error, like http.HandleFunc.
+func Register(name string, fn any) { views.MustRegister(name, fn) }
+
+// Main runs this rank and exits the process with its status.
+func Main(driver Driver) {
+	if err := Run(context.Background(), driver); err != nil {
+		fmt.Fprintf(os.Stderr, "rankhub: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Options tune Run. Environment variables set the defaults.
+type Options struct {
+	// StartTimeout bounds the wait for the connection file and for all
+	// engines to register (RANKHUB_START_TIMEOUT, default 2m).
+	StartTimeout time.Duration
+	Stderr       io.Writer
+}
+
+// Run is Main without exiting: it returns the rank's error.
+func Run(ctx context.Context, driver Driver) error {
+	return RunWith(ctx, driver, Options{})
+}
+
+// RunWith is Run with options.
+func RunWith(ctx context.Context, driver Driver, o Options) error {
+	id, err := launcher.IdentityFromEnv(nil)
+	if err != nil {
+		return err
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = envDuration("RANKHUB_START_TIMEOUT", 2*time.Minute)
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	log, closeLog := rankLogger(id, o.Stderr)
+	defer closeLog()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			log.Warn().Str("signal", s.String()).Msg("signal received; shutting down")
+			cancel(&SignalError{Signal: s.String()})
+		case <-ctx.Done():
+		}
+	}()
+
+	hb := envDuration(launcher.EnvHeartbeat, time.Second)
+	copts := comm.Options{Heartbeat: hb, HeartbeatMisses: 5, Logger: log}
+	host, _ := os.Hostname()
+	transport := os.Getenv(launcher.EnvTransport)
+	if id.Rank == 0 {
+		return runHub(ctx, id, driver, copts, o, log, transport, host)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, o.StartTimeout)
+	ci, err := launcher.WaitConnInfo(wctx, id.JobDir, time.Now())
+	if err == nil {
+		var conn *comm.Conn
+		conn, err = launcher.DialHub(wctx, ci, transport, copts)
+		wcancel()
+		if err == nil {
+			err = views.ServeEngine(ctx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log})
+		}
+	} else {
+		wcancel()
+	}
+	if cause := context.Cause(ctx); cause != nil && errors.As(cause, new(*SignalError)) {
+		return nil // stopped on request: not a failure of this rank
+	}
+	return err
+}
+
+// SignalError says the job was stopped by a signal.
+type SignalError struct{ Signal string }
+
+func (e *SignalError) Error() string { return "stopped by " + e.Signal }
+
+func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, o Options, log zerolog.Logger, transport, host string) error {
+	local := os.Getenv("SLURM_JOB_ID") == "" && os.Getenv("PBS_JOBID") == "" && id.Source == "rankhub" && transport != "tcp"
+	ep, err := launcher.ListenHub(id, local, copts)
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+	hub := views.NewHub(views.HubConfig{Host: host, Logger: log})
+	go hub.Serve(ep.Listener)
+	defer hub.Shutdown(5 * time.Second)
+	client := views.NewClient(hub)
+	log.Info().Str("tcp", ep.Info.TCP).Str("unix", ep.Info.Unix).Int("ranks", id.Size).Msg("hub listening")
+
+	wctx, wcancel := context.WithTimeout(ctx, o.StartTimeout)
+	err = client.WaitForEngines(wctx, id.Size-1)
+	wcancel()
+	if err != nil {
+		recordEnd(id.JobDir, "failed", err.Error())
+		return fmt.Errorf("rank 0: %w", err)
+	}
+	log.Info().Ints("engines", client.IDs()).Msg("all engines registered")
+	if driver == nil {
+		driver = func(ctx context.Context, c *views.Client) error {
+			<-ctx.Done()
+			return nil
+		}
+	}
+	err = driver(ctx, client)
+	cause := context.Cause(ctx)
+	var se *SignalError
+	switch {
+	case cause != nil && errors.As(cause, &se):
+		recordEnd(id.JobDir, "signalled", se.Error())
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	case err != nil:
+		recordEnd(id.JobDir, "failed", err.Error())
+		return err
+	}
+	recordEnd(id.JobDir, "completed", "")
+	return nil
+}
+
+func recordEnd(jobDir, state, reason string) {
+	if jobDir == "" {
+		return
+	}
+	s := fmt.Sprintf("{\"state\": %q, \"reason\": %q, \"time\": %q}\n", state, reason, time.Now().UTC().Format(time.RFC3339))
+	os.WriteFile(filepath.Join(jobDir, launcher.EndStatusFile), []byte(s), 0o644)
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if s := os.Getenv(name); s != "" {
+		if d, err := time.ParseDuration(s); err == nil && d > 0 {
+			return d
+		}
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return def
+}
+
+// rankLogger logs JSON to rank-N.log.json in the job directory and a human
+// console to stderr (colour only on a terminal).
+func rankLogger(id launcher.Identity, stderr io.Writer) (zerolog.Logger, func()) {
+	// The console shows warnings and errors unless RANKHUB_LOG_LEVEL says
+	// otherwise; the JSON file keeps everything from info up.
+	consoleLevel := zerolog.WarnLevel
+	if l, err := zerolog.ParseLevel(os.Getenv("RANKHUB_LOG_LEVEL")); err == nil && os.Getenv("RANKHUB_LOG_LEVEL") != "" {
+		consoleLevel = l
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	noColor := true
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		noColor = false
+	}
+	console := zerolog.ConsoleWriter{Out: stderr, NoColor: noColor, TimeFormat: "15:04:05.000"}
+	writers := []io.Writer{&zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: console}, Level: consoleLevel}}
+	closer := func() {}
+	if id.JobDir != "" {
+		if f, err := os.OpenFile(filepath.Join(id.JobDir, fmt.Sprintf("rank-%d.log.json", id.Rank)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+			writers = append(writers, &zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: f}, Level: min(consoleLevel, zerolog.InfoLevel)})
+			closer = func() { f.Close() }
+		}
+	}
+	l := zerolog.New(zerolog.MultiLevelWriter(writers...)).Level(min(consoleLevel, zerolog.InfoLevel)).With().Timestamp().Int("rank", id.Rank).Logger()
+	return l, closer
+}
