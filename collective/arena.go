@@ -1,0 +1,341 @@
+package collective
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+const arenaAlign = 64
+
+// Arena is a shared memory file (usually in /dev/shm) owned by one rank and
+// mapped read-write by it. Ranges are handed out by a first-fit free list
+// with coalescing; each range carries a reference count: one for its
+// allocation (dropped by Free) and one per descriptor sent to a peer (dropped
+// by the peer's release message). A range returns to the free list at zero.
+//
+// Lock order: Arena.mu is a leaf lock; nothing is called under it.
+type Arena struct {
+	path string
+	size int64
+	mem  []byte
+	fall memory.Allocator
+
+	mu     sync.Mutex
+	free   []span           // sorted by off, coalesced
+	starts []int64          // sorted allocation starts
+	allocs map[int64]*alloc // by start
+	closed bool
+}
+
+type span struct{ off, n int64 }
+
+type alloc struct {
+	n    int64
+	refs int64
+}
+
+// arenaPrefix starts every arena file name; the owner's pid ends it.
+const arenaPrefix = "rankhub-"
+
+// NewArena creates and maps dir/rankhub-<name>-<pid>.arena of size bytes.
+// name must not contain '/'. Close unmaps and removes the file.
+func NewArena(dir, name string, size int64) (*Arena, error) {
+	if size <= 0 || name == "" || strings.ContainsRune(name, '/') {
+		return nil, fmt.Errorf("%w: arena name %q size %d", ErrArgument, name, size)
+	}
+	size = align64(size)
+	path := filepath.Join(dir, fmt.Sprintf("%s%s-%d.arena", arenaPrefix, name, os.Getpid()))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("collective: create arena: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("collective: size arena %s: %w", path, err)
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("collective: map arena %s: %w", path, err)
+	}
+	return &Arena{
+		path: path, size: size, mem: mem, fall: memory.DefaultAllocator,
+		free: []span{{0, size}}, allocs: map[int64]*alloc{},
+	}, nil
+}
+
+// Path is the arena file; peers pass it to OpenArena.
+func (a *Arena) Path() string { return a.path }
+
+// Size is the arena's size in bytes.
+func (a *Arena) Size() int64 { return a.size }
+
+// InUse is the number of bytes in live ranges (allocated or still held by
+// peers); zero after every buffer and every received view was released.
+func (a *Arena) InUse() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	used := a.size
+	for _, s := range a.free {
+		used -= s.n
+	}
+	return used
+}
+
+// Alloc returns a 64-byte aligned range of n bytes (n > 0) with one
+// reference, or ErrArenaFull.
+func (a *Arena) Alloc(n int64) ([]byte, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("%w: arena allocation of %d bytes", ErrArgument, n)
+	}
+	need := align64(n)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, ErrClosed
+	}
+	for i, s := range a.free {
+		if s.n < need {
+			continue
+		}
+		off := s.off
+		if s.n == need {
+			a.free = append(a.free[:i], a.free[i+1:]...)
+		} else {
+			a.free[i] = span{s.off + need, s.n - need}
+		}
+		a.allocs[off] = &alloc{n: need, refs: 1}
+		j := sort.Search(len(a.starts), func(k int) bool { return a.starts[k] >= off })
+		a.starts = append(a.starts, 0)
+		copy(a.starts[j+1:], a.starts[j:])
+		a.starts[j] = off
+		return a.mem[off : off+n : off+n], nil
+	}
+	return nil, fmt.Errorf("%w: %s has no free range of %d bytes", ErrArenaFull, a.path, need)
+}
+
+// offsetOf returns b's offset in the mapping, or -1 if b is not inside it.
+func (a *Arena) offsetOf(b []byte) int64 {
+	if len(b) == 0 || len(a.mem) == 0 {
+		return -1
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(a.mem)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	if p < base || p+uintptr(len(b)) > base+uintptr(len(a.mem)) {
+		return -1
+	}
+	return int64(p - base)
+}
+
+// Contains reports whether b lies inside the arena.
+func (a *Arena) Contains(b []byte) bool { return a.offsetOf(b) >= 0 }
+
+// find returns the start of the live range holding off; a.mu held.
+func (a *Arena) find(off int64) (int64, *alloc) {
+	j := sort.Search(len(a.starts), func(k int) bool { return a.starts[k] > off }) - 1
+	if j < 0 {
+		return -1, nil
+	}
+	st := a.starts[j]
+	al := a.allocs[st]
+	if off >= st+al.n {
+		return -1, nil
+	}
+	return st, al
+}
+
+// retain adds a reference to the range holding off.
+func (a *Arena) retain(off int64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, al := a.find(off)
+	if al == nil {
+		return fmt.Errorf("%w: offset %d of %s is not allocated", ErrArgument, off, a.path)
+	}
+	al.refs++
+	return nil
+}
+
+// unref drops a reference to the range holding off.
+func (a *Arena) unref(off int64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st, al := a.find(off)
+	if al == nil {
+		return fmt.Errorf("%w: release of offset %d of %s, not allocated", ErrProtocol, off, a.path)
+	}
+	al.refs--
+	if al.refs > 0 {
+		return nil
+	}
+	delete(a.allocs, st)
+	j := sort.Search(len(a.starts), func(k int) bool { return a.starts[k] >= st })
+	a.starts = append(a.starts[:j], a.starts[j+1:]...)
+	a.insertFree(span{st, al.n})
+	return nil
+}
+
+func (a *Arena) insertFree(s span) {
+	i := sort.Search(len(a.free), func(k int) bool { return a.free[k].off > s.off })
+	a.free = append(a.free, span{})
+	copy(a.free[i+1:], a.free[i:])
+	a.free[i] = s
+	if i+1 < len(a.free) && a.free[i].off+a.free[i].n == a.free[i+1].off {
+		a.free[i].n += a.free[i+1].n
+		a.free = append(a.free[:i+1], a.free[i+2:]...)
+	}
+	if i > 0 && a.free[i-1].off+a.free[i-1].n == a.free[i].off {
+		a.free[i-1].n += a.free[i].n
+		a.free = append(a.free[:i], a.free[i+1:]...)
+	}
+}
+
+// Allocator returns a memory.Allocator over the arena: arrays built with it
+// are sent to same-node peers without any copy. When the arena is full it
+// falls back to the Go heap (such buffers are copied into the arena when
+// sent).
+func (a *Arena) Allocator() memory.Allocator { return arenaAllocator{a} }
+
+type arenaAllocator struct{ a *Arena }
+
+func (m arenaAllocator) Allocate(size int) []byte {
+	if size > 0 {
+		if b, err := m.a.Alloc(int64(size)); err == nil {
+			clear(b)
+			return b
+		}
+	}
+	return m.a.fall.Allocate(size)
+}
+
+func (m arenaAllocator) Reallocate(size int, b []byte) []byte {
+	if size <= cap(b) && m.a.Contains(b[:cap(b)]) {
+		return b[:size]
+	}
+	nb := m.Allocate(size)
+	copy(nb, b)
+	m.Free(b)
+	return nb
+}
+
+func (m arenaAllocator) Free(b []byte) {
+	if off := m.a.offsetOf(b[:cap(b)]); off >= 0 {
+		_ = m.a.unref(off) // cannot fail for a range this allocator returned
+		return
+	}
+	m.a.fall.Free(b)
+}
+
+// Close unmaps the arena and removes its file. Peers that still map it keep
+// their mappings valid until they unmap. Close is idempotent.
+func (a *Arena) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	err := unix.Munmap(a.mem)
+	a.mem = nil
+	if rerr := os.Remove(a.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// Mapping is a read-only view of a peer's arena.
+type Mapping struct {
+	path string
+	mem  []byte
+}
+
+// OpenArena maps the arena file at path (a peer's Arena.Path) read-only.
+func OpenArena(path string) (*Mapping, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("collective: open arena: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("collective: stat arena %s: %w", path, err)
+	}
+	if st.Size() <= 0 {
+		return nil, fmt.Errorf("%w: arena %s is empty", ErrProtocol, path)
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("collective: map arena %s: %w", path, err)
+	}
+	return &Mapping{path: path, mem: mem}, nil
+}
+
+// Bytes returns n bytes at off, or an error naming the arena when the range
+// lies outside it.
+func (m *Mapping) Bytes(off, n int64) ([]byte, error) {
+	if off < 0 || n < 0 || off > int64(len(m.mem)) || n > int64(len(m.mem))-off {
+		return nil, fmt.Errorf("%w: range [%d, %d) outside arena %s of %d bytes", ErrProtocol, off, off+n, m.path, len(m.mem))
+	}
+	return m.mem[off : off+n : off+n], nil
+}
+
+// Contains reports whether b lies inside the mapping.
+func (m *Mapping) Contains(b []byte) bool {
+	if len(b) == 0 || len(m.mem) == 0 {
+		return false
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(m.mem)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return p >= base && p+uintptr(len(b)) <= base+uintptr(len(m.mem))
+}
+
+// Close unmaps the view.
+func (m *Mapping) Close() error {
+	if m.mem == nil {
+		return nil
+	}
+	err := unix.Munmap(m.mem)
+	m.mem = nil
+	return err
+}
+
+// CleanStale removes arena files in dir whose owner process is gone (the
+// pid is the last part of the name) and returns the removed paths.
+func CleanStale(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("collective: clean arenas: %w", err)
+	}
+	var removed []string
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, arenaPrefix) || !strings.HasSuffix(name, ".arena") {
+			continue
+		}
+		base := strings.TrimSuffix(name, ".arena")
+		pid, err := strconv.Atoi(base[strings.LastIndexByte(base, '-')+1:])
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
+			continue // alive, or not ours to judge (EPERM)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.Remove(p); err == nil {
+			removed = append(removed, p)
+		}
+	}
+	return removed, nil
+}

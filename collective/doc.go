@@ -1,0 +1,71 @@
+// Package collective gives every rank MPI's collectives on numeric Apache
+// Arrow arrays: Barrier, Bcast, Scatter, Scatterv, Gather, Gatherv,
+// Allgather, Reduce, Allreduce, ReduceScatter, tagged Send/Recv, and
+// communicators over subsets (Sub, Split).
+//
+// # Data
+//
+// Arrays of int8..int64, uint8..uint64, float32 and float64, nulls
+// included. Slices (offset != 0) are sent in place: the validity bitmap is
+// cut at the byte of the first element and the bit offset travels in the
+// header. Sizes are int64; arrays over 2 GiB work. Received arrays are
+// read-only and alias the received memory (memory.NewBufferWithAllocator
+// with an owner per message): the message, or the shared-memory range, is
+// returned when the last Arrow reference is released. Gather and Allgather
+// return an *arrow.Chunked over the received buffers, or one contiguous
+// chunk with Contiguous(). Every returned array must be Released.
+//
+// # Reductions
+//
+// Sum, Prod, Min, Max for every type; RegisterOp adds typed kernels. In a
+// reduction an element is null if it is null on any rank. The combination
+// order is fixed for a given rank count and does not depend on message
+// arrival or on the algorithm (see plan.go): fold pairs (2i, 2i+1) for the
+// ranks beyond the largest power of two, then a binary tree with distance
+// 1 first, lower ranks on the left. Floating-point results are therefore
+// reproducible run to run and identical on every rank of an Allreduce.
+//
+// # Algorithms
+//
+// Bcast: binomial tree (small, or 2 ranks), van de Geijn scatter + ring
+// allgather (large). Reduce: binomial tree (small), recursive halving and
+// block gather (large). Allreduce: recursive doubling (small), recursive
+// halving + recursive doubling (large). Allgather: ring. Scatter/Gather:
+// linear from/to the root. "Large" is WithLargeThreshold (256 KiB).
+//
+// # Shared memory protocol
+//
+// A rank may own an Arena: a file rankhub-<name>-<pid>.arena (usually in
+// /dev/shm) mapped MAP_SHARED, with a first-fit, coalescing allocator and a
+// reference count per range. When the peer is on the same node
+// (Transport.SameNode) a buffer inside the arena is sent as a descriptor
+// (arena path, offset, length) in the header instead of bytes; buffers
+// outside it are first copied into the arena once per collective (stage).
+// Each descriptor adds a reference to its range, and the message carries a
+// token. The receiver maps the arena read-only once (OpenArena, cached) and
+// aliases it. When it releases the last Arrow reference to the message it
+// sends a release message (tag class 2: token, offsets) back to the owner,
+// whose release goroutine drops the references; a range is freed at zero.
+// Send returns a Tracker that is done when all releases for its messages
+// arrived, i.e. when the buffer is safe to modify again. Arena files are
+// removed by Arena.Close; CleanStale removes arenas of dead processes.
+// When all members share a node, Bcast, Scatter, Gather and Allgather send
+// descriptors directly (no tree): the payload is copied at most once.
+//
+// # Usage
+//
+//	tr := ...                              // a Transport (comm adapter, or NewLocalNetwork)
+//	arena, _ := collective.NewArena("/dev/shm", "job42-r3", 1<<30)
+//	defer arena.Close()
+//	c, err := collective.New(tr, collective.WithArena(arena))
+//	if err != nil { ... }
+//	defer c.Close()                        // before arena.Close
+//	sum, err := c.Allreduce(ctx, arr, collective.Sum)
+//	if err != nil { ... }                  // *PeerError names the rank and peer
+//	defer sum.Release()
+//	parts, err := c.Gather(ctx, 0, arr)    // *arrow.Chunked on rank 0, nil elsewhere
+//
+// Collectives on one Comm must be started in the same order on every member.
+// Use context deadlines: a failed peer makes the collective return an error
+// naming it instead of hanging.
+package collective

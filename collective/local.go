@@ -1,0 +1,209 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// errPeerClosed is what a local transport returns for a closed peer.
+var errPeerClosed = errors.New("peer closed its transport")
+
+// LocalOptions configure NewLocalNetwork.
+type LocalOptions struct {
+	// Alloc holds received messages (nil: memory.DefaultAllocator). A test
+	// passes a memory.CheckedAllocator to see leaked messages.
+	Alloc memory.Allocator
+	// SameNode makes every pair of ranks report SameNode, enabling arenas.
+	SameNode bool
+}
+
+// LocalTransport is one rank of an in-process network made by
+// NewLocalNetwork. Messages are copied once, into one allocation per
+// message, like a socket would; buffers passed as arena descriptors are not
+// copied at all.
+type LocalTransport struct {
+	net  *localNet
+	rank int
+}
+
+type localKey struct {
+	from, to int
+	tag      uint64
+}
+
+type localQueue struct {
+	msgs   []*Message
+	notify chan struct{} // closed and replaced when a message arrives
+}
+
+type localNet struct {
+	opts LocalOptions
+	mu   sync.Mutex
+	qs   map[localKey]*localQueue
+	dead []chan struct{}
+	once []sync.Once
+}
+
+// NewLocalNetwork returns n connected in-process transports, one per rank.
+func NewLocalNetwork(n int, opts LocalOptions) []*LocalTransport {
+	if opts.Alloc == nil {
+		opts.Alloc = memory.DefaultAllocator
+	}
+	ln := &localNet{opts: opts, qs: make(map[localKey]*localQueue), dead: make([]chan struct{}, n), once: make([]sync.Once, n)}
+	ts := make([]*LocalTransport, n)
+	for i := range ts {
+		ln.dead[i] = make(chan struct{})
+		ts[i] = &LocalTransport{net: ln, rank: i}
+	}
+	return ts
+}
+
+// Rank implements Transport.
+func (t *LocalTransport) Rank() int { return t.rank }
+
+// Size implements Transport.
+func (t *LocalTransport) Size() int { return len(t.net.dead) }
+
+// SameNode implements Transport.
+func (t *LocalTransport) SameNode(peer int) bool { return t.net.opts.SameNode }
+
+// Close marks this rank as gone: its pending and future receives fail, and
+// peers waiting for a message from it fail once its queued messages are
+// consumed. Queued messages addressed to it are released.
+func (t *LocalTransport) Close() error {
+	ln := t.net
+	ln.once[t.rank].Do(func() {
+		close(ln.dead[t.rank])
+		ln.mu.Lock()
+		for k, q := range ln.qs {
+			if k.to == t.rank {
+				for _, m := range q.msgs {
+					m.Release()
+				}
+				q.msgs = nil
+			}
+		}
+		ln.mu.Unlock()
+	})
+	return nil
+}
+
+func (ln *localNet) queue(k localKey) *localQueue {
+	q := ln.qs[k]
+	if q == nil {
+		q = &localQueue{notify: make(chan struct{})}
+		ln.qs[k] = q
+	}
+	return q
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Send implements Transport: one copy into a 64-byte aligned allocation.
+func (t *LocalTransport) Send(ctx context.Context, to int, tag uint64, header []byte, bufs [][]byte) error {
+	ln := t.net
+	if to < 0 || to >= len(ln.dead) {
+		return fmt.Errorf("local transport: send to rank %d of %d", to, len(ln.dead))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if isClosed(ln.dead[t.rank]) {
+		return errPeerClosed
+	}
+	if isClosed(ln.dead[to]) {
+		return errPeerClosed
+	}
+	total := int64(0)
+	for _, b := range bufs {
+		total += align64(int64(len(b)))
+	}
+	var mem []byte
+	if total > 0 {
+		mem = ln.opts.Alloc.Allocate(int(total))
+	}
+	out := make([][]byte, len(bufs))
+	off := int64(0)
+	for i, b := range bufs {
+		n := int64(len(b))
+		out[i] = mem[off : off+n : off+n]
+		copy(out[i], b)
+		off += align64(n)
+	}
+	h := append([]byte(nil), header...)
+	alloc := ln.opts.Alloc
+	m := NewMessage(h, out, func() {
+		if mem != nil {
+			alloc.Free(mem)
+		}
+	})
+	return ln.enqueue(t.rank, to, tag, m)
+}
+
+// enqueue delivers m to rank to's queue for (from, tag).
+func (ln *localNet) enqueue(from, to int, tag uint64, m *Message) error {
+	ln.mu.Lock()
+	if isClosed(ln.dead[to]) {
+		ln.mu.Unlock()
+		m.Release()
+		return errPeerClosed
+	}
+	q := ln.queue(localKey{from, to, tag})
+	q.msgs = append(q.msgs, m)
+	close(q.notify)
+	q.notify = make(chan struct{})
+	ln.mu.Unlock()
+	return nil
+}
+
+// Recv implements Transport.
+func (t *LocalTransport) Recv(ctx context.Context, from int, tag uint64) (*Message, error) {
+	ln := t.net
+	if from < 0 || from >= len(ln.dead) {
+		return nil, fmt.Errorf("local transport: receive from rank %d of %d", from, len(ln.dead))
+	}
+	k := localKey{from, t.rank, tag}
+	for {
+		if isClosed(ln.dead[t.rank]) {
+			return nil, errPeerClosed
+		}
+		ln.mu.Lock()
+		q := ln.queue(k)
+		if len(q.msgs) > 0 {
+			m := q.msgs[0]
+			q.msgs[0] = nil
+			q.msgs = q.msgs[1:]
+			ln.mu.Unlock()
+			return m, nil
+		}
+		wait := q.notify
+		ln.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ln.dead[from]:
+			ln.mu.Lock()
+			empty := len(ln.queue(k).msgs) == 0
+			ln.mu.Unlock()
+			if empty {
+				return nil, errPeerClosed
+			}
+		case <-ln.dead[t.rank]:
+			return nil, errPeerClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func align64(n int64) int64 { return (n + 63) &^ 63 }

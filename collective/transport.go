@@ -1,0 +1,59 @@
+package collective
+
+import (
+	"context"
+	"sync"
+)
+
+// Transport is one rank's view of the point-to-point links of a
+// communicator. comm provides the production implementation; NewLocalNetwork
+// provides an in-process one for goroutine ranks and tests.
+//
+// Send and Recv must be safe for concurrent use. Messages between one pair of
+// ranks with one tag are delivered in the order they were sent.
+type Transport interface {
+	// Rank is this rank's number in [0, Size()).
+	Rank() int
+	// Size is the number of ranks.
+	Size() int
+	// Send writes header and bufs to rank `to` as one message, without
+	// copying bufs into an intermediate buffer. When Send returns the
+	// transport no longer references header or bufs.
+	Send(ctx context.Context, to int, tag uint64, header []byte, bufs [][]byte) error
+	// Recv returns the next message from `from` with `tag`. The caller owns
+	// the message and must Release it.
+	Recv(ctx context.Context, from int, tag uint64) (*Message, error)
+	// SameNode reports whether peer shares this rank's host, so that shared
+	// memory arenas can be used between them.
+	SameNode(peer int) bool
+}
+
+// Message is one received message. Bufs usually alias one receive
+// allocation; Release returns it to the transport. Release is idempotent.
+type Message struct {
+	Header []byte
+	Bufs   [][]byte
+
+	once    sync.Once
+	release func()
+}
+
+// NewMessage builds a received message whose memory is returned by release
+// (nil: nothing to return). Transports call it.
+func NewMessage(header []byte, bufs [][]byte, release func()) *Message {
+	return &Message{Header: header, Bufs: bufs, release: release}
+}
+
+// Release returns the message's memory to its owner. It may be called more
+// than once; only the first call has an effect.
+func (m *Message) Release() {
+	if m == nil {
+		return
+	}
+	m.once.Do(func() {
+		if m.release != nil {
+			m.release()
+		}
+		m.Header, m.Bufs = nil, nil
+	})
+}
