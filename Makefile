@@ -35,6 +35,8 @@ demo: build ## run the hello job on 4 local ranks (and the Ising sweep with a pe
 	  bin/rankhub run jobs/examples/ising.toml && bin/rankhub peek jobs/examples/ising.arrow --by L,T; fi
 
 bench: build ## rankhub's benchmarks side by side with the anchors in ../shared/anchors
+	bash scripts/bench-deps.sh
+	$(GO) build -o bin/rhbench ./benchmarks/rhbench
 	$(GO) run ./benchmarks/cmd/bench
 
 fuzz: ## run each fuzz target for a while (FUZZTIME, default 30s)

@@ -127,7 +127,7 @@ func jobFromArgs(fs *flag.FlagSet, args []string, ranks int) (*jobs.Job, error) 
 		if ranks == 0 {
 			return nil, &usageError{msg: "-n N is required with a program"}
 		}
-		name := filepath.Base(prog[0])
+		name := jobs.DefaultName(filepath.Base(prog[0]) + ".toml")
 		src := fmt.Sprintf("# rankhub run -n %d -- %s\n[job]\nname = %q\nranks = %d\nprogram = [", ranks, quoteArgs(prog), name, ranks)
 		for i, p := range prog {
 			if i > 0 {

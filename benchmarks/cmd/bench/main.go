@@ -1,0 +1,153 @@
+// Command bench runs rankhub's benchmarks and the anchors of
+// ../shared/anchors side by side in one run, and prints a table of both with
+// their ratio. `make bench` runs it from the repository root after `make build`.
+//
+// Environment: ANCHORS (default ../shared/anchors), BENCH_REPS (default 3),
+// BENCH_SKIP (comma list of groups to skip: ipp, sock, coll).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type sample map[string][]float64 // label → values
+
+func (s sample) add(out []byte) {
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "[rank 0] "))
+		if len(f) >= 3 && f[0] == "RESULT" {
+			if v, err := strconv.ParseFloat(f[2], 64); err == nil {
+				s[f[1]] = append(s[f[1]], v)
+			}
+		}
+	}
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	c := append([]float64(nil), v...)
+	sort.Float64s(c)
+	if len(c)%2 == 1 {
+		return c[len(c)/2]
+	}
+	return (c[len(c)/2-1] + c[len(c)/2]) / 2
+}
+
+func run(name string, args []string, env ...string) []byte {
+	start := time.Now()
+	fmt.Fprintf(os.Stderr, "bench: %s %s\n", name, strings.Join(args, " "))
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %s failed after %v: %v\n", name, time.Since(start).Round(time.Second), err)
+	}
+	return out
+}
+
+func skip(group string) bool {
+	for _, g := range strings.Split(os.Getenv("BENCH_SKIP"), ",") {
+		if g == group {
+			return true
+		}
+	}
+	return false
+}
+
+// row compares one rankhub figure with one anchor figure.
+type row struct {
+	what, ours, anchor, unit string
+	lowerBetter              bool
+	target                   string
+}
+
+func main() {
+	anchors := os.Getenv("ANCHORS")
+	if anchors == "" {
+		anchors = "../shared/anchors"
+	}
+	anchors, _ = filepath.Abs(anchors)
+	reps := os.Getenv("BENCH_REPS")
+	if reps == "" {
+		reps = "3"
+	}
+	tmp, err := os.MkdirTemp("", "rankhub-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(tmp)
+	s := sample{}
+
+	// rankhub first, then the anchors, in the same run.
+	s.add(run("bin/rankhub", []string{"run", "-n", "2", "--", "bin/rhbench", reps}))
+	if !skip("sock") {
+		if out, err := exec.Command("gcc", "-O2", "-o", filepath.Join(tmp, "sockbw"), filepath.Join(anchors, "sockbw.c")).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: building sockbw: %v\n%s", err, out)
+		} else {
+			for i := 0; i < 3; i++ {
+				s.add(run(filepath.Join(tmp, "sockbw"), []string{"unix", "lat", "20000", "8"}))
+				s.add(run(filepath.Join(tmp, "sockbw"), []string{"tcp", "lat", "20000", "8"}))
+			}
+		}
+	}
+	if !skip("ipp") {
+		if err := exec.Command("/usr/bin/python3", "-c", "import ipyparallel, numpy").Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: ipyparallel is not installed for /usr/bin/python3: run scripts/bench-deps.sh (or BENCH_SKIP=ipp)")
+		} else {
+			s.add(run("/usr/bin/python3", []string{filepath.Join(anchors, "ipp_bench.py"), "1"}, "SIZES_MIB=8"))
+		}
+	}
+
+	rows := []row{
+		{"no-op apply round trip, median", "rankhub_apply_sync_noop_median", "ipp_apply_sync_noop_median", "us", true, "≤ 50 µs, ≥ 50× ipyparallel"},
+		{"no-op apply round trip, p90", "rankhub_apply_sync_noop_p90", "ipp_apply_sync_noop_p90", "us", true, ""},
+		{"  vs raw Unix socket 8-B RTT", "rankhub_apply_sync_noop_median", "unix_pingpong_8B_rtt_pinnone", "us", true, "(physical floor)"},
+		{"  vs raw TCP socket 8-B RTT", "rankhub_apply_sync_noop_median", "tcp_pingpong_8B_rtt_pinnone", "us", true, "(physical floor)"},
+	}
+	fmt.Printf("\n%-34s %12s %12s %6s %10s  %s\n", "measure (median of runs)", "rankhub", "anchor", "unit", "ratio", "target")
+	for _, r := range rows {
+		o, a := median(s[r.ours]), median(s[r.anchor])
+		ratio := "n/a"
+		if o > 0 && a > 0 {
+			if r.lowerBetter {
+				ratio = fmt.Sprintf("%.1f× faster", a/o)
+				if a < o {
+					ratio = fmt.Sprintf("%.2f× slower", o/a)
+				}
+			} else {
+				ratio = fmt.Sprintf("%.2f×", o/a)
+			}
+		}
+		fmt.Printf("%-34s %12s %12s %6s %10s  %s\n", r.what, fmtv(o, len(s[r.ours])), fmtv(a, len(s[r.anchor])), r.unit, ratio, r.target)
+	}
+	fmt.Println("\nall samples:")
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Printf("  %-40s n=%d median %.4g  %v\n", k, len(s[k]), median(s[k]), s[k])
+	}
+}
+
+func fmtv(v float64, n int) string {
+	if n == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.4g", v)
+}

@@ -1,0 +1,105 @@
+// Package results writes and reads rankhub sweep result files: Arrow IPC
+// files (the "file" format, readable by pyarrow, Arrow JS, DuckDB, polars)
+// with one row per finished task and the job's full provenance.
+//
+// # Columns
+//
+// In this order (Schema):
+//
+//	task         int64             index of the task in the sweep's expansion
+//	<param>...   by parameter kind one column per sweep parameter, in job order:
+//	                               int64, float64, utf8 or bool
+//	replicate    int64
+//	seed         uint64            the task's seed
+//	rank         int32             rank that ran it
+//	host         utf8              host of that rank
+//	started      timestamp[us,UTC]
+//	finished     timestamp[us,UTC]
+//	attempt      int32             1 for the first try
+//	exit_status  int32             0 for success
+//	error        utf8, nullable    stderr tail or error message of a failed task
+//	<output>...  float64, nullable one column per job output, in job order;
+//	                               null when the task failed or the output is missing
+//
+// A row is failed when exit_status != 0 or error is not null. In a Row,
+// Outputs uses NaN for a missing output (written as null, read back as NaN);
+// an output that really is NaN is therefore stored as missing.
+//
+// # Provenance
+//
+// The schema metadata holds the Provenance under keys prefixed "rankhub.":
+// job (the job file's full text), job_file, version, revision, go_version,
+// program, program_sha256, hosts (JSON array), job_id, scheduler, started
+// (RFC 3339), seed, tasks, order (how task indices follow from parameters
+// and replicates), results_version, and resumes (JSON, the runs that
+// continued the file with Append).
+//
+// # Opening and closing batches
+//
+// The end of a run is not known when the schema is written, and arrow-go's
+// FileWriter repeats the initial schema in the footer, so the end is carried
+// by record batches with no rows and message-level custom metadata:
+//
+//   - an opening batch (key rankhub.opened) is written with the schema by
+//     Create and Append, so the file is readable from its first instant;
+//   - a closing batch (keys rankhub.status, rankhub.ended, rankhub.rows) is
+//     written by Close(status) just before the footer, and by Recover with
+//     status "interrupted".
+//
+// Other readers see them as empty batches. Reader.Status reports the closing
+// batch; a file still being written or killed has none. Reader.Records holds
+// data batches only.
+//
+// # Durability and torn files
+//
+// Rows are buffered and written as one record batch, then fsynced, whenever
+// FlushRows rows are buffered or FlushInterval has passed since the last
+// flush (a timer goroutine flushes a slow sweep). The job's [results] table
+// gives the defaults (1024 rows, 2 s). Open reads a complete file through its
+// footer; any other file (being written, or its writer killed at any byte)
+// is read as the IPC message stream after the 8-byte prefix up to the last
+// complete record batch, and the torn tail is ignored. Recover rewrites such
+// a file into a complete one; Append continues it.
+//
+// A writer holds an exclusive flock on its file; Recover and Append refuse a
+// file held by a live writer (ErrLocked). Both write a temporary file in the
+// same directory, fsync it and rename it over the original, so a crash at any
+// point loses no row that was in the file. A crash can leave a temporary file
+// named .<name>.recover-* or .<name>.append-* behind; it may be deleted.
+//
+// # Memory
+//
+// Batches are built with the Allocator option (default: Go's allocator). A
+// Reader owns its record batches and releases them in Close; callers Retain
+// a batch they keep longer.
+//
+// # Usage
+//
+// Writing, from the sweep driver:
+//
+//	prov, err := results.NewProvenance(job)
+//	prov.JobID, prov.Hosts, prov.Order = id, hosts, order
+//	w, err := results.Create(path, job, prov)
+//	// for each finished task, from any goroutine:
+//	err = w.Write(results.Row{Task: t.Index, Values: t.Values, Replicate: t.Replicate,
+//		Seed: t.Seed, Rank: rank, Host: host, Started: s, Finished: f,
+//		Attempt: 1, Outputs: []float64{energy, magnetization}})
+//	err = w.Close("completed")
+//
+// Resuming after a kill, running only what is missing:
+//
+//	w, done, err := results.Append(path, job, prov)
+//	for _, t := range tasks {
+//		if !done[t.Index] {
+//			// run t, w.Write(row)
+//		}
+//	}
+//
+// Watching a running sweep (rankhub peek):
+//
+//	r, err := results.Open(path)
+//	defer r.Close()
+//	s, err := results.Peek(r, []string{"L", "T"})
+//	s.WriteTable(os.Stdout) // also WriteCSV, WriteJSON
+//	err = results.Plot(s, "T", "energy", []string{"L"}, "energy.svg")
+package results
