@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/launcher"
+	"github.com/rankhub/rankhub/pbs"
+	"github.com/rankhub/rankhub/slurm"
+)
+
+func init() {
+	launcher.RegisterBackend(jobs.SchedSLURM, func() launcher.Backend { return slurm.New() })
+	launcher.RegisterBackend(jobs.SchedPBS, func() launcher.Backend { return pbs.New() })
+}
+
+// batchLaunch is what every rank of a batch job needs: the rank command and
+// the environment exported by the script. Rank identity comes from the
+// scheduler's own variables (SLURM_PROCID, PMI_RANK, ...), never from here.
+func batchLaunch(job *jobs.Job, jobDir string) (jobs.Launch, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return jobs.Launch{}, err
+	}
+	if abs, err := filepath.EvalSymlinks(self); err == nil {
+		self = abs
+	}
+	argv, err := launcher.RankCommand(job, self)
+	if err != nil {
+		return jobs.Launch{}, err
+	}
+	env := map[string]string{
+		launcher.EnvJobDir:    jobDir,
+		launcher.EnvJobFile:   filepath.Join(jobDir, launcher.JobFileName),
+		launcher.EnvSize:      strconv.Itoa(job.Job.Ranks),
+		launcher.EnvHeartbeat: job.Job.Heartbeat.Duration.String(),
+	}
+	if job.Job.Transport != "" {
+		env[launcher.EnvTransport] = job.Job.Transport
+	}
+	return jobs.Launch{JobDir: jobDir, RankCommand: argv, Env: env}, nil
+}
+
+func scriptName(sched string) string {
+	if sched == jobs.SchedPBS {
+		return "job.pbs"
+	}
+	return "job.sbatch"
+}
+
+// jobRef is a job directory with what it records.
+type jobRef struct {
+	dir     string
+	job     *jobs.Job
+	schedID string
+}
+
+// resolveJob finds a job directory from a path or a scheduler id.
+func resolveJob(arg string) (*jobRef, error) {
+	dir := arg
+	if st, err := os.Stat(arg); err != nil || !st.IsDir() {
+		dirs, _ := filepath.Glob(filepath.Join(launcher.JobDirRoot, "*"))
+		dir = ""
+		for _, d := range dirs {
+			if id, _ := os.ReadFile(filepath.Join(d, launcher.SchedIDFile)); strings.TrimSpace(string(id)) == arg {
+				dir = d
+			}
+		}
+		if dir == "" {
+			return nil, fmt.Errorf("%s: neither a job directory nor the scheduler id of a job under %s", arg, launcher.JobDirRoot)
+		}
+	}
+	job, err := jobs.Load(filepath.Join(dir, launcher.JobFileName))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a job directory: %w", dir, err)
+	}
+	id, _ := os.ReadFile(filepath.Join(dir, launcher.SchedIDFile))
+	abs, _ := filepath.Abs(dir)
+	return &jobRef{dir: abs, job: job, schedID: strings.TrimSpace(string(id))}, nil
+}
+
+// endStatus reads status.json written by rank 0 when the job ended.
+func endStatus(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, launcher.EndStatusFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func listJobDirs() []string {
+	dirs, _ := filepath.Glob(filepath.Join(launcher.JobDirRoot, "*"))
+	sort.Slice(dirs, func(i, j int) bool { return modTime(dirs[i]).Before(modTime(dirs[j])) })
+	return dirs
+}
+
+func modTime(p string) time.Time {
+	st, err := os.Stat(p)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/results"
+)
+
+type peekFlags struct {
+	by, format, plot, x, y string
+}
+
+func newPeekFlags(fl *peekFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("peek", flag.ContinueOnError)
+	fs.StringVar(&fl.by, "by", "", "group by these columns, comma separated (default: the job's [results].group_by)")
+	fs.StringVar(&fl.format, "format", "table", "output format: table, csv or json")
+	fs.StringVar(&fl.plot, "plot", "", "also draw mean ± standard error to this SVG file (needs --x and --y)")
+	fs.StringVar(&fl.x, "x", "", "plot: the parameter on the x axis")
+	fs.StringVar(&fl.y, "y", "", "plot: the output on the y axis")
+	return fs
+}
+
+func init() {
+	register(&command{name: "peek", summary: "per-group n, mean, standard error, min, max of a result file, also while it is written",
+		usage: "results.arrow [--by L,T] [--format table|csv|json] [--plot out.svg --x T --y energy]", run: runPeek})
+	flagSets["peek"] = func() *flag.FlagSet { return newPeekFlags(&peekFlags{}) }
+}
+
+func runPeek(args []string, stdout, stderr io.Writer) error {
+	var fl peekFlags
+	fs := newPeekFlags(&fl)
+	// Accept the file before or after the flags.
+	var file string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		file, args = args[0], args[1:]
+	}
+	if err := parseFlags("peek", fs, args, stdout); err != nil {
+		return err
+	}
+	if file == "" && fs.NArg() > 0 {
+		file = fs.Arg(0)
+	}
+	if file == "" {
+		return &usageError{msg: "no result file given"}
+	}
+	r, err := results.Open(file)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var by []string
+	if fl.by != "" {
+		for _, b := range strings.Split(fl.by, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				by = append(by, b)
+			}
+		}
+	} else if job, err := jobs.Parse("result file provenance", []byte(r.Provenance().JobText)); err == nil && job.Results != nil {
+		by = job.Results.GroupBy
+	}
+	s, err := results.Peek(r, by)
+	if err != nil {
+		return err
+	}
+	switch fl.format {
+	case "table":
+		err = s.WriteTable(stdout)
+	case "csv":
+		err = s.WriteCSV(stdout)
+	case "json":
+		err = s.WriteJSON(stdout)
+	default:
+		return &usageError{msg: fmt.Sprintf("--format %q: use table, csv or json", fl.format)}
+	}
+	if err != nil {
+		return err
+	}
+	if fl.plot != "" {
+		if fl.x == "" || fl.y == "" {
+			return &usageError{msg: "--plot needs --x and --y"}
+		}
+		rest := make([]string, 0, len(by))
+		for _, b := range by {
+			if b != fl.x {
+				rest = append(rest, b)
+			}
+		}
+		ps := s
+		if len(by) == 0 || !contains(by, fl.x) {
+			ps, err = results.Peek(r, append([]string{fl.x}, rest...))
+			if err != nil {
+				return err
+			}
+		}
+		if err := results.Plot(ps, fl.x, fl.y, rest, fl.plot); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "rankhub peek: plot written to %s\n", fl.plot)
+	}
+	return nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

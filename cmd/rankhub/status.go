@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/launcher"
+)
+
+func init() {
+	register(&command{name: "status", summary: "a job's scheduler state, how it ended, and the hub's live view while it runs",
+		usage: "[jobdir | scheduler-id]", run: runStatus})
+	register(&command{name: "cancel", summary: "cancel a submitted job (scancel / qdel)", usage: "jobdir | scheduler-id", run: runCancel})
+	register(&command{name: "wait", summary: "wait until a submitted job ends; exit status from the job", usage: "[--timeout D] jobdir | scheduler-id", run: runWait})
+	register(&command{name: "jobs", summary: "the job directories under .rankhub with their states", usage: "", run: runJobs})
+	for _, n := range []string{"status", "cancel", "jobs"} {
+		n := n
+		flagSets[n] = func() *flag.FlagSet { return flag.NewFlagSet(n, flag.ContinueOnError) }
+	}
+	flagSets["wait"] = func() *flag.FlagSet {
+		fs := flag.NewFlagSet("wait", flag.ContinueOnError)
+		fs.Duration("timeout", 0, "give up after this long (0: no limit)")
+		return fs
+	}
+}
+
+// liveView is filled in by the views client when it can reach the hub.
+var liveView func(w io.Writer, jobDir string) error
+
+func schedState(ctx context.Context, ref *jobRef) (*jobs.SchedState, error) {
+	if ref.schedID == "" || ref.job.Job.Scheduler == jobs.SchedLocal {
+		return nil, nil
+	}
+	be, err := launcher.NewBackend(ref.job.Job.Scheduler)
+	if err != nil {
+		return nil, err
+	}
+	m, err := be.Status(ctx, ref.schedID)
+	if err != nil {
+		return nil, err
+	}
+	st, ok := m[ref.schedID]
+	if !ok {
+		return &jobs.SchedState{ID: ref.schedID, State: "UNKNOWN", ExitCode: -1}, nil
+	}
+	return &st, nil
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	fs := flagSets["status"]()
+	if err := parseFlags("status", fs, args, stdout); err != nil {
+		return err
+	}
+	arg := fs.Arg(0)
+	if arg == "" {
+		dirs := listJobDirs()
+		if len(dirs) == 0 {
+			return fmt.Errorf("no job directories under %s", launcher.JobDirRoot)
+		}
+		arg = dirs[len(dirs)-1]
+	}
+	ref, err := resolveJob(arg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "job        %s (%s, %d ranks)\ndirectory  %s\n", ref.job.Job.Name, ref.job.Job.Scheduler, ref.job.Job.Ranks, ref.dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if st, err := schedState(ctx, ref); err != nil {
+		fmt.Fprintf(stdout, "scheduler  error: %v\n", err)
+	} else if st != nil {
+		fmt.Fprintf(stdout, "scheduler  %s job %s: %s", ref.job.Job.Scheduler, st.ID, st.State)
+		if st.ExitCode >= 0 {
+			fmt.Fprintf(stdout, " (exit %d)", st.ExitCode)
+		}
+		if st.Reason != "" {
+			fmt.Fprintf(stdout, ", %s", st.Reason)
+		}
+		if st.Nodes != "" {
+			fmt.Fprintf(stdout, ", nodes %s", st.Nodes)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if s := endStatus(ref.dir); s != "" {
+		fmt.Fprintf(stdout, "ended      %s\n", s)
+	} else if liveView != nil {
+		if err := liveView(stdout, ref.dir); err != nil {
+			fmt.Fprintf(stdout, "hub        not reachable: %v\n", err)
+		}
+	}
+	return nil
+}
+
+func runCancel(args []string, stdout, stderr io.Writer) error {
+	fs := flagSets["cancel"]()
+	if err := parseFlags("cancel", fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &usageError{msg: "give a job directory or scheduler id"}
+	}
+	ref, err := resolveJob(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if ref.schedID == "" {
+		return fmt.Errorf("%s was not submitted to a scheduler (no %s)", ref.dir, launcher.SchedIDFile)
+	}
+	be, err := launcher.NewBackend(ref.job.Job.Scheduler)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := be.Cancel(ctx, ref.schedID); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "cancelled %s job %s\n", be.Name(), ref.schedID)
+	return nil
+}
+
+var terminal = map[string]bool{"COMPLETED": true, "FAILED": true, "CANCELLED": true, "TIMEOUT": true}
+
+func runWait(args []string, stdout, stderr io.Writer) error {
+	fs := flagSets["wait"]()
+	if err := parseFlags("wait", fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &usageError{msg: "give a job directory or scheduler id"}
+	}
+	timeout := fs.Lookup("timeout").Value.(flag.Getter).Get().(time.Duration)
+	ref, err := resolveJob(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	deadline := time.Time{}
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	delay := time.Second
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, err := schedState(ctx, ref)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if st == nil {
+			return fmt.Errorf("%s was not submitted to a scheduler", ref.dir)
+		}
+		if terminal[st.State] {
+			fmt.Fprintf(stdout, "%s job %s: %s\n", ref.job.Job.Scheduler, st.ID, st.State)
+			if s := endStatus(ref.dir); s != "" {
+				fmt.Fprintf(stdout, "ended %s\n", s)
+			}
+			if st.State == "COMPLETED" && st.ExitCode <= 0 {
+				return nil
+			}
+			code := st.ExitCode
+			if code <= 0 {
+				code = 1
+			}
+			return &exitError{code: code, err: fmt.Errorf("job %s ended %s", st.ID, st.State)}
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return &exitError{code: 124, err: fmt.Errorf("job %s still %s after %v", st.ID, st.State, timeout)}
+		}
+		time.Sleep(delay)
+		if delay < 10*time.Second { // poll sparingly
+			delay += delay / 2
+		}
+	}
+}
+
+func runJobs(args []string, stdout, stderr io.Writer) error {
+	fs := flagSets["jobs"]()
+	if err := parseFlags("jobs", fs, args, stdout); err != nil {
+		return err
+	}
+	dirs := listJobDirs()
+	if len(dirs) == 0 {
+		fmt.Fprintf(stdout, "no job directories under %s\n", launcher.JobDirRoot)
+		return nil
+	}
+	// One scheduler query per backend for all ids.
+	refs := make([]*jobRef, 0, len(dirs))
+	ids := map[string][]string{}
+	for _, d := range dirs {
+		ref, err := resolveJob(d)
+		if err != nil {
+			continue
+		}
+		refs = append(refs, ref)
+		if ref.schedID != "" {
+			ids[ref.job.Job.Scheduler] = append(ids[ref.job.Job.Scheduler], ref.schedID)
+		}
+	}
+	states := map[string]jobs.SchedState{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	for sched, list := range ids {
+		be, err := launcher.NewBackend(sched)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m, err := be.Status(ctx, list...)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for k, v := range m {
+			states[k] = v
+		}
+	}
+	fmt.Fprintf(stdout, "%-44s %-8s %-10s %-12s %s\n", "job directory", "sched", "id", "state", "ended")
+	for _, r := range refs {
+		state := "-"
+		if st, ok := states[r.schedID]; ok {
+			state = st.State
+		}
+		end := endStatus(r.dir)
+		if i := strings.Index(end, `"state": "`); i >= 0 {
+			end = strings.SplitN(end[i+10:], `"`, 2)[0]
+		}
+		fmt.Fprintf(stdout, "%-44s %-8s %-10s %-12s %s\n", shortDir(r.dir), r.job.Job.Scheduler, orDash(r.schedID), state, orDash(end))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+func shortDir(d string) string {
+	if wd, err := os.Getwd(); err == nil && strings.HasPrefix(d, wd+"/") {
+		return d[len(wd)+1:]
+	}
+	return d
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/launcher"
+)
+
+type submitFlags struct {
+	o      jobs.Overrides
+	dryRun bool
+}
+
+func newSubmitFlags(name string, fl *submitFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.IntVar(&fl.o.Ranks, "ranks", 0, "number of ranks (overrides [job].ranks)")
+	fs.IntVar(&fl.o.Ranks, "n", 0, "same as --ranks")
+	fs.StringVar(&fl.o.Walltime, "walltime", "", "walltime, e.g. 2h or 1:30:00 (overrides [job].walltime)")
+	fs.StringVar(&fl.o.Partition, "partition", "", "SLURM partition (overrides [job].partition)")
+	fs.StringVar(&fl.o.Queue, "queue", "", "PBS queue (overrides [job].queue)")
+	fs.StringVar(&fl.o.Account, "account", "", "account to charge (overrides [job].account)")
+	fs.StringVar(&fl.o.Scheduler, "scheduler", "", "slurm or pbs (overrides [job].scheduler)")
+	if name == "submit" {
+		fs.BoolVar(&fl.dryRun, "dry-run", false, "write the job directory and script, but do not submit")
+	}
+	return fs
+}
+
+func init() {
+	register(&command{name: "submit", summary: "write the job directory and batch script and submit it to SLURM or PBS",
+		usage: "[--dry-run] [--ranks N] [--walltime T] [--partition P|--queue Q] [--account A] job.toml", run: runSubmit})
+	register(&command{name: "script", summary: "print the batch script `submit` would submit (nothing is written)",
+		usage: "[--ranks N] [--walltime T] [--partition P|--queue Q] [--account A] job.toml", run: runScript})
+	flagSets["submit"] = func() *flag.FlagSet { return newSubmitFlags("submit", &submitFlags{}) }
+	flagSets["script"] = func() *flag.FlagSet { return newSubmitFlags("script", &submitFlags{}) }
+}
+
+func loadBatchJob(name string, args []string, stdout, stderr io.Writer) (*jobs.Job, *submitFlags, launcher.Backend, error) {
+	var fl submitFlags
+	fs := newSubmitFlags(name, &fl)
+	if err := parseFlags(name, fs, reorder(args), stdout); err != nil {
+		return nil, nil, nil, err
+	}
+	if fs.NArg() != 1 {
+		return nil, nil, nil, &usageError{msg: "give one job file"}
+	}
+	job, err := jobs.Load(fs.Arg(0))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := job.Apply(fl.o); err != nil {
+		return nil, nil, nil, err
+	}
+	for _, w := range job.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if job.Job.Scheduler == jobs.SchedLocal {
+		return nil, nil, nil, fmt.Errorf("%s: [job].scheduler is %q: use `rankhub run`, or --scheduler slurm|pbs", job.File, job.Job.Scheduler)
+	}
+	be, err := launcher.NewBackend(job.Job.Scheduler)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return job, &fl, be, nil
+}
+
+// reorder moves a leading job file behind the flags, so both
+// `submit job.toml --ranks 8` and `submit --ranks 8 job.toml` work.
+func reorder(args []string) []string {
+	if len(args) > 1 && len(args[0]) > 0 && args[0][0] != '-' {
+		return append(append([]string{}, args[1:]...), args[0])
+	}
+	return args
+}
+
+func runScript(args []string, stdout, stderr io.Writer) error {
+	job, _, be, err := loadBatchJob("script", args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(launcher.JobWorkdir(job), launcher.JobDirRoot, job.Job.Name+"-"+time.Now().Format("20060102-150405")+"-xxxx")
+	l, err := batchLaunch(job, dir)
+	if err != nil {
+		return err
+	}
+	s, err := be.Script(job, l)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, s)
+	return nil
+}
+
+func runSubmit(args []string, stdout, stderr io.Writer) error {
+	job, fl, be, err := loadBatchJob("submit", args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	dir, err := launcher.NewJobDir(job, "")
+	if err != nil {
+		return err
+	}
+	l, err := batchLaunch(job, dir)
+	if err != nil {
+		return err
+	}
+	s, err := be.Script(job, l)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, scriptName(job.Job.Scheduler))
+	if err := os.WriteFile(path, []byte(s), 0o755); err != nil {
+		return err
+	}
+	if fl.dryRun {
+		fmt.Fprintf(stderr, "rankhub submit: dry run: %s written, not submitted\n", path)
+		fmt.Fprintln(stdout, dir)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, err := be.Submit(ctx, path)
+	if err != nil {
+		return fmt.Errorf("%w (the script is in %s)", err, path)
+	}
+	if err := os.WriteFile(filepath.Join(dir, launcher.SchedIDFile), []byte(id+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "rankhub submit: %s job %s, job directory %s\n", be.Name(), id, dir)
+	fmt.Fprintln(stdout, id)
+	return nil
+}

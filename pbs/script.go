@@ -1,0 +1,395 @@
+package pbs
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+
+	"github.com/rankhub/rankhub/jobs"
+)
+
+// PBS dialects accepted in job.pbs_dialect.
+const (
+	DialectPro    = "pro"    // PBS Pro / OpenPBS (default)
+	DialectTorque = "torque" // Torque / Moab
+)
+
+// Rank starters accepted in job.starter.
+const (
+	StarterMpiexec = "mpiexec"   // default for pro
+	StarterPbsdsh  = "pbsdsh"    // default for torque
+	StarterTmrsh   = "pbs_tmrsh" // one pbs_tmrsh per rank over $PBS_NODEFILE
+)
+
+// Torque truncates job names beyond this many characters; PBS Pro allows
+// 236.
+const (
+	torqueNameMax = 15
+	proNameMax    = 236
+)
+
+// ScriptData is what the batch script template sees, the built-in one and a
+// custom one from job.template alike. Shell-side strings are already quoted.
+type ScriptData struct {
+	Job    *jobs.Job
+	Launch jobs.Launch
+
+	Dialect string // DialectPro or DialectTorque
+	Starter string // StarterMpiexec, StarterPbsdsh or StarterTmrsh
+	Name    string // the sanitized PBS job name
+	Ranks   int
+
+	// Directives are the option strings of the #PBS lines, in order,
+	// without the "#PBS " prefix (e.g. `-l walltime=01:00:00`). Verbatim
+	// job.directives come last.
+	Directives []string
+	// JobDir and SchedulerIDFile (<jobdir>/scheduler-id), shell-quoted.
+	JobDir, SchedulerIDFile string
+	// Workdir is the directory the ranks start in, shell-quoted; "" when
+	// only $PBS_O_WORKDIR is known.
+	Workdir string
+	// Exports are complete `export NAME='value'` lines, sorted by name.
+	Exports []string
+	// Setup are job.setup lines, verbatim.
+	Setup []string
+	// RankCommand is the rank argv, shell-quoted and joined.
+	RankCommand string
+	// RankWrapper is what every starter runs on the remote side: env with
+	// RANKHUB_SIZE and the exports (remote starters do not carry the batch
+	// shell's environment), then a cd into the batch shell's directory,
+	// then the rank command. pbs_tmrsh prepends RANKHUB_RANK=i.
+	RankWrapper string
+	// Start is the shell code that starts the ranks in the background and
+	// appends their pids to the array rankhub_pids.
+	Start string
+}
+
+const builtinTemplate = `#!/bin/bash
+{{- range .Directives}}
+#PBS {{.}}
+{{- end}}
+# Rendered by rankhub for job {{quote .Job.Job.Name}} ({{.Dialect}}, starter {{.Starter}}).
+set -euo pipefail
+
+mkdir -p {{.JobDir}}
+printf '%s\n' "${PBS_JOBID:-${SLURM_JOB_ID:-unknown}}" > {{.SchedulerIDFile}}
+cd "${PBS_O_WORKDIR:-$PWD}"
+{{- if .Workdir}}
+cd {{.Workdir}}
+{{- end}}
+{{- range .Exports}}
+{{.}}
+{{- end}}
+{{- range .Setup}}
+{{.}}
+{{- end}}
+
+rankhub_pids=()
+rankhub_forward() {
+	echo "rankhub: batch shell got SIG$1, forwarding it to the ranks" >&2
+	if [ "${#rankhub_pids[@]}" -gt 0 ]; then
+		kill -s "$1" "${rankhub_pids[@]}" 2>/dev/null || true
+	fi
+}
+trap 'rankhub_forward USR1' USR1
+trap 'rankhub_forward TERM' TERM
+
+{{.Start}}
+
+# A trapped signal interrupts wait; keep waiting until every starter ended.
+rankhub_status=0
+for rankhub_pid in "${rankhub_pids[@]}"; do
+	while :; do
+		if wait "$rankhub_pid"; then
+			rankhub_rc=0
+		else
+			rankhub_rc=$?
+		fi
+		kill -0 "$rankhub_pid" 2>/dev/null || break
+	done
+	if [ "$rankhub_rc" -ne 0 ] && [ "$rankhub_status" -eq 0 ]; then
+		rankhub_status=$rankhub_rc
+	fi
+done
+exit "$rankhub_status"
+`
+
+var funcs = template.FuncMap{
+	"quote":     shellQuote,
+	"quoteArgs": shellJoin,
+	"join":      strings.Join,
+}
+
+// Script renders the PBS batch script for job with the launch details l.
+// A custom template (job.template, relative to the job file) replaces the
+// built-in one and receives the same ScriptData.
+func Script(job *jobs.Job, l jobs.Launch) (string, error) {
+	data, err := NewScriptData(job, l)
+	if err != nil {
+		return "", err
+	}
+	name, text := "pbs built-in template", builtinTemplate
+	if p := templatePath(job); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("pbs: job.template: %w", err)
+		}
+		name, text = p, string(b)
+	}
+	t, err := template.New(filepath.Base(name)).Funcs(funcs).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("pbs: job.template %s: %w", name, err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return "", fmt.Errorf("pbs: job.template %s: %w", name, err)
+	}
+	return buf.String(), nil
+}
+
+// JobName makes name a valid PBS job name: letters, digits, '_', '.' and
+// '-' only (others become '_'), starting with a letter (else "r" is
+// prepended), at most 15 characters for Torque and 236 for PBS Pro, and
+// "rankhub" when empty.
+func JobName(name, dialect string) string {
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	s := b.String()
+	if s == "" {
+		s = "rankhub"
+	}
+	if c := s[0]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+		s = "r" + s
+	}
+	limit := proNameMax
+	if dialect == DialectTorque {
+		limit = torqueNameMax
+	}
+	if len(s) > limit {
+		s = s[:limit]
+	}
+	return s
+}
+
+// mailPoints maps job.mail_type (SLURM words or PBS letters) to PBS -m.
+func mailPoints(t string) (string, error) {
+	t = strings.TrimSpace(t)
+	if t != "" && strings.Trim(t, "abejn") == "" {
+		return t, nil
+	}
+	set := map[byte]bool{}
+	for _, w := range strings.Split(t, ",") {
+		switch strings.ToUpper(strings.TrimSpace(w)) {
+		case "BEGIN":
+			set['b'] = true
+		case "END":
+			set['e'] = true
+		case "FAIL", "ABORT", "REQUEUE":
+			set['a'] = true
+		case "ALL":
+			set['a'], set['b'], set['e'] = true, true, true
+		case "NONE":
+			return "n", nil
+		default:
+			return "", fmt.Errorf("pbs: job.mail_type %q: want BEGIN, END, FAIL, ALL, NONE or PBS letters (abe, n)", t)
+		}
+	}
+	out := ""
+	for _, c := range []byte("abe") {
+		if set[c] {
+			out += string(c)
+		}
+	}
+	return out, nil
+}
+
+// NewScriptData checks job and l and computes the template data.
+func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
+	if job == nil {
+		return nil, fmt.Errorf("pbs: no job")
+	}
+	j := &job.Job
+	if j.Ranks < 1 {
+		return nil, fmt.Errorf("pbs: job.ranks = %d: need at least 1", j.Ranks)
+	}
+	if l.JobDir == "" {
+		return nil, fmt.Errorf("pbs: launch has no job directory")
+	}
+	if len(l.RankCommand) == 0 {
+		return nil, fmt.Errorf("pbs: launch has an empty rank command")
+	}
+	for _, f := range []struct{ name, v string }{
+		{"job.name", j.Name}, {"job.memory", j.Memory}, {"job.queue", j.Queue}, {"job.partition", j.Partition},
+		{"job.account", j.Account}, {"job.email", j.Email}, {"job.mail_type", j.MailType},
+		{"job.output", j.Output}, {"job.error", j.Error}, {"job.workdir", j.Workdir},
+		{"launch job directory", l.JobDir},
+	} {
+		if err := checkLine(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
+	for i, d := range j.Directives {
+		if err := checkLine(fmt.Sprintf("job.directives[%d]", i), d); err != nil {
+			return nil, err
+		}
+	}
+	for i, s := range j.Setup {
+		if err := checkLine(fmt.Sprintf("job.setup[%d]", i), s); err != nil {
+			return nil, err
+		}
+	}
+	for i, a := range l.RankCommand {
+		if strings.ContainsRune(a, 0) {
+			return nil, fmt.Errorf("pbs: rank command argument %d: NUL byte not allowed", i)
+		}
+	}
+
+	d := &ScriptData{Job: job, Launch: l, Setup: j.Setup, Ranks: j.Ranks}
+	switch d.Dialect = j.PBSDialect; d.Dialect {
+	case "":
+		d.Dialect = DialectPro
+	case DialectPro, DialectTorque:
+	default:
+		return nil, fmt.Errorf("pbs: job.pbs_dialect %q: want %q or %q", j.PBSDialect, DialectPro, DialectTorque)
+	}
+	switch d.Starter = j.Starter; d.Starter {
+	case "":
+		d.Starter = StarterMpiexec
+		if d.Dialect == DialectTorque {
+			d.Starter = StarterPbsdsh
+		}
+	case StarterMpiexec, StarterPbsdsh, StarterTmrsh:
+	default:
+		return nil, fmt.Errorf("pbs: job.starter %q: want %q, %q or %q", j.Starter, StarterMpiexec, StarterPbsdsh, StarterTmrsh)
+	}
+	d.Name = JobName(j.Name, d.Dialect)
+	opt := func(flag, v string) { d.Directives = append(d.Directives, flag+" "+v) }
+
+	// Layout: nodes and ranks per node; without either, one node.
+	cpr := max(j.CPUsPerRank, 1)
+	perNode, nodes := j.RanksPerNode, j.Nodes
+	switch {
+	case perNode > 0 && nodes == 0:
+		nodes = (j.Ranks + perNode - 1) / perNode
+	case perNode == 0 && nodes > 0:
+		perNode = (j.Ranks + nodes - 1) / nodes
+	case perNode == 0 && nodes == 0:
+		nodes, perNode = 1, j.Ranks
+	}
+	opt("-N", d.Name)
+	if d.Dialect == DialectPro {
+		sel := fmt.Sprintf("select=%d:ncpus=%d:mpiprocs=%d", nodes, perNode*cpr, perNode)
+		if j.Memory != "" {
+			m, err := pbsMemory(j.Memory, 1)
+			if err != nil {
+				return nil, err
+			}
+			sel += ":mem=" + m
+		}
+		opt("-l", sel)
+	} else {
+		opt("-l", fmt.Sprintf("nodes=%d:ppn=%d", nodes, perNode*cpr))
+		if j.Memory != "" {
+			// Torque's mem is for the whole job; job.memory is per node.
+			m, err := pbsMemory(j.Memory, nodes)
+			if err != nil {
+				return nil, err
+			}
+			opt("-l", "mem="+m)
+		}
+	}
+	if j.Walltime.Duration < 0 {
+		return nil, fmt.Errorf("pbs: job.walltime %v is negative", j.Walltime.Duration)
+	}
+	if j.Walltime.Duration > 0 {
+		opt("-l", "walltime="+j.Walltime.HMS())
+	}
+	if q := j.Queue; q != "" {
+		opt("-q", directiveQuote(q))
+	} else if j.Partition != "" {
+		opt("-q", directiveQuote(j.Partition))
+	}
+	if j.Account != "" {
+		opt("-A", directiveQuote(j.Account))
+	}
+	if j.Email != "" {
+		opt("-M", directiveQuote(j.Email))
+	}
+	if j.MailType != "" {
+		m, err := mailPoints(j.MailType)
+		if err != nil {
+			return nil, err
+		}
+		opt("-m", m)
+	}
+	output := j.Output
+	if output == "" {
+		output = filepath.Join(l.JobDir, "pbs.out")
+	}
+	if j.Error == "" {
+		opt("-j", "oe")
+	}
+	opt("-o", directiveQuote(output))
+	if j.Error != "" {
+		opt("-e", directiveQuote(j.Error))
+	}
+	for _, v := range j.Directives {
+		v = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), "#PBS"))
+		if v != "" {
+			d.Directives = append(d.Directives, v)
+		}
+	}
+
+	d.JobDir = shellQuote(l.JobDir)
+	d.SchedulerIDFile = shellQuote(filepath.Join(l.JobDir, "scheduler-id"))
+	if w := workdir(job); w != "" {
+		d.Workdir = shellQuote(w)
+	}
+	env, err := mergedEnv(job, l)
+	if err != nil {
+		return nil, err
+	}
+	envArgs := []string{"RANKHUB_SIZE=" + itoa(j.Ranks)}
+	for _, kv := range env {
+		d.Exports = append(d.Exports, "export "+kv[0]+"="+shellQuote(kv[1]))
+		if kv[0] != "RANKHUB_SIZE" {
+			envArgs = append(envArgs, shellQuote(kv[0]+"="+kv[1]))
+		}
+	}
+	d.RankCommand = shellJoin(l.RankCommand)
+	cdExec := `/bin/sh -c 'cd "$1" && shift && exec "$@"' rankhub-rank "$PWD" `
+	d.RankWrapper = "/usr/bin/env " + strings.Join(envArgs, " ") + " " + cdExec + d.RankCommand
+
+	switch d.Starter {
+	case StarterMpiexec:
+		d.Start = fmt.Sprintf(`# RANKHUB_MPIEXEC overrides the launcher, e.g. "mpirun.openmpi --oversubscribe".
+read -r -a rankhub_mpiexec <<< "${RANKHUB_MPIEXEC:-mpiexec}"
+"${rankhub_mpiexec[@]}" -n %d %s &
+rankhub_pids+=($!)`, j.Ranks, d.RankWrapper)
+	case StarterPbsdsh:
+		d.Start = fmt.Sprintf(`pbsdsh -c %d -v %s &
+rankhub_pids+=($!)`, j.Ranks, d.RankWrapper)
+	case StarterTmrsh:
+		d.Start = fmt.Sprintf(`# One rank per %[2]d slot(s) of $PBS_NODEFILE, in file order.
+mapfile -t rankhub_slots < "$PBS_NODEFILE"
+if [ "${#rankhub_slots[@]}" -lt %[3]d ]; then
+	echo "rankhub: $PBS_NODEFILE lists ${#rankhub_slots[@]} slots, %[1]d ranks need %[3]d" >&2
+	exit 1
+fi
+for ((rankhub_i = 0; rankhub_i < %[1]d; rankhub_i++)); do
+	pbs_tmrsh "${rankhub_slots[rankhub_i * %[2]d]}" /usr/bin/env RANKHUB_RANK="$rankhub_i" %[4]s &
+	rankhub_pids+=($!)
+done`, j.Ranks, cpr, j.Ranks*cpr, strings.TrimPrefix(d.RankWrapper, "/usr/bin/env "))
+	}
+	return d, nil
+}

@@ -1,0 +1,273 @@
+package slurm
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/rankhub/rankhub/jobs"
+)
+
+// defaultSignalLead is how long before the walltime SLURM warns the batch
+// shell with USR1 when job.signal_lead is 0.
+const defaultSignalLead = 120 * time.Second
+
+// ScriptData is what the batch script template sees, the built-in one and a
+// custom one from job.template alike. Every string field that ends up in
+// the shell part is already quoted; Job and Launch give the raw values.
+type ScriptData struct {
+	Job    *jobs.Job   // the job as decoded
+	Launch jobs.Launch // job directory, rank command, environment
+
+	// Directives are the option strings of the #SBATCH lines, in order,
+	// without the "#SBATCH " prefix (e.g. `--ntasks=4`), values quoted for
+	// sbatch's directive parser. Verbatim job.directives come last.
+	Directives []string
+	// JobDir is the job directory, shell-quoted.
+	JobDir string
+	// SchedulerIDFile is <jobdir>/scheduler-id, shell-quoted.
+	SchedulerIDFile string
+	// Workdir is the directory the ranks start in, shell-quoted; "" when
+	// neither job.workdir nor the job file is known (SLURM's submit
+	// directory then applies).
+	Workdir string
+	// Exports are complete `export NAME='value'` lines: job.env overlaid by
+	// the launch environment, sorted by name.
+	Exports []string
+	// Setup are job.setup lines, verbatim.
+	Setup []string
+	// RankCommand is the rank argv, shell-quoted and joined.
+	RankCommand string
+	// Srun is the complete step command: srun --kill-on-bad-exit=0|1 <rank command>.
+	Srun string
+	// SignalLead is the walltime warning lead in seconds.
+	SignalLead int
+}
+
+// builtinTemplate is the default batch script. The rank step runs in the
+// background so that the batch shell can take USR1 (walltime warning from
+// --signal=B:USR1@lead) and TERM (scancel, walltime) and forward them to
+// the srun step, which forwards them to every rank.
+const builtinTemplate = `#!/bin/bash
+{{- range .Directives}}
+#SBATCH {{.}}
+{{- end}}
+# Rendered by rankhub for job {{quote .Job.Job.Name}}.
+set -euo pipefail
+
+mkdir -p {{.JobDir}}
+printf '%s\n' "${SLURM_JOB_ID:-unknown}" > {{.SchedulerIDFile}}
+{{- if .Workdir}}
+cd {{.Workdir}}
+{{- end}}
+{{- range .Exports}}
+{{.}}
+{{- end}}
+{{- range .Setup}}
+{{.}}
+{{- end}}
+
+rankhub_step=""
+rankhub_forward() {
+	echo "rankhub: batch shell got SIG$1, forwarding it to the ranks" >&2
+	if [ -n "$rankhub_step" ]; then
+		kill -s "$1" "$rankhub_step" 2>/dev/null || true
+	fi
+}
+trap 'rankhub_forward USR1' USR1
+trap 'rankhub_forward TERM' TERM
+
+{{.Srun}} &
+rankhub_step=$!
+# A trapped signal interrupts wait; keep waiting until the step has ended.
+rankhub_status=0
+while :; do
+	if wait "$rankhub_step"; then
+		rankhub_status=0
+	else
+		rankhub_status=$?
+	fi
+	kill -0 "$rankhub_step" 2>/dev/null || break
+done
+exit "$rankhub_status"
+`
+
+// funcs are the template functions offered to built-in and custom templates.
+var funcs = template.FuncMap{
+	"quote":     shellQuote,
+	"quoteArgs": shellJoin,
+	"join":      strings.Join,
+}
+
+// Script renders the SLURM batch script for job with the launch details l.
+// A custom template (job.template, relative to the job file) replaces the
+// built-in one and receives the same ScriptData.
+func Script(job *jobs.Job, l jobs.Launch) (string, error) {
+	data, err := NewScriptData(job, l)
+	if err != nil {
+		return "", err
+	}
+	name, text := "slurm built-in template", builtinTemplate
+	if p := templatePath(job); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("slurm: job.template: %w", err)
+		}
+		name, text = p, string(b)
+	}
+	t, err := template.New(filepath.Base(name)).Funcs(funcs).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("slurm: job.template %s: %w", name, err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return "", fmt.Errorf("slurm: job.template %s: %w", name, err)
+	}
+	return buf.String(), nil
+}
+
+// NewScriptData checks job and l and computes the template data.
+func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
+	if job == nil {
+		return nil, fmt.Errorf("slurm: no job")
+	}
+	j := &job.Job
+	if j.Ranks < 1 {
+		return nil, fmt.Errorf("slurm: job.ranks = %d: need at least 1", j.Ranks)
+	}
+	if l.JobDir == "" {
+		return nil, fmt.Errorf("slurm: launch has no job directory")
+	}
+	if len(l.RankCommand) == 0 {
+		return nil, fmt.Errorf("slurm: launch has an empty rank command")
+	}
+	for _, f := range []struct{ name, v string }{
+		{"job.name", j.Name}, {"job.memory", j.Memory}, {"job.partition", j.Partition},
+		{"job.account", j.Account}, {"job.qos", j.QoS}, {"job.email", j.Email},
+		{"job.mail_type", j.MailType}, {"job.output", j.Output}, {"job.error", j.Error},
+		{"job.workdir", j.Workdir}, {"launch job directory", l.JobDir},
+	} {
+		if err := checkLine(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
+	for i, d := range j.Directives {
+		if err := checkLine(fmt.Sprintf("job.directives[%d]", i), d); err != nil {
+			return nil, err
+		}
+	}
+	for i, s := range j.Setup {
+		if err := checkLine(fmt.Sprintf("job.setup[%d]", i), s); err != nil {
+			return nil, err
+		}
+	}
+	for i, a := range l.RankCommand {
+		if strings.ContainsRune(a, 0) {
+			return nil, fmt.Errorf("slurm: rank command argument %d: NUL byte not allowed", i)
+		}
+	}
+
+	d := &ScriptData{Job: job, Launch: l, Setup: j.Setup}
+	opt := func(name, v string) { d.Directives = append(d.Directives, "--"+name+"="+directiveQuote(v)) }
+
+	if j.Name != "" {
+		opt("job-name", j.Name)
+	}
+	opt("ntasks", itoa(j.Ranks))
+	nodes := j.Nodes
+	if nodes == 0 && j.RanksPerNode > 0 {
+		nodes = (j.Ranks + j.RanksPerNode - 1) / j.RanksPerNode
+	}
+	if nodes > 0 {
+		opt("nodes", itoa(nodes))
+	}
+	if j.RanksPerNode > 0 {
+		opt("ntasks-per-node", itoa(j.RanksPerNode))
+	}
+	if j.CPUsPerRank > 0 {
+		opt("cpus-per-task", itoa(j.CPUsPerRank))
+	}
+	if j.Memory != "" {
+		m, err := slurmMemory(j.Memory)
+		if err != nil {
+			return nil, err
+		}
+		opt("mem", m)
+	}
+	if j.Walltime.Duration < 0 {
+		return nil, fmt.Errorf("slurm: job.walltime %v is negative", j.Walltime.Duration)
+	}
+	if j.Walltime.Duration > 0 {
+		opt("time", j.Walltime.SlurmTime())
+	}
+	if j.Partition != "" {
+		opt("partition", j.Partition)
+	} else if j.Queue != "" {
+		opt("partition", j.Queue)
+	}
+	if j.Account != "" {
+		opt("account", j.Account)
+	}
+	if j.QoS != "" {
+		opt("qos", j.QoS)
+	}
+	if j.Email != "" {
+		opt("mail-user", j.Email)
+	}
+	if j.MailType != "" {
+		opt("mail-type", j.MailType)
+	}
+	output := j.Output
+	if output == "" {
+		// SLURM expands %-patterns in file names; keep a literal % in the
+		// job directory literal.
+		output = filepath.Join(strings.ReplaceAll(l.JobDir, "%", "%%"), "slurm-%j.out")
+	}
+	opt("output", output)
+	if j.Error != "" {
+		opt("error", j.Error)
+	}
+	lead := j.SignalLead.Duration
+	if lead < 0 {
+		return nil, fmt.Errorf("slurm: job.signal_lead %v is negative", lead)
+	}
+	if lead == 0 {
+		lead = defaultSignalLead
+	}
+	d.SignalLead = int((lead + time.Second - 1) / time.Second)
+	opt("signal", fmt.Sprintf("B:USR1@%d", d.SignalLead))
+	for _, v := range j.Directives {
+		v = strings.TrimSpace(v)
+		v = strings.TrimSpace(strings.TrimPrefix(v, "#SBATCH"))
+		if v != "" {
+			d.Directives = append(d.Directives, v)
+		}
+	}
+
+	d.JobDir = shellQuote(l.JobDir)
+	d.SchedulerIDFile = shellQuote(filepath.Join(l.JobDir, "scheduler-id"))
+	if w := workdir(job); w != "" {
+		d.Workdir = shellQuote(w)
+	}
+	env, err := mergedEnv(job, l)
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range env {
+		d.Exports = append(d.Exports, "export "+kv[0]+"="+shellQuote(kv[1]))
+	}
+	d.RankCommand = shellJoin(l.RankCommand)
+	// abort_on_error: one failed rank ends the step (a program's ranks are
+	// one computation); a sweep's hub retries a dead engine's tasks, so its
+	// step must outlive it.
+	kill := "1"
+	if job.Job.AbortOnError != nil && !*job.Job.AbortOnError {
+		kill = "0"
+	}
+	d.Srun = "srun --kill-on-bad-exit=" + kill + " " + d.RankCommand
+	return d, nil
+}
