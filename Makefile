@@ -32,7 +32,7 @@ check: ## gofmt, go vet, staticcheck (if installed), go mod tidy drift, import d
 demo: build ## run the hello job on 4 local ranks (and the Ising sweep with a peek table, when built)
 	bin/rankhub run jobs/examples/hello.toml
 	@if [ -x bin/ising ] && [ -f jobs/examples/ising.toml ]; then \
-	  bin/rankhub run jobs/examples/ising.toml && bin/rankhub peek jobs/examples/ising.arrow --by L,T; fi
+	  rm -f jobs/examples/ising.arrow; bin/rankhub run jobs/examples/ising.toml && bin/rankhub peek jobs/examples/ising.arrow --by L,T; fi
 
 bench: build ## rankhub's benchmarks side by side with the anchors in ../shared/anchors
 	bash scripts/bench-deps.sh

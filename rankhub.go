@@ -23,11 +23,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/views"
 	"github.com/rs/zerolog"
@@ -39,7 +41,12 @@ type Driver func(ctx context.Context, c *views.Client) error
 
 // Register makes fn callable by name on the engines (see views.Register).
 // It panics on a programming error, like http.HandleFunc.
-func Register(name string, fn any) { views.MustRegister(name, fn) }
+func Register(name string, fn any) {
+	views.MustRegister(name, fn)
+	userFuncs.Lock()
+	userFuncs.m[name] = reflect.ValueOf(fn)
+	userFuncs.Unlock()
+}
 
 // Main runs this rank and exits the process with its status.
 func Main(driver Driver) {
@@ -65,6 +72,9 @@ func Run(ctx context.Context, driver Driver) error {
 
 // RunWith is Run with options.
 func RunWith(ctx context.Context, driver Driver, o Options) error {
+	if spec := os.Getenv(EnvCall); spec != "" {
+		return callMode(spec)
+	}
 	id, err := launcher.IdentityFromEnv(nil)
 	if err != nil {
 		return err
@@ -86,8 +96,14 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	go func() {
 		select {
 		case s := <-sigs:
-			log.Warn().Str("signal", s.String()).Msg("signal received; shutting down")
-			cancel(&SignalError{Signal: s.String()})
+			name := s.String()
+			if s == syscall.SIGUSR1 {
+				name = "SIGUSR1 (the scheduler's walltime warning)"
+			} else if s == syscall.SIGTERM {
+				name = "SIGTERM"
+			}
+			log.Warn().Str("signal", name).Msg("signal received; shutting down")
+			cancel(&SignalError{Signal: name})
 		case <-ctx.Done():
 		}
 	}()
@@ -144,9 +160,10 @@ func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm
 	}
 	log.Info().Ints("engines", client.IDs()).Msg("all engines registered")
 	if driver == nil {
-		driver = func(ctx context.Context, c *views.Client) error {
-			<-ctx.Done()
-			return nil
+		driver, err = defaultDriver(id, log)
+		if err != nil {
+			recordEnd(id.JobDir, "failed", err.Error())
+			return err
 		}
 	}
 	err = driver(ctx, client)
@@ -212,4 +229,28 @@ func rankLogger(id launcher.Identity, stderr io.Writer) (zerolog.Logger, func())
 	}
 	l := zerolog.New(zerolog.MultiLevelWriter(writers...)).Level(min(consoleLevel, zerolog.InfoLevel)).With().Timestamp().Int("rank", id.Rank).Logger()
 	return l, closer
+}
+
+// defaultDriver is what rank 0 runs when the program has no driver: the
+// job's sweep when it has a [task], else it serves outside clients until
+// it is stopped (as ipcluster start does).
+func defaultDriver(id launcher.Identity, log zerolog.Logger) (Driver, error) {
+	p := os.Getenv(launcher.EnvJobFile)
+	if p != "" {
+		job, err := jobs.Load(p)
+		if err != nil {
+			return nil, err
+		}
+		if job.Task != nil && job.Sweep != nil {
+			return sweepDriver(job, id, log), nil
+		}
+	}
+	return func(ctx context.Context, c *views.Client) error {
+		log.Info().Msg("no driver and no sweep: serving clients until stopped")
+		select {
+		case <-ctx.Done(): // a signal (scancel, Ctrl-C)
+		case <-c.Done(): // a client shut the hub down (rankhub stop)
+		}
+		return nil
+	}, nil
 }

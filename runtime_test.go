@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 	})
 	rankhub.Register("sleep", func(ms int) int { time.Sleep(time.Duration(ms) * time.Millisecond); return ms })
 	rankhub.Register("exit", func(code int) { os.Exit(code) })
+	rankhub.Register("tiny", tiny)
 	rankhub.Main(drivers[role])
 }
 

@@ -206,11 +206,16 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		stop()
 	}
 	all := make([]RankExit, 0, cfg.Ranks)
+	var hubFailed *RankExit
+	escalated := false
 	ctxDone := ctx.Done()
 	for len(all) < started {
 		select {
 		case ex := <-exits:
 			all = append(all, ex)
+			if ex.Rank == 0 && ex.failed() && (!stopping || (ex.Signal != "" && ex.Signal != "SIGTERM" && !escalated)) {
+				hubFailed = &ex
+			}
 			if ex.failed() && result == nil && !stopping {
 				result = &RunError{First: ex}
 				if cfg.AbortOnError {
@@ -222,6 +227,7 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 			ctxDone = nil
 			stop()
 		case <-stopTimer:
+			escalated = true
 			for r := 0; r < started; r++ {
 				if p := cmds[r].Process; p != nil {
 					syscall.Kill(-p.Pid, syscall.SIGKILL)
@@ -235,6 +241,12 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 	}
 	if result != nil {
 		result.All = all
+		// Ranks that fail together are reaped in any order; when the hub
+		// (rank 0) failed on its own, not by our stopping it, its failure
+		// explains the engines' (they lost it).
+		if hubFailed != nil {
+			result.First = *hubFailed
+		}
 		return result
 	}
 	if ctx.Err() != nil {

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/rankhub/rankhub/comm"
 	"github.com/rs/zerolog"
 )
@@ -34,7 +37,6 @@ type Engine struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	queue   []*comm.Frame
-	aborted map[uint64]bool
 	stopped bool
 	running context.CancelFunc // cancels the running shell command on shutdown
 }
@@ -69,7 +71,7 @@ func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
 	if !ok {
 		return fmt.Errorf("views: welcome: bad engine id")
 	}
-	e := &Engine{cfg: cfg, conn: conn, id: id, ns: newNamespace(), aborted: map[uint64]bool{}}
+	e := &Engine{cfg: cfg, conn: conn, id: id, ns: newNamespace()}
 	e.cond = sync.NewCond(&e.mu)
 	cfg.Logger.Info().Int("engine", id).Msg("registered with hub")
 	return e.serve(ctx)
@@ -136,11 +138,32 @@ func (e *Engine) control(f *comm.Frame) bool {
 	switch op {
 	case ctlAbort:
 		ids, _ := v[1].([]uint64)
-		e.mu.Lock()
+		// Queued tasks are answered at once, ahead of the running one;
+		// a task not in the queue has started (or finished) already.
+		want := map[uint64]bool{}
 		for _, id := range ids {
-			e.aborted[id] = true
+			want[id] = true
 		}
+		var gone []*comm.Frame
+		e.mu.Lock()
+		keep := e.queue[:0]
+		for _, q := range e.queue {
+			if want[q.ID] {
+				gone = append(gone, q)
+				continue
+			}
+			keep = append(keep, q)
+		}
+		for i := len(keep); i < len(e.queue); i++ {
+			e.queue[i] = nil
+		}
+		e.queue = keep
 		e.mu.Unlock()
+		now := time.Now()
+		for _, q := range gone {
+			q.Release()
+			e.reply(q.ID, &resultMsg{Status: statusError, Code: CodeAborted, ErrMsg: "aborted before it ran", Started: now, Completed: now})
+		}
 	case ctlClear:
 		e.ns.Clear()
 	case ctlShutdown:
@@ -162,16 +185,10 @@ func (e *Engine) work(ctx context.Context) {
 		f := e.queue[0]
 		e.queue[0] = nil
 		e.queue = e.queue[1:]
-		ab := e.aborted[f.ID]
-		delete(e.aborted, f.ID)
 		e.mu.Unlock()
 
 		res := &resultMsg{Started: time.Now()}
-		if ab {
-			res.Status, res.Code, res.ErrMsg = statusError, CodeAborted, "aborted before it ran"
-		} else {
-			e.run(ctx, f, res)
-		}
+		e.run(ctx, f, res)
 		res.Completed = time.Now()
 		f.Release()
 		e.reply(f.ID, res)
@@ -220,7 +237,36 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 		}
 		res.Value = out
 	case kindExecute:
-		e.execute(ctx, name, res)
+		e.execute(ctx, name, []string{"/bin/sh", "-c", name}, res)
+	case kindRun:
+		text := ""
+		if len(args) == 1 {
+			text, _ = args[0].(string)
+		}
+		e.runScript(ctx, name, text, res)
+	case kindMap:
+		fn, err := lookup(name)
+		if err != nil {
+			res.Status, res.Code, res.ErrMsg = statusError, CodeUnknownFunction, err.Error()
+			return
+		}
+		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns}
+		out, err := mapChunk(c, fn, args)
+		if err != nil {
+			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
+			res.Code = CodeError
+			var pe *panicError
+			if errors.As(err, &pe) {
+				res.Code, res.Traceback = CodePanic, pe.stack
+			}
+			return
+		}
+		res.Value = out
+	case kindDelete:
+		for _, a := range args {
+			n, _ := a.(string)
+			e.ns.Delete(n)
+		}
 	case kindPush:
 		if len(args) != 1 {
 			res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, "push takes one map"
@@ -251,8 +297,65 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 	}
 }
 
-// execute runs a shell command, capturing its output.
-func (e *Engine) execute(ctx context.Context, cmdline string, res *resultMsg) {
+// mapChunk calls fn on the elements of the chunk's sequences, in order.
+func mapChunk(c *Context, fn *function, seqs []any) ([]any, error) {
+	if len(seqs) == 0 {
+		return nil, fmt.Errorf("map of %s: no sequence", fn.name)
+	}
+	n, ok := rowsOf(seqs[0])
+	if !ok {
+		return nil, fmt.Errorf("map of %s: %T is not a sequence", fn.name, seqs[0])
+	}
+	for j, s := range seqs[1:] {
+		if m, ok := rowsOf(s); !ok || m != n {
+			return nil, fmt.Errorf("map of %s: sequence %d has %d elements, sequence 1 has %d", fn.name, j+2, m, n)
+		}
+	}
+	out := make([]any, n)
+	args := make([]any, len(seqs))
+	for i := 0; i < n; i++ {
+		for j, s := range seqs {
+			v, err := elementAt(s, i)
+			if err != nil {
+				return nil, fmt.Errorf("map of %s, sequence %d: %w", fn.name, j+1, err)
+			}
+			args[j] = v
+		}
+		v, err := fn.call(c, args)
+		if err != nil {
+			return nil, fmt.Errorf("element %d: %w", i, err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// runScript runs a script's text as an executable file: its "#!" line picks
+// the interpreter, else /bin/sh runs it.
+func (e *Engine) runScript(ctx context.Context, name, text string, res *resultMsg) {
+	f, err := os.CreateTemp("", "rankhub-run-*")
+	if err != nil {
+		res.Status, res.Code, res.ErrMsg, res.Exit = statusError, CodeError, "run "+name+": "+err.Error(), -1
+		return
+	}
+	path := f.Name()
+	defer os.Remove(path)
+	_, werr := f.WriteString(text)
+	cerr := f.Close()
+	if werr != nil || cerr != nil {
+		res.Status, res.Code, res.ErrMsg, res.Exit = statusError, CodeError, fmt.Sprintf("run %s: writing the script: %v %v", name, werr, cerr), -1
+		return
+	}
+	argv := []string{"/bin/sh", path}
+	if strings.HasPrefix(text, "#!") {
+		os.Chmod(path, 0o700)
+		argv = []string{path}
+	}
+	e.execute(ctx, name, argv, res)
+}
+
+// execute runs a command, capturing its output.
+func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res *resultMsg) {
 	cctx, cancel := context.WithCancel(ctx)
 	e.mu.Lock()
 	e.running = cancel
@@ -263,7 +366,7 @@ func (e *Engine) execute(ctx context.Context, cmdline string, res *resultMsg) {
 		e.mu.Unlock()
 		cancel()
 	}()
-	cmd := exec.CommandContext(cctx, "/bin/sh", "-c", cmdline)
+	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out, errb bytes.Buffer
@@ -281,4 +384,22 @@ func (e *Engine) execute(ctx context.Context, cmdline string, res *resultMsg) {
 		}
 		res.Code, res.ErrMsg, res.Exit = CodeError, err.Error(), -1
 	}
+}
+
+// elementAt returns element i of a sequence received by an engine.
+func elementAt(s any, i int) (any, error) {
+	switch x := s.(type) {
+	case []any:
+		return x[i], nil
+	case arrow.Array:
+		if x.IsNull(i) {
+			return nil, nil
+		}
+		return x.GetOneForMarshal(i), nil
+	}
+	rv := reflect.ValueOf(s)
+	if rv.Kind() == reflect.Slice || rv.Kind() == reflect.Array {
+		return rv.Index(i).Interface(), nil
+	}
+	return nil, fmt.Errorf("%T is not a sequence", s)
 }

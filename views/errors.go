@@ -23,28 +23,48 @@ var (
 	ErrNoEngines = errors.New("views: no engines")
 	// ErrNoSuchEngine is returned for a target id that is not a live engine.
 	ErrNoSuchEngine = errors.New("views: no such engine")
-	// ErrShutdown is returned by calls on a client or hub that shut down.
+	// ErrShutdown is returned by calls on a client or hub that shut down, and
+	// matches RemoteErrors of tasks that were still waiting at shutdown.
 	ErrShutdown = errors.New("views: shut down")
+	// ErrDependencyTimeout matches RemoteErrors of load-balanced tasks whose
+	// dependencies were not met (or no engine was free) within their Timeout.
+	ErrDependencyTimeout = errors.New("views: dependency timeout")
+	// ErrImpossibleDependency matches RemoteErrors of load-balanced tasks whose
+	// dependencies can no longer be met (a failed dependency, a follow on a
+	// dead engine, results that ran on different engines).
+	ErrImpossibleDependency = errors.New("views: impossible dependency")
+	// ErrUnknownResult is returned for a message id the hub does not know
+	// (never submitted, or purged).
+	ErrUnknownResult = errors.New("views: unknown result")
+	// ErrCannotGather is returned by Gather when the engines' parts cannot be
+	// concatenated (different or unsupported types).
+	ErrCannotGather = errors.New("views: cannot gather")
 )
 
 // Codes carried by RemoteError.
 const (
-	CodeError           = "error"            // the function returned an error
-	CodePanic           = "panic"            // the function panicked
-	CodeUnknownFunction = "unknown-function" // no such registered function
-	CodeBadArguments    = "bad-arguments"    // arguments could not be converted
-	CodeExitStatus      = "exit-status"      // a shell command exited non-zero
-	CodeEngineDied      = "engine-died"      // the engine died or left with the task pending
-	CodeAborted         = "aborted"          // aborted before it ran
-	CodeNotSendable     = "not-sendable"     // the result could not be sent back
+	CodeError                = "error"                 // the function returned an error
+	CodePanic                = "panic"                 // the function panicked
+	CodeUnknownFunction      = "unknown-function"      // no such registered function
+	CodeBadArguments         = "bad-arguments"         // arguments could not be converted
+	CodeExitStatus           = "exit-status"           // a shell command exited non-zero
+	CodeEngineDied           = "engine-died"           // the engine died or left with the task pending
+	CodeAborted              = "aborted"               // aborted before it ran
+	CodeNotSendable          = "not-sendable"          // the result could not be sent back
+	CodeDependencyTimeout    = "dependency-timeout"    // dependencies not met in time
+	CodeImpossibleDependency = "impossible-dependency" // dependencies can never be met
+	CodeShutdown             = "shutdown"              // the hub shut down with the task waiting
 )
 
 var codeSentinels = map[string]error{
-	CodeEngineDied:      ErrEngineDied,
-	CodeAborted:         ErrAborted,
-	CodePanic:           ErrPanic,
-	CodeUnknownFunction: ErrUnknownFunction,
-	CodeNotSendable:     ErrNotSendable,
+	CodeEngineDied:           ErrEngineDied,
+	CodeAborted:              ErrAborted,
+	CodePanic:                ErrPanic,
+	CodeUnknownFunction:      ErrUnknownFunction,
+	CodeNotSendable:          ErrNotSendable,
+	CodeDependencyTimeout:    ErrDependencyTimeout,
+	CodeImpossibleDependency: ErrImpossibleDependency,
+	CodeShutdown:             ErrShutdown,
 }
 
 // RemoteError is a task's failure on an engine, with where it happened.
@@ -60,6 +80,9 @@ type RemoteError struct {
 }
 
 func (e *RemoteError) Error() string {
+	if e.EngineID < 0 {
+		return "hub: " + e.Message
+	}
 	return fmt.Sprintf("engine %d (rank %d on %s): %s", e.EngineID, e.Rank, e.Host, e.Message)
 }
 

@@ -3,7 +3,9 @@ package views
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,20 +18,34 @@ import (
 type HubConfig struct {
 	Host   string
 	Logger zerolog.Logger
+	// Scheme is the load-balanced scheduler's scheme (RANKHUB_SCHEME when
+	// zero and set; default LeastLoad).
+	Scheme Scheme
+	// HWM is the high-water mark: the most load-balanced tasks in flight on
+	// one engine; later tasks wait in the hub (RANKHUB_HWM; 0: no limit).
+	HWM int
+	// Seed seeds the Random scheme (0: from the clock).
+	Seed uint64
 }
 
 // Hub is rank 0's scheduler: engines register with it, clients submit work
-// through it, and it routes tasks to engines and results back.
+// through it, and it routes tasks to engines and results back. Finished
+// results stay in its history until purged, so any client can fetch them.
 //
-// Locking: h.mu guards engines, tasks and nextID. It is never held while
-// sending on a connection or while completing a task's waiters.
+// Locking (see LOCKS.md): h.mu guards engines, tasks, waiting, core, nextID,
+// clients and the dispatch fields of tasks. It is never held while sending
+// on a connection or while finishing a task (which runs watchers). A task's
+// own t.mu is taken after h.mu, never before.
 type Hub struct {
 	cfg HubConfig
 	log zerolog.Logger
 
 	mu       sync.Mutex
 	engines  map[int]*engineRec
-	tasks    map[uint64]*task
+	tasks    map[uint64]*task // history, until purged
+	waiting  map[uint64]*task // load-balanced tasks not yet on an engine
+	core     *lbCore
+	clients  map[*comm.Conn]bool
 	nextID   int
 	changed  chan struct{} // closed and replaced when the engine set changes
 	closed   bool
@@ -37,6 +53,7 @@ type Hub struct {
 	msgSeq   atomic.Uint64
 	stopOnce sync.Once
 	done     chan struct{}
+	kick     chan struct{}
 	wg       sync.WaitGroup
 }
 
@@ -59,8 +76,34 @@ func (e *engineRec) where() string {
 
 // NewHub makes a hub. Serve feeds it connections.
 func NewHub(cfg HubConfig) *Hub {
-	return &Hub{cfg: cfg, log: cfg.Logger, engines: map[int]*engineRec{}, tasks: map[uint64]*task{},
-		changed: make(chan struct{}), done: make(chan struct{})}
+	if cfg.Scheme == LeastLoad {
+		if s, err := ParseScheme(os.Getenv("RANKHUB_SCHEME")); err == nil {
+			cfg.Scheme = s
+		}
+	}
+	if cfg.HWM == 0 {
+		if n, err := strconv.Atoi(os.Getenv("RANKHUB_HWM")); err == nil && n > 0 {
+			cfg.HWM = n
+		}
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = uint64(time.Now().UnixNano())
+	}
+	h := &Hub{cfg: cfg, log: cfg.Logger, engines: map[int]*engineRec{}, tasks: map[uint64]*task{},
+		waiting: map[uint64]*task{}, core: newLBCore(cfg.Scheme, cfg.HWM, cfg.Seed), clients: map[*comm.Conn]bool{},
+		changed: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	h.wg.Add(1)
+	go h.timers()
+	return h
+}
+
+// SetScheduler changes the load-balanced scheme and high-water mark for the
+// tasks scheduled from now on.
+func (h *Hub) SetScheduler(s Scheme, hwm int) {
+	h.mu.Lock()
+	h.core.scheme, h.core.hwm = s, max(hwm, 0)
+	h.mu.Unlock()
+	h.pump()
 }
 
 // Serve accepts connections from ln until the hub shuts down or ln closes.
@@ -75,12 +118,26 @@ func (h *Hub) Serve(ln *comm.Listener) error {
 			}
 			return err
 		}
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			h.handle(c)
-		}()
+		if !h.goHandle(c) {
+			c.Close()
+			return nil
+		}
 	}
+}
+
+// goHandle starts a connection's goroutine unless the hub is shutting down.
+func (h *Hub) goHandle(c *comm.Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.handle(c)
+	}()
+	return true
 }
 
 func (h *Hub) handle(c *comm.Conn) {
@@ -99,6 +156,8 @@ func (h *Hub) handle(c *comm.Conn) {
 			return
 		}
 		h.serveEngine(c, reg)
+	case fHello:
+		h.serveClient(c, f)
 	default:
 		h.log.Warn().Str("peer", c.RemoteAddr()).Int("type", int(f.Type)).Msg("unexpected first frame; closed")
 		c.Close()
@@ -107,8 +166,10 @@ func (h *Hub) handle(c *comm.Conn) {
 
 func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	h.mu.Lock()
-	if h.closed {
+	if h.closed || h.stopping {
 		h.mu.Unlock()
+		ctrl, _, _ := encodeValues("the hub is shutting down")
+		c.Send(&comm.Frame{Type: fReject, Control: ctrl})
 		c.Close()
 		return
 	}
@@ -124,6 +185,7 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	}
 	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, conn: c, pending: map[uint64]*task{}}
 	h.engines[id] = e
+	h.core.addEngine(id)
 	h.mu.Unlock()
 
 	ctrl, _, _ := encodeValues(id)
@@ -133,6 +195,7 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	}
 	h.log.Info().Int("engine", id).Int("rank", reg.Rank).Str("host", reg.Host).Int("pid", reg.PID).Msg("engine registered")
 	h.notify()
+	h.pump()
 	for {
 		f, err := c.Recv()
 		if err != nil {
@@ -154,7 +217,8 @@ func (h *Hub) notify() {
 	h.mu.Unlock()
 }
 
-// engineGone fails the engine's pending tasks at once and drops it.
+// engineGone fails the engine's pending tasks at once (or re-queues the
+// load-balanced ones that may be retried) and drops it.
 func (h *Hub) engineGone(e *engineRec, err error) {
 	h.mu.Lock()
 	if e.dead {
@@ -165,7 +229,17 @@ func (h *Hub) engineGone(e *engineRec, err error) {
 	e.why = err.Error()
 	pending := e.pending
 	e.pending = map[uint64]*task{}
+	h.core.removeEngine(e.id)
 	expected := h.closed || h.stopping
+	var failed []*task
+	for _, t := range pending {
+		if t.lb && t.retries > 0 && !h.stopping {
+			h.requeueLocked(t, e.id)
+			continue
+		}
+		t.ctrl, t.bufs = nil, nil
+		failed = append(failed, t)
+	}
 	h.mu.Unlock()
 	e.conn.Close()
 	if expected && len(pending) == 0 {
@@ -174,29 +248,58 @@ func (h *Hub) engineGone(e *engineRec, err error) {
 		h.log.Error().Int("engine", e.id).Int("rank", e.rank).Str("host", e.host).Err(err).Int("pending", len(pending)).Msg("engine lost")
 	}
 	now := time.Now()
-	for _, t := range pending {
+	sort.Slice(failed, func(i, j int) bool { return failed[i].id < failed[j].id })
+	for _, t := range failed {
 		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: CodeEngineDied, MsgID: t.id,
 			Message: fmt.Sprintf("%s died with the task pending: %v", e.where(), err)}, now)
 	}
 	h.notify()
+	h.pump()
+}
+
+// requeueLocked puts a load-balanced task back in the scheduler to be retried
+// away from the engine it failed on.
+func (h *Hub) requeueLocked(t *task, failedOn int) {
+	t.retries--
+	if t.item.avoid == nil {
+		t.item.avoid = map[int]bool{}
+	}
+	t.item.avoid[failedOn] = true
+	t.eng.Store(-1)
+	h.waiting[t.id] = t
+	h.core.push(t.item)
+	h.log.Info().Uint64("msg", t.id).Int("failed_on", failedOn).Int("retries_left", t.retries).Msg("task retried")
 }
 
 func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	recv := time.Now()
+	r, perr := parseResult(f)
 	h.mu.Lock()
 	t := e.pending[f.ID]
 	delete(e.pending, f.ID)
+	h.core.busy(e.id, -1)
 	e.done++
+	if t != nil && perr == nil && r.Status != statusOK && t.lb && t.retries > 0 && r.Code != CodeAborted && !h.stopping {
+		h.requeueLocked(t, e.id)
+		h.mu.Unlock()
+		f.Release()
+		h.pump()
+		return
+	}
+	if t != nil {
+		t.ctrl, t.bufs = nil, nil
+	}
 	h.mu.Unlock()
 	if t == nil {
 		h.log.Warn().Int("engine", e.id).Uint64("msg", f.ID).Msg("result for an unknown task; dropped")
 		f.Release()
 		return
 	}
-	r, err := parseResult(f)
-	if err != nil {
+	t.rank, t.host = e.rank, e.host
+	if perr != nil {
 		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: CodeError, MsgID: t.id,
-			Message: "undecodable result: " + err.Error()}, recv)
+			Message: "undecodable result: " + perr.Error()}, recv)
+		h.pump()
 		return
 	}
 	t.started, t.completed = r.Started, r.Completed
@@ -205,35 +308,24 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	if r.Status != statusOK {
 		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: r.Code, Type: r.ErrType,
 			Message: r.ErrMsg, Traceback: r.Traceback, MsgID: t.id}, recv)
-		return
+	} else {
+		t.finish(r.Value, nil, recv)
 	}
-	t.finish(r.Value, nil, recv)
+	h.pump()
 }
 
 // IDs returns the ids of the live engines, sorted.
 func (h *Hub) IDs() []int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ids := make([]int, 0, len(h.engines))
-	for id, e := range h.engines {
-		if !e.dead {
-			ids = append(ids, id)
-		}
-	}
-	sort.Ints(ids)
-	return ids
+	return h.liveLocked()
 }
 
 // WaitForEngines blocks until at least n engines are registered.
 func (h *Hub) WaitForEngines(ctx context.Context, n int) error {
 	for {
 		h.mu.Lock()
-		live := 0
-		for _, e := range h.engines {
-			if !e.dead {
-				live++
-			}
-		}
+		live := len(h.liveLocked())
 		ch := h.changed
 		h.mu.Unlock()
 		if live >= n {
@@ -249,12 +341,21 @@ func (h *Hub) WaitForEngines(ctx context.Context, n int) error {
 	}
 }
 
-// submit sends one task frame to each target. The returned tasks complete
-// when their engine answers or dies.
-func (h *Hub) submit(targets []int, kind int, name string, ctrl []byte, bufs [][]byte) ([]*task, error) {
+// payload is one task's encoded (kind, name, args) and its out-of-band buffers.
+type payload struct {
+	ctrl []byte
+	bufs [][]byte
+}
+
+// submitDirect sends one task to each target; payloads has one entry per
+// target, or one shared by all.
+func (h *Hub) submitDirect(kind int, name string, targets []int, payloads []payload) ([]*task, error) {
+	if len(targets) == 0 {
+		return nil, ErrNoEngines
+	}
 	now := time.Now()
 	h.mu.Lock()
-	if h.closed {
+	if h.closed || h.stopping {
 		h.mu.Unlock()
 		return nil, ErrShutdown
 	}
@@ -269,19 +370,191 @@ func (h *Hub) submit(targets []int, kind int, name string, ctrl []byte, bufs [][
 	}
 	tasks := make([]*task, len(targets))
 	for i, e := range recs {
-		t := newTask(h.msgSeq.Add(1), e, kind, name, now)
+		t := newTask(h.msgSeq.Add(1), kind, name, now)
+		t.eng.Store(int64(e.id))
+		t.rank, t.host = e.rank, e.host
+		p := payloads[min(i, len(payloads)-1)]
+		t.ctrl, t.bufs = p.ctrl, p.bufs
 		e.pending[t.id] = t
+		h.core.busy(e.id, 1)
 		h.tasks[t.id] = t
 		tasks[i] = t
 	}
 	h.mu.Unlock()
 	for i, e := range recs {
-		err := e.conn.Send(&comm.Frame{Type: fTask, ID: tasks[i].id, Control: ctrl, Buffers: bufs})
-		if err != nil {
-			h.engineGone(e, err)
-		}
+		h.dispatch(e, tasks[i])
 	}
 	return tasks, nil
+}
+
+// lbSpec are a load-balanced submission's options.
+type lbSpec struct {
+	targets []int // nil: any engine
+	after   Dependency
+	follow  Dependency
+	timeout time.Duration
+	retries int
+}
+
+// submitLB queues one load-balanced task per payload; the scheduler sends
+// them when their dependencies are met and an engine is eligible.
+func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) ([]*task, error) {
+	now := time.Now()
+	h.mu.Lock()
+	if h.closed || h.stopping {
+		h.mu.Unlock()
+		return nil, ErrShutdown
+	}
+	for _, d := range [][]uint64{spec.after.MsgIDs, spec.follow.MsgIDs} {
+		for _, id := range d {
+			if h.tasks[id] == nil {
+				h.mu.Unlock()
+				return nil, fmt.Errorf("%w: dependency on message %d", ErrUnknownResult, id)
+			}
+		}
+	}
+	tasks := make([]*task, len(payloads))
+	for i, p := range payloads {
+		t := newTask(h.msgSeq.Add(1), kind, name, now)
+		t.lb = true
+		t.ctrl, t.bufs = p.ctrl, p.bufs
+		t.retries = spec.retries
+		t.after, t.follow = spec.after.MsgIDs, spec.follow.MsgIDs
+		t.item = &lbItem{id: t.id, after: spec.after, follow: spec.follow, targets: spec.targets}
+		if spec.timeout > 0 {
+			t.item.deadline = now.Add(spec.timeout)
+		}
+		h.tasks[t.id] = t
+		h.waiting[t.id] = t
+		h.core.push(t.item)
+		tasks[i] = t
+	}
+	h.mu.Unlock()
+	if spec.timeout > 0 {
+		h.wake()
+	}
+	h.pump()
+	return tasks, nil
+}
+
+// dispatch sends a task to its engine.
+func (h *Hub) dispatch(e *engineRec, t *task) {
+	h.mu.Lock()
+	ctrl, bufs := t.ctrl, t.bufs
+	if t.retries == 0 {
+		t.ctrl, t.bufs = nil, nil // nothing will need them again
+	}
+	h.mu.Unlock()
+	if hook := sendHook.Load(); hook != nil {
+		(*hook)(bufs)
+	}
+	err := e.conn.Send(&comm.Frame{Type: fTask, ID: t.id, Control: ctrl, Buffers: bufs})
+	t.markSent()
+	if err != nil {
+		h.engineGone(e, err)
+	}
+}
+
+// sendHook, when set by a test, sees the buffers handed to comm for each task.
+var sendHook atomic.Pointer[func(bufs [][]byte)]
+
+// oracleLocked is the scheduler's view of earlier results.
+func (h *Hub) oracleLocked(id uint64) (depState, int) {
+	t := h.tasks[id]
+	if t == nil {
+		return depUnknown, -1
+	}
+	if !t.isDone() {
+		return depPending, -1
+	}
+	if t.err != nil {
+		return depFailed, int(t.eng.Load())
+	}
+	return depOK, int(t.eng.Load())
+}
+
+// pump runs the scheduler until it has nothing more to decide, sending the
+// tasks it placed and failing those it gave up on.
+func (h *Hub) pump() {
+	type run struct {
+		e *engineRec
+		t *task
+	}
+	type fail struct {
+		t         *task
+		code, why string
+	}
+	for {
+		h.mu.Lock()
+		if len(h.core.queue) == 0 {
+			h.mu.Unlock()
+			return
+		}
+		ds := h.core.schedule(time.Now(), h.oracleLocked)
+		if len(ds) == 0 {
+			h.mu.Unlock()
+			return
+		}
+		var runs []run
+		var fails []fail
+		for _, d := range ds {
+			t := h.waiting[d.id]
+			delete(h.waiting, d.id)
+			if t == nil {
+				continue
+			}
+			if d.code != "" {
+				t.ctrl, t.bufs = nil, nil
+				fails = append(fails, fail{t, d.code, d.why})
+				continue
+			}
+			e := h.engines[d.engine]
+			t.eng.Store(int64(e.id))
+			t.rank, t.host = e.rank, e.host
+			e.pending[t.id] = t
+			runs = append(runs, run{e, t})
+		}
+		h.mu.Unlock()
+		for _, r := range runs {
+			h.dispatch(r.e, r.t)
+		}
+		now := time.Now()
+		for _, f := range fails {
+			f.t.finish(nil, &RemoteError{EngineID: -1, Rank: 0, Host: h.cfg.Host, Code: f.code, MsgID: f.t.id, Message: f.why}, now)
+		}
+	}
+}
+
+func (h *Hub) wake() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// timers fires dependency timeouts: it sleeps until the earliest deadline
+// of a waiting task, or until woken because a new deadline came.
+func (h *Hub) timers() {
+	defer h.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		h.mu.Lock()
+		next := h.core.nextDeadline()
+		h.mu.Unlock()
+		d := time.Hour
+		if !next.IsZero() {
+			d = max(time.Until(next), time.Millisecond)
+		}
+		t.Reset(d)
+		select {
+		case <-h.done:
+			return
+		case <-h.kick:
+		case <-t.C:
+			h.pump()
+		}
+	}
 }
 
 func (h *Hub) liveLocked() []int {
@@ -296,6 +569,7 @@ func (h *Hub) liveLocked() []int {
 }
 
 // control sends a control frame to the given engines (all live ones if nil).
+// Control frames bypass the engines' task queues.
 func (h *Hub) control(targets []int, op int, ids []uint64) error {
 	ctrl, _, err := encodeValues(op, ids)
 	if err != nil {
@@ -311,9 +585,13 @@ func (h *Hub) control(targets []int, op int, ids []uint64) error {
 		}
 	} else {
 		for _, id := range targets {
-			if e := h.engines[id]; e != nil && !e.dead {
-				recs = append(recs, e)
+			e := h.engines[id]
+			if e == nil || e.dead {
+				live := h.liveLocked()
+				h.mu.Unlock()
+				return fmt.Errorf("%w: %d (live engines: %v)", ErrNoSuchEngine, id, live)
 			}
+			recs = append(recs, e)
 		}
 	}
 	h.mu.Unlock()
@@ -325,15 +603,177 @@ func (h *Hub) control(targets []int, op int, ids []uint64) error {
 	return nil
 }
 
+// abort makes the given tasks fail with ErrAborted if they have not started:
+// tasks still in the hub fail at once, tasks queued on an engine are marked
+// there through the control channel. Finished tasks are left alone.
+func (h *Hub) abort(ids []uint64) error {
+	h.mu.Lock()
+	var local []*task
+	byEngine := map[int][]uint64{}
+	var unknown []uint64
+	for _, id := range ids {
+		t := h.tasks[id]
+		if t == nil {
+			unknown = append(unknown, id)
+			continue
+		}
+		if t.isDone() {
+			continue
+		}
+		if _, ok := h.waiting[id]; ok {
+			delete(h.waiting, id)
+			h.core.remove(id)
+			t.ctrl, t.bufs = nil, nil
+			local = append(local, t)
+			continue
+		}
+		if e := int(t.eng.Load()); e >= 0 {
+			byEngine[e] = append(byEngine[e], id)
+		}
+	}
+	h.mu.Unlock()
+	now := time.Now()
+	for _, t := range local {
+		t.finish(nil, &RemoteError{EngineID: -1, Host: h.cfg.Host, Code: CodeAborted, MsgID: t.id, Message: "aborted before it was sent to an engine"}, now)
+	}
+	for e, ids := range byEngine {
+		if err := h.control([]int{e}, ctlAbort, ids); err != nil {
+			h.log.Warn().Err(err).Int("engine", e).Msg("abort")
+		}
+	}
+	h.pump()
+	if len(unknown) > 0 {
+		return fmt.Errorf("%w: %v", ErrUnknownResult, unknown)
+	}
+	return nil
+}
+
+// fetch returns the tasks of the given message ids from the history.
+func (h *Hub) fetch(ids []uint64) ([]*task, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*task, len(ids))
+	for i, id := range ids {
+		t := h.tasks[id]
+		if t == nil {
+			return nil, fmt.Errorf("%w: %d", ErrUnknownResult, id)
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// QueueStatus is one engine's queue as the hub sees it.
+type QueueStatus struct {
+	EngineID  int
+	Queued    int // tasks sent and not answered
+	Completed int // tasks answered
+}
+
+// queueStatus returns the live engines' queues and the number of
+// load-balanced tasks not yet on an engine.
+func (h *Hub) queueStatus() ([]QueueStatus, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []QueueStatus
+	for _, id := range h.liveLocked() {
+		e := h.engines[id]
+		out = append(out, QueueStatus{EngineID: id, Queued: len(e.pending), Completed: e.done})
+	}
+	return out, len(h.waiting)
+}
+
+// resultStatus splits ids into pending and completed; unknown ids are an error.
+func (h *Hub) resultStatus(ids []uint64) (pending, completed []uint64, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ids == nil {
+		for id := range h.tasks {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	}
+	for _, id := range ids {
+		t := h.tasks[id]
+		switch {
+		case t == nil:
+			return nil, nil, fmt.Errorf("%w: %d", ErrUnknownResult, id)
+		case t.isDone():
+			completed = append(completed, id)
+		default:
+			pending = append(pending, id)
+		}
+	}
+	return pending, completed, nil
+}
+
+// purge drops finished results from the history: the given ids, or all
+// finished ones when ids is nil. Outstanding tasks are kept.
+func (h *Hub) purge(ids []uint64) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	if ids == nil {
+		for id, t := range h.tasks {
+			if t.isDone() {
+				delete(h.tasks, id)
+				n++
+			}
+		}
+		return n, nil
+	}
+	var unknown []uint64
+	for _, id := range ids {
+		t := h.tasks[id]
+		if t == nil {
+			unknown = append(unknown, id)
+			continue
+		}
+		if t.isDone() {
+			delete(h.tasks, id)
+			n++
+		}
+	}
+	if len(unknown) > 0 {
+		return n, fmt.Errorf("%w: %v", ErrUnknownResult, unknown)
+	}
+	return n, nil
+}
+
+// history lists the message ids the hub holds, in submission order.
+func (h *Hub) history() []uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]uint64, 0, len(h.tasks))
+	for id := range h.tasks {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
 // Shutdown tells every engine to exit, waits up to timeout for them to
-// leave, and stops the hub. It is idempotent.
+// leave, and stops the hub: tasks still waiting in the hub fail with
+// ErrShutdown, outside clients are disconnected. It is idempotent.
 func (h *Hub) Shutdown(timeout time.Duration) {
 	h.stopOnce.Do(func() {
 		h.mu.Lock()
 		h.stopping = true
+		var waiting []*task
+		for id, t := range h.waiting {
+			waiting = append(waiting, t)
+			h.core.remove(id)
+			delete(h.waiting, id)
+		}
 		h.mu.Unlock()
+		now := time.Now()
+		for _, t := range waiting {
+			t.finish(nil, &RemoteError{EngineID: -1, Host: h.cfg.Host, Code: CodeShutdown, MsgID: t.id, Message: "the hub shut down before the task ran"}, now)
+		}
 		h.control(nil, ctlShutdown, nil)
-		deadline := time.After(timeout)
+		deadline := time.NewTimer(timeout)
+		defer deadline.Stop()
+	wait:
 		for {
 			h.mu.Lock()
 			live := len(h.liveLocked())
@@ -344,16 +784,18 @@ func (h *Hub) Shutdown(timeout time.Duration) {
 			}
 			select {
 			case <-ch:
-				continue
-			case <-deadline:
+			case <-deadline.C:
+				break wait
 			}
-			break
 		}
 		h.mu.Lock()
 		h.closed = true
 		var conns []*comm.Conn
 		for _, e := range h.engines {
 			conns = append(conns, e.conn)
+		}
+		for c := range h.clients {
+			conns = append(conns, c)
 		}
 		h.mu.Unlock()
 		close(h.done)

@@ -15,6 +15,10 @@ const (
 	fResult                                    // engine → hub: outcome (ID = message id)
 	fControl                                   // hub → engine: abort, clear, shutdown; bypasses the queue
 	fReject                                    // hub → peer: registration refused, with reason
+	fHello                                     // client → hub: first frame of an outside client
+	fRequest                                   // client → hub: one request (ID = request id)
+	fReply                                     // hub → client: the answer to a request (ID = request id)
+	fNotify                                    // hub → client: a finished task it watches (ID = message id)
 )
 
 // Task kinds.
@@ -23,6 +27,43 @@ const (
 	kindExecute = 2 // run a shell command
 	kindPush    = 3 // bind names in the namespace
 	kindPull    = 4 // read names from the namespace
+	kindMap     = 5 // call a registered function on each element of a chunk
+	kindRun     = 6 // run a script's text as an executable file
+	kindDelete  = 7 // remove names from the namespace
+)
+
+func kindName(k int) string {
+	switch k {
+	case kindApply:
+		return "apply"
+	case kindExecute:
+		return "execute"
+	case kindPush:
+		return "push"
+	case kindPull:
+		return "pull"
+	case kindMap:
+		return "map"
+	case kindRun:
+		return "run"
+	case kindDelete:
+		return "delete"
+	}
+	return fmt.Sprintf("kind %d", k)
+}
+
+// Client request operations (fRequest).
+const (
+	opEngines      = 1  // → []EngineInfo as maps
+	opSubmit       = 2  // direct or load-balanced submission
+	opFetch        = 3  // watch tasks by message id
+	opAbort        = 4  // abort tasks by message id
+	opControl      = 5  // clear or shutdown engines
+	opQueueStatus  = 6  // per-engine queues
+	opResultStatus = 7  // pending / completed ids
+	opPurge        = 8  // drop finished results from the history
+	opHistory      = 9  // every message id in the history
+	opShutdown     = 10 // stop the engines and the hub
 )
 
 // Control operations.

@@ -3,20 +3,35 @@ package views
 import (
 	"context"
 	"errors"
+	"iter"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
 )
 
-// task is one message to one engine and its outcome.
+// task is one message to one engine and its outcome. The same type is the
+// hub's record and, in an outside client, the client's proxy of that record.
 type task struct {
 	id        uint64
-	engineID  int
 	kind      int
 	name      string
 	submitted time.Time
+	eng       atomic.Int64 // engine id; -1 while a load-balanced task waits
+	lb        bool
+	after     []uint64
+	follow    []uint64
 	done      chan struct{}
+	sent      chan struct{}
+	sentOnce  sync.Once
+
+	// Dispatch state, guarded by the hub's mu.
+	ctrl    []byte
+	bufs    [][]byte
+	retries int
+	item    *lbItem
 
 	// Written once before done is closed; read only after.
 	started, completed, received time.Time
@@ -24,20 +39,53 @@ type task struct {
 	err                          error
 	stdout, stderr               string
 	exit                         int
+	rank                         int
+	host                         string
 	frame                        *comm.Frame
-	once                         sync.Once
+
+	mu       sync.Mutex
+	finished bool
+	watchers []func(*task)
 }
 
-func newTask(id uint64, e *engineRec, kind int, name string, now time.Time) *task {
-	return &task{id: id, engineID: e.id, kind: kind, name: name, submitted: now, done: make(chan struct{})}
+func newTask(id uint64, kind int, name string, now time.Time) *task {
+	t := &task{id: id, kind: kind, name: name, submitted: now, done: make(chan struct{}), sent: make(chan struct{})}
+	t.eng.Store(-1)
+	return t
 }
 
+// finish records the outcome once and runs the watchers (outside any lock).
 func (t *task) finish(v any, err error, received time.Time) {
-	t.once.Do(func() {
-		t.value, t.err, t.received = v, err, received
-		close(t.done)
-	})
+	t.mu.Lock()
+	if t.finished {
+		t.mu.Unlock()
+		return
+	}
+	t.finished = true
+	t.value, t.err, t.received = v, err, received
+	ws := t.watchers
+	t.watchers = nil
+	close(t.done)
+	t.mu.Unlock()
+	t.markSent()
+	for _, w := range ws {
+		w(t)
+	}
 }
+
+// watch calls fn once the task is finished (at once if it is).
+func (t *task) watch(fn func(*task)) {
+	t.mu.Lock()
+	if t.finished {
+		t.mu.Unlock()
+		fn(t)
+		return
+	}
+	t.watchers = append(t.watchers, fn)
+	t.mu.Unlock()
+}
+
+func (t *task) markSent() { t.sentOnce.Do(func() { close(t.sent) }) }
 
 func (t *task) isDone() bool {
 	select {
@@ -49,9 +97,11 @@ func (t *task) isDone() bool {
 }
 
 // Metadata is what is known about one task, as in IPython's AsyncResult.metadata.
+// Times are ordered: Submitted ≤ Started ≤ Completed ≤ Received (Started and
+// Completed are stamped on the engine's clock).
 type Metadata struct {
 	MsgID     uint64
-	EngineID  int
+	EngineID  int // -1 while a load-balanced task waits for an engine
 	Submitted time.Time
 	Started   time.Time // on the engine
 	Completed time.Time // on the engine
@@ -61,12 +111,18 @@ type Metadata struct {
 	ExitCode  int    // for shell commands
 	Status    string // "pending", "ok", "error"
 	Error     error
+	After     []uint64 // the time dependencies of a load-balanced task
+	Follow    []uint64 // its location dependencies
 }
 
 // AsyncResult is the handle of a submission to one or more engines.
 type AsyncResult struct {
+	b      backend
 	tasks  []*task
 	single bool // the view had one target given as an int: Get returns the value itself
+	mapped bool // each task's value is a chunk ([]any) of a map: Get flattens them
+	// reduce, if set, turns the tasks' values into the result (gather).
+	reduce func(vals []any) (any, error)
 }
 
 // MsgIDs returns the message ids, one per task, in target order.
@@ -78,14 +134,18 @@ func (r *AsyncResult) MsgIDs() []uint64 {
 	return out
 }
 
-// EngineIDs returns the engine of each task, in target order.
+// EngineIDs returns the engine of each task, in target order (-1 for a
+// load-balanced task not yet on an engine).
 func (r *AsyncResult) EngineIDs() []int {
 	out := make([]int, len(r.tasks))
 	for i, t := range r.tasks {
-		out[i] = t.engineID
+		out[i] = int(t.eng.Load())
 	}
 	return out
 }
+
+// Len is the number of tasks.
+func (r *AsyncResult) Len() int { return len(r.tasks) }
 
 // Ready reports whether every task has finished.
 func (r *AsyncResult) Ready() bool {
@@ -95,6 +155,34 @@ func (r *AsyncResult) Ready() bool {
 		}
 	}
 	return true
+}
+
+// Progress is the number of tasks finished so far.
+func (r *AsyncResult) Progress() int {
+	n := 0
+	for _, t := range r.tasks {
+		if t.isDone() {
+			n++
+		}
+	}
+	return n
+}
+
+// Sent is closed once every task's message has been handed to the operating
+// system (IPython's track=True): from then on the caller may modify the
+// buffers of the arguments it passed, which were sent without a copy.
+func (r *AsyncResult) Sent() <-chan struct{} {
+	if len(r.tasks) == 1 {
+		return r.tasks[0].sent
+	}
+	ch := make(chan struct{})
+	go func() {
+		for _, t := range r.tasks {
+			<-t.sent
+		}
+		close(ch)
+	}()
+	return ch
 }
 
 // Wait waits until every task has finished or timeout passes (negative: no
@@ -144,8 +232,9 @@ func (r *AsyncResult) Successful() (bool, error) {
 }
 
 // Get waits up to timeout (negative: no limit) and returns the result: the
-// value itself for a single-engine view, else a []any in target order. A
-// remote failure is a *RemoteError; several are a *CompositeError.
+// value itself for a single-engine view, the flattened elements for a map,
+// else a []any in target order. A remote failure is a *RemoteError; several
+// are a *CompositeError. ErrTimeout if the timeout passes first.
 func (r *AsyncResult) Get(timeout time.Duration) (any, error) {
 	if !r.Wait(timeout) {
 		return nil, ErrTimeout
@@ -159,6 +248,20 @@ func (r *AsyncResult) GetContext(ctx context.Context) (any, error) {
 		return nil, err
 	}
 	return r.collect()
+}
+
+// GetEngine waits up to timeout for the task that ran on engine id and
+// returns its value (IPython's ar.get_dict()[id]).
+func (r *AsyncResult) GetEngine(id int, timeout time.Duration) (any, error) {
+	if !r.Wait(timeout) {
+		return nil, ErrTimeout
+	}
+	for _, t := range r.tasks {
+		if int(t.eng.Load()) == id {
+			return t.value, t.err
+		}
+	}
+	return nil, ErrNoSuchEngine
 }
 
 // Values is Get that always returns one value per task.
@@ -177,14 +280,39 @@ func (r *AsyncResult) collect() (any, error) {
 	if err := r.errors(); err != nil {
 		return nil, err
 	}
-	if r.single && len(r.tasks) == 1 {
-		return r.tasks[0].value, nil
-	}
 	vals := make([]any, len(r.tasks))
 	for i, t := range r.tasks {
 		vals[i] = t.value
 	}
+	switch {
+	case r.reduce != nil:
+		return r.reduce(vals)
+	case r.mapped:
+		var out []any
+		for _, v := range vals {
+			out = append(out, chunkElems(v)...)
+		}
+		return out, nil
+	case r.single && len(r.tasks) == 1:
+		return vals[0], nil
+	}
 	return vals, nil
+}
+
+// chunkElems lists the elements of a map chunk's result.
+func chunkElems(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice {
+		return []any{v}
+	}
+	out := make([]any, rv.Len())
+	for i := range out {
+		out[i] = rv.Index(i).Interface()
+	}
+	return out
 }
 
 func (r *AsyncResult) errors() error {
@@ -215,11 +343,89 @@ func (r *AsyncResult) errors() error {
 	return &CompositeError{Errors: errs}
 }
 
+// Ordered yields the results in submission order, each as soon as it and
+// those before it are done (for a map: element by element). A failed task
+// yields its error once.
+func (r *AsyncResult) Ordered() iter.Seq2[any, error] {
+	return func(yield func(any, error) bool) {
+		for _, t := range r.tasks {
+			<-t.done
+			if !r.yieldTask(t, yield) {
+				return
+			}
+		}
+	}
+}
+
+// Unordered yields the results as they arrive.
+func (r *AsyncResult) Unordered() iter.Seq2[any, error] {
+	return func(yield func(any, error) bool) {
+		left := append([]*task(nil), r.tasks...)
+		cases := make([]reflect.SelectCase, 0, len(left))
+		for len(left) > 0 {
+			// Finished ones first, without blocking.
+			k := 0
+			for _, t := range left {
+				if t.isDone() {
+					if !r.yieldTask(t, yield) {
+						return
+					}
+					continue
+				}
+				left[k] = t
+				k++
+			}
+			left = left[:k]
+			if len(left) == 0 {
+				return
+			}
+			cases = cases[:0]
+			for _, t := range left {
+				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.done)})
+			}
+			reflect.Select(cases)
+		}
+	}
+}
+
+func (r *AsyncResult) yieldTask(t *task, yield func(any, error) bool) bool {
+	if t.err != nil {
+		return yield(nil, t.err)
+	}
+	if r.mapped {
+		for _, v := range chunkElems(t.value) {
+			if !yield(v, nil) {
+				return false
+			}
+		}
+		return true
+	}
+	return yield(t.value, nil)
+}
+
+// Abort makes this result's tasks that have not started fail with
+// ErrAborted (through the control channel, ahead of queued work).
+func (r *AsyncResult) Abort() error {
+	if r.b == nil {
+		return ErrShutdown
+	}
+	var ids []uint64
+	for _, t := range r.tasks {
+		if !t.isDone() {
+			ids = append(ids, t.id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return r.b.abort(ids)
+}
+
 // Metadata returns what is known of each task, in target order.
 func (r *AsyncResult) Metadata() []Metadata {
 	out := make([]Metadata, len(r.tasks))
 	for i, t := range r.tasks {
-		m := Metadata{MsgID: t.id, EngineID: t.engineID, Submitted: t.submitted, Status: "pending"}
+		m := Metadata{MsgID: t.id, EngineID: int(t.eng.Load()), Submitted: t.submitted, Status: "pending", After: t.after, Follow: t.follow}
 		if t.isDone() {
 			m.Started, m.Completed, m.Received = t.started, t.completed, t.received
 			m.Stdout, m.Stderr, m.ExitCode, m.Error = t.stdout, t.stderr, t.exit, t.err
@@ -233,13 +439,16 @@ func (r *AsyncResult) Metadata() []Metadata {
 	return out
 }
 
-// Elapsed is the time from submission until the last result arrived (or now).
+// Elapsed is the time from the first submission until the last result
+// arrived, or until now while some are outstanding.
 func (r *AsyncResult) Elapsed() time.Duration {
 	var first, last time.Time
 	for _, t := range r.tasks {
 		if first.IsZero() || t.submitted.Before(first) {
 			first = t.submitted
 		}
+	}
+	for _, t := range r.tasks {
 		if !t.isDone() {
 			return time.Since(first)
 		}
@@ -248,4 +457,24 @@ func (r *AsyncResult) Elapsed() time.Duration {
 		}
 	}
 	return last.Sub(first)
+}
+
+// WallTime is Elapsed once the result is ready (IPython's wall_time); zero before.
+func (r *AsyncResult) WallTime() time.Duration {
+	if !r.Ready() {
+		return 0
+	}
+	return r.Elapsed()
+}
+
+// SerialTime is the sum of the tasks' run times on their engines (IPython's
+// serial_time): compare it with WallTime to see the parallel speed-up.
+func (r *AsyncResult) SerialTime() time.Duration {
+	var s time.Duration
+	for _, t := range r.tasks {
+		if t.isDone() && !t.started.IsZero() {
+			s += t.completed.Sub(t.started)
+		}
+	}
+	return s
 }

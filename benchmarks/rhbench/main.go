@@ -53,5 +53,13 @@ func drive(ctx context.Context, c *views.Client) error {
 
 func main() {
 	rankhub.Register("noop", func() {})
+	// A sweep function as small as one can be: the sweep benchmark measures
+	// rankhub's own cost per row (scheduling, transport, result file).
+	rankhub.Register("tiny", func(p rankhub.Params) (map[string]float64, error) {
+		return map[string]float64{"y": p.Float("x") * 2}, nil
+	})
+	if len(os.Args) > 1 && os.Args[1] == "sweep" {
+		rankhub.Main(nil) // the job file's sweep
+	}
 	rankhub.Main(drive)
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rankhub/rankhub"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 )
@@ -24,6 +25,8 @@ type runFlags struct {
 	noAbort   bool
 	heartbeat time.Duration
 	workdir   string
+	resume    bool
+	force     bool
 }
 
 func newRunFlags(fl *runFlags) *flag.FlagSet {
@@ -35,6 +38,8 @@ func newRunFlags(fl *runFlags) *flag.FlagSet {
 	fs.BoolVar(&fl.noAbort, "no-abort", false, "keep the other ranks running when one fails")
 	fs.DurationVar(&fl.heartbeat, "heartbeat", 0, "heartbeat interval between ranks (default 1s; a peer is dead after 5)")
 	fs.StringVar(&fl.workdir, "workdir", "", "directory the ranks run in (overrides [job].workdir)")
+	fs.BoolVar(&fl.resume, "resume", false, "sweep: run only the tasks whose rows are missing from the result file, appending to it")
+	fs.BoolVar(&fl.force, "force", false, "with --resume: continue even if the job text or program differ from the file's provenance")
 	return fs
 }
 
@@ -93,8 +98,23 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		hb = fl.heartbeat
 	}
 	abort := job.Job.AbortOnError == nil || *job.Job.AbortOnError
+	env := map[string]string{}
+	for k, v := range job.Job.Env {
+		env[k] = v
+	}
+	if fl.force && !fl.resume {
+		return &usageError{msg: "--force goes with --resume"}
+	}
+	if fl.resume {
+		env[rankhub.EnvResume] = "1"
+		if fl.force {
+			env[rankhub.EnvResumeForce] = "1"
+		}
+	}
+	stopBar := startProgressBar(stderr, jobDir)
+	defer stopBar()
 	err = launcher.RunLocal(ctx, launcher.LocalConfig{
-		Ranks: job.Job.Ranks, Command: argv, Env: job.Job.Env, JobDir: jobDir, Workdir: launcher.JobWorkdir(job),
+		Ranks: job.Job.Ranks, Command: argv, Env: env, JobDir: jobDir, Workdir: launcher.JobWorkdir(job),
 		JobID: filepath.Base(jobDir), AbortOnError: abort && !fl.noAbort, Transport: transport, Heartbeat: hb,
 		Stdout: stdout, Stderr: stderr,
 	})

@@ -94,6 +94,9 @@ func main() {
 
 	// rankhub first, then the anchors, in the same run.
 	s.add(run("bin/rankhub", []string{"run", "-n", "2", "--", "bin/rhbench", reps}))
+	if !skip("sweep") {
+		sweepBench(s, tmp)
+	}
 	if !skip("sock") {
 		if out, err := exec.Command("gcc", "-O2", "-o", filepath.Join(tmp, "sockbw"), filepath.Join(anchors, "sockbw.c")).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: building sockbw: %v\n%s", err, out)
@@ -117,7 +120,10 @@ func main() {
 		{"no-op apply round trip, p90", "rankhub_apply_sync_noop_p90", "ipp_apply_sync_noop_p90", "us", true, ""},
 		{"  vs raw Unix socket 8-B RTT", "rankhub_apply_sync_noop_median", "unix_pingpong_8B_rtt_pinnone", "us", true, "(physical floor)"},
 		{"  vs raw TCP socket 8-B RTT", "rankhub_apply_sync_noop_median", "tcp_pingpong_8B_rtt_pinnone", "us", true, "(physical floor)"},
+		{"sweep, 100k Go-function tasks", "rankhub_sweep_func_100k", "target_sweep_rows", "rows/s", false, "≥ 50,000 rows/s end to end, 2 engines"},
+		{"sweep, 10k shell tasks", "rankhub_sweep_shell_10k", "xargs_P2_shell_10k", "tasks/s", false, "bounded by process start: ≈ xargs -P 2"},
 	}
+	s["target_sweep_rows"] = []float64{50000}
 	fmt.Printf("\n%-34s %12s %12s %6s %10s  %s\n", "measure (median of runs)", "rankhub", "anchor", "unit", "ratio", "target")
 	for _, r := range rows {
 		o, a := median(s[r.ours]), median(s[r.anchor])
@@ -150,4 +156,57 @@ func fmtv(v float64, n int) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.4g", v)
+}
+
+// sweepBench times whole `rankhub run` sweeps (start-up included) and the
+// same shell commands through xargs -P 2.
+func sweepBench(s sample, tmp string) {
+	wd, _ := os.Getwd()
+	fn := fmt.Sprintf(`[job]
+name = "benchfunc"
+ranks = 3
+program = [%q, "sweep"]
+[task]
+function = "tiny"
+outputs = ["y"]
+[sweep]
+x = { start = 0, stop = 99999, step = 1 }
+[results]
+path = "func.arrow"
+`, filepath.Join(wd, "bin/rhbench"))
+	sh := `[job]
+name = "benchshell"
+ranks = 3
+[task]
+command = "echo {x}"
+outputs = ["y"]
+[sweep]
+x = { start = 0, stop = 9999, step = 1 }
+[results]
+path = "shell.arrow"
+`
+	for rep := 0; rep < 3; rep++ {
+		for _, b := range []struct {
+			name, text, label string
+			n                 float64
+		}{
+			{"func", fn, "rankhub_sweep_func_100k", 100000}, {"shell", sh, "rankhub_sweep_shell_10k", 10000}} {
+			dir := filepath.Join(tmp, fmt.Sprintf("%s%d", b.name, rep))
+			os.MkdirAll(dir, 0o755)
+			os.WriteFile(filepath.Join(dir, "job.toml"), []byte(b.text), 0o644)
+			t := time.Now()
+			cmd := exec.Command(filepath.Join(wd, "bin/rankhub"), "run", "job.toml")
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %s sweep: %v\n%s", b.name, err, out)
+				continue
+			}
+			s[b.label] = append(s[b.label], b.n/time.Since(t).Seconds())
+		}
+		t := time.Now()
+		cmd := exec.Command("sh", "-c", "seq 0 9999 | xargs -P 2 -I{} sh -c 'echo {}' > /dev/null")
+		if err := cmd.Run(); err == nil {
+			s["xargs_P2_shell_10k"] = append(s["xargs_P2_shell_10k"], 10000/time.Since(t).Seconds())
+		}
+	}
 }

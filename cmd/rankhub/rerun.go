@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/rankhub/rankhub"
+	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/launcher"
+	"github.com/rankhub/rankhub/results"
+)
+
+func init() {
+	register(&command{name: "rerun", summary: "re-execute rows of a result file from its provenance alone and check every output bit for bit",
+		usage: "results.arrow (--row N [--row M ...] | --sample K)", run: runRerun})
+	flagSets["rerun"] = func() *flag.FlagSet {
+		fs := flag.NewFlagSet("rerun", flag.ContinueOnError)
+		fs.Var(&intList{}, "row", "row number in the file (0-based); repeatable")
+		fs.Int("sample", 0, "re-execute this many rows chosen at random")
+		fs.String("program", "", "the program to run function tasks with (default: the one in the provenance)")
+		return fs
+	}
+}
+
+type intList []int
+
+func (l *intList) String() string { return fmt.Sprint(*l) }
+func (l *intList) Set(s string) error {
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil || n < 0 {
+		return fmt.Errorf("%q is not a row number", s)
+	}
+	*l = append(*l, n)
+	return nil
+}
+
+func runRerun(args []string, stdout, stderr io.Writer) error {
+	fs := flagSets["rerun"]()
+	if err := parseFlags("rerun", fs, reorder(args), stdout); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &usageError{msg: "give one result file"}
+	}
+	rows := *fs.Lookup("row").Value.(*intList)
+	sample := fs.Lookup("sample").Value.(flag.Getter).Get().(int)
+	if len(rows) == 0 && sample <= 0 {
+		return &usageError{msg: "give --row N or --sample K"}
+	}
+	r, err := results.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	prov := r.Provenance()
+	job, err := jobs.Parse(prov.JobFile, []byte(prov.JobText))
+	if err != nil {
+		return fmt.Errorf("the job text in %s does not parse: %w", fs.Arg(0), err)
+	}
+	all := r.Rows()
+	if sample > 0 {
+		for _, i := range rand.Perm(len(all))[:min(sample, len(all))] {
+			rows = append(rows, i)
+		}
+	}
+	tmp, err := os.MkdirTemp("", "rankhub-rerun-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	jobFile := filepath.Join(tmp, "job.toml")
+	if err := os.WriteFile(jobFile, []byte(prov.JobText), 0o644); err != nil {
+		return err
+	}
+	program := fs.Lookup("program").Value.String()
+	if program == "" {
+		program = prov.Program
+	}
+	var progArgs []string
+	if job.Task.Command != "" {
+		// Shell tasks run through rankhub itself; the provenance names the
+		// command's executable, checked below.
+		if program, err = os.Executable(); err != nil {
+			return err
+		}
+		progArgs = []string{"rank"}
+	}
+	if sum, err := results.FileSHA256(prov.Program); err != nil {
+		fmt.Fprintf(stderr, "warning: the program of the run, %s, cannot be read (%v): results may differ\n", prov.Program, err)
+	} else if sum != prov.ProgramSHA256 {
+		fmt.Fprintf(stderr, "warning: %s changed since the run (SHA-256 %s, recorded %s): results may differ\n", prov.Program, sum[:12], prov.ProgramSHA256[:12])
+	}
+	workdir := "."
+	if prov.JobFile != "" {
+		if st, err := os.Stat(filepath.Dir(filepath.Dir(filepath.Dir(prov.JobFile)))); err == nil && st.IsDir() && strings.Contains(prov.JobFile, launcher.JobDirRoot) {
+			workdir = filepath.Dir(filepath.Dir(filepath.Dir(prov.JobFile)))
+		}
+	}
+	bad := 0
+	for _, i := range rows {
+		if i >= len(all) {
+			return fmt.Errorf("row %d: the file has %d rows", i, len(all))
+		}
+		row := all[i]
+		cmd := exec.Command(program, progArgs...)
+		cmd.Dir = workdir
+		cmd.Env = append(os.Environ(), rankhub.EnvCall+"="+fmt.Sprint(row.Task), launcher.EnvJobFile+"="+jobFile)
+		var so, se bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &so, &se
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("row %d (task %d): %s: %v\n%s", i, row.Task, program, err, se.String())
+		}
+		var out rankhub.CallOutcome
+		if err := json.Unmarshal(so.Bytes(), &out); err != nil {
+			return fmt.Errorf("row %d: %s printed no outcome: %v\n%s%s", i, program, err, so.String(), se.String())
+		}
+		desc := describe(job, row)
+		var diffs []string
+		if (out.Err != "") != (row.Err != "") || out.ExitStatus != row.ExitStatus {
+			diffs = append(diffs, fmt.Sprintf("exit status %d (%q) now, %d (%q) in the file", out.ExitStatus, out.Err, row.ExitStatus, row.Err))
+		} else if row.Err == "" {
+			for j, name := range job.Task.Outputs {
+				was := math.Float64bits(row.Outputs[j])
+				if j >= len(out.Outputs) || out.Outputs[j] != was {
+					now := math.NaN()
+					if j < len(out.Outputs) {
+						now = math.Float64frombits(out.Outputs[j])
+					}
+					diffs = append(diffs, fmt.Sprintf("%s = %v now, %v in the file", name, now, row.Outputs[j]))
+				}
+			}
+		}
+		if len(diffs) == 0 {
+			fmt.Fprintf(stdout, "row %d (%s): match, %d outputs bit for bit\n", i, desc, len(job.Task.Outputs))
+		} else {
+			bad++
+			fmt.Fprintf(stdout, "row %d (%s): MISMATCH: %s\n", i, desc, strings.Join(diffs, "; "))
+		}
+	}
+	if bad > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d rows do not reproduce", bad, len(rows))}
+	}
+	return nil
+}
+
+func describe(job *jobs.Job, row results.Row) string {
+	parts := []string{fmt.Sprintf("task %d", row.Task)}
+	for i, p := range job.Sweep.Params {
+		if i < len(row.Values) {
+			parts = append(parts, p.Name+"="+row.Values[i].Format(p.Kind))
+		}
+	}
+	parts = append(parts, fmt.Sprintf("replicate %d", row.Replicate), fmt.Sprintf("seed %d", row.Seed))
+	return strings.Join(parts, " ")
+}

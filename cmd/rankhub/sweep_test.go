@@ -1,0 +1,164 @@
+package main
+
+import (
+	"encoding/xml"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rankhub/rankhub/results"
+)
+
+const shellSweep = `[job]
+name = "sh"
+ranks = 3
+seed = 5
+
+[task]
+# x = 3 fails with exit status 3; x = 5 prints no numbers.
+command = '''if [ {x} -eq 3 ]; then echo boom >&2; exit 3; fi; if [ {x} -eq 5 ]; then echo oops; exit 0; fi; echo "seed {seed}" >&2; echo {x} $(( {x} * {k} ))'''
+outputs = ["xo", "y"]
+
+[sweep]
+x = [1, 2, 3, 4, 5, 6]
+k = [10, 20]
+replicates = 2
+
+[results]
+path = "sh.arrow"
+group_by = ["k"]
+`
+
+func TestShellSweepRowsPeekRerunResume(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "sh.toml"), []byte(shellSweep), 0o644)
+	r := rh(t, dir, "run", "sh.toml")
+	if r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	f, err := results.Open(filepath.Join(dir, "sh.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := f.Rows()
+	f.Close()
+	if len(rows) != 24 {
+		t.Fatalf("%d rows, want 24", len(rows))
+	}
+	failed := 0
+	for _, row := range rows {
+		x := row.Values[0].Int
+		switch x {
+		case 3:
+			failed++
+			if row.ExitStatus != 3 || !strings.Contains(row.Err, "boom") {
+				t.Errorf("x=3: exit %d, error %q", row.ExitStatus, row.Err)
+			}
+		case 5:
+			failed++
+			if row.ExitStatus != 0 || !strings.Contains(row.Err, "last line of stdout has 1 field(s), want 2") {
+				t.Errorf("x=5: exit %d, error %q", row.ExitStatus, row.Err)
+			}
+		default:
+			if row.Err != "" || row.Outputs[0] != float64(x) || row.Outputs[1] != float64(x*row.Values[1].Int) {
+				t.Errorf("x=%d k=%d: %+v", x, row.Values[1].Int, row)
+			}
+		}
+	}
+	if failed != 8 {
+		t.Fatalf("%d failed rows, want 8", failed)
+	}
+	// peek groups by the job's group_by and counts failures per group.
+	r = rh(t, dir, "peek", "sh.arrow", "--plot", "y.svg", "--x", "x", "--y", "y")
+	if r.code != 0 || !strings.Contains(r.stdout, "rows") || !strings.Contains(r.stdout, "failed") {
+		t.Fatalf("peek: %+v", r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(strings.Fields(lines[1])[0], "10") || strings.Fields(lines[1])[2] != "4" {
+		t.Fatalf("peek table:\n%s", r.stdout)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "y.svg"))
+	if err != nil || xml.Unmarshal(svg, new(struct{ XMLName xml.Name })) != nil || strings.Count(string(svg), "k=") < 2 {
+		t.Fatalf("plot: %v, %d bytes, %d series labels", err, len(svg), strings.Count(string(svg), "k="))
+	}
+	if r := rh(t, dir, "peek", "sh.arrow", "--format", "csv", "--by", "x"); r.code != 0 || !strings.HasPrefix(r.stdout, "x,") {
+		t.Fatalf("csv: %+v", r)
+	}
+	if r := rh(t, dir, "peek", "sh.arrow", "--by", "nope"); r.code == 0 || !strings.Contains(r.stderr, "nope") {
+		t.Fatalf("bad --by: %+v", r)
+	}
+	// Re-executing rows from the file alone reproduces them bit for bit.
+	if r := rh(t, dir, "rerun", "sh.arrow", "--row", "0", "--sample", "4"); r.code != 0 || strings.Count(r.stdout, "match") != 5 {
+		t.Fatalf("rerun: %+v", r)
+	}
+	// Nothing is overwritten; --resume with nothing missing runs nothing.
+	if r := rh(t, dir, "run", "sh.toml"); r.code == 0 || !strings.Contains(r.stderr, "already exists") {
+		t.Fatalf("second run: %+v", r)
+	}
+	if r := rh(t, dir, "run", "--resume", "sh.toml"); r.code != 0 {
+		t.Fatalf("resume: %+v", r)
+	}
+	f, _ = results.Open(filepath.Join(dir, "sh.arrow"))
+	if n := f.NumRows(); n != 24 {
+		t.Fatalf("%d rows after an empty resume", n)
+	}
+	f.Close()
+	if r := rh(t, dir, "results", "recover", "sh.arrow"); r.code != 0 || !strings.Contains(r.stdout, "24 rows kept") {
+		t.Fatalf("recover: %+v", r)
+	}
+}
+
+func TestSweepOnSLURMWalltimeWarningClosesResults(t *testing.T) {
+	needSLURM(t)
+	dir := t.TempDir()
+	job := fmt.Sprintf(`[job]
+name = "longsweep"
+scheduler = "slurm"
+partition = "debug"
+ranks = 3
+walltime = "1m"
+signal_lead = "45s"
+
+[task]
+command = "sleep 0.5; echo {i}"
+outputs = ["v"]
+
+[sweep]
+i = { start = 0, stop = 999, step = 1 }
+
+[results]
+path = "long.arrow"
+flush_rows = 4
+`)
+	os.WriteFile(filepath.Join(dir, "long.toml"), []byte(job), 0o644)
+	r := rh(t, dir, "submit", "long.toml")
+	if r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	r = rh(t, dir, "wait", "--timeout", "150s", id)
+	dirs, _ := filepath.Glob(filepath.Join(dir, ".rankhub", "longsweep-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("job directories %v", dirs)
+	}
+	end := endStatus(dirs[0])
+	if !strings.Contains(end, `"signalled"`) || !strings.Contains(end, "walltime warning") {
+		out, _ := os.ReadFile(filepath.Join(dirs[0], "slurm-"+id+".out"))
+		t.Fatalf("wait: %+v\nend status %q\njob output:\n%s", r, end, out)
+	}
+	f, err := results.Open(filepath.Join(dir, "long.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, ok := f.Status()
+	if !f.Complete() || !ok || st.State != "interrupted" || f.NumRows() == 0 || f.NumRows() >= 1000 {
+		t.Fatalf("results: complete %v, status %+v, %d rows", f.Complete(), st, f.NumRows())
+	}
+	if r := rh(t, dir, "status", id); !strings.Contains(r.stdout, "walltime warning") {
+		t.Fatalf("status does not show why the job ended:\n%s", r.stdout)
+	}
+	t.Logf("%d rows written and the file closed before the walltime; scheduler: %s", f.NumRows(), strings.TrimSpace(r.stdout))
+}

@@ -1,0 +1,59 @@
+package views
+
+import (
+	"context"
+	"time"
+)
+
+// backend is what a Client needs from a hub: the hub itself in process
+// (localBackend), or a connection to it (remoteBackend, see Connect).
+type backend interface {
+	ids() []int
+	engines() ([]EngineInfo, error)
+	waitForEngines(ctx context.Context, n int) error
+	submitDirect(kind int, name string, targets []int, payloads []payload) ([]*task, error)
+	submitLB(kind int, name string, payloads []payload, spec lbSpec) ([]*task, error)
+	fetch(ids []uint64) ([]*task, error)
+	abort(ids []uint64) error
+	control(targets []int, op int) error
+	queueStatus() ([]QueueStatus, int, error)
+	resultStatus(ids []uint64) (pending, completed []uint64, err error)
+	purge(ids []uint64) (int, error)
+	history() ([]uint64, error)
+	shutdown(timeout time.Duration) error
+	done() <-chan struct{}
+	close() error
+}
+
+// localBackend is a client of the hub in the same process.
+type localBackend struct{ h *Hub }
+
+func (b localBackend) ids() []int                     { return b.h.IDs() }
+func (b localBackend) engines() ([]EngineInfo, error) { return b.h.Engines(), nil }
+func (b localBackend) waitForEngines(ctx context.Context, n int) error {
+	return b.h.WaitForEngines(ctx, n)
+}
+func (b localBackend) submitDirect(kind int, name string, targets []int, p []payload) ([]*task, error) {
+	return b.h.submitDirect(kind, name, targets, p)
+}
+func (b localBackend) submitLB(kind int, name string, p []payload, spec lbSpec) ([]*task, error) {
+	return b.h.submitLB(kind, name, p, spec)
+}
+func (b localBackend) fetch(ids []uint64) ([]*task, error) { return b.h.fetch(ids) }
+func (b localBackend) abort(ids []uint64) error            { return b.h.abort(ids) }
+func (b localBackend) control(targets []int, op int) error { return b.h.control(targets, op, nil) }
+func (b localBackend) queueStatus() ([]QueueStatus, int, error) {
+	q, n := b.h.queueStatus()
+	return q, n, nil
+}
+func (b localBackend) resultStatus(ids []uint64) ([]uint64, []uint64, error) {
+	return b.h.resultStatus(ids)
+}
+func (b localBackend) purge(ids []uint64) (int, error) { return b.h.purge(ids) }
+func (b localBackend) history() ([]uint64, error)      { return b.h.history(), nil }
+func (b localBackend) shutdown(timeout time.Duration) error {
+	b.h.Shutdown(timeout)
+	return nil
+}
+func (b localBackend) done() <-chan struct{} { return b.h.Done() }
+func (b localBackend) close() error          { return nil }

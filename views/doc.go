@@ -1,0 +1,67 @@
+// Package views is rankhub's IPython.parallel: the hub on rank 0, the
+// engines on the other ranks, and the client a driver uses to send them work.
+//
+// Every rank runs the same binary, so functions are not shipped: they are
+// registered by name on every rank (Register) and called by name. Values
+// travel through a codec: Go scalars, strings, slices, maps, structs, and
+// Arrow arrays, records and chunked arrays whose buffers are sent without a
+// copy. A value that cannot be sent is an error before anything is sent.
+// Ref(name) passes a value that lives in an engine's namespace without
+// moving it.
+//
+// # Client and views
+//
+// A Client is made in process on rank 0 (NewClient, what rankhub.Main hands
+// the driver) or from anywhere that can reach the hub with the job's
+// connection file (Connect). Both have the same API. Engine ids are rank-1
+// and never reused.
+//
+//	dv, _ := c.DirectView()                     // every engine live now
+//	dv.Push(map[string]any{"a": 5, "b": 10})
+//	ar, _ := dv.Apply("add", views.Ref{"a"}, views.Ref{"b"}, 27)
+//	vals, err := ar.Get(time.Minute)            // []any{42, 42}
+//	dv.Scatter("x", xs)                         // contiguous blocks by rows
+//	all, _ := dv.Gather("x")                    // concatenated again
+//	one, _ := c.View(-1)                        // the last engine; Slice(start, stop, step)
+//
+//	lb, _ := c.LoadBalancedView()
+//	load, _ := lb.Apply("load", "A")
+//	norm, _ := lb.With(views.TaskOptions{Follow: views.On(load)}).Apply("norm", views.Ref{"A"})
+//	m, _ := lb.Map("f", 100, xs)                // chunks of 100 elements
+//	for v, err := range m.Unordered() { ... }   // as results arrive
+//
+// DirectView sends to fixed engines: Apply, Map, Execute and Run (shell
+// commands and scripts; per-engine output and exit status in Metadata),
+// Push, Pull, Get, Set, Delete, Scatter, Gather, Clear, Abort, Shutdown,
+// and On for a per-call choice of targets. LoadBalancedView lets the hub
+// pick the engine: Apply and Map with chunk size, TaskOptions with After
+// (time) and Follow (location) dependencies, Timeout and Retries. The
+// hub's scheme is least-load by default, or round-robin or random, with an
+// optional high-water mark of tasks in flight per engine (HubConfig,
+// RANKHUB_SCHEME, RANKHUB_HWM).
+//
+// An AsyncResult waits (Wait, Get with a timeout: ErrTimeout), reports
+// (Ready, Successful, Progress, Metadata, Elapsed, WallTime, SerialTime),
+// iterates (Ordered, Unordered), aborts (Abort) and tracks sends (Sent).
+// Remote failures are *RemoteError (engine id, rank, host, error type,
+// message, traceback for panics); failures of several tasks are a
+// *CompositeError. errors.Is matches them with the sentinels ErrPanic,
+// ErrAborted, ErrEngineDied, ErrDependencyTimeout, ErrImpossibleDependency.
+//
+// The hub keeps results until purged, so any client can fetch them by
+// message id (Client.Result); QueueStatus, ResultStatus, History and
+// Purge/PurgeAll are its queries. Abort, Clear and Shutdown go through a
+// control channel that engines read while they run a task.
+//
+// # Memory
+//
+// Arrow arrays and large numeric slices are handed to the transport as they
+// are: do not modify them until the result's Sent channel is closed.
+// Received arrays alias the received frame's memory and are read-only; copy
+// into a builder to change values. Field metadata of records is not sent.
+//
+// # Not yet here
+//
+// Engine-side collectives among the targets of a call (a communicator from
+// the collective package) are not wired in yet.
+package views
