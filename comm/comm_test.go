@@ -326,3 +326,34 @@ func BenchmarkRoundTripUnix(b *testing.B) {
 }
 
 var osStat = os.Stat
+
+func TestSendBatchKeepsOrderAndBuffers(t *testing.T) {
+	s, c, _ := pair(t, "unix", Options{})
+	big := bytes.Repeat([]byte{7}, 100000)
+	batch := []*Frame{
+		{Type: TypeUser, ID: 1, Control: []byte("a")},
+		{Type: TypeUser, ID: 2, Control: []byte("bb"), Buffers: [][]byte{big, []byte("tail")}},
+		{Type: TypeUser, ID: 3},
+		{Type: TypeUser, ID: 4, Buffers: [][]byte{{}, []byte("z")}},
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.SendBatch(batch) }()
+	for i, want := range batch {
+		f, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.ID != want.ID || !bytes.Equal(f.Control, want.Control) || len(f.Buffers) != len(want.Buffers) {
+			t.Fatalf("frame %d: got id %d control %q %d buffers", i, f.ID, f.Control, len(f.Buffers))
+		}
+		for j := range want.Buffers {
+			if !bytes.Equal(f.Buffers[j], want.Buffers[j]) {
+				t.Fatalf("frame %d buffer %d differs", i, j)
+			}
+		}
+		f.Release()
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -74,7 +74,8 @@ type Conn struct {
 	r    *bufio.Reader
 
 	wmu     sync.Mutex
-	whdr    []byte // scratch for the header, guarded by wmu
+	whdr    []byte      // scratch for headers and control, guarded by wmu
+	wvec    net.Buffers // scratch iovec, guarded by wmu
 	lastTx  atomic.Int64
 	lastRx  atomic.Int64
 	closed  atomic.Bool
@@ -187,42 +188,69 @@ func (c *Conn) heartbeat() {
 // control payload, then every buffer straight from the caller's memory. The
 // buffers are not copied and must not be modified until Send returns.
 func (c *Conn) Send(f *Frame) error {
+	return c.SendBatch([]*Frame{f})
+}
+
+// SendBatch writes several frames with one gathered write, in order. Small
+// frames sent together (many tiny tasks or results) then cost one system
+// call instead of one each.
+func (c *Conn) SendBatch(fs []*Frame) error {
 	if c.closed.Load() {
 		return c.closedErr()
 	}
-	if len(f.Buffers) > c.opts.Limits.MaxBuffers || len(f.Control) > c.opts.Limits.MaxControl {
-		return fmt.Errorf("%w: %d buffers, %d control bytes", ErrFrameTooLarge, len(f.Buffers), len(f.Control))
-	}
-	var total int64
-	for _, b := range f.Buffers {
-		total += int64(len(b))
-	}
-	if total > c.opts.Limits.MaxBytes {
-		return fmt.Errorf("%w: %d bytes of buffers (limit %d)", ErrFrameTooLarge, total, c.opts.Limits.MaxBytes)
+	for _, f := range fs {
+		if len(f.Buffers) > c.opts.Limits.MaxBuffers || len(f.Control) > c.opts.Limits.MaxControl {
+			return fmt.Errorf("%w: %d buffers, %d control bytes", ErrFrameTooLarge, len(f.Buffers), len(f.Control))
+		}
+		var total int64
+		for _, b := range f.Buffers {
+			total += int64(len(b))
+		}
+		if total > c.opts.Limits.MaxBytes {
+			return fmt.Errorf("%w: %d bytes of buffers (limit %d)", ErrFrameTooLarge, total, c.opts.Limits.MaxBytes)
+		}
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	hn := headerSize + 8*len(f.Buffers)
-	need := hn + len(f.Control)
+	need := 0
+	for _, f := range fs {
+		need += headerSize + 8*len(f.Buffers) + len(f.Control)
+	}
 	if cap(c.whdr) < need {
 		c.whdr = make([]byte, need, max(need, 4096))
 	}
-	h := c.whdr[:need]
-	putHeader(h, f)
-	copy(h[hn:], f.Control) // control payloads are small; one contiguous head
-	var err error
-	if len(f.Buffers) == 0 {
-		_, err = c.nc.Write(h)
-	} else {
-		vec := make(net.Buffers, 0, 1+len(f.Buffers))
-		vec = append(vec, h)
-		for _, b := range f.Buffers {
-			if len(b) > 0 {
-				vec = append(vec, b)
+	head := c.whdr[:need]
+	vec := c.wvec[:0]
+	off, from := 0, 0
+	for _, f := range fs {
+		hn := headerSize + 8*len(f.Buffers)
+		putHeader(head[off:], f)
+		copy(head[off+hn:], f.Control) // control payloads are small: one contiguous head
+		off += hn + len(f.Control)
+		if len(f.Buffers) > 0 {
+			vec = append(vec, head[from:off])
+			from = off
+			for _, b := range f.Buffers {
+				if len(b) > 0 {
+					vec = append(vec, b)
+				}
 			}
 		}
-		_, err = vec.WriteTo(c.nc)
 	}
+	if from < off {
+		vec = append(vec, head[from:off])
+	}
+	var err error
+	if len(vec) == 1 {
+		_, err = c.nc.Write(vec[0])
+	} else {
+		bufs := vec
+		_, err = bufs.WriteTo(c.nc)
+	}
+	for i := range vec {
+		vec[i] = nil // keep no reference to the caller's buffers
+	}
+	c.wvec = vec[:0]
 	if err != nil {
 		err = c.wrapIOErr(err)
 		c.fail(err)

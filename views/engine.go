@@ -173,6 +173,7 @@ func (e *Engine) control(f *comm.Frame) bool {
 }
 
 func (e *Engine) work(ctx context.Context) {
+	var out []*comm.Frame
 	for {
 		e.mu.Lock()
 		for len(e.queue) == 0 && !e.stopped {
@@ -180,6 +181,9 @@ func (e *Engine) work(ctx context.Context) {
 		}
 		if e.stopped {
 			e.mu.Unlock()
+			if len(out) > 0 {
+				e.flush(out)
+			}
 			return
 		}
 		f := e.queue[0]
@@ -191,11 +195,32 @@ func (e *Engine) work(ctx context.Context) {
 		e.run(ctx, f, res)
 		res.Completed = time.Now()
 		f.Release()
-		e.reply(f.ID, res)
+		out = append(out, e.resultFrame(f.ID, res))
+		// Coalesce replies while more tasks wait: under load many results
+		// go in one write; an idle engine answers at once.
+		e.mu.Lock()
+		more := len(e.queue) > 0
+		e.mu.Unlock()
+		if !more || len(out) >= maxReplyBatch {
+			e.flush(out)
+			out = out[:0]
+		}
 	}
 }
 
-func (e *Engine) reply(id uint64, res *resultMsg) {
+// maxReplyBatch bounds how many results wait for one write.
+const maxReplyBatch = 64
+
+func (e *Engine) flush(fs []*comm.Frame) {
+	if err := e.conn.SendBatch(fs); err != nil {
+		e.cfg.Logger.Warn().Err(err).Int("results", len(fs)).Msg("could not send results")
+	}
+	for i := range fs {
+		fs[i] = nil
+	}
+}
+
+func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
 	ctrl, bufs, err := res.encode()
 	if err != nil {
 		// The value cannot be sent: report that instead of the value.
@@ -203,10 +228,10 @@ func (e *Engine) reply(id uint64, res *resultMsg) {
 		res.Status, res.Code, res.ErrType, res.ErrMsg = statusError, CodeNotSendable, "", err.Error()
 		ctrl, bufs, _ = res.encode()
 	}
-	if err := e.conn.Send(&comm.Frame{Type: fResult, ID: id, Source: int32(e.id), Control: ctrl, Buffers: bufs}); err != nil {
-		e.cfg.Logger.Warn().Err(err).Uint64("msg", id).Msg("could not send result")
-	}
+	return &comm.Frame{Type: fResult, ID: id, Source: int32(e.id), Control: ctrl, Buffers: bufs}
 }
+
+func (e *Engine) reply(id uint64, res *resultMsg) { e.flush([]*comm.Frame{e.resultFrame(id, res)}) }
 
 func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 	v, err := decodeValues(f.Control, f.Buffers, 3)

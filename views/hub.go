@@ -438,18 +438,28 @@ func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) (
 }
 
 // dispatch sends a task to its engine.
-func (h *Hub) dispatch(e *engineRec, t *task) {
+func (h *Hub) dispatch(e *engineRec, t *task) { h.dispatchBatch(e, []*task{t}) }
+
+// dispatchBatch sends tasks to one engine with a single write.
+func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
+	fs := make([]*comm.Frame, len(ts))
 	h.mu.Lock()
-	ctrl, bufs := t.ctrl, t.bufs
-	if t.retries == 0 {
-		t.ctrl, t.bufs = nil, nil // nothing will need them again
+	for i, t := range ts {
+		fs[i] = &comm.Frame{Type: fTask, ID: t.id, Control: t.ctrl, Buffers: t.bufs}
+		if t.retries == 0 {
+			t.ctrl, t.bufs = nil, nil // nothing will need them again
+		}
 	}
 	h.mu.Unlock()
 	if hook := sendHook.Load(); hook != nil {
-		(*hook)(bufs)
+		for _, f := range fs {
+			(*hook)(f.Buffers)
+		}
 	}
-	err := e.conn.Send(&comm.Frame{Type: fTask, ID: t.id, Control: ctrl, Buffers: bufs})
-	t.markSent()
+	err := e.conn.SendBatch(fs)
+	for _, t := range ts {
+		t.markSent()
+	}
 	if err != nil {
 		h.engineGone(e, err)
 	}
@@ -515,8 +525,21 @@ func (h *Hub) pump() {
 			runs = append(runs, run{e, t})
 		}
 		h.mu.Unlock()
-		for _, r := range runs {
-			h.dispatch(r.e, r.t)
+		// One write per engine for everything placed on it in this round.
+		for len(runs) > 0 {
+			e := runs[0].e
+			var batch []*task
+			k := 0
+			for _, r := range runs {
+				if r.e == e {
+					batch = append(batch, r.t)
+				} else {
+					runs[k] = r
+					k++
+				}
+			}
+			runs = runs[:k]
+			h.dispatchBatch(e, batch)
 		}
 		now := time.Now()
 		for _, f := range fails {
