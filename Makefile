@@ -20,10 +20,10 @@ build: ## build bin/rankhub and the examples (static, cgo-free)
 test: build ## run every test with the race detector
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
 
-check: ## gofmt, go vet, staticcheck (if installed), go mod tidy drift, import direction
+check: ## gofmt, go vet, staticcheck (pinned), go mod tidy drift, import direction
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed; skipped"; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	@cp go.mod /tmp/rankhub-go.mod.bak; cp go.sum /tmp/rankhub-go.sum.bak; $(GO) mod tidy; \
 	  if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum:"; git diff -- go.mod go.sum; \
 	  cp /tmp/rankhub-go.mod.bak go.mod; cp /tmp/rankhub-go.sum.bak go.sum; exit 1; fi

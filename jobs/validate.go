@@ -303,7 +303,7 @@ func (j *Job) validateJob(d *diags) {
 			d.errorf(key("directives"), "element %d holds a line break: one directive per element", i)
 		case strings.HasPrefix(strings.TrimSpace(line), "#"):
 			d.warnf(key("directives"), "element %d starts with #: write the option only (%q); the #SBATCH or #PBS prefix is added",
-				i, strings.TrimSpace(strings.TrimLeft(strings.TrimSpace(line), "#SBATCHPBS")))
+				i, directiveOption(line))
 		}
 	}
 	for i, arg := range s.Program {
@@ -406,4 +406,15 @@ func (j *Job) validateResults(d *diags) {
 	if r.FlushInterval.Duration < 0 {
 		d.errorf(key("flush_interval"), "negative")
 	}
+}
+
+// directiveOption strips a written-out "#SBATCH" or "#PBS" prefix.
+func directiveOption(line string) string {
+	l := strings.TrimSpace(line)
+	for _, p := range []string{"#SBATCH", "#PBS", "#"} {
+		if rest, ok := strings.CutPrefix(l, p); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return l
 }

@@ -65,7 +65,6 @@ func rankJob(t *testing.T, ranks int, rankVar string) (*jobs.Job, jobs.Launch, s
 
 func checkRanks(t *testing.T, out string, ranks int, workdir string) {
 	t.Helper()
-	var seen []string
 	for i := range ranks {
 		b, err := os.ReadFile(filepath.Join(out, "rank-"+itoa(i)))
 		if err != nil {
@@ -76,7 +75,6 @@ func checkRanks(t *testing.T, out string, ranks int, workdir string) {
 		if string(b) != want {
 			t.Errorf("rank %d wrote %q, want %q", i, b, want)
 		}
-		seen = append(seen, itoa(i))
 	}
 	files, _ := filepath.Glob(filepath.Join(out, "rank-*"))
 	sort.Strings(files)

@@ -53,7 +53,7 @@ func encodeArrow(e *encoder, v any) (bool, error) {
 		e.byte1(tArrow)
 		e.byte1(arrowArray)
 		return true, e.arrowArray(x)
-	case arrow.Record:
+	case arrow.RecordBatch:
 		e.byte1(tArrow)
 		e.byte1(arrowRecord)
 		e.uvarint(uint64(x.NumRows()))

@@ -85,13 +85,13 @@ func TestArrowCodec(t *testing.T) {
 	ib.Release()
 	schema := arrow.NewSchema([]arrow.Field{{Name: "i", Type: arrow.PrimitiveTypes.Int32}, {Name: "s", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
 	rec := array.NewRecordBatch(schema, []arrow.Array{ints, strs}, 5)
-	got := roundTrip(t, rec).(arrow.Record)
+	got := roundTrip(t, rec).(arrow.RecordBatch)
 	if !array.RecordEqual(rec, got) || !got.Schema().Equal(schema) {
 		t.Errorf("record: got %v want %v", got, rec)
 	}
 	got.Release()
 	half := rec.NewSlice(2, 5)
-	got = roundTrip(t, half).(arrow.Record)
+	got = roundTrip(t, half).(arrow.RecordBatch)
 	if !array.RecordEqual(half, got) {
 		t.Errorf("record slice: got %v want %v", got, half)
 	}

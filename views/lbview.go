@@ -176,7 +176,7 @@ func releaseParts(parts []any) {
 		switch x := p.(type) {
 		case arrow.Array:
 			x.Release()
-		case arrow.Record:
+		case arrow.RecordBatch:
 			x.Release()
 		case *arrow.Chunked:
 			x.Release()

@@ -28,7 +28,7 @@ func rowsOf(v any) (int, bool) {
 	switch x := v.(type) {
 	case arrow.Array:
 		return x.Len(), true
-	case arrow.Record:
+	case arrow.RecordBatch:
 		return int(x.NumRows()), true
 	case *arrow.Chunked:
 		return x.Len(), true
@@ -68,7 +68,7 @@ func sliceRows(v any, i, j int) (any, error) {
 	switch x := v.(type) {
 	case arrow.Array:
 		return array.NewSlice(x, int64(i), int64(j)), nil
-	case arrow.Record:
+	case arrow.RecordBatch:
 		return x.NewSlice(int64(i), int64(j)), nil
 	case *arrow.Chunked:
 		return array.NewChunkedSlice(x, int64(i), int64(j)), nil
@@ -102,11 +102,11 @@ func concat(parts []any) (any, error) {
 			arrs[i] = a
 		}
 		return arrow.NewChunked(arrs[0].DataType(), arrs), nil
-	case arrow.Record:
-		recs := make([]arrow.Record, len(parts))
+	case arrow.RecordBatch:
+		recs := make([]arrow.RecordBatch, len(parts))
 		for i, p := range parts {
-			r, ok := p.(arrow.Record)
-			if !ok || !r.Schema().Equal(parts[0].(arrow.Record).Schema()) {
+			r, ok := p.(arrow.RecordBatch)
+			if !ok || !r.Schema().Equal(parts[0].(arrow.RecordBatch).Schema()) {
 				return nil, fmt.Errorf("%w: part %d is not a record with part 0's schema", ErrCannotGather, i)
 			}
 			recs[i] = r

@@ -32,26 +32,6 @@ const (
 	kindDelete  = 7 // remove names from the namespace
 )
 
-func kindName(k int) string {
-	switch k {
-	case kindApply:
-		return "apply"
-	case kindExecute:
-		return "execute"
-	case kindPush:
-		return "push"
-	case kindPull:
-		return "pull"
-	case kindMap:
-		return "map"
-	case kindRun:
-		return "run"
-	case kindDelete:
-		return "delete"
-	}
-	return fmt.Sprintf("kind %d", k)
-}
-
 // Client request operations (fRequest).
 const (
 	opEngines      = 1  // → []EngineInfo as maps

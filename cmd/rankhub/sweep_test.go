@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/xml"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,7 +112,7 @@ func TestShellSweepRowsPeekRerunResume(t *testing.T) {
 func TestSweepOnSLURMWalltimeWarningClosesResults(t *testing.T) {
 	needSLURM(t)
 	dir := t.TempDir()
-	job := fmt.Sprintf(`[job]
+	job := `[job]
 name = "longsweep"
 scheduler = "slurm"
 partition = "debug"
@@ -131,7 +130,7 @@ i = { start = 0, stop = 999, step = 1 }
 [results]
 path = "long.arrow"
 flush_rows = 4
-`)
+`
 	os.WriteFile(filepath.Join(dir, "long.toml"), []byte(job), 0o644)
 	r := rh(t, dir, "submit", "long.toml")
 	if r.code != 0 {
