@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -148,5 +149,55 @@ func TestVersionHelpAndUsage(t *testing.T) {
 	}
 	if r := rh(t, dir, "run", "--", "x"); r.code != 2 || !strings.Contains(r.stderr, "-n N is required") {
 		t.Fatalf("usage error: %+v", r)
+	}
+}
+
+// TestCtrlCStopsEveryRank sends SIGINT to `rankhub run`, as a terminal's
+// Ctrl-C does: every rank must be gone and the exit status is 130.
+func TestCtrlCStopsEveryRank(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "prog.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho $$ > pid-$RANKHUB_RANK\nexec sleep 60\n"), 0o755)
+	cmd := exec.Command(filepath.Join(bin, "rankhub"), "run", "-n", "3", "--", script)
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	deadline := time.Now().Add(20 * time.Second)
+	for len(pids) < 3 && time.Now().Before(deadline) {
+		pids = pids[:0]
+		for r := 0; r < 3; r++ {
+			b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("pid-%d", r)))
+			var p int
+			if err == nil && len(b) > 0 {
+				fmt.Sscan(string(b), &p)
+			}
+			if p > 0 {
+				pids = append(pids, p)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(pids) != 3 {
+		cmd.Process.Kill()
+		t.Fatalf("ranks did not start: %v", pids)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("rankhub run did not stop on SIGINT")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Fatalf("exit status %d, want 130", code)
+	}
+	for _, p := range pids {
+		if err := syscall.Kill(p, 0); err == nil {
+			t.Errorf("rank pid %d still alive", p)
+		}
 	}
 }
