@@ -205,8 +205,13 @@ func (a *Arena) insertFree(s span) {
 // Allocator returns a memory.Allocator over the arena: arrays built with it
 // are sent to same-node peers without any copy. When the arena is full it
 // falls back to the Go heap (such buffers are copied into the arena when
-// sent).
-func (a *Arena) Allocator() memory.Allocator { return arenaAllocator{a} }
+// sent). On a nil *Arena it returns memory.DefaultAllocator.
+func (a *Arena) Allocator() memory.Allocator {
+	if a == nil {
+		return memory.DefaultAllocator // no arena (no same-node peer): the Go heap
+	}
+	return arenaAllocator{a}
+}
 
 type arenaAllocator struct{ a *Arena }
 

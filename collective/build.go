@@ -78,6 +78,13 @@ type assembler struct {
 
 func newAssembler(dt arrow.DataType, n int64, mem memory.Allocator) *assembler {
 	a := &assembler{dt: dt, n: n, w: width(dt), mem: mem}
+	if am, ok := mem.(arenaAllocator); ok && n > 0 {
+		// every byte is written by put or a reduction: skip the clear
+		if b, err := am.a.Alloc(n * a.w); err == nil {
+			a.data = memory.NewBufferWithAllocator(b, mem)
+			return a
+		}
+	}
 	a.data = memory.NewResizableBuffer(mem)
 	a.data.Resize(int(n * a.w))
 	return a
@@ -85,7 +92,7 @@ func newAssembler(dt arrow.DataType, n int64, mem memory.Allocator) *assembler {
 
 // put copies c to elements [at, at+c.n).
 func (a *assembler) put(at int64, c column) {
-	copy(a.data.Bytes()[at*a.w:], c.data[c.off*a.w:(c.off+c.n)*a.w])
+	copyLarge(a.data.Bytes()[at*a.w:], c.data[c.off*a.w:(c.off+c.n)*a.w])
 	if c.valid == nil {
 		if a.valid != nil {
 			bitutil.SetBitsTo(a.valid.Bytes(), at, c.n, true)
@@ -146,4 +153,16 @@ func arrayFromInt64(v []int64) arrow.Array {
 	defer b.Release()
 	b.AppendValues(v, nil)
 	return b.NewArray()
+}
+
+// copyLarge is copy in 8 MiB steps: runtime.memmove cannot be preempted, and
+// one multi-gigabyte copy would hold up a stop-the-world GC, and with it
+// every goroutine of the rank (heartbeats included), for seconds.
+func copyLarge(dst, src []byte) int {
+	const step = 8 << 20
+	n := min(len(dst), len(src))
+	for i := 0; i < n; i += step {
+		copy(dst[i:min(i+step, n)], src[i:min(i+step, n)])
+	}
+	return n
 }

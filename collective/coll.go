@@ -115,7 +115,7 @@ func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, tag
 			}
 			v.cols = append(v.cols, col)
 		}
-	} else if v.aux == 1 {
+	} else if v.kind == kindArray && v.aux == 1 {
 		for _, ch := range children {
 			if err := c.send(ctx, op, (ch+root)%p, tag(0), value{aux: 1}, nil); err != nil {
 				return nil, err
@@ -185,7 +185,7 @@ func (c *Comm) vdgRecv(ctx context.Context, op string, root int, first *got, tag
 	put := func(idx int, from int, a arrow.Array) error {
 		col, err := columnOf(a)
 		if err != nil || col.n != counts[idx] || !arrow.TypeEqual(col.dt, dt) {
-			return protoErr(op, r, from, "chunk %d: %d elements of %s, want %d of %s", idx, a.Len(), a.DataType(), counts[idx], dt)
+			return c.failColl(tag(1), protoErr(op, r, from, "chunk %d: %d elements of %s, want %d of %s", idx, a.Len(), a.DataType(), counts[idx], dt))
 		}
 		asm.put(ds[idx], col)
 		return nil
@@ -357,12 +357,12 @@ func (c *Comm) gather(ctx context.Context, op string, root int, arr arrow.Array,
 		}
 		parts[q] = g.arrs[0]
 		if !arrow.TypeEqual(parts[q].DataType(), col.dt) {
-			return nil, &PeerError{Op: op, Rank: c.rank, Peer: q, Err: fmt.Errorf("%w: got %s, root has %s", ErrType, parts[q].DataType(), col.dt)}
+			return nil, c.failColl(tag(0), &PeerError{Op: op, Rank: c.rank, Peer: q, Err: fmt.Errorf("%w: got %s, root has %s", ErrType, parts[q].DataType(), col.dt)})
 		}
 	}
 	for q, k := range counts {
 		if int64(parts[q].Len()) != k {
-			return nil, &PeerError{Op: op, Rank: c.rank, Peer: q, Err: fmt.Errorf("%w: sent %d elements, counts[%d] = %d", ErrArgument, parts[q].Len(), q, k)}
+			return nil, c.failColl(tag(0), &PeerError{Op: op, Rank: c.rank, Peer: q, Err: fmt.Errorf("%w: sent %d elements, counts[%d] = %d", ErrArgument, parts[q].Len(), q, k)})
 		}
 	}
 	return c.chunked(col.dt, parts, opts)
@@ -425,11 +425,11 @@ func (c *Comm) Allgather(ctx context.Context, arr arrow.Array, opts ...GatherOpt
 	take := func(q int, g *got) error {
 		if len(g.arrs) != 1 {
 			g.release()
-			return protoErr(op, r, q, "expected one array")
+			return c.failColl(tag(0), protoErr(op, r, q, "expected one array"))
 		}
 		if !arrow.TypeEqual(g.arrs[0].DataType(), col.dt) {
 			g.release()
-			return &PeerError{Op: op, Rank: r, Peer: q, Err: fmt.Errorf("%w: got %s, have %s", ErrType, g.arrs[0].DataType(), col.dt)}
+			return c.failColl(tag(0), &PeerError{Op: op, Rank: r, Peer: q, Err: fmt.Errorf("%w: got %s, have %s", ErrType, g.arrs[0].DataType(), col.dt)})
 		}
 		return nil
 	}

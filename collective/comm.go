@@ -98,6 +98,18 @@ func New(t Transport, opts ...Option) (*Comm, error) {
 			go w.abortLoop(ctx, p)
 		}
 	}
+	if d, ok := t.(dropper); ok {
+		d.SetDrop(func(from int, tag uint64, m *Message) bool {
+			if !isCollTag(tag) {
+				return false
+			}
+			if _, err := w.abortState(collKey(tag)); err == nil {
+				return false
+			}
+			w.discard(from, m)
+			return true
+		})
+	}
 	if o.arena != nil {
 		for p := 0; p < t.Size(); p++ {
 			if p != t.Rank() && t.SameNode(p) {
@@ -163,33 +175,80 @@ func (w *world) abortLoop(ctx context.Context, peer int) {
 		if err != nil {
 			return
 		}
-		r := &reader{b: m.Header}
-		key := uint64(r.uvarint("abort key", 1<<64-1))
-		origin := r.uvarint("abort origin", 1<<31)
-		reason := r.str("abort reason")
-		m.Release()
-		if r.err != nil {
-			continue
-		}
-		w.markAborted(key, fmt.Errorf("rank %d (transport rank) aborted the collective: %s", origin, reason))
+		w.handleAbort(m)
 	}
+}
+
+// pollAbort applies abort notices from peer that are already queued (a
+// peer that aborted and exited: its notice explains the broken link
+// better than the link does) and returns the abort error of key, if any.
+func (w *world) pollAbort(peer int, key uint64) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for {
+		m, err := w.t.Recv(ctx, peer, abortTag())
+		if err != nil || m == nil {
+			break
+		}
+		w.handleAbort(m)
+	}
+	_, err := w.abortState(key)
+	return err
+}
+
+// handleAbort applies one abort notice.
+func (w *world) handleAbort(m *Message) {
+	r := &reader{b: m.Header}
+	key := uint64(r.uvarint("abort key", 1<<64-1))
+	origin := r.uvarint("abort origin", 1<<31)
+	reason := r.str("abort reason")
+	m.Release()
+	if r.err != nil {
+		return
+	}
+	w.markAborted(key, fmt.Errorf("rank %d (transport rank) aborted the collective: %s", origin, reason))
 }
 
 func (w *world) markAborted(key uint64, err error) {
 	w.abortMu.Lock()
-	defer w.abortMu.Unlock()
 	if w.aborted[key] != nil {
+		w.abortMu.Unlock()
 		return
 	}
 	w.aborted[key] = err
 	close(w.abortNotify)
 	w.abortNotify = make(chan struct{})
+	w.abortMu.Unlock()
+	if d, ok := w.t.(dropper); ok {
+		d.DropQueued(func(tag uint64) bool { return isCollTag(tag) && collKey(tag) == key }, w.discard)
+	}
 }
 
-func (w *world) abortState(key uint64) (error, chan struct{}) {
+// discard releases a message nobody will receive (its collective was
+// aborted): arena ranges it names go back to their owner at once.
+func (w *world) discard(from int, m *Message) {
+	h, err := parseHeader(m.Header)
+	m.Release()
+	if err != nil || h.aux2 == 0 {
+		return
+	}
+	var offs []int64
+	for _, r := range h.refs {
+		if r.arena {
+			offs = append(offs, r.off)
+		}
+	}
+	if len(offs) > 0 {
+		w.sendRelease(from, h.aux2, offs)
+	}
+}
+
+// abortState returns the notify channel of aborts and the error a
+// collective was aborted with (nil while it runs).
+func (w *world) abortState(key uint64) (chan struct{}, error) {
 	w.abortMu.Lock()
 	defer w.abortMu.Unlock()
-	return w.aborted[key], w.abortNotify
+	return w.abortNotify, w.aborted[key]
 }
 
 // abort tells every member that the collective with this tag failed here,
@@ -220,6 +279,13 @@ func (c *Comm) abort(tag uint64, cause error) {
 	}
 }
 
+// failColl aborts the collective of tag on every member and returns err:
+// used where this rank finds a mismatch others cannot see (type, length).
+func (c *Comm) failColl(tag uint64, err error) error {
+	c.abort(tag, err)
+	return err
+}
+
 // recvMsg is Transport.Recv that also returns when the collective is
 // aborted by another member.
 func (c *Comm) recvMsg(ctx context.Context, from int, tag uint64) (*Message, error) {
@@ -227,7 +293,7 @@ func (c *Comm) recvMsg(ctx context.Context, from int, tag uint64) (*Message, err
 		return c.w.t.Recv(ctx, c.ranks[from], tag)
 	}
 	key := collKey(tag)
-	if err, _ := c.w.abortState(key); err != nil {
+	if _, err := c.w.abortState(key); err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
@@ -242,16 +308,21 @@ func (c *Comm) recvMsg(ctx context.Context, from int, tag uint64) (*Message, err
 		ch <- res{m, err}
 	}()
 	for {
-		err, notify := c.w.abortState(key)
+		notify, err := c.w.abortState(key)
 		if err != nil {
 			cancel()
 			if r := <-ch; r.m != nil {
-				r.m.Release()
+				c.w.discard(c.ranks[from], r.m)
 			}
 			return nil, err
 		}
 		select {
 		case r := <-ch:
+			if r.err != nil {
+				if aerr := c.w.pollAbort(c.ranks[from], key); aerr != nil {
+					return nil, aerr
+				}
+			}
 			return r.m, r.err
 		case <-notify:
 		}
@@ -383,7 +454,7 @@ func (c *Comm) stage(v value) (value, func()) {
 		if err != nil {
 			return b // arena full: this buffer goes inline
 		}
-		copy(nb, b)
+		copyLarge(nb, b)
 		held = append(held, nb)
 		return nb
 	}
@@ -403,8 +474,28 @@ func (c *Comm) stage(v value) (value, func()) {
 	}
 }
 
-// send sends v to communicator rank to. Buffers in the arena travel as
-// descriptors when to is on this node; tr (may be nil) tracks their release.
+// arenaRef returns the arena offset of b with one reference taken for a
+// descriptor: b itself when it lies in the arena, else a copy of b made
+// there (the copy's allocation reference becomes the descriptor's). -1: b
+// must go inline (arena full or closed).
+func (a *Arena) arenaRef(b []byte) int64 {
+	if off := a.offsetOf(b); off >= 0 {
+		if a.retain(off) != nil {
+			return -1
+		}
+		return off
+	}
+	nb, err := a.Alloc(int64(len(b)))
+	if err != nil {
+		return -1
+	}
+	copyLarge(nb, b)
+	return a.offsetOf(nb)
+}
+
+// send sends v to communicator rank to. When to is on this node every
+// buffer travels as an arena descriptor: buffers in the arena as they are,
+// others after one copy into it; tr (may be nil) tracks their release.
 func (c *Comm) send(ctx context.Context, op string, to int, tag uint64, v value, tr *Tracker) error {
 	w := c.w
 	h := header{kind: v.kind, aux: v.aux, fields: v.fields, cols: make([]colMeta, len(v.cols))}
@@ -415,7 +506,7 @@ func (c *Comm) send(ctx context.Context, op string, to int, tag uint64, v value,
 		h.cols[i] = colMeta{typ: col.dt.ID(), n: col.n, off: col.off, nulls: col.nulls, hasValid: col.valid != nil}
 		for _, b := range col.bytes() {
 			if useArena && len(b) > 0 {
-				if off := w.opts.arena.offsetOf(b); off >= 0 && w.opts.arena.retain(off) == nil {
+				if off := w.opts.arena.arenaRef(b); off >= 0 {
 					h.arena = w.opts.arena.Path()
 					h.refs = append(h.refs, bufRef{arena: true, off: off, n: int64(len(b))})
 					retained = append(retained, off)

@@ -6,7 +6,10 @@
 // # Data
 //
 // Arrays of int8..int64, uint8..uint64, float32 and float64, nulls
-// included. Slices (offset != 0) are sent in place: the validity bitmap is
+// included; records (BcastRecord, ScatterRecord partitions rows,
+// GatherRecord and AllgatherRecord return an arrow.Table whose columns are
+// chunked over the received buffers) and chunked arrays (BcastChunked,
+// GatherChunked). Slices (offset != 0) are sent in place: the validity bitmap is
 // cut at the byte of the first element and the bit offset travels in the
 // header. Sizes are int64; arrays over 2 GiB work. Received arrays are
 // read-only and alias the received memory (memory.NewBufferWithAllocator
@@ -30,8 +33,13 @@
 // Bcast: binomial tree (small, or 2 ranks), van de Geijn scatter + ring
 // allgather (large). Reduce: binomial tree (small), recursive halving and
 // block gather (large). Allreduce: recursive doubling (small), recursive
-// halving + recursive doubling (large). Allgather: ring. Scatter/Gather:
-// linear from/to the root. "Large" is WithLargeThreshold (256 KiB).
+// halving + recursive doubling (large). ReduceScatter: recursive halving,
+// then each block goes straight to the ranks whose counts it covers.
+// Allgather: ring. Scatter/Gather: linear from/to the root. "Large" is
+// WithLargeThreshold (256 KiB). Reductions fill their result lazily: a rank
+// sends its input in place until it has combined something, and the first
+// combination reads input and message and writes the result in one pass.
+// A type or length mismatch found by one rank aborts the collective on all.
 //
 // # Shared memory protocol
 //
@@ -51,6 +59,35 @@
 // removed by Arena.Close; CleanStale removes arenas of dead processes.
 // When all members share a node, Bcast, Scatter, Gather and Allgather send
 // descriptors directly (no tree): the payload is copied at most once.
+//
+// # Between processes: Mesh
+//
+// JoinMesh makes the Transport between rank processes over comm: every rank
+// listens (TCP on the node address, plus an abstract Unix socket), publishes
+// its addresses through an Exchange (FileExchange: <dir>/mesh/rank-N.json in
+// the job directory, written atomically) and learns the others'. A
+// connection is dialed when a peer is first used; when two ranks dial each
+// other at once the connection dialed by the lower rank is kept (a hello
+// frame carries the rank, the acceptor answers). Both sides authenticate
+// with the job key. One reader goroutine per connection demultiplexes frames
+// into queues by (peer, tag), so sends never wait for the receiver to post a
+// receive. Receive buffers come from a RecvPool that keeps freed large
+// buffers, already faulted in, for reuse. Heartbeats on every connection
+// declare a silent peer dead after five intervals; a dead peer fails
+// pending receives from it (after its queued messages) with an error naming
+// the rank, host and pid, and a failed rank aborts its collective on every
+// member. Ranks with equal host identity (os.Hostname, or RANKHUB_MESH_HOST)
+// use Unix sockets and arenas; ForceTCP turns both off. Mesh.World is the
+// world communicator, with this rank's arena in /dev/shm (arenas of dead
+// processes are removed at start; Close removes this one).
+//
+//	m, err := collective.JoinMesh(ctx, collective.MeshConfig{
+//		Rank: id.Rank, Size: id.Size, Key: key,
+//		Exchange: collective.FileExchange(id.JobDir)})
+//	if err != nil { ... }
+//	defer m.Close()
+//	buf := memory.NewResizableBuffer(m.Arena().Allocator()) // same-node peers alias it
+//	sum, err := m.World().Allreduce(ctx, arr, collective.Sum)
 //
 // # Usage
 //

@@ -3,6 +3,7 @@ package collective
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/bitutil"
@@ -32,14 +33,40 @@ func combine(acc *assembler, lo int64, in column, accLeft bool, k kernel) {
 	bitutil.BitmapAnd(acc.valid.Bytes(), in.valid, lo, in.off, acc.valid.Bytes(), lo, in.n)
 }
 
-// reduceState is one rank's running partial result.
+// reduceState is one rank's running partial result. acc is filled lazily:
+// elements outside `have` still equal the input, so a rank that only sends
+// its input sends it in place (arena descriptors, no copy) and the first
+// combination reads input and message and writes acc in one pass.
 type reduceState struct {
-	c   *Comm
-	op  string
-	k   kernel
-	col column
-	acc *assembler
-	tag func(uint8) uint64
+	c    *Comm
+	op   string
+	k    kernel
+	col  column
+	acc  *assembler
+	have []span // element ranges of acc holding values, sorted and merged
+	tag  func(uint8) uint64
+	old  []*assembler // earlier partials peers may still read (rebase)
+}
+
+// rebase makes the current partial the new "input" and starts a fresh acc,
+// so that a partial just sent as an arena descriptor is never written
+// while the peer reads it (recursive doubling combines the full range
+// every step). The old buffer is released with the state; its arena range
+// lives on until the peer's release arrives.
+func (s *reduceState) rebase() {
+	if len(s.have) == 0 {
+		return
+	}
+	s.ensure(0, s.col.n)
+	s.old = append(s.old, s.acc)
+	s.col = s.acc.column()
+	s.acc = newAssembler(s.col.dt, s.col.n, s.c.w.opts.mem)
+	if s.col.valid != nil {
+		s.acc.valid = memory.NewResizableBuffer(s.acc.mem)
+		s.acc.valid.Resize(int((s.acc.n + 7) / 8))
+		bitutil.CopyBitmap(s.col.valid, int(s.col.off), int(s.col.n), s.acc.valid.Bytes(), 0)
+	}
+	s.have = nil
 }
 
 func (c *Comm) newReduce(op string, arr arrow.Array, o Op, tag func(uint8) uint64) (*reduceState, error) {
@@ -52,11 +79,77 @@ func (c *Comm) newReduce(op string, arr arrow.Array, o Op, tag func(uint8) uint6
 		return nil, err
 	}
 	acc := newAssembler(col.dt, col.n, c.w.opts.mem)
-	acc.put(0, col)
+	if col.valid != nil {
+		acc.valid = memory.NewResizableBuffer(acc.mem)
+		acc.valid.Resize(int((acc.n + 7) / 8))
+		bitutil.CopyBitmap(col.valid, int(col.off), int(col.n), acc.valid.Bytes(), 0)
+	}
 	return &reduceState{c: c, op: op, k: k, col: col, acc: acc, tag: tag}, nil
 }
 
-// recvCombine receives a piece from peer and combines it at lo.
+// covered returns how much of [lo, hi) acc holds: 0 none, 1 part, 2 all.
+func (s *reduceState) covered(lo, hi int64) int {
+	in := int64(0)
+	for _, h := range s.have {
+		a, b := max(lo, h.off), min(hi, h.off+h.n)
+		if a < b {
+			in += b - a
+		}
+	}
+	switch {
+	case in == 0 && hi > lo:
+		return 0
+	case in == hi-lo:
+		return 2
+	}
+	return 1
+}
+
+// mark records that acc holds [lo, hi).
+func (s *reduceState) mark(lo, hi int64) {
+	if lo >= hi {
+		return
+	}
+	out := s.have[:0:0]
+	cur := span{lo, hi - lo}
+	for _, h := range s.have {
+		if h.off+h.n < cur.off || cur.off+cur.n < h.off {
+			out = append(out, h)
+			continue
+		}
+		e := max(h.off+h.n, cur.off+cur.n)
+		cur.off = min(h.off, cur.off)
+		cur.n = e - cur.off
+	}
+	out = append(out, cur)
+	sort.Slice(out, func(i, j int) bool { return out[i].off < out[j].off })
+	s.have = out
+}
+
+// ensure copies the input into the parts of [lo, hi) acc does not hold.
+func (s *reduceState) ensure(lo, hi int64) {
+	w := s.acc.w
+	dst := s.acc.data.Bytes()
+	src := s.col.data[s.col.off*w:]
+	at := lo
+	fill := func(a, b int64) {
+		if a < b {
+			copyLarge(dst[a*w:b*w], src[a*w:b*w])
+		}
+	}
+	for _, h := range s.have {
+		if h.off+h.n <= at || h.off >= hi {
+			continue
+		}
+		fill(at, min(h.off, hi))
+		at = max(at, h.off+h.n)
+	}
+	fill(at, hi)
+	s.mark(lo, hi)
+}
+
+// recvCombine receives a piece from peer and combines it at lo. A type or
+// length mismatch aborts the collective on every member.
 func (s *reduceState) recvCombine(ctx context.Context, peer int, step uint8, lo, n int64, accLeft bool) error {
 	g, err := s.c.recv(ctx, s.op, peer, s.tag(step))
 	if err != nil {
@@ -64,17 +157,59 @@ func (s *reduceState) recvCombine(ctx context.Context, peer int, step uint8, lo,
 	}
 	defer g.release()
 	if len(g.arrs) != 1 {
-		return protoErr(s.op, s.c.rank, peer, "expected one array")
+		return s.c.failColl(s.tag(step), protoErr(s.op, s.c.rank, peer, "expected one array"))
 	}
 	in, err := columnOf(g.arrs[0])
 	if err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != n {
-		return &PeerError{Op: s.op, Rank: s.c.rank, Peer: peer, Err: fmt.Errorf("%w: got %d elements of %s, want %d of %s", ErrType, g.arrs[0].Len(), g.arrs[0].DataType(), n, s.col.dt)}
+		return s.c.failColl(s.tag(step), &PeerError{Op: s.op, Rank: s.c.rank, Peer: peer,
+			Err: fmt.Errorf("%w: got %d elements of %s, want %d of %s", ErrType, g.arrs[0].Len(), g.arrs[0].DataType(), n, s.col.dt)})
 	}
-	combine(s.acc, lo, in, accLeft, s.k)
+	switch s.covered(lo, lo+n) {
+	case 0:
+		combineFrom(s.acc, lo, s.col, in, accLeft, s.k)
+		s.mark(lo, lo+n)
+	case 1:
+		s.ensure(lo, lo+n)
+		fallthrough
+	default:
+		combine(s.acc, lo, in, accLeft, s.k)
+	}
 	return nil
 }
 
+// combineFrom writes acc[lo, lo+in.n) = own[lo..] op in (own on the left
+// when accLeft); acc's validity already holds own's.
+func combineFrom(acc *assembler, lo int64, own, in column, accLeft bool, k kernel) {
+	w := acc.w
+	dst := acc.data.Bytes()[lo*w : (lo+in.n)*w]
+	mine := own.data[(own.off+lo)*w : (own.off+lo+in.n)*w]
+	src := in.data[in.off*w : (in.off+in.n)*w]
+	if accLeft {
+		k(dst, mine, src, in.n)
+	} else {
+		k(dst, src, mine, in.n)
+	}
+	if in.valid == nil {
+		return
+	}
+	if acc.valid == nil {
+		acc.valid = memory.NewResizableBuffer(acc.mem)
+		acc.valid.Resize(int((acc.n + 7) / 8))
+		bitutil.SetBitsTo(acc.valid.Bytes(), 0, acc.n, true)
+	}
+	bitutil.BitmapAnd(acc.valid.Bytes(), in.valid, lo, in.off, acc.valid.Bytes(), lo, in.n)
+}
+
+// sendRange sends elements [lo, hi) of the partial result: the input itself
+// where nothing was combined yet.
 func (s *reduceState) sendRange(ctx context.Context, peer int, step uint8, lo, hi int64) error {
+	switch s.covered(lo, hi) {
+	case 0:
+		// outside combined ranges acc's validity still equals the input's
+		return s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(s.col.slice(lo, hi)), nil)
+	case 1:
+		s.ensure(lo, hi)
+	}
 	return s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(s.acc.column().slice(lo, hi)), nil)
 }
 
@@ -105,16 +240,25 @@ func (s *reduceState) halve(ctx context.Context, f fold) error {
 	return nil
 }
 
-func (s *reduceState) finish() arrow.Array { a := s.acc.finish(); s.acc = nil; return a }
+func (s *reduceState) finish() arrow.Array {
+	s.ensure(0, s.col.n)
+	a := s.acc.finish()
+	s.acc = nil
+	return a
+}
 
 func (s *reduceState) release() {
 	if s.acc != nil {
 		s.acc.release()
 	}
+	for _, a := range s.old {
+		a.release()
+	}
+	s.old = nil
 }
 
 func (c *Comm) large(arr arrow.Array) bool {
-	return len(c.ranks) > 2 && int64(arr.Len())*width(arr.DataType()) >= c.w.opts.largeBytes
+	return len(c.ranks) >= 2 && int64(arr.Len())*width(arr.DataType()) >= c.w.opts.largeBytes
 }
 
 // Reduce combines every rank's arr element-wise with o, in the fixed order
@@ -214,13 +358,14 @@ func (s *reduceState) recvPut(ctx context.Context, peer int, step uint8, lo, hi 
 	}
 	defer g.release()
 	if len(g.arrs) != 1 {
-		return protoErr(s.op, s.c.rank, peer, "expected one array")
+		return s.c.failColl(s.tag(step), protoErr(s.op, s.c.rank, peer, "expected one array"))
 	}
 	in, err := columnOf(g.arrs[0])
 	if err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != hi-lo {
-		return protoErr(s.op, s.c.rank, peer, "block of %d elements, want %d", g.arrs[0].Len(), hi-lo)
+		return s.c.failColl(s.tag(step), protoErr(s.op, s.c.rank, peer, "block of %d elements of %s, want %d of %s", g.arrs[0].Len(), g.arrs[0].DataType(), hi-lo, s.col.dt))
 	}
 	s.acc.put(lo, in)
+	s.mark(lo, hi)
 	return nil
 }
 
@@ -266,6 +411,9 @@ func (c *Comm) Allreduce(ctx context.Context, arr arrow.Array, o Op) (arrow.Arra
 			if err := s.sendRange(ctx, peer, step, 0, s.col.n); err != nil {
 				return nil, err
 			}
+			if c.shm(peer) {
+				s.rebase() // peer aliases what was just sent
+			}
 			if err := s.recvCombine(ctx, peer, step, 0, s.col.n, f.newRank < partner); err != nil {
 				return nil, err
 			}
@@ -295,20 +443,89 @@ func (c *Comm) Allreduce(ctx context.Context, arr arrow.Array, o Op) (arrow.Arra
 	return s.finish(), nil
 }
 
-// ReduceScatter reduces every rank's arr element-wise with o (same order as
-// Reduce) and gives rank i elements [displ(i), displ(i)+counts[i]) of the
-// result; nil counts split evenly. It is Reduce to rank 0 followed by
-// Scatterv, so counts matter on rank 0.
+// ReduceScatter reduces every rank's arr element-wise with o (the same
+// fixed order as Reduce, so results are bit-identical to Reduce's) and gives
+// rank i elements [displ(i), displ(i)+counts[i]) of the result; nil counts
+// split evenly. Every rank passes the same counts. Algorithm: fold, recursive
+// halving (each surviving rank ends with one block of the result), then
+// every block is cut at the count boundaries and the pieces go straight to
+// their ranks: the payload crosses the network about once.
 func (c *Comm) ReduceScatter(ctx context.Context, arr arrow.Array, o Op, counts []int64) (arrow.Array, error) {
-	if counts == nil && arr != nil {
-		counts = evenCounts(int64(arr.Len()), len(c.ranks))
-	}
-	red, err := c.Reduce(ctx, 0, arr, o)
+	const op = "reducescatter"
+	tag, err := c.next()
 	if err != nil {
 		return nil, err
 	}
-	if red != nil {
-		defer red.Release()
+	s, err := c.newReduce(op, arr, o, tag)
+	if err != nil {
+		return nil, err
 	}
-	return c.Scatterv(ctx, 0, red, counts)
+	defer s.release()
+	p, r, n := len(c.ranks), c.rank, s.col.n
+	if counts == nil {
+		counts = evenCounts(n, p)
+	}
+	if err := checkCounts(op, counts, p, n); err != nil {
+		return nil, c.failColl(tag(0), err)
+	}
+	if p == 1 {
+		return s.finish(), nil
+	}
+	f := makeFold(p, r)
+	on, err := s.foldIn(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if on {
+		if err := s.halve(ctx, f); err != nil {
+			return nil, err
+		}
+	}
+	const redist = 70
+	ds := displs(counts)
+	var bLo, bHi int64
+	if on {
+		bLo, bHi = block(n, f.p2, f.newRank)
+	}
+	for q := 0; q < p; q++ {
+		lo, hi := max(bLo, ds[q]), min(bHi, ds[q]+counts[q])
+		if q == r || lo >= hi {
+			continue
+		}
+		if err := s.sendRange(ctx, q, redist, lo, hi); err != nil {
+			return nil, err
+		}
+	}
+	myLo, myHi := ds[r], ds[r]+counts[r]
+	out := newAssembler(s.col.dt, counts[r], c.w.opts.mem)
+	for nr := 0; nr < f.p2; nr++ {
+		blo, bhi := block(n, f.p2, nr)
+		lo, hi := max(blo, myLo), min(bhi, myHi)
+		if lo >= hi {
+			continue
+		}
+		q := f.oldRank(nr)
+		if q == r {
+			s.ensure(lo, hi)
+			out.put(lo-myLo, s.acc.column().slice(lo, hi))
+			continue
+		}
+		g, err := c.recv(ctx, op, q, tag(redist))
+		if err != nil {
+			out.release()
+			return nil, err
+		}
+		var in column
+		if len(g.arrs) == 1 {
+			in, err = columnOf(g.arrs[0])
+		}
+		if len(g.arrs) != 1 || err != nil || in.n != hi-lo || !arrow.TypeEqual(in.dt, s.col.dt) {
+			g.release()
+			out.release()
+			return nil, c.failColl(tag(redist), protoErr(op, r, q, "piece [%d, %d) of the result: wrong length or type", lo, hi))
+		}
+		out.put(lo-myLo, in)
+		g.release()
+	}
+	return out.finish(), nil
 }

@@ -57,3 +57,14 @@ func (m *Message) Release() {
 		m.Header, m.Bufs = nil, nil
 	})
 }
+
+// dropper is implemented by transports that let a communicator take back
+// messages of aborted collectives, so that their arena ranges are released
+// at once instead of at Close (Mesh implements it).
+type dropper interface {
+	// SetDrop installs fn, called for every arriving message before it is
+	// queued; when fn returns true it consumed the message.
+	SetDrop(fn func(from int, tag uint64, m *Message) bool)
+	// DropQueued hands every queued message whose tag satisfies pred to fn.
+	DropQueued(pred func(tag uint64) bool, fn func(from int, m *Message))
+}

@@ -1,0 +1,140 @@
+package collective
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// PeerInfo is what one rank publishes so that the others can reach it.
+type PeerInfo struct {
+	Rank int    `json:"rank"`
+	Size int    `json:"size"`
+	Host string `json:"host"` // host identity: ranks with equal Host share memory
+	TCP  string `json:"tcp"`  // host:port reachable from other nodes
+	Unix string `json:"unix"` // abstract Unix socket "@...", same host only
+	PID  int    `json:"pid"`
+}
+
+// Exchange publishes this rank's address and learns everyone's. An
+// implementation must return, in rank order, one PeerInfo per rank of a
+// world of size self.Size, or an error naming the ranks it did not hear from.
+type Exchange interface {
+	Exchange(ctx context.Context, self PeerInfo) ([]PeerInfo, error)
+}
+
+// FileExchanger is an Exchange through a directory on a file system all
+// ranks share (the job directory): each rank writes <dir>/mesh/rank-N.json
+// atomically and polls for the others until all are present or Timeout.
+type FileExchanger struct {
+	Dir     string
+	Timeout time.Duration // zero: 2 minutes (bounded by the context as well)
+}
+
+// FileExchange returns a FileExchanger over dir with the default timeout.
+func FileExchange(dir string) *FileExchanger { return &FileExchanger{Dir: dir} }
+
+// Exchange implements Exchange.
+func (fe *FileExchanger) Exchange(ctx context.Context, self PeerInfo) ([]PeerInfo, error) {
+	if self.Size < 1 || self.Rank < 0 || self.Rank >= self.Size {
+		return nil, fmt.Errorf("%w: mesh exchange: rank %d of %d", ErrArgument, self.Rank, self.Size)
+	}
+	dir := filepath.Join(fe.Dir, "mesh")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("collective: mesh exchange: %w", err)
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, fmt.Sprintf("rank-%d.json", self.Rank)), self); err != nil {
+		return nil, err
+	}
+	timeout := fe.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	out := make([]PeerInfo, self.Size)
+	have := make([]bool, self.Size)
+	out[self.Rank], have[self.Rank] = self, true
+	wait := 5 * time.Millisecond
+	for {
+		missing := 0
+		for r := range out {
+			if have[r] {
+				continue
+			}
+			p := filepath.Join(dir, fmt.Sprintf("rank-%d.json", r))
+			data, err := os.ReadFile(p)
+			if errors.Is(err, os.ErrNotExist) {
+				missing++
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("collective: mesh exchange: %w", err)
+			}
+			var pi PeerInfo
+			if err := json.Unmarshal(data, &pi); err != nil {
+				return nil, fmt.Errorf("collective: mesh exchange: %s: %w", p, err)
+			}
+			if pi.Rank != r || pi.Size != self.Size || (pi.TCP == "" && pi.Unix == "") {
+				return nil, fmt.Errorf("%w: mesh exchange: %s: rank %d of %d with tcp %q unix %q, want rank %d of %d",
+					ErrProtocol, p, pi.Rank, pi.Size, pi.TCP, pi.Unix, r, self.Size)
+			}
+			out[r], have[r] = pi, true
+		}
+		if missing == 0 {
+			return out, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("collective: mesh exchange in %s: no address from rank(s) %s after %v", dir, missingRanks(have), timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("collective: mesh exchange in %s: waiting for rank(s) %s: %w", dir, missingRanks(have), ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+func missingRanks(have []bool) string {
+	var s []string
+	for r, ok := range have {
+		if !ok {
+			s = append(s, fmt.Sprint(r))
+		}
+		if len(s) == 16 {
+			s = append(s, "...")
+			break
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// writeJSONAtomic writes v to path through a temporary file and a rename, so
+// readers never see a partial file.
+func writeJSONAtomic(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*.json")
+	if err != nil {
+		return fmt.Errorf("collective: mesh exchange: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("collective: mesh exchange: %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("collective: mesh exchange: %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("collective: mesh exchange: %w", err)
+	}
+	return nil
+}
