@@ -122,7 +122,10 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 		conn, err = launcher.DialHub(wctx, ci, transport, copts)
 		wcancel()
 		if err == nil {
-			err = views.ServeEngine(ctx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log})
+			key, _ := ci.KeyBytes()
+			mesh := startMesh(ctx, id, key, transport, hb, log)
+			defer mesh.close()
+			err = views.ServeEngine(ctx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, World: mesh.world})
 		}
 	} else {
 		wcancel()
@@ -145,6 +148,8 @@ func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm
 		return err
 	}
 	defer ep.Close()
+	mesh := startMesh(ctx, id, ep.Key, transport, copts.Heartbeat, log)
+	defer mesh.close()
 	hub := views.NewHub(views.HubConfig{Host: host, Logger: log})
 	go hub.Serve(ep.Listener)
 	defer hub.Shutdown(5 * time.Second)

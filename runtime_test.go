@@ -27,6 +27,9 @@ import (
 
 const roleEnv = "RANKHUB_TEST_ROLE"
 
+// registrations run in rank processes only (functions registered by other files).
+var registrations []func()
+
 type where struct {
 	Engine, Rank, PID int
 	Host              string
@@ -44,6 +47,9 @@ func TestMain(m *testing.M) {
 	rankhub.Register("sleep", func(ms int) int { time.Sleep(time.Duration(ms) * time.Millisecond); return ms })
 	rankhub.Register("exit", func(code int) { os.Exit(code) })
 	rankhub.Register("tiny", tiny)
+	for _, r := range registrations {
+		r()
+	}
 	rankhub.Main(drivers[role])
 }
 

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"github.com/rankhub/rankhub/collective"
 	"bytes"
 	"context"
 	"errors"
@@ -23,6 +24,9 @@ type EngineConfig struct {
 	Rank   int
 	Host   string
 	Logger zerolog.Logger
+	// World returns the communicator over every rank of the job (the
+	// collective mesh), waiting until it is ready; nil: no collectives.
+	World func(ctx context.Context) (*collective.Comm, error)
 }
 
 // Engine executes tasks sent by the hub, one at a time in arrival order,
@@ -39,6 +43,9 @@ type Engine struct {
 	queue   []*comm.Frame
 	stopped bool
 	running context.CancelFunc // cancels the running shell command on shutdown
+
+	commMu sync.Mutex // a leaf: guards comms
+	comms  map[string]*collective.Comm
 }
 
 // ServeEngine registers with the hub over conn and serves tasks until the hub
@@ -234,7 +241,7 @@ func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
 func (e *Engine) reply(id uint64, res *resultMsg) { e.flush([]*comm.Frame{e.resultFrame(id, res)}) }
 
 func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
-	v, err := decodeValues(f.Control, f.Buffers, 3)
+	v, targets, err := decodeTask(f)
 	if err != nil {
 		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, err.Error()
 		return
@@ -249,7 +256,7 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			res.Status, res.Code, res.ErrMsg = statusError, CodeUnknownFunction, err.Error()
 			return
 		}
-		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns}
+		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
 		out, err := fn.call(c, args)
 		if err != nil {
 			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
@@ -275,7 +282,7 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			res.Status, res.Code, res.ErrMsg = statusError, CodeUnknownFunction, err.Error()
 			return
 		}
-		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns}
+		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
 		out, err := mapChunk(c, fn, args)
 		if err != nil {
 			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
@@ -427,4 +434,23 @@ func elementAt(s any, i int) (any, error) {
 		return rv.Index(i).Interface(), nil
 	}
 	return nil, fmt.Errorf("%T is not a sequence", s)
+}
+
+// subComm returns the cached communicator over the given world ranks.
+func (e *Engine) subComm(w *collective.Comm, ranks []int) (*collective.Comm, error) {
+	key := fmt.Sprint(ranks)
+	e.commMu.Lock()
+	defer e.commMu.Unlock()
+	if c, ok := e.comms[key]; ok {
+		return c, nil
+	}
+	c, err := w.Sub(ranks)
+	if err != nil {
+		return nil, err
+	}
+	if e.comms == nil {
+		e.comms = map[string]*collective.Comm{}
+	}
+	e.comms[key] = c
+	return c, nil
 }

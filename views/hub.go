@@ -368,13 +368,18 @@ func (h *Hub) submitDirect(kind int, name string, targets []int, payloads []payl
 		}
 		recs[i] = e
 	}
+	ranks := make([]int, len(recs))
+	for i, e := range recs {
+		ranks[i] = e.rank
+	}
+	enc := encodeTargets(ranks)
 	tasks := make([]*task, len(targets))
 	for i, e := range recs {
 		t := newTask(h.msgSeq.Add(1), kind, name, now)
 		t.eng.Store(int64(e.id))
 		t.rank, t.host = e.rank, e.host
 		p := payloads[min(i, len(payloads)-1)]
-		t.ctrl, t.bufs = p.ctrl, p.bufs
+		t.ctrl, t.bufs, t.targets = p.ctrl, p.bufs, enc
 		e.pending[t.id] = t
 		h.core.busy(e.id, 1)
 		h.tasks[t.id] = t
@@ -445,7 +450,11 @@ func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
 	fs := make([]*comm.Frame, len(ts))
 	h.mu.Lock()
 	for i, t := range ts {
-		fs[i] = &comm.Frame{Type: fTask, ID: t.id, Control: t.ctrl, Buffers: t.bufs}
+		ctrl := t.ctrl
+		if len(t.targets) > 0 {
+			ctrl = append(ctrl[:len(ctrl):len(ctrl)], t.targets...)
+		}
+		fs[i] = &comm.Frame{Type: fTask, ID: t.id, Control: ctrl, Buffers: t.bufs}
 		if t.retries == 0 {
 			t.ctrl, t.bufs = nil, nil // nothing will need them again
 		}

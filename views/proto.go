@@ -133,3 +133,46 @@ func parseResult(f *comm.Frame) (*resultMsg, error) {
 	}
 	return r, nil
 }
+
+// decodeTask decodes a task frame: kind, name and arguments, and for
+// DirectView tasks a fourth value the hub appends, the target ranks.
+func decodeTask(f *comm.Frame) (v []any, targets []int, err error) {
+	d := &decoder{b: f.Control, bufs: f.Buffers}
+	v = make([]any, 3)
+	for i := range v {
+		if v[i], err = d.decode(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if d.pos < len(d.b) {
+		t, err := d.decode()
+		if err != nil {
+			return nil, nil, err
+		}
+		l, ok := t.([]any)
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: bad task targets", errCorrupt)
+		}
+		targets = make([]int, len(l))
+		for i, x := range l {
+			if targets[i], ok = x.(int); !ok {
+				return nil, nil, fmt.Errorf("%w: bad task target", errCorrupt)
+			}
+		}
+	}
+	if d.pos != len(d.b) {
+		return nil, nil, d.corrupt("trailing bytes")
+	}
+	return v, targets, nil
+}
+
+// encodeTargets encodes target ranks as a list, which always travels
+// inline in the control payload.
+func encodeTargets(ranks []int) []byte {
+	l := make([]any, len(ranks))
+	for i, r := range ranks {
+		l[i] = r
+	}
+	b, _, _ := encodeValues(l)
+	return b
+}

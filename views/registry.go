@@ -1,6 +1,7 @@
 package views
 
 import (
+	"github.com/rankhub/rankhub/collective"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,40 @@ type Context struct {
 	Host     string
 	// NS is the engine's namespace (push/pull, Ref).
 	NS *Namespace
+	// Targets are the world ranks of the engines a DirectView call went to,
+	// in the view's order (nil for load-balanced tasks).
+	Targets []int
+
+	eng *Engine
+}
+
+// ErrNoCommunicator is returned by Context.Comm and Context.World when the
+// task has no communicator.
+var ErrNoCommunicator = errors.New("views: no communicator")
+
+// World returns the communicator over every rank of the job, rank 0 (the
+// hub) included; every rank must take part in its collectives.
+func (c *Context) World() (*collective.Comm, error) {
+	if c.eng == nil || c.eng.cfg.World == nil {
+		return nil, fmt.Errorf("%w: this engine was started without a collective mesh", ErrNoCommunicator)
+	}
+	return c.eng.cfg.World(c)
+}
+
+// Comm returns a communicator over the engines of the DirectView call that
+// started this task, ranked in the view's order: an apply on all engines
+// can allreduce among them without the hub. Calls with the same targets
+// share one communicator, so their collectives must come in the same order
+// on every target, as in MPI.
+func (c *Context) Comm() (*collective.Comm, error) {
+	if len(c.Targets) == 0 {
+		return nil, fmt.Errorf("%w: a load-balanced task has no group of targets; use a DirectView", ErrNoCommunicator)
+	}
+	w, err := c.World()
+	if err != nil {
+		return nil, err
+	}
+	return c.eng.subComm(w, c.Targets)
 }
 
 var typeOfContext = reflect.TypeOf((*Context)(nil))

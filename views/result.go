@@ -30,6 +30,7 @@ type task struct {
 	// Dispatch state, guarded by the hub's mu.
 	ctrl    []byte
 	bufs    [][]byte
+	targets []byte // encoded target ranks of a DirectView call, appended to ctrl
 	retries int
 	item    *lbItem
 
