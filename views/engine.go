@@ -1,11 +1,11 @@
 package views
 
 import (
-	"github.com/rankhub/rankhub/collective"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rankhub/rankhub/collective"
 	"os"
 	"os/exec"
 	"reflect"

@@ -1,10 +1,10 @@
 package views
 
 import (
-	"github.com/rankhub/rankhub/collective"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rankhub/rankhub/collective"
 	"reflect"
 	"sort"
 	"strings"
