@@ -38,6 +38,7 @@ bench: build ## rankhub's benchmarks side by side with the anchors in ../shared/
 	bash scripts/bench-deps.sh
 	$(GO) build -o bin/rhbench ./benchmarks/rhbench
 	$(GO) run ./benchmarks/cmd/bench
+	@if [ "$${BENCH_SKIP#*coll}" = "$${BENCH_SKIP}" ]; then bash benchmarks/collective/run.sh; fi
 
 fuzz: ## run each fuzz target for a while (FUZZTIME, default 30s)
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s} ./comm

@@ -1,5 +1,6 @@
 // Command rhbench measures rankhub's views from rank 0 while the other ranks
-// serve as engines. Start it with `rankhub run -n 2 -- bin/rhbench [reps]`.
+// serve as engines. Start it with `rankhub run -n 3 -- bin/rhbench [reps]`
+// (2 engines, as ipp_bench.py).
 // It prints `RESULT <label> <value> <unit>` lines like ../shared/anchors.
 package main
 
@@ -9,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rankhub/rankhub"
@@ -48,11 +50,71 @@ func drive(ctx context.Context, c *views.Client) error {
 		out("rankhub_apply_sync_noop_median", float64(ts[500].Nanoseconds())/1e3, "us")
 		out("rankhub_apply_sync_noop_p90", float64(ts[900].Nanoseconds())/1e3, "us")
 	}
+	// (b) tiny tasks through the load-balanced map, one task per element
+	// (chunk size 1, as ipyparallel's map_async default).
+	lb, err := c.LoadBalancedView()
+	if err != nil {
+		return err
+	}
+	xs := make([]int, 100000)
+	for i := range xs {
+		xs[i] = i
+	}
+	for r := 0; r < reps; r++ {
+		t := time.Now()
+		res, err := lb.MapSync("noop1", 1, xs)
+		if err != nil {
+			return err
+		}
+		if len(res) != len(xs) {
+			return fmt.Errorf("map returned %d results", len(res))
+		}
+		out("rankhub_lbview_map_100k", float64(len(xs))/time.Since(t).Seconds(), "tasks/s")
+	}
+	// (c) push and pull of float64 arrays to one engine, as ipp_bench.py.
+	for _, mib := range sizes() {
+		a := make([]float64, mib<<20/8)
+		for i := range a {
+			a[i] = float64(i)
+		}
+		for r := 0; r < reps; r++ {
+			t := time.Now()
+			if err := e0.Set("a", a); err != nil {
+				return err
+			}
+			out(fmt.Sprintf("rankhub_push_%dMiB", mib), float64(len(a)*8)/time.Since(t).Seconds()/1e9, "GB/s")
+			t = time.Now()
+			v, err := e0.Get("a")
+			if err != nil {
+				return err
+			}
+			if got, ok := v.([]float64); !ok || len(got) != len(a) {
+				return fmt.Errorf("pull returned %T", v)
+			}
+			out(fmt.Sprintf("rankhub_pull_%dMiB", mib), float64(len(a)*8)/time.Since(t).Seconds()/1e9, "GB/s")
+		}
+		e0.Clear()
+	}
 	return nil
+}
+
+func sizes() []int {
+	s := os.Getenv("SIZES_MIB")
+	if s == "" {
+		s = "8,64,512"
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func main() {
 	rankhub.Register("noop", func() {})
+	rankhub.Register("noop1", func(x int) int { return x })
 	// A sweep function as small as one can be: the sweep benchmark measures
 	// rankhub's own cost per row (scheduling, transport, result file).
 	rankhub.Register("tiny", func(p rankhub.Params) (map[string]float64, error) {

@@ -3,7 +3,8 @@
 // their ratio. `make bench` runs it from the repository root after `make build`.
 //
 // Environment: ANCHORS (default ../shared/anchors), BENCH_REPS (default 3),
-// BENCH_SKIP (comma list of groups to skip: ipp, sock, coll).
+// BENCH_SKIP (comma list of groups to skip: ipp, sock, sweep; coll skips
+// benchmarks/collective/run.sh, which make bench runs after this program).
 package main
 
 import (
@@ -93,7 +94,7 @@ func main() {
 	s := sample{}
 
 	// rankhub first, then the anchors, in the same run.
-	s.add(run("bin/rankhub", []string{"run", "-n", "2", "--", "bin/rhbench", reps}))
+	s.add(run("bin/rankhub", []string{"run", "-n", "3", "--", "bin/rhbench", reps}))
 	if !skip("sweep") {
 		sweepBench(s, tmp)
 	}
@@ -104,6 +105,7 @@ func main() {
 			for i := 0; i < 3; i++ {
 				s.add(run(filepath.Join(tmp, "sockbw"), []string{"unix", "lat", "20000", "8"}))
 				s.add(run(filepath.Join(tmp, "sockbw"), []string{"tcp", "lat", "20000", "8"}))
+				s.add(run(filepath.Join(tmp, "sockbw"), []string{"unix", "bw", "8192", "1024"}))
 			}
 		}
 	}
@@ -111,7 +113,7 @@ func main() {
 		if err := exec.Command("/usr/bin/python3", "-c", "import ipyparallel, numpy").Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: ipyparallel is not installed for /usr/bin/python3: run scripts/bench-deps.sh (or BENCH_SKIP=ipp)")
 		} else {
-			s.add(run("/usr/bin/python3", []string{filepath.Join(anchors, "ipp_bench.py"), "1"}, "SIZES_MIB=8"))
+			s.add(run("/usr/bin/python3", []string{filepath.Join(anchors, "ipp_bench.py"), "1"}, "SIZES_MIB=8,64,512"))
 		}
 	}
 
@@ -120,6 +122,14 @@ func main() {
 		{"no-op apply round trip, p90", "rankhub_apply_sync_noop_p90", "ipp_apply_sync_noop_p90", "us", true, ""},
 		{"  vs raw Unix socket 8-B RTT", "rankhub_apply_sync_noop_median", "unix_pingpong_8B_rtt_pinnone", "us", true, "(physical floor)"},
 		{"  vs raw TCP socket 8-B RTT", "rankhub_apply_sync_noop_median", "tcp_pingpong_8B_rtt_pinnone", "us", true, "(physical floor)"},
+		{"LB map, no-op tasks, chunk 1", "rankhub_lbview_map_100k", "ipp_lbview_map_async_10k", "tasks/s", false, "≥ 100,000 tasks/s (ipp: 10k tasks)"},
+		{"push 8 MiB", "rankhub_push_8MiB", "ipp_push_8MiB", "GB/s", false, "report vs ipyparallel"},
+		{"pull 8 MiB", "rankhub_pull_8MiB", "ipp_pull_8MiB", "GB/s", false, ""},
+		{"push 64 MiB", "rankhub_push_64MiB", "ipp_push_64MiB", "GB/s", false, ""},
+		{"pull 64 MiB", "rankhub_pull_64MiB", "ipp_pull_64MiB", "GB/s", false, ""},
+		{"push 512 MiB", "rankhub_push_512MiB", "ipp_push_512MiB", "GB/s", false, ""},
+		{"pull 512 MiB", "rankhub_pull_512MiB", "ipp_pull_512MiB", "GB/s", false, ""},
+		{"  push 512 MiB vs raw Unix stream", "rankhub_push_512MiB", "unix_stream_1024KiBwrites_pinnone", "GB/s", false, "(physical limit)"},
 		{"sweep, 100k Go-function tasks", "rankhub_sweep_func_100k", "target_sweep_rows", "rows/s", false, "≥ 50,000 rows/s end to end, 2 engines"},
 		{"sweep, 10k shell tasks", "rankhub_sweep_shell_10k", "xargs_P2_shell_10k", "tasks/s", false, "bounded by process start: ≈ xargs -P 2"},
 	}
