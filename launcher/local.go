@@ -112,6 +112,8 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		errw = out
 	}
 	cmds := make([]*exec.Cmd, cfg.Ranks)
+	writers := make([][2]*os.File, cfg.Ranks) // the ranks' ends, closed here after Start
+	var readers []*os.File
 	var copiers sync.WaitGroup
 	var files []*os.File
 	defer func() {
@@ -139,14 +141,22 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		// stops the ranks in order. Pdeathsig: if rankhub itself is killed,
 		// the ranks get SIGTERM and shut down instead of living on.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-		so, err := cmd.StdoutPipe()
+		// Our own pipes, not cmd.StdoutPipe: Wait closes those as soon as the
+		// rank exits, losing lines still in flight. These stay open until
+		// every writer (the rank and anything it started) has closed them.
+		so, sow, err := os.Pipe()
 		if err != nil {
 			return err
 		}
-		se, err := cmd.StderrPipe()
+		se, sew, err := os.Pipe()
 		if err != nil {
+			so.Close()
+			sow.Close()
 			return err
 		}
+		cmd.Stdout, cmd.Stderr = sow, sew
+		readers = append(readers, so, se)
+		writers[r] = [2]*os.File{sow, sew}
 		fo, err := os.Create(filepath.Join(cfg.JobDir, fmt.Sprintf("rank-%d.out", r)))
 		if err != nil {
 			return fmt.Errorf("launcher: rank log: %w", err)
@@ -165,8 +175,15 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 	started := 0
 	var startErr error
 	for r, cmd := range cmds {
-		if err := cmd.Start(); err != nil {
+		err := cmd.Start()
+		writers[r][0].Close() // the rank has its own copies now (or never will)
+		writers[r][1].Close()
+		if err != nil {
 			startErr = fmt.Errorf("launcher: starting rank %d (%s): %w", r, cfg.Command[0], err)
+			for _, w := range writers[r+1:] {
+				w[0].Close()
+				w[1].Close()
+			}
 			break
 		}
 		started++
@@ -177,15 +194,6 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 			err := cmds[r].Wait()
 			exits <- exitOf(r, cmds[r], err)
 		}(r)
-	}
-	// Close the pipes of ranks that never started so the copiers end.
-	for r := started; r < cfg.Ranks; r++ {
-		if c, ok := cmds[r].Stdout.(io.Closer); ok {
-			c.Close()
-		}
-		if c, ok := cmds[r].Stderr.(io.Closer); ok {
-			c.Close()
-		}
 	}
 	stopping := false
 	var stopTimer <-chan time.Time
@@ -235,7 +243,22 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 			}
 		}
 	}
-	copiers.Wait()
+	// Every rank has exited; their output ends when the last writer closes
+	// it. A process a rank left behind may hold a pipe open: give it a
+	// moment, then stop reading.
+	copied := make(chan struct{})
+	go func() { copiers.Wait(); close(copied) }()
+	select {
+	case <-copied:
+	case <-time.After(2 * time.Second):
+		for _, rd := range readers {
+			rd.Close()
+		}
+		<-copied
+	}
+	for _, rd := range readers {
+		rd.Close()
+	}
 	if startErr != nil {
 		return startErr
 	}
