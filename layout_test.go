@@ -13,8 +13,9 @@ import (
 var allowed = map[string][]string{
 	"jobs":       {},
 	"comm":       {},
-	"slurm":      {"jobs"},
-	"pbs":        {"jobs"},
+	"internal":   {"jobs"},
+	"slurm":      {"jobs", "internal"},
+	"pbs":        {"jobs", "internal"},
 	"launcher":   {"jobs", "slurm", "pbs", "comm"},
 	"collective": {"comm"},
 	"views":      {"collective", "comm"},

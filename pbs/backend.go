@@ -5,13 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/rankhub/rankhub/internal/batch"
 	"github.com/rankhub/rankhub/jobs"
 )
 
@@ -35,14 +33,9 @@ var (
 // with qsub, qstat and qdel. It satisfies the launcher's Backend interface.
 // Its methods are safe for concurrent use.
 type Backend struct {
-	cmds map[string]string
-	ttl  time.Duration
-
-	mu        sync.Mutex // held across a status query: concurrent callers share it
-	cache     map[string]jobs.SchedState
-	cachedAt  time.Time
-	textOnly  bool // qstat has no -F json / -x (Torque, Slurm's wrapper)
-	queryRuns int
+	tools    batch.Tools
+	cache    batch.Cache // its lock, held across a status query, guards textOnly
+	textOnly bool        // qstat has no -F json / -x (Torque, Slurm's wrapper)
 }
 
 // Option configures a Backend.
@@ -51,22 +44,18 @@ type Option func(*Backend)
 // WithCommand sets the path of one PBS tool ("qsub", "qstat", "qdel"); by
 // default each is looked up in PATH.
 func WithCommand(tool, path string) Option {
-	return func(b *Backend) { b.cmds[tool] = path }
+	return func(b *Backend) { b.tools.Paths[tool] = path }
 }
 
 // WithBinDir takes every PBS tool from dir.
 func WithBinDir(dir string) Option {
-	return func(b *Backend) {
-		for t := range b.cmds {
-			b.cmds[t] = filepath.Join(dir, t)
-		}
-	}
+	return func(b *Backend) { b.tools.SetBinDir(dir) }
 }
 
 // WithCacheTTL sets how long one Status query answers later calls for the
 // same jobs; 0 queries every time.
 func WithCacheTTL(d time.Duration) Option {
-	return func(b *Backend) { b.ttl = d }
+	return func(b *Backend) { b.cache.TTL = d }
 }
 
 // WithTextQstat skips `qstat -F json -x` (PBS Pro only) and parses the
@@ -78,10 +67,13 @@ func WithTextQstat() Option {
 
 // New returns a PBS Backend.
 func New(opts ...Option) *Backend {
-	b := &Backend{
-		cmds: map[string]string{"qsub": "qsub", "qstat": "qstat", "qdel": "qdel"},
-		ttl:  DefaultCacheTTL,
-	}
+	b := &Backend{tools: batch.Tools{
+		Sched:    "pbs",
+		Paths:    map[string]string{"qsub": "qsub", "qstat": "qstat", "qdel": "qdel"},
+		Hints:    hints,
+		NotFound: notFound,
+	}}
+	b.cache.TTL = DefaultCacheTTL
 	for _, o := range opts {
 		o(b)
 	}
@@ -94,7 +86,7 @@ func (b *Backend) Name() string { return jobs.SchedPBS }
 // Script renders the batch script; see the package function Script.
 func (b *Backend) Script(job *jobs.Job, l jobs.Launch) (string, error) { return Script(job, l) }
 
-var hints = []struct{ match, hint string }{
+var hints = []batch.Hint{
 	{"cannot connect to server", "is the PBS server running and PBS_SERVER (or /etc/pbs.conf) right?"},
 	{"Unknown queue", "check job.queue against `qstat -Q`"},
 	{"Unknown Job Id", "the job is unknown to the server (finished and purged, or a wrong id)"},
@@ -113,9 +105,7 @@ type CommandError struct {
 	Hint   string
 }
 
-func (e *CommandError) Error() string {
-	return fmt.Sprintf("pbs: %s %s: %v: %s (hint: %s)", e.Tool, strings.Join(e.Args, " "), e.Err, e.Stderr, e.Hint)
-}
+func (e *CommandError) Error() string { return "pbs: " + (*batch.CommandError)(e).Error() }
 
 // Is makes errors.Is(err, ErrCommand) true.
 func (e *CommandError) Is(target error) bool { return target == ErrCommand }
@@ -131,33 +121,15 @@ func (b *Backend) run(ctx context.Context, tool string, args ...string) ([]byte,
 
 // runIn is run in directory dir ("" = the current one).
 func (b *Backend) runIn(ctx context.Context, dir, tool string, args ...string) ([]byte, error) {
-	path := b.cmds[tool]
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Dir = dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err == nil {
-		return stdout.Bytes(), nil
+	out, err := b.tools.Run(ctx, dir, tool, args...)
+	if ce, ok := err.(*batch.CommandError); ok {
+		return out, (*CommandError)(ce)
 	}
-	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s not found (%s): install the PBS client commands (or `module load pbs`); for Slurm's Torque wrappers install Debian's slurm-wlm-torque", ErrNotFound, tool, path)
-	}
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("pbs: %s %s: %w", tool, strings.Join(args, " "), ctx.Err())
-	}
-	msg := strings.TrimSpace(stderr.String())
-	if msg == "" {
-		msg = strings.TrimSpace(stdout.String())
-	}
-	hint := "run the command by hand to see more"
-	for _, h := range hints {
-		if strings.Contains(strings.ToLower(msg), strings.ToLower(h.match)) {
-			hint = h.hint
-			break
-		}
-	}
-	return stdout.Bytes(), &CommandError{Tool: tool, Args: args, Err: err, Stderr: msg, Hint: hint}
+	return out, err
+}
+
+func notFound(tool, path string) error {
+	return fmt.Errorf("%w: %s not found (%s): install the PBS client commands (or `module load pbs`); for Slurm's Torque wrappers install Debian's slurm-wlm-torque", ErrNotFound, tool, path)
 }
 
 // validID accepts "123", "123.server", "123[].server" (arrays) and the
@@ -206,9 +178,7 @@ func (b *Backend) Cancel(ctx context.Context, id string) error {
 	if _, err := b.run(ctx, "qdel", id); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	delete(b.cache, id)
-	b.mu.Unlock()
+	b.cache.Forget(id)
 	return nil
 }
 
@@ -222,42 +192,22 @@ func (b *Backend) Status(ctx context.Context, ids ...string) (map[string]jobs.Sc
 			return nil, fmt.Errorf("pbs: status: %q is not a PBS job id", id)
 		}
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make(map[string]jobs.SchedState, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	fresh := b.ttl > 0 && time.Since(b.cachedAt) < b.ttl
-	if fresh {
-		all := true
+	return b.cache.Status(ids, func(ids []string) (map[string]jobs.SchedState, error) {
+		got, err := b.query(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]jobs.SchedState, len(ids))
 		for _, id := range ids {
-			s, ok := b.cache[id]
+			s, ok := matchID(got, id)
 			if !ok {
-				all = false
-				break
+				s = jobs.SchedState{ID: id, State: StateUnknown, ExitCode: -1, Reason: "not known to the PBS server (a wrong id, or finished and purged)"}
 			}
+			s.ID = id
 			out[id] = s
 		}
-		if all {
-			return out, nil
-		}
-	}
-	got, err := b.query(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	b.cache, b.cachedAt = map[string]jobs.SchedState{}, time.Now()
-	for _, id := range ids {
-		s, ok := matchID(got, id)
-		if !ok {
-			s = jobs.SchedState{ID: id, State: StateUnknown, ExitCode: -1, Reason: "not known to the PBS server (a wrong id, or finished and purged)"}
-		}
-		s.ID = id
-		out[id] = s
-		b.cache[id] = s
-	}
-	return out, nil
+		return out, nil
+	})
 }
 
 // matchID finds id among the server's ids, exactly or by the number before
@@ -276,15 +226,10 @@ func matchID(got map[string]jobs.SchedState, id string) (jobs.SchedState, bool) 
 }
 
 // QueryCount reports how many scheduler queries Status has run.
-func (b *Backend) QueryCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.queryRuns
-}
+func (b *Backend) QueryCount() int { return b.cache.Queries() }
 
-// query runs one qstat for ids; the caller holds b.mu.
+// query runs one qstat for ids; it runs under the cache's lock.
 func (b *Backend) query(ctx context.Context, ids []string) (map[string]jobs.SchedState, error) {
-	b.queryRuns++
 	if !b.textOnly {
 		out, err := b.run(ctx, "qstat", append([]string{"-f", "-F", "json", "-x"}, ids...)...)
 		var ce *CommandError

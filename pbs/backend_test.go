@@ -10,30 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rankhub/rankhub/internal/batch/batchtest"
 	"github.com/rankhub/rankhub/jobs"
 )
 
-func fakeTools(t *testing.T, tools map[string]string) (dir string, calls func() []string) {
-	t.Helper()
-	dir = t.TempDir()
-	log := filepath.Join(dir, "calls.log")
-	for name, body := range tools {
-		script := "#!/bin/bash\necho \"" + name + " $*\" >> '" + log + "'\n" + body + "\n"
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir, func() []string {
-		b, err := os.ReadFile(log)
-		if err != nil {
-			return nil
-		}
-		return strings.Split(strings.TrimSpace(string(b)), "\n")
-	}
-}
-
 func TestSubmit(t *testing.T) {
-	dir, calls := fakeTools(t, map[string]string{"qsub": "echo 1234.pbs01"})
+	dir, calls := batchtest.FakeTools(t, map[string]string{"qsub": "echo 1234.pbs01"})
 	id, err := New(WithBinDir(dir)).Submit(context.Background(), filepath.Join(dir, "job.pbs"))
 	if err != nil || id != "1234.pbs01" {
 		t.Fatalf("id %q, err %v", id, err)
@@ -41,11 +23,11 @@ func TestSubmit(t *testing.T) {
 	if c := calls(); len(c) != 1 || c[0] != "qsub ./job.pbs" {
 		t.Errorf("calls %q", c)
 	}
-	dir, _ = fakeTools(t, map[string]string{"qsub": "echo 'qsub: Unknown queue' >&2; exit 170"})
+	dir, _ = batchtest.FakeTools(t, map[string]string{"qsub": "echo 'qsub: Unknown queue' >&2; exit 170"})
 	if _, err := New(WithBinDir(dir)).Submit(context.Background(), "j"); !errors.Is(err, ErrCommand) || !strings.Contains(err.Error(), "qstat -Q") {
 		t.Errorf("err = %v", err)
 	}
-	dir, _ = fakeTools(t, map[string]string{"qsub": "echo 'job submitted'"})
+	dir, _ = batchtest.FakeTools(t, map[string]string{"qsub": "echo 'job submitted'"})
 	if _, err := New(WithBinDir(dir)).Submit(context.Background(), "j"); !errors.Is(err, ErrParse) {
 		t.Errorf("err = %v", err)
 	}
@@ -68,7 +50,7 @@ const proJSON = `{
 }`
 
 func TestStatusJSONAndCache(t *testing.T) {
-	dir, calls := fakeTools(t, map[string]string{
+	dir, calls := batchtest.FakeTools(t, map[string]string{
 		"qstat": "cat <<'X'\n" + proJSON + "\nX\necho 'qstat: Unknown Job Id 99.pbs01' >&2; exit 153",
 	})
 	b := New(WithBinDir(dir), WithCacheTTL(time.Hour))
@@ -116,7 +98,7 @@ Job Id: 22.torque01
 `
 
 func TestStatusTextFallback(t *testing.T) {
-	dir, calls := fakeTools(t, map[string]string{
+	dir, calls := batchtest.FakeTools(t, map[string]string{
 		"qstat": `if [ "$2" = -F ]; then echo "qstat: invalid option -- 'F'" >&2; echo 'usage: qstat ...' >&2; exit 2; fi
 cat <<'X'
 ` + torqueText + `X`,
@@ -141,16 +123,16 @@ cat <<'X'
 }
 
 func TestStatusErrors(t *testing.T) {
-	dir, _ := fakeTools(t, map[string]string{"qstat": "echo 'qstat: cannot connect to server pbs01 (errno=111)' >&2; exit 2"})
+	dir, _ := batchtest.FakeTools(t, map[string]string{"qstat": "echo 'qstat: cannot connect to server pbs01 (errno=111)' >&2; exit 2"})
 	_, err := New(WithBinDir(dir)).Status(context.Background(), "1")
 	if !errors.Is(err, ErrCommand) || !strings.Contains(err.Error(), "PBS_SERVER") {
 		t.Errorf("err = %v", err)
 	}
-	dir, _ = fakeTools(t, map[string]string{"qstat": "echo '{not json'"})
+	dir, _ = batchtest.FakeTools(t, map[string]string{"qstat": "echo '{not json'"})
 	if _, err := New(WithBinDir(dir)).Status(context.Background(), "1"); !errors.Is(err, ErrParse) {
 		t.Errorf("err = %v", err)
 	}
-	dir, _ = fakeTools(t, map[string]string{"qstat": "echo 'job_state = R'"})
+	dir, _ = batchtest.FakeTools(t, map[string]string{"qstat": "echo 'job_state = R'"})
 	if _, err := New(WithBinDir(dir), WithTextQstat()).Status(context.Background(), "1"); !errors.Is(err, ErrParse) {
 		t.Errorf("err = %v", err)
 	}
@@ -160,7 +142,7 @@ func TestStatusErrors(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	dir, calls := fakeTools(t, map[string]string{"qdel": "exit 0"})
+	dir, calls := batchtest.FakeTools(t, map[string]string{"qdel": "exit 0"})
 	if err := New(WithBinDir(dir)).Cancel(context.Background(), "7.s"); err != nil {
 		t.Fatal(err)
 	}

@@ -6,10 +6,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rankhub/rankhub/internal/batch/batchtest"
 	"github.com/rankhub/rankhub/jobs"
 )
 
@@ -18,19 +20,7 @@ import (
 // Slurm's Torque wrappers; `apt-get install openmpi-bin` gives Open MPI).
 // Without them they skip loudly; with RANKHUB_REQUIRE_SLURM=1 they fail.
 
-func requireTool(t *testing.T, what string, cmd ...string) {
-	t.Helper()
-	out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
-	if err == nil {
-		return
-	}
-	msg := what + " NOT REACHABLE: " + strings.Join(cmd, " ") + ": " + err.Error() + ": " +
-		strings.TrimSpace(string(out)) + " (see scripts/slurm-local.sh)"
-	if os.Getenv("RANKHUB_REQUIRE_SLURM") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
+const slurmHint = "see scripts/slurm-local.sh"
 
 // rankJob writes a rank program that records its rank (from the variable
 // named by rankVar) into <out>/rank-<n> and returns a job running it.
@@ -66,12 +56,12 @@ func rankJob(t *testing.T, ranks int, rankVar string) (*jobs.Job, jobs.Launch, s
 func checkRanks(t *testing.T, out string, ranks int, workdir string) {
 	t.Helper()
 	for i := range ranks {
-		b, err := os.ReadFile(filepath.Join(out, "rank-"+itoa(i)))
+		b, err := os.ReadFile(filepath.Join(out, "rank-"+strconv.Itoa(i)))
 		if err != nil {
 			t.Errorf("rank %d did not run: %v", i, err)
 			continue
 		}
-		want := itoa(i) + " " + workdir + ` it's "quoted"` + "\n"
+		want := strconv.Itoa(i) + " " + workdir + ` it's "quoted"` + "\n"
 		if string(b) != want {
 			t.Errorf("rank %d wrote %q, want %q", i, b, want)
 		}
@@ -88,8 +78,8 @@ func checkRanks(t *testing.T, out string, ranks int, workdir string) {
 // follows it with qstat until it completes. The mpiexec starter is pointed
 // at srun, the launcher SLURM provides inside the job.
 func TestIntegrationTorqueWrapper(t *testing.T) {
-	requireTool(t, "SLURM", "sinfo", "-h")
-	requireTool(t, "SLURM TORQUE WRAPPERS", "sh", "-c", "command -v qsub && command -v qstat")
+	batchtest.Require(t, "SLURM", slurmHint, "sinfo", "-h")
+	batchtest.Require(t, "SLURM TORQUE WRAPPERS", slurmHint, "sh", "-c", "command -v qsub && command -v qstat")
 	job, l, out := rankJob(t, 4, "SLURM_PROCID")
 	job.Job.PBSDialect = DialectTorque
 	job.Job.Starter = StarterMpiexec
@@ -142,7 +132,7 @@ func TestIntegrationTorqueWrapper(t *testing.T) {
 // environment a PBS MoM sets, starting the ranks with Debian's Open MPI
 // through RANKHUB_MPIEXEC.
 func TestIntegrationOpenMPI(t *testing.T) {
-	requireTool(t, "OPEN MPI", "sh", "-c", "command -v mpirun.openmpi")
+	batchtest.Require(t, "OPEN MPI", slurmHint, "sh", "-c", "command -v mpirun.openmpi")
 	job, l, out := rankJob(t, 4, "OMPI_COMM_WORLD_RANK")
 	script, err := Script(job, l)
 	if err != nil {

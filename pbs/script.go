@@ -1,13 +1,13 @@
 package pbs
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"text/template"
 
+	"github.com/rankhub/rankhub/internal/batch"
 	"github.com/rankhub/rankhub/jobs"
 )
 
@@ -117,12 +117,6 @@ done
 exit "$rankhub_status"
 `
 
-var funcs = template.FuncMap{
-	"quote":     shellQuote,
-	"quoteArgs": shellJoin,
-	"join":      strings.Join,
-}
-
 // Script renders the PBS batch script for job with the launch details l.
 // A custom template (job.template, relative to the job file) replaces the
 // built-in one and receives the same ScriptData.
@@ -131,23 +125,11 @@ func Script(job *jobs.Job, l jobs.Launch) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name, text := "pbs built-in template", builtinTemplate
-	if p := templatePath(job); p != "" {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return "", fmt.Errorf("pbs: job.template: %w", err)
-		}
-		name, text = p, string(b)
-	}
-	t, err := template.New(filepath.Base(name)).Funcs(funcs).Option("missingkey=error").Parse(text)
+	s, err := batch.Render(job, "pbs built-in template", builtinTemplate, data)
 	if err != nil {
-		return "", fmt.Errorf("pbs: job.template %s: %w", name, err)
+		return "", fmt.Errorf("pbs: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
-		return "", fmt.Errorf("pbs: job.template %s: %w", name, err)
-	}
-	return buf.String(), nil
+	return s, nil
 }
 
 // JobName makes name a valid PBS job name: letters, digits, '_', '.' and
@@ -216,42 +198,16 @@ func mailPoints(t string) (string, error) {
 // NewScriptData checks job and l and computes the template data.
 func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
 	if job == nil {
-		return nil, fmt.Errorf("pbs: no job")
+		return nil, errors.New("pbs: no job")
 	}
 	j := &job.Job
-	if j.Ranks < 1 {
-		return nil, fmt.Errorf("pbs: job.ranks = %d: need at least 1", j.Ranks)
-	}
-	if l.JobDir == "" {
-		return nil, fmt.Errorf("pbs: launch has no job directory")
-	}
-	if len(l.RankCommand) == 0 {
-		return nil, fmt.Errorf("pbs: launch has an empty rank command")
-	}
-	for _, f := range []struct{ name, v string }{
+	if err := batch.Check(job, l, []batch.Field{
 		{"job.name", j.Name}, {"job.memory", j.Memory}, {"job.queue", j.Queue}, {"job.partition", j.Partition},
 		{"job.account", j.Account}, {"job.email", j.Email}, {"job.mail_type", j.MailType},
 		{"job.output", j.Output}, {"job.error", j.Error}, {"job.workdir", j.Workdir},
 		{"launch job directory", l.JobDir},
-	} {
-		if err := checkLine(f.name, f.v); err != nil {
-			return nil, err
-		}
-	}
-	for i, d := range j.Directives {
-		if err := checkLine(fmt.Sprintf("job.directives[%d]", i), d); err != nil {
-			return nil, err
-		}
-	}
-	for i, s := range j.Setup {
-		if err := checkLine(fmt.Sprintf("job.setup[%d]", i), s); err != nil {
-			return nil, err
-		}
-	}
-	for i, a := range l.RankCommand {
-		if strings.ContainsRune(a, 0) {
-			return nil, fmt.Errorf("pbs: rank command argument %d: NUL byte not allowed", i)
-		}
+	}); err != nil {
+		return nil, fmt.Errorf("pbs: %w", err)
 	}
 
 	d := &ScriptData{Job: job, Launch: l, Setup: j.Setup, Ranks: j.Ranks}
@@ -315,15 +271,15 @@ func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
 		opt("-l", "walltime="+j.Walltime.HMS())
 	}
 	if q := j.Queue; q != "" {
-		opt("-q", directiveQuote(q))
+		opt("-q", batch.DirectiveQuote(q))
 	} else if j.Partition != "" {
-		opt("-q", directiveQuote(j.Partition))
+		opt("-q", batch.DirectiveQuote(j.Partition))
 	}
 	if j.Account != "" {
-		opt("-A", directiveQuote(j.Account))
+		opt("-A", batch.DirectiveQuote(j.Account))
 	}
 	if j.Email != "" {
-		opt("-M", directiveQuote(j.Email))
+		opt("-M", batch.DirectiveQuote(j.Email))
 	}
 	if j.MailType != "" {
 		m, err := mailPoints(j.MailType)
@@ -339,34 +295,23 @@ func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
 	if j.Error == "" {
 		opt("-j", "oe")
 	}
-	opt("-o", directiveQuote(output))
+	opt("-o", batch.DirectiveQuote(output))
 	if j.Error != "" {
-		opt("-e", directiveQuote(j.Error))
+		opt("-e", batch.DirectiveQuote(j.Error))
 	}
-	for _, v := range j.Directives {
-		v = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), "#PBS"))
-		if v != "" {
-			d.Directives = append(d.Directives, v)
-		}
-	}
+	d.Directives = append(d.Directives, batch.Directives(job, "#PBS")...)
 
-	d.JobDir = shellQuote(l.JobDir)
-	d.SchedulerIDFile = shellQuote(filepath.Join(l.JobDir, "scheduler-id"))
-	if w := workdir(job); w != "" {
-		d.Workdir = shellQuote(w)
-	}
-	env, err := mergedEnv(job, l)
+	sh, err := batch.NewShell(job, l)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pbs: %w", err)
 	}
-	envArgs := []string{"RANKHUB_SIZE=" + itoa(j.Ranks)}
-	for _, kv := range env {
-		d.Exports = append(d.Exports, "export "+kv[0]+"="+shellQuote(kv[1]))
+	d.JobDir, d.SchedulerIDFile, d.Workdir, d.Exports, d.RankCommand = sh.JobDir, sh.SchedulerIDFile, sh.Workdir, sh.Exports, sh.RankCommand
+	envArgs := []string{"RANKHUB_SIZE=" + strconv.Itoa(j.Ranks)}
+	for _, kv := range sh.Env {
 		if kv[0] != "RANKHUB_SIZE" {
-			envArgs = append(envArgs, shellQuote(kv[0]+"="+kv[1]))
+			envArgs = append(envArgs, batch.ShellQuote(kv[0]+"="+kv[1]))
 		}
 	}
-	d.RankCommand = shellJoin(l.RankCommand)
 	cdExec := `/bin/sh -c 'cd "$1" && shift && exec "$@"' rankhub-rank "$PWD" `
 	d.RankWrapper = "/usr/bin/env " + strings.Join(envArgs, " ") + " " + cdExec + d.RankCommand
 

@@ -1,17 +1,17 @@
 package pbs
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rankhub/rankhub/internal/batch"
+	"github.com/rankhub/rankhub/internal/batch/batchtest"
 	"github.com/rankhub/rankhub/jobs"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func dur(d time.Duration) jobs.Duration { return jobs.Duration{Duration: d} }
 
@@ -89,26 +89,8 @@ wait
 				t.Fatal(err)
 			}
 			got = strings.ReplaceAll(got, dir, "/TMP")
-			checkGolden(t, tc.golden, got)
+			batchtest.Golden(t, tc.golden, got)
 		})
-	}
-}
-
-func checkGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./pbs -update)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from the rendered script (go test ./pbs -update rewrites it):\n--- got\n%s", path, got)
 	}
 }
 
@@ -299,15 +281,15 @@ printf '%s|%s|%s|%s\n' "$id" "$RANKHUB_SIZE" "$PWD" "$GREETING" > "$OUT/rank-$id
 			if err := os.WriteFile(sp, []byte(script), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			env := "env -i PATH=" + shellQuote(bin+":/usr/bin:/bin") + " PBS_NODEFILE=" + shellQuote(nodefile) +
-				" PBS_O_WORKDIR=/ PBS_JOBID=77.server /bin/bash " + shellQuote(sp)
-			runBash(t, env)
+			env := "env -i PATH=" + batch.ShellQuote(bin+":/usr/bin:/bin") + " PBS_NODEFILE=" + batch.ShellQuote(nodefile) +
+				" PBS_O_WORKDIR=/ PBS_JOBID=77.server /bin/bash " + batch.ShellQuote(sp)
+			batchtest.Bash(t, env)
 			for i := range 3 {
-				b, err := os.ReadFile(filepath.Join(out, "rank-"+itoa(i)))
+				b, err := os.ReadFile(filepath.Join(out, "rank-"+strconv.Itoa(i)))
 				if err != nil {
 					t.Fatalf("rank %d did not run: %v\n%s", i, err, script)
 				}
-				want := itoa(i) + "|3|" + work + `|it's "x" $HOME` + "\n"
+				want := strconv.Itoa(i) + "|3|" + work + `|it's "x" $HOME` + "\n"
 				if string(b) != want {
 					t.Errorf("rank %d wrote %q, want %q", i, b, want)
 				}

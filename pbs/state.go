@@ -6,18 +6,19 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rankhub/rankhub/internal/batch"
 	"github.com/rankhub/rankhub/jobs"
 )
 
 // States a Backend reports in jobs.SchedState.State.
 const (
-	StatePending   = "PENDING"
-	StateRunning   = "RUNNING"
-	StateCompleted = "COMPLETED"
-	StateFailed    = "FAILED"
-	StateCancelled = "CANCELLED"
-	StateTimeout   = "TIMEOUT"
-	StateUnknown   = "UNKNOWN"
+	StatePending   = batch.StatePending
+	StateRunning   = batch.StateRunning
+	StateCompleted = batch.StateCompleted
+	StateFailed    = batch.StateFailed
+	StateCancelled = batch.StateCancelled
+	StateTimeout   = batch.StateTimeout
+	StateUnknown   = batch.StateUnknown
 )
 
 // PBS exit statuses below zero are the server's, not the job's.

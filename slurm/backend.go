@@ -1,19 +1,15 @@
 package slurm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/rankhub/rankhub/internal/batch"
 	"github.com/rankhub/rankhub/jobs"
 )
 
@@ -38,14 +34,9 @@ var (
 // line tools. It satisfies the launcher's Backend interface. Its methods are
 // safe for concurrent use.
 type Backend struct {
-	cmds map[string]string // tool name -> path or name to look up in PATH
-	ttl  time.Duration
-
-	mu        sync.Mutex // held across a status query: concurrent callers share it
-	cache     map[string]jobs.SchedState
-	cachedAt  time.Time
-	noAcct    bool // sacct said accounting is disabled: use scontrol
-	queryRuns int  // scheduler queries run by Status, for tests and logs
+	tools  batch.Tools
+	cache  batch.Cache // its lock, held across a status query, guards noAcct
+	noAcct bool        // sacct said accounting is disabled: use scontrol
 }
 
 // Option configures a Backend.
@@ -54,22 +45,18 @@ type Option func(*Backend)
 // WithCommand sets the path of one SLURM tool ("sbatch", "squeue", "sacct",
 // "scontrol", "scancel"); by default each is looked up in PATH.
 func WithCommand(tool, path string) Option {
-	return func(b *Backend) { b.cmds[tool] = path }
+	return func(b *Backend) { b.tools.Paths[tool] = path }
 }
 
 // WithBinDir takes every SLURM tool from dir.
 func WithBinDir(dir string) Option {
-	return func(b *Backend) {
-		for t := range b.cmds {
-			b.cmds[t] = filepath.Join(dir, t)
-		}
-	}
+	return func(b *Backend) { b.tools.SetBinDir(dir) }
 }
 
 // WithCacheTTL sets how long one Status query answers later calls for the
 // same jobs; 0 queries every time.
 func WithCacheTTL(d time.Duration) Option {
-	return func(b *Backend) { b.ttl = d }
+	return func(b *Backend) { b.cache.TTL = d }
 }
 
 // WithoutAccounting skips sacct and asks slurmctld (scontrol) directly, as
@@ -80,13 +67,16 @@ func WithoutAccounting() Option {
 
 // New returns a SLURM Backend.
 func New(opts ...Option) *Backend {
-	b := &Backend{
-		cmds: map[string]string{
+	b := &Backend{tools: batch.Tools{
+		Sched: "slurm",
+		Paths: map[string]string{
 			"sbatch": "sbatch", "squeue": "squeue", "sacct": "sacct",
 			"scontrol": "scontrol", "scancel": "scancel",
 		},
-		ttl: DefaultCacheTTL,
-	}
+		Hints:    hints,
+		NotFound: notFound,
+	}}
+	b.cache.TTL = DefaultCacheTTL
 	for _, o := range opts {
 		o(b)
 	}
@@ -100,7 +90,7 @@ func (b *Backend) Name() string { return jobs.SchedSLURM }
 func (b *Backend) Script(job *jobs.Job, l jobs.Launch) (string, error) { return Script(job, l) }
 
 // hints for well-known failures, matched against stderr.
-var hints = []struct{ match, hint string }{
+var hints = []batch.Hint{
 	{"Unable to contact slurm controller", "is slurmctld running and reachable? (locally: scripts/slurm-local.sh up)"},
 	{"Invalid account", "check job.account against `sacctmgr show assoc user=$USER`"},
 	{"invalid partition", "check job.partition against `sinfo -s`"},
@@ -111,38 +101,21 @@ var hints = []struct{ match, hint string }{
 	{"Munge", "munge authentication failed: is munged running with the cluster's key?"},
 }
 
+func notFound(tool, path string) error {
+	if tool == "sbatch" {
+		return fmt.Errorf("%w: sbatch not found: install Debian's slurm-client (or `module load slurm`)", ErrNotFound)
+	}
+	return fmt.Errorf("%w: %s not found (%s): install Debian's slurm-client (or `module load slurm`)", ErrNotFound, tool, path)
+}
+
 // run executes one SLURM tool and returns its stdout. Failures wrap
 // ErrNotFound or ErrCommand and carry stderr and a hint.
 func (b *Backend) run(ctx context.Context, tool string, args ...string) ([]byte, error) {
-	path := b.cmds[tool]
-	cmd := exec.CommandContext(ctx, path, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err == nil {
-		return stdout.Bytes(), nil
+	out, err := b.tools.Run(ctx, "", tool, args...)
+	if ce, ok := err.(*batch.CommandError); ok {
+		return out, (*CommandError)(ce)
 	}
-	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
-		if tool == "sbatch" {
-			return nil, fmt.Errorf("%w: sbatch not found: install Debian's slurm-client (or `module load slurm`)", ErrNotFound)
-		}
-		return nil, fmt.Errorf("%w: %s not found (%s): install Debian's slurm-client (or `module load slurm`)", ErrNotFound, tool, path)
-	}
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("slurm: %s %s: %w", tool, strings.Join(args, " "), ctx.Err())
-	}
-	msg := strings.TrimSpace(stderr.String())
-	if msg == "" {
-		msg = strings.TrimSpace(stdout.String())
-	}
-	hint := "run the command by hand to see more"
-	for _, h := range hints {
-		if strings.Contains(strings.ToLower(msg), strings.ToLower(h.match)) {
-			hint = h.hint
-			break
-		}
-	}
-	return stdout.Bytes(), &CommandError{Tool: tool, Args: args, Err: err, Stderr: msg, Hint: hint}
+	return out, err
 }
 
 // CommandError is a SLURM tool that exited with an error.
@@ -154,9 +127,7 @@ type CommandError struct {
 	Hint   string
 }
 
-func (e *CommandError) Error() string {
-	return fmt.Sprintf("slurm: %s %s: %v: %s (hint: %s)", e.Tool, strings.Join(e.Args, " "), e.Err, e.Stderr, e.Hint)
-}
+func (e *CommandError) Error() string { return "slurm: " + (*batch.CommandError)(e).Error() }
 
 // Is makes errors.Is(err, ErrCommand) true.
 func (e *CommandError) Is(target error) bool { return target == ErrCommand }
@@ -195,9 +166,7 @@ func (b *Backend) Cancel(ctx context.Context, id string) error {
 	if _, err := b.run(ctx, "scancel", id); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	delete(b.cache, id)
-	b.mu.Unlock()
+	b.cache.Forget(id)
 	return nil
 }
 
@@ -212,48 +181,22 @@ func (b *Backend) Status(ctx context.Context, ids ...string) (map[string]jobs.Sc
 			return nil, fmt.Errorf("slurm: status: %q is not a SLURM job id", id)
 		}
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(ids) == 0 {
-		return map[string]jobs.SchedState{}, nil
-	}
-	if b.ttl > 0 && time.Since(b.cachedAt) < b.ttl {
-		out, ok := lookup(b.cache, ids)
-		if ok {
-			return out, nil
+	return b.cache.Status(ids, func(ids []string) (map[string]jobs.SchedState, error) {
+		got, err := b.query(ctx, ids)
+		if err != nil {
+			return nil, err
 		}
-	}
-	got, err := b.query(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	for _, id := range ids {
-		if _, ok := got[id]; !ok {
-			got[id] = jobs.SchedState{ID: id, State: StateUnknown, ExitCode: -1, Reason: "not known to SLURM (a wrong id, or finished longer ago than slurmctld's MinJobAge)"}
+		for _, id := range ids {
+			if _, ok := got[id]; !ok {
+				got[id] = jobs.SchedState{ID: id, State: StateUnknown, ExitCode: -1, Reason: "not known to SLURM (a wrong id, or finished longer ago than slurmctld's MinJobAge)"}
+			}
 		}
-	}
-	b.cache, b.cachedAt = got, time.Now()
-	out, _ := lookup(got, ids)
-	return out, nil
+		return got, nil
+	})
 }
 
-func lookup(m map[string]jobs.SchedState, ids []string) (map[string]jobs.SchedState, bool) {
-	out := make(map[string]jobs.SchedState, len(ids))
-	all := true
-	for _, id := range ids {
-		s, ok := m[id]
-		if ok {
-			out[id] = s
-		} else {
-			all = false
-		}
-	}
-	return out, all
-}
-
-// query asks the scheduler about ids; the caller holds b.mu.
+// query asks the scheduler about ids; it runs under the cache's lock.
 func (b *Backend) query(ctx context.Context, ids []string) (map[string]jobs.SchedState, error) {
-	b.queryRuns++
 	got := map[string]jobs.SchedState{}
 	if !b.noAcct {
 		out, err := b.run(ctx, "sacct", "-n", "-P", "-X", "-j", strings.Join(ids, ","),
@@ -320,11 +263,7 @@ func (b *Backend) squeue(ctx context.Context, ids []string) (map[string]jobs.Sch
 }
 
 // QueryCount reports how many scheduler queries Status has run.
-func (b *Backend) QueryCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.queryRuns
-}
+func (b *Backend) QueryCount() int { return b.cache.Queries() }
 
 // parseExit turns SLURM's "code:signal" into an exit code: the code, or
 // 128+signal when a signal ended the job.

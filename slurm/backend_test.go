@@ -3,35 +3,14 @@ package slurm
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rankhub/rankhub/internal/batch/batchtest"
 	"github.com/rankhub/rankhub/jobs"
 )
-
-// fakeTools writes shell scripts named after SLURM tools into a temp dir.
-// Each appends its name and arguments to calls.log in that dir.
-func fakeTools(t *testing.T, tools map[string]string) (dir string, calls func() []string) {
-	t.Helper()
-	dir = t.TempDir()
-	log := filepath.Join(dir, "calls.log")
-	for name, body := range tools {
-		script := "#!/bin/bash\necho \"" + name + " $*\" >> '" + log + "'\n" + body + "\n"
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir, func() []string {
-		b, err := os.ReadFile(log)
-		if err != nil {
-			return nil
-		}
-		return strings.Split(strings.TrimSpace(string(b)), "\n")
-	}
-}
 
 func TestSubmit(t *testing.T) {
 	for _, tc := range []struct {
@@ -42,7 +21,7 @@ func TestSubmit(t *testing.T) {
 		{"sbatch: warning: something\n89", "89"},
 		{"12_3", "12_3"},
 	} {
-		dir, calls := fakeTools(t, map[string]string{"sbatch": "printf '%s\\n' '" + tc.out + "'"})
+		dir, calls := batchtest.FakeTools(t, map[string]string{"sbatch": "printf '%s\\n' '" + tc.out + "'"})
 		b := New(WithBinDir(dir))
 		id, err := b.Submit(context.Background(), "/x/job.sbatch")
 		if err != nil {
@@ -58,7 +37,7 @@ func TestSubmit(t *testing.T) {
 }
 
 func TestSubmitErrors(t *testing.T) {
-	dir, _ := fakeTools(t, map[string]string{
+	dir, _ := batchtest.FakeTools(t, map[string]string{
 		"sbatch": "echo 'sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified' >&2; exit 1",
 	})
 	_, err := New(WithBinDir(dir)).Submit(context.Background(), "job.sbatch")
@@ -70,7 +49,7 @@ func TestSubmitErrors(t *testing.T) {
 		t.Errorf("not a *CommandError from sbatch: %v", err)
 	}
 
-	dir, _ = fakeTools(t, map[string]string{"sbatch": "echo 'Submitted batch job 5'"})
+	dir, _ = batchtest.FakeTools(t, map[string]string{"sbatch": "echo 'Submitted batch job 5'"})
 	if _, err := New(WithBinDir(dir)).Submit(context.Background(), "job.sbatch"); !errors.Is(err, ErrParse) {
 		t.Errorf("non-parsable output: err = %v", err)
 	}
@@ -95,7 +74,7 @@ const sacctOut = `101|COMPLETED|0:0|None|n[001-002]
 107|FAILED|3:0|NonZeroExitCode|n007`
 
 func TestStatusSacctAndCache(t *testing.T) {
-	dir, calls := fakeTools(t, map[string]string{"sacct": "cat <<'X'\n" + sacctOut + "\nX", "squeue": "exit 0"})
+	dir, calls := batchtest.FakeTools(t, map[string]string{"sacct": "cat <<'X'\n" + sacctOut + "\nX", "squeue": "exit 0"})
 	b := New(WithBinDir(dir), WithCacheTTL(time.Hour))
 	ids := []string{"101", "102", "103", "104", "105", "106", "107"}
 	got, err := b.Status(context.Background(), ids...)
@@ -138,7 +117,7 @@ func TestStatusSacctAndCache(t *testing.T) {
 }
 
 func TestStatusNoCache(t *testing.T) {
-	dir, calls := fakeTools(t, map[string]string{"sacct": "cat <<'X'\n" + sacctOut + "\nX"})
+	dir, calls := batchtest.FakeTools(t, map[string]string{"sacct": "cat <<'X'\n" + sacctOut + "\nX"})
 	b := New(WithBinDir(dir), WithCacheTTL(0))
 	for range 3 {
 		if _, err := b.Status(context.Background(), "101"); err != nil {
@@ -151,7 +130,7 @@ func TestStatusNoCache(t *testing.T) {
 }
 
 func TestStatusSacctLagFallsBackToSqueue(t *testing.T) {
-	dir, calls := fakeTools(t, map[string]string{
+	dir, calls := batchtest.FakeTools(t, map[string]string{
 		"sacct":  "echo '101|COMPLETED|0:0|None|n1'",
 		"squeue": "echo '102|PENDING|Resources|'",
 	})
@@ -172,7 +151,7 @@ JobId=8 JobName=JobState=FAKE UserId=root(0) GroupId=root(0) JobState=COMPLETED 
 JobId=9 JobName=x UserId=root(0) JobState=FAILED Reason=NonZeroExitCode ExitCode=2:0 NodeList=vm BatchHost=vm`
 
 func TestStatusWithoutAccounting(t *testing.T) {
-	dir, calls := fakeTools(t, map[string]string{
+	dir, calls := batchtest.FakeTools(t, map[string]string{
 		"sacct":    "echo 'Slurm accounting storage is disabled' >&2; exit 1",
 		"scontrol": "cat <<'X'\n" + scontrolOut + "\nX",
 	})
@@ -196,13 +175,13 @@ func TestStatusWithoutAccounting(t *testing.T) {
 }
 
 func TestStatusErrors(t *testing.T) {
-	dir, _ := fakeTools(t, map[string]string{
+	dir, _ := batchtest.FakeTools(t, map[string]string{
 		"sacct": "echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1",
 	})
 	if _, err := New(WithBinDir(dir)).Status(context.Background(), "1"); !errors.Is(err, ErrCommand) || !strings.Contains(err.Error(), "Connection refused") {
 		t.Errorf("err = %v", err)
 	}
-	dir, _ = fakeTools(t, map[string]string{"sacct": "echo 'garbage'"})
+	dir, _ = batchtest.FakeTools(t, map[string]string{"sacct": "echo 'garbage'"})
 	if _, err := New(WithBinDir(dir)).Status(context.Background(), "1"); !errors.Is(err, ErrParse) {
 		t.Errorf("err = %v", err)
 	}
@@ -212,7 +191,7 @@ func TestStatusErrors(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	dir, calls := fakeTools(t, map[string]string{"scancel": "exit 0"})
+	dir, calls := batchtest.FakeTools(t, map[string]string{"scancel": "exit 0"})
 	b := New(WithBinDir(dir))
 	if err := b.Cancel(context.Background(), "42"); err != nil {
 		t.Fatal(err)
@@ -223,7 +202,7 @@ func TestCancel(t *testing.T) {
 	if err := b.Cancel(context.Background(), "-u root"); err == nil {
 		t.Errorf("bad id accepted")
 	}
-	dir, _ = fakeTools(t, map[string]string{"scancel": "echo 'scancel: error: Kill job error on job id 42: Invalid job id specified' >&2; exit 1"})
+	dir, _ = batchtest.FakeTools(t, map[string]string{"scancel": "echo 'scancel: error: Kill job error on job id 42: Invalid job id specified' >&2; exit 1"})
 	if err := New(WithBinDir(dir)).Cancel(context.Background(), "42"); !errors.Is(err, ErrCommand) || !strings.Contains(err.Error(), "unknown to slurmctld") {
 		t.Errorf("err = %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rankhub/rankhub/internal/batch/batchtest"
 	"github.com/rankhub/rankhub/jobs"
 )
 
@@ -20,16 +21,7 @@ import (
 
 func requireSlurm(t *testing.T) {
 	t.Helper()
-	out, err := exec.Command("sinfo", "-h").CombinedOutput()
-	if err == nil {
-		return
-	}
-	msg := "SLURM NOT REACHABLE: sinfo: " + err.Error() + ": " + strings.TrimSpace(string(out)) +
-		" (start one with scripts/slurm-local.sh up)"
-	if os.Getenv("RANKHUB_REQUIRE_SLURM") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	batchtest.Require(t, "SLURM", "start one with scripts/slurm-local.sh up", "sinfo", "-h")
 }
 
 // realJob prepares a job whose ranks run the bash program body, in a job

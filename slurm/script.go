@@ -1,14 +1,14 @@
 package slurm
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
+	"github.com/rankhub/rankhub/internal/batch"
 	"github.com/rankhub/rankhub/jobs"
 )
 
@@ -96,13 +96,6 @@ done
 exit "$rankhub_status"
 `
 
-// funcs are the template functions offered to built-in and custom templates.
-var funcs = template.FuncMap{
-	"quote":     shellQuote,
-	"quoteArgs": shellJoin,
-	"join":      strings.Join,
-}
-
 // Script renders the SLURM batch script for job with the launch details l.
 // A custom template (job.template, relative to the job file) replaces the
 // built-in one and receives the same ScriptData.
@@ -111,85 +104,47 @@ func Script(job *jobs.Job, l jobs.Launch) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name, text := "slurm built-in template", builtinTemplate
-	if p := templatePath(job); p != "" {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return "", fmt.Errorf("slurm: job.template: %w", err)
-		}
-		name, text = p, string(b)
-	}
-	t, err := template.New(filepath.Base(name)).Funcs(funcs).Option("missingkey=error").Parse(text)
+	s, err := batch.Render(job, "slurm built-in template", builtinTemplate, data)
 	if err != nil {
-		return "", fmt.Errorf("slurm: job.template %s: %w", name, err)
+		return "", fmt.Errorf("slurm: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
-		return "", fmt.Errorf("slurm: job.template %s: %w", name, err)
-	}
-	return buf.String(), nil
+	return s, nil
 }
 
 // NewScriptData checks job and l and computes the template data.
 func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
 	if job == nil {
-		return nil, fmt.Errorf("slurm: no job")
+		return nil, errors.New("slurm: no job")
 	}
 	j := &job.Job
-	if j.Ranks < 1 {
-		return nil, fmt.Errorf("slurm: job.ranks = %d: need at least 1", j.Ranks)
-	}
-	if l.JobDir == "" {
-		return nil, fmt.Errorf("slurm: launch has no job directory")
-	}
-	if len(l.RankCommand) == 0 {
-		return nil, fmt.Errorf("slurm: launch has an empty rank command")
-	}
-	for _, f := range []struct{ name, v string }{
+	if err := batch.Check(job, l, []batch.Field{
 		{"job.name", j.Name}, {"job.memory", j.Memory}, {"job.partition", j.Partition},
 		{"job.account", j.Account}, {"job.qos", j.QoS}, {"job.email", j.Email},
 		{"job.mail_type", j.MailType}, {"job.output", j.Output}, {"job.error", j.Error},
 		{"job.workdir", j.Workdir}, {"launch job directory", l.JobDir},
-	} {
-		if err := checkLine(f.name, f.v); err != nil {
-			return nil, err
-		}
-	}
-	for i, d := range j.Directives {
-		if err := checkLine(fmt.Sprintf("job.directives[%d]", i), d); err != nil {
-			return nil, err
-		}
-	}
-	for i, s := range j.Setup {
-		if err := checkLine(fmt.Sprintf("job.setup[%d]", i), s); err != nil {
-			return nil, err
-		}
-	}
-	for i, a := range l.RankCommand {
-		if strings.ContainsRune(a, 0) {
-			return nil, fmt.Errorf("slurm: rank command argument %d: NUL byte not allowed", i)
-		}
+	}); err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
 	}
 
 	d := &ScriptData{Job: job, Launch: l, Setup: j.Setup}
-	opt := func(name, v string) { d.Directives = append(d.Directives, "--"+name+"="+directiveQuote(v)) }
+	opt := func(name, v string) { d.Directives = append(d.Directives, "--"+name+"="+batch.DirectiveQuote(v)) }
 
 	if j.Name != "" {
 		opt("job-name", j.Name)
 	}
-	opt("ntasks", itoa(j.Ranks))
+	opt("ntasks", strconv.Itoa(j.Ranks))
 	nodes := j.Nodes
 	if nodes == 0 && j.RanksPerNode > 0 {
 		nodes = (j.Ranks + j.RanksPerNode - 1) / j.RanksPerNode
 	}
 	if nodes > 0 {
-		opt("nodes", itoa(nodes))
+		opt("nodes", strconv.Itoa(nodes))
 	}
 	if j.RanksPerNode > 0 {
-		opt("ntasks-per-node", itoa(j.RanksPerNode))
+		opt("ntasks-per-node", strconv.Itoa(j.RanksPerNode))
 	}
 	if j.CPUsPerRank > 0 {
-		opt("cpus-per-task", itoa(j.CPUsPerRank))
+		opt("cpus-per-task", strconv.Itoa(j.CPUsPerRank))
 	}
 	if j.Memory != "" {
 		m, err := slurmMemory(j.Memory)
@@ -240,27 +195,13 @@ func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
 	}
 	d.SignalLead = int((lead + time.Second - 1) / time.Second)
 	opt("signal", fmt.Sprintf("B:USR1@%d", d.SignalLead))
-	for _, v := range j.Directives {
-		v = strings.TrimSpace(v)
-		v = strings.TrimSpace(strings.TrimPrefix(v, "#SBATCH"))
-		if v != "" {
-			d.Directives = append(d.Directives, v)
-		}
-	}
+	d.Directives = append(d.Directives, batch.Directives(job, "#SBATCH")...)
 
-	d.JobDir = shellQuote(l.JobDir)
-	d.SchedulerIDFile = shellQuote(filepath.Join(l.JobDir, "scheduler-id"))
-	if w := workdir(job); w != "" {
-		d.Workdir = shellQuote(w)
-	}
-	env, err := mergedEnv(job, l)
+	sh, err := batch.NewShell(job, l)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	for _, kv := range env {
-		d.Exports = append(d.Exports, "export "+kv[0]+"="+shellQuote(kv[1]))
-	}
-	d.RankCommand = shellJoin(l.RankCommand)
+	d.JobDir, d.SchedulerIDFile, d.Workdir, d.Exports, d.RankCommand = sh.JobDir, sh.SchedulerIDFile, sh.Workdir, sh.Exports, sh.RankCommand
 	// abort_on_error: one failed rank ends the step (a program's ranks are
 	// one computation); a sweep's hub retries a dead engine's tasks, so its
 	// step must outlive it.

@@ -1,17 +1,15 @@
 package slurm
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rankhub/rankhub/internal/batch/batchtest"
 	"github.com/rankhub/rankhub/jobs"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func dur(d time.Duration) jobs.Duration { return jobs.Duration{Duration: d} }
 
@@ -85,26 +83,8 @@ cd {{.Workdir}}
 			}
 			// The custom job lives in a temp dir; make its path stable.
 			got = strings.ReplaceAll(got, dir, "/TMP")
-			checkGolden(t, tc.golden, got)
+			batchtest.Golden(t, tc.golden, got)
 		})
-	}
-}
-
-func checkGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./slurm -update)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from the rendered script (go test ./slurm -update rewrites it):\n--- got\n%s", path, got)
 	}
 }
 
@@ -203,27 +183,5 @@ func TestScriptBadTemplate(t *testing.T) {
 	_, err := Script(j, launch())
 	if err == nil || !strings.Contains(err.Error(), "bad.tmpl:3") {
 		t.Fatalf("err = %v, want one naming bad.tmpl:3", err)
-	}
-}
-
-func TestShellQuoteRoundTrip(t *testing.T) {
-	// bash must read every quoted word back unchanged.
-	if _, err := os.Stat("/bin/bash"); err != nil {
-		t.Skip("no /bin/bash")
-	}
-	words := []string{"plain", "with space", `it's`, `"dq"`, `$HOME`, "`id`", `back\slash`, "tab\there", "", "*", "new\nline"}
-	var sb strings.Builder
-	for _, w := range words {
-		sb.WriteString("printf '%s\\0' " + shellQuote(w) + "\n")
-	}
-	out := runBash(t, sb.String())
-	got := strings.Split(strings.TrimSuffix(out, "\x00"), "\x00")
-	if len(got) != len(words) {
-		t.Fatalf("got %d words, want %d: %q", len(got), len(words), got)
-	}
-	for i := range words {
-		if got[i] != words[i] {
-			t.Errorf("word %d: got %q, want %q", i, got[i], words[i])
-		}
 	}
 }

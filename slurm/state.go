@@ -5,18 +5,19 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/rankhub/rankhub/internal/batch"
 	"github.com/rankhub/rankhub/jobs"
 )
 
 // States a Backend reports in jobs.SchedState.State.
 const (
-	StatePending   = "PENDING"
-	StateRunning   = "RUNNING"
-	StateCompleted = "COMPLETED"
-	StateFailed    = "FAILED"
-	StateCancelled = "CANCELLED"
-	StateTimeout   = "TIMEOUT"
-	StateUnknown   = "UNKNOWN"
+	StatePending   = batch.StatePending
+	StateRunning   = batch.StateRunning
+	StateCompleted = batch.StateCompleted
+	StateFailed    = batch.StateFailed
+	StateCancelled = batch.StateCancelled
+	StateTimeout   = batch.StateTimeout
+	StateUnknown   = batch.StateUnknown
 )
 
 // MapState maps a SLURM job state (long or short form, as squeue, sacct and
