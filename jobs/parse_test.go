@@ -185,3 +185,15 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestOneLineFieldsRefuseLineBreaks(t *testing.T) {
+	_, err := Parse("t.toml", []byte("[job]\nranks = 2\nqueue = \"a\\nb\"\naccount = \"x\\u0000y\"\n"))
+	got := diagLines(t, err)
+	want := []string{
+		"t.toml:3:1: job.queue: holds a line break or NUL byte: it must fit on one line of the batch script",
+		"t.toml:4:1: job.account: holds a line break or NUL byte: it must fit on one line of the batch script",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}

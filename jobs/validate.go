@@ -297,6 +297,17 @@ func (j *Job) validateJob(d *diags) {
 			d.errorf(k, "value holds a NUL byte")
 		}
 	}
+	// Fields that end up on one line of a batch script or a command line.
+	for _, f := range []struct{ name, v string }{{"name", s.Name}, {"partition", s.Partition}, {"queue", s.Queue},
+		{"account", s.Account}, {"qos", s.QoS}, {"email", s.Email}, {"mail_type", s.MailType}, {"memory", s.Memory},
+		{"output", s.Output}, {"error", s.Error}, {"template", s.Template}, {"workdir", s.Workdir}} {
+		_, written := d.pos["job."+f.name]
+		_, byFlag := d.flags["job."+f.name]
+		synonym := (f.name == "partition" || f.name == "queue") && s.Partition == s.Queue
+		if strings.ContainsAny(f.v, "\n\r\x00") && (!synonym || written || byFlag) {
+			d.errorf(key(f.name), "holds a line break or NUL byte: it must fit on one line of the batch script")
+		}
+	}
 	for i, line := range s.Directives {
 		switch {
 		case strings.ContainsAny(line, "\n\r\x00"):
