@@ -109,7 +109,7 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	}()
 
 	hb := envDuration(launcher.EnvHeartbeat, time.Second)
-	copts := comm.Options{Heartbeat: hb, HeartbeatMisses: 5, Logger: log}
+	copts := comm.Options{Heartbeat: hb, HeartbeatMisses: 5, Logger: log, Spin: spinWindow()}
 	host, _ := os.Hostname()
 	transport := os.Getenv(launcher.EnvTransport)
 	if id.Rank == 0 {
@@ -258,4 +258,18 @@ func defaultDriver(id launcher.Identity, log zerolog.Logger) (Driver, error) {
 		}
 		return nil
 	}, nil
+}
+
+// spinWindow is how long hub and engines poll for a reply after sending
+// (comm.Options.Spin): RANKHUB_SPIN, default 100µs; 0 turns it off.
+func spinWindow() time.Duration {
+	s := os.Getenv("RANKHUB_SPIN")
+	if s == "" {
+		return 100 * time.Microsecond
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 100 * time.Microsecond
+	}
+	return d
 }

@@ -230,9 +230,24 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		}
 	}
 	var firstErr error
+	watch := time.NewTicker(time.Second)
+	defer watch.Stop()
 	for inflight > 0 {
 		var d chunkDone
 		select {
+		case <-watch.C:
+			if len(c.IDs()) == 0 {
+				// Every engine is gone: nothing can run the rest. What
+				// arrived is in the file; --resume runs the remainder.
+				var why []string
+				for _, e := range c.Engines() {
+					why = append(why, fmt.Sprintf("engine %d (rank %d on %s): %s", e.ID, e.Rank, e.Host, e.DeadWhy))
+				}
+				report(true)
+				return fmt.Errorf("every engine died; %d of %d tasks have no row (run again with --resume): %s",
+					len(todo)-prog.Done, len(todo), strings.Join(why, "; "))
+			}
+			continue
 		case d = <-doneCh:
 		case <-ctx.Done():
 			// Stop: what arrived is written; the rest is left for --resume.

@@ -91,8 +91,19 @@ func execChunk(c *views.Context, job *jobs.Job, idx []int64) chunkResult {
 		res.Rank, res.Host = c.Rank, c.Host
 	}
 	total := job.NumTasks()
+	ctx := context.Background()
+	if c != nil && c.Context != nil {
+		ctx = c.Context
+	}
 	for i, ix := range idx {
 		out := res.Out[i*k : (i+1)*k]
+		if ctx.Err() != nil {
+			// The engine is stopping: this chunk's answer will not arrive,
+			// and its tasks run again elsewhere or on --resume.
+			res.Exit[i], res.Err[i] = -1, "engine stopped before the task ran"
+			fillNaN(out)
+			continue
+		}
 		if ix < 0 || int(ix) >= total {
 			res.Exit[i], res.Err[i] = -1, fmt.Sprintf("task %d is outside the sweep (0..%d)", ix, total-1)
 			fillNaN(out)
@@ -101,7 +112,7 @@ func execChunk(c *views.Context, job *jobs.Job, idx []int64) chunkResult {
 		t := job.TaskAt(int(ix))
 		for attempt := 0; ; attempt++ {
 			start := time.Now()
-			exit, msg := runTask(c, job, t, out)
+			exit, msg := runTask(ctx, c, job, t, out)
 			res.Started[i], res.Finished[i] = start.UnixMicro(), time.Now().UnixMicro()
 			res.Exit[i], res.Err[i], res.Attempt[i] = int64(exit), msg, int64(attempt)
 			if msg == "" || attempt >= job.Task.Retries {
@@ -123,11 +134,11 @@ func fillNaN(out []float64) {
 
 // runTask runs one task into out; it returns the exit status and an error
 // message ("" on success).
-func runTask(c *views.Context, job *jobs.Job, t jobs.Task, out []float64) (exit int, msg string) {
+func runTask(ctx context.Context, c *views.Context, job *jobs.Job, t jobs.Task, out []float64) (exit int, msg string) {
 	if job.Task.Function != "" {
 		return callFunction(c, job, t, out)
 	}
-	return runCommand(job, t, out)
+	return runCommand(ctx, job, t, out)
 }
 
 func callFunction(c *views.Context, job *jobs.Job, t jobs.Task, out []float64) (exit int, msg string) {
@@ -233,12 +244,12 @@ func outputsFrom(v reflect.Value, names []string, out []float64) error {
 
 const stderrTail = 2048
 
-func runCommand(job *jobs.Job, t jobs.Task, out []float64) (int, string) {
+func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) (int, string) {
 	line, err := job.Command(t)
 	if err != nil {
 		return -1, err.Error()
 	}
-	ctx := context.Background()
+	stopped := ctx
 	if d := job.Task.Timeout.Duration; d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
@@ -265,7 +276,10 @@ func runCommand(job *jobs.Job, t jobs.Task, out []float64) (int, string) {
 			code = xe.ExitCode()
 		}
 		msg := err.Error()
-		if ctx.Err() != nil {
+		switch {
+		case stopped.Err() != nil:
+			msg = "stopped: the engine is shutting down"
+		case ctx.Err() != nil:
 			msg = fmt.Sprintf("timed out after %v", job.Task.Timeout.Duration)
 		}
 		if strings.TrimSpace(tail) != "" {

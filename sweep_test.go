@@ -261,3 +261,37 @@ func TestSweepSIGTERMClosesFile(t *testing.T) {
 		t.Fatalf("end status %s", end)
 	}
 }
+
+func TestSweepFailsClearlyWhenEveryEngineDies(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	done := runSweepRanks(t, ctx, dir, sweepJob(2000, 5, 8, ""), 3, nil)
+	waitRows(t, dir, 40, 30*time.Second)
+	ci, _ := os.ReadFile(filepath.Join(dir, launcher.ConnFile))
+	pids, _ := filepath.Glob(filepath.Join(dir, "pid-*"))
+	for _, p := range pids {
+		pid, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(p), "pid-"))
+		if !strings.Contains(string(ci), fmt.Sprintf(`"pid": %d`, pid)) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the hub kept waiting with no engine left")
+	}
+	end, _ := os.ReadFile(filepath.Join(dir, launcher.EndStatusFile))
+	if !strings.Contains(string(end), `"failed"`) || !strings.Contains(string(end), "every engine died") {
+		t.Fatalf("end status %s", end)
+	}
+	r, err := results.Open(filepath.Join(dir, "out.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	st, _ := r.Status()
+	if !r.Complete() || st.State != "failed" || r.NumRows() < 40 {
+		t.Fatalf("results: complete %v, status %+v, %d rows", r.Complete(), st, r.NumRows())
+	}
+}

@@ -426,7 +426,16 @@ func (m *Mesh) dial(l *link) {
 	var c *comm.Conn
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
+		// The dial ends with the mesh: Close never waits out a peer whose
+		// host black-holes connections.
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		go func() {
+			select {
+			case <-m.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		c, err = comm.Dial(ctx, network, addr, m.cfg.Key, m.opts)
 		cancel()
 		if err == nil || m.closed.Load() {
@@ -486,6 +495,9 @@ func (m *Mesh) hello(c *comm.Conn) (bool, error) {
 	case <-time.After(20 * time.Second):
 		c.Close()
 		return false, errors.New("no answer to hello within 20s")
+	case <-m.done:
+		c.Close()
+		return false, ErrClosed
 	}
 }
 

@@ -357,3 +357,71 @@ func TestSendBatchKeepsOrderAndBuffers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A peer that stops reading and stays silent is declared dead even while a
+// large write to it is blocked: the blocked write then fails instead of
+// hanging until TCP gives up.
+func TestHeartbeatDetectsDeathDuringBlockedWrite(t *testing.T) {
+	key, _ := NewKey()
+	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, Opts: Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// The peer authenticates, then never reads and never sends.
+	peer, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	s, _ := ln.Accept()
+	go s.Recv() // the owner's reader, as every real user has
+	sent := make(chan error, 1)
+	go func() { sent <- s.Send(&Frame{Type: TypeUser, Buffers: [][]byte{make([]byte, 256<<20)}}) }()
+	select {
+	case err := <-sent:
+		if !errors.Is(err, ErrHeartbeat) {
+			t.Fatalf("blocked send ended with %v, want ErrHeartbeat", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the send to a dead peer is still blocked after 5s")
+	}
+}
+
+// A flood of idle unauthenticated connections does not stop the listener
+// from serving a real peer.
+func TestListenerServesDuringHandshakeFlood(t *testing.T) {
+	key, _ := NewKey()
+	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, Opts: Options{HandshakeTimeout: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var idle []net.Conn
+	for i := 0; i < 3*MaxHandshakes; i++ {
+		nc, err := net.Dial("tcp", ln.TCPAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, nc)
+	}
+	defer func() {
+		for _, nc := range idle {
+			nc.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := Dial(ctx, "tcp", ln.TCPAddr(), key, Options{HandshakeTimeout: 8 * time.Second})
+	if err != nil {
+		t.Fatalf("good peer during the flood: %v", err)
+	}
+	c.Close()
+	if s, err := ln.Accept(); err != nil {
+		t.Fatal(err)
+	} else {
+		s.Close()
+	}
+	t.Logf("served after %v with %d idle connections in the backlog", time.Since(start).Round(time.Millisecond), len(idle))
+}

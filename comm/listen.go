@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 )
 
 // Listener accepts authenticated connections on TCP and/or a Unix socket.
@@ -21,7 +23,18 @@ type Listener struct {
 	closed  atomic.Bool
 	wg      sync.WaitGroup
 	refused atomic.Int64
+	// handshakes bounds the unauthenticated connections in flight, so a
+	// flood of them cannot exhaust file descriptors or goroutines.
+	handshakes chan struct{}
+
+	failMu  sync.Mutex
+	failed  chan struct{} // closed when an accept loop stopped on an error
+	failErr error
 }
+
+// MaxHandshakes is how many unauthenticated connections may be in their
+// handshake at once; more wait in the kernel's backlog.
+const MaxHandshakes = 64
 
 // ListenConfig says where to listen. Either address may be empty.
 type ListenConfig struct {
@@ -37,7 +50,8 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		return nil, fmt.Errorf("comm: listen: job key must be %d bytes", KeySize)
 	}
 	cfg.Opts.fill()
-	l := &Listener{key: cfg.Key, opts: cfg.Opts, conns: make(chan *Conn), done: make(chan struct{})}
+	l := &Listener{key: cfg.Key, opts: cfg.Opts, conns: make(chan *Conn), done: make(chan struct{}),
+		handshakes: make(chan struct{}, MaxHandshakes), failed: make(chan struct{})}
 	if cfg.TCP != "" {
 		ln, err := net.Listen("tcp", cfg.TCP)
 		if err != nil {
@@ -83,22 +97,45 @@ func (l *Listener) addr(network string) string {
 
 func (l *Listener) acceptLoop(ln net.Listener) {
 	defer l.wg.Done()
+	var delay time.Duration
 	for {
+		select { // wait for a handshake slot
+		case l.handshakes <- struct{}{}:
+		case <-l.done:
+			return
+		}
 		nc, err := ln.Accept()
 		if err != nil {
+			<-l.handshakes
 			if l.closed.Load() {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if temporary(err) {
+				// EMFILE, ENFILE, ECONNABORTED...: back off and go on, as
+				// net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				l.opts.Logger.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed; retrying")
+				select {
+				case <-time.After(delay):
+				case <-l.done:
+					return
+				}
 				continue
 			}
 			l.opts.Logger.Error().Err(err).Msg("accept failed; listener stops")
+			l.failMu.Lock()
+			if l.failErr == nil {
+				l.failErr = fmt.Errorf("comm: accept on %s: %w", ln.Addr(), err)
+				close(l.failed)
+			}
+			l.failMu.Unlock()
 			return
 		}
+		delay = 0
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			defer func() { <-l.handshakes }()
 			if err := serverHandshake(nc, l.key, l.opts.HandshakeTimeout); err != nil {
 				l.refused.Add(1)
 				l.opts.Logger.Warn().Str("peer", peerName(nc)).Err(err).Msg("refused connection")
@@ -129,14 +166,29 @@ func setNoDelay(nc net.Conn) {
 	}
 }
 
-// Accept returns the next authenticated connection.
+// Accept returns the next authenticated connection. If accepting failed
+// for good, it returns that error.
 func (l *Listener) Accept() (*Conn, error) {
 	select {
 	case c := <-l.conns:
 		return c, nil
 	case <-l.done:
 		return nil, ErrClosed
+	case <-l.failed:
+		l.failMu.Lock()
+		defer l.failMu.Unlock()
+		return nil, l.failErr
 	}
+}
+
+// temporary reports accept errors worth retrying.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR)
 }
 
 // Close stops listening; connections already accepted stay open. Idempotent.

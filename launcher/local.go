@@ -121,6 +121,20 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 			f.Close()
 		}
 	}()
+	// setupFailed undoes a half-made start: with every pipe closed, the
+	// copiers already started see EOF and end.
+	setupFailed := func(err error) error {
+		for _, w := range writers {
+			if w[0] != nil {
+				w[0].Close()
+				w[1].Close()
+			}
+		}
+		for _, rd := range readers {
+			rd.Close()
+		}
+		return err
+	}
 	for r := 0; r < cfg.Ranks; r++ {
 		cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
 		cmd.Dir = cfg.Workdir
@@ -146,24 +160,24 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		// every writer (the rank and anything it started) has closed them.
 		so, sow, err := os.Pipe()
 		if err != nil {
-			return err
+			return setupFailed(err)
 		}
 		se, sew, err := os.Pipe()
 		if err != nil {
 			so.Close()
 			sow.Close()
-			return err
+			return setupFailed(err)
 		}
 		cmd.Stdout, cmd.Stderr = sow, sew
 		readers = append(readers, so, se)
 		writers[r] = [2]*os.File{sow, sew}
 		fo, err := os.Create(filepath.Join(cfg.JobDir, fmt.Sprintf("rank-%d.out", r)))
 		if err != nil {
-			return fmt.Errorf("launcher: rank log: %w", err)
+			return setupFailed(fmt.Errorf("launcher: rank log: %w", err))
 		}
 		fe, err := os.Create(filepath.Join(cfg.JobDir, fmt.Sprintf("rank-%d.err", r)))
 		if err != nil {
-			return fmt.Errorf("launcher: rank log: %w", err)
+			return setupFailed(fmt.Errorf("launcher: rank log: %w", err))
 		}
 		files = append(files, fo, fe)
 		prefix := fmt.Sprintf("[rank %d] ", r)

@@ -44,6 +44,10 @@ type Engine struct {
 	stopped bool
 	running context.CancelFunc // cancels the running shell command on shutdown
 
+	outMu    sync.Mutex // a leaf: guards out and outTimer
+	out      []*comm.Frame
+	outTimer *time.Timer
+
 	commMu sync.Mutex // a leaf: guards comms
 	comms  map[string]*collective.Comm
 }
@@ -85,10 +89,14 @@ func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
 }
 
 func (e *Engine) serve(ctx context.Context) error {
+	// The worker's context ends with the engine: a function that watches
+	// its Context stops when the hub is lost, not hours later.
+	wctx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
-		e.work(ctx)
+		e.work(wctx)
 	}()
 	stop := context.AfterFunc(ctx, func() { e.conn.Close() })
 	defer stop()
@@ -115,6 +123,7 @@ func (e *Engine) serve(ctx context.Context) error {
 		}
 	}
 out:
+	stopWork()
 	e.mu.Lock()
 	e.stopped = true
 	if e.running != nil {
@@ -180,7 +189,6 @@ func (e *Engine) control(f *comm.Frame) bool {
 }
 
 func (e *Engine) work(ctx context.Context) {
-	var out []*comm.Frame
 	for {
 		e.mu.Lock()
 		for len(e.queue) == 0 && !e.stopped {
@@ -188,9 +196,9 @@ func (e *Engine) work(ctx context.Context) {
 		}
 		if e.stopped {
 			e.mu.Unlock()
-			if len(out) > 0 {
-				e.flush(out)
-			}
+			e.outMu.Lock()
+			e.flushLocked()
+			e.outMu.Unlock()
 			return
 		}
 		f := e.queue[0]
@@ -202,21 +210,47 @@ func (e *Engine) work(ctx context.Context) {
 		e.run(ctx, f, res)
 		res.Completed = time.Now()
 		f.Release()
-		out = append(out, e.resultFrame(f.ID, res))
 		// Coalesce replies while more tasks wait: under load many results
-		// go in one write; an idle engine answers at once.
+		// go in one write; an idle engine answers at once, and a timer
+		// sends held results if the next task takes longer than
+		// maxReplyDelay, so no result waits behind a long task.
 		e.mu.Lock()
 		more := len(e.queue) > 0
 		e.mu.Unlock()
-		if !more || len(out) >= maxReplyBatch {
-			e.flush(out)
-			out = out[:0]
+		e.outMu.Lock()
+		e.out = append(e.out, e.resultFrame(f.ID, res))
+		if !more || len(e.out) >= maxReplyBatch {
+			e.flushLocked()
+		} else if e.outTimer == nil {
+			e.outTimer = time.AfterFunc(maxReplyDelay, func() {
+				e.outMu.Lock()
+				e.outTimer = nil
+				e.flushLocked()
+				e.outMu.Unlock()
+			})
 		}
+		e.outMu.Unlock()
 	}
 }
 
-// maxReplyBatch bounds how many results wait for one write.
-const maxReplyBatch = 64
+// maxReplyBatch and maxReplyDelay bound how many results wait for one
+// write, and for how long.
+const (
+	maxReplyBatch = 64
+	maxReplyDelay = 2 * time.Millisecond
+)
+
+// flushLocked sends the held results; e.outMu is held.
+func (e *Engine) flushLocked() {
+	if e.outTimer != nil {
+		e.outTimer.Stop()
+		e.outTimer = nil
+	}
+	if len(e.out) > 0 {
+		e.flush(e.out)
+		e.out = e.out[:0]
+	}
+}
 
 func (e *Engine) flush(fs []*comm.Frame) {
 	if err := e.conn.SendBatch(fs); err != nil {

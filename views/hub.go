@@ -46,6 +46,7 @@ type Hub struct {
 	waiting  map[uint64]*task // load-balanced tasks not yet on an engine
 	core     *lbCore
 	clients  map[*comm.Conn]bool
+	taken    map[int]bool // engine ids ever given out (never reused)
 	nextID   int
 	changed  chan struct{} // closed and replaced when the engine set changes
 	closed   bool
@@ -177,25 +178,39 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	// IPython's); an id is never given twice, so a rank that comes back, or
 	// an engine without a rank, gets the next free id.
 	id := reg.Rank - 1
-	if _, used := h.engines[id]; used || id < 0 {
+	if h.taken[id] || id < 0 {
 		id = h.nextID
 	}
 	if id >= h.nextID {
 		h.nextID = id + 1
 	}
+	if h.taken == nil {
+		h.taken = map[int]bool{}
+	}
+	h.taken[id] = true // reserved now, published after the welcome
 	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, conn: c, pending: map[uint64]*task{}}
+	h.mu.Unlock()
+
+	// The welcome goes out before the engine is published: no task or
+	// control frame can overtake it. The id stays reserved either way.
+	ctrl, _, _ := encodeValues(id)
+	if err := c.Send(&comm.Frame{Type: fWelcome, Control: ctrl}); err != nil {
+		h.log.Warn().Int("engine", id).Err(err).Msg("engine left before its welcome")
+		c.Close()
+		return
+	}
+	h.mu.Lock()
+	if h.closed || h.stopping {
+		h.mu.Unlock()
+		c.Close()
+		return
+	}
 	h.engines[id] = e
 	h.core.addEngine(id)
 	h.mu.Unlock()
-
-	ctrl, _, _ := encodeValues(id)
-	if err := c.Send(&comm.Frame{Type: fWelcome, Control: ctrl}); err != nil {
-		h.engineGone(e, err)
-		return
-	}
 	h.log.Info().Int("engine", id).Int("rank", reg.Rank).Str("host", reg.Host).Int("pid", reg.PID).Msg("engine registered")
 	h.notify()
-	h.pump()
+	h.wake()
 	for {
 		f, err := c.Recv()
 		if err != nil {
@@ -254,7 +269,7 @@ func (h *Hub) engineGone(e *engineRec, err error) {
 			Message: fmt.Sprintf("%s died with the task pending: %v", e.where(), err)}, now)
 	}
 	h.notify()
-	h.pump()
+	h.wake() // never dispatch from a reader goroutine
 }
 
 // requeueLocked puts a load-balanced task back in the scheduler to be retried
@@ -283,7 +298,7 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 		h.requeueLocked(t, e.id)
 		h.mu.Unlock()
 		f.Release()
-		h.pump()
+		h.wake()
 		return
 	}
 	if t != nil {
@@ -299,7 +314,7 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	if perr != nil {
 		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: CodeError, MsgID: t.id,
 			Message: "undecodable result: " + perr.Error()}, recv)
-		h.pump()
+		h.wake()
 		return
 	}
 	t.started, t.completed = r.Started, r.Completed
@@ -311,7 +326,7 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	} else {
 		t.finish(r.Value, nil, recv)
 	}
-	h.pump()
+	h.wake()
 }
 
 // IDs returns the ids of the live engines, sorted.
@@ -583,6 +598,7 @@ func (h *Hub) timers() {
 		case <-h.done:
 			return
 		case <-h.kick:
+			h.pump()
 		case <-t.C:
 			h.pump()
 		}

@@ -94,8 +94,54 @@ func notifyFrame(t *task) *comm.Frame {
 type clientConn struct {
 	h       *Hub
 	c       *comm.Conn
+	out     *outbox
 	mu      sync.Mutex
 	watched map[uint64]bool
+}
+
+// outbox writes frames to a connection from its own goroutine, so that no
+// reader goroutine ever blocks on a slow peer (a reader that blocks stops
+// reading, and its peer's heartbeats go unseen). Frames queued together
+// go in one write.
+type outbox struct {
+	c    *comm.Conn
+	mu   sync.Mutex
+	q    []*comm.Frame
+	wake chan struct{}
+}
+
+func newOutbox(c *comm.Conn) *outbox {
+	o := &outbox{c: c, wake: make(chan struct{}, 1)}
+	go o.run()
+	return o
+}
+
+// push queues a frame; it never blocks.
+func (o *outbox) push(f *comm.Frame) {
+	o.mu.Lock()
+	o.q = append(o.q, f)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (o *outbox) run() {
+	for {
+		select {
+		case <-o.wake:
+		case <-o.c.Done():
+			return
+		}
+		o.mu.Lock()
+		q := o.q
+		o.q = nil
+		o.mu.Unlock()
+		if len(q) > 0 && o.c.SendBatch(q) != nil {
+			return // the connection failed; its reader ends the client
+		}
+	}
 }
 
 func (h *Hub) serveClient(c *comm.Conn, hello *comm.Frame) {
@@ -112,7 +158,18 @@ func (h *Hub) serveClient(c *comm.Conn, hello *comm.Frame) {
 	h.clients[c] = true
 	h.mu.Unlock()
 	h.log.Info().Str("client", who).Msg("client connected")
-	cc := &clientConn{h: h, c: c, watched: map[uint64]bool{}}
+	cc := &clientConn{h: h, c: c, out: newOutbox(c), watched: map[uint64]bool{}}
+	// Requests run in order on their own goroutine: the reader only reads,
+	// so the client's heartbeats are seen even while a request waits on a
+	// busy engine.
+	reqs := make(chan *comm.Frame, 64)
+	worked := make(chan struct{})
+	go func() {
+		defer close(worked)
+		for f := range reqs {
+			cc.handle(f)
+		}
+	}()
 	for {
 		f, err := c.Recv()
 		if err != nil {
@@ -122,8 +179,13 @@ func (h *Hub) serveClient(c *comm.Conn, hello *comm.Frame) {
 			h.log.Warn().Str("client", who).Int("type", int(f.Type)).Msg("unexpected frame from client; ignored")
 			continue
 		}
-		cc.handle(f)
+		select {
+		case reqs <- f:
+		case <-c.Done():
+		}
 	}
+	close(reqs)
+	<-worked
 	h.mu.Lock()
 	delete(h.clients, c)
 	h.mu.Unlock()
@@ -148,16 +210,19 @@ func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
 		ctrl, bufs, _ = encodeValues("error", "hub: cannot encode the reply: "+eerr.Error(), nil, nil)
 		tasks = nil
 	}
-	if cc.c.Send(&comm.Frame{Type: fReply, ID: id, Control: ctrl, Buffers: bufs}) != nil {
-		return
-	}
+	cc.out.push(&comm.Frame{Type: fReply, ID: id, Control: ctrl, Buffers: bufs})
 	for _, t := range tasks {
 		cc.mu.Lock()
 		seen := cc.watched[t.id]
 		cc.watched[t.id] = true
 		cc.mu.Unlock()
 		if !seen {
-			t.watch(func(t *task) { cc.c.Send(notifyFrame(t)) })
+			t.watch(func(t *task) {
+				cc.mu.Lock()
+				delete(cc.watched, t.id)
+				cc.mu.Unlock()
+				cc.out.push(notifyFrame(t))
+			})
 		}
 	}
 }

@@ -241,3 +241,67 @@ func FuzzDecodeValues(f *testing.F) {
 		decodeValues(b, nil, 4)
 	})
 }
+
+func init() {
+	MustRegister("waitctx", func(c *Context) string {
+		<-c.Done()
+		return "cancelled"
+	})
+}
+
+// A result is not held back behind a long task that follows it.
+func TestQuickResultNotHeldBehindLongTask(t *testing.T) {
+	cl, _ := cluster(t, 1)
+	one, _ := cl.View(0)
+	quick, _ := one.Apply("add3", 1, 2, 3)
+	slow, _ := one.Apply("sleep", 1500)
+	if v, err := quick.Get(500 * time.Millisecond); err != nil || v != 6 {
+		t.Fatalf("the quick result waited behind the slow task: %v %v", v, err)
+	}
+	if _, err := slow.Get(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An engine whose hub goes away stops the function it is running (through
+// the Context) and returns, instead of waiting for the function to end.
+func TestEngineStopsRunningFunctionWhenHubIsGone(t *testing.T) {
+	key, _ := comm.NewKey()
+	ln, err := comm.Listen(comm.ListenConfig{Unix: "@rankhub-test-ctx-" + fmt.Sprint(time.Now().UnixNano()), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	h := NewHub(HubConfig{Host: "testhost"})
+	go h.Serve(ln)
+	c, err := comm.Dial(context.Background(), "unix", ln.UnixAddr(), key, comm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- ServeEngine(context.Background(), c, EngineConfig{Rank: 1, Host: "n1"}) }()
+	cl := NewClient(h)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.WaitForEngines(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := cl.View(0)
+	v.Apply("waitctx")
+	time.Sleep(50 * time.Millisecond)
+	// The hub dies: its side of every connection closes.
+	h.mu.Lock()
+	for _, e := range h.engines {
+		e.conn.Close()
+	}
+	h.mu.Unlock()
+	select {
+	case err := <-served:
+		if err == nil {
+			t.Fatal("ServeEngine returned nil after losing the hub")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the engine kept waiting for its running function after the hub was gone")
+	}
+	h.Shutdown(time.Second)
+}
