@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,6 +71,11 @@ func drive(ctx context.Context, c *views.Client) error {
 			return fmt.Errorf("map returned %d results", len(res))
 		}
 		out("rankhub_lbview_map_100k", float64(len(xs))/time.Since(t).Seconds(), "tasks/s")
+		// The hub keeps results until purged (IPython's hub does too).
+		if _, err := c.PurgeAll(); err != nil {
+			return err
+		}
+		runtime.GC()
 	}
 	// (c) push and pull of float64 arrays to one engine, as ipp_bench.py.
 	for _, mib := range sizes() {

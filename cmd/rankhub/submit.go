@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rankhub/rankhub"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 )
@@ -16,6 +17,8 @@ import (
 type submitFlags struct {
 	o      jobs.Overrides
 	dryRun bool
+	resume bool
+	force  bool
 }
 
 func newSubmitFlags(name string, fl *submitFlags) *flag.FlagSet {
@@ -30,6 +33,8 @@ func newSubmitFlags(name string, fl *submitFlags) *flag.FlagSet {
 	if name == "submit" {
 		fs.BoolVar(&fl.dryRun, "dry-run", false, "write the job directory and script, but do not submit")
 	}
+	fs.BoolVar(&fl.resume, "resume", false, "sweep: run only the tasks whose rows are missing from the result file, appending to it")
+	fs.BoolVar(&fl.force, "force", false, "with --resume: continue even if the job text or program differ from the file's provenance")
 	return fs
 }
 
@@ -81,13 +86,16 @@ func reorder(args []string) []string {
 }
 
 func runScript(args []string, stdout, stderr io.Writer) error {
-	job, _, be, err := loadBatchJob("script", args, stdout, stderr)
+	job, fl, be, err := loadBatchJob("script", args, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	dir := filepath.Join(launcher.JobWorkdir(job), launcher.JobDirRoot, job.Job.Name+"-"+time.Now().Format("20060102-150405")+"-xxxx")
 	l, err := batchLaunch(job, dir)
 	if err != nil {
+		return err
+	}
+	if err := resumeEnv(fl, l.Env); err != nil {
 		return err
 	}
 	s, err := be.Script(job, l)
@@ -109,6 +117,9 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	}
 	l, err := batchLaunch(job, dir)
 	if err != nil {
+		return err
+	}
+	if err := resumeEnv(fl, l.Env); err != nil {
 		return err
 	}
 	s, err := be.Script(job, l)
@@ -135,5 +146,19 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "rankhub submit: %s job %s, job directory %s\n", be.Name(), id, dir)
 	fmt.Fprintln(stdout, id)
+	return nil
+}
+
+// resumeEnv exports the resume request to the ranks of a batch job.
+func resumeEnv(fl *submitFlags, env map[string]string) error {
+	if fl.force && !fl.resume {
+		return &usageError{msg: "--force goes with --resume"}
+	}
+	if fl.resume {
+		env[rankhub.EnvResume] = "1"
+		if fl.force {
+			env[rankhub.EnvResumeForce] = "1"
+		}
+	}
 	return nil
 }

@@ -45,6 +45,13 @@ func TestScriptAndDryRun(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, ".rankhub")); err == nil {
 		t.Error("script wrote a job directory")
 	}
+	if strings.Contains(r.stdout, "RANKHUB_RESUME") {
+		t.Error("a plain script asks for a resume")
+	}
+	r = rh(t, dir, "script", "--resume", "--force", p)
+	if !strings.Contains(r.stdout, "export RANKHUB_RESUME=1") || !strings.Contains(r.stdout, "export RANKHUB_RESUME_FORCE=1") {
+		t.Errorf("script --resume --force does not export the request:\n%s", r.stdout)
+	}
 	r = rh(t, dir, "submit", "--dry-run", p)
 	jd := strings.TrimSpace(r.stdout)
 	if r.code != 0 {
