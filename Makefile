@@ -41,9 +41,12 @@ bench: build ## rankhub's benchmarks side by side with the anchors in ../shared/
 	@if [ "$${BENCH_SKIP#*coll}" = "$${BENCH_SKIP}" ]; then bash benchmarks/collective/run.sh; fi
 
 fuzz: ## run each fuzz target for a while (FUZZTIME, default 30s)
-	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s} ./comm
-	$(GO) test -run XXX -fuzz FuzzDecodeValues -fuzztime $${FUZZTIME:-30s} ./views
-	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $${FUZZTIME:-30s} ./jobs
+	$(GO) test -run XXX -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./comm
+	$(GO) test -run XXX -fuzz '^FuzzDecodeValues$$' -fuzztime $${FUZZTIME:-30s} ./views
+	$(GO) test -run XXX -fuzz '^FuzzDecodeArrow$$' -fuzztime $${FUZZTIME:-30s} ./views
+	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s} ./jobs
+	$(GO) test -run XXX -fuzz '^FuzzExpandHostlist$$' -fuzztime $${FUZZTIME:-30s} ./slurm
+	$(GO) test -run XXX -fuzz '^FuzzParseHeader$$' -fuzztime $${FUZZTIME:-30s} ./collective
 
 slurm-up: ## start the local single-node SLURM (installs it if missing)
 	bash scripts/slurm-local.sh up

@@ -265,6 +265,10 @@ func (r *reader) str(what string) string {
 	if r.err != nil {
 		return ""
 	}
+	if n > int64(len(r.b)) { // the bound above counted the length's own bytes
+		r.fail(what)
+		return ""
+	}
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s
