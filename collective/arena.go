@@ -18,6 +18,13 @@ import (
 
 const arenaAlign = 64
 
+// pageSize is the system page size. Allocations of at least pageAlignMin
+// bytes start on a page boundary, so that ranges of them can be mapped on
+// their own (stitch.go).
+var pageSize = os.Getpagesize()
+
+const pageAlignMin = 64 << 10
+
 // Arena is a shared memory file (usually in /dev/shm) owned by one rank and
 // mapped read-write by it. Ranges are handed out by a first-fit free list
 // with coalescing; each range carries a reference count: one for its
@@ -95,7 +102,7 @@ func (a *Arena) InUse() int64 {
 }
 
 // Alloc returns a 64-byte aligned range of n bytes (n > 0) with one
-// reference, or ErrArenaFull.
+// reference, or ErrArenaFull. Ranges of 64 KiB and more are page aligned.
 func (a *Arena) Alloc(n int64) ([]byte, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("%w: arena allocation of %d bytes", ErrArgument, n)
@@ -106,16 +113,25 @@ func (a *Arena) Alloc(n int64) ([]byte, error) {
 	if a.closed {
 		return nil, ErrClosed
 	}
+	align := int64(arenaAlign)
+	if need >= pageAlignMin {
+		align = int64(pageSize)
+	}
 	for i, s := range a.free {
-		if s.n < need {
+		off := (s.off + align - 1) &^ (align - 1)
+		if off+need > s.off+s.n {
 			continue
 		}
-		off := s.off
-		if s.n == need {
-			a.free = append(a.free[:i], a.free[i+1:]...)
-		} else {
-			a.free[i] = span{s.off + need, s.n - need}
+		// the span becomes [s.off, off) and [off+need, end), either may be
+		// empty
+		var rest []span
+		if off > s.off {
+			rest = append(rest, span{s.off, off - s.off})
 		}
+		if end := s.off + s.n; off+need < end {
+			rest = append(rest, span{off + need, end - off - need})
+		}
+		a.free = append(a.free[:i], append(rest, a.free[i+1:]...)...)
 		a.allocs[off] = &alloc{n: need, refs: 1}
 		j := sort.Search(len(a.starts), func(k int) bool { return a.starts[k] >= off })
 		a.starts = append(a.starts, 0)

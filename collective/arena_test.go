@@ -23,12 +23,16 @@ func TestArenaAllocatorCoalesces(t *testing.T) {
 			live = append(live[:j], live[j+1:]...)
 			continue
 		}
-		b, err := a.Alloc(int64(1 + rng.Intn(20000)))
+		size := 1 + rng.Intn(20000)
+		if rng.Intn(8) == 0 {
+			size = pageAlignMin + rng.Intn(3*pageAlignMin)
+		}
+		b, err := a.Alloc(int64(size))
 		if err != nil {
 			continue
 		}
-		if off := a.offsetOf(b); off%arenaAlign != 0 {
-			t.Fatalf("offset %d not aligned", off)
+		if off := a.offsetOf(b); off%arenaAlign != 0 || (len(b) >= pageAlignMin && off%int64(pageSize) != 0) {
+			t.Fatalf("offset %d of %d bytes not aligned", off, len(b))
 		}
 		live = append(live, b)
 	}

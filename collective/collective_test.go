@@ -24,6 +24,7 @@ func variants() []struct {
 		{"large", worldOpts{large: 1}},
 		{"shm", worldOpts{shm: true, large: 1 << 40}},
 		{"shm-large", worldOpts{shm: true, large: 1}},
+		{"shm-arena", worldOpts{shm: true, large: 1, arenaMem: true}},
 	}
 }
 

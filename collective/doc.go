@@ -33,7 +33,19 @@
 // Bcast: binomial tree (small, or 2 ranks), van de Geijn scatter + ring
 // allgather (large). Reduce: binomial tree (small), recursive halving and
 // block gather (large). Allreduce: recursive doubling (small), recursive
-// halving + recursive doubling (large). ReduceScatter: recursive halving,
+// halving + recursive doubling (large). When all members share a node,
+// large Reduce and Allreduce take one round instead: every input goes to
+// every rank as a descriptor, each rank computes its share of the result
+// (cut on page boundaries) from all inputs in the documented order, chunk
+// by chunk in cache, and the shares are stitched: mapped read-only side by
+// side in a new address range, no byte copied (they are copied instead
+// when a share has nulls or went inline). Stitched results are read-only
+// like received arrays and like them must be released before the Comm is
+// closed. Over sockets, large reductions move their ranges in 2 MiB
+// pieces, sent beside the receives and combined while the next piece
+// arrives; a Reduce of two ranks on different nodes sends the other input
+// straight to root that way.
+// ReduceScatter: recursive halving,
 // then each block goes straight to the ranks whose counts it covers.
 // Allgather: ring. Scatter/Gather: linear from/to the root. "Large" is
 // WithLargeThreshold (256 KiB). Reductions fill their result lazily: a rank
@@ -47,7 +59,8 @@
 // /dev/shm) mapped MAP_SHARED, with a first-fit, coalescing allocator and a
 // reference count per range. When the peer is on the same node
 // (Transport.SameNode) a buffer inside the arena is sent as a descriptor
-// (arena path, offset, length) in the header instead of bytes; buffers
+// (arena path, offset, length; ranges of 64 KiB and more start on a page
+// boundary) in the header instead of bytes; buffers
 // outside it are first copied into the arena once per collective (stage).
 // Each descriptor adds a reference to its range, and the message carries a
 // token. The receiver maps the arena read-only once (OpenArena, cached) and
@@ -76,7 +89,10 @@
 // declare a silent peer dead after five intervals; a dead peer fails
 // pending receives from it (after its queued messages) with an error naming
 // the rank, host and pid, and a failed rank aborts its collective on every
-// member. Ranks with equal host identity (os.Hostname, or RANKHUB_MESH_HOST)
+// member. After sending on a connection its reader polls the socket for
+// MeshConfig.Spin (default 100µs, $RANKHUB_SPIN; off unless the node has
+// two cores per rank) instead of sleeping: a reply that comes within the
+// window costs no wakeup. Ranks with equal host identity (os.Hostname, or RANKHUB_MESH_HOST)
 // use Unix sockets and arenas; ForceTCP turns both off. Mesh.World is the
 // world communicator, with this rank's arena in /dev/shm (arenas of dead
 // processes are removed at start; Close removes this one).

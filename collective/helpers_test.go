@@ -25,6 +25,9 @@ type testWorld struct {
 type worldOpts struct {
 	shm   bool
 	large int64
+	// arenaMem allocates results in each rank's arena (as a Mesh does), so
+	// large reductions stitch their blocks instead of copying them.
+	arenaMem bool
 }
 
 func newTestWorld(t *testing.T, n int, wo worldOpts) *testWorld {
@@ -44,6 +47,9 @@ func newTestWorld(t *testing.T, n int, wo worldOpts) *testWorld {
 			}
 			w.arenas = append(w.arenas, a)
 			opts = append(opts, WithArena(a))
+			if wo.arenaMem {
+				opts = append(opts, WithAllocator(a.Allocator()))
+			}
 		}
 		c, err := New(w.ts[r], opts...)
 		if err != nil {

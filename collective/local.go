@@ -44,6 +44,7 @@ type localNet struct {
 	opts LocalOptions
 	mu   sync.Mutex
 	qs   map[localKey]*localQueue
+	drop []func(from int, tag uint64, m *Message) bool // per receiving rank, under mu
 	dead []chan struct{}
 	once []sync.Once
 }
@@ -53,7 +54,8 @@ func NewLocalNetwork(n int, opts LocalOptions) []*LocalTransport {
 	if opts.Alloc == nil {
 		opts.Alloc = memory.DefaultAllocator
 	}
-	ln := &localNet{opts: opts, qs: make(map[localKey]*localQueue), dead: make([]chan struct{}, n), once: make([]sync.Once, n)}
+	ln := &localNet{opts: opts, qs: make(map[localKey]*localQueue), drop: make([]func(int, uint64, *Message) bool, n),
+		dead: make([]chan struct{}, n), once: make([]sync.Once, n)}
 	ts := make([]*LocalTransport, n)
 	for i := range ts {
 		ln.dead[i] = make(chan struct{})
@@ -159,6 +161,10 @@ func (ln *localNet) enqueue(from, to int, tag uint64, m *Message) error {
 		m.Release()
 		return errPeerClosed
 	}
+	if drop := ln.drop[to]; drop != nil && drop(from, tag, m) {
+		ln.mu.Unlock()
+		return nil
+	}
 	q := ln.queue(localKey{from, to, tag})
 	q.msgs = append(q.msgs, m)
 	close(q.notify)
@@ -203,6 +209,38 @@ func (t *LocalTransport) Recv(ctx context.Context, from int, tag uint64) (*Messa
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	}
+}
+
+// SetDrop lets the communicator consume messages of aborted collectives on
+// arrival, as Mesh.SetDrop. fn runs under the network's lock.
+func (t *LocalTransport) SetDrop(fn func(from int, tag uint64, m *Message) bool) {
+	t.net.mu.Lock()
+	t.net.drop[t.rank] = fn
+	t.net.mu.Unlock()
+}
+
+// DropQueued hands the messages queued for this rank whose tag satisfies
+// pred to fn, as Mesh.DropQueued.
+func (t *LocalTransport) DropQueued(pred func(tag uint64) bool, fn func(from int, m *Message)) {
+	type dropped struct {
+		from int
+		m    *Message
+	}
+	var out []dropped
+	t.net.mu.Lock()
+	for k, q := range t.net.qs {
+		if k.to != t.rank || !pred(k.tag) {
+			continue
+		}
+		for _, m := range q.msgs {
+			out = append(out, dropped{k.from, m})
+		}
+		q.msgs = nil
+	}
+	t.net.mu.Unlock()
+	for _, d := range out {
+		fn(d.from, d.m)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,14 @@ const (
 	EnvMeshHost = "RANKHUB_MESH_HOST"
 	// EnvMeshAddr is the IP address to listen on and advertise for TCP.
 	EnvMeshAddr = "RANKHUB_MESH_ADDR"
+	// EnvSpin is the spin window (a Go duration, "0" turns spinning off),
+	// the variable the hub and engines read too.
+	EnvSpin = "RANKHUB_SPIN"
 )
+
+// DefaultSpin is the spin window when neither MeshConfig.Spin nor
+// $RANKHUB_SPIN sets one.
+const DefaultSpin = 100 * time.Microsecond
 
 // MeshConfig configures JoinMesh.
 type MeshConfig struct {
@@ -56,6 +64,15 @@ type MeshConfig struct {
 	Addr string
 	// PoolBytes bounds the idle receive buffers kept for reuse. Zero: 2 GiB.
 	PoolBytes int64
+	// Spin is how long after sending on a connection its reader polls the
+	// socket instead of sleeping (comm.Options.Spin): collectives wait for
+	// peers in tight sequences, and a sleeping reader costs 10-50 µs to
+	// wake on virtual machines. Zero: $RANKHUB_SPIN, else DefaultSpin when
+	// every rank can have a core for its work and one for its spinning
+	// reader (2*Size <= runtime.NumCPU()), and no spinning otherwise: a
+	// spinning reader would take CPU time from the peer it waits for, or
+	// from its own rank's reduction. Negative: never spin.
+	Spin time.Duration
 	// Options are passed to the world communicator (WithAllocator,
 	// WithLargeThreshold). The arena is added by JoinMesh.
 	Options []Option
@@ -132,6 +149,9 @@ func JoinMesh(ctx context.Context, cfg MeshConfig) (*Mesh, error) {
 	if cfg.PoolBytes <= 0 {
 		cfg.PoolBytes = 2 << 30
 	}
+	if cfg.Spin == 0 {
+		cfg.Spin = spinFromEnv(cfg.Size)
+	}
 	if cfg.Host == "" {
 		cfg.Host = os.Getenv(EnvMeshHost)
 	}
@@ -154,7 +174,7 @@ func JoinMesh(ctx context.Context, cfg MeshConfig) (*Mesh, error) {
 		cfg.Name = hex.EncodeToString(b[:])
 	}
 	m := &Mesh{cfg: cfg, pool: NewRecvPool(cfg.PoolBytes), done: make(chan struct{})}
-	m.opts = comm.Options{Allocator: m.pool, Logger: cfg.Logger}
+	m.opts = comm.Options{Allocator: m.pool, Logger: cfg.Logger, Spin: max(cfg.Spin, 0), SpinOnRecv: true}
 	if cfg.Heartbeat > 0 {
 		m.opts.Heartbeat = cfg.Heartbeat
 	}
@@ -233,6 +253,21 @@ func (m *Mesh) anySameNode() bool {
 		}
 	}
 	return false
+}
+
+// spinFromEnv returns $RANKHUB_SPIN ("0": -1, no spinning), else
+// DefaultSpin when size ranks and their readers fit the cores, else -1.
+func spinFromEnv(size int) time.Duration {
+	d, err := time.ParseDuration(os.Getenv(EnvSpin))
+	switch {
+	case err == nil && d == 0:
+		return -1
+	case err == nil && d > 0:
+		return d
+	case 2*size > runtime.NumCPU():
+		return -1
+	}
+	return DefaultSpin
 }
 
 // defaultArenaSize is half of the free space of dir, at most 16 GiB and at

@@ -46,6 +46,9 @@ type reduceState struct {
 	have []span // element ranges of acc holding values, sorted and merged
 	tag  func(uint8) uint64
 	old  []*assembler // earlier partials peers may still read (rebase)
+	// align is one page in elements: the one-round reduction cuts the
+	// result there, so that the blocks can be stitched (oneround.go).
+	align int64
 }
 
 // rebase makes the current partial the new "input" and starts a fresh acc,
@@ -84,7 +87,7 @@ func (c *Comm) newReduce(op string, arr arrow.Array, o Op, tag func(uint8) uint6
 		acc.valid.Resize(int((acc.n + 7) / 8))
 		bitutil.CopyBitmap(col.valid, int(col.off), int(col.n), acc.valid.Bytes(), 0)
 	}
-	return &reduceState{c: c, op: op, k: k, col: col, acc: acc, tag: tag}, nil
+	return &reduceState{c: c, op: op, k: k, col: col, acc: acc, tag: tag, align: int64(pageSize) / width(col.dt)}, nil
 }
 
 // covered returns how much of [lo, hi) acc holds: 0 none, 1 part, 2 all.
@@ -213,6 +216,71 @@ func (s *reduceState) sendRange(ctx context.Context, peer int, step uint8, lo, h
 	return s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(s.acc.column().slice(lo, hi)), nil)
 }
 
+// segBytes is the piece size of reduction transfers over sockets.
+const segBytes = 2 << 20
+
+// segments cuts [lo, hi) into the pieces sent to peer as separate
+// messages: over a socket pieces of segBytes, so that the receiver combines
+// one while the next arrives; one piece on the same node (descriptors).
+// Both sides compute the same cut.
+func (s *reduceState) segments(peer int, lo, hi int64) []span {
+	per := max(1, segBytes/width(s.col.dt))
+	if s.c.w.t.SameNode(s.c.ranks[peer]) || hi-lo <= per {
+		return []span{{lo, hi - lo}}
+	}
+	var out []span
+	for a := lo; a < hi; a += per {
+		out = append(out, span{a, min(per, hi-a)})
+	}
+	return out
+}
+
+// exchange sends elements [sLo, sHi) of the partial to peer and hands the
+// pieces of [rLo, rHi) that peer sends back to recv, in order. The ranges
+// must be disjoint. Over a socket the send runs beside the receives, so
+// that combining one piece overlaps the transfer of the next.
+func (s *reduceState) exchange(ctx context.Context, peer int, step uint8, sLo, sHi, rLo, rHi int64, recv func(lo, hi int64) error) error {
+	out, in := s.segments(peer, sLo, sHi), s.segments(peer, rLo, rHi)
+	if s.covered(sLo, sHi) == 1 {
+		s.ensure(sLo, sHi) // before the receives change acc
+	}
+	src := s.col // outside combined ranges acc's validity equals the input's
+	if s.covered(sLo, sHi) == 2 {
+		src = s.acc.column()
+	}
+	send := func() error {
+		for _, sg := range out {
+			if err := s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(src.slice(sg.off, sg.off+sg.n)), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	receive := func() error {
+		for _, sg := range in {
+			if err := recv(sg.off, sg.off+sg.n); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Concurrently only without validity: bitmap bytes at the border of
+	// the two ranges may be shared.
+	if len(out) == 1 && len(in) == 1 || src.valid != nil {
+		if err := send(); err != nil {
+			return err
+		}
+		return receive()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- send() }()
+	rerr := receive()
+	if serr := <-errc; serr != nil {
+		return serr
+	}
+	return rerr
+}
+
 // foldIn runs step 1 of the documented order. It reports whether this rank
 // continues (false: it folded out).
 func (s *reduceState) foldIn(ctx context.Context, f fold) (bool, error) {
@@ -229,11 +297,10 @@ func (s *reduceState) foldIn(ctx context.Context, f fold) (bool, error) {
 // halve runs recursive halving; afterwards the rank holds its block.
 func (s *reduceState) halve(ctx context.Context, f fold) error {
 	for i, st := range halving(s.col.n, f.p2, f.newRank) {
-		peer := f.oldRank(st.partner)
-		if err := s.sendRange(ctx, peer, uint8(1+i), st.sendLo, st.sendHi); err != nil {
-			return err
-		}
-		if err := s.recvCombine(ctx, peer, uint8(1+i), st.keepLo, st.keepHi-st.keepLo, f.newRank < st.partner); err != nil {
+		peer, step, accLeft := f.oldRank(st.partner), uint8(1+i), f.newRank < st.partner
+		if err := s.exchange(ctx, peer, step, st.sendLo, st.sendHi, st.keepLo, st.keepHi, func(lo, hi int64) error {
+			return s.recvCombine(ctx, peer, step, lo, hi-lo, accLeft)
+		}); err != nil {
 			return err
 		}
 	}
@@ -321,6 +388,28 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 		}
 		return nil, nil
 	}
+	if c.allShm() {
+		return s.oneRound(ctx, root)
+	}
+	if other := 1 - r; p == 2 && !c.w.t.SameNode(c.ranks[other]) {
+		// Two ranks over a socket: the other input straight to root, cut
+		// in pieces that root combines while the next arrives. Halving
+		// would move as many bytes, in two rounds instead of one.
+		for _, sg := range s.segments(other, 0, s.col.n) {
+			if r != root {
+				err = s.sendRange(ctx, root, toRoot, sg.off, sg.off+sg.n)
+			} else {
+				err = s.recvCombine(ctx, other, toRoot, sg.off, sg.n, r < other)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if r != root {
+			return nil, nil
+		}
+		return s.finish(), nil
+	}
 	on, err := s.foldIn(ctx, f)
 	if err != nil {
 		return nil, err
@@ -331,7 +420,12 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 		}
 		if r != root {
 			lo, hi := block(s.col.n, f.p2, f.newRank)
-			return nil, s.sendRange(ctx, root, toRoot, lo, hi)
+			for _, sg := range s.segments(root, lo, hi) {
+				if err := s.sendRange(ctx, root, toRoot, sg.off, sg.off+sg.n); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
 		}
 	}
 	if r != root {
@@ -343,8 +437,10 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 			continue
 		}
 		lo, hi := block(s.col.n, f.p2, nr)
-		if err := s.recvPut(ctx, f.oldRank(nr), toRoot, lo, hi); err != nil {
-			return nil, err
+		for _, sg := range s.segments(f.oldRank(nr), lo, hi) {
+			if err := s.recvPut(ctx, f.oldRank(nr), toRoot, sg.off, sg.off+sg.n); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return s.finish(), nil
@@ -352,21 +448,88 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 
 // recvPut receives a finished block and copies it into acc.
 func (s *reduceState) recvPut(ctx context.Context, peer int, step uint8, lo, hi int64) error {
-	g, err := s.c.recv(ctx, s.op, peer, s.tag(step))
+	g, in, err := s.recvBlock(ctx, peer, step, lo, hi)
 	if err != nil {
 		return err
 	}
 	defer g.release()
-	if len(g.arrs) != 1 {
-		return s.c.failColl(s.tag(step), protoErr(s.op, s.c.rank, peer, "expected one array"))
-	}
-	in, err := columnOf(g.arrs[0])
-	if err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != hi-lo {
-		return s.c.failColl(s.tag(step), protoErr(s.op, s.c.rank, peer, "block of %d elements of %s, want %d of %s", g.arrs[0].Len(), g.arrs[0].DataType(), hi-lo, s.col.dt))
-	}
 	s.acc.put(lo, in)
 	s.mark(lo, hi)
 	return nil
+}
+
+// recvBlock receives a finished block [lo, hi) of the result; the caller
+// releases g.
+func (s *reduceState) recvBlock(ctx context.Context, peer int, step uint8, lo, hi int64) (*got, column, error) {
+	g, err := s.c.recv(ctx, s.op, peer, s.tag(step))
+	if err != nil {
+		return nil, column{}, err
+	}
+	if len(g.arrs) != 1 {
+		g.release()
+		return nil, column{}, s.c.failColl(s.tag(step), protoErr(s.op, s.c.rank, peer, "expected one array"))
+	}
+	in, err := columnOf(g.arrs[0])
+	if err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != hi-lo {
+		err := s.c.failColl(s.tag(step), protoErr(s.op, s.c.rank, peer, "block of %d elements of %s, want %d of %s", g.arrs[0].Len(), g.arrs[0].DataType(), hi-lo, s.col.dt))
+		g.release()
+		return nil, column{}, err
+	}
+	return g, in, nil
+}
+
+// blockSrc is block [lo, hi) of a result, computed by rank peer.
+type blockSrc struct {
+	peer   int
+	lo, hi int64
+}
+
+// gatherBlocks receives from step the blocks of the result that other
+// ranks computed (this rank's own are in acc) and returns the result:
+// stitched from the blocks where they lie in arenas (no copy), else copied
+// into acc.
+func (s *reduceState) gatherBlocks(ctx context.Context, srcs []blockSrc, step uint8) (arrow.Array, error) {
+	var blocks []stitchBlock
+	ins := make([]column, len(srcs))
+	defer func() {
+		for _, b := range blocks {
+			b.release()
+		}
+	}()
+	nulls := false
+	for i, bs := range srcs {
+		if bs.lo >= bs.hi {
+			continue
+		}
+		if bs.peer == s.c.rank {
+			mine := s.acc.column()
+			nulls = nulls || mine.valid != nil
+			buf := s.acc.data
+			buf.Retain()
+			blocks = append(blocks, stitchBlock{lo: bs.lo, data: mine.data[bs.lo*s.acc.w : bs.hi*s.acc.w], release: buf.Release})
+			continue
+		}
+		g, in, err := s.recvBlock(ctx, bs.peer, step, bs.lo, bs.hi)
+		if err != nil {
+			return nil, err
+		}
+		nulls = nulls || in.valid != nil
+		blocks = append(blocks, stitchBlock{lo: bs.lo, data: in.data[in.off*s.acc.w : (in.off+in.n)*s.acc.w], release: g.release})
+		ins[i] = in
+	}
+	if !nulls {
+		if arr, ok := s.c.w.stitch(s.col.dt, s.col.n, append([]stitchBlock(nil), blocks...)); ok {
+			blocks = nil // the array releases them
+			return arr, nil
+		}
+	}
+	for i, bs := range srcs {
+		if bs.peer != s.c.rank && bs.lo < bs.hi {
+			s.acc.put(bs.lo, ins[i])
+			s.mark(bs.lo, bs.hi)
+		}
+	}
+	return s.finish(), nil
 }
 
 // Allreduce is Reduce with the result on every rank, bit-identical on all
@@ -385,6 +548,9 @@ func (c *Comm) Allreduce(ctx context.Context, arr arrow.Array, o Op) (arrow.Arra
 	p, r := len(c.ranks), c.rank
 	if p == 1 {
 		return s.finish(), nil
+	}
+	if c.large(arr) && c.allShm() {
+		return s.oneRound(ctx, -1)
 	}
 	f := makeFold(p, r)
 	const unfold = 62
@@ -426,11 +592,10 @@ func (c *Comm) Allreduce(ctx context.Context, arr arrow.Array, o Op) (arrow.Arra
 		steps := halving(s.col.n, f.p2, f.newRank)
 		for i := len(steps) - 1; i >= 0; i-- {
 			st := steps[i]
-			peer := f.oldRank(st.partner)
-			if err := s.sendRange(ctx, peer, uint8(30+i), st.keepLo, st.keepHi); err != nil {
-				return nil, err
-			}
-			if err := s.recvPut(ctx, peer, uint8(30+i), st.sendLo, st.sendHi); err != nil {
+			peer, step := f.oldRank(st.partner), uint8(30+i)
+			if err := s.exchange(ctx, peer, step, st.keepLo, st.keepHi, st.sendLo, st.sendHi, func(lo, hi int64) error {
+				return s.recvPut(ctx, peer, step, lo, hi)
+			}); err != nil {
 				return nil, err
 			}
 		}

@@ -88,7 +88,13 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestManySmallFramesBothWays(t *testing.T) {
-	s, c, _ := pair(t, "unix", Options{})
+	for _, o := range []Options{{}, {Spin: 100 * time.Microsecond}, {Spin: 100 * time.Microsecond, SpinOnRecv: true}} {
+		t.Run(fmt.Sprintf("spin=%v,onrecv=%v", o.Spin, o.SpinOnRecv), func(t *testing.T) { manySmallFrames(t, o) })
+	}
+}
+
+func manySmallFrames(t *testing.T, opts Options) {
+	s, c, _ := pair(t, "unix", opts)
 	const n = 2000
 	go func() {
 		for i := 0; i < n; i++ {

@@ -56,8 +56,12 @@ type Options struct {
 	// read without a wakeup, which costs 10-50 µs on virtual machines whose
 	// vCPUs sleep (MPI busy-polls for the same reason). The poller yields to
 	// the process's other goroutines between polls. Zero: never spin.
-	Spin   time.Duration
-	Logger zerolog.Logger
+	Spin time.Duration
+	// SpinOnRecv opens the spin window after every read as well, not only
+	// after sends: for peers that exchange messages in tight sequences
+	// (collectives), whose reader is already waiting when this side sends.
+	SpinOnRecv bool
+	Logger     zerolog.Logger
 }
 
 func (o *Options) fill() {
@@ -120,9 +124,14 @@ func (s stampReader) Read(p []byte) (int, error) {
 }
 
 // spinRead polls the socket until data comes or the spin window after the
-// last send closes; ok is false when nothing came (then the caller blocks).
+// last send (or read, with SpinOnRecv) closes; ok is false when nothing
+// came (then the caller blocks).
 func (c *Conn) spinRead(p []byte) (n int, err error, ok bool) {
-	until := c.lastTx.Load() + int64(c.opts.Spin)
+	last := c.lastTx.Load()
+	if c.opts.SpinOnRecv {
+		last = max(last, c.lastRx.Load())
+	}
+	until := last + int64(c.opts.Spin)
 	for nanotime() < until && !c.closed.Load() {
 		var rn int
 		var rerr error

@@ -56,6 +56,9 @@ func main() {
 // onlyOps restricts the operations run (-ops).
 var onlyOps string
 
+// verbose prints every repetition (-v).
+var verbose bool
+
 type bench struct {
 	m    *collective.Mesh
 	c    *collective.Comm
@@ -70,6 +73,7 @@ func run() error {
 	modes := flag.String("modes", "shm,tcp", "transports: shm (same node, arenas), tcp (forced sockets)")
 	memOnly := flag.Bool("mem", false, "only measure node memory of a 512 MiB bcast")
 	ops := flag.String("ops", "", "comma-separated operations to run (default all)")
+	flag.BoolVar(&verbose, "v", false, "also print every repetition's time (rank 0, stderr)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of rank -profilerank here")
 	profRank := flag.Int("profilerank", 0, "the rank -cpuprofile profiles")
 	flag.Parse()
@@ -411,6 +415,9 @@ func (b *bench) size(mib int) error {
 					return fmt.Errorf("%s: %w", label, err)
 				}
 				ts = append(ts, float64(dt)/1e6)
+			}
+			if verbose && b.c.Rank() == 0 {
+				fmt.Fprintf(os.Stderr, "# %s %d MiB reps (ms): %.3g\n", label, mib, ts)
 			}
 			sort.Float64s(ts)
 			med := ts[len(ts)/2]
