@@ -102,3 +102,18 @@ func firstNonEmpty(ss ...string) string {
 	}
 	return ""
 }
+
+// RankGODEBUG is the GODEBUG the launchers give every rank: the user's
+// setting plus madvdontneed=0 unless the user chose it. With it, the Go
+// runtime returns freed heap pages lazily (MADV_FREE), so the next large
+// frame reuses them instead of faulting fresh pages in: 64 MiB push/pull went
+// from 0.27 to 1.0-1.7 GB/s on the project machine.
+func RankGODEBUG(user string) string {
+	if strings.Contains(user, "madvdontneed=") {
+		return user
+	}
+	if user == "" {
+		return "madvdontneed=0"
+	}
+	return user + ",madvdontneed=0"
+}

@@ -48,3 +48,11 @@ func TestIdentityFromEnv(t *testing.T) {
 		})
 	}
 }
+
+func TestRankGODEBUG(t *testing.T) {
+	for in, want := range map[string]string{"": "madvdontneed=0", "gctrace=1": "gctrace=1,madvdontneed=0", "madvdontneed=1": "madvdontneed=1"} {
+		if got := RankGODEBUG(in); got != want {
+			t.Errorf("RankGODEBUG(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

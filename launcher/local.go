@@ -148,6 +148,7 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		if cfg.Heartbeat > 0 {
 			cmd.Env = append(cmd.Env, EnvHeartbeat+"="+cfg.Heartbeat.String())
 		}
+		cmd.Env = append(cmd.Env, "GODEBUG="+RankGODEBUG(os.Getenv("GODEBUG")))
 		for k, v := range cfg.Env {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}

@@ -40,6 +40,7 @@ func batchLaunch(job *jobs.Job, jobDir string) (jobs.Launch, error) {
 		launcher.EnvJobFile:   filepath.Join(jobDir, launcher.JobFileName),
 		launcher.EnvSize:      strconv.Itoa(job.Job.Ranks),
 		launcher.EnvHeartbeat: job.Job.Heartbeat.Duration.String(),
+		"GODEBUG":             launcher.RankGODEBUG(os.Getenv("GODEBUG")),
 	}
 	if job.Job.Transport != "" {
 		env[launcher.EnvTransport] = job.Job.Transport
