@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 )
 
 // command is one subcommand; each lives in its own file.
@@ -133,15 +132,4 @@ func parseFlags(name string, fs *flag.FlagSet, args []string, stdout io.Writer) 
 		return &usageError{msg: err.Error()}
 	}
 	return nil
-}
-
-func quoteArgs(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if strings.ContainsAny(a, " \t'\"$\\") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		q[i] = a
-	}
-	return strings.Join(q, " ")
 }

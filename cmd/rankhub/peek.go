@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/rankhub/rankhub/jobs"
@@ -90,7 +91,7 @@ func runPeek(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		ps := s
-		if len(by) == 0 || !contains(by, fl.x) {
+		if len(by) == 0 || !slices.Contains(by, fl.x) {
 			ps, err = results.Peek(r, append([]string{fl.x}, rest...))
 			if err != nil {
 				return err
@@ -102,13 +103,4 @@ func runPeek(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "rankhub peek: plot written to %s\n", fl.plot)
 	}
 	return nil
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

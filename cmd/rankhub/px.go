@@ -77,7 +77,7 @@ func runPx(args []string, stdout, stderr io.Writer) error {
 	}
 	line := cmdArgs[0]
 	if len(cmdArgs) > 1 {
-		line = quoteArgs(cmdArgs)
+		line = shellJoin(cmdArgs)
 	}
 	ar, err := dv.Execute(line)
 	if err != nil {

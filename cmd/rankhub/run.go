@@ -148,7 +148,7 @@ func jobFromArgs(fs *flag.FlagSet, args []string, ranks int) (*jobs.Job, error) 
 			return nil, &usageError{msg: "-n N is required with a program"}
 		}
 		name := jobs.DefaultName(filepath.Base(prog[0]) + ".toml")
-		src := fmt.Sprintf("# rankhub run -n %d -- %s\n[job]\nname = %q\nranks = %d\nprogram = [", ranks, quoteArgs(prog), name, ranks)
+		src := fmt.Sprintf("# rankhub run -n %d -- %s\n[job]\nname = %q\nranks = %d\nprogram = [", ranks, shellJoin(prog), name, ranks)
 		for i, p := range prog {
 			if i > 0 {
 				src += ", "
@@ -163,4 +163,12 @@ func jobFromArgs(fs *flag.FlagSet, args []string, ranks int) (*jobs.Job, error) 
 		return nil, &usageError{msg: "give one job file, or -n N -- program"}
 	}
 	return jobs.Load(fs.Arg(0))
+}
+
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = jobs.ShellQuote(a)
+	}
+	return strings.Join(q, " ")
 }
