@@ -245,9 +245,15 @@ func (m arenaAllocator) Reallocate(size int, b []byte) []byte {
 	if size <= cap(b) && m.a.Contains(b[:cap(b)]) {
 		return b[:size]
 	}
-	nb := m.Allocate(size)
+	return moveTo(m, size, b)
+}
+
+// moveTo reallocates b as a new allocation of size from al: it copies b's
+// contents over and frees b.
+func moveTo(al memory.Allocator, size int, b []byte) []byte {
+	nb := al.Allocate(size)
 	copy(nb, b)
-	m.Free(b)
+	al.Free(b)
 	return nb
 }
 

@@ -17,6 +17,15 @@ type gatherOpts struct{ contiguous bool }
 // returned Chunked then has exactly one chunk.
 func Contiguous() GatherOption { return func(o *gatherOpts) { o.contiguous = true } }
 
+// applyGather returns the gather options opts set.
+func applyGather(opts []GatherOption) gatherOpts {
+	var o gatherOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
 func bytesOf(c column) int64 { return c.n * width(c.dt) }
 
 func protoErr(op string, rank, peer int, format string, args ...any) error {
@@ -30,11 +39,8 @@ func protoErr(op string, rank, peer int, format string, args ...any) error {
 // or 2 ranks, and van de Geijn (scatter, then ring allgather) for payloads
 // of at least the large threshold.
 func (c *Comm) Bcast(ctx context.Context, root int, arr arrow.Array) (arrow.Array, error) {
-	tag, err := c.next()
+	tag, err := c.nextRooted("bcast", root)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.checkRoot("bcast", root); err != nil {
 		return nil, err
 	}
 	var v value
@@ -236,11 +242,8 @@ func (c *Comm) Scatter(ctx context.Context, root int, arr arrow.Array) (arrow.Ar
 // rank i; arr and counts matter only on root. Parts are slices of root's
 // buffers, sent without copying (through the arena on one node).
 func (c *Comm) Scatterv(ctx context.Context, root int, arr arrow.Array, counts []int64) (arrow.Array, error) {
-	tag, err := c.next()
+	tag, err := c.nextRooted("scatter", root)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.checkRoot("scatter", root); err != nil {
 		return nil, err
 	}
 	if c.rank != root {
@@ -313,11 +316,8 @@ func (c *Comm) Gatherv(ctx context.Context, root int, arr arrow.Array, counts []
 }
 
 func (c *Comm) gather(ctx context.Context, op string, root int, arr arrow.Array, counts []int64, opts []GatherOption) (*arrow.Chunked, error) {
-	tag, err := c.next()
+	tag, err := c.nextRooted(op, root)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.checkRoot(op, root); err != nil {
 		return nil, err
 	}
 	col, err := columnOf(arr)
@@ -370,13 +370,19 @@ func (c *Comm) gather(ctx context.Context, op string, root int, arr arrow.Array,
 
 // chunked builds the result of a gather (references to parts are taken).
 func (c *Comm) chunked(dt arrow.DataType, parts []arrow.Array, opts []GatherOption) (*arrow.Chunked, error) {
-	var o gatherOpts
-	for _, f := range opts {
-		f(&o)
-	}
-	if !o.contiguous {
+	if !applyGather(opts).contiguous {
 		return arrow.NewChunked(dt, parts), nil
 	}
+	one, err := c.concat(dt, parts)
+	if err != nil {
+		return nil, err
+	}
+	defer one.Release()
+	return arrow.NewChunked(dt, []arrow.Array{one}), nil
+}
+
+// concat copies parts, arrays of type dt, into one new array.
+func (c *Comm) concat(dt arrow.DataType, parts []arrow.Array) (arrow.Array, error) {
 	n := int64(0)
 	for _, a := range parts {
 		n += int64(a.Len())
@@ -392,9 +398,7 @@ func (c *Comm) chunked(dt arrow.DataType, parts []arrow.Array, opts []GatherOpti
 		asm.put(at, col)
 		at += col.n
 	}
-	one := asm.finish()
-	defer one.Release()
-	return arrow.NewChunked(dt, []arrow.Array{one}), nil
+	return asm.finish(), nil
 }
 
 // Allgather gives every rank the arrays of all ranks in rank order, as
@@ -436,25 +440,18 @@ func (c *Comm) Allgather(ctx context.Context, arr arrow.Array, opts ...GatherOpt
 	if c.allShm() {
 		staged, done := c.stage(arrayValue(col))
 		defer done()
-		for q := range c.ranks {
-			if q != r {
-				if err := c.send(ctx, op, q, tag(0), staged, nil); err != nil {
-					return nil, err
-				}
-			}
+		if err := c.sendAll(ctx, op, staged, tag); err != nil {
+			return nil, err
 		}
-		for q := range c.ranks {
-			if q == r {
-				continue
-			}
-			g, err := c.recv(ctx, op, q, tag(0))
-			if err != nil {
-				return nil, err
-			}
+		err := c.recvAll(ctx, op, tag, func(q int, g *got) error {
 			if err := take(q, g); err != nil {
-				return nil, err
+				return err
 			}
 			parts[q] = g.arrs[0]
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		return c.chunked(col.dt, parts, opts)
 	}
@@ -477,4 +474,34 @@ func (c *Comm) Allgather(ctx context.Context, arr arrow.Array, opts ...GatherOpt
 		parts[ri] = g.arrs[0]
 	}
 	return c.chunked(col.dt, parts, opts)
+}
+
+// sendAll sends v to every peer.
+func (c *Comm) sendAll(ctx context.Context, op string, v value, tag func(uint8) uint64) error {
+	for q := range c.ranks {
+		if q != c.rank {
+			if err := c.send(ctx, op, q, tag(0), v, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recvAll receives one value from every peer in rank order and hands it to
+// take; it stops at the first error.
+func (c *Comm) recvAll(ctx context.Context, op string, tag func(uint8) uint64, take func(q int, g *got) error) error {
+	for q := range c.ranks {
+		if q == c.rank {
+			continue
+		}
+		g, err := c.recv(ctx, op, q, tag(0))
+		if err != nil {
+			return err
+		}
+		if err := take(q, g); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -12,6 +12,19 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
+// trials runs f n times under each variant, drawing from one generator
+// seeded with seed.
+func trials(t *testing.T, seed int64, n int, f func(t *testing.T, rng *rand.Rand, wo worldOpts)) {
+	rng := rand.New(rand.NewSource(seed))
+	for _, v := range variants() {
+		t.Run(v.name, func(t *testing.T) {
+			for range n {
+				f(t, rng, v.wo)
+			}
+		})
+	}
+}
+
 func variants() []struct {
 	name string
 	wo   worldOpts
@@ -48,49 +61,44 @@ func release(xs []arrow.Array) {
 }
 
 func TestAllreduceReduceEqualSequential(t *testing.T) {
-	rng := rand.New(rand.NewSource(1))
 	ops := []Op{Sum, Prod, Min, Max}
-	for _, v := range variants() {
-		t.Run(v.name, func(t *testing.T) {
-			for trial := 0; trial < 12; trial++ {
-				p := 1 + rng.Intn(8)
-				dt := testTypes[rng.Intn(len(testTypes))]
-				n := rng.Intn(700)
-				o := ops[rng.Intn(len(ops))]
-				root := rng.Intn(p)
-				xs := inputs(rng, p, dt, n, rng.Intn(2) == 0)
-				want := refReduce(xs, o, memory.DefaultAllocator)
-				w := newTestWorld(t, p, v.wo)
-				mustRun(t, w, func(ctx context.Context, c *Comm) error {
-					got, err := c.Allreduce(ctx, xs[c.Rank()], o)
-					if err != nil {
-						return err
-					}
-					defer got.Release()
-					if err := sameValues(got, want); err != nil {
-						t.Errorf("P=%d %s %s n=%d allreduce rank %d: %v", p, dt, o, n, c.Rank(), err)
-					}
-					red, err := c.Reduce(ctx, root, xs[c.Rank()], o)
-					if err != nil {
-						return err
-					}
-					if (red != nil) != (c.Rank() == root) {
-						t.Errorf("reduce rank %d root %d: result %v", c.Rank(), root, red != nil)
-					}
-					if red != nil {
-						defer red.Release()
-						if err := sameValues(red, want); err != nil {
-							t.Errorf("P=%d %s %s n=%d reduce: %v", p, dt, o, n, err)
-						}
-					}
-					return nil
-				})
-				w.close(t)
-				want.Release()
-				release(xs)
+	trials(t, 1, 12, func(t *testing.T, rng *rand.Rand, wo worldOpts) {
+		p := 1 + rng.Intn(8)
+		dt := testTypes[rng.Intn(len(testTypes))]
+		n := rng.Intn(700)
+		o := ops[rng.Intn(len(ops))]
+		root := rng.Intn(p)
+		xs := inputs(rng, p, dt, n, rng.Intn(2) == 0)
+		want := refReduce(xs, o, memory.DefaultAllocator)
+		w := newTestWorld(t, p, wo)
+		mustRun(t, w, func(ctx context.Context, c *Comm) error {
+			got, err := c.Allreduce(ctx, xs[c.Rank()], o)
+			if err != nil {
+				return err
 			}
+			defer got.Release()
+			if err := sameValues(got, want); err != nil {
+				t.Errorf("P=%d %s %s n=%d allreduce rank %d: %v", p, dt, o, n, c.Rank(), err)
+			}
+			red, err := c.Reduce(ctx, root, xs[c.Rank()], o)
+			if err != nil {
+				return err
+			}
+			if (red != nil) != (c.Rank() == root) {
+				t.Errorf("reduce rank %d root %d: result %v", c.Rank(), root, red != nil)
+			}
+			if red != nil {
+				defer red.Release()
+				if err := sameValues(red, want); err != nil {
+					t.Errorf("P=%d %s %s n=%d reduce: %v", p, dt, o, n, err)
+				}
+			}
+			return nil
 		})
-	}
+		w.close(t)
+		want.Release()
+		release(xs)
+	})
 }
 
 func TestIntSumExact(t *testing.T) {
@@ -122,117 +130,98 @@ func TestIntSumExact(t *testing.T) {
 }
 
 func TestScatterGatherIdentity(t *testing.T) {
-	rng := rand.New(rand.NewSource(2))
-	for _, v := range variants() {
-		t.Run(v.name, func(t *testing.T) {
-			for trial := 0; trial < 10; trial++ {
-				p := 1 + rng.Intn(8)
-				dt := testTypes[rng.Intn(len(testTypes))]
-				n := rng.Intn(500)
-				root := rng.Intn(p)
-				src := randArray(rng, memory.DefaultAllocator, dt, n, rng.Intn(13), 0.2*float64(rng.Intn(2)))
-				counts := make([]int64, p)
-				left := int64(n)
-				for i := 0; i < p-1; i++ {
-					counts[i] = rng.Int63n(left + 1)
-					left -= counts[i]
-				}
-				counts[p-1] = left
-				w := newTestWorld(t, p, v.wo)
-				mustRun(t, w, func(ctx context.Context, c *Comm) error {
-					var in arrow.Array
-					if c.Rank() == root {
-						in = src
-					}
-					part, err := c.Scatterv(ctx, root, in, counts)
-					if err != nil {
-						return err
-					}
-					defer part.Release()
-					if int64(part.Len()) != counts[c.Rank()] {
-						t.Errorf("rank %d got %d elements, want %d", c.Rank(), part.Len(), counts[c.Rank()])
-					}
-					for _, contiguous := range []bool{false, true} {
-						var opts []GatherOption
-						if contiguous {
-							opts = append(opts, Contiguous())
-						}
-						ch, err := c.Gatherv(ctx, root, part, counts, opts...)
-						if err != nil {
-							return err
-						}
-						if c.Rank() != root {
-							if ch != nil {
-								t.Errorf("non-root got a gather result")
-							}
-							continue
-						}
-						if contiguous && len(ch.Chunks()) != 1 {
-							t.Errorf("contiguous gather has %d chunks", len(ch.Chunks()))
-						}
-						cat, err := array.Concatenate(ch.Chunks(), memory.DefaultAllocator)
-						ch.Release()
-						if err != nil {
-							return err
-						}
-						if err := sameValues(cat, src); err != nil {
-							t.Errorf("P=%d %s n=%d scatter+gather: %v", p, dt, n, err)
-						}
-						cat.Release()
-					}
-					all, err := c.Allgather(ctx, part)
-					if err != nil {
-						return err
-					}
-					cat, err := array.Concatenate(all.Chunks(), memory.DefaultAllocator)
-					all.Release()
-					if err != nil {
-						return err
-					}
-					defer cat.Release()
-					if err := sameValues(cat, src); err != nil {
-						t.Errorf("P=%d %s n=%d allgather rank %d: %v", p, dt, n, c.Rank(), err)
-					}
-					return nil
-				})
-				w.close(t)
-				src.Release()
+	trials(t, 2, 10, func(t *testing.T, rng *rand.Rand, wo worldOpts) {
+		p := 1 + rng.Intn(8)
+		dt := testTypes[rng.Intn(len(testTypes))]
+		n := rng.Intn(500)
+		root := rng.Intn(p)
+		src := randArray(rng, memory.DefaultAllocator, dt, n, rng.Intn(13), 0.2*float64(rng.Intn(2)))
+		counts := make([]int64, p)
+		left := int64(n)
+		for i := 0; i < p-1; i++ {
+			counts[i] = rng.Int63n(left + 1)
+			left -= counts[i]
+		}
+		counts[p-1] = left
+		w := newTestWorld(t, p, wo)
+		mustRun(t, w, func(ctx context.Context, c *Comm) error {
+			var in arrow.Array
+			if c.Rank() == root {
+				in = src
 			}
+			part, err := c.Scatterv(ctx, root, in, counts)
+			if err != nil {
+				return err
+			}
+			defer part.Release()
+			if int64(part.Len()) != counts[c.Rank()] {
+				t.Errorf("rank %d got %d elements, want %d", c.Rank(), part.Len(), counts[c.Rank()])
+			}
+			for _, contiguous := range []bool{false, true} {
+				var opts []GatherOption
+				if contiguous {
+					opts = append(opts, Contiguous())
+				}
+				ch, err := c.Gatherv(ctx, root, part, counts, opts...)
+				if err != nil {
+					return err
+				}
+				if c.Rank() != root {
+					if ch != nil {
+						t.Errorf("non-root got a gather result")
+					}
+					continue
+				}
+				if contiguous && len(ch.Chunks()) != 1 {
+					t.Errorf("contiguous gather has %d chunks", len(ch.Chunks()))
+				}
+				err = sameChunked(ch, []arrow.Array{src})
+				ch.Release()
+				if err != nil {
+					t.Errorf("P=%d %s n=%d scatter+gather: %v", p, dt, n, err)
+				}
+			}
+			all, err := c.Allgather(ctx, part)
+			if err != nil {
+				return err
+			}
+			defer all.Release()
+			if err := sameChunked(all, []arrow.Array{src}); err != nil {
+				t.Errorf("P=%d %s n=%d allgather rank %d: %v", p, dt, n, c.Rank(), err)
+			}
+			return nil
 		})
-	}
+		w.close(t)
+		src.Release()
+	})
 }
 
 func TestBcastIdentical(t *testing.T) {
-	rng := rand.New(rand.NewSource(3))
-	for _, v := range variants() {
-		t.Run(v.name, func(t *testing.T) {
-			for trial := 0; trial < 10; trial++ {
-				p := 1 + rng.Intn(8)
-				dt := testTypes[rng.Intn(len(testTypes))]
-				n := rng.Intn(3000)
-				root := rng.Intn(p)
-				src := randArray(rng, memory.DefaultAllocator, dt, n, rng.Intn(11), 0.3*float64(rng.Intn(2)))
-				w := newTestWorld(t, p, v.wo)
-				mustRun(t, w, func(ctx context.Context, c *Comm) error {
-					var in arrow.Array
-					if c.Rank() == root {
-						in = src
-					}
-					got, err := c.Bcast(ctx, root, in)
-					if err != nil {
-						return err
-					}
-					defer got.Release()
-					if err := sameValues(got, src); err != nil {
-						t.Errorf("P=%d %s n=%d bcast rank %d: %v", p, dt, n, c.Rank(), err)
-					}
-					return nil
-				})
-				w.close(t)
-				src.Release()
+	trials(t, 3, 10, func(t *testing.T, rng *rand.Rand, wo worldOpts) {
+		p := 1 + rng.Intn(8)
+		dt := testTypes[rng.Intn(len(testTypes))]
+		n := rng.Intn(3000)
+		root := rng.Intn(p)
+		src := randArray(rng, memory.DefaultAllocator, dt, n, rng.Intn(11), 0.3*float64(rng.Intn(2)))
+		w := newTestWorld(t, p, wo)
+		mustRun(t, w, func(ctx context.Context, c *Comm) error {
+			var in arrow.Array
+			if c.Rank() == root {
+				in = src
 			}
+			got, err := c.Bcast(ctx, root, in)
+			if err != nil {
+				return err
+			}
+			defer got.Release()
+			if err := sameValues(got, src); err != nil {
+				t.Errorf("P=%d %s n=%d bcast rank %d: %v", p, dt, n, c.Rank(), err)
+			}
+			return nil
 		})
-	}
+		w.close(t)
+		src.Release()
+	})
 }
 
 func TestSplitSubBarrier(t *testing.T) {

@@ -691,6 +691,18 @@ func (c *Comm) checkRoot(op string, root int) error {
 	return nil
 }
 
+// nextRooted starts a collective with a root: next, then checkRoot.
+func (c *Comm) nextRooted(op string, root int) (func(step uint8) uint64, error) {
+	tag, err := c.next()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkRoot(op, root); err != nil {
+		return nil, err
+	}
+	return tag, nil
+}
+
 // Send sends arr to communicator rank `to` with a user tag in [0, MaxTag].
 // The returned Tracker is done when the receiver released arena buffers
 // sent without copying (arr allocated from this rank's Arena); otherwise at

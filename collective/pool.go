@@ -159,10 +159,7 @@ func (a poolAllocator) Reallocate(n int, b []byte) []byte {
 	if n <= cap(b) {
 		return b[:n]
 	}
-	nb := a.Allocate(n)
-	copy(nb, b)
-	a.Free(b)
-	return nb
+	return moveTo(a, n, b)
 }
 
 func (a poolAllocator) Free(b []byte) {

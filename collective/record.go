@@ -120,6 +120,20 @@ func toRecord(g *got) arrow.RecordBatch {
 	return rec
 }
 
+// gotRecord checks that g, received from root, is a well-formed record and
+// builds it (see toRecord); g is released either way.
+func (c *Comm) gotRecord(op string, root int, g *got) (arrow.RecordBatch, error) {
+	if g.kind != kindRecord {
+		g.release()
+		return nil, protoErr(op, c.rank, root, "expected a record")
+	}
+	if err := checkShape(g); err != nil {
+		g.release()
+		return nil, &PeerError{Op: op, Rank: c.rank, Peer: root, Err: err}
+	}
+	return toRecord(g), nil
+}
+
 // toChunks returns the received chunks; the caller owns them.
 func toChunks(g *got) []arrow.Array {
 	a := g.arrs
@@ -131,11 +145,8 @@ func toChunks(g *got) []arrow.Array {
 // Columns alias the received memory, as Bcast's array does.
 func (c *Comm) BcastRecord(ctx context.Context, root int, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
 	const op = "bcastrecord"
-	tag, err := c.next()
+	tag, err := c.nextRooted(op, root)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.checkRoot(op, root); err != nil {
 		return nil, err
 	}
 	var v value
@@ -152,26 +163,15 @@ func (c *Comm) BcastRecord(ctx context.Context, root int, rec arrow.RecordBatch)
 		rec.Retain()
 		return rec, nil
 	}
-	if g.kind != kindRecord {
-		g.release()
-		return nil, protoErr(op, c.rank, root, "expected a record")
-	}
-	if err := checkShape(g); err != nil {
-		g.release()
-		return nil, &PeerError{Op: op, Rank: c.rank, Peer: root, Err: err}
-	}
-	return toRecord(g), nil
+	return c.gotRecord(op, root, g)
 }
 
 // BcastChunked sends root's chunked array to every rank (on root: ch,
 // retained), chunk boundaries kept.
 func (c *Comm) BcastChunked(ctx context.Context, root int, ch *arrow.Chunked) (*arrow.Chunked, error) {
 	const op = "bcastchunked"
-	tag, err := c.next()
+	tag, err := c.nextRooted(op, root)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.checkRoot(op, root); err != nil {
 		return nil, err
 	}
 	var v value
@@ -224,11 +224,8 @@ func releaseAll(as []arrow.Array) {
 // The parts are slices of root's columns, sent without copying.
 func (c *Comm) ScatterRecord(ctx context.Context, root int, rec arrow.RecordBatch, counts []int64) (arrow.RecordBatch, error) {
 	const op = "scatterrecord"
-	tag, err := c.next()
+	tag, err := c.nextRooted(op, root)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.checkRoot(op, root); err != nil {
 		return nil, err
 	}
 	if c.rank != root {
@@ -236,15 +233,7 @@ func (c *Comm) ScatterRecord(ctx context.Context, root int, rec arrow.RecordBatc
 		if err != nil {
 			return nil, err
 		}
-		if g.kind != kindRecord {
-			g.release()
-			return nil, protoErr(op, c.rank, root, "expected a record")
-		}
-		if err := checkShape(g); err != nil {
-			g.release()
-			return nil, &PeerError{Op: op, Rank: c.rank, Peer: root, Err: err}
-		}
-		return toRecord(g), nil
+		return c.gotRecord(op, root, g)
 	}
 	v, err := recordValue(rec)
 	if err != nil {
@@ -285,22 +274,42 @@ func (c *Comm) gatherValues(ctx context.Context, op string, root int, v value, t
 		return nil, c.send(ctx, op, root, tag(0), v, nil)
 	}
 	parts := make([]*got, len(c.ranks))
-	for q := range c.ranks {
-		if q == root {
-			continue
-		}
-		g, err := c.recv(ctx, op, q, tag(0))
-		if err != nil {
-			releaseGots(parts)
-			return nil, err
-		}
+	if err := c.recvMatching(ctx, op, v, tag, parts); err != nil {
+		return nil, err
+	}
+	return parts, nil
+}
+
+// recvMatching receives every peer's value into parts[peer]. A value that
+// does not match v aborts the collective on every member; on any error all
+// of parts is released.
+func (c *Comm) recvMatching(ctx context.Context, op string, v value, tag func(uint8) uint64, parts []*got) error {
+	err := c.recvAll(ctx, op, tag, func(q int, g *got) error {
 		parts[q] = g
 		if err := matches(v, g); err != nil {
 			releaseGots(parts)
-			return nil, c.failColl(tag(0), &PeerError{Op: op, Rank: c.rank, Peer: q, Err: err})
+			return c.failColl(tag(0), &PeerError{Op: op, Rank: c.rank, Peer: q, Err: err})
 		}
+		return nil
+	})
+	if err != nil {
+		releaseGots(parts)
 	}
-	return parts, nil
+	return err
+}
+
+// gatherAs starts a rooted gather of x, viewed as a value by view, and
+// collects the values on root as gatherValues does.
+func gatherAs[T any](ctx context.Context, c *Comm, op string, root int, x T, view func(T) (value, error)) ([]*got, error) {
+	tag, err := c.nextRooted(op, root)
+	if err != nil {
+		return nil, err
+	}
+	v, err := view(x)
+	if err != nil {
+		return nil, c.failColl(tag(0), err)
+	}
+	return c.gatherValues(ctx, op, root, v, tag)
 }
 
 // allgatherValues gives every member everyone's value (parts[own rank] is
@@ -311,27 +320,11 @@ func (c *Comm) allgatherValues(ctx context.Context, op string, v value, tag func
 	if c.allShm() {
 		staged, done := c.stage(v)
 		defer done()
-		for q := range c.ranks {
-			if q != r {
-				if err := c.send(ctx, op, q, tag(0), staged, nil); err != nil {
-					return nil, err
-				}
-			}
+		if err := c.sendAll(ctx, op, staged, tag); err != nil {
+			return nil, err
 		}
-		for q := range c.ranks {
-			if q == r {
-				continue
-			}
-			g, err := c.recv(ctx, op, q, tag(0))
-			if err != nil {
-				releaseGots(parts)
-				return nil, err
-			}
-			parts[q] = g
-			if err := matches(v, g); err != nil {
-				releaseGots(parts)
-				return nil, c.failColl(tag(0), &PeerError{Op: op, Rank: r, Peer: q, Err: err})
-			}
+		if err := c.recvMatching(ctx, op, v, tag, parts); err != nil {
+			return nil, err
 		}
 		return parts, nil
 	}
@@ -391,11 +384,7 @@ func (c *Comm) table(own arrow.RecordBatch, parts []*got, opts []GatherOption) (
 		}
 	}()
 	schema := own.Schema()
-	var o gatherOpts
-	for _, f := range opts {
-		f(&o)
-	}
-	if !o.contiguous {
+	if !applyGather(opts).contiguous {
 		return array.NewTableFromRecords(schema, recs), nil
 	}
 	rows := int64(0)
@@ -403,22 +392,18 @@ func (c *Comm) table(own arrow.RecordBatch, parts []*got, opts []GatherOption) (
 		rows += r.NumRows()
 	}
 	cols := make([]arrow.Column, len(schema.Fields()))
+	arrs := make([]arrow.Array, len(recs))
 	for i, f := range schema.Fields() {
-		asm := newAssembler(f.Type, rows, c.w.opts.mem)
-		at := int64(0)
-		for _, r := range recs {
-			col, err := columnOf(r.Column(i))
-			if err != nil {
-				asm.release()
-				for _, cc := range cols[:i] {
-					cc.Release()
-				}
-				return nil, err
-			}
-			asm.put(at, col)
-			at += col.n
+		for j, r := range recs {
+			arrs[j] = r.Column(i)
 		}
-		one := asm.finish()
+		one, err := c.concat(f.Type, arrs)
+		if err != nil {
+			for _, cc := range cols[:i] {
+				cc.Release()
+			}
+			return nil, err
+		}
 		ch := arrow.NewChunked(f.Type, []arrow.Array{one})
 		one.Release()
 		cols[i] = *arrow.NewColumn(f, ch)
@@ -437,18 +422,7 @@ func (c *Comm) table(own arrow.RecordBatch, parts []*got, opts []GatherOption) (
 // types must agree with root's. Non-roots get nil.
 func (c *Comm) GatherRecord(ctx context.Context, root int, rec arrow.RecordBatch, opts ...GatherOption) (arrow.Table, error) {
 	const op = "gatherrecord"
-	tag, err := c.next()
-	if err != nil {
-		return nil, err
-	}
-	if err := c.checkRoot(op, root); err != nil {
-		return nil, err
-	}
-	v, err := recordValue(rec)
-	if err != nil {
-		return nil, c.failColl(tag(0), err)
-	}
-	parts, err := c.gatherValues(ctx, op, root, v, tag)
+	parts, err := gatherAs(ctx, c, op, root, rec, recordValue)
 	if err != nil || c.rank != root {
 		return nil, err
 	}
@@ -479,18 +453,7 @@ func (c *Comm) AllgatherRecord(ctx context.Context, rec arrow.RecordBatch, opts 
 // buffers, or one chunk with Contiguous(). Non-roots get nil.
 func (c *Comm) GatherChunked(ctx context.Context, root int, ch *arrow.Chunked, opts ...GatherOption) (*arrow.Chunked, error) {
 	const op = "gatherchunked"
-	tag, err := c.next()
-	if err != nil {
-		return nil, err
-	}
-	if err := c.checkRoot(op, root); err != nil {
-		return nil, err
-	}
-	v, err := chunkedValue(ch)
-	if err != nil {
-		return nil, c.failColl(tag(0), err)
-	}
-	parts, err := c.gatherValues(ctx, op, root, v, tag)
+	parts, err := gatherAs(ctx, c, op, root, ch, chunkedValue)
 	if err != nil || c.rank != root {
 		return nil, err
 	}

@@ -14,13 +14,21 @@ import (
 // says whether acc holds the lower ranks' partial (the left operand). An
 // element is null in the result if it is null on any rank.
 func combine(acc *assembler, lo int64, in column, accLeft bool, k kernel) {
+	dst := acc.data.Bytes()[lo*acc.w : (lo+in.n)*acc.w]
+	combineWith(acc, lo, dst, in, accLeft, k)
+}
+
+// combineWith writes acc[lo, lo+in.n) = mine op in (mine on the left when
+// accLeft), mine holding the elements acc's validity describes, and ANDs
+// in's validity into acc's.
+func combineWith(acc *assembler, lo int64, mine []byte, in column, accLeft bool, k kernel) {
 	w := acc.w
 	dst := acc.data.Bytes()[lo*w : (lo+in.n)*w]
 	src := in.data[in.off*w : (in.off+in.n)*w]
 	if accLeft {
-		k(dst, dst, src, in.n)
+		k(dst, mine, src, in.n)
 	} else {
-		k(dst, src, dst, in.n)
+		k(dst, src, mine, in.n)
 	}
 	if in.valid == nil {
 		return
@@ -184,23 +192,7 @@ func (s *reduceState) recvCombine(ctx context.Context, peer int, step uint8, lo,
 // when accLeft); acc's validity already holds own's.
 func combineFrom(acc *assembler, lo int64, own, in column, accLeft bool, k kernel) {
 	w := acc.w
-	dst := acc.data.Bytes()[lo*w : (lo+in.n)*w]
-	mine := own.data[(own.off+lo)*w : (own.off+lo+in.n)*w]
-	src := in.data[in.off*w : (in.off+in.n)*w]
-	if accLeft {
-		k(dst, mine, src, in.n)
-	} else {
-		k(dst, src, mine, in.n)
-	}
-	if in.valid == nil {
-		return
-	}
-	if acc.valid == nil {
-		acc.valid = memory.NewResizableBuffer(acc.mem)
-		acc.valid.Resize(int((acc.n + 7) / 8))
-		bitutil.SetBitsTo(acc.valid.Bytes(), 0, acc.n, true)
-	}
-	bitutil.BitmapAnd(acc.valid.Bytes(), in.valid, lo, in.off, acc.valid.Bytes(), lo, in.n)
+	combineWith(acc, lo, own.data[(own.off+lo)*w:(own.off+lo+in.n)*w], in, accLeft, k)
 }
 
 // sendRange sends elements [lo, hi) of the partial result: the input itself
@@ -334,11 +326,8 @@ func (c *Comm) large(arr arrow.Array) bool {
 // binomial tree to rank 0, then to root. Large: fold, recursive halving,
 // blocks to root.
 func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arrow.Array, error) {
-	tag, err := c.next()
+	tag, err := c.nextRooted("reduce", root)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.checkRoot("reduce", root); err != nil {
 		return nil, err
 	}
 	s, err := c.newReduce("reduce", arr, o, tag)

@@ -38,43 +38,32 @@ type column struct {
 
 // width returns the element size in bytes of a supported type, or 0.
 func width(dt arrow.DataType) int64 {
-	switch dt.ID() {
-	case arrow.INT8, arrow.UINT8:
-		return 1
-	case arrow.INT16, arrow.UINT16:
-		return 2
-	case arrow.INT32, arrow.UINT32, arrow.FLOAT32:
-		return 4
-	case arrow.INT64, arrow.UINT64, arrow.FLOAT64:
-		return 8
+	if t, ok := typeOf(dt.ID()).(arrow.FixedWidthDataType); ok {
+		return int64(t.Bytes())
 	}
 	return 0
 }
 
+// numeric holds the supported types by id.
+var numeric = [...]arrow.DataType{
+	arrow.INT8:    arrow.PrimitiveTypes.Int8,
+	arrow.INT16:   arrow.PrimitiveTypes.Int16,
+	arrow.INT32:   arrow.PrimitiveTypes.Int32,
+	arrow.INT64:   arrow.PrimitiveTypes.Int64,
+	arrow.UINT8:   arrow.PrimitiveTypes.Uint8,
+	arrow.UINT16:  arrow.PrimitiveTypes.Uint16,
+	arrow.UINT32:  arrow.PrimitiveTypes.Uint32,
+	arrow.UINT64:  arrow.PrimitiveTypes.Uint64,
+	arrow.FLOAT32: arrow.PrimitiveTypes.Float32,
+	arrow.FLOAT64: arrow.PrimitiveTypes.Float64,
+}
+
+// typeOf returns the supported type with the given id, or nil.
 func typeOf(id arrow.Type) arrow.DataType {
-	switch id {
-	case arrow.INT8:
-		return arrow.PrimitiveTypes.Int8
-	case arrow.INT16:
-		return arrow.PrimitiveTypes.Int16
-	case arrow.INT32:
-		return arrow.PrimitiveTypes.Int32
-	case arrow.INT64:
-		return arrow.PrimitiveTypes.Int64
-	case arrow.UINT8:
-		return arrow.PrimitiveTypes.Uint8
-	case arrow.UINT16:
-		return arrow.PrimitiveTypes.Uint16
-	case arrow.UINT32:
-		return arrow.PrimitiveTypes.Uint32
-	case arrow.UINT64:
-		return arrow.PrimitiveTypes.Uint64
-	case arrow.FLOAT32:
-		return arrow.PrimitiveTypes.Float32
-	case arrow.FLOAT64:
-		return arrow.PrimitiveTypes.Float64
+	if id < 0 || int(id) >= len(numeric) {
+		return nil
 	}
-	return nil
+	return numeric[id]
 }
 
 // columnOf views a numeric array as a column without copying. Slices
