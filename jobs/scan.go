@@ -177,26 +177,38 @@ func isBare(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
+// items scans the comma-separated items of an inline table or array up to
+// and including the closing byte; item reads one item. Every turn advances
+// at least one byte, so broken input cannot stall the scan.
+func (s *keyScanner) items(closing byte, item func()) {
+	for {
+		s.skipBlank()
+		if s.eof() {
+			return
+		}
+		switch s.src[s.i] {
+		case closing:
+			s.adv()
+			return
+		case ',':
+			s.adv()
+			continue
+		}
+		start := s.i
+		item()
+		if s.i == start {
+			s.adv()
+		}
+	}
+}
+
 // value skips one value, recording the keys of inline tables under key.
 func (s *keyScanner) value(key []string) {
 	s.skipWS()
 	switch s.peek(0) {
 	case '{':
 		s.adv()
-		for {
-			s.skipBlank()
-			if s.eof() {
-				return
-			}
-			switch s.src[s.i] {
-			case '}':
-				s.adv()
-				return
-			case ',':
-				s.adv()
-				continue
-			}
-			start := s.i
+		s.items('}', func() {
 			segs, poss := s.key()
 			for n := range segs {
 				s.record(sub(key, segs[:n+1]...), poss[n])
@@ -206,31 +218,10 @@ func (s *keyScanner) value(key []string) {
 				s.adv()
 				s.value(sub(key, segs...))
 			}
-			if s.i == start {
-				s.adv()
-			}
-		}
+		})
 	case '[':
 		s.adv()
-		for {
-			s.skipBlank()
-			if s.eof() {
-				return
-			}
-			switch s.src[s.i] {
-			case ']':
-				s.adv()
-				return
-			case ',':
-				s.adv()
-				continue
-			}
-			start := s.i
-			s.value(key)
-			if s.i == start {
-				s.adv()
-			}
-		}
+		s.items(']', func() { s.value(key) })
 	case '"':
 		if strings.HasPrefix(s.src[s.i:], `"""`) {
 			s.multiline('"', true)
