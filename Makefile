@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/rankhub/rankhub.Revision=$(REV)
 export CGO_ENABLED ?= 0
 BINS := bin/rankhub bin/hello $(if $(wildcard examples/ising),bin/ising)
 
-.PHONY: help build test check demo bench fuzz clean slurm-up slurm-down
+.PHONY: help build test check demo bench fuzz clean slurm-up slurm-down jsreaders
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,7 +17,12 @@ build: ## build bin/rankhub and the examples (static, cgo-free)
 	$(GO) build -o bin/hello ./examples/hello
 	@if [ -d examples/ising ]; then $(GO) build -o bin/ising ./examples/ising; fi
 
-test: build ## run every test with the race detector
+jsreaders: ## install the Arrow readers that are not ours (Arrow JS, DuckDB) for the results tests
+	@if [ ! -d results/jsreaders/node_modules/apache-arrow ]; then \
+	  if command -v npm >/dev/null; then cd results/jsreaders && npm install --no-audit --no-fund --loglevel=error; \
+	  else echo "npm not found: the Arrow JS/DuckDB reader tests will skip (apt-get install nodejs npm)"; fi; fi
+
+test: build jsreaders ## run every test with the race detector
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 check: ## gofmt, go vet, staticcheck (pinned), go mod tidy drift, import direction
