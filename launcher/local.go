@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -148,7 +149,8 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		if cfg.Heartbeat > 0 {
 			cmd.Env = append(cmd.Env, EnvHeartbeat+"="+cfg.Heartbeat.String())
 		}
-		cmd.Env = append(cmd.Env, "GODEBUG="+RankGODEBUG(os.Getenv("GODEBUG")))
+		cmd.Env = append(cmd.Env, "GODEBUG="+RankGODEBUG(os.Getenv("GODEBUG")),
+			"GOMAXPROCS="+RankGOMAXPROCS(os.Getenv("GOMAXPROCS"), cfg.Ranks, runtime.NumCPU()))
 		for k, v := range cfg.Env {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -198,6 +199,28 @@ func TestCtrlCStopsEveryRank(t *testing.T) {
 	for _, p := range pids {
 		if err := syscall.Kill(p, 0); err == nil {
 			t.Errorf("rank pid %d still alive", p)
+		}
+	}
+}
+
+// The local launcher gives each rank an equal share of the cores as
+// GOMAXPROCS, unless the user set GOMAXPROCS.
+func TestRunSharesCoresAmongRanks(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "prog.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho \"gomaxprocs=$GOMAXPROCS\"\n"), 0o755)
+	for _, tc := range []struct{ user, want string }{
+		{"", strconv.Itoa(max(1, runtime.NumCPU()/4))}, {"3", "3"},
+	} {
+		cmd := exec.Command(filepath.Join(bin, "rankhub"), "run", "-n", "4", "--", script)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+tc.user)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if n := strings.Count(string(out), "gomaxprocs="+tc.want+"\n"); n != 4 {
+			t.Errorf("GOMAXPROCS=%q: %d of 4 ranks got %s:\n%s", tc.user, n, tc.want, out)
 		}
 	}
 }
