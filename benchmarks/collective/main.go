@@ -10,7 +10,8 @@
 //
 // with mode "shm" (same node, arenas) or "tcp" (forced socket path). The
 // "<Op>+sum" rows add every rank summing what it received (the end-to-end
-// figure). "P2P" is rank 0 -> rank 1 Send/Recv of S plus an 8-byte ack.
+// figure); "LocalSum" is every rank summing its own S bytes, their
+// baseline. "P2P" is rank 0 -> rank 1 Send/Recv of S plus an 8-byte ack.
 // With -mem it only measures the node memory of a 512 MiB bcast: the sum
 // over ranks of private resident memory (RssAnon) plus the shared memory of
 // the arenas (allocated pages of the files in /dev/shm), and the sum of Pss.
@@ -128,7 +129,13 @@ func run() error {
 		if *memOnly {
 			err = b.memory(512)
 		} else {
+			if onlyOps == "" || strings.Contains(","+onlyOps+",", ",PingPong,") {
+				err = b.pingPong()
+			}
 			for _, mib := range sizes {
+				if err != nil {
+					break
+				}
 				if err = b.size(mib); err != nil {
 					break
 				}
@@ -201,25 +208,31 @@ func (b *bench) filled(n int, v float64) arrow.Array {
 	return a
 }
 
-// sum adds up a float64 array with independent accumulators, so that it
-// runs at memory speed.
+// sum adds up a float64 array with eight independent accumulators, so
+// that it runs at memory speed rather than at the latency of one chain of
+// dependent additions (four chains were twice as slow on 8 MiB in cache).
 func sum(a arrow.Array) float64 {
 	if a == nil {
 		return 0
 	}
 	xs := a.(*array.Float64).Float64Values()
-	var s0, s1, s2, s3 float64
+	var s0, s1, s2, s3, s4, s5, s6, s7 float64
 	i := 0
-	for ; i+4 <= len(xs); i += 4 {
-		s0 += xs[i]
-		s1 += xs[i+1]
-		s2 += xs[i+2]
-		s3 += xs[i+3]
+	for ; i+8 <= len(xs); i += 8 {
+		x := xs[i : i+8 : i+8]
+		s0 += x[0]
+		s1 += x[1]
+		s2 += x[2]
+		s3 += x[3]
+		s4 += x[4]
+		s5 += x[5]
+		s6 += x[6]
+		s7 += x[7]
 	}
 	for ; i < len(xs); i++ {
 		s0 += xs[i]
 	}
-	return s0 + s1 + s2 + s3
+	return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 }
 
 func sumChunked(ch *arrow.Chunked) float64 {
@@ -362,6 +375,12 @@ func (b *bench) size(mib int) error {
 			}
 			return nil
 		}},
+		// The baseline of the "+sum" rows: every rank sums its own S bytes
+		// (warm, in its arena): what reading the data costs when nothing
+		// was sent at all.
+		{"LocalSum", func(bool) error {
+			return check("local sum", sum(a), float64(r+1)*float64(n))
+		}},
 		{"SendRecv_p2p", func(s bool) error {
 			switch r {
 			case 0:
@@ -401,8 +420,8 @@ func (b *bench) size(mib int) error {
 			label := o.name
 			if withSum {
 				label += "+sum"
-				if o.name == "Reduce" || o.name == "Allreduce" {
-					continue // reductions already read every byte
+				if o.name == "Reduce" || o.name == "Allreduce" || o.name == "LocalSum" {
+					continue // these already read every byte
 				}
 			}
 			if err := o.fn(true); err != nil { // warm-up, checked
@@ -424,6 +443,51 @@ func (b *bench) size(mib int) error {
 			b.result(fmt.Sprintf("%s_%dMiB_time", label, mib), med, "ms")
 			b.result(fmt.Sprintf("%s_%dMiB", label, mib), float64(S)/(med/1e3)/1e9, "GB/s")
 		}
+	}
+	return nil
+}
+
+// pingPong measures the 8-byte round trip between ranks 0 and 1 with the
+// definition of mpi_bench.py (1,000 warm-up exchanges, then 10,000 timed;
+// the median of the repetitions): the latency floor under every
+// collective, and what the millisecond rows are made of.
+func (b *bench) pingPong() error {
+	c, ctx, r := b.c, b.ctx, b.c.Rank()
+	msg := b.filledHeap(0)
+	defer msg.Release()
+	const warm, iters = 1000, 10000
+	var ts []float64
+	for rep := 0; rep < b.reps; rep++ {
+		if err := c.Barrier(ctx); err != nil {
+			return err
+		}
+		if r > 1 {
+			continue
+		}
+		var t0 time.Time
+		for i := 0; i < warm+iters; i++ {
+			if i == warm {
+				t0 = time.Now()
+			}
+			for turn := 0; turn < 2; turn++ {
+				if (turn == 0) == (r == 0) {
+					if _, err := c.Send(ctx, 1-r, 9, msg); err != nil {
+						return err
+					}
+					continue
+				}
+				got, err := c.Recv(ctx, 1-r, 9)
+				if err != nil {
+					return err
+				}
+				got.Release()
+			}
+		}
+		ts = append(ts, float64(time.Since(t0))/iters/1e3)
+	}
+	if r == 0 {
+		sort.Float64s(ts)
+		b.result("pingpong_8B_rtt", ts[len(ts)/2], "us")
 	}
 	return nil
 }
