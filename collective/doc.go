@@ -90,8 +90,8 @@
 // pending receives from it (after its queued messages) with an error naming
 // the rank, host and pid, and a failed rank aborts its collective on every
 // member. After sending on a connection its reader polls the socket for
-// MeshConfig.Spin (default 100µs, $RANKHUB_SPIN; off unless the node has
-// two cores per rank) instead of sleeping: a reply that comes within the
+// MeshConfig.Spin (default 100µs, $RANKHUB_SPIN; off unless the ranks'
+// GOMAXPROCS fit the node's cores) instead of sleeping: a reply that comes within the
 // window costs no wakeup. Ranks with equal host identity (os.Hostname, or RANKHUB_MESH_HOST)
 // use Unix sockets and arenas; ForceTCP turns both off. Mesh.World is the
 // world communicator, with this rank's arena in /dev/shm (arenas of dead

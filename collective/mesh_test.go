@@ -939,29 +939,26 @@ func TestMeshHuge3GiB(t *testing.T) {
 
 func TestSpinFromEnv(t *testing.T) {
 	cpus := runtime.NumCPU()
-	spinIf := func(ok bool) time.Duration {
-		if ok {
-			return DefaultSpin
-		}
-		return -1
-	}
 	for _, tc := range []struct {
-		env  string
-		size int
-		want time.Duration
+		env         string
+		size, procs int
+		want        time.Duration
 	}{
-		{"", 1, spinIf(cpus >= 2)},
-		{"", cpus / 2, DefaultSpin},
-		{"", cpus/2 + 1, -1}, // ranks and their readers may outnumber the cores
-		{"0", 1, -1},
-		{"250us", 1, 250 * time.Microsecond},
-		{"250us", cpus + 1, 250 * time.Microsecond}, // explicit wins
-		{"junk", 1, spinIf(cpus >= 2)},
-		{"-1s", cpus + 1, -1},
+		{"", 1, 1, DefaultSpin},
+		{"", cpus, 1, DefaultSpin},
+		{"", cpus + 1, 1, -1}, // ranks outnumber the cores
+		{"", cpus / 2, 2, DefaultSpin},
+		{"", cpus/2 + 1, 2, -1}, // their schedulers outnumber the cores
+		{"", 1, cpus + 1, -1},
+		{"0", 1, 1, -1},
+		{"250us", 1, 1, 250 * time.Microsecond},
+		{"250us", cpus + 1, 1, 250 * time.Microsecond}, // explicit wins
+		{"junk", 1, 1, DefaultSpin},
+		{"-1s", cpus + 1, 1, -1},
 	} {
 		t.Setenv(EnvSpin, tc.env)
-		if got := spinFromEnv(tc.size); got != tc.want {
-			t.Errorf("RANKHUB_SPIN=%q size %d: spin %v, want %v", tc.env, tc.size, got, tc.want)
+		if got := spinFromEnv(tc.size, tc.procs); got != tc.want {
+			t.Errorf("RANKHUB_SPIN=%q size %d GOMAXPROCS %d: spin %v, want %v", tc.env, tc.size, tc.procs, got, tc.want)
 		}
 	}
 }
