@@ -114,6 +114,16 @@ for np_ in (2, 4):
             print(f"{np_:>2} {op:<10.10} {mib:>4} {f(mpi)} {f(shm)} {f(r1, 7, '.3f')} {f(t, 6, '.1f')} {f(shs)} {f(r2, 7, '.3f')} {f(tcp)} {f(gbs, 8, '.2f')} {f(rs, 7, '.2f')} {f(eff, 6, '.2f')} {f(mtcp)} {f(meff, 6, '.2f')}")
 print()
 print(f"sockbw loopback TCP: {sock:.3g} GB/s (target for the forced socket path: >= 0.8x)" if sock else "sockbw: no result")
+for np_ in (2, 4):
+    rt = [med.get(k) for k in (f'rankhub_np{np_}_shm_pingpong_8B_rtt', f'mpi_np{np_}_pingpong_8B_rtt',
+                                f'rankhub_np{np_}_tcp_pingpong_8B_rtt', f'mpitcp_np{np_}_pingpong_8B_rtt')]
+    if any(rt):
+        print(f"np={np_} 8-byte ping-pong RTT (us), the latency floor: rankhub shm {f(rt[0], 1)}, OpenMPI shm {f(rt[1], 1)}, "
+              f"rankhub tcp {f(rt[2], 1)}, OpenMPI tcp {f(rt[3], 1)}")
+    ls = [(mib, med.get(f'rankhub_np{np_}_shm_LocalSum_{mib}MiB_time')) for mib in sizes]
+    if any(v for _, v in ls):
+        print(f"np={np_} every rank summing its own S bytes (the +sum rows' baseline, ms): " +
+              ', '.join(f"{mib} MiB {f(v, 1)}" for mib, v in ls))
 if agg:
     ks = ', '.join(f"{k[-2:]} {v:.3g}" for k, v in sorted(med.items()) if k.startswith('sockbw_tcp_aggregate_k'))
     print(f"aggregate loopback capacity (concurrent sockbw streams, GB/s): {ks}; /bound = the time of the op's fewest")
