@@ -1,9 +1,13 @@
 package collective
 
 import (
+	"context"
+	"fmt"
 	"math/rand"
 	"os"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
 func writeFile(p string) error { return os.WriteFile(p, []byte("x"), 0o600) }
@@ -50,4 +54,43 @@ func FuzzParseHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = parseHeader(b)
 	})
+}
+
+// SendTo stages a heap array in the arena once for all receivers on the
+// node; every receiver gets the same bytes and the range is freed when
+// the last one releases.
+func TestSendToStagesOnce(t *testing.T) {
+	w := newTestWorld(t, 4, worldOpts{shm: true})
+	defer w.close(t)
+	const n = 1 << 17 // 1 MiB
+	var grew int64
+	mustRun(t, w, func(ctx context.Context, c *Comm) error {
+		if c.Rank() == 0 {
+			b := array.NewFloat64Builder(w.mem)
+			for i := 0; i < n; i++ {
+				b.Append(float64(i))
+			}
+			a := b.NewArray()
+			b.Release()
+			defer a.Release()
+			before := c.Arena().InUse()
+			if err := c.SendTo(ctx, []int{1, 2, 3}, 5, a); err != nil {
+				return err
+			}
+			grew = c.Arena().InUse() - before
+			return c.Barrier(ctx) // the receivers hold the array until here
+		}
+		got, err := c.Recv(ctx, 0, 5)
+		if err != nil {
+			return err
+		}
+		defer got.Release()
+		if f := got.(*array.Float64); f.Len() != n || f.Value(n-1) != n-1 {
+			return fmt.Errorf("rank %d got %d values", c.Rank(), got.Len())
+		}
+		return c.Barrier(ctx)
+	})
+	if grew < n*8 || grew >= 2*n*8 {
+		t.Fatalf("the arena grew by %d bytes for 3 receivers of %d: want one copy", grew, n*8)
+	}
 }

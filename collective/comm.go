@@ -124,6 +124,11 @@ func New(t Transport, opts ...Option) (*Comm, error) {
 // Rank is this rank's number in the communicator.
 func (c *Comm) Rank() int { return c.rank }
 
+// Arena is this rank's shared-memory arena (nil without one): arrays
+// allocated from Arena().Allocator() are sent to ranks on this node
+// without a copy.
+func (c *Comm) Arena() *Arena { return c.w.opts.arena }
+
 // Size is the number of ranks in the communicator.
 func (c *Comm) Size() int { return len(c.ranks) }
 
@@ -724,6 +729,43 @@ func (c *Comm) Send(ctx context.Context, to int, tag uint64, arr arrow.Array) (*
 	}
 	tr.seal()
 	return tr, nil
+}
+
+// SendTo sends arr to every communicator rank in tos with one user tag, as
+// Send to each would, except that buffers not in this rank's arena are
+// copied into it once for all the receivers on this node, not once each.
+func (c *Comm) SendTo(ctx context.Context, tos []int, tag uint64, arr arrow.Array) error {
+	if c.w.closed.Load() {
+		return ErrClosed
+	}
+	if tag > MaxTag {
+		return fmt.Errorf("%w: send tag %d", ErrArgument, tag)
+	}
+	local := 0
+	for _, to := range tos {
+		if to < 0 || to >= len(c.ranks) {
+			return fmt.Errorf("%w: send to rank %d", ErrArgument, to)
+		}
+		if to != c.rank && c.shm(to) {
+			local++
+		}
+	}
+	col, err := columnOf(arr)
+	if err != nil {
+		return err
+	}
+	v := arrayValue(col)
+	if local > 1 {
+		staged, unstage := c.stage(v)
+		defer unstage()
+		v = staged
+	}
+	for _, to := range tos {
+		if err := c.send(ctx, "send", to, userTag(c.ctxID, tag), v, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Recv receives the next array sent by communicator rank `from` with tag.

@@ -68,7 +68,11 @@
 // sends a release message (tag class 2: token, offsets) back to the owner,
 // whose release goroutine drops the references; a range is freed at zero.
 // Send returns a Tracker that is done when all releases for its messages
-// arrived, i.e. when the buffer is safe to modify again. Arena files are
+// arrived, i.e. when the buffer is safe to modify again; SendTo sends one
+// array to several ranks, staging it in the arena once for all of them.
+// Comm.Arena is the arena (its Allocator builds arrays sent without a
+// copy). Package views moves large arrays of Push/Pull/Scatter/Gather this
+// way, with world user tags from views.BulkTagBase up. Arena files are
 // removed by Arena.Close; CleanStale removes arenas of dead processes.
 // When all members share a node, Bcast, Scatter, Gather and Allgather send
 // descriptors directly (no tree): the payload is copied at most once.
