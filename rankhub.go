@@ -150,7 +150,7 @@ func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm
 	defer ep.Close()
 	mesh := startMesh(ctx, id, ep.Key, transport, copts.Heartbeat, log)
 	defer mesh.close()
-	hub := views.NewHub(views.HubConfig{Host: host, Logger: log})
+	hub := views.NewHub(views.HubConfig{Host: host, Logger: log, World: mesh.world, Rank: id.Rank})
 	go hub.Serve(ep.Listener)
 	defer hub.Shutdown(5 * time.Second)
 	client := views.NewClient(hub)

@@ -6,6 +6,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/rankhub/rankhub/collective"
 )
 
 // Arrow values travel with their buffers as out-of-band frame buffers: the
@@ -27,11 +29,17 @@ import (
 //
 // A sliced array sends only the bytes its rows use (from the byte holding
 // its first row), so scattering a large array sends each engine its part.
+// On the bulk path (bulk.go) an array is replaced by arrowBulk, its type
+// byte, the sending world rank and the tag it travels with on the mesh.
 const (
 	arrowArray   byte = 1
 	arrowRecord  byte = 2
 	arrowChunked byte = 3
 )
+
+// arrowBulk, in place of an array's type byte, says the array travels on
+// the bulk path: type byte, source world rank, tag follow (bulk.go).
+const arrowBulk byte = 0xfe
 
 var arrowTypes = map[arrow.Type]arrow.DataType{
 	arrow.INT8: arrow.PrimitiveTypes.Int8, arrow.INT16: arrow.PrimitiveTypes.Int16,
@@ -102,6 +110,17 @@ func (e *encoder) arrowArray(a arrow.Array) error {
 	dt := a.DataType()
 	if _, ok := arrowTypes[dt.ID()]; !ok {
 		return e.fail(nil, "Arrow type "+dt.String()+" is not supported (numeric, boolean and utf8 arrays are)")
+	}
+	if e.bulk != nil && bulkable(a) {
+		tag, err := e.bulk.send(a)
+		if err != nil {
+			return err
+		}
+		e.byte1(arrowBulk)
+		e.byte1(byte(dt.ID()))
+		e.uvarint(uint64(e.bulk.world.Rank()))
+		e.uvarint(tag)
+		return nil
 	}
 	d := a.Data()
 	bufs := d.Buffers()
@@ -254,6 +273,9 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tb == arrowBulk {
+		return d.bulkArray(want)
+	}
 	dt, ok := arrowTypes[arrow.Type(tb)]
 	if !ok || (want != 0 && arrow.Type(tb) != want) {
 		return nil, d.corrupt(fmt.Sprintf("unsupported or unexpected Arrow type %d", tb))
@@ -322,6 +344,40 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 	ad := array.NewData(dt, int(n), bufs, nil, int(nulls), int(bit))
 	a := array.MakeFromData(ad)
 	ad.Release()
+	return a, nil
+}
+
+// bulkArray receives an array sent on the bulk path (after its marker).
+func (d *decoder) bulkArray(want arrow.Type) (arrow.Array, error) {
+	tb, err := d.byte1()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := arrowTypes[arrow.Type(tb)]; !ok || (want != 0 && arrow.Type(tb) != want) {
+		return nil, d.corrupt(fmt.Sprintf("unsupported or unexpected Arrow type %d", tb))
+	}
+	from, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	tag, err := d.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if d.bulk == nil {
+		return nil, d.corrupt("a bulk array reference, but this side has no collective mesh")
+	}
+	if from > 1<<31 || tag > collective.MaxTag {
+		return nil, d.corrupt("bad bulk array reference")
+	}
+	a, err := d.bulk.recv(int(from), tag)
+	if err != nil {
+		return nil, err
+	}
+	if a.DataType().ID() != arrow.Type(tb) {
+		a.Release()
+		return nil, d.corrupt(fmt.Sprintf("bulk array of type %s, the reference says %d", a.DataType(), tb))
+	}
 	return a, nil
 }
 

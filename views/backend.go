@@ -23,6 +23,8 @@ type backend interface {
 	shutdown(timeout time.Duration) error
 	done() <-chan struct{}
 	close() error
+	// bulkFor returns a sender of large arrays to the engines, or nil.
+	bulkFor(targets []int) *bulkSender
 }
 
 // localBackend is a client of the hub in the same process.
@@ -57,3 +59,6 @@ func (b localBackend) shutdown(timeout time.Duration) error {
 }
 func (b localBackend) done() <-chan struct{} { return b.h.Done() }
 func (b localBackend) close() error          { return nil }
+func (b localBackend) bulkFor(targets []int) *bulkSender {
+	return b.h.bulkFor(targets)
+}

@@ -187,7 +187,11 @@ func (v *DirectView) submit(kind int, name string, args []any) (*AsyncResult, er
 	if args == nil {
 		args = []any{}
 	}
-	ctrl, bufs, err := encodeValues(kind, name, args)
+	var bulk *bulkSender
+	if kind == kindPush {
+		bulk = v.c.b.bulkFor(v.targets)
+	}
+	ctrl, bufs, err := encodeBulk(bulk, kind, name, args)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +206,11 @@ func (v *DirectView) submit(kind int, name string, args []any) (*AsyncResult, er
 func (v *DirectView) submitEach(kind int, name string, args [][]any) ([]*task, error) {
 	ps := make([]payload, len(args))
 	for i, a := range args {
-		ctrl, bufs, err := encodeValues(kind, name, a)
+		var bulk *bulkSender
+		if kind == kindPush {
+			bulk = v.c.b.bulkFor(v.targets[i : i+1])
+		}
+		ctrl, bufs, err := encodeBulk(bulk, kind, name, a)
 		if err != nil {
 			return nil, fmt.Errorf("engine %d: %w", v.targets[i], err)
 		}

@@ -72,6 +72,8 @@ type encoder struct {
 	bufs [][]byte
 	// path describes where in the value the encoder is, for error messages.
 	path []string
+	// bulk, when set, takes large numeric Arrow arrays (bulk.go).
+	bulk *bulkSender
 }
 
 func (e *encoder) byte1(c byte)     { e.b = append(e.b, c) }
@@ -380,7 +382,19 @@ func (e *encoder) reflectValue(rv reflect.Value) error {
 
 // Encode encodes values into a control payload and out-of-band buffers.
 func encodeValues(vals ...any) (ctrl []byte, bufs [][]byte, err error) {
-	e := &encoder{b: make([]byte, 0, 64)}
+	return encodeBulk(nil, vals...)
+}
+
+// encodeBulk is encodeValues with large numeric Arrow arrays sent through
+// b (nil: none). The values are checked first, so that nothing is sent
+// for a payload that cannot be encoded.
+func encodeBulk(b *bulkSender, vals ...any) (ctrl []byte, bufs [][]byte, err error) {
+	if b != nil {
+		if _, _, err := encodeBulk(nil, vals...); err != nil {
+			return nil, nil, err
+		}
+	}
+	e := &encoder{b: make([]byte, 0, 64), bulk: b}
 	for i, v := range vals {
 		e.path = append(e.path[:0], fmt.Sprintf("value %d", i))
 		if err := e.encode(v); err != nil {
@@ -400,6 +414,7 @@ type decoder struct {
 	pos   int
 	bufs  [][]byte
 	depth int
+	bulk  *bulkReceiver // nil: bulk references are refused
 }
 
 func (d *decoder) corrupt(what string) error {
@@ -753,7 +768,13 @@ func numSlice(t byte, raw []byte, n int, inline bool) any {
 
 // decodeValues decodes exactly n values from a payload.
 func decodeValues(ctrl []byte, bufs [][]byte, n int) ([]any, error) {
-	d := &decoder{b: ctrl, bufs: bufs}
+	return decodeBulk(ctrl, bufs, n, nil)
+}
+
+// decodeBulk is decodeValues receiving the arrays the payload refers to
+// through r.
+func decodeBulk(ctrl []byte, bufs [][]byte, n int, r *bulkReceiver) ([]any, error) {
+	d := &decoder{b: ctrl, bufs: bufs, bulk: r}
 	out := make([]any, n)
 	for i := range out {
 		v, err := d.decode()

@@ -57,11 +57,23 @@
 //
 // Arrow arrays and large numeric slices are handed to the transport as they
 // are: do not modify them until the result's Sent channel is closed.
-// Received arrays alias the received frame's memory and are read-only; copy
-// into a builder to change values. Field metadata of records is not sent.
+// Received arrays alias the received memory and are read-only; copy into a
+// builder to change values. Field metadata of records is not sent.
 //
-// # Not yet here
+// Push, Set and Scatter from a driver on rank 0, and the engines' answers
+// to Pull, Get and Gather, move numeric Arrow arrays of 1 MiB and more over
+// the job's collective mesh (bulk.go), the path of package collective: on
+// one node the engine maps the sender's shared-memory arena read-only (an
+// array not allocated there, from collective.Comm.Arena().Allocator(), is
+// copied into it once for all the engines of the call), across nodes the
+// buffers are written straight from the array. Such arrays go back to their
+// owner when Released or garbage collected; an engine's namespace releases
+// the arrays pushed into it when their names are rebound, deleted or
+// cleared (Retain what a function keeps). Outside clients (Connect) and
+// load-balanced calls send through the hub's frames.
 //
-// Engine-side collectives among the targets of a call (a communicator from
-// the collective package) are not wired in yet.
+// Engine functions get communicators from their Context: Comm() over the
+// engines of the DirectView call, World() over every rank. The bulk path
+// uses world tags from BulkTagBase up; user Send/Recv on the world keeps
+// below it.
 package views

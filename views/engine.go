@@ -50,6 +50,11 @@ type Engine struct {
 
 	commMu sync.Mutex // a leaf: guards comms
 	comms  map[string]*collective.Comm
+
+	// hubRank is the world rank answers to pulls send large arrays to on
+	// the bulk path (bulk.go); -1: the hub has no mesh.
+	hubRank  int
+	bulkTags bulkTags
 }
 
 // ServeEngine registers with the hub over conn and serves tasks until the hub
@@ -74,15 +79,16 @@ func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
 	if wf.Type != fWelcome {
 		return fmt.Errorf("views: register with hub: unexpected frame type %d", wf.Type)
 	}
-	v, err := decodeValues(wf.Control, wf.Buffers, 1)
+	v, err := decodeValues(wf.Control, wf.Buffers, 2)
 	if err != nil {
 		return fmt.Errorf("views: welcome: %w", err)
 	}
-	id, ok := v[0].(int)
-	if !ok {
-		return fmt.Errorf("views: welcome: bad engine id")
+	id, ok1 := v[0].(int)
+	bulkRank, ok2 := v[1].(int)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("views: welcome: bad engine id or hub rank")
 	}
-	e := &Engine{cfg: cfg, conn: conn, id: id, ns: newNamespace()}
+	e := &Engine{cfg: cfg, conn: conn, id: id, ns: newNamespace(), hubRank: bulkRank}
 	e.cond = sync.NewCond(&e.mu)
 	cfg.Logger.Info().Int("engine", id).Msg("registered with hub")
 	return e.serve(ctx)
@@ -214,11 +220,15 @@ func (e *Engine) work(ctx context.Context) {
 		// go in one write; an idle engine answers at once, and a timer
 		// sends held results if the next task takes longer than
 		// maxReplyDelay, so no result waits behind a long task.
+		rf := e.resultFrame(f.ID, res) // outside outMu: it may send on the bulk path
+		for _, release := range res.held {
+			release() // encoded (and sent): no longer needed
+		}
 		e.mu.Lock()
 		more := len(e.queue) > 0
 		e.mu.Unlock()
 		e.outMu.Lock()
-		e.out = append(e.out, e.resultFrame(f.ID, res))
+		e.out = append(e.out, rf)
 		if !more || len(e.out) >= maxReplyBatch {
 			e.flushLocked()
 		} else if e.outTimer == nil {
@@ -275,7 +285,11 @@ func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
 func (e *Engine) reply(id uint64, res *resultMsg) { e.flush([]*comm.Frame{e.resultFrame(id, res)}) }
 
 func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
-	v, targets, err := decodeTask(f)
+	var br *bulkReceiver
+	if e.cfg.World != nil {
+		br = &bulkReceiver{ctx: ctx, world: e.cfg.World}
+	}
+	v, targets, err := decodeTask(f, br)
 	if err != nil {
 		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, err.Error()
 		return
@@ -344,13 +358,14 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			return
 		}
 		for k, val := range m {
-			e.ns.Set(k, val)
+			e.ns.setOwned(k, val)
 		}
 	case kindPull:
 		out := make([]any, len(args))
 		for i, a := range args {
 			n, _ := a.(string)
-			val, ok := e.ns.Get(n)
+			val, ok, release := e.ns.retained(n)
+			res.held = append(res.held, release)
 			if !ok {
 				res.Status, res.Code, res.ErrMsg = statusError, CodeError, fmt.Sprintf("name %q is not defined on engine %d", n, e.id)
 				return
@@ -358,6 +373,11 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			out[i] = val
 		}
 		res.Value = out
+		if e.hubRank >= 0 && e.cfg.World != nil {
+			if w, err := e.cfg.World(ctx); err == nil {
+				res.bulk = &bulkSender{ctx: ctx, world: w, to: []int{e.hubRank}, tags: &e.bulkTags}
+			}
+		}
 	default:
 		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, fmt.Sprintf("unknown task kind %d", kind)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
 	"github.com/rs/zerolog"
 )
@@ -26,6 +27,13 @@ type HubConfig struct {
 	HWM int
 	// Seed seeds the Random scheme (0: from the clock).
 	Seed uint64
+	// World returns the communicator over every rank of the job, waiting
+	// until it is ready; nil: no bulk path (bulk.go). With it, pushes and
+	// scatters of a driver in this process and the engines' answers to
+	// pulls and gathers move large numeric Arrow arrays over the mesh.
+	World func(ctx context.Context) (*collective.Comm, error)
+	// Rank is the hub's rank on that communicator (0 in a rankhub job).
+	Rank int
 }
 
 // Hub is rank 0's scheduler: engines register with it, clients submit work
@@ -39,6 +47,8 @@ type HubConfig struct {
 type Hub struct {
 	cfg HubConfig
 	log zerolog.Logger
+
+	bulkTags bulkTags // tags of arrays this process sends on the bulk path
 
 	mu       sync.Mutex
 	engines  map[int]*engineRec
@@ -193,7 +203,11 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 
 	// The welcome goes out before the engine is published: no task or
 	// control frame can overtake it. The id stays reserved either way.
-	ctrl, _, _ := encodeValues(id)
+	bulkRank := -1 // the rank engines send bulk arrays to; -1: none
+	if h.cfg.World != nil {
+		bulkRank = h.cfg.Rank
+	}
+	ctrl, _, _ := encodeValues(id, bulkRank)
 	if err := c.Send(&comm.Frame{Type: fWelcome, Control: ctrl}); err != nil {
 		h.log.Warn().Int("engine", id).Err(err).Msg("engine left before its welcome")
 		c.Close()
@@ -288,7 +302,11 @@ func (h *Hub) requeueLocked(t *task, failedOn int) {
 
 func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	recv := time.Now()
-	r, perr := parseResult(f)
+	var br *bulkReceiver
+	if h.cfg.World != nil {
+		br = &bulkReceiver{ctx: context.Background(), world: h.cfg.World}
+	}
+	r, perr := parseResult(f, br)
 	h.mu.Lock()
 	t := e.pending[f.ID]
 	delete(e.pending, f.ID)
@@ -878,4 +896,31 @@ func (h *Hub) Engines() []EngineInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// bulkFor returns the bulk sender to the given engines, or nil when there
+// is no mesh or an engine is unknown (the payload then travels in frames).
+func (h *Hub) bulkFor(targets []int) *bulkSender {
+	if h.cfg.World == nil {
+		return nil
+	}
+	h.mu.Lock()
+	ranks := make([]int, len(targets))
+	for i, id := range targets {
+		e := h.engines[id]
+		if e == nil || e.dead {
+			h.mu.Unlock()
+			return nil
+		}
+		ranks[i] = e.rank
+	}
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), bulkTimeout)
+	defer cancel()
+	w, err := h.cfg.World(ctx)
+	if err != nil {
+		h.log.Warn().Err(err).Msg("no collective mesh: large arrays travel in frames")
+		return nil
+	}
+	return &bulkSender{ctx: context.Background(), world: w, to: ranks, tags: &h.bulkTags}
 }

@@ -99,15 +99,21 @@ type resultMsg struct {
 	Stdout    string
 	Stderr    string
 	Exit      int
+	// bulk, when set, sends the value's large arrays on the bulk path
+	// (pulls from a hub with a mesh); not encoded.
+	bulk *bulkSender
+	// held are releases of namespace values Retained while the result is
+	// encoded; not encoded.
+	held []func()
 }
 
 func (r *resultMsg) encode() ([]byte, [][]byte, error) {
-	return encodeValues(r.Status, r.Value, r.Code, r.ErrType, r.ErrMsg, r.Traceback,
+	return encodeBulk(r.bulk, r.Status, r.Value, r.Code, r.ErrType, r.ErrMsg, r.Traceback,
 		r.Started, r.Completed, r.Stdout, r.Stderr, r.Exit)
 }
 
-func parseResult(f *comm.Frame) (*resultMsg, error) {
-	v, err := decodeValues(f.Control, f.Buffers, 11)
+func parseResult(f *comm.Frame, b *bulkReceiver) (*resultMsg, error) {
+	v, err := decodeBulk(f.Control, f.Buffers, 11, b)
 	if err != nil {
 		return nil, err
 	}
@@ -136,8 +142,8 @@ func parseResult(f *comm.Frame) (*resultMsg, error) {
 
 // decodeTask decodes a task frame: kind, name and arguments, and for
 // DirectView tasks a fourth value the hub appends, the target ranks.
-func decodeTask(f *comm.Frame) (v []any, targets []int, err error) {
-	d := &decoder{b: f.Control, bufs: f.Buffers}
+func decodeTask(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, err error) {
+	d := &decoder{b: f.Control, bufs: f.Buffers, bulk: r}
 	v = make([]any, 3)
 	for i := range v {
 		if v[i], err = d.decode(); err != nil {
