@@ -14,6 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/rankhub/rankhub"
 	"github.com/rankhub/rankhub/views"
 )
@@ -100,6 +103,46 @@ func drive(ctx context.Context, c *views.Client) error {
 			out(fmt.Sprintf("rankhub_pull_%dMiB", mib), float64(len(a)*8)/time.Since(t).Seconds()/1e9, "GB/s")
 		}
 		e0.Clear()
+		// The same values as an Arrow array: it takes the collective mesh
+		// (one copy into the hub's arena, the engine maps it; the pull
+		// comes back the same way), and from the arena's own allocator
+		// with no copy at all.
+		for _, src := range []string{"arrow", "arrow_arena"} {
+			mem := memory.Allocator(memory.DefaultAllocator)
+			if src == "arrow_arena" {
+				w, err := rankhub.World(ctx)
+				if err != nil || w.Arena() == nil {
+					continue
+				}
+				mem = w.Arena().Allocator()
+			}
+			b := array.NewFloat64Builder(mem)
+			b.AppendValues(a, nil)
+			arr := b.NewArray()
+			b.Release()
+			for r := 0; r < reps; r++ {
+				t := time.Now()
+				if err := e0.Set("a", arr); err != nil {
+					return err
+				}
+				out(fmt.Sprintf("rankhub_push_%s_%dMiB", src, mib), float64(len(a)*8)/time.Since(t).Seconds()/1e9, "GB/s")
+				t = time.Now()
+				v, err := e0.Get("a")
+				if err != nil {
+					return err
+				}
+				if got, ok := v.(arrow.Array); !ok || got.Len() != len(a) {
+					return fmt.Errorf("arrow pull returned %T", v)
+				}
+				out(fmt.Sprintf("rankhub_pull_%s_%dMiB", src, mib), float64(len(a)*8)/time.Since(t).Seconds()/1e9, "GB/s")
+			}
+			arr.Release()
+			e0.Clear()
+			if _, err := c.PurgeAll(); err != nil {
+				return err
+			}
+			runtime.GC()
+		}
 	}
 	return nil
 }

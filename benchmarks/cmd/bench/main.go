@@ -130,6 +130,12 @@ func main() {
 		{"push 512 MiB", "rankhub_push_512MiB", "ipp_push_512MiB", "GB/s", false, ""},
 		{"pull 512 MiB", "rankhub_pull_512MiB", "ipp_pull_512MiB", "GB/s", false, ""},
 		{"  push 512 MiB vs raw Unix stream", "rankhub_push_512MiB", "unix_stream_1024KiBwrites_pinnone", "GB/s", false, "(physical limit)"},
+		{"push 8 MiB, Arrow (mesh)", "rankhub_push_arrow_8MiB", "ipp_push_8MiB", "GB/s", false, "one copy into the arena"},
+		{"pull 8 MiB, Arrow (mesh)", "rankhub_pull_arrow_8MiB", "ipp_pull_8MiB", "GB/s", false, ""},
+		{"push 512 MiB, Arrow (mesh)", "rankhub_push_arrow_512MiB", "ipp_push_512MiB", "GB/s", false, ""},
+		{"pull 512 MiB, Arrow (mesh)", "rankhub_pull_arrow_512MiB", "ipp_pull_512MiB", "GB/s", false, ""},
+		{"push 512 MiB, Arrow in arena", "rankhub_push_arrow_arena_512MiB", "ipp_push_512MiB", "GB/s", false, "no copy"},
+		{"pull 512 MiB, Arrow in arena", "rankhub_pull_arrow_arena_512MiB", "ipp_pull_512MiB", "GB/s", false, ""},
 		{"sweep, 100k Go-function tasks", "rankhub_sweep_func_100k", "target_sweep_rows", "rows/s", false, "≥ 50,000 rows/s end to end, 2 engines"},
 		{"sweep, 10k shell tasks", "rankhub_sweep_shell_10k", "xargs_P2_shell_10k", "tasks/s", false, "bounded by process start: ≈ xargs -P 2"},
 	}
