@@ -2,6 +2,7 @@ package views
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -41,6 +42,14 @@ var bulkThreshold = 1 << 20
 // was sent before the reference, so only a dead or stuck sender delays it.
 const bulkTimeout = time.Minute
 
+// bulkReady bounds the wait for the mesh before a send; without it by then
+// the arrays travel in frames.
+const bulkReady = 10 * time.Second
+
+// errBulkSend marks a failed send on the bulk path: the caller encodes the
+// payload again without it.
+var errBulkSend = errors.New("views: bulk send failed")
+
 // bulkTags hands out the tags of one sending side.
 type bulkTags struct{ n atomic.Uint64 }
 
@@ -73,7 +82,7 @@ func bulkable(a arrow.Array) bool {
 func (s *bulkSender) send(a arrow.Array) (uint64, error) {
 	tag := s.tags.next()
 	if err := s.world.SendTo(s.ctx, s.to, tag, a); err != nil {
-		return 0, fmt.Errorf("views: bulk send to ranks %v: %w", s.to, err)
+		return 0, fmt.Errorf("%w: to ranks %v: %w", errBulkSend, s.to, err)
 	}
 	return tag, nil
 }

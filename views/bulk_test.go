@@ -163,3 +163,24 @@ func TestNamespaceReleasesPushedArrays(t *testing.T) {
 	}
 	mine.Release()
 }
+
+// A failed bulk send (here: the sender's mesh is closed) falls back to
+// frames: the payload still arrives whole.
+func TestBulkFallsBackToFrames(t *testing.T) {
+	cs, _ := bulkPair(t)
+	cs[0].Close()
+	big := float64Ramp(memory.DefaultAllocator, 1<<18)
+	defer big.Release()
+	send := &bulkSender{ctx: context.Background(), world: cs[0], to: []int{1}, tags: &bulkTags{}}
+	ctrl, bufs, err := encodeBulk(send, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := decodeValues(ctrl, bufs, 1) // no mesh needed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := vals[0].(*array.Float64); got.Len() != 1<<18 || got.Value(1000) != 1000 {
+		t.Fatalf("fallback delivered %d values", got.Len())
+	}
+}

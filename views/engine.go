@@ -374,9 +374,11 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 		}
 		res.Value = out
 		if e.hubRank >= 0 && e.cfg.World != nil {
-			if w, err := e.cfg.World(ctx); err == nil {
+			wctx, cancel := context.WithTimeout(ctx, bulkReady)
+			if w, err := e.cfg.World(wctx); err == nil {
 				res.bulk = &bulkSender{ctx: ctx, world: w, to: []int{e.hubRank}, tags: &e.bulkTags}
 			}
+			cancel()
 		}
 	default:
 		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, fmt.Sprintf("unknown task kind %d", kind)

@@ -915,7 +915,7 @@ func (h *Hub) bulkFor(targets []int) *bulkSender {
 		ranks[i] = e.rank
 	}
 	h.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), bulkTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), bulkReady)
 	defer cancel()
 	w, err := h.cfg.World(ctx)
 	if err != nil {
