@@ -207,6 +207,8 @@ func FuzzDecodeArrow(f *testing.F) {
 		}
 		f.Add(ctrl, bufs[0], bufs[1], bufs[2])
 	}
+	// a bulk reference: refused without a mesh, whatever follows it
+	f.Add([]byte{tArrow, arrowArray, arrowBulk, byte(arrow.FLOAT64), 0, 1}, []byte(nil), []byte(nil), []byte(nil))
 	f.Fuzz(func(t *testing.T, ctrl, b0, b1, b2 []byte) {
 		v, err := decodeValues(ctrl, [][]byte{b0, b1, b2}, 1)
 		if err != nil {
