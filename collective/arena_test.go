@@ -6,8 +6,11 @@ import (
 	"math/rand"
 	"os"
 	"testing"
+	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 func writeFile(p string) error { return os.WriteFile(p, []byte("x"), 0o600) }
@@ -93,4 +96,46 @@ func TestSendToStagesOnce(t *testing.T) {
 	if grew < n*8 || grew >= 2*n*8 {
 		t.Fatalf("the arena grew by %d bytes for 3 receivers of %d: want one copy", grew, n*8)
 	}
+}
+
+// A peer that dies holding views of this rank's arena does not pin it: its
+// ranges come back when its death is noticed, and the Tracker completes.
+func TestDeadPeerReleasesArenaRanges(t *testing.T) {
+	w := newTestWorld(t, 2, worldOpts{shm: true})
+	defer w.close(t)
+	const n = 1 << 16
+	held := make(chan arrow.Array, 1)
+	var tr *Tracker
+	mustRun(t, w, func(ctx context.Context, c *Comm) error {
+		if c.Rank() == 1 {
+			got, err := c.Recv(ctx, 0, 1)
+			held <- got // kept: the rank "dies" holding it
+			return err
+		}
+		buf, err := c.Arena().Alloc(n * 8)
+		if err != nil {
+			return err
+		}
+		a := array.NewFloat64Data(array.NewData(arrow.PrimitiveTypes.Float64, n,
+			[]*memory.Buffer{nil, memory.NewBufferBytes(buf)}, nil, 0, 0))
+		defer a.Release()
+		tr, err = c.Send(ctx, 1, 1, a)
+		if err != nil {
+			return err
+		}
+		return c.Arena().unref(c.Arena().offsetOf(buf)) // our own allocation reference
+	})
+	if w.arenas[0].InUse() < n*8 {
+		t.Fatalf("the receiver's view does not hold the range (%d bytes in use)", w.arenas[0].InUse())
+	}
+	w.ts[1].Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tr.Wait(ctx); err != nil {
+		t.Fatalf("the Tracker of a send to a dead peer: %v", err)
+	}
+	if u := w.arenas[0].InUse(); u != 0 {
+		t.Fatalf("%d bytes still pinned by the dead peer", u)
+	}
+	(<-held).Release() // late: must not free anything twice
 }

@@ -47,6 +47,10 @@ type world struct {
 	maps    map[string]*Mapping
 	pending map[uint64]*Tracker
 	token   uint64
+	// held are the arena ranges each peer (transport rank) holds, by
+	// message token: dropped by its release message, or all at once when
+	// the peer dies, so that a dead rank's views do not pin the arena.
+	held map[int]map[uint64][]int64
 
 	abortMu     sync.Mutex
 	aborted     map[uint64]error // collective key -> why
@@ -83,7 +87,7 @@ func New(t Transport, opts ...Option) (*Comm, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	w := &world{t: t, opts: o, maps: map[string]*Mapping{}, pending: map[uint64]*Tracker{},
+	w := &world{t: t, opts: o, maps: map[string]*Mapping{}, pending: map[uint64]*Tracker{}, held: map[int]map[uint64][]int64{},
 		aborted: map[uint64]error{}, abortNotify: make(chan struct{})}
 	ranks := make([]int, t.Size())
 	for i := range ranks {
@@ -159,16 +163,43 @@ func (c *Comm) Close() error {
 	return err
 }
 
-// releaseLoop returns arena ranges that peer has released.
+// releaseLoop returns arena ranges that peer has released, and all it
+// still holds once it is dead (its queued releases applied first).
 func (w *world) releaseLoop(ctx context.Context, peer int) {
 	defer w.wg.Done()
 	for {
 		m, err := w.t.Recv(ctx, peer, releaseTag())
 		if err != nil {
+			if ctx.Err() == nil {
+				w.reclaim(peer)
+			}
 			return
 		}
-		w.handleRelease(m.Header)
+		w.handleRelease(peer, m.Header)
 		m.Release()
+	}
+}
+
+// reclaim drops every arena reference a dead peer held.
+func (w *world) reclaim(peer int) {
+	w.mu.Lock()
+	held := w.held[peer]
+	delete(w.held, peer)
+	var trs []*Tracker
+	for tok := range held {
+		if tr := w.pending[tok]; tr != nil {
+			trs = append(trs, tr)
+			delete(w.pending, tok)
+		}
+	}
+	w.mu.Unlock()
+	for _, offs := range held {
+		for _, off := range offs {
+			_ = w.opts.arena.unref(off)
+		}
+	}
+	for _, tr := range trs {
+		tr.done1()
 	}
 }
 
@@ -334,21 +365,30 @@ func (c *Comm) recvMsg(ctx context.Context, from int, tag uint64) (*Message, err
 	}
 }
 
-// handleRelease applies one release message: token, count, offsets.
-func (w *world) handleRelease(b []byte) {
+// handleRelease applies one release message from peer: token, count,
+// offsets. The ranges dropped are those recorded for the token when it was
+// sent (a bad or repeated message from a peer is ignored, never fatal).
+func (w *world) handleRelease(peer int, b []byte) {
 	r := &reader{b: b}
 	tok := r.uvarint("release token", 1<<63-1)
-	n := r.uvarint("release count", uint64(len(b)))
-	for i := int64(0); i < n && r.err == nil; i++ {
-		off := r.uvarint("release offset", 1<<63-1)
-		if r.err == nil {
-			_ = w.opts.arena.unref(off) // a bad offset from a peer is ignored, never fatal
-		}
+	if r.err != nil {
+		return
 	}
 	w.mu.Lock()
-	tr := w.pending[uint64(tok)]
-	delete(w.pending, uint64(tok))
+	offs, ok := w.held[peer][uint64(tok)]
+	var tr *Tracker
+	if ok {
+		delete(w.held[peer], uint64(tok))
+		tr = w.pending[uint64(tok)]
+		delete(w.pending, uint64(tok))
+	}
 	w.mu.Unlock()
+	if !ok {
+		return
+	}
+	for _, off := range offs {
+		_ = w.opts.arena.unref(off)
+	}
 	if tr != nil {
 		tr.done1()
 	}
@@ -523,6 +563,7 @@ func (c *Comm) send(ctx context.Context, op string, to int, tag uint64, v value,
 		}
 	}
 	var tok uint64
+	peer := c.ranks[to]
 	if len(retained) > 0 {
 		w.mu.Lock()
 		w.token++
@@ -531,10 +572,14 @@ func (c *Comm) send(ctx context.Context, op string, to int, tag uint64, v value,
 			tr.add()
 			w.pending[tok] = tr
 		}
+		if w.held[peer] == nil {
+			w.held[peer] = map[uint64][]int64{}
+		}
+		w.held[peer][tok] = retained // before sending: the release may come at once
 		w.mu.Unlock()
 		h.aux2 = tok
 	}
-	err := w.t.Send(ctx, c.ranks[to], tag, h.marshal(), bufs)
+	err := w.t.Send(ctx, peer, tag, h.marshal(), bufs)
 	if err != nil {
 		for _, off := range retained {
 			_ = w.opts.arena.unref(off)
@@ -542,6 +587,7 @@ func (c *Comm) send(ctx context.Context, op string, to int, tag uint64, v value,
 		if len(retained) > 0 {
 			w.mu.Lock()
 			delete(w.pending, tok)
+			delete(w.held[peer], tok)
 			w.mu.Unlock()
 			if tr != nil {
 				tr.done1()
