@@ -77,8 +77,8 @@ func TestSendToStagesOnce(t *testing.T) {
 			b.Release()
 			defer a.Release()
 			before := c.Arena().InUse()
-			if err := c.SendTo(ctx, []int{1, 2, 3}, 5, a); err != nil {
-				return err
+			if sent, err := c.SendTo(ctx, []int{1, 2, 3}, 5, a); err != nil || sent != 3 {
+				return fmt.Errorf("SendTo: %d sent, %v", sent, err)
 			}
 			grew = c.Arena().InUse() - before
 			return c.Barrier(ctx) // the receivers hold the array until here

@@ -780,17 +780,19 @@ func (c *Comm) Send(ctx context.Context, to int, tag uint64, arr arrow.Array) (*
 // SendTo sends arr to every communicator rank in tos with one user tag, as
 // Send to each would, except that buffers not in this rank's arena are
 // copied into it once for all the receivers on this node, not once each.
-func (c *Comm) SendTo(ctx context.Context, tos []int, tag uint64, arr arrow.Array) error {
+// A failed send does not stop the others: sent counts the receivers that
+// got the message, and err joins the failures.
+func (c *Comm) SendTo(ctx context.Context, tos []int, tag uint64, arr arrow.Array) (sent int, err error) {
 	if c.w.closed.Load() {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if tag > MaxTag {
-		return fmt.Errorf("%w: send tag %d", ErrArgument, tag)
+		return 0, fmt.Errorf("%w: send tag %d", ErrArgument, tag)
 	}
 	local := 0
 	for _, to := range tos {
 		if to < 0 || to >= len(c.ranks) {
-			return fmt.Errorf("%w: send to rank %d", ErrArgument, to)
+			return 0, fmt.Errorf("%w: send to rank %d", ErrArgument, to)
 		}
 		if to != c.rank && c.shm(to) {
 			local++
@@ -798,7 +800,7 @@ func (c *Comm) SendTo(ctx context.Context, tos []int, tag uint64, arr arrow.Arra
 	}
 	col, err := columnOf(arr)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	v := arrayValue(col)
 	if local > 1 {
@@ -807,11 +809,13 @@ func (c *Comm) SendTo(ctx context.Context, tos []int, tag uint64, arr arrow.Arra
 		v = staged
 	}
 	for _, to := range tos {
-		if err := c.send(ctx, "send", to, userTag(c.ctxID, tag), v, nil); err != nil {
-			return err
+		if serr := c.send(ctx, "send", to, userTag(c.ctxID, tag), v, nil); serr != nil {
+			err = errors.Join(err, serr)
+			continue
 		}
+		sent++
 	}
-	return nil
+	return sent, err
 }
 
 // Recv receives the next array sent by communicator rank `from` with tag.

@@ -112,15 +112,13 @@ func (e *encoder) arrowArray(a arrow.Array) error {
 		return e.fail(nil, "Arrow type "+dt.String()+" is not supported (numeric, boolean and utf8 arrays are)")
 	}
 	if e.bulk != nil && bulkable(a) {
-		tag, err := e.bulk.send(a)
-		if err != nil {
-			return err
-		}
-		e.byte1(arrowBulk)
-		e.byte1(byte(dt.ID()))
-		e.uvarint(uint64(e.bulk.world.Rank()))
-		e.uvarint(tag)
-		return nil
+		if tag, ok := e.bulk.send(a); ok {
+			e.byte1(arrowBulk)
+			e.byte1(byte(dt.ID()))
+			e.uvarint(uint64(e.bulk.world.Rank()))
+			e.uvarint(tag)
+			return nil
+		} // nobody got it: it goes in the frame
 	}
 	d := a.Data()
 	bufs := d.Buffers()

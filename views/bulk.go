@@ -2,7 +2,6 @@ package views
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -17,19 +16,30 @@ import (
 )
 
 // Bulk path: push, scatter and Set from a driver in the hub's process, and
-// pull, gather and Get answered by engines, move large numeric Arrow arrays
-// over the job's collective mesh (package collective) instead of inside the
-// hub's frames: on one node as arena descriptors (the engine maps the
-// sender's pages read-only, no byte copied; an array not yet in the arena
-// is copied into it once, for all the engines of the call), across nodes
-// written straight from the Arrow buffers and read into pooled buffers.
-// The frame carries a reference (source rank, tag) in the array's place.
-// Received arrays are read-only, as all Arrow arrays are; their memory goes
-// back to its owner when the Go garbage collector finds them unreachable
-// (or when every buffer is Released), so views users need not Release.
+// the engines' answers to pull, gather and Get, move large numeric Arrow
+// arrays over the job's collective mesh (package collective) instead of
+// inside the hub's frames: on one node as arena descriptors (the receiver
+// maps the sender's pages read-only, no byte copied; an array not yet in
+// the arena is copied into it once, for all the engines of the call),
+// across nodes written straight from the Arrow buffers and read into
+// pooled buffers. The frame carries (source rank, tag) in the array's
+// place; the receiver accepts references only from its peer (the hub's
+// rank on an engine, the engine's rank on the hub).
 //
-// Tags: the bulk path uses user tags from BulkTagBase up on the world
-// communicator; user code sending on the world keeps below it.
+// Lifetime: a received array is managed by the garbage collector, like the
+// frame-decoded arrays it replaces. Release on it does nothing; its memory
+// goes back to its owner once no Arrow object built on its buffers (the
+// array, its slices, records or chunked arrays holding it) is reachable.
+// A Go slice taken from it (Float64Values) is valid only while one of
+// those is. Engines keep values dropped from their namespace reachable
+// until the running task has ended and its result was written, and the
+// hub keeps results until they are purged and written to every client.
+// Arena memory is not Go heap, so the collector does not see its pressure:
+// after every bulkGCBytes received, and after purges and namespace drops
+// of arrays, a collection is started to return what became unreachable.
+//
+// Tags: the bulk path uses world user tags from BulkTagBase up; user code
+// sending on the world keeps below it.
 
 // BulkTagBase is the first world-communicator user tag the views' bulk
 // path uses; tags below it are free for user Send/Recv.
@@ -39,16 +49,31 @@ const BulkTagBase = collective.MaxTag/2 + 1
 var bulkThreshold = 1 << 20
 
 // bulkTimeout bounds the wait for an array whose reference has arrived: it
-// was sent before the reference, so only a dead or stuck sender delays it.
-const bulkTimeout = time.Minute
+// was sent before the reference, so only a dead or unreachable sender
+// delays it.
+const bulkTimeout = 30 * time.Second
 
 // bulkReady bounds the wait for the mesh before a send; without it by then
 // the arrays travel in frames.
 const bulkReady = 10 * time.Second
 
-// errBulkSend marks a failed send on the bulk path: the caller encodes the
-// payload again without it.
-var errBulkSend = errors.New("views: bulk send failed")
+// bulkGCBytes is how much may be received on the bulk path between
+// collections started for it.
+const bulkGCBytes = 256 << 20
+
+var (
+	bulkLive    atomic.Int64 // bytes of received bulk arrays not yet returned
+	bulkSinceGC atomic.Int64 // bytes received since the last collection started for them
+)
+
+// collectBulk starts a collection when received bulk arrays are alive:
+// those no longer reachable go back to their owners.
+func collectBulk() {
+	if bulkLive.Load() > 0 {
+		bulkSinceGC.Store(0)
+		go runtime.GC()
+	}
+}
 
 // bulkTags hands out the tags of one sending side.
 type bulkTags struct{ n atomic.Uint64 }
@@ -79,21 +104,26 @@ func bulkable(a arrow.Array) bool {
 }
 
 // send sends a to every receiver and returns the tag they receive it with.
-func (s *bulkSender) send(a arrow.Array) (uint64, error) {
-	tag := s.tags.next()
-	if err := s.world.SendTo(s.ctx, s.to, tag, a); err != nil {
-		return 0, fmt.Errorf("%w: to ranks %v: %w", errBulkSend, s.to, err)
-	}
-	return tag, nil
+// ok is false when no receiver got it (nothing is left behind: the caller
+// sends a in the frame). A receiver that could not be reached while others
+// were is dead or cut off: its task fails when it waits for the array.
+func (s *bulkSender) send(a arrow.Array) (tag uint64, ok bool) {
+	tag = s.tags.next()
+	sent, _ := s.world.SendTo(s.ctx, s.to, tag, a)
+	return tag, sent > 0
 }
 
-// bulkReceiver receives the arrays a frame refers to.
+// bulkReceiver receives the arrays a frame refers to, from rank from.
 type bulkReceiver struct {
 	ctx   context.Context
 	world func(ctx context.Context) (*collective.Comm, error)
+	from  int
 }
 
 func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
+	if from != r.from {
+		return nil, fmt.Errorf("%w: a bulk array from rank %d, only rank %d sends here", errCorrupt, from, r.from)
+	}
 	ctx, cancel := context.WithTimeout(r.ctx, bulkTimeout)
 	defer cancel()
 	w, err := r.world(ctx)
@@ -107,60 +137,52 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	return gcOwned(a), nil
 }
 
-// gcOwned returns an array over a's memory whose hold on a ends when the
-// garbage collector finds the returned array's buffers unreachable, or
-// when all of them are Released, whichever comes first. a is taken over.
+// gcOwned returns an array over a's memory that the garbage collector
+// manages: a is released once none of the returned array's buffers is
+// reachable. Release on the returned array does nothing. a is taken over.
 func gcOwned(a arrow.Array) arrow.Array {
-	h := &gcHold{a: a}
-	k := &gcKeeper{h: h}
-	runtime.AddCleanup(k, func(h *gcHold) { h.release() }, h)
 	d := a.Data()
+	h := &gcHold{a: a}
 	bufs := make([]*memory.Buffer, len(d.Buffers()))
 	for i, b := range d.Buffers() {
-		if b != nil {
-			bufs[i] = memory.NewBufferWithAllocator(b.Bytes(), k)
-			k.n.Add(1)
+		if b == nil {
+			continue
 		}
+		nb := memory.NewBufferBytes(b.Bytes())
+		h.bytes += int64(b.Len())
+		h.n.Add(1)
+		runtime.AddCleanup(nb, (*gcHold).drop, h)
+		bufs[i] = nb
 	}
-	nd := array.NewData(d.DataType(), d.Len(), bufs, nil, d.NullN(), d.Offset())
-	for _, b := range bufs {
-		if b != nil {
-			b.Release() // nd holds them
-		}
+	bulkLive.Add(h.bytes)
+	if bulkSinceGC.Add(h.bytes) >= bulkGCBytes {
+		collectBulk()
 	}
-	out := array.MakeFromData(nd)
-	nd.Release()
+	out := array.MakeFromData(array.NewData(d.DataType(), d.Len(), bufs, nil, d.NullN(), d.Offset()))
+	if h.n.Load() == 0 {
+		h.release()
+	}
 	return out
 }
 
-// gcHold is the received array and whether it was released.
+// gcHold is a received array, released when its last buffer object is
+// collected.
 type gcHold struct {
-	once sync.Once
-	a    arrow.Array
+	once  sync.Once
+	n     atomic.Int64
+	bytes int64
+	a     arrow.Array
 }
 
-func (h *gcHold) release() { h.once.Do(func() { h.a.Release() }) }
-
-// gcKeeper is the allocator of a gcOwned array's buffers: they reference
-// it, so it lives as long as any of them.
-type gcKeeper struct {
-	h *gcHold
-	n atomic.Int64
-}
-
-// Allocate is never used: the buffers are immutable.
-func (k *gcKeeper) Allocate(size int) []byte { return make([]byte, size) }
-
-// Reallocate is never used: the buffers are immutable.
-func (k *gcKeeper) Reallocate(size int, b []byte) []byte {
-	nb := make([]byte, size)
-	copy(nb, b)
-	return nb
-}
-
-// Free is called when a buffer is Released to zero.
-func (k *gcKeeper) Free([]byte) {
-	if k.n.Add(-1) == 0 {
-		k.h.release()
+func (h *gcHold) drop() {
+	if h.n.Add(-1) == 0 {
+		h.release()
 	}
+}
+
+func (h *gcHold) release() {
+	h.once.Do(func() {
+		h.a.Release()
+		bulkLive.Add(-h.bytes)
+	})
 }

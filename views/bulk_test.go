@@ -2,6 +2,7 @@ package views
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -13,14 +14,14 @@ import (
 	"github.com/rankhub/rankhub/collective"
 )
 
-// bulkPair is two ranks on one node with arenas, in process.
-func bulkPair(t *testing.T) ([]*collective.Comm, []*collective.Arena) {
+// localWorld is n ranks on one node with arenas, in process.
+func localWorld(t *testing.T, n int) ([]*collective.LocalTransport, []*collective.Comm, []*collective.Arena) {
 	t.Helper()
-	ts := collective.NewLocalNetwork(2, collective.LocalOptions{SameNode: true})
+	ts := collective.NewLocalNetwork(n, collective.LocalOptions{SameNode: true})
 	var cs []*collective.Comm
 	var as []*collective.Arena
 	for i, tr := range ts {
-		a, err := collective.NewArena(t.TempDir(), "bulk"+string(rune('a'+i)), 64<<20)
+		a, err := collective.NewArena(t.TempDir(), fmt.Sprintf("bulk%d", i), 256<<20)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +37,7 @@ func bulkPair(t *testing.T) ([]*collective.Comm, []*collective.Arena) {
 			as[i].Close()
 		}
 	})
-	return cs, as
+	return ts, cs, as
 }
 
 func float64Ramp(mem memory.Allocator, n int) arrow.Array {
@@ -48,6 +49,16 @@ func float64Ramp(mem memory.Allocator, n int) arrow.Array {
 	return b.NewArray()
 }
 
+func constArray(n int, v float64) arrow.Array {
+	b := array.NewFloat64Builder(memory.DefaultAllocator)
+	defer b.Release()
+	for i := 0; i < n; i++ {
+		b.Append(v)
+	}
+	return b.NewArray()
+}
+
+// waitInUse collects garbage until the arena holds want bytes.
 func waitInUse(t *testing.T, a *collective.Arena, want int64, what string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -60,9 +71,12 @@ func waitInUse(t *testing.T, a *collective.Arena, want int64, what string) {
 	}
 }
 
+func receiverOf(c *collective.Comm, from int) *bulkReceiver {
+	return &bulkReceiver{ctx: context.Background(), world: func(context.Context) (*collective.Comm, error) { return c, nil }, from: from}
+}
+
 func TestBulkRoundTripThroughArena(t *testing.T) {
-	cs, as := bulkPair(t)
-	ctx := context.Background()
+	_, cs, as := localWorld(t, 2)
 	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
 	defer mem.AssertSize(t, 0)
 	big := float64Ramp(mem, 1<<18) // 2 MiB: bulk
@@ -73,7 +87,7 @@ func TestBulkRoundTripThroughArena(t *testing.T) {
 	}
 	bools := flags.NewArray() // 256 KiB of bits, but boolean: frames
 	flags.Release()
-	send := &bulkSender{ctx: ctx, world: cs[0], to: []int{1}, tags: &bulkTags{}}
+	send := &bulkSender{ctx: context.Background(), world: cs[0], to: []int{1}, tags: &bulkTags{}}
 	ctrl, bufs, err := encodeBulk(send, map[string]any{"big": big, "small": small, "bools": bools})
 	big.Release()
 	small.Release()
@@ -89,13 +103,15 @@ func TestBulkRoundTripThroughArena(t *testing.T) {
 			t.Fatalf("a %d-byte buffer travels in the frame", len(b))
 		}
 	}
-	// Without a mesh the reference is refused, not followed (and the
-	// message stays queued).
+	// Without a mesh, or from another rank than the expected one, the
+	// reference is refused, not followed (and the message stays queued).
 	if _, err := decodeValues(ctrl, bufs, 1); err == nil {
 		t.Fatal("a bulk reference decoded without a mesh")
 	}
-	recv := &bulkReceiver{ctx: ctx, world: func(context.Context) (*collective.Comm, error) { return cs[1], nil }}
-	vals, err := decodeBulk(ctrl, bufs, 1, recv)
+	if _, err := decodeBulk(ctrl, bufs, 1, receiverOf(cs[1], 1)); err == nil {
+		t.Fatal("a bulk reference from rank 0 accepted by a receiver that expects rank 1")
+	}
+	vals, err := decodeBulk(ctrl, bufs, 1, receiverOf(cs[1], 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,77 +126,227 @@ func TestBulkRoundTripThroughArena(t *testing.T) {
 	if got.Len() != 1<<18 || got.Value(12345) != 12345 {
 		t.Fatalf("received %d values, [12345] = %v", got.Len(), got.Value(12345))
 	}
-	held := as[0].InUse()
-	if held < 2<<20 {
-		t.Fatalf("the sender's arena holds %d bytes while the receiver uses the array", held)
+	// The array keeps the sender's range while reachable.
+	runtime.GC()
+	if got.Value(12345) != 12345 || as[0].InUse() < 2<<20 {
+		t.Fatalf("[12345] = %v, sender's arena %d bytes", got.Value(12345), as[0].InUse())
 	}
-	// Release returns the memory at once; dropping it lets the garbage
-	// collector do the same.
-	got.Release()
-	waitInUse(t, as[0], 0, "after Release")
-	ctrl, bufs, err = encodeBulk(send, float64Ramp(memory.DefaultAllocator, 1<<18))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err = decodeBulk(ctrl, bufs, 1, recv); err != nil {
-		t.Fatal(err)
-	}
-	if as[0].InUse() < 2<<20 {
-		t.Fatal("second array not held")
-	}
+	s := array.NewSlice(got, 10, 20) // slices keep the memory too
 	vals, m, got = nil, nil, nil
-	waitInUse(t, as[0], 0, "after the receiver dropped the array")
+	runtime.GC()
+	if s.(*array.Float64).Value(0) != 10 || as[0].InUse() < 2<<20 {
+		t.Fatal("a slice of the received array lost its memory")
+	}
+	runtime.KeepAlive(s)
+	s = nil
+	waitInUse(t, as[0], 0, "after the receiver dropped the array and its slice")
 }
 
-func TestNamespaceReleasesPushedArrays(t *testing.T) {
-	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
-	defer mem.AssertSize(t, 0)
-	ns := newNamespace()
-	ns.setOwned("a", float64Ramp(mem, 100))
-	first := mem.CurrentAlloc()
-	second := float64Ramp(mem, 200)
-	both := mem.CurrentAlloc()
-	ns.setOwned("a", second) // rebinding releases the first
-	if got := mem.CurrentAlloc(); got != both-first {
-		t.Fatalf("after rebinding: %d bytes allocated, want %d", got, both-first)
-	}
-	v, ok, release := ns.retained("a")
-	ns.Delete("a") // the retained reference keeps it alive
-	if !ok || v.(*array.Float64).Value(199) != 199 {
-		t.Fatal("retained value lost")
-	}
-	release()
-	ns.setOwned("b", float64Ramp(mem, 10))
-	ns.Clear()
-	if mem.CurrentAlloc() != 0 {
-		t.Fatalf("after Clear: %d bytes still allocated", mem.CurrentAlloc())
-	}
-	mine := float64Ramp(mem, 10)
-	ns.Set("c", mine) // the caller's: never released by the namespace
-	ns.Delete("c")
-	if mine.(*array.Float64).Value(9) != 9 || mem.CurrentAlloc() == 0 {
-		t.Fatal("the namespace released a value it did not own")
-	}
-	mine.Release()
-}
-
-// A failed bulk send (here: the sender's mesh is closed) falls back to
-// frames: the payload still arrives whole.
-func TestBulkFallsBackToFrames(t *testing.T) {
-	cs, _ := bulkPair(t)
-	cs[0].Close()
+// A send nobody got falls back to the frame; one that reached some
+// receivers keeps the reference (the others are dead or cut off), and the
+// sender's arena comes back once the live receiver drops its array.
+func TestBulkSendFailures(t *testing.T) {
+	ts, cs, as := localWorld(t, 3)
 	big := float64Ramp(memory.DefaultAllocator, 1<<18)
 	defer big.Release()
-	send := &bulkSender{ctx: context.Background(), world: cs[0], to: []int{1}, tags: &bulkTags{}}
+	ts[2].Close() // rank 2 is gone
+	send := &bulkSender{ctx: context.Background(), world: cs[0], to: []int{2}, tags: &bulkTags{}}
 	ctrl, bufs, err := encodeBulk(send, big)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vals, err := decodeValues(ctrl, bufs, 1) // no mesh needed
+	if vals, err := decodeValues(ctrl, bufs, 1); err != nil || vals[0].(*array.Float64).Value(1000) != 1000 {
+		t.Fatalf("nobody reached: the frame should carry the array: %v", err)
+	}
+	waitInUse(t, as[0], 0, "after a send that reached nobody")
+	send.to = []int{1, 2}
+	ctrl, bufs, err = encodeBulk(send, big)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := vals[0].(*array.Float64); got.Len() != 1<<18 || got.Value(1000) != 1000 {
-		t.Fatalf("fallback delivered %d values", got.Len())
+	vals, err := decodeBulk(ctrl, bufs, 1, receiverOf(cs[1], 0))
+	if err != nil || vals[0].(*array.Float64).Value(1000) != 1000 {
+		t.Fatalf("the live receiver: %v", err)
 	}
+	vals = nil
+	waitInUse(t, as[0], 0, "after the live receiver dropped the array (the dead one held nothing)")
+}
+
+func TestNamespaceKeepsDroppedValuesUntilBuried(t *testing.T) {
+	ns := newNamespace()
+	a, b := constArray(10, 1), constArray(10, 2)
+	ns.Set("x", a)
+	ns.Set("x", b) // a dropped
+	ns.Set("y", 7)
+	ns.Delete("y")
+	ns.Clear() // b dropped
+	if len(ns.dropped) != 3 || len(ns.Names()) != 0 {
+		t.Fatalf("dropped %d values, names %v", len(ns.dropped), ns.Names())
+	}
+	if !ns.bury() || len(ns.dropped) != 0 {
+		t.Fatal("bury did not report the Arrow values or kept them")
+	}
+	ns.Set("z", 1)
+	ns.Delete("z")
+	if ns.bury() {
+		t.Fatal("bury reported an Arrow value among plain ones")
+	}
+}
+
+// ---- hub and engines in process, with a collective world ----
+
+var (
+	slowStarted = make(chan struct{}, 1)
+	slowGo      = make(chan struct{})
+)
+
+func init() {
+	// bulk_slowsum takes the values slice of a namespace array (not the
+	// array), waits for the test, then sums it.
+	MustRegister("bulk_slowsum", func(c *Context, name string) (float64, error) {
+		v, _ := c.NS.Get(name)
+		xs := v.(*array.Float64).Float64Values()
+		v = nil
+		slowStarted <- struct{}{}
+		<-slowGo
+		runtime.GC()
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s, nil
+	})
+	MustRegister("bulk_sleep", func(ms int) int { time.Sleep(time.Duration(ms) * time.Millisecond); return ms })
+}
+
+// meshCluster is a hub and n engines in process over a collective world
+// with arenas: rank 0 is the hub, ranks 1..n the engines.
+func meshCluster(t *testing.T, n int) (*Client, []*collective.Arena) {
+	t.Helper()
+	_, cs, as := localWorld(t, n+1)
+	cl, _ := clusterWith(t, n, func(i int) func(context.Context) (*collective.Comm, error) {
+		return func(context.Context) (*collective.Comm, error) { return cs[i], nil }
+	})
+	return cl, as
+}
+
+func firstValue(v any) any {
+	for {
+		l, ok := v.([]any)
+		if !ok {
+			return v
+		}
+		v = l[0]
+	}
+}
+
+// A Clear while a task reads a pushed array through its values slice does
+// not give the array's memory back under it.
+func TestBulkClearDuringRunningTask(t *testing.T) {
+	cl, as := meshCluster(t, 1)
+	dv, _ := cl.DirectView()
+	const n = 1 << 18
+	before := as[0].InUse()
+	if err := dv.Set("x", constArray(n, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if as[0].InUse() <= before {
+		t.Fatal("x did not go through the hub's arena")
+	}
+	ar, err := dv.Apply("bulk_slowsum", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-slowStarted
+	if err := dv.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := dv.Push(map[string]any{"y": constArray(n, -7)}); err != nil { // would reuse a freed range
+		t.Fatal(err)
+	}
+	close(slowGo)
+	got, err := ar.Get(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if firstValue(got).(float64) != n {
+		t.Fatalf("sum over x (all 1) = %v, want %d: x's memory went back during the task", firstValue(got), n)
+	}
+	if _, err := dv.ApplySync("bulk_sleep", 1); err != nil { // the worker buries x now
+		t.Fatal(err)
+	}
+	ar, _ = dv.Delete("y")
+	ar.Get(5 * time.Second)
+	dv.ApplySync("bulk_sleep", 1)
+	waitInUse(t, as[0], before, "after x and y were dropped")
+}
+
+// An aborted push that never ran still hands the hub its arena range back.
+func TestBulkAbortedPushReturnsHubArena(t *testing.T) {
+	cl, as := meshCluster(t, 1)
+	dv, _ := cl.DirectView()
+	before := as[0].InUse()
+	busy, _ := dv.Apply("bulk_sleep", 300)
+	ar, err := dv.Push(map[string]any{"x": constArray(1<<18, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ar.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ar.Get(5 * time.Second); err == nil {
+		t.Fatal("the aborted push succeeded")
+	}
+	busy.Get(5 * time.Second)
+	waitInUse(t, as[0], before, "after an aborted push")
+}
+
+// Arrays pulled from an engine live in the hub's history until purged,
+// whatever the caller dropped; then the engine's arena gets them back.
+func TestBulkPulledArraysLiveUntilPurged(t *testing.T) {
+	cl, as := meshCluster(t, 1)
+	dv, _ := cl.DirectView()
+	const n = 1 << 18
+	if err := dv.Set("x", constArray(n, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dv.Set("y", constArray(n, -7)); err != nil {
+		t.Fatal(err)
+	}
+	ar, err := dv.Pull("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ar.Get(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if as[1].InUse() == 0 {
+		t.Fatal("the pull did not go through the engine's arena")
+	}
+	ids := ar.MsgIDs()
+	ar = nil
+	runtime.GC()
+	if _, err := dv.Get("y"); err != nil { // the engine stages y: must not land on x
+		t.Fatal(err)
+	}
+	again, err := cl.Result(ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := again.Get(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := firstValue(v).(*array.Float64); f.Value(0) != 1 || f.Value(n-1) != 1 {
+		t.Fatalf("the history's x: [0] = %v, want 1", f.Value(0))
+	}
+	v, again = nil, nil
+	if _, err := cl.PurgeAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitInUse(t, as[1], 0, "after the pulled arrays were purged")
 }

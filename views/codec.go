@@ -398,11 +398,6 @@ func encodeBulk(b *bulkSender, vals ...any) (ctrl []byte, bufs [][]byte, err err
 	for i, v := range vals {
 		e.path = append(e.path[:0], fmt.Sprintf("value %d", i))
 		if err := e.encode(v); err != nil {
-			if b != nil && errors.Is(err, errBulkSend) {
-				// The mesh failed (a receiver without one): frames carry
-				// it all; arrays already sent are never received.
-				return encodeBulk(nil, vals...)
-			}
 			return nil, nil, err
 		}
 	}

@@ -66,11 +66,14 @@
 // one node the engine maps the sender's shared-memory arena read-only (an
 // array not allocated there, from collective.Comm.Arena().Allocator(), is
 // copied into it once for all the engines of the call), across nodes the
-// buffers are written straight from the array. Such arrays go back to their
-// owner when Released or garbage collected; an engine's namespace releases
-// the arrays pushed into it when their names are rebound, deleted or
-// cleared (Retain what a function keeps). Outside clients (Connect) and
-// load-balanced calls send through the hub's frames.
+// buffers are written straight from the array. Like arrays decoded from
+// frames, received arrays are managed by the garbage collector: their
+// memory goes back to its owner when nothing built on them is reachable (a
+// Go slice such as Float64Values() is valid only while the array is). Do
+// not Release arrays a result or a namespace hands you; Retain is not
+// needed to keep them. An array allocated from the arena is aliased by the
+// engines it was pushed to: do not modify it while they hold it. Outside
+// clients (Connect) and load-balanced calls send through the hub's frames.
 //
 // Engine functions get communicators from their Context: Comm() over the
 // engines of the DirectView call, World() over every rank. The bulk path

@@ -41,11 +41,13 @@ type Engine struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	queue   []*comm.Frame
+	busy    bool // a task is running or its result is being encoded
 	stopped bool
 	running context.CancelFunc // cancels the running shell command on shutdown
 
-	outMu    sync.Mutex // a leaf: guards out and outTimer
+	outMu    sync.Mutex // a leaf: guards out, keep and outTimer
 	out      []*comm.Frame
+	keep     []*resultMsg // the results of out: their values stay reachable until written
 	outTimer *time.Timer
 
 	commMu sync.Mutex // a leaf: guards comms
@@ -60,7 +62,7 @@ type Engine struct {
 // ServeEngine registers with the hub over conn and serves tasks until the hub
 // shuts the engine down (nil) or the connection fails (an error naming why).
 func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
-	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid()}
+	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid(), Mesh: cfg.World != nil}
 	f, err := reg.frame()
 	if err != nil {
 		return err
@@ -183,11 +185,22 @@ func (e *Engine) control(f *comm.Frame) bool {
 		e.mu.Unlock()
 		now := time.Now()
 		for _, q := range gone {
-			q.Release()
+			go e.drain(q)
 			e.reply(q.ID, &resultMsg{Status: statusError, Code: CodeAborted, ErrMsg: "aborted before it ran", Started: now, Completed: now})
 		}
 	case ctlClear:
 		e.ns.Clear()
+		// An idle engine lets the values go now; a busy one after the
+		// running task (the worker buries them).
+		e.mu.Lock()
+		idle := !e.busy && len(e.queue) == 0
+		e.mu.Unlock()
+		e.outMu.Lock()
+		idle = idle && len(e.out) == 0
+		e.outMu.Unlock()
+		if idle && e.ns.bury() {
+			collectBulk()
+		}
 	case ctlShutdown:
 		return true
 	}
@@ -210,6 +223,7 @@ func (e *Engine) work(ctx context.Context) {
 		f := e.queue[0]
 		e.queue[0] = nil
 		e.queue = e.queue[1:]
+		e.busy = true
 		e.mu.Unlock()
 
 		res := &resultMsg{Started: time.Now()}
@@ -221,16 +235,20 @@ func (e *Engine) work(ctx context.Context) {
 		// sends held results if the next task takes longer than
 		// maxReplyDelay, so no result waits behind a long task.
 		rf := e.resultFrame(f.ID, res) // outside outMu: it may send on the bulk path
-		for _, release := range res.held {
-			release() // encoded (and sent): no longer needed
-		}
 		e.mu.Lock()
 		more := len(e.queue) > 0
+		e.busy = false
 		e.mu.Unlock()
 		e.outMu.Lock()
 		e.out = append(e.out, rf)
+		e.keep = append(e.keep, res)
 		if !more || len(e.out) >= maxReplyBatch {
 			e.flushLocked()
+			// Nothing written refers to dropped values any more, and no
+			// task runs: they may go (and their arena memory back).
+			if e.ns.bury() {
+				collectBulk()
+			}
 		} else if e.outTimer == nil {
 			e.outTimer = time.AfterFunc(maxReplyDelay, func() {
 				e.outMu.Lock()
@@ -259,6 +277,8 @@ func (e *Engine) flushLocked() {
 	if len(e.out) > 0 {
 		e.flush(e.out)
 		e.out = e.out[:0]
+		clear(e.keep)
+		e.keep = e.keep[:0]
 	}
 }
 
@@ -284,12 +304,28 @@ func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
 
 func (e *Engine) reply(id uint64, res *resultMsg) { e.flush([]*comm.Frame{e.resultFrame(id, res)}) }
 
-func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
-	var br *bulkReceiver
-	if e.cfg.World != nil {
-		br = &bulkReceiver{ctx: ctx, world: e.cfg.World}
+// bulkReceiver receives the arrays tasks refer to from the hub's rank, or
+// is nil without a mesh on either side.
+func (e *Engine) bulkReceiver(ctx context.Context) *bulkReceiver {
+	if e.cfg.World == nil || e.hubRank < 0 {
+		return nil
 	}
-	v, targets, err := decodeTask(f, br)
+	return &bulkReceiver{ctx: ctx, world: e.cfg.World, from: e.hubRank}
+}
+
+// drain receives the bulk arrays an aborted task refers to and drops them,
+// so that the hub gets its arena ranges back.
+func (e *Engine) drain(f *comm.Frame) {
+	defer f.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), bulkTimeout)
+	defer cancel()
+	if _, _, err := decodeTask(f, e.bulkReceiver(ctx)); err == nil {
+		collectBulk()
+	}
+}
+
+func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
+	v, targets, err := decodeTask(f, e.bulkReceiver(ctx))
 	if err != nil {
 		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, err.Error()
 		return
@@ -358,14 +394,13 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			return
 		}
 		for k, val := range m {
-			e.ns.setOwned(k, val)
+			e.ns.Set(k, val)
 		}
 	case kindPull:
 		out := make([]any, len(args))
 		for i, a := range args {
 			n, _ := a.(string)
-			val, ok, release := e.ns.retained(n)
-			res.held = append(res.held, release)
+			val, ok := e.ns.Get(n)
 			if !ok {
 				res.Status, res.Code, res.ErrMsg = statusError, CodeError, fmt.Sprintf("name %q is not defined on engine %d", n, e.id)
 				return

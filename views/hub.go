@@ -74,6 +74,7 @@ type engineRec struct {
 	rank    int
 	host    string
 	pid     int
+	mesh    bool // reachable on the bulk path
 	conn    *comm.Conn
 	pending map[uint64]*task
 	dead    bool
@@ -198,7 +199,7 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 		h.taken = map[int]bool{}
 	}
 	h.taken[id] = true // reserved now, published after the welcome
-	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, conn: c, pending: map[uint64]*task{}}
+	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, mesh: reg.Mesh, conn: c, pending: map[uint64]*task{}}
 	h.mu.Unlock()
 
 	// The welcome goes out before the engine is published: no task or
@@ -303,8 +304,8 @@ func (h *Hub) requeueLocked(t *task, failedOn int) {
 func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	recv := time.Now()
 	var br *bulkReceiver
-	if h.cfg.World != nil {
-		br = &bulkReceiver{ctx: context.Background(), world: h.cfg.World}
+	if h.cfg.World != nil && e.mesh {
+		br = &bulkReceiver{ctx: context.Background(), world: h.cfg.World, from: e.rank}
 	}
 	r, perr := parseResult(f, br)
 	h.mu.Lock()
@@ -776,6 +777,7 @@ func (h *Hub) resultStatus(ids []uint64) (pending, completed []uint64, err error
 // purge drops finished results from the history: the given ids, or all
 // finished ones when ids is nil. Outstanding tasks are kept.
 func (h *Hub) purge(ids []uint64) (int, error) {
+	defer collectBulk() // purged results' bulk arrays go back to the engines
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
@@ -908,7 +910,7 @@ func (h *Hub) bulkFor(targets []int) *bulkSender {
 	ranks := make([]int, len(targets))
 	for i, id := range targets {
 		e := h.engines[id]
-		if e == nil || e.dead {
+		if e == nil || e.dead || !e.mesh {
 			h.mu.Unlock()
 			return nil
 		}

@@ -10,7 +10,7 @@ import (
 // Frame types of the views protocol.
 const (
 	fRegister comm.Type = comm.TypeUser + iota // engine → hub: rank, host, pid
-	fWelcome                                   // hub → engine: engine id, world size
+	fWelcome                                   // hub → engine: engine id, the hub's world rank for bulk arrays (-1: none)
 	fTask                                      // hub → engine: kind, name, args (ID = message id)
 	fResult                                    // engine → hub: outcome (ID = message id)
 	fControl                                   // hub → engine: abort, clear, shutdown; bypasses the queue
@@ -63,24 +63,26 @@ type registerMsg struct {
 	Rank int
 	Host string
 	PID  int
+	Mesh bool // the engine is on the job's collective mesh (bulk path)
 }
 
 func (m *registerMsg) frame() (*comm.Frame, error) {
-	ctrl, _, err := encodeValues(m.Rank, m.Host, m.PID)
+	ctrl, _, err := encodeValues(m.Rank, m.Host, m.PID, m.Mesh)
 	return &comm.Frame{Type: fRegister, Control: ctrl}, err
 }
 
 func parseRegister(f *comm.Frame) (*registerMsg, error) {
-	v, err := decodeValues(f.Control, f.Buffers, 3)
+	v, err := decodeValues(f.Control, f.Buffers, 4)
 	if err != nil {
 		return nil, err
 	}
 	m := &registerMsg{}
-	var ok1, ok2, ok3 bool
+	var ok1, ok2, ok3, ok4 bool
 	m.Rank, ok1 = v[0].(int)
 	m.Host, ok2 = v[1].(string)
 	m.PID, ok3 = v[2].(int)
-	if !ok1 || !ok2 || !ok3 {
+	m.Mesh, ok4 = v[3].(bool)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return nil, fmt.Errorf("%w: bad registration", errCorrupt)
 	}
 	return m, nil
@@ -102,9 +104,6 @@ type resultMsg struct {
 	// bulk, when set, sends the value's large arrays on the bulk path
 	// (pulls from a hub with a mesh); not encoded.
 	bulk *bulkSender
-	// held are releases of namespace values Retained while the result is
-	// encoded; not encoded.
-	held []func()
 }
 
 func (r *resultMsg) encode() ([]byte, [][]byte, error) {

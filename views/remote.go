@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,7 @@ type outbox struct {
 	c    *comm.Conn
 	mu   sync.Mutex
 	q    []*comm.Frame
+	keep []any // what the queued frames' buffers alias (bulk arrays): held until written
 	wake chan struct{}
 }
 
@@ -116,10 +118,12 @@ func newOutbox(c *comm.Conn) *outbox {
 	return o
 }
 
-// push queues a frame; it never blocks.
-func (o *outbox) push(f *comm.Frame) {
+// push queues a frame; it never blocks. keep stays reachable until the
+// frame is written (a frame's buffers do not keep arena memory alive).
+func (o *outbox) push(f *comm.Frame, keep ...any) {
 	o.mu.Lock()
 	o.q = append(o.q, f)
+	o.keep = append(o.keep, keep...)
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
@@ -135,12 +139,13 @@ func (o *outbox) run() {
 			return
 		}
 		o.mu.Lock()
-		q := o.q
-		o.q = nil
+		q, keep := o.q, o.keep
+		o.q, o.keep = nil, nil
 		o.mu.Unlock()
 		if len(q) > 0 && o.c.SendBatch(q) != nil {
 			return // the connection failed; its reader ends the client
 		}
+		runtime.KeepAlive(keep)
 	}
 }
 
@@ -210,7 +215,7 @@ func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
 		ctrl, bufs, _ = encodeValues("error", "hub: cannot encode the reply: "+eerr.Error(), nil, nil)
 		tasks = nil
 	}
-	cc.out.push(&comm.Frame{Type: fReply, ID: id, Control: ctrl, Buffers: bufs})
+	cc.out.push(&comm.Frame{Type: fReply, ID: id, Control: ctrl, Buffers: bufs}, result)
 	for _, t := range tasks {
 		cc.mu.Lock()
 		seen := cc.watched[t.id]
@@ -221,7 +226,7 @@ func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
 				cc.mu.Lock()
 				delete(cc.watched, t.id)
 				cc.mu.Unlock()
-				cc.out.push(notifyFrame(t))
+				cc.out.push(notifyFrame(t), t.value)
 			})
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
 )
 
@@ -33,13 +34,25 @@ func init() {
 
 // cluster starts an in-process hub and n engines over real Unix sockets.
 func cluster(t *testing.T, n int) (*Client, []context.CancelFunc) {
+	return clusterWith(t, n, nil)
+}
+
+// clusterWith is cluster with a collective world (world(rank); the hub is
+// rank 0), or none when world is nil.
+func clusterWith(t *testing.T, n int, world func(rank int) func(context.Context) (*collective.Comm, error)) (*Client, []context.CancelFunc) {
 	t.Helper()
 	key, _ := comm.NewKey()
 	ln, err := comm.Listen(comm.ListenConfig{Unix: "@rankhub-test-" + fmt.Sprint(time.Now().UnixNano()), Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewHub(HubConfig{Host: "testhost"})
+	worldOf := func(rank int) func(context.Context) (*collective.Comm, error) {
+		if world == nil {
+			return nil
+		}
+		return world(rank)
+	}
+	h := NewHub(HubConfig{Host: "testhost", World: worldOf(0)})
 	go h.Serve(ln)
 	cancels := make([]context.CancelFunc, n)
 	for i := 0; i < n; i++ {
@@ -49,7 +62,7 @@ func cluster(t *testing.T, n int) (*Client, []context.CancelFunc) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go ServeEngine(ctx, c, EngineConfig{Rank: i + 1, Host: fmt.Sprintf("node%d", i+1)})
+		go ServeEngine(ctx, c, EngineConfig{Rank: i + 1, Host: fmt.Sprintf("node%d", i+1), World: worldOf(i + 1)})
 	}
 	cl := NewClient(h)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
