@@ -137,5 +137,5 @@ func TestDeadPeerReleasesArenaRanges(t *testing.T) {
 	if u := w.arenas[0].InUse(); u != 0 {
 		t.Fatalf("%d bytes still pinned by the dead peer", u)
 	}
-	(<-held).Release() // late: must not free anything twice
+	(<-held).Release()
 }

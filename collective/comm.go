@@ -59,6 +59,9 @@ type world struct {
 	closed atomic.Bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// wgMu orders Close against goroutines started later (release
+	// messages sent from garbage-collector cleanups at any time).
+	wgMu sync.Mutex
 }
 
 // Comm is a communicator: a group of ranks that run collectives together.
@@ -144,7 +147,10 @@ func (c *Comm) WorldRank(r int) int { return c.ranks[r] }
 // communicator from Sub or Split closes the whole world. Idempotent.
 func (c *Comm) Close() error {
 	w := c.w
-	if w.closed.Swap(true) {
+	w.wgMu.Lock()
+	already := w.closed.Swap(true)
+	w.wgMu.Unlock()
+	if already {
 		return nil
 	}
 	w.cancel()
@@ -163,21 +169,38 @@ func (c *Comm) Close() error {
 	return err
 }
 
+// exitChecker is a Transport that can tell that a peer's process exited
+// (Mesh, LocalTransport).
+type exitChecker interface {
+	PeerExited(peer int) bool
+}
+
 // releaseLoop returns arena ranges that peer has released, and all it
-// still holds once it is dead (its queued releases applied first).
+// still holds once its process has exited (its queued releases applied
+// first). A link that failed while the process lives (stopped, cut off)
+// does not free anything: the process may still read the pages.
 func (w *world) releaseLoop(ctx context.Context, peer int) {
 	defer w.wg.Done()
 	for {
 		m, err := w.t.Recv(ctx, peer, releaseTag())
 		if err != nil {
-			if ctx.Err() == nil {
-				w.reclaim(peer)
-			}
-			return
+			break
 		}
 		w.handleRelease(peer, m.Header)
 		m.Release()
 	}
+	ec, ok := w.t.(exitChecker)
+	if !ok {
+		return
+	}
+	for !ec.PeerExited(peer) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	w.reclaim(peer)
 }
 
 // reclaim drops every arena reference a dead peer held.
@@ -581,16 +604,23 @@ func (c *Comm) send(ctx context.Context, op string, to int, tag uint64, v value,
 	}
 	err := w.t.Send(ctx, peer, tag, h.marshal(), bufs)
 	if err != nil {
-		for _, off := range retained {
-			_ = w.opts.arena.unref(off)
-		}
 		if len(retained) > 0 {
+			// The peer's death may have reclaimed them already: whoever
+			// takes the record drops the references, once.
 			w.mu.Lock()
-			delete(w.pending, tok)
+			_, mine := w.held[peer][tok]
 			delete(w.held[peer], tok)
+			if mine {
+				delete(w.pending, tok)
+			}
 			w.mu.Unlock()
-			if tr != nil {
-				tr.done1()
+			if mine {
+				for _, off := range retained {
+					_ = w.opts.arena.unref(off)
+				}
+				if tr != nil {
+					tr.done1()
+				}
 			}
 		}
 		c.abort(tag, fmt.Errorf("rank %d: send to rank %d: %w", c.rank, to, err))
@@ -708,15 +738,18 @@ func (c *Comm) decode(m *Message, from int) (*got, error) {
 
 // sendRelease tells the arena owner that this rank dropped its views.
 func (w *world) sendRelease(owner int, tok uint64, offs []int64) {
-	if w.closed.Load() {
-		return
-	}
 	b := binary.AppendUvarint(nil, tok)
 	b = binary.AppendUvarint(b, uint64(len(offs)))
 	for _, o := range offs {
 		b = binary.AppendUvarint(b, uint64(o))
 	}
+	w.wgMu.Lock()
+	if w.closed.Load() {
+		w.wgMu.Unlock()
+		return
+	}
 	w.wg.Add(1)
+	w.wgMu.Unlock()
 	go func() {
 		defer w.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

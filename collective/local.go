@@ -64,6 +64,12 @@ func NewLocalNetwork(n int, opts LocalOptions) []*LocalTransport {
 	return ts
 }
 
+// PeerExited reports whether peer's transport was closed (its "process"
+// is gone).
+func (t *LocalTransport) PeerExited(peer int) bool {
+	return peer >= 0 && peer < len(t.net.dead) && isClosed(t.net.dead[peer])
+}
+
 // Rank implements Transport.
 func (t *LocalTransport) Rank() int { return t.rank }
 

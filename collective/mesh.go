@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -320,6 +321,16 @@ func (m *Mesh) Pool() *RecvPool { return m.pool }
 
 // Peer returns what rank p published.
 func (m *Mesh) Peer(p int) PeerInfo { return m.peers[p] }
+
+// PeerExited reports whether peer's process has exited (on this node: its
+// pid is gone), not merely its link: a stopped or cut-off process may
+// still read arena pages it mapped.
+func (m *Mesh) PeerExited(peer int) bool {
+	if peer < 0 || peer >= len(m.peers) || !m.SameNode(peer) {
+		return false
+	}
+	return syscall.Kill(m.peers[peer].PID, 0) == syscall.ESRCH
+}
 
 // Rank implements Transport.
 func (m *Mesh) Rank() int { return m.cfg.Rank }

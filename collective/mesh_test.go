@@ -602,8 +602,14 @@ func startJob(t *testing.T, role string, n int, tcp bool, env func(r int) []stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := &job{dir: t.TempDir(), name: fmt.Sprintf("t%d%x", os.Getpid(), time.Now().UnixNano()&0xffffff), arenaDir: "/dev/shm"}
-	if st, err := os.Stat(j.arenaDir); err != nil || !st.IsDir() {
+	j := &job{dir: t.TempDir(), name: fmt.Sprintf("t%d%x", os.Getpid(), time.Now().UnixNano()&0xffffff)}
+	// A private directory in /dev/shm: the meshes of test packages running
+	// at the same time clean stale arenas at the top of /dev/shm, and
+	// would remove the ones these tests leave behind on purpose.
+	if d, err := os.MkdirTemp("/dev/shm", "rankhub-test-"); err == nil {
+		j.arenaDir = d
+		t.Cleanup(func() { os.RemoveAll(d) })
+	} else {
 		j.arenaDir = t.TempDir()
 	}
 	if err := os.WriteFile(filepath.Join(j.dir, "key.hex"), []byte(hex.EncodeToString(key)), 0o600); err != nil {

@@ -27,11 +27,12 @@ import (
 // rank on an engine, the engine's rank on the hub).
 //
 // Lifetime: a received array is managed by the garbage collector, like the
-// frame-decoded arrays it replaces. Release on it does nothing; its memory
-// goes back to its owner once no Arrow object built on its buffers (the
-// array, its slices, records or chunked arrays holding it) is reachable.
-// A Go slice taken from it (Float64Values) is valid only while one of
-// those is. Engines keep values dropped from their namespace reachable
+// frame-decoded arrays it replaces: its memory goes back to its owner once
+// neither the array nor any Arrow object built on its buffers (slices,
+// records or chunked arrays holding it) is reachable. Callers should not
+// Release it (it carries one extra reference, so a stray Release does not
+// detach it). A Go slice taken from it (Float64Values) is valid only while
+// the array or one of those objects is reachable. Engines keep values dropped from their namespace reachable
 // until the running task has ended and its result was written, and the
 // hub keeps results until they are purged and written to every client.
 // Arena memory is not Go heap, so the collector does not see its pressure:
@@ -64,15 +65,31 @@ const bulkGCBytes = 256 << 20
 var (
 	bulkLive    atomic.Int64 // bytes of received bulk arrays not yet returned
 	bulkSinceGC atomic.Int64 // bytes received since the last collection started for them
+	gcPending   atomic.Bool  // a collection for them is scheduled
+	gcLast      atomic.Int64 // when the last one started (UnixNano)
 )
 
-// collectBulk starts a collection when received bulk arrays are alive:
-// those no longer reachable go back to their owners.
+// bulkGCEvery is the least time between collections started for bulk
+// arrays: requests in between are served by one collection at its end.
+const bulkGCEvery = 100 * time.Millisecond
+
+// collectBulk starts a collection when received bulk arrays are alive, so
+// that those no longer reachable go back to their owners: at once, or at
+// most one per bulkGCEvery.
 func collectBulk() {
-	if bulkLive.Load() > 0 {
-		bulkSinceGC.Store(0)
-		go runtime.GC()
+	if bulkLive.Load() == 0 || !gcPending.CompareAndSwap(false, true) {
+		return
 	}
+	wait := time.Duration(gcLast.Load() + int64(bulkGCEvery) - time.Now().UnixNano())
+	go func() {
+		if wait > 0 {
+			time.Sleep(wait)
+		}
+		gcLast.Store(time.Now().UnixNano())
+		bulkSinceGC.Store(0)
+		gcPending.Store(false)
+		runtime.GC()
+	}()
 }
 
 // bulkTags hands out the tags of one sending side.
@@ -82,12 +99,23 @@ func (t *bulkTags) next() uint64 {
 	return BulkTagBase + t.n.Add(1)%(collective.MaxTag-BulkTagBase)
 }
 
-// bulkSender sends arrays to the world ranks `to` for one encoding.
+// bulkSender sends arrays to the world ranks `to` for one encoding. A
+// deferred sender only hands out tags while encoding; flush sends the
+// arrays once the task that refers to them was accepted, so that a call
+// that fails (an engine gone, a later part that cannot be encoded) leaves
+// nothing queued at engines that will never ask for it.
 type bulkSender struct {
-	ctx   context.Context
-	world *collective.Comm
-	to    []int
-	tags  *bulkTags
+	ctx      context.Context
+	world    *collective.Comm
+	to       []int
+	tags     *bulkTags
+	deferred bool
+	pending  []bulkSend
+}
+
+type bulkSend struct {
+	tag uint64
+	a   arrow.Array
 }
 
 // bulkable reports whether a takes the bulk path: a numeric array (what
@@ -109,8 +137,24 @@ func bulkable(a arrow.Array) bool {
 // were is dead or cut off: its task fails when it waits for the array.
 func (s *bulkSender) send(a arrow.Array) (tag uint64, ok bool) {
 	tag = s.tags.next()
+	if s.deferred {
+		s.pending = append(s.pending, bulkSend{tag, a})
+		return tag, true
+	}
 	sent, _ := s.world.SendTo(s.ctx, s.to, tag, a)
 	return tag, sent > 0
+}
+
+// flush sends a deferred sender's arrays. A receiver that cannot be reached
+// is dead or cut off: its task fails when it waits for the array.
+func (s *bulkSender) flush() {
+	if s == nil {
+		return
+	}
+	for _, p := range s.pending {
+		_, _ = s.world.SendTo(s.ctx, s.to, p.tag, p.a)
+	}
+	s.pending = nil
 }
 
 // bulkReceiver receives the arrays a frame refers to, from rank from.
@@ -118,6 +162,7 @@ type bulkReceiver struct {
 	ctx   context.Context
 	world func(ctx context.Context) (*collective.Comm, error)
 	from  int
+	bytes int64 // received so far
 }
 
 func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
@@ -134,6 +179,7 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	if err != nil {
 		return nil, fmt.Errorf("views: bulk receive from rank %d: %w", from, err)
 	}
+	r.bytes += int64(a.Len()) * int64(a.DataType().(arrow.FixedWidthDataType).BitWidth()/8)
 	return gcOwned(a), nil
 }
 
@@ -158,7 +204,18 @@ func gcOwned(a arrow.Array) arrow.Array {
 	if bulkSinceGC.Add(h.bytes) >= bulkGCBytes {
 		collectBulk()
 	}
-	out := array.MakeFromData(array.NewData(d.DataType(), d.Len(), bufs, nil, d.NullN(), d.Offset()))
+	nd := array.NewData(d.DataType(), d.Len(), bufs, nil, d.NullN(), d.Offset())
+	out := array.MakeFromData(nd)
+	nd.Release()
+	// The array object counts too: a Go slice of its values (Float64Values)
+	// aliases the memory without reaching any buffer object, but the array
+	// holds it while the caller does. An extra reference keeps one stray
+	// Release from detaching the array from its buffers.
+	out.Retain()
+	if od, ok := out.Data().(*array.Data); ok {
+		h.n.Add(1)
+		runtime.AddCleanup(od, (*gcHold).drop, h)
+	}
 	if h.n.Load() == 0 {
 		h.release()
 	}

@@ -180,16 +180,22 @@ func TestNamespaceKeepsDroppedValuesUntilBuried(t *testing.T) {
 	ns.Set("y", 7)
 	ns.Delete("y")
 	ns.Clear() // b dropped
-	if len(ns.dropped) != 3 || len(ns.Names()) != 0 {
+	if len(ns.dropped) != 3 || ns.drops() != 3 || len(ns.Names()) != 0 {
 		t.Fatalf("dropped %d values, names %v", len(ns.dropped), ns.Names())
 	}
-	if !ns.bury() || len(ns.dropped) != 0 {
-		t.Fatal("bury did not report the Arrow values or kept them")
+	if !ns.buryBefore(1) || len(ns.dropped) != 2 || ns.drops() != 3 {
+		t.Fatal("buryBefore(1) did not forget exactly the first (Arrow) value")
 	}
-	ns.Set("z", 1)
+	if ns.buryBefore(2) || len(ns.dropped) != 1 {
+		t.Fatal("buryBefore(2) reported an Arrow value among plain ones, or kept it")
+	}
+	if !ns.buryBefore(-1) || len(ns.dropped) != 0 || ns.drops() != 3 {
+		t.Fatal("buryBefore(-1) did not forget the rest")
+	}
+	ns.Set("z", []any{1, map[string]any{"a": constArray(3, 1)}})
 	ns.Delete("z")
-	if ns.bury() {
-		t.Fatal("bury reported an Arrow value among plain ones")
+	if !ns.buryBefore(-1) {
+		t.Fatal("an Arrow value nested in a list and a map was not reported")
 	}
 }
 
@@ -294,6 +300,9 @@ func TestBulkAbortedPushReturnsHubArena(t *testing.T) {
 	ar, err := dv.Push(map[string]any{"x": constArray(1<<18, 1)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if as[0].InUse() <= before {
+		t.Fatal("the push did not go through the hub's arena")
 	}
 	if err := ar.Abort(); err != nil {
 		t.Fatal(err)

@@ -195,28 +195,36 @@ func (v *DirectView) submit(kind int, name string, args []any) (*AsyncResult, er
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.b.submitDirect(kind, name, v.targets, []payload{{ctrl, bufs}})
+	tasks, err := v.c.b.submitDirect(kind, name, v.targets, []payload{{ctrl, bufs, args}})
 	if err != nil {
 		return nil, err
 	}
+	bulk.flush() // the tasks exist: their arrays may go
 	return &AsyncResult{b: v.c.b, tasks: tasks, single: v.single}, nil
 }
 
 // submitEach sends each target its own arguments.
 func (v *DirectView) submitEach(kind int, name string, args [][]any) ([]*task, error) {
 	ps := make([]payload, len(args))
+	bulks := make([]*bulkSender, len(args))
 	for i, a := range args {
-		var bulk *bulkSender
 		if kind == kindPush {
-			bulk = v.c.b.bulkFor(v.targets[i : i+1])
+			bulks[i] = v.c.b.bulkFor(v.targets[i : i+1])
 		}
-		ctrl, bufs, err := encodeBulk(bulk, kind, name, a)
+		ctrl, bufs, err := encodeBulk(bulks[i], kind, name, a)
 		if err != nil {
 			return nil, fmt.Errorf("engine %d: %w", v.targets[i], err)
 		}
-		ps[i] = payload{ctrl, bufs}
+		ps[i] = payload{ctrl, bufs, a}
 	}
-	return v.c.b.submitDirect(kind, name, v.targets, ps)
+	tasks, err := v.c.b.submitDirect(kind, name, v.targets, ps)
+	if err != nil {
+		return nil, err // deferred senders: nothing was sent
+	}
+	for _, b := range bulks {
+		b.flush()
+	}
+	return tasks, nil
 }
 
 // Apply calls the registered function name with args on every engine of the

@@ -48,6 +48,7 @@ type Engine struct {
 	outMu    sync.Mutex // a leaf: guards out, keep and outTimer
 	out      []*comm.Frame
 	keep     []*resultMsg // the results of out: their values stay reachable until written
+	marks    []int        // per result of out: the namespace's drop count when its task started
 	outTimer *time.Timer
 
 	commMu sync.Mutex // a leaf: guards comms
@@ -198,7 +199,7 @@ func (e *Engine) control(f *comm.Frame) bool {
 		e.outMu.Lock()
 		idle = idle && len(e.out) == 0
 		e.outMu.Unlock()
-		if idle && e.ns.bury() {
+		if idle && e.ns.buryBefore(-1) {
 			collectBulk()
 		}
 	case ctlShutdown:
@@ -209,6 +210,20 @@ func (e *Engine) control(f *comm.Frame) bool {
 
 func (e *Engine) work(ctx context.Context) {
 	for {
+		// Between tasks, values dropped from the namespace before the
+		// oldest unwritten result's task started can be referred to by
+		// nothing the engine runs or sends: they may go (and their arena
+		// memory back to its owner). All of them once every result was
+		// written.
+		e.outMu.Lock()
+		upTo := -1
+		if len(e.marks) > 0 {
+			upTo = e.marks[0]
+		}
+		e.outMu.Unlock()
+		if e.ns.buryBefore(upTo) {
+			collectBulk()
+		}
 		e.mu.Lock()
 		for len(e.queue) == 0 && !e.stopped {
 			e.cond.Wait()
@@ -226,6 +241,7 @@ func (e *Engine) work(ctx context.Context) {
 		e.busy = true
 		e.mu.Unlock()
 
+		mark := e.ns.drops()
 		res := &resultMsg{Started: time.Now()}
 		e.run(ctx, f, res)
 		res.Completed = time.Now()
@@ -237,18 +253,13 @@ func (e *Engine) work(ctx context.Context) {
 		rf := e.resultFrame(f.ID, res) // outside outMu: it may send on the bulk path
 		e.mu.Lock()
 		more := len(e.queue) > 0
-		e.busy = false
 		e.mu.Unlock()
 		e.outMu.Lock()
 		e.out = append(e.out, rf)
 		e.keep = append(e.keep, res)
+		e.marks = append(e.marks, mark)
 		if !more || len(e.out) >= maxReplyBatch {
 			e.flushLocked()
-			// Nothing written refers to dropped values any more, and no
-			// task runs: they may go (and their arena memory back).
-			if e.ns.bury() {
-				collectBulk()
-			}
 		} else if e.outTimer == nil {
 			e.outTimer = time.AfterFunc(maxReplyDelay, func() {
 				e.outMu.Lock()
@@ -258,6 +269,9 @@ func (e *Engine) work(ctx context.Context) {
 			})
 		}
 		e.outMu.Unlock()
+		e.mu.Lock()
+		e.busy = false // only now: the result is in e.out (see ctlClear)
+		e.mu.Unlock()
 	}
 }
 
@@ -279,6 +293,7 @@ func (e *Engine) flushLocked() {
 		e.out = e.out[:0]
 		clear(e.keep)
 		e.keep = e.keep[:0]
+		e.marks = e.marks[:0]
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -267,7 +268,7 @@ func (h *Hub) engineGone(e *engineRec, err error) {
 			h.requeueLocked(t, e.id)
 			continue
 		}
-		t.ctrl, t.bufs = nil, nil
+		t.ctrl, t.bufs, t.keep = nil, nil, nil
 		failed = append(failed, t)
 	}
 	h.mu.Unlock()
@@ -321,7 +322,7 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 		return
 	}
 	if t != nil {
-		t.ctrl, t.bufs = nil, nil
+		t.ctrl, t.bufs, t.keep = nil, nil, nil
 	}
 	h.mu.Unlock()
 	if t == nil {
@@ -339,6 +340,9 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	t.started, t.completed = r.Started, r.Completed
 	t.stdout, t.stderr, t.exit = r.Stdout, r.Stderr, r.Exit
 	t.frame = f // keeps out-of-band buffers the value aliases
+	if br != nil {
+		t.bulkBytes = br.bytes
+	}
 	if r.Status != statusOK {
 		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: r.Code, Type: r.ErrType,
 			Message: r.ErrMsg, Traceback: r.Traceback, MsgID: t.id}, recv)
@@ -379,6 +383,10 @@ func (h *Hub) WaitForEngines(ctx context.Context, n int) error {
 type payload struct {
 	ctrl []byte
 	bufs [][]byte
+	// keep is what bufs alias, held until they are sent: arrays received
+	// on the bulk path live in arena memory that their buffers' objects,
+	// not the bytes, keep (bulk.go).
+	keep any
 }
 
 // submitDirect sends one task to each target; payloads has one entry per
@@ -413,7 +421,7 @@ func (h *Hub) submitDirect(kind int, name string, targets []int, payloads []payl
 		t.eng.Store(int64(e.id))
 		t.rank, t.host = e.rank, e.host
 		p := payloads[min(i, len(payloads)-1)]
-		t.ctrl, t.bufs, t.targets = p.ctrl, p.bufs, enc
+		t.ctrl, t.bufs, t.keep, t.targets = p.ctrl, p.bufs, p.keep, enc
 		e.pending[t.id] = t
 		h.core.busy(e.id, 1)
 		h.tasks[t.id] = t
@@ -456,7 +464,7 @@ func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) (
 	for i, p := range payloads {
 		t := newTask(h.msgSeq.Add(1), kind, name, now)
 		t.lb = true
-		t.ctrl, t.bufs = p.ctrl, p.bufs
+		t.ctrl, t.bufs, t.keep = p.ctrl, p.bufs, p.keep
 		t.retries = spec.retries
 		t.after, t.follow = spec.after.MsgIDs, spec.follow.MsgIDs
 		t.item = &lbItem{id: t.id, after: spec.after, follow: spec.follow, targets: spec.targets}
@@ -482,6 +490,7 @@ func (h *Hub) dispatch(e *engineRec, t *task) { h.dispatchBatch(e, []*task{t}) }
 // dispatchBatch sends tasks to one engine with a single write.
 func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
 	fs := make([]*comm.Frame, len(ts))
+	keep := make([]any, len(ts))
 	h.mu.Lock()
 	for i, t := range ts {
 		ctrl := t.ctrl
@@ -489,8 +498,9 @@ func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
 			ctrl = append(ctrl[:len(ctrl):len(ctrl)], t.targets...)
 		}
 		fs[i] = &comm.Frame{Type: fTask, ID: t.id, Control: ctrl, Buffers: t.bufs}
+		keep[i] = t.keep
 		if t.retries == 0 {
-			t.ctrl, t.bufs = nil, nil // nothing will need them again
+			t.ctrl, t.bufs, t.keep = nil, nil, nil // nothing will need them again
 		}
 	}
 	h.mu.Unlock()
@@ -500,6 +510,7 @@ func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
 		}
 	}
 	err := e.conn.SendBatch(fs)
+	runtime.KeepAlive(keep)
 	for _, t := range ts {
 		t.markSent()
 	}
@@ -557,7 +568,7 @@ func (h *Hub) pump() {
 				continue
 			}
 			if d.code != "" {
-				t.ctrl, t.bufs = nil, nil
+				t.ctrl, t.bufs, t.keep = nil, nil, nil
 				fails = append(fails, fail{t, d.code, d.why})
 				continue
 			}
@@ -690,7 +701,7 @@ func (h *Hub) abort(ids []uint64) error {
 		if _, ok := h.waiting[id]; ok {
 			delete(h.waiting, id)
 			h.core.remove(id)
-			t.ctrl, t.bufs = nil, nil
+			t.ctrl, t.bufs, t.keep = nil, nil, nil
 			local = append(local, t)
 			continue
 		}
@@ -777,13 +788,19 @@ func (h *Hub) resultStatus(ids []uint64) (pending, completed []uint64, err error
 // purge drops finished results from the history: the given ids, or all
 // finished ones when ids is nil. Outstanding tasks are kept.
 func (h *Hub) purge(ids []uint64) (int, error) {
-	defer collectBulk() // purged results' bulk arrays go back to the engines
+	bulk := false
+	defer func() {
+		if bulk {
+			collectBulk() // purged results' bulk arrays go back to the engines
+		}
+	}()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
 	if ids == nil {
 		for id, t := range h.tasks {
 			if t.isDone() {
+				bulk = bulk || t.bulkBytes > 0
 				delete(h.tasks, id)
 				n++
 			}
@@ -798,6 +815,7 @@ func (h *Hub) purge(ids []uint64) (int, error) {
 			continue
 		}
 		if t.isDone() {
+			bulk = bulk || t.bulkBytes > 0
 			delete(h.tasks, id)
 			n++
 		}
@@ -924,5 +942,5 @@ func (h *Hub) bulkFor(targets []int) *bulkSender {
 		h.log.Warn().Err(err).Msg("no collective mesh: large arrays travel in frames")
 		return nil
 	}
-	return &bulkSender{ctx: context.Background(), world: w, to: ranks, tags: &h.bulkTags}
+	return &bulkSender{ctx: context.Background(), world: w, to: ranks, tags: &h.bulkTags, deferred: true}
 }

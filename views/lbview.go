@@ -74,7 +74,7 @@ func (v *LoadBalancedView) Apply(name string, args ...any) (*AsyncResult, error)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.b.submitLB(kindApply, name, []payload{{ctrl, bufs}}, spec)
+	tasks, err := v.c.b.submitLB(kindApply, name, []payload{{ctrl, bufs, args}}, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func (v *LoadBalancedView) Execute(command string) (*AsyncResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.b.submitLB(kindExecute, command, []payload{{ctrl, bufs}}, spec)
+	tasks, err := v.c.b.submitLB(kindExecute, command, []payload{{ctrl, bufs, nil}}, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,7 @@ func (v *LoadBalancedView) Map(name string, chunkSize int, seqs ...any) (*AsyncR
 		if err != nil {
 			return nil, fmt.Errorf("chunk at element %d: %w", lo, err)
 		}
-		ps = append(ps, payload{ctrl, bufs})
+		ps = append(ps, payload{ctrl, bufs, args})
 	}
 	var tasks []*task
 	if len(ps) > 0 {

@@ -10,14 +10,15 @@ import (
 // Namespace is an engine's named values (IPython's engine namespace).
 //
 // A value dropped from it (rebound, deleted, cleared) stays reachable until
-// the engine has finished the running task and written its result: a
-// function holding only a Go slice of an Arrow array it found here, or a
-// result frame pointing into one, never sees the array's memory go back to
-// its owner underneath (bulk.go).
+// no task that could have seen it runs and no result that could refer to
+// it waits to be written: a function holding only a Go slice of an Arrow
+// array it found here, or a result frame pointing into one, never sees the
+// array's memory go back to its owner underneath (bulk.go).
 type Namespace struct {
 	mu      sync.RWMutex
 	m       map[string]any
-	dropped []any
+	dropped []any // in drop order; dropped[0] is drop number base
+	base    int
 }
 
 func newNamespace() *Namespace { return &Namespace{m: map[string]any{}} }
@@ -60,20 +61,58 @@ func (n *Namespace) Clear() {
 	n.mu.Unlock()
 }
 
-// bury forgets the dropped values; it reports whether an Arrow value was
-// among them.
-func (n *Namespace) bury() (arrowDropped bool) {
+// drops is the number of values dropped so far: a task that starts now
+// cannot see those (they are no longer bound).
+func (n *Namespace) drops() int {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.base + len(n.dropped)
+}
+
+// buryBefore forgets the values dropped before drop number k (all of them
+// for k < 0); it reports whether an Arrow value was among them.
+func (n *Namespace) buryBefore(k int) (arrowDropped bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, v := range n.dropped {
-		switch v.(type) {
-		case arrow.Array, arrow.RecordBatch, *arrow.Chunked:
-			arrowDropped = true
+	cut := len(n.dropped)
+	if k >= 0 {
+		cut = min(max(k-n.base, 0), cut)
+	}
+	if cut == 0 {
+		return false
+	}
+	for _, v := range n.dropped[:cut] {
+		arrowDropped = arrowDropped || holdsArrow(v, 4)
+	}
+	n.dropped = append([]any(nil), n.dropped[cut:]...)
+	n.base += cut
+	return arrowDropped
+}
+
+// holdsArrow reports whether v is or contains (in lists and maps, depth
+// levels down) an Arrow value.
+func holdsArrow(v any, depth int) bool {
+	switch x := v.(type) {
+	case arrow.Array, arrow.RecordBatch, *arrow.Chunked, arrow.Table:
+		return true
+	case []any:
+		if depth > 0 {
+			for _, e := range x {
+				if holdsArrow(e, depth-1) {
+					return true
+				}
+			}
+		}
+	case map[string]any:
+		if depth > 0 {
+			for _, e := range x {
+				if holdsArrow(e, depth-1) {
+					return true
+				}
+			}
 		}
 	}
-	clear(n.dropped)
-	n.dropped = n.dropped[:0]
-	return arrowDropped
+	return false
 }
 
 // Names lists the bound names, sorted.

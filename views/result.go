@@ -30,6 +30,7 @@ type task struct {
 	// Dispatch state, guarded by the hub's mu.
 	ctrl    []byte
 	bufs    [][]byte
+	keep    any    // what bufs alias (payload.keep)
 	targets []byte // encoded target ranks of a DirectView call, appended to ctrl
 	retries int
 	item    *lbItem
@@ -43,6 +44,7 @@ type task struct {
 	rank                         int
 	host                         string
 	frame                        *comm.Frame
+	bulkBytes                    int64 // of value, received on the bulk path
 
 	mu       sync.Mutex
 	finished bool
