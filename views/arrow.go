@@ -372,6 +372,7 @@ func (d *decoder) bulkArray(want arrow.Type) (arrow.Array, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.bulkBytes += int64(a.Len()) * int64(a.DataType().(arrow.FixedWidthDataType).BitWidth()/8)
 	if a.DataType().ID() != arrow.Type(tb) {
 		a.Release()
 		return nil, d.corrupt(fmt.Sprintf("bulk array of type %s, the reference says %d", a.DataType(), tb))

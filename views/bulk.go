@@ -162,7 +162,6 @@ type bulkReceiver struct {
 	ctx   context.Context
 	world func(ctx context.Context) (*collective.Comm, error)
 	from  int
-	bytes int64 // received so far
 }
 
 func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
@@ -179,7 +178,6 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	if err != nil {
 		return nil, fmt.Errorf("views: bulk receive from rank %d: %w", from, err)
 	}
-	r.bytes += int64(a.Len()) * int64(a.DataType().(arrow.FixedWidthDataType).BitWidth()/8)
 	return gcOwned(a), nil
 }
 

@@ -415,6 +415,8 @@ type decoder struct {
 	bufs  [][]byte
 	depth int
 	bulk  *bulkReceiver // nil: bulk references are refused
+	// bulkBytes counts the data received on the bulk path.
+	bulkBytes int64
 }
 
 func (d *decoder) corrupt(what string) error {
@@ -775,6 +777,12 @@ func decodeValues(ctrl []byte, bufs [][]byte, n int) ([]any, error) {
 // through r.
 func decodeBulk(ctrl []byte, bufs [][]byte, n int, r *bulkReceiver) ([]any, error) {
 	d := &decoder{b: ctrl, bufs: bufs, bulk: r}
+	return d.values(n)
+}
+
+// values decodes exactly n values, the whole payload.
+func (d *decoder) values(n int) ([]any, error) {
+	ctrl := d.b
 	out := make([]any, n)
 	for i := range out {
 		v, err := d.decode()

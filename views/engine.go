@@ -58,6 +58,7 @@ type Engine struct {
 	// the bulk path (bulk.go); -1: the hub has no mesh.
 	hubRank  int
 	bulkTags bulkTags
+	recv     *bulkReceiver // the worker's, from the hub's rank; nil without a mesh
 }
 
 // ServeEngine registers with the hub over conn and serves tasks until the hub
@@ -102,6 +103,7 @@ func (e *Engine) serve(ctx context.Context) error {
 	// its Context stops when the hub is lost, not hours later.
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
+	e.recv = e.bulkReceiver(wctx)
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
@@ -340,7 +342,7 @@ func (e *Engine) drain(f *comm.Frame) {
 }
 
 func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
-	v, targets, err := decodeTask(f, e.bulkReceiver(ctx))
+	v, targets, err := decodeTask(f, e.recv)
 	if err != nil {
 		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, err.Error()
 		return

@@ -75,7 +75,8 @@ type engineRec struct {
 	rank    int
 	host    string
 	pid     int
-	mesh    bool // reachable on the bulk path
+	mesh    bool          // reachable on the bulk path
+	bulk    *bulkReceiver // its answers' bulk arrays; nil without a mesh
 	conn    *comm.Conn
 	pending map[uint64]*task
 	dead    bool
@@ -201,6 +202,9 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	}
 	h.taken[id] = true // reserved now, published after the welcome
 	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, mesh: reg.Mesh, conn: c, pending: map[uint64]*task{}}
+	if h.cfg.World != nil && reg.Mesh {
+		e.bulk = &bulkReceiver{ctx: context.Background(), world: h.cfg.World, from: reg.Rank}
+	}
 	h.mu.Unlock()
 
 	// The welcome goes out before the engine is published: no task or
@@ -304,11 +308,7 @@ func (h *Hub) requeueLocked(t *task, failedOn int) {
 
 func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	recv := time.Now()
-	var br *bulkReceiver
-	if h.cfg.World != nil && e.mesh {
-		br = &bulkReceiver{ctx: context.Background(), world: h.cfg.World, from: e.rank}
-	}
-	r, perr := parseResult(f, br)
+	r, perr := parseResult(f, e.bulk)
 	h.mu.Lock()
 	t := e.pending[f.ID]
 	delete(e.pending, f.ID)
@@ -340,9 +340,7 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	t.started, t.completed = r.Started, r.Completed
 	t.stdout, t.stderr, t.exit = r.Stdout, r.Stderr, r.Exit
 	t.frame = f // keeps out-of-band buffers the value aliases
-	if br != nil {
-		t.bulkBytes = br.bytes
-	}
+	t.bulkBytes = r.bulkBytes
 	if r.Status != statusOK {
 		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: r.Code, Type: r.ErrType,
 			Message: r.ErrMsg, Traceback: r.Traceback, MsgID: t.id}, recv)

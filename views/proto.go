@@ -104,6 +104,8 @@ type resultMsg struct {
 	// bulk, when set, sends the value's large arrays on the bulk path
 	// (pulls from a hub with a mesh); not encoded.
 	bulk *bulkSender
+	// bulkBytes is how much of a parsed value came on the bulk path.
+	bulkBytes int64
 }
 
 func (r *resultMsg) encode() ([]byte, [][]byte, error) {
@@ -112,11 +114,12 @@ func (r *resultMsg) encode() ([]byte, [][]byte, error) {
 }
 
 func parseResult(f *comm.Frame, b *bulkReceiver) (*resultMsg, error) {
-	v, err := decodeBulk(f.Control, f.Buffers, 11, b)
+	d := &decoder{b: f.Control, bufs: f.Buffers, bulk: b}
+	v, err := d.values(11)
 	if err != nil {
 		return nil, err
 	}
-	r := &resultMsg{Value: v[1]}
+	r := &resultMsg{Value: v[1], bulkBytes: d.bulkBytes}
 	ok := true
 	get := func(i int, dst *string) {
 		s, k := v[i].(string)
