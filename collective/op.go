@@ -203,4 +203,5 @@ func init() {
 	registerBuiltin[uint64]()
 	registerBuiltin[float32]()
 	registerBuiltin[float64]()
+	registerSIMD()
 }
