@@ -32,9 +32,11 @@ import (
 // records or chunked arrays holding it) is reachable. Callers should not
 // Release it (it carries one extra reference, so a stray Release does not
 // detach it). A Go slice taken from it (Float64Values) is valid only while
-// the array or one of those objects is reachable. Engines keep values dropped from their namespace reachable
-// until the running task has ended and its result was written, and the
-// hub keeps results until they are purged and written to every client.
+// the array or one of those objects is reachable. Engines keep values
+// dropped from their namespace until no task that could have seen them
+// runs and no result that could point at them waits to be written; tasks
+// keep their arguments until sent; the hub keeps results until they are
+// purged and written to every client.
 // Arena memory is not Go heap, so the collector does not see its pressure:
 // after every bulkGCBytes received, and after purges and namespace drops
 // of arrays, a collection is started to return what became unreachable.
