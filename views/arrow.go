@@ -5,6 +5,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/rankhub/rankhub/collective"
@@ -36,6 +37,9 @@ const (
 	arrowRecord  byte = 2
 	arrowChunked byte = 3
 )
+
+// maxArrowRows bounds the rows of a received array or record.
+const maxArrowRows = 1 << 40
 
 // arrowBulk, in place of an array's type byte, says the array travels on
 // the bulk path: type byte, source world rank, tag follow (bulk.go).
@@ -191,20 +195,21 @@ func decodeArrow(d *decoder) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if rows > maxArrowRows {
+			return nil, d.corrupt(fmt.Sprintf("Arrow record of %d rows", rows))
+		}
 		nf, err := d.count()
 		if err != nil {
 			return nil, err
 		}
-		fields := make([]arrow.Field, nf)
-		cols := make([]arrow.Array, nf)
+		fields := make([]arrow.Field, 0, hint(nf))
+		cols := make([]arrow.Array, 0, hint(nf))
 		release := func() {
 			for _, c := range cols {
-				if c != nil {
-					c.Release()
-				}
+				c.Release()
 			}
 		}
-		for i := range fields {
+		for i := 0; i < nf; i++ {
 			name, err := d.str()
 			if err != nil {
 				release()
@@ -220,13 +225,13 @@ func decodeArrow(d *decoder) (any, error) {
 				release()
 				return nil, err
 			}
-			if uint64(a.Len()) != rows {
+			if n := a.Len(); uint64(n) != rows {
 				a.Release()
 				release()
-				return nil, d.corrupt(fmt.Sprintf("record column %q has %d rows, want %d", name, a.Len(), rows))
+				return nil, d.corrupt(fmt.Sprintf("record column %q has %d rows, want %d", name, n, rows))
 			}
-			fields[i] = arrow.Field{Name: name, Type: a.DataType(), Nullable: nb == 1}
-			cols[i] = a
+			fields = append(fields, arrow.Field{Name: name, Type: a.DataType(), Nullable: nb == 1})
+			cols = append(cols, a)
 		}
 		rec := array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, int64(rows))
 		release()
@@ -244,7 +249,7 @@ func decodeArrow(d *decoder) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		chunks := make([]arrow.Array, 0, n)
+		chunks := make([]arrow.Array, 0, hint(n))
 		for i := 0; i < n; i++ {
 			a, err := d.arrowArray(arrow.Type(tb))
 			if err != nil {
@@ -285,7 +290,7 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 		}
 	}
 	n, nulls, bit := hdr[0], hdr[1], hdr[2]
-	if bit > 7 || n > uint64(1)<<40 || nulls > n {
+	if bit > 7 || n > maxArrowRows || nulls > n {
 		return nil, d.corrupt("bad Arrow array header")
 	}
 	rows := int(n) + int(bit)
@@ -301,6 +306,11 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 		validity = d.bufs[vi-1]
 		if len(validity) < (rows+7)/8 {
 			return nil, d.corrupt("Arrow validity buffer too short")
+		}
+		// Readers trust the null count (a zero skips the bitmap): it must
+		// be the bitmap's.
+		if set := bitutil.CountSetBits(validity, int(bit), int(n)); uint64(set)+nulls != n {
+			return nil, d.corrupt(fmt.Sprintf("Arrow null count %d, the validity bitmap has %d", nulls, int(n)-set))
 		}
 	} else if nulls > 0 {
 		return nil, d.corrupt("Arrow nulls without a validity buffer")
@@ -372,11 +382,12 @@ func (d *decoder) bulkArray(want arrow.Type) (arrow.Array, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.bulkBytes += int64(a.Len()) * int64(a.DataType().(arrow.FixedWidthDataType).BitWidth()/8)
-	if a.DataType().ID() != arrow.Type(tb) {
+	fw, ok := a.DataType().(arrow.FixedWidthDataType)
+	if a.DataType().ID() != arrow.Type(tb) || !ok {
 		a.Release()
 		return nil, d.corrupt(fmt.Sprintf("bulk array of type %s, the reference says %d", a.DataType(), tb))
 	}
+	d.bulkBytes += int64(a.Len()) * int64(fw.BitWidth()/8)
 	return a, nil
 }
 

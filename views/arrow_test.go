@@ -192,23 +192,9 @@ func TestArrowZeroCopyAndTracking(t *testing.T) {
 }
 
 func FuzzDecodeArrow(f *testing.F) {
-	mem := memory.NewGoAllocator()
-	fb := float64s(mem, 20, 3)
-	sb := array.NewStringBuilder(mem)
-	sb.AppendValues([]string{"x", "yz", ""}, nil)
-	s := sb.NewStringArray()
-	for _, v := range []any{fb, array.NewSlice(fb, 3, 11), s} {
-		ctrl, bufs, err := encodeValues(v)
-		if err != nil {
-			f.Fatal(err)
-		}
-		for len(bufs) < 3 {
-			bufs = append(bufs, nil)
-		}
-		f.Add(ctrl, bufs[0], bufs[1], bufs[2])
+	for _, s := range arrowFuzzSeeds(f) {
+		f.Add(s[0], s[1], s[2], s[3])
 	}
-	// a bulk reference: refused without a mesh, whatever follows it
-	f.Add([]byte{tArrow, arrowArray, arrowBulk, byte(arrow.FLOAT64), 0, 1}, []byte(nil), []byte(nil), []byte(nil))
 	f.Fuzz(func(t *testing.T, ctrl, b0, b1, b2 []byte) {
 		v, err := decodeValues(ctrl, [][]byte{b0, b1, b2}, 1)
 		if err != nil {

@@ -433,6 +433,9 @@ func (d *decoder) byte1() (byte, error) {
 }
 
 func (d *decoder) uvarint() (uint64, error) {
+	if d.pos >= len(d.b) {
+		return 0, d.corrupt("truncated")
+	}
 	v, n := binary.Uvarint(d.b[d.pos:])
 	if n <= 0 {
 		return 0, d.corrupt("bad uvarint")
@@ -442,6 +445,9 @@ func (d *decoder) uvarint() (uint64, error) {
 }
 
 func (d *decoder) varint() (int64, error) {
+	if d.pos >= len(d.b) {
+		return 0, d.corrupt("truncated")
+	}
 	v, n := binary.Varint(d.b[d.pos:])
 	if n <= 0 {
 		return 0, d.corrupt("bad varint")
@@ -495,6 +501,16 @@ func (d *decoder) buf() ([]byte, error) {
 }
 
 const maxDepth = 512
+
+// maxHint caps a preallocation sized by a count from the wire. Counts are
+// already bounded by the bytes left in the payload, but a list of n nils
+// takes n bytes on the wire and 16n in memory, and a map hint of 60 M takes
+// gigabytes before its first entry: containers start at most this large and
+// grow as their elements actually decode, so memory follows the bytes
+// received, not the bytes announced.
+const maxHint = 1024
+
+func hint(n int) int { return min(n, maxHint) }
 
 func (d *decoder) decode() (any, error) {
 	tag, err := d.byte1()
@@ -607,11 +623,13 @@ func (d *decoder) decodeTag(tag byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := make([]string, n)
-		for i := range out {
-			if out[i], err = d.str(); err != nil {
+		out := make([]string, 0, hint(n))
+		for i := 0; i < n; i++ {
+			s, err := d.str()
+			if err != nil {
 				return nil, err
 			}
+			out = append(out, s)
 		}
 		return out, nil
 	case tList, tMapStr, tMapAny, tStruct:
@@ -660,11 +678,13 @@ func (d *decoder) decodeContainer(tag byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := make([]any, n)
-		for i := range out {
-			if out[i], err = d.decode(); err != nil {
+		out := make([]any, 0, hint(n))
+		for i := 0; i < n; i++ {
+			v, err := d.decode()
+			if err != nil {
 				return nil, err
 			}
+			out = append(out, v)
 		}
 		return out, nil
 	case tMapStr, tStruct:
@@ -677,7 +697,7 @@ func (d *decoder) decodeContainer(tag byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := make(map[string]any, n)
+		out := make(map[string]any, hint(n))
 		for i := 0; i < n; i++ {
 			k, err := d.str()
 			if err != nil {
@@ -693,7 +713,7 @@ func (d *decoder) decodeContainer(tag byte) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := make(map[any]any, n)
+		out := make(map[any]any, hint(n))
 		for i := 0; i < n; i++ {
 			k, err := d.decode()
 			if err != nil {

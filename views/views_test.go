@@ -248,8 +248,9 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 func FuzzDecodeValues(f *testing.F) {
-	ctrl, _, _ := encodeValues(1, "x", []any{1.5, map[string]any{"a": []int{1}}}, time.Now())
-	f.Add(ctrl)
+	for _, s := range valuesFuzzSeeds() {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		decodeValues(b, nil, 4)
 	})

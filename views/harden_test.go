@@ -1,0 +1,292 @@
+package views
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/rankhub/rankhub/comm"
+)
+
+// Hardening tests (issue 12): hostile payloads, hints from the wire, output
+// and results too large for a frame.
+
+// fuzzEntry is one input of a decoder fuzz target: a control payload and
+// out-of-band buffers.
+type fuzzEntry struct {
+	name string
+	ctrl []byte
+	bufs [][]byte
+}
+
+// arrowFuzzSeeds are FuzzDecodeArrow's seeds: ctrl and three buffers.
+func arrowFuzzSeeds(tb testing.TB) [][4][]byte {
+	mem := memory.NewGoAllocator()
+	fb := float64s(mem, 20, 3)
+	sb := array.NewStringBuilder(mem)
+	sb.AppendValues([]string{"x", "yz", ""}, nil)
+	s := sb.NewStringArray()
+	var out [][4][]byte
+	for _, v := range []any{fb, array.NewSlice(fb, 3, 11), s} {
+		ctrl, bufs, err := encodeValues(v)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for len(bufs) < 3 {
+			bufs = append(bufs, nil)
+		}
+		out = append(out, [4][]byte{ctrl, bufs[0], bufs[1], bufs[2]})
+	}
+	// a bulk reference: refused without a mesh, whatever follows it
+	out = append(out, [4][]byte{{tArrow, arrowArray, arrowBulk, byte(arrow.FLOAT64), 0, 1}})
+	return out
+}
+
+// valuesFuzzSeeds are FuzzDecodeValues' seeds.
+func valuesFuzzSeeds() [][]byte {
+	ctrl, _, _ := encodeValues(1, "x", []any{1.5, map[string]any{"a": []int{1}}}, time.Now())
+	return [][]byte{ctrl}
+}
+
+// readFuzzCorpus reads the stored corpus of a fuzz target (testdata/fuzz),
+// every argument a []byte.
+func readFuzzCorpus(t *testing.T, target string) []fuzzEntry {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []fuzzEntry
+	for _, path := range files {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+		if len(lines) < 2 || lines[0] != "go test fuzz v1" {
+			t.Fatalf("%s: not a fuzz corpus file", path)
+		}
+		var args [][]byte
+		for i, l := range lines[1:] {
+			q, ok := strings.CutPrefix(l, "[]byte(")
+			q, ok2 := strings.CutSuffix(q, ")")
+			s, err := strconv.Unquote(q)
+			if !ok || !ok2 || err != nil {
+				t.Fatalf("%s:%d: not a []byte value: %q", path, i+2, l)
+			}
+			args = append(args, []byte(s))
+		}
+		out = append(out, fuzzEntry{name: target + "/" + filepath.Base(path), ctrl: args[0], bufs: args[1:]})
+	}
+	return out
+}
+
+// hostileCorpus is every fuzz corpus entry of both decoders: the seeds and
+// the stored entries (the crashers found so far among them).
+func hostileCorpus(t *testing.T) []fuzzEntry {
+	var out []fuzzEntry
+	for i, s := range arrowFuzzSeeds(t) {
+		out = append(out, fuzzEntry{name: "FuzzDecodeArrow/seed#" + strconv.Itoa(i), ctrl: s[0], bufs: [][]byte{s[1], s[2], s[3]}})
+	}
+	for i, s := range valuesFuzzSeeds() {
+		out = append(out, fuzzEntry{name: "FuzzDecodeValues/seed#" + strconv.Itoa(i), ctrl: s})
+	}
+	out = append(out, readFuzzCorpus(t, "FuzzDecodeArrow")...)
+	return append(out, readFuzzCorpus(t, "FuzzDecodeValues")...)
+}
+
+// The crasher FuzzDecodeArrow found (issue 12, row 1): a record whose column
+// has fewer rows than the record announces. It is an error naming the
+// column, never a panic.
+func TestDecodeArrowRecordRowMismatchIsAnError(t *testing.T) {
+	ctrl := []byte{tArrow, arrowRecord, 1, 1, 0, 0, byte(arrow.INT8), 0, 0, 0, 0, 0}
+	_, err := decodeValues(ctrl, [][]byte{nil}, 1)
+	if !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), `record column "" has 0 rows, want 1`) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// A validity bitmap that disagrees with the null count it comes with is
+// refused: the array would otherwise report nulls that are not there.
+func TestDecodeArrowNullCountMustMatchBitmap(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	f := float64s(mem, 20, 3) // 7 nulls
+	defer f.Release()
+	ctrl, bufs, err := encodeValues(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the null count is the fourth byte: tArrow, kind, type, length, nulls
+	if ctrl[4] != 7 {
+		t.Fatalf("layout changed: %v", ctrl)
+	}
+	ctrl[4] = 2
+	if _, err := decodeValues(ctrl, bufs, 1); !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), "null count") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// allocated reports the bytes fn allocates.
+func allocated(fn func()) uint64 {
+	var a, b runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&a)
+	fn()
+	runtime.ReadMemStats(&b)
+	return b.TotalAlloc - a.TotalAlloc
+}
+
+// Counts from the wire are hints capped by what remains of the payload
+// (issue 12, row 3): payloads announcing 2^40 elements or 60 M map entries
+// cost the decoder less than 64 MiB and are refused with a clear error.
+func TestDecodeHintsBoundedByPayload(t *testing.T) {
+	uv := func(tag byte, n uint64, fill []byte) []byte {
+		return append(binary.AppendUvarint([]byte{tag}, n), fill...)
+	}
+	ffs := bytes.Repeat([]byte{0xff}, 60<<20) // after the count: an unknown tag, or a bad length
+	cases := []struct {
+		name string
+		ctrl []byte
+		want string
+	}{
+		{"map of 60M entries in 60 MiB", uv(tMapStr, 60_000_000, ffs), "bad uvarint"},
+		{"struct of 60M fields in 60 MiB", append(uv(tStruct, 0, nil), uv(0, 60_000_000, ffs)[1:]...), "bad uvarint"},
+		{"map of 60M any entries", uv(tMapAny, 60_000_000, ffs), "unknown tag 255"},
+		{"list of 60M", uv(tList, 60_000_000, ffs), "unknown tag 255"},
+		{"strings of 60M", uv(tStrings, 60_000_000, ffs), "bad uvarint"},
+		{"list of 2^40", uv(tList, 1<<40, nil), "count beyond payload"},
+		{"numeric slice of 2^40", append([]byte{tNumSlice, tFloat64}, binary.AppendUvarint(nil, 1<<40)...), "beyond payload"},
+		{"Arrow array of 2^40 rows", append(append([]byte{tArrow, arrowArray, byte(arrow.INT64)}, binary.AppendUvarint(nil, 1<<40)...), 0, 0, 0, 0), "data buffer too short"},
+		{"Arrow record of 2^40 fields", append([]byte{tArrow, arrowRecord, 0}, binary.AppendUvarint(nil, 1<<40)...), "count beyond payload"},
+		{"Arrow record of 60M fields", append(append([]byte{tArrow, arrowRecord, 0}, binary.AppendUvarint(nil, 60_000_000)...), ffs...), "bad uvarint"},
+		{"Arrow chunked of 60M chunks", append(append([]byte{tArrow, arrowChunked, byte(arrow.INT8)}, binary.AppendUvarint(nil, 60_000_000)...), ffs...), "unexpected Arrow type 255"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var err error
+			n := allocated(func() { _, err = decodeValues(c.ctrl, [][]byte{make([]byte, 8)}, 1) })
+			if err == nil || !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one saying %q", err, c.want)
+			}
+			if n >= 64<<20 {
+				t.Errorf("the decoder allocated %d MiB", n>>20)
+			}
+			t.Logf("%s: %d KiB allocated: %v", c.name, n>>10, err)
+		})
+	}
+}
+
+// rawClient is a connection to a hub that sends hand-made frames.
+func rawClient(t *testing.T, path string) *comm.Conn {
+	t.Helper()
+	ci, err := comm.ReadConnInfo(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ci.KeyBytes()
+	c, err := comm.Dial(context.Background(), "unix", ci.Unix, key, comm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello, _, _ := encodeValues("hostile", os.Getpid(), "test")
+	if err := c.Send(&comm.Frame{Type: fHello, Control: hello}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Every fuzz corpus entry (seeds, stored entries, the crasher) sent to a
+// live hub as a request and to live engine processes as a task argument:
+// nothing crashes, the crasher's task fails with an error naming the engine
+// and why, and afterwards the hub and every engine serve a normal apply
+// (issue 12, rows 1 and 1b).
+func TestHostileCorpusToLiveHubAndEngines(t *testing.T) {
+	pc := startProcs(t, 2, HubConfig{})
+	corpus := hostileCorpus(t)
+	head, _, _ := encodeValues(kindApply, "add3")
+	asArgs := func(ctrl []byte) []byte { return slices.Concat(head, []byte{tList, 1}, ctrl) }
+	var reqID uint64
+	for _, e := range corpus {
+		c := rawClient(t, pc.path)
+		var frames []*comm.Frame
+		add := func(ctrl []byte) {
+			reqID++
+			frames = append(frames, &comm.Frame{Type: fRequest, ID: reqID, Control: ctrl, Buffers: e.bufs})
+		}
+		add(e.ctrl)                                                          // the entry as a whole request
+		add(append(binary.AppendVarint([]byte{tInt}, opEngines), e.ctrl...)) // as the request's arguments
+		// as a task's arguments and as a whole task, on both engines
+		for _, task := range [][]byte{asArgs(e.ctrl), e.ctrl} {
+			req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "add3", []int{0, 1}}, []payload{{ctrl: task, bufs: e.bufs}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reqID++
+			frames = append(frames, &comm.Frame{Type: fRequest, ID: reqID, Control: req, Buffers: bufs})
+		}
+		for _, f := range frames {
+			if err := c.Send(f); err != nil {
+				break // the hub closed this client after a request it could not handle
+			}
+		}
+		// Read until every request is answered or the hub closes this client.
+		answered := 0
+		for answered < len(frames) {
+			f, err := c.Recv()
+			if err != nil {
+				t.Logf("%s: the hub closed the client after %d replies: %v", e.name, answered, err)
+				break
+			}
+			if f.Type == fReply {
+				answered++
+			}
+		}
+		c.Close()
+		// The same entries through the in-process hub, to see the tasks' errors.
+		tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{ctrl: asArgs(e.ctrl), bufs: e.bufs}})
+		if err != nil {
+			t.Fatalf("%s: %v", e.name, err)
+		}
+		for _, tk := range tasks {
+			select {
+			case <-tk.done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: task %d never finished", e.name, tk.id)
+			}
+			var re *RemoteError
+			if tk.err != nil && (!errors.As(tk.err, &re) || re.EngineID < 0 || re.Message == "") {
+				t.Fatalf("%s: task error %v does not name the engine and why", e.name, tk.err)
+			}
+			if strings.Contains(e.name, "record-column-rows-mismatch") && (re == nil || re.Code != CodeBadArguments || !strings.Contains(re.Message, "record column")) {
+				t.Fatalf("%s: crasher's task: %v", e.name, tk.err)
+			}
+		}
+	}
+	// The hub and every engine still serve, in process and to a new client.
+	for _, cl := range []*Client{pc.cl, pc.connect(t)} {
+		dv := must[*DirectView](t)(cl.DirectView())
+		ar := must[*AsyncResult](t)(dv.Apply("add3", 1, 2, 3))
+		v, err := ar.Get(10 * time.Second)
+		if err != nil || !reflect.DeepEqual(v, []any{6, 6}) {
+			t.Fatalf("after the hostile corpus: %v %v", v, err)
+		}
+	}
+	if ids := pc.hub.IDs(); !reflect.DeepEqual(ids, []int{0, 1}) {
+		t.Fatalf("live engines %v", ids)
+	}
+}
