@@ -125,7 +125,12 @@ func (e *Engine) serve(ctx context.Context) error {
 			e.cond.Signal()
 			e.mu.Unlock()
 		case fControl:
-			if e.control(f) {
+			stop := false
+			if perr := recovered(func() { stop = e.control(f) }); perr != nil {
+				// This message's recovery boundary: it is dropped.
+				withStack(e.cfg.Logger.Error().Int("engine", e.id), perr).Msg("panic while handling a control message from the hub; message dropped")
+			}
+			if stop {
 				err = nil
 				goto out
 			}
@@ -245,14 +250,23 @@ func (e *Engine) work(ctx context.Context) {
 
 		mark := e.ns.drops()
 		res := &resultMsg{Started: time.Now()}
-		e.run(ctx, f, res)
+		// Each task's recovery boundary: a panic while handling it (a
+		// function's own panics are caught closer, in call) fails the task
+		// with an error naming it, and the engine goes on.
+		if err := recovered(func() { e.run(ctx, f, res) }); err != nil {
+			e.panicked(f.ID, res, err, "handling")
+		}
 		res.Completed = time.Now()
 		f.Release()
 		// Coalesce replies while more tasks wait: under load many results
 		// go in one write; an idle engine answers at once, and a timer
 		// sends held results if the next task takes longer than
 		// maxReplyDelay, so no result waits behind a long task.
-		rf := e.resultFrame(f.ID, res) // outside outMu: it may send on the bulk path
+		var rf *comm.Frame
+		if err := recovered(func() { rf = e.resultFrame(f.ID, res) }); err != nil { // outside outMu: it may send on the bulk path
+			e.panicked(f.ID, res, err, "encoding the result of")
+			rf = e.resultFrame(f.ID, res)
+		}
 		e.mu.Lock()
 		more := len(e.queue) > 0
 		e.mu.Unlock()
@@ -319,6 +333,19 @@ func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
 	return &comm.Frame{Type: fResult, ID: id, Source: int32(e.id), Control: ctrl, Buffers: bufs}
 }
 
+// panicked makes res the error of task id after a panic while the engine
+// was doing what (handling, encoding the result of) it.
+func (e *Engine) panicked(id uint64, res *resultMsg, err error, what string) {
+	withStack(e.cfg.Logger.Error().Int("engine", e.id), err).Uint64("msg", id).Msg("panic while " + what + " a task; the task fails")
+	res.Value, res.bulk = nil, nil
+	res.Status, res.Code, res.ErrType = statusError, CodePanic, ""
+	res.ErrMsg = fmt.Sprintf("engine %d: panic while %s task %d: %v", e.id, what, id, err)
+	var pe *panicError
+	if errors.As(err, &pe) {
+		res.Traceback = pe.stack
+	}
+}
+
 func (e *Engine) reply(id uint64, res *resultMsg) { e.flush([]*comm.Frame{e.resultFrame(id, res)}) }
 
 // bulkReceiver receives the arrays tasks refer to from the hub's rank, or
@@ -336,7 +363,12 @@ func (e *Engine) drain(f *comm.Frame) {
 	defer f.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), bulkTimeout)
 	defer cancel()
-	if _, _, err := decodeTask(f, e.bulkReceiver(ctx)); err == nil {
+	var err error
+	if perr := recovered(func() { _, _, err = decodeTask(f, e.bulkReceiver(ctx)) }); perr != nil {
+		withStack(e.cfg.Logger.Error().Int("engine", e.id), perr).Uint64("msg", f.ID).Msg("panic while draining an aborted task")
+		return
+	}
+	if err == nil {
 		collectBulk()
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+
+	"github.com/rs/zerolog"
 )
 
 // Sentinel errors. A RemoteError matches the sentinel of its Code with errors.Is.
@@ -131,4 +133,28 @@ func stackTrace() string {
 		lines = lines[:40]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// recovered runs fn, the handling of one peer's message, and turns a panic
+// into an error with the panic value and its stack: a bug or a hostile
+// input the decoders did not foresee fails that message, or closes that
+// peer, instead of the rank.
+func recovered(fn func()) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{value: p, stack: stackTrace()}
+		}
+	}()
+	fn()
+	return nil
+}
+
+// withStack adds a recovered panic (and its stack) to an error log event.
+func withStack(ev *zerolog.Event, err error) *zerolog.Event {
+	ev = ev.Err(err)
+	var pe *panicError
+	if errors.As(err, &pe) {
+		ev = ev.Str("stack", pe.stack)
+	}
+	return ev
 }

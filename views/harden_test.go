@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -288,5 +289,106 @@ func TestHostileCorpusToLiveHubAndEngines(t *testing.T) {
 	}
 	if ids := pc.hub.IDs(); !reflect.DeepEqual(ids, []int{0, 1}) {
 		t.Fatalf("live engines %v", ids)
+	}
+}
+
+// A poisoned tag stands for a decoder bug not found yet: with
+// VIEWS_TEST_POISON set (in this process and the engine processes it
+// starts), decoding it panics, and poisonValue encodes to it.
+const (
+	tPoison   byte = 0xf0
+	envPoison      = "VIEWS_TEST_POISON"
+)
+
+type poisonValue struct{}
+
+func init() {
+	decodeHooks[tPoison] = func(d *decoder) (any, error) {
+		if os.Getenv(envPoison) == "" {
+			return nil, d.corrupt(fmt.Sprintf("unknown tag %d", tPoison))
+		}
+		panic("poison: a decoder bug")
+	}
+	encodeHooks = append(encodeHooks, func(e *encoder, v any) (bool, error) {
+		if _, ok := v.(poisonValue); ok {
+			e.byte1(tPoison)
+			return true, nil
+		}
+		return false, nil
+	})
+	MustRegister("poisonresult", func() poisonValue { return poisonValue{} })
+}
+
+// A panic while handling one peer's message is contained (issue 12, row 1):
+// a client's request closes that client after an error reply, a task's
+// arguments fail that task with an error naming the engine, a control
+// message is dropped, an engine's result closes that engine and fails its
+// task; the hub, the other engine and the job go on.
+func TestPanicHandlingOnePeerIsContained(t *testing.T) {
+	t.Setenv(envPoison, "1")
+	pc := startProcs(t, 2, HubConfig{})
+	poison := []byte{tPoison}
+
+	// A client's request.
+	c := rawClient(t, pc.path)
+	defer c.Close()
+	req := append(binary.AppendVarint([]byte{tInt}, opEngines), poison...)
+	if err := c.Send(&comm.Frame{Type: fRequest, ID: 1, Control: req}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Recv()
+	if err != nil || f.Type != fReply {
+		t.Fatalf("no reply to the poisoned request: %v", err)
+	}
+	v, err := decodeValues(f.Control, f.Buffers, 4)
+	if err != nil || v[0] != "error" || !strings.Contains(v[1].(string), "poison") {
+		t.Fatalf("reply to the poisoned request: %v %v", v, err)
+	}
+	if _, err := c.Recv(); err == nil {
+		t.Fatal("the hub kept the client whose request panicked")
+	}
+
+	// A task's arguments, on both engines.
+	head, _, _ := encodeValues(kindApply, "add3")
+	tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{ctrl: slices.Concat(head, []byte{tList, 1}, poison)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tk := range tasks {
+		<-tk.done
+		var re *RemoteError
+		if !errors.As(tk.err, &re) || re.EngineID != i || re.Code != CodePanic || !strings.Contains(re.Message, "poison") ||
+			!strings.Contains(re.Message, fmt.Sprint("task ", tk.id)) || re.Traceback == "" {
+			t.Fatalf("poisoned task on engine %d: %#v", i, tk.err)
+		}
+	}
+
+	// A control message.
+	pc.hub.mu.Lock()
+	e0 := pc.hub.engines[0].conn
+	pc.hub.mu.Unlock()
+	if err := e0.Send(&comm.Frame{Type: fControl, Control: poison}); err != nil {
+		t.Fatal(err)
+	}
+	dv := must[*DirectView](t)(pc.cl.DirectView())
+	if v, err := must[*AsyncResult](t)(dv.Apply("add3", 1, 2, 3)).Get(10 * time.Second); err != nil || !reflect.DeepEqual(v, []any{6, 6}) {
+		t.Fatalf("after poisoned tasks and control: %v %v", v, err)
+	}
+
+	// An engine's result: the hub closes engine 1 and fails its task.
+	one := must[*DirectView](t)(pc.cl.View(1))
+	_, err = must[*AsyncResult](t)(one.Apply("poisonresult")).Get(10 * time.Second)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.EngineID != 1 || !strings.Contains(re.Message, "poison") {
+		t.Fatalf("poisoned result: %v", err)
+	}
+	if ids := pc.hub.IDs(); !reflect.DeepEqual(ids, []int{0}) {
+		t.Fatalf("live engines after engine 1's poisoned result: %v", ids)
+	}
+	for _, cl := range []*Client{pc.cl, pc.connect(t)} {
+		zero := must[*DirectView](t)(cl.View(0))
+		if v, err := must[*AsyncResult](t)(zero.Apply("add3", 1, 2, 3)).Get(10 * time.Second); err != nil || v != 6 {
+			t.Fatalf("engine 0 after engine 1 was closed: %v %v", v, err)
+		}
 	}
 }

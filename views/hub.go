@@ -155,6 +155,16 @@ func (h *Hub) goHandle(c *comm.Conn) bool {
 }
 
 func (h *Hub) handle(c *comm.Conn) {
+	// The recovery boundary of this peer: a panic while handling its
+	// messages closes it (serveEngine and serveClient have their own
+	// boundaries that say more); the hub and the other peers go on.
+	if err := recovered(func() { h.handlePeer(c) }); err != nil {
+		withStack(h.log.Error().Str("peer", c.RemoteAddr()), err).Msg("panic while handling a peer's message; peer closed")
+		c.Close()
+	}
+}
+
+func (h *Hub) handlePeer(c *comm.Conn) {
 	f, err := c.Recv()
 	if err != nil {
 		h.log.Warn().Str("peer", c.RemoteAddr()).Err(err).Msg("peer left before registering")
@@ -241,7 +251,11 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 			h.log.Warn().Int("engine", id).Int("type", int(f.Type)).Msg("unexpected frame from engine; ignored")
 			continue
 		}
-		h.complete(e, f)
+		if err := recovered(func() { h.complete(e, f) }); err != nil {
+			withStack(h.log.Error().Str("engine", e.where()), err).Uint64("msg", f.ID).Msg("panic while handling an engine's result; engine closed")
+			h.engineGone(e, fmt.Errorf("the hub closed it after a panic while handling its result for message %d: %w", f.ID, err))
+			return
+		}
 	}
 }
 

@@ -172,7 +172,17 @@ func (h *Hub) serveClient(c *comm.Conn, hello *comm.Frame) {
 	go func() {
 		defer close(worked)
 		for f := range reqs {
-			cc.handle(f)
+			if err := recovered(func() { cc.handle(f) }); err != nil {
+				// This client's recovery boundary: it gets an error
+				// reply, then the hub closes it.
+				withStack(h.log.Error().Str("client", who), err).Uint64("request", f.ID).Msg("panic while handling a client's request; client closed")
+				ctrl, _, _ := encodeValues("error", fmt.Sprintf("hub: request %d: %v; the hub closes this connection", f.ID, err), nil, nil)
+				c.Send(&comm.Frame{Type: fReply, ID: f.ID, Control: ctrl})
+				c.Close()
+				break
+			}
+		}
+		for range reqs { // until the reader sees the connection closed
 		}
 	}()
 	for {
