@@ -392,3 +392,35 @@ func TestPanicHandlingOnePeerIsContained(t *testing.T) {
 		}
 	}
 }
+
+// A submission whose payload descriptor overflows (start+n past the
+// largest int) is a bad request answered with an error, not a panic that
+// costs the client its connection.
+func TestSubmitDescriptorOverflowIsABadRequest(t *testing.T) {
+	pc := startProcs(t, 1, HubConfig{})
+	c := rawClient(t, pc.path)
+	defer c.Close()
+	task, _, _ := encodeValues(kindApply, "add3", []any{1, 2, 3})
+	e := &encoder{}
+	e.encode(opSubmit)
+	e.encode([]any{true, kindApply, "add3", []int{0}, []any{[]any{task, 1 << 62, 1 << 62}}})
+	if err := c.Send(&comm.Frame{Type: fRequest, ID: 7, Control: e.b}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := decodeValues(f.Control, f.Buffers, 4)
+	if err != nil || v[0] != "error" || !strings.Contains(v[1].(string), "bad request: payload 0 buffers") {
+		t.Fatalf("reply %v %v", v, err)
+	}
+	// The client is still served.
+	ctrl, _, _ := encodeRequest(opHistory, nil, nil)
+	if err := c.Send(&comm.Frame{Type: fRequest, ID: 8, Control: ctrl}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := c.Recv(); err != nil || f.ID != 8 {
+		t.Fatalf("after the bad request: %v %v", f, err)
+	}
+}

@@ -285,7 +285,7 @@ func (cc *clientConn) handle(f *comm.Frame) {
 			ctrl, _ := l[0].([]byte)
 			start, _ := l[1].(int)
 			n, _ := l[2].(int)
-			if start < 0 || n < 0 || start+n > len(f.Buffers) {
+			if start < 0 || n < 0 || start > len(f.Buffers) || n > len(f.Buffers)-start {
 				cc.reply(f.ID, fmt.Errorf("hub: bad request: payload %d buffers [%d,+%d) of %d", i, start, n, len(f.Buffers)), nil, nil)
 				return
 			}
