@@ -1,7 +1,6 @@
 package views
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -305,7 +304,7 @@ func (e *Engine) flushLocked() {
 		e.outTimer = nil
 	}
 	if len(e.out) > 0 {
-		e.flush(e.out)
+		e.flush(e.out, e.keep)
 		e.out = e.out[:0]
 		clear(e.keep)
 		e.keep = e.keep[:0]
@@ -313,8 +312,18 @@ func (e *Engine) flushLocked() {
 	}
 }
 
-func (e *Engine) flush(fs []*comm.Frame) {
-	if err := e.conn.SendBatch(fs); err != nil {
+// flush sends the results fs of rs. A result too large for a frame is
+// replaced by an error result saying so, which reaches the caller at once.
+func (e *Engine) flush(fs []*comm.Frame, rs []*resultMsg) {
+	err := sendEach(e.conn, fs, func(i int, err error) *comm.Frame {
+		id, r := fs[i].ID, rs[i]
+		e.cfg.Logger.Error().Int("engine", e.id).Uint64("msg", id).Err(err).Msg("result too large for a frame: the task fails")
+		return e.resultFrame(id, &resultMsg{Status: statusError, Code: CodeNotSendable,
+			ErrMsg:  fmt.Sprintf("engine %d: the result of task %d is too large to send: %v", e.id, id, err),
+			Started: r.Started, Completed: r.Completed, Exit: r.Exit,
+			Stdout: r.Stdout, Stderr: r.Stderr, StdoutOmitted: r.StdoutOmitted, StderrOmitted: r.StderrOmitted})
+	})
+	if err != nil {
 		e.cfg.Logger.Warn().Err(err).Int("results", len(fs)).Msg("could not send results")
 	}
 	for i := range fs {
@@ -346,7 +355,9 @@ func (e *Engine) panicked(id uint64, res *resultMsg, err error, what string) {
 	}
 }
 
-func (e *Engine) reply(id uint64, res *resultMsg) { e.flush([]*comm.Frame{e.resultFrame(id, res)}) }
+func (e *Engine) reply(id uint64, res *resultMsg) {
+	e.flush([]*comm.Frame{e.resultFrame(id, res)}, []*resultMsg{res})
+}
 
 // bulkReceiver receives the arrays tasks refer to from the hub's rank, or
 // is nil without a mesh on either side.
@@ -541,10 +552,15 @@ func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out, errb bytes.Buffer
+	var out, errb capture // streams with a cap: see maxOutputKeep
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	res.Stdout, res.Stderr = out.String(), errb.String()
+	res.Stdout, res.StdoutOmitted = out.text("stdout")
+	res.Stderr, res.StderrOmitted = errb.text("stderr")
+	if res.StdoutOmitted > 0 || res.StderrOmitted > 0 {
+		e.cfg.Logger.Warn().Int("engine", e.id).Str("command", cmdline).Int64("stdout_omitted", res.StdoutOmitted).
+			Int64("stderr_omitted", res.StderrOmitted).Msg("output too long: its middle was left out")
+	}
 	if err != nil {
 		res.Status, res.ErrType = statusError, fmt.Sprintf("%T", err)
 		var xe *exec.ExitError

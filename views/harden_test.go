@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -422,5 +423,104 @@ func TestSubmitDescriptorOverflowIsABadRequest(t *testing.T) {
 	}
 	if f, err := c.Recv(); err != nil || f.ID != 8 {
 		t.Fatalf("after the bad request: %v %v", f, err)
+	}
+}
+
+func init() {
+	MustRegister("bigstring", func(n int) string { return strings.Repeat("x", n) })
+	MustRegister("strlen", func(s string) int { return len(s) })
+}
+
+// A command printing 70 MB (issue 12, row 7): the engine reads its output as
+// a stream with a cap, keeps the head and the tail, marks what it left out,
+// and answers at once; it serves the next call.
+func TestExecuteHugeOutputIsCappedAndMarked(t *testing.T) {
+	pc := startProcsHeartbeat(t, 1, HubConfig{}, time.Second) // as rankhub px: outside clients beat every second
+	for _, cl := range []*Client{pc.cl, pc.connect(t)} {
+		dv := must[*DirectView](t)(cl.DirectView())
+		start := time.Now()
+		ar := must[*AsyncResult](t)(dv.Execute("echo first; head -c 70000000 /dev/zero | tr '\\0' x; echo; echo last; echo err >&2"))
+		if !ar.Wait(20 * time.Second) {
+			t.Fatalf("execute of 70 MB of output did not return within 20 s")
+		}
+		if _, err := ar.Get(0); err != nil {
+			t.Fatal(err)
+		}
+		m := ar.Metadata()[0]
+		omitted := int64(70000000+len("first\n\nlast\n")) - int64(len(m.Stdout)-len(omittedMark(m.StdoutOmitted, "stdout")))
+		if m.StdoutOmitted <= 0 || m.StdoutOmitted != omitted || len(m.Stdout) > 2*maxOutputKeep+len(omittedMark(m.StdoutOmitted, "stdout")) ||
+			!strings.HasPrefix(m.Stdout, "first\nxxx") || !strings.HasSuffix(m.Stdout, "xxx\nlast\n") ||
+			!strings.Contains(m.Stdout, omittedMark(m.StdoutOmitted, "stdout")) {
+			t.Fatalf("stdout of %d bytes, %d omitted (want %d): %.80q ... %q", len(m.Stdout), m.StdoutOmitted, omitted, m.Stdout, m.Stdout[max(0, len(m.Stdout)-80):])
+		}
+		if m.Stderr != "err\n" || m.StderrOmitted != 0 {
+			t.Fatalf("stderr %q, %d omitted", m.Stderr, m.StderrOmitted)
+		}
+		t.Logf("70 MB of stdout: answered in %v with %d bytes, %d omitted", time.Since(start).Round(time.Millisecond), len(m.Stdout), m.StdoutOmitted)
+		if v, err := must[*AsyncResult](t)(dv.Apply("add3", 1, 2, 3)).Get(10 * time.Second); err != nil || !reflect.DeepEqual(v, []any{6}) {
+			t.Fatalf("after the huge output: %v %v", v, err)
+		}
+	}
+}
+
+// A result value larger than the largest frame reaches the caller at once
+// as a RemoteError naming the engine and the reason (issue 12, row 7),
+// without holding back the results sent with it; so does a task whose
+// arguments are too large, and the engine lives on.
+func TestTooLargeForAFrameIsAnErrorResult(t *testing.T) {
+	pc := startProcsHeartbeat(t, 1, HubConfig{}, time.Second)
+	big := comm.DefaultLimits.MaxControl + 1
+	for _, cl := range []*Client{pc.cl, pc.connect(t)} {
+		dv := must[*DirectView](t)(cl.DirectView())
+		slow := must[*AsyncResult](t)(dv.Apply("sleep", 50)) // the rest queue behind it: their results go in one batch
+		huge := must[*AsyncResult](t)(dv.Apply("bigstring", big))
+		after := must[*AsyncResult](t)(dv.Apply("add3", 1, 2, 3))
+		_, err := huge.Get(15 * time.Second)
+		var re *RemoteError
+		if !errors.As(err, &re) || re.EngineID != 0 || !errors.Is(err, ErrNotSendable) || !strings.Contains(re.Message, "too large") {
+			t.Fatalf("result too large for a frame: %v", err)
+		}
+		for _, ar := range []*AsyncResult{slow, after} {
+			if _, err := ar.Get(5 * time.Second); err != nil {
+				t.Fatalf("a result sent with the huge one: %v", err)
+			}
+		}
+	}
+	// Arguments too large for a frame, from the driver in the hub's process.
+	dv := must[*DirectView](t)(pc.cl.DirectView())
+	_, err := must[*AsyncResult](t)(dv.Apply("strlen", strings.Repeat("x", big))).Get(15 * time.Second)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.EngineID != 0 || !errors.Is(err, ErrNotSendable) || !strings.Contains(re.Message, "too large") {
+		t.Fatalf("arguments too large for a frame: %v", err)
+	}
+	if v, err := must[*AsyncResult](t)(dv.Apply("add3", 1, 2, 3)).Get(10 * time.Second); err != nil || !reflect.DeepEqual(v, []any{6}) {
+		t.Fatalf("after the huge arguments: %v %v", v, err)
+	}
+}
+
+// capture keeps exactly the first and last maxOutputKeep bytes of what is
+// written to it, whatever the sizes of the writes, and counts the rest.
+func TestCaptureKeepsHeadAndTail(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 34))
+	for _, total := range []int{0, 10, maxOutputKeep, 2 * maxOutputKeep, 2*maxOutputKeep + 1, 5*maxOutputKeep + 12345} {
+		all := make([]byte, total)
+		for i := range all {
+			all[i] = byte(rng.IntN(256))
+		}
+		var c capture
+		for p := all; len(p) > 0; {
+			k := min(len(p), 1+rng.IntN([]int{7, 4096, 3 * maxOutputKeep}[rng.IntN(3)]))
+			c.Write(p[:k])
+			p = p[k:]
+		}
+		got, omitted := c.text("stdout")
+		want, wantOmitted := string(all), int64(0)
+		if total > 2*maxOutputKeep {
+			wantOmitted = int64(total - 2*maxOutputKeep)
+			want = string(all[:maxOutputKeep]) + omittedMark(wantOmitted, "stdout") + string(all[total-maxOutputKeep:])
+		}
+		if got != want || omitted != wantOmitted {
+			t.Fatalf("%d bytes: kept %d, %d omitted; want %d, %d omitted", total, len(got), omitted, len(want), wantOmitted)
+		}
 	}
 }

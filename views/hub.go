@@ -353,6 +353,7 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	}
 	t.started, t.completed = r.Started, r.Completed
 	t.stdout, t.stderr, t.exit = r.Stdout, r.Stderr, r.Exit
+	t.omitted = [2]int64{r.StdoutOmitted, r.StderrOmitted}
 	t.frame = f // keeps out-of-band buffers the value aliases
 	t.bulkBytes = r.bulkBytes
 	if r.Status != statusOK {
@@ -521,13 +522,33 @@ func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
 			(*hook)(f.Buffers)
 		}
 	}
-	err := e.conn.SendBatch(fs)
+	var tooLarge []*task
+	var why []error
+	err := sendEach(e.conn, fs, func(i int, err error) *comm.Frame {
+		tooLarge, why = append(tooLarge, ts[i]), append(why, err)
+		return nil
+	})
 	runtime.KeepAlive(keep)
 	for _, t := range ts {
 		t.markSent()
 	}
 	if err != nil {
 		h.engineGone(e, err)
+	}
+	// A task too large for a frame fails, the engine is fine.
+	now := time.Now()
+	for i, t := range tooLarge {
+		h.mu.Lock()
+		delete(e.pending, t.id)
+		h.core.busy(e.id, -1)
+		t.ctrl, t.bufs, t.keep = nil, nil, nil
+		h.mu.Unlock()
+		h.log.Error().Int("engine", e.id).Uint64("msg", t.id).Err(why[i]).Msg("task too large for a frame: it fails")
+		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: CodeNotSendable, MsgID: t.id,
+			Message: fmt.Sprintf("the task is too large to send to %s: %v", e.where(), why[i])}, now)
+	}
+	if len(tooLarge) > 0 {
+		h.wake()
 	}
 }
 

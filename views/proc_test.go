@@ -25,6 +25,7 @@ import (
 
 const envEngine = "VIEWS_TEST_ENGINE" // connection file path
 const envEngineRank = "VIEWS_TEST_RANK"
+const envHeartbeat = "VIEWS_TEST_HEARTBEAT" // the engines' heartbeat interval (default 200ms)
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(envEngine); path != "" {
@@ -42,7 +43,11 @@ func engineMain(path string) int {
 	}
 	key, _ := ci.KeyBytes()
 	ctx := context.Background()
-	c, err := comm.Dial(ctx, "unix", ci.Unix, key, comm.Options{Heartbeat: 200 * time.Millisecond})
+	hb, err := time.ParseDuration(os.Getenv(envHeartbeat))
+	if err != nil {
+		hb = 200 * time.Millisecond
+	}
+	c, err := comm.Dial(ctx, "unix", ci.Unix, key, comm.Options{Heartbeat: hb})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -99,10 +104,19 @@ type procCluster struct {
 }
 
 // startProcs starts a hub here and n engine processes; ranks are 1..n.
+// Hub and engines use 200 ms heartbeats.
 func startProcs(t testing.TB, n int, cfg HubConfig) *procCluster {
 	t.Helper()
+	return startProcsHeartbeat(t, n, cfg, 200*time.Millisecond)
+}
+
+// startProcsHeartbeat is startProcs with heartbeats every hb: a test whose
+// outside clients (1 s, as Connect's) wait long on the hub needs hb of 1 s,
+// or the hub takes their silence for death.
+func startProcsHeartbeat(t testing.TB, n int, cfg HubConfig, hb time.Duration) *procCluster {
+	t.Helper()
 	key, _ := comm.NewKey()
-	opts := comm.Options{Heartbeat: 200 * time.Millisecond}
+	opts := comm.Options{Heartbeat: hb}
 	ln, err := comm.Listen(comm.ListenConfig{TCP: "127.0.0.1:0", Unix: fmt.Sprintf("@views-test-%d-%d", os.Getpid(), time.Now().UnixNano()), Key: key, Opts: opts})
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +136,7 @@ func startProcs(t testing.TB, n int, cfg HubConfig) *procCluster {
 	pc := &procCluster{hub: h, cl: NewClient(h), path: path}
 	for r := 1; r <= n; r++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), envEngine+"="+path, envEngineRank+"="+strconv.Itoa(r))
+		cmd.Env = append(os.Environ(), envEngine+"="+path, envEngineRank+"="+strconv.Itoa(r), envHeartbeat+"="+hb.String())
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

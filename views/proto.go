@@ -1,6 +1,7 @@
 package views
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -101,6 +102,10 @@ type resultMsg struct {
 	Stdout    string
 	Stderr    string
 	Exit      int
+	// StdoutOmitted and StderrOmitted count the bytes of output left out
+	// of Stdout and Stderr (see maxOutputKeep).
+	StdoutOmitted int64
+	StderrOmitted int64
 	// bulk, when set, sends the value's large arrays on the bulk path
 	// (pulls from a hub with a mesh); not encoded.
 	bulk *bulkSender
@@ -110,12 +115,12 @@ type resultMsg struct {
 
 func (r *resultMsg) encode() ([]byte, [][]byte, error) {
 	return encodeBulk(r.bulk, r.Status, r.Value, r.Code, r.ErrType, r.ErrMsg, r.Traceback,
-		r.Started, r.Completed, r.Stdout, r.Stderr, r.Exit)
+		r.Started, r.Completed, r.Stdout, r.Stderr, r.Exit, r.StdoutOmitted, r.StderrOmitted)
 }
 
 func parseResult(f *comm.Frame, b *bulkReceiver) (*resultMsg, error) {
 	d := &decoder{b: f.Control, bufs: f.Buffers, bulk: b}
-	v, err := d.values(11)
+	v, err := d.values(13)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +141,8 @@ func parseResult(f *comm.Frame, b *bulkReceiver) (*resultMsg, error) {
 	get(8, &r.Stdout)
 	get(9, &r.Stderr)
 	r.Exit, _ = v[10].(int)
+	r.StdoutOmitted, _ = v[11].(int64)
+	r.StderrOmitted, _ = v[12].(int64)
 	if !ok {
 		return nil, fmt.Errorf("%w: bad result", errCorrupt)
 	}
@@ -183,4 +190,30 @@ func encodeTargets(ranks []int) []byte {
 	}
 	b, _, _ := encodeValues(l)
 	return b
+}
+
+// sendEach sends fs with one write. When one of them is larger than a frame
+// may be (then nothing was written), it sends them one at a time and, for
+// each frame too large, what tooLarge returns instead (nil: nothing), so
+// that one oversized frame neither holds back the others nor vanishes
+// without an answer. It returns the first other error.
+func sendEach(c *comm.Conn, fs []*comm.Frame, tooLarge func(i int, err error) *comm.Frame) error {
+	err := c.SendBatch(fs)
+	if !errors.Is(err, comm.ErrFrameTooLarge) {
+		return err
+	}
+	for i, f := range fs {
+		err := c.Send(f)
+		if errors.Is(err, comm.ErrFrameTooLarge) {
+			alt := tooLarge(i, err)
+			err = nil
+			if alt != nil {
+				err = c.Send(alt)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

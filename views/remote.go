@@ -71,6 +71,24 @@ func taskHeader(t *task) []any {
 
 // notifyFrame encodes a finished task for a client.
 func notifyFrame(t *task) *comm.Frame {
+	ctrl, bufs, err := encodeValues(notifyValues(t)...)
+	if err != nil {
+		return notSendableFrame(t, err)
+	}
+	return &comm.Frame{Type: fNotify, ID: t.id, Control: ctrl, Buffers: bufs}
+}
+
+// notSendableFrame is the notification of t that says its result cannot
+// be sent to the client, and why.
+func notSendableFrame(t *task, err error) *comm.Frame {
+	vals := notifyValues(t)
+	vals[6], vals[7], vals[8], vals[10] = true, nil, CodeNotSendable, err.Error()
+	ctrl, bufs, _ := encodeValues(vals...)
+	return &comm.Frame{Type: fNotify, ID: t.id, Control: ctrl, Buffers: bufs}
+}
+
+// notifyValues are the values of a finished task's notification.
+func notifyValues(t *task) []any {
 	var re RemoteError
 	failed := t.err != nil
 	if failed && !errors.As(t.err, new(*RemoteError)) {
@@ -80,14 +98,8 @@ func notifyFrame(t *task) *comm.Frame {
 		errors.As(t.err, &p)
 		re = *p
 	}
-	vals := []any{int(t.eng.Load()), t.rank, t.host, t.started, t.completed, t.received, failed, t.value,
-		re.Code, re.Type, re.Message, re.Traceback, t.stdout, t.stderr, t.exit}
-	ctrl, bufs, err := encodeValues(vals...)
-	if err != nil {
-		vals[6], vals[7], vals[8], vals[10] = true, nil, CodeNotSendable, err.Error()
-		ctrl, bufs, _ = encodeValues(vals...)
-	}
-	return &comm.Frame{Type: fNotify, ID: t.id, Control: ctrl, Buffers: bufs}
+	return []any{int(t.eng.Load()), t.rank, t.host, t.started, t.completed, t.received, failed, t.value,
+		re.Code, re.Type, re.Message, re.Traceback, t.stdout, t.stderr, t.exit, t.omitted[0], t.omitted[1]}
 }
 
 // ----- hub side -----
@@ -108,7 +120,8 @@ type outbox struct {
 	c    *comm.Conn
 	mu   sync.Mutex
 	q    []*comm.Frame
-	keep []any // what the queued frames' buffers alias (bulk arrays): held until written
+	alt  []func(error) *comm.Frame // per frame of q: what to send if it is too large for a frame
+	keep []any                     // what the queued frames' buffers alias (bulk arrays): held until written
 	wake chan struct{}
 }
 
@@ -118,11 +131,13 @@ func newOutbox(c *comm.Conn) *outbox {
 	return o
 }
 
-// push queues a frame; it never blocks. keep stays reachable until the
-// frame is written (a frame's buffers do not keep arena memory alive).
-func (o *outbox) push(f *comm.Frame, keep ...any) {
+// push queues a frame; it never blocks. alt makes what goes instead if
+// the frame is too large to send. keep stays reachable until the frame is
+// written (a frame's buffers do not keep arena memory alive).
+func (o *outbox) push(f *comm.Frame, alt func(error) *comm.Frame, keep ...any) {
 	o.mu.Lock()
 	o.q = append(o.q, f)
+	o.alt = append(o.alt, alt)
 	o.keep = append(o.keep, keep...)
 	o.mu.Unlock()
 	select {
@@ -139,10 +154,10 @@ func (o *outbox) run() {
 			return
 		}
 		o.mu.Lock()
-		q, keep := o.q, o.keep
-		o.q, o.keep = nil, nil
+		q, alt, keep := o.q, o.alt, o.keep
+		o.q, o.alt, o.keep = nil, nil, nil
 		o.mu.Unlock()
-		if len(q) > 0 && o.c.SendBatch(q) != nil {
+		if len(q) > 0 && sendEach(o.c, q, func(i int, err error) *comm.Frame { return alt[i](err) }) != nil {
 			return // the connection failed; its reader ends the client
 		}
 		runtime.KeepAlive(keep)
@@ -225,7 +240,10 @@ func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
 		ctrl, bufs, _ = encodeValues("error", "hub: cannot encode the reply: "+eerr.Error(), nil, nil)
 		tasks = nil
 	}
-	cc.out.push(&comm.Frame{Type: fReply, ID: id, Control: ctrl, Buffers: bufs}, result)
+	cc.out.push(&comm.Frame{Type: fReply, ID: id, Control: ctrl, Buffers: bufs}, func(err error) *comm.Frame {
+		ctrl, _, _ := encodeValues("error", "hub: the reply is too large to send: "+err.Error(), nil, nil)
+		return &comm.Frame{Type: fReply, ID: id, Control: ctrl}
+	}, result)
 	for _, t := range tasks {
 		cc.mu.Lock()
 		seen := cc.watched[t.id]
@@ -236,7 +254,9 @@ func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
 				cc.mu.Lock()
 				delete(cc.watched, t.id)
 				cc.mu.Unlock()
-				cc.out.push(notifyFrame(t), t.value)
+				cc.out.push(notifyFrame(t), func(err error) *comm.Frame {
+					return notSendableFrame(t, fmt.Errorf("hub: the result is too large to send to this client: %w", err))
+				}, t.value)
 			})
 		}
 	}
@@ -516,7 +536,7 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 	if t == nil {
 		return
 	}
-	v, err := decodeValues(f.Control, f.Buffers, 15)
+	v, err := decodeValues(f.Control, f.Buffers, 17)
 	if err != nil {
 		t.finish(nil, &RemoteError{EngineID: -1, Code: CodeError, MsgID: t.id, Message: "undecodable result from the hub: " + err.Error()}, time.Now())
 		return
@@ -531,6 +551,8 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 	t.stdout, _ = v[12].(string)
 	t.stderr, _ = v[13].(string)
 	t.exit, _ = v[14].(int)
+	t.omitted[0], _ = v[15].(int64)
+	t.omitted[1], _ = v[16].(int64)
 	t.frame = f
 	if failed, _ := v[6].(bool); failed {
 		re := &RemoteError{EngineID: eng, Rank: t.rank, Host: t.host, MsgID: t.id}

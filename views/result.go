@@ -40,6 +40,7 @@ type task struct {
 	value                        any
 	err                          error
 	stdout, stderr               string
+	omitted                      [2]int64 // bytes left out of stdout, stderr
 	exit                         int
 	rank                         int
 	host                         string
@@ -111,11 +112,16 @@ type Metadata struct {
 	Received  time.Time // by the hub
 	Stdout    string
 	Stderr    string
-	ExitCode  int    // for shell commands
-	Status    string // "pending", "ok", "error"
-	Error     error
-	After     []uint64 // the time dependencies of a load-balanced task
-	Follow    []uint64 // its location dependencies
+	// StdoutOmitted and StderrOmitted count the bytes an engine left out of
+	// the middle of a command's long output (Stdout and Stderr hold the
+	// first and last MiB around a line that says so); 0: nothing left out.
+	StdoutOmitted int64
+	StderrOmitted int64
+	ExitCode      int    // for shell commands
+	Status        string // "pending", "ok", "error"
+	Error         error
+	After         []uint64 // the time dependencies of a load-balanced task
+	Follow        []uint64 // its location dependencies
 }
 
 // AsyncResult is the handle of a submission to one or more engines.
@@ -432,6 +438,7 @@ func (r *AsyncResult) Metadata() []Metadata {
 		if t.isDone() {
 			m.Started, m.Completed, m.Received = t.started, t.completed, t.received
 			m.Stdout, m.Stderr, m.ExitCode, m.Error = t.stdout, t.stderr, t.exit, t.err
+			m.StdoutOmitted, m.StderrOmitted = t.omitted[0], t.omitted[1]
 			m.Status = "ok"
 			if t.err != nil {
 				m.Status = "error"

@@ -1,0 +1,61 @@
+package views
+
+import "fmt"
+
+// maxOutputKeep is how much of a command's stdout, and of its stderr, an
+// engine keeps at each end: the first and the last maxOutputKeep bytes. What
+// lies between is counted, left out and marked, so a command printing 10 GB
+// costs the engine 4 MiB per stream, and its answer fits in a frame.
+const maxOutputKeep = 1 << 20
+
+// capture is the writer a command's output stream goes to: it keeps the
+// head and a ring of the tail and counts the rest.
+type capture struct {
+	head  []byte
+	tail  []byte // a ring once full: the oldest byte at pos
+	pos   int
+	total int64
+}
+
+func (c *capture) Write(p []byte) (int, error) {
+	n := len(p)
+	c.total += int64(n)
+	if room := maxOutputKeep - len(c.head); room > 0 {
+		k := min(room, len(p))
+		c.head = append(c.head, p[:k]...)
+		p = p[k:]
+	}
+	if room := maxOutputKeep - len(c.tail); room > 0 {
+		k := min(room, len(p))
+		c.tail = append(c.tail, p[:k]...)
+		p = p[k:]
+	}
+	if len(p) >= maxOutputKeep {
+		p = p[len(p)-maxOutputKeep:]
+		copy(c.tail, p)
+		c.pos = 0
+		return n, nil
+	}
+	for len(p) > 0 {
+		k := copy(c.tail[c.pos:], p)
+		c.pos = (c.pos + k) % maxOutputKeep
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// text returns what was kept, with a mark where bytes were left out, and
+// how many were.
+func (c *capture) text(stream string) (string, int64) {
+	omitted := c.total - int64(len(c.head)) - int64(len(c.tail))
+	tail := string(c.tail[c.pos:]) + string(c.tail[:c.pos])
+	if omitted == 0 {
+		return string(c.head) + tail, 0
+	}
+	return string(c.head) + omittedMark(omitted, stream) + tail, omitted
+}
+
+// omittedMark is the line that replaces the middle of a long output.
+func omittedMark(n int64, stream string) string {
+	return fmt.Sprintf("\n[rankhub: %d bytes of %s left out here; the first and last %d are kept]\n", n, stream, maxOutputKeep)
+}
