@@ -318,10 +318,13 @@ func (e *Engine) flush(fs []*comm.Frame, rs []*resultMsg) {
 	err := sendEach(e.conn, fs, func(i int, err error) *comm.Frame {
 		id, r := fs[i].ID, rs[i]
 		e.cfg.Logger.Error().Int("engine", e.id).Uint64("msg", id).Err(err).Msg("result too large for a frame: the task fails")
-		return e.resultFrame(id, &resultMsg{Status: statusError, Code: CodeNotSendable,
+		alt := &resultMsg{Status: statusError, Code: CodeNotSendable,
 			ErrMsg:  fmt.Sprintf("engine %d: the result of task %d is too large to send: %v", e.id, id, err),
-			Started: r.Started, Completed: r.Completed, Exit: r.Exit,
-			Stdout: r.Stdout, Stderr: r.Stderr, StdoutOmitted: r.StdoutOmitted, StderrOmitted: r.StderrOmitted})
+			Started: r.Started, Completed: r.Completed, Exit: r.Exit}
+		if len(r.Stdout)+len(r.Stderr) <= 4*maxOutputKeep+1024 { // the outputs a command leaves (capture)
+			alt.Stdout, alt.Stderr, alt.StdoutOmitted, alt.StderrOmitted = r.Stdout, r.Stderr, r.StdoutOmitted, r.StderrOmitted
+		}
+		return e.resultFrame(id, alt)
 	})
 	if err != nil {
 		e.cfg.Logger.Warn().Err(err).Int("results", len(fs)).Msg("could not send results")

@@ -1,6 +1,9 @@
 package views
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // maxOutputKeep is how much of a command's stdout, and of its stderr, an
 // engine keeps at each end: the first and the last maxOutputKeep bytes. What
@@ -48,11 +51,17 @@ func (c *capture) Write(p []byte) (int, error) {
 // how many were.
 func (c *capture) text(stream string) (string, int64) {
 	omitted := c.total - int64(len(c.head)) - int64(len(c.tail))
-	tail := string(c.tail[c.pos:]) + string(c.tail[:c.pos])
-	if omitted == 0 {
-		return string(c.head) + tail, 0
+	mark := ""
+	if omitted > 0 {
+		mark = omittedMark(omitted, stream)
 	}
-	return string(c.head) + omittedMark(omitted, stream) + tail, omitted
+	var b strings.Builder
+	b.Grow(len(c.head) + len(mark) + len(c.tail))
+	b.Write(c.head)
+	b.WriteString(mark)
+	b.Write(c.tail[c.pos:])
+	b.Write(c.tail[:c.pos])
+	return b.String(), omitted
 }
 
 // omittedMark is the line that replaces the middle of a long output.
