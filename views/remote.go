@@ -455,11 +455,17 @@ func (b *remoteBackend) read() {
 		if err != nil {
 			break
 		}
+		// Each message's recovery boundary: a panic while handling it
+		// fails the request or the task it answers, not the program.
 		switch f.Type {
 		case fReply:
-			b.onReply(f)
+			if perr := recovered(func() { b.onReply(f) }); perr != nil {
+				b.failRequest(f.ID, fmt.Errorf("views: the hub's reply to request %d could not be handled: %w", f.ID, perr))
+			}
 		case fNotify:
-			b.onNotify(f)
+			if perr := recovered(func() { b.onNotify(f) }); perr != nil {
+				b.failTask(f.ID, "the hub's notification could not be handled: "+perr.Error())
+			}
 		}
 	}
 	b.mu.Lock()
@@ -529,6 +535,27 @@ func (b *remoteBackend) onReply(f *comm.Frame) {
 	}
 }
 
+// failRequest answers request id with err, unless it was answered.
+func (b *remoteBackend) failRequest(id uint64, err error) {
+	b.mu.Lock()
+	ch := b.pending[id]
+	delete(b.pending, id)
+	b.mu.Unlock()
+	if ch != nil {
+		ch <- &replyMsg{err: err}
+	}
+}
+
+// failTask finishes task id with an error saying why, unless it finished.
+func (b *remoteBackend) failTask(id uint64, why string) {
+	b.mu.Lock()
+	t := b.tasks[id]
+	b.mu.Unlock()
+	if t != nil {
+		t.finish(nil, &RemoteError{EngineID: -1, Code: CodeError, MsgID: id, Message: why}, time.Now())
+	}
+}
+
 func (b *remoteBackend) onNotify(f *comm.Frame) {
 	b.mu.Lock()
 	t := b.tasks[f.ID]
@@ -538,7 +565,7 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 	}
 	v, err := decodeValues(f.Control, f.Buffers, 17)
 	if err != nil {
-		t.finish(nil, &RemoteError{EngineID: -1, Code: CodeError, MsgID: t.id, Message: "undecodable result from the hub: " + err.Error()}, time.Now())
+		b.failTask(f.ID, "undecodable result from the hub: "+err.Error())
 		return
 	}
 	eng, _ := v[0].(int)
