@@ -75,6 +75,30 @@
 // engines it was pushed to: do not modify it while they hold it. Outside
 // clients (Connect) and load-balanced calls send through the hub's frames.
 //
+// # Hostile input and limits
+//
+// Every byte from a peer is untrusted. The decoders return an error for
+// every input (they are fuzzed: FuzzDecodeValues, FuzzDecodeArrow, with
+// the crashers found kept in testdata/fuzz), and counts read from the wire
+// only size preallocations up to 1024 elements: memory follows the
+// elements actually received. Each peer's messages are handled behind a
+// recovery boundary: a panic while the hub handles a client's request
+// answers it with an error and closes that client; while it handles an
+// engine's result, closes that engine (its pending tasks fail naming it);
+// while an engine handles a task or encodes its result, fails that task
+// (ErrPanic, with the stack); a panicking control message is dropped, and an
+// outside client fails the request or task a hub message answered. Every
+// such panic is logged with its stack.
+//
+// Execute and Run read a command's stdout and stderr as streams and keep
+// the first and the last MiB of each; the bytes between are counted
+// (Metadata.StdoutOmitted, StderrOmitted) and replaced by a line saying how
+// many were left out, so a command printing gigabytes costs its engine a
+// few MiB. Nothing too large for a frame is dropped in silence: a task's
+// result or arguments too large become at once a RemoteError matching
+// ErrNotSendable that names the engine and the reason, a reply too large
+// for an outside client an error, and the frames sent with it still go.
+//
 // Engine functions get communicators from their Context: Comm() over the
 // engines of the DirectView call, World() over every rank. The bulk path
 // uses world tags from BulkTagBase up; user Send/Recv on the world keeps
