@@ -157,7 +157,13 @@ func (o *outbox) run() {
 		q, alt, keep := o.q, o.alt, o.keep
 		o.q, o.alt, o.keep = nil, nil, nil
 		o.mu.Unlock()
-		if len(q) > 0 && sendEach(o.c, q, func(i int, err error) *comm.Frame { return alt[i](err) }) != nil {
+		tooLarge := func(i int, err error) *comm.Frame {
+			if alt[i] == nil {
+				return nil
+			}
+			return alt[i](err)
+		}
+		if len(q) > 0 && sendEach(o.c, q, tooLarge) != nil {
 			return // the connection failed; its reader ends the client
 		}
 		runtime.KeepAlive(keep)
