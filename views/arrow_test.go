@@ -201,8 +201,19 @@ func FuzzDecodeArrow(f *testing.F) {
 			return
 		}
 		// Whatever decodes must be readable without a panic.
-		if a, ok := v[0].(arrow.Array); ok {
+		switch a := v[0].(type) {
+		case arrow.Array:
 			_ = a.String()
+			a.Release()
+		case arrow.RecordBatch:
+			for _, c := range a.Columns() {
+				_ = c.String()
+			}
+			a.Release()
+		case *arrow.Chunked:
+			for _, c := range a.Chunks() {
+				_ = c.String()
+			}
 			a.Release()
 		}
 	})
