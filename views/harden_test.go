@@ -633,3 +633,38 @@ func TestClientSurvivesPanicOnHubMessages(t *testing.T) {
 		t.Fatalf("after the poisoned messages: %v", err)
 	}
 }
+
+// The hub decodes an outside client's task before forwarding it: a corrupt
+// payload or a bulk array reference (an engine on a mesh would wait 30 s
+// for an array that never comes) is refused with an error naming the
+// payload, and no task is made.
+func TestHubRefusesCorruptTaskFromOutsideClient(t *testing.T) {
+	pc := startProcs(t, 1, HubConfig{})
+	c := rawClient(t, pc.path)
+	defer c.Close()
+	head, _, _ := encodeValues(kindApply, "sum")
+	for i, args := range [][]byte{
+		{tList, 1, tArrow, arrowArray, arrowBulk, byte(arrow.FLOAT64), 0, 1}, // a bulk reference from rank 0
+		{tList, 2, tInt}, // truncated
+		{tList, 1, tArrow, arrowRecord, 1, 1, 0, 0, byte(arrow.INT8), 0, 0, 0, 0, 0}, // the crasher
+	} {
+		req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "sum", []int{0}}, []payload{{ctrl: slices.Concat(head, args), bufs: [][]byte{nil}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Send(&comm.Frame{Type: fRequest, ID: uint64(i + 1), Control: req, Buffers: bufs}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := decodeValues(f.Control, f.Buffers, 4)
+		if hdrs, _ := v[3].([]any); err != nil || v[0] != "error" || !strings.Contains(v[1].(string), "hub: bad request: payload 0: views: corrupt payload") || len(hdrs) != 0 {
+			t.Fatalf("payload %d: reply %v %v", i, v, err)
+		}
+	}
+	if h := pc.hub.history(); len(h) != 0 {
+		t.Fatalf("tasks made of corrupt payloads: %v", h)
+	}
+}

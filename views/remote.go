@@ -316,6 +316,14 @@ func (cc *clientConn) handle(f *comm.Frame) {
 				return
 			}
 			ps[i] = payload{ctrl: ctrl, bufs: f.Buffers[start : start+n : start+n]}
+			// An outside client's task is decoded here before any engine
+			// sees it: a corrupt payload, or a reference to a bulk array
+			// (outside clients are not on the mesh: an engine would wait
+			// for it in vain), is this client's error, not the engines'.
+			if _, err := decodeValues(ps[i].ctrl, ps[i].bufs, 3); err != nil {
+				cc.reply(f.ID, fmt.Errorf("hub: bad request: payload %d: %w", i, err), nil, nil)
+				return
+			}
 		}
 		if len(ps) == 0 {
 			cc.reply(f.ID, fmt.Errorf("hub: bad request: no payload"), nil, nil)
