@@ -81,7 +81,9 @@
 // every input (they are fuzzed: FuzzDecodeValues, FuzzDecodeArrow, with
 // the crashers found kept in testdata/fuzz), and counts read from the wire
 // only size preallocations up to 1024 elements: memory follows the
-// elements actually received. Each peer's messages are handled behind a
+// elements actually received. The hub decodes an outside client's tasks
+// before forwarding them: a corrupt one is that client's bad request and
+// never reaches an engine. Each peer's messages are handled behind a
 // recovery boundary: a panic while the hub handles a client's request
 // answers it with an error and closes that client; while it handles an
 // engine's result, closes that engine (its pending tasks fail naming it);
