@@ -435,7 +435,7 @@ func init() {
 // a stream with a cap, keeps the head and the tail, marks what it left out,
 // and answers at once; it serves the next call.
 func TestExecuteHugeOutputIsCappedAndMarked(t *testing.T) {
-	pc := startProcsHeartbeat(t, 1, HubConfig{}, time.Second) // as rankhub px: outside clients beat every second
+	pc := startProcsWith(t, 1, HubConfig{}, time.Second, 0) // as rankhub px: outside clients beat every second
 	for _, cl := range []*Client{pc.cl, pc.connect(t)} {
 		dv := must[*DirectView](t)(cl.DirectView())
 		start := time.Now()
@@ -468,8 +468,10 @@ func TestExecuteHugeOutputIsCappedAndMarked(t *testing.T) {
 // without holding back the results sent with it; so does a task whose
 // arguments are too large, and the engine lives on.
 func TestTooLargeForAFrameIsAnErrorResult(t *testing.T) {
-	pc := startProcsHeartbeat(t, 1, HubConfig{}, time.Second)
-	big := comm.DefaultLimits.MaxControl + 1
+	// Frames of at most 4 MiB of control payload, to keep the test small.
+	const limit = 4 << 20
+	pc := startProcsWith(t, 1, HubConfig{}, time.Second, limit)
+	big := limit + 1
 	for _, cl := range []*Client{pc.cl, pc.connect(t)} {
 		dv := must[*DirectView](t)(cl.DirectView())
 		slow := must[*AsyncResult](t)(dv.Apply("sleep", 50)) // the rest queue behind it: their results go in one batch
@@ -504,9 +506,7 @@ func TestCaptureKeepsHeadAndTail(t *testing.T) {
 	rng := rand.New(rand.NewPCG(12, 34))
 	for _, total := range []int{0, 10, maxOutputKeep, 2 * maxOutputKeep, 2*maxOutputKeep + 1, 5*maxOutputKeep + 12345} {
 		all := make([]byte, total)
-		for i := range all {
-			all[i] = byte(rng.IntN(256))
-		}
+		rand.NewChaCha8([32]byte{byte(total)}).Read(all)
 		var c capture
 		for p := all; len(p) > 0; {
 			k := min(len(p), 1+rng.IntN([]int{7, 4096, 3 * maxOutputKeep}[rng.IntN(3)]))
@@ -549,7 +549,7 @@ func TestExecuteOutputMemoryIsBounded(t *testing.T) {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		t.Skip("no /proc: cannot measure the engine's peak memory")
 	}
-	pc := startProcsHeartbeat(t, 1, HubConfig{}, time.Second)
+	pc := startProcsWith(t, 1, HubConfig{}, time.Second, 0)
 	one := must[*DirectView](t)(pc.cl.View(0))
 	before := must[any](t)(must[*AsyncResult](t)(one.Apply("vmhwm")).Get(10 * time.Second)).(int64)
 	start := time.Now()

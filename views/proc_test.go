@@ -25,7 +25,8 @@ import (
 
 const envEngine = "VIEWS_TEST_ENGINE" // connection file path
 const envEngineRank = "VIEWS_TEST_RANK"
-const envHeartbeat = "VIEWS_TEST_HEARTBEAT" // the engines' heartbeat interval (default 200ms)
+const envHeartbeat = "VIEWS_TEST_HEARTBEAT"    // the engines' heartbeat interval (default 200ms)
+const envMaxControl = "VIEWS_TEST_MAX_CONTROL" // the engines' largest control payload (default comm's)
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(envEngine); path != "" {
@@ -47,7 +48,12 @@ func engineMain(path string) int {
 	if err != nil {
 		hb = 200 * time.Millisecond
 	}
-	c, err := comm.Dial(ctx, "unix", ci.Unix, key, comm.Options{Heartbeat: hb})
+	opts := comm.Options{Heartbeat: hb}
+	if n, err := strconv.Atoi(os.Getenv(envMaxControl)); err == nil {
+		opts.Limits = comm.DefaultLimits
+		opts.Limits.MaxControl = n
+	}
+	c, err := comm.Dial(ctx, "unix", ci.Unix, key, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -107,16 +113,22 @@ type procCluster struct {
 // Hub and engines use 200 ms heartbeats.
 func startProcs(t testing.TB, n int, cfg HubConfig) *procCluster {
 	t.Helper()
-	return startProcsHeartbeat(t, n, cfg, 200*time.Millisecond)
+	return startProcsWith(t, n, cfg, 200*time.Millisecond, 0)
 }
 
-// startProcsHeartbeat is startProcs with heartbeats every hb: a test whose
-// outside clients (1 s, as Connect's) wait long on the hub needs hb of 1 s,
-// or the hub takes their silence for death.
-func startProcsHeartbeat(t testing.TB, n int, cfg HubConfig, hb time.Duration) *procCluster {
+// startProcsWith is startProcs with heartbeats every hb and, if maxControl
+// is not 0, control payloads of at most maxControl bytes on the hub's and
+// the engines' connections. A test whose outside clients (1 s, as
+// Connect's) wait long on the hub needs hb of 1 s, or the hub takes their
+// silence for death.
+func startProcsWith(t testing.TB, n int, cfg HubConfig, hb time.Duration, maxControl int) *procCluster {
 	t.Helper()
 	key, _ := comm.NewKey()
 	opts := comm.Options{Heartbeat: hb}
+	if maxControl > 0 {
+		opts.Limits = comm.DefaultLimits
+		opts.Limits.MaxControl = maxControl
+	}
 	ln, err := comm.Listen(comm.ListenConfig{TCP: "127.0.0.1:0", Unix: fmt.Sprintf("@views-test-%d-%d", os.Getpid(), time.Now().UnixNano()), Key: key, Opts: opts})
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +149,9 @@ func startProcsHeartbeat(t testing.TB, n int, cfg HubConfig, hb time.Duration) *
 	for r := 1; r <= n; r++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), envEngine+"="+path, envEngineRank+"="+strconv.Itoa(r), envHeartbeat+"="+hb.String())
+		if maxControl > 0 {
+			cmd.Env = append(cmd.Env, envMaxControl+"="+strconv.Itoa(maxControl))
+		}
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
