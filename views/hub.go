@@ -545,7 +545,7 @@ func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
 		h.mu.Unlock()
 		h.log.Error().Int("engine", e.id).Uint64("msg", t.id).Err(why[i]).Msg("task too large for a frame: it fails")
 		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: CodeNotSendable, MsgID: t.id,
-			Message: fmt.Sprintf("the task is too large to send to %s: %v", e.where(), why[i])}, now)
+			Message: fmt.Sprintf("the task is too large to send to the engine: %v", why[i])}, now)
 	}
 	if len(tooLarge) > 0 {
 		h.wake()
