@@ -59,15 +59,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 			sent := &Frame{Type: TypeUser + 3, Flags: 9, Source: -4, ID: 1 << 60,
 				Control: []byte("ctrl"), Buffers: [][]byte{big, {}, []byte("x"), big[5:1000]}}
-			errc := make(chan error, 1)
-			go func() { errc <- c.Send(sent) }()
-			f, err := s.Recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := <-errc; err != nil {
-				t.Fatal(err)
-			}
+			f := sendRecv(t, c, s, sent)
 			defer f.Release()
 			if f.Type != sent.Type || f.Flags != 9 || f.Source != -4 || f.ID != 1<<60 || string(f.Control) != "ctrl" {
 				t.Fatalf("header mismatch: %+v", f)
@@ -75,15 +67,37 @@ func TestRoundTrip(t *testing.T) {
 			if len(f.Buffers) != 4 {
 				t.Fatalf("got %d buffers", len(f.Buffers))
 			}
-			for i := range sent.Buffers {
-				if !bytes.Equal(f.Buffers[i], sent.Buffers[i]) {
-					t.Fatalf("buffer %d differs", i)
-				}
-				if len(f.Buffers[i]) > 0 && uintptr(unsafe.Pointer(&f.Buffers[i][0]))%Align != 0 {
-					t.Fatalf("buffer %d not %d-aligned", i, Align)
-				}
-			}
+			sameBuffers(t, f, sent)
 		})
+	}
+}
+
+// sendRecv sends a frame from c while s receives it.
+func sendRecv(t *testing.T, c, s *Conn, sent *Frame) *Frame {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Send(sent) }()
+	f, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// sameBuffers checks that a received frame holds the sent buffers, each
+// Align-aligned.
+func sameBuffers(t *testing.T, got, sent *Frame) {
+	t.Helper()
+	for i := range sent.Buffers {
+		if !bytes.Equal(got.Buffers[i], sent.Buffers[i]) {
+			t.Fatalf("buffer %d (%d bytes) differs", i, len(sent.Buffers[i]))
+		}
+		if len(got.Buffers[i]) > 0 && uintptr(unsafe.Pointer(&got.Buffers[i][0]))%Align != 0 {
+			t.Fatalf("buffer %d not %d-aligned", i, Align)
+		}
 	}
 }
 

@@ -39,6 +39,87 @@ func (heapAllocator) Free([]byte) {}
 // HeapAllocator is the default Allocator: aligned Go heap memory.
 var HeapAllocator Allocator = heapAllocator{}
 
+// Grower is an optional ability of an Allocator for frames larger than
+// RecvStep, whose memory grows as their bytes arrive. Without it, Conn grows
+// a buffer by allocating a larger one, copying the bytes received so far and
+// freeing the old one.
+type Grower interface {
+	// AllocUpTo returns a buffer for a frame of want bytes that has at least
+	// min bytes and at most want: more than min only when the allocator can
+	// give memory it already holds (a freed buffer of about that size).
+	AllocUpTo(min, want int64) []byte
+	// Grow returns a buffer of n > len(b) bytes whose first keep bytes are
+	// b's; b is not used afterwards. The result is Align-aligned and is
+	// freed with Free.
+	Grow(b []byte, keep, n int64) []byte
+}
+
+// growBy is the factor by which a frame's receive buffer grows when the
+// bytes received so far fill it: a Grower grows without copying (double),
+// a copy grows by four so that a large frame is copied at most a third of
+// its size in total.
+const (
+	growByGrower = 2
+	growByCopy   = 4
+)
+
+// recvMem is the receive buffer of one frame: it starts at RecvStep (or the
+// frame's size, if smaller) and grows as bytes arrive, up to total.
+type recvMem struct {
+	alloc Allocator
+	mem   []byte
+	total int64
+}
+
+func newRecvMem(alloc Allocator, total int64) recvMem {
+	m := recvMem{alloc: alloc, total: total}
+	switch g, ok := alloc.(Grower); {
+	case total <= RecvStep:
+		m.mem = alloc.Alloc(total)
+	case ok:
+		m.mem = g.AllocUpTo(RecvStep, total)
+	default:
+		m.mem = alloc.Alloc(RecvStep)
+	}
+	return m
+}
+
+// room returns the buffer with at least need bytes, keeping the first keep.
+func (m *recvMem) room(keep, need int64) []byte {
+	if need <= int64(len(m.mem)) {
+		return m.mem
+	}
+	if g, ok := m.alloc.(Grower); ok {
+		m.mem = g.Grow(m.mem, keep, min(m.total, max(need, growByGrower*int64(len(m.mem)))))
+		return m.mem
+	}
+	b := m.alloc.Alloc(min(m.total, max(need, growByCopy*int64(len(m.mem)))))
+	copy(b, m.mem[:keep])
+	m.alloc.Free(m.mem)
+	m.mem = b
+	return b
+}
+
+// readBuffers reads the buffers of lengths lens at offsets offs (from
+// layout) into memory that grows with the bytes received.
+func (c *Conn) readBuffers(lens []uint64, offs []int64, total int64) ([]byte, error) {
+	m := newRecvMem(c.opts.Allocator, total)
+	for i, l := range lens {
+		pos, end := offs[i], offs[i]+int64(l)
+		for pos < end {
+			// grow only once the bytes received fill the buffer
+			mem := m.room(pos, min(end, pos+1))
+			stop := min(end, int64(len(mem)))
+			if _, err := io.ReadFull(c.r, mem[pos:stop]); err != nil {
+				m.alloc.Free(m.mem)
+				return nil, c.wrapIOErr(err)
+			}
+			pos = stop
+		}
+	}
+	return m.mem, nil
+}
+
 // Options configure a connection. The zero value is usable.
 type Options struct {
 	Limits    Limits    // zero: DefaultLimits
@@ -65,8 +146,17 @@ type Options struct {
 }
 
 func (o *Options) fill() {
-	if o.Limits == (Limits{}) {
-		o.Limits = DefaultLimits
+	if o.Limits.MaxControl <= 0 {
+		o.Limits.MaxControl = DefaultLimits.MaxControl
+	}
+	if o.Limits.MaxBuffers <= 0 {
+		o.Limits.MaxBuffers = DefaultLimits.MaxBuffers
+	}
+	if o.Limits.MaxBytes <= 0 {
+		o.Limits.MaxBytes = DefaultLimits.MaxBytes
+	}
+	if o.Limits.MaxBytes <= 0 {
+		o.Limits.MaxBytes, _ = DefaultMaxFrame() // Listen and Dial report a bad $RANKHUB_MAX_FRAME
 	}
 	if o.Allocator == nil {
 		o.Allocator = HeapAllocator
@@ -158,6 +248,17 @@ func (c *Conn) spinRead(p []byte) (n int, err error, ok bool) {
 var epoch = time.Now()
 
 func nanotime() int64 { return int64(time.Since(epoch)) }
+
+// check reports options that cannot be used: a bad $RANKHUB_MAX_FRAME
+// when the frame limit comes from it.
+func (o *Options) check() error {
+	if o.Limits.MaxBytes <= 0 && DefaultLimits.MaxBytes <= 0 {
+		if _, err := DefaultMaxFrame(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func newConn(nc net.Conn, opts Options) *Conn {
 	opts.fill()
@@ -367,6 +468,9 @@ func (c *Conn) Recv() (*Frame, error) {
 	for {
 		f, err := c.recv()
 		if err != nil {
+			if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrFrameTooLarge) {
+				c.opts.Logger.Warn().Str("peer", c.RemoteAddr()).Err(err).Msg("dropping peer: refused frame")
+			}
 			c.fail(err)
 			return nil, c.closedErr()
 		}
@@ -407,30 +511,45 @@ func (c *Conn) recv() (*Frame, error) {
 			return nil, fmt.Errorf("from %s: %w", c.RemoteAddr(), err)
 		}
 		if h.ctrlLen > 0 {
-			f.Control = make([]byte, h.ctrlLen)
-			if _, err := io.ReadFull(c.r, f.Control); err != nil {
-				return nil, c.wrapIOErr(err)
+			if f.Control, err = c.readControl(h.ctrlLen); err != nil {
+				return nil, err
 			}
 		}
-		mem := c.opts.Allocator.Alloc(total)
+		mem, err := c.readBuffers(lens, offs, total)
+		if err != nil {
+			return nil, err
+		}
 		alloc := c.opts.Allocator
 		f.release = func() { alloc.Free(mem) }
 		f.Buffers = make([][]byte, h.nbufs)
 		for i, l := range lens {
-			b := mem[offs[i] : offs[i]+int64(l) : offs[i]+int64(l)]
-			if _, err := io.ReadFull(c.r, b); err != nil {
-				f.Release()
-				return nil, c.wrapIOErr(err)
-			}
-			f.Buffers[i] = b
+			f.Buffers[i] = mem[offs[i] : offs[i]+int64(l) : offs[i]+int64(l)]
 		}
 		return f, nil
 	}
 	if h.ctrlLen > 0 {
-		f.Control = make([]byte, h.ctrlLen)
-		if _, err := io.ReadFull(c.r, f.Control); err != nil {
-			return nil, c.wrapIOErr(err)
+		if f.Control, err = c.readControl(h.ctrlLen); err != nil {
+			return nil, err
 		}
 	}
 	return f, nil
+}
+
+// ctrlStep is the control payload allocated before any of it arrives;
+// larger payloads grow as their bytes arrive.
+const ctrlStep = 1 << 20
+
+// readControl reads a control payload of n bytes, allocating as it arrives.
+func (c *Conn) readControl(n int) ([]byte, error) {
+	b := make([]byte, min(n, ctrlStep))
+	for got := 0; ; {
+		if _, err := io.ReadFull(c.r, b[got:]); err != nil {
+			return nil, c.wrapIOErr(err)
+		}
+		got = len(b)
+		if got == n {
+			return b, nil
+		}
+		b = append(b, make([]byte, min(n-got, 3*got))...)
+	}
 }

@@ -13,7 +13,13 @@
 // Before any frame is read, both sides prove knowledge of the per-job 256-bit
 // key with an HMAC-SHA256 challenge-response (see auth.go). Frames announcing
 // more than the Limits are refused before anything is allocated; any malformed
-// frame closes the connection. Heartbeats: an idle connection sends a ping
+// frame closes the connection (and is logged). Memory follows the bytes that
+// arrive, not the bytes announced: at most RecvStep (32 MiB) of a frame's
+// buffers and 1 MiB of its control payload are allocated before they arrive,
+// and the buffers grow as they do (without a copy when the Allocator is a
+// Grower, as the collective mesh's RecvPool is). The limit on a frame's
+// buffers defaults to half the machine's memory, or $RANKHUB_MAX_FRAME, or
+// Options.Limits.MaxBytes. Heartbeats: an idle connection sends a ping
 // every Options.Heartbeat, and a peer silent for HeartbeatMisses intervals is
 // declared dead (Recv returns ErrHeartbeat).
 //

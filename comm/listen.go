@@ -49,6 +49,9 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 	if len(cfg.Key) != KeySize {
 		return nil, fmt.Errorf("comm: listen: job key must be %d bytes", KeySize)
 	}
+	if err := cfg.Opts.check(); err != nil {
+		return nil, err
+	}
 	cfg.Opts.fill()
 	l := &Listener{key: cfg.Key, opts: cfg.Opts, conns: make(chan *Conn), done: make(chan struct{}),
 		handshakes: make(chan struct{}, MaxHandshakes), failed: make(chan struct{})}
@@ -206,6 +209,9 @@ func (l *Listener) Close() error {
 
 // Dial connects to a listener and proves the job key.
 func Dial(ctx context.Context, network, addr string, key []byte, opts Options) (*Conn, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	opts.fill()
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, network, addr)
