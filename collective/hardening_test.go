@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,6 +176,43 @@ func TestRecvPoolGrowsLargeFrames(t *testing.T) {
 		f.Release()
 		if pool.Live() != 0 || pool.Idle() < 4*comm.RecvStep {
 			t.Fatalf("round %d: %d live buffers, %d idle bytes after release", round, pool.Live(), pool.Idle())
+		}
+	}
+}
+
+// The mesh's public names (abstract Unix socket in /proc/net/unix, arena
+// file in /dev/shm) carry nothing derived from the job key.
+func TestMeshNamesCarryNoKey(t *testing.T) {
+	key, _ := comm.NewKey()
+	dir := t.TempDir()
+	ms := make([]*Mesh, 2)
+	errs := make(chan error, 2)
+	for r := 0; r < 2; r++ {
+		go func(r int) {
+			m, err := JoinMesh(context.Background(), MeshConfig{Rank: r, Size: 2, Key: key, Exchange: FileExchange(dir),
+				Heartbeat: -1, ArenaDir: dir, ArenaSize: 4 << 20, Host: "h", Addr: "127.0.0.1"})
+			ms[r] = m
+			errs <- err
+		}(r)
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer ms[1].Close()
+	defer ms[0].Close()
+	for _, m := range ms {
+		if m.Arena() == nil || m.ln.UnixAddr() == "" {
+			t.Fatal("same-node ranks without an arena or a Unix socket")
+		}
+		for _, name := range []string{m.ln.UnixAddr(), m.Arena().Path()} {
+			for i := 0; i+4 <= len(key); i++ {
+				w := key[i : i+4]
+				if strings.Contains(name, string(w)) || strings.Contains(strings.ToLower(name), hex.EncodeToString(w)) {
+					t.Fatalf("%q carries bytes %d-%d of the job key", name, i, i+3)
+				}
+			}
 		}
 	}
 }
