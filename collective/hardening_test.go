@@ -30,16 +30,21 @@ func (p *RecvPool) mapped() int64 {
 	return n
 }
 
-// twoMeshes joins two in-process ranks over TCP on loopback.
-func twoMeshes(t *testing.T, key []byte) []*Mesh {
+// twoMeshes joins two in-process ranks on loopback, over TCP unless edit
+// changes their config.
+func twoMeshes(t *testing.T, key []byte, edit func(*MeshConfig)) []*Mesh {
 	t.Helper()
 	dir := t.TempDir()
 	ms := make([]*Mesh, 2)
 	errs := make(chan error, 2)
 	for r := 0; r < 2; r++ {
+		cfg := MeshConfig{Rank: r, Size: 2, Key: key, Exchange: FileExchange(dir),
+			Heartbeat: -1, ForceTCP: true, Host: "h", Addr: "127.0.0.1"}
+		if edit != nil {
+			edit(&cfg)
+		}
 		go func(r int) {
-			m, err := JoinMesh(context.Background(), MeshConfig{Rank: r, Size: 2, Key: key, Exchange: FileExchange(dir),
-				Heartbeat: -1, ForceTCP: true, Host: "h", Addr: "127.0.0.1"})
+			m, err := JoinMesh(context.Background(), cfg)
 			ms[r] = m
 			errs <- err
 		}(r)
@@ -58,7 +63,7 @@ func twoMeshes(t *testing.T, key []byte) []*Mesh {
 // exchanging data afterwards.
 func TestMeshListenerMemoryFollowsBytesReceived(t *testing.T) {
 	key, _ := comm.NewKey()
-	ms := twoMeshes(t, key)
+	ms := twoMeshes(t, key, nil)
 	limit, err := comm.DefaultMaxFrame()
 	if err != nil {
 		t.Fatal(err)
@@ -185,23 +190,7 @@ func TestRecvPoolGrowsLargeFrames(t *testing.T) {
 func TestMeshNamesCarryNoKey(t *testing.T) {
 	key, _ := comm.NewKey()
 	dir := t.TempDir()
-	ms := make([]*Mesh, 2)
-	errs := make(chan error, 2)
-	for r := 0; r < 2; r++ {
-		go func(r int) {
-			m, err := JoinMesh(context.Background(), MeshConfig{Rank: r, Size: 2, Key: key, Exchange: FileExchange(dir),
-				Heartbeat: -1, ArenaDir: dir, ArenaSize: 4 << 20, Host: "h", Addr: "127.0.0.1"})
-			ms[r] = m
-			errs <- err
-		}(r)
-	}
-	for i := 0; i < 2; i++ {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	defer ms[1].Close()
-	defer ms[0].Close()
+	ms := twoMeshes(t, key, func(c *MeshConfig) { c.ForceTCP, c.ArenaDir, c.ArenaSize = false, dir, 4<<20 })
 	for _, m := range ms {
 		if m.Arena() == nil || m.ln.UnixAddr() == "" {
 			t.Fatal("same-node ranks without an arena or a Unix socket")
