@@ -130,7 +130,8 @@ type Options struct {
 	// so a connection with heartbeats needs a goroutine blocked in Recv.
 	Heartbeat       time.Duration
 	HeartbeatMisses int // zero: 5
-	// HandshakeTimeout bounds the authentication exchange. Zero: 10s.
+	// HandshakeTimeout bounds the authentication exchange. Zero: 2s on a
+	// listener (DefaultHandshakeTimeout), 10s for Dial.
 	HandshakeTimeout time.Duration
 	// Spin is how long after sending the reader polls the socket instead of
 	// sleeping until data arrives. A reply that comes within the window is
@@ -163,9 +164,6 @@ func (o *Options) fill() {
 	}
 	if o.HeartbeatMisses <= 0 {
 		o.HeartbeatMisses = 5
-	}
-	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = 10 * time.Second
 	}
 }
 

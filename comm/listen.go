@@ -23,18 +23,81 @@ type Listener struct {
 	closed  atomic.Bool
 	wg      sync.WaitGroup
 	refused atomic.Int64
-	// handshakes bounds the unauthenticated connections in flight, so a
-	// flood of them cannot exhaust file descriptors or goroutines.
-	handshakes chan struct{}
 
 	failMu  sync.Mutex
 	failed  chan struct{} // closed when an accept loop stopped on an error
 	failErr error
 }
 
-// MaxHandshakes is how many unauthenticated connections may be in their
-// handshake at once; more wait in the kernel's backlog.
+// MaxHandshakes is how many unauthenticated connections each listening
+// socket (TCP, Unix) keeps in their handshake at once. A connection that
+// arrives when the budget is spent is still accepted: the oldest one that
+// has not sent a byte yet (else the oldest) is dropped to make room, so a
+// flood of silent connections cannot keep a real peer waiting.
 const MaxHandshakes = 64
+
+// DefaultHandshakeTimeout is the listener's pre-authentication deadline
+// (as NATS's auth timeout): a peer that has not proved the key by then is
+// dropped. Dial waits DefaultDialHandshakeTimeout for the listener.
+const (
+	DefaultHandshakeTimeout     = 2 * time.Second
+	DefaultDialHandshakeTimeout = 10 * time.Second
+)
+
+// gate holds one listening socket's connections in their handshake.
+type gate struct {
+	mu      sync.Mutex
+	pending []*pending // in arrival order
+}
+
+// pending is a connection in its handshake; spoke is set by its first byte.
+type pending struct {
+	net.Conn
+	spoke   atomic.Bool
+	evicted atomic.Bool // set before it is closed to make room
+}
+
+func (p *pending) Read(b []byte) (int, error) {
+	n, err := p.Conn.Read(b)
+	if n > 0 {
+		p.spoke.Store(true)
+	}
+	return n, err
+}
+
+// admit adds p; when the budget is spent it returns the connection to
+// drop: the oldest silent one, else the oldest.
+func (g *gate) admit(p *pending) (victim *pending) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.pending) >= MaxHandshakes {
+		i := 0
+		for k, q := range g.pending {
+			if !q.spoke.Load() {
+				i = k
+				break
+			}
+		}
+		victim = g.pending[i]
+		g.pending = append(g.pending[:i], g.pending[i+1:]...)
+	}
+	g.pending = append(g.pending, p)
+	return victim
+}
+
+// done removes p; false means p was dropped to make room (its handshake
+// may still have succeeded, but its connection is closed).
+func (g *gate) done(p *pending) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, q := range g.pending {
+		if q == p {
+			g.pending = append(g.pending[:i], g.pending[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
 
 // ListenConfig says where to listen. Either address may be empty.
 type ListenConfig struct {
@@ -53,8 +116,11 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		return nil, err
 	}
 	cfg.Opts.fill()
+	if cfg.Opts.HandshakeTimeout <= 0 {
+		cfg.Opts.HandshakeTimeout = DefaultHandshakeTimeout
+	}
 	l := &Listener{key: cfg.Key, opts: cfg.Opts, conns: make(chan *Conn), done: make(chan struct{}),
-		handshakes: make(chan struct{}, MaxHandshakes), failed: make(chan struct{})}
+		failed: make(chan struct{})}
 	if cfg.TCP != "" {
 		ln, err := net.Listen("tcp", cfg.TCP)
 		if err != nil {
@@ -101,15 +167,10 @@ func (l *Listener) addr(network string) string {
 func (l *Listener) acceptLoop(ln net.Listener) {
 	defer l.wg.Done()
 	var delay time.Duration
+	g := &gate{} // this socket's own handshake budget
 	for {
-		select { // wait for a handshake slot
-		case l.handshakes <- struct{}{}:
-		case <-l.done:
-			return
-		}
 		nc, err := ln.Accept()
 		if err != nil {
-			<-l.handshakes
 			if l.closed.Load() {
 				return
 			}
@@ -135,13 +196,23 @@ func (l *Listener) acceptLoop(ln net.Listener) {
 			return
 		}
 		delay = 0
+		p := &pending{Conn: nc}
+		if v := g.admit(p); v != nil {
+			v.evicted.Store(true)
+			v.Close() // its handshake fails and logs it
+		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			defer func() { <-l.handshakes }()
-			if err := serverHandshake(nc, l.key, l.opts.HandshakeTimeout); err != nil {
+			err := serverHandshake(p, l.key, l.opts.HandshakeTimeout)
+			if !g.done(p) || err != nil {
 				l.refused.Add(1)
-				l.opts.Logger.Warn().Str("peer", peerName(nc)).Err(err).Msg("refused connection")
+				ev := l.opts.Logger.Warn()
+				if p.evicted.Load() || err == nil {
+					err = fmt.Errorf("%w: dropped to make room: %d connections in their handshake on %s, this one the oldest silent", ErrAuth, MaxHandshakes, ln.Addr())
+					ev = l.opts.Logger.Info() // a flood: one line per connection at warning level would drown the log
+				}
+				ev.Str("peer", peerName(nc)).Err(err).Msg("refused connection")
 				nc.Close()
 				return
 			}
@@ -213,6 +284,9 @@ func Dial(ctx context.Context, network, addr string, key []byte, opts Options) (
 		return nil, err
 	}
 	opts.fill()
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = DefaultDialHandshakeTimeout
+	}
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, network, addr)
 	if err != nil {
