@@ -35,18 +35,26 @@ func pair(t *testing.T, network string, opts Options) (server, client *Conn, ln 
 	if network == "unix" {
 		addr = ln.UnixAddr()
 	}
+	client, server = dialAccept(t, ln, network, addr, key, opts)
+	return server, client, ln
+}
+
+// dialAccept connects a client to ln within 5 s and returns both ends,
+// closed at the end of the test.
+func dialAccept(t *testing.T, ln *Listener, network, addr string, key []byte, opts Options) (client, server *Conn) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	client, err = Dial(ctx, network, addr, key, opts)
+	client, err := Dial(ctx, network, addr, key, opts)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("dial %s %s: %v", network, addr, err)
 	}
 	server, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
-	return server, client, ln
+	return client, server
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -188,16 +196,25 @@ func TestWrongKeyGarbageAndOversizeAreRefused(t *testing.T) {
 	}
 }
 
-func TestHeartbeatTimeout(t *testing.T) {
+// overTLS runs a test over plain TCP and over TLS.
+func overTLS(t *testing.T, test func(t *testing.T, mode TLSMode)) {
+	for _, mode := range []TLSMode{TLSOff, TLSRequire} {
+		t.Run("tls="+mode.String(), func(t *testing.T) { test(t, mode) })
+	}
+}
+
+func TestHeartbeatTimeout(t *testing.T) { overTLS(t, heartbeatTimeout) }
+
+func heartbeatTimeout(t *testing.T, mode TLSMode) {
 	// The client sends heartbeats; the server side has them too. We freeze the
 	// client by closing its heartbeats (no heartbeat option) and never sending.
 	key, _ := NewKey()
-	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, Opts: Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3}})
+	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, TLS: mode, Opts: Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{}) // silent peer
+	c, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{TLSFingerprint: ln.TLSFingerprint()}) // silent peer
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +230,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 	}
 
 	// Two peers that both heartbeat stay alive while idle.
-	c2, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3})
+	c2, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3, TLSFingerprint: ln.TLSFingerprint()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +317,7 @@ func FuzzDecode(f *testing.F) {
 func TestConnInfoFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "hub.json")
 	key, _ := NewKey()
-	ci := &ConnInfo{TCP: "127.0.0.1:1", Unix: "@x", Host: "h", PID: 7, Ranks: 4, Created: time.Now().UTC()}
+	ci := &ConnInfo{TCP: "127.0.0.1:1", Unix: "@x", Host: "h", PID: 7, Ranks: 4, Created: time.Now().UTC(), TLS: "ab12"}
 	ci.SetKey(key)
 	if err := WriteConnInfo(p, ci); err != nil {
 		t.Fatal(err)
@@ -317,7 +334,7 @@ func TestConnInfoFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, _ := got.KeyBytes()
-	if !bytes.Equal(k, key) || got.TCP != ci.TCP || got.Ranks != 4 {
+	if !bytes.Equal(k, key) || got.TCP != ci.TCP || got.Ranks != 4 || got.TLS != ci.TLS {
 		t.Fatalf("read back %+v", got)
 	}
 }
@@ -381,15 +398,17 @@ func TestSendBatchKeepsOrderAndBuffers(t *testing.T) {
 // A peer that stops reading and stays silent is declared dead even while a
 // large write to it is blocked: the blocked write then fails instead of
 // hanging until TCP gives up.
-func TestHeartbeatDetectsDeathDuringBlockedWrite(t *testing.T) {
+func TestHeartbeatDetectsDeathDuringBlockedWrite(t *testing.T) { overTLS(t, deathDuringBlockedWrite) }
+
+func deathDuringBlockedWrite(t *testing.T, mode TLSMode) {
 	key, _ := NewKey()
-	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, Opts: Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3}})
+	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, TLS: mode, Opts: Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	// The peer authenticates, then never reads and never sends.
-	peer, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{})
+	peer, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{TLSFingerprint: ln.TLSFingerprint()})
 	if err != nil {
 		t.Fatal(err)
 	}

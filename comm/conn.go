@@ -2,6 +2,7 @@ package comm
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -143,7 +144,11 @@ type Options struct {
 	// after sends: for peers that exchange messages in tight sequences
 	// (collectives), whose reader is already waiting when this side sends.
 	SpinOnRecv bool
-	Logger     zerolog.Logger
+	// TLSFingerprint, for Dial over TCP: speak TLS 1.3 and accept only the
+	// listener certificate whose SHA-256 is this (hex; Listener.TLSFingerprint,
+	// ConnInfo.TLS). Empty: plain. TLS connections never spin.
+	TLSFingerprint string
+	Logger         zerolog.Logger
 }
 
 func (o *Options) fill() {
@@ -337,6 +342,20 @@ func (c *Conn) heartbeat() {
 		// blocked on a dead peer must not hide its death. The ping is skipped
 		// while another write is in progress (that write is traffic too).
 		if now-c.lastTx.Load() >= int64(iv)/2 && c.wmu.TryLock() {
+			if _, isTLS := c.nc.(*tls.Conn); isTLS {
+				// A TLS write that times out leaves the connection
+				// unusable, so the ping waits without a deadline, apart
+				// from this loop, which goes on checking silence (and
+				// closes the connection, ending the write, on a death).
+				go func() {
+					err := c.pingLocked(ping, 0)
+					c.wmu.Unlock()
+					if err != nil {
+						c.fail(err)
+					}
+				}()
+				continue
+			}
 			err := c.pingLocked(ping, iv)
 			c.wmu.Unlock()
 			if err != nil {
@@ -347,15 +366,19 @@ func (c *Conn) heartbeat() {
 	}
 }
 
-// pingLocked writes a ping under wmu with a deadline, so the heartbeat
-// goroutine never blocks on a peer that stopped reading. A ping cut short
-// leaves the stream torn: that is an error.
+// pingLocked writes a ping under wmu with a deadline (none if limit is
+// zero), so the heartbeat goroutine never blocks on a peer that stopped
+// reading. A ping cut short leaves the stream torn: that is an error.
 func (c *Conn) pingLocked(ping *Frame, limit time.Duration) error {
 	var h [headerSize]byte
 	putHeader(h[:], ping)
-	c.nc.SetWriteDeadline(time.Now().Add(limit))
+	if limit > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(limit))
+	}
 	n, err := c.nc.Write(h[:])
-	c.nc.SetWriteDeadline(time.Time{})
+	if limit > 0 {
+		c.nc.SetWriteDeadline(time.Time{})
+	}
 	if err == nil {
 		c.lastTx.Store(nanotime())
 		return nil

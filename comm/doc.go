@@ -23,6 +23,17 @@
 // every Options.Heartbeat, and a peer silent for HeartbeatMisses intervals is
 // declared dead (Recv returns ErrHeartbeat).
 //
+// Unauthenticated peers are bounded per listening socket: MaxHandshakes in
+// their handshake at once (the oldest silent one makes room for a newcomer)
+// and 2 s to prove the key (DefaultHandshakeTimeout).
+//
+// TLS: a listener with ListenConfig.TLS (TLSAllow or TLSRequire) serves TLS
+// 1.3 on its TCP socket with a self-signed ECDSA certificate made at listen
+// time; Listener.TLSFingerprint goes into the 0600 connection file
+// (ConnInfo.TLS) and a dialer passes it as Options.TLSFingerprint, which
+// pins the certificate. The HMAC handshake runs inside TLS. One listener
+// serves TLS and plain peers (TLSAllow) by the first byte a peer sends.
+//
 // Usage:
 //
 //	key, _ := comm.NewKey()

@@ -2,7 +2,6 @@ package comm
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -89,17 +88,7 @@ func TestAnnouncedBytesCostOnlyWhatArrives(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			bad, err := Dial(ctx, "tcp", ln.TCPAddr(), key, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer bad.Close()
-			s, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
+			bad, s := dialAccept(t, ln, "tcp", ln.TCPAddr(), key, Options{})
 			heap0, rss0 := memNow(t)
 			got := make(chan error, 1)
 			go func() {
@@ -130,16 +119,7 @@ func TestAnnouncedBytesCostOnlyWhatArrives(t *testing.T) {
 				t.Fatalf("no log line names the dropped peer %s:\n%s", bad.NetConn().LocalAddr(), logs.String())
 			}
 			// the listener serves a good peer: a round trip of a real frame
-			good, err := Dial(ctx, "tcp", ln.TCPAddr(), key, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer good.Close()
-			gs, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer gs.Close()
+			good, gs := dialAccept(t, ln, "tcp", ln.TCPAddr(), key, Options{})
 			payload := bytes.Repeat([]byte("ok"), 1000)
 			go good.Send(&Frame{Type: TypeUser, Buffers: [][]byte{payload}})
 			f, err := gs.Recv()

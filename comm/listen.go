@@ -2,9 +2,11 @@ package comm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +25,9 @@ type Listener struct {
 	closed  atomic.Bool
 	wg      sync.WaitGroup
 	refused atomic.Int64
+	tls     *tls.Config // nil: plain only
+	tlsMode TLSMode
+	tlsFP   string
 
 	failMu  sync.Mutex
 	failed  chan struct{} // closed when an accept loop stopped on an error
@@ -105,6 +110,12 @@ type ListenConfig struct {
 	Unix string // a path, or "@name" for Linux's abstract namespace
 	Key  []byte
 	Opts Options
+	// TLS serves TLS 1.3 on the TCP socket besides (TLSAllow) or instead of
+	// (TLSRequire) plain connections. The HMAC handshake runs inside it.
+	TLS TLSMode
+	// Certificate is served with TLS; nil: a fresh self-signed one
+	// (NewCertificate). Its fingerprint is Listener.TLSFingerprint.
+	Certificate *tls.Certificate
 }
 
 // Listen starts listening. Close stops it.
@@ -120,7 +131,25 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		cfg.Opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	l := &Listener{key: cfg.Key, opts: cfg.Opts, conns: make(chan *Conn), done: make(chan struct{}),
-		failed: make(chan struct{})}
+		failed: make(chan struct{}), tlsMode: cfg.TLS}
+	switch cfg.TLS {
+	case TLSOff:
+	case TLSAllow, TLSRequire:
+		if cfg.Certificate == nil {
+			cert, _, err := NewCertificate()
+			if err != nil {
+				return nil, err
+			}
+			cfg.Certificate = &cert
+		}
+		if len(cfg.Certificate.Certificate) == 0 {
+			return nil, errors.New("comm: listen: the TLS certificate is empty")
+		}
+		l.tls = serverTLSConfig(*cfg.Certificate)
+		l.tlsFP = Fingerprint(cfg.Certificate.Certificate[0])
+	default:
+		return nil, fmt.Errorf("comm: listen: unknown TLS mode %d", cfg.TLS)
+	}
 	if cfg.TCP != "" {
 		ln, err := net.Listen("tcp", cfg.TCP)
 		if err != nil {
@@ -152,6 +181,10 @@ func (l *Listener) TCPAddr() string { return l.addr("tcp") }
 // UnixAddr returns the Unix socket address listened on, or "".
 func (l *Listener) UnixAddr() string { return l.addr("unix") }
 
+// TLSFingerprint is the hex SHA-256 of the certificate served with TLS, for
+// the connection file and Options.TLSFingerprint; "" when TLS is off.
+func (l *Listener) TLSFingerprint() string { return l.tlsFP }
+
 // Refused counts the peers refused so far (bad key, garbage, timeouts).
 func (l *Listener) Refused() int64 { return l.refused.Load() }
 
@@ -168,6 +201,7 @@ func (l *Listener) acceptLoop(ln net.Listener) {
 	defer l.wg.Done()
 	var delay time.Duration
 	g := &gate{} // this socket's own handshake budget
+	tcp := ln.Addr().Network() == "tcp"
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -204,7 +238,7 @@ func (l *Listener) acceptLoop(ln net.Listener) {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			err := serverHandshake(p, l.key, l.opts.HandshakeTimeout)
+			fc, err := l.handshake(p, tcp)
 			if !g.done(p) || err != nil {
 				l.refused.Add(1)
 				ev := l.opts.Logger.Warn()
@@ -217,7 +251,7 @@ func (l *Listener) acceptLoop(ln net.Listener) {
 				return
 			}
 			setNoDelay(nc)
-			c := newConn(nc, l.opts)
+			c := newConn(fc, l.opts)
 			select {
 			case l.conns <- c:
 			case <-l.done:
@@ -278,7 +312,9 @@ func (l *Listener) Close() error {
 	return nil
 }
 
-// Dial connects to a listener and proves the job key.
+// Dial connects to a listener and proves the job key; over TCP with
+// opts.TLSFingerprint, inside TLS 1.3 with the listener's certificate
+// pinned.
 func Dial(ctx context.Context, network, addr string, key []byte, opts Options) (*Conn, error) {
 	if err := opts.check(); err != nil {
 		return nil, err
@@ -291,6 +327,15 @@ func Dial(ctx context.Context, network, addr string, key []byte, opts Options) (
 	nc, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("comm: dial %s %s: %w", network, addr, err)
+	}
+	if opts.TLSFingerprint != "" && strings.HasPrefix(network, "tcp") {
+		tc, err := startTLS(ctx, nc, opts.TLSFingerprint, opts.HandshakeTimeout)
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("comm: dial %s %s: %w", network, addr, err)
+		}
+		setNoDelay(nc)
+		nc = tc
 	}
 	if err := clientHandshake(nc, key, opts.HandshakeTimeout); err != nil {
 		nc.Close()
