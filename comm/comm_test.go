@@ -288,9 +288,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeFrame(&Frame{Type: TypePing}))
 	f.Add([]byte("RHUB"))
 	f.Add(bytes.Repeat([]byte{0xff}, 64))
+	f.Add(encodeFrame(&Frame{Type: TypeUser, Buffers: [][]byte{bytes.Repeat([]byte{1}, 70), {2}, bytes.Repeat([]byte{3}, 200)}}))
 	lim := Limits{MaxControl: 1 << 16, MaxBuffers: 64, MaxBytes: 1 << 20}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := newConn(fakeConn{r: bytes.NewReader(data)}, Options{Limits: lim})
+		c.recvStep = 64 // frames above it grow as their bytes arrive
 		for {
 			fr, err := c.Recv()
 			if err != nil {
@@ -299,8 +301,12 @@ func FuzzDecode(f *testing.F) {
 			if len(fr.Control) > lim.MaxControl || len(fr.Buffers) > lim.MaxBuffers {
 				t.Fatalf("frame beyond limits: %d control, %d buffers", len(fr.Control), len(fr.Buffers))
 			}
-			// Whatever decodes must re-encode to the same bytes.
+			// Whatever decodes must re-encode to the same bytes: those
+			// of the input (buffers grown as they arrived included).
 			again := encodeFrame(fr)
+			if !bytes.Contains(data, again) {
+				t.Fatal("a decoded frame re-encodes to bytes that are not in the input")
+			}
 			c2 := newConn(fakeConn{r: bytes.NewReader(again)}, Options{Limits: lim})
 			fr2, err := c2.Recv()
 			if err != nil && fr.Type != TypePing {

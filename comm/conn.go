@@ -72,15 +72,15 @@ type recvMem struct {
 	total int64
 }
 
-func newRecvMem(alloc Allocator, total int64) recvMem {
+func newRecvMem(alloc Allocator, total, step int64) recvMem {
 	m := recvMem{alloc: alloc, total: total}
 	switch g, ok := alloc.(Grower); {
-	case total <= RecvStep:
+	case total <= step:
 		m.mem = alloc.Alloc(total)
 	case ok:
-		m.mem = g.AllocUpTo(RecvStep, total)
+		m.mem = g.AllocUpTo(step, total)
 	default:
-		m.mem = alloc.Alloc(RecvStep)
+		m.mem = alloc.Alloc(step)
 	}
 	return m
 }
@@ -104,7 +104,7 @@ func (m *recvMem) room(keep, need int64) []byte {
 // readBuffers reads the buffers of lengths lens at offsets offs (from
 // layout) into memory that grows with the bytes received.
 func (c *Conn) readBuffers(lens []uint64, offs []int64, total int64) ([]byte, error) {
-	m := newRecvMem(c.opts.Allocator, total)
+	m := newRecvMem(c.opts.Allocator, total, c.recvStep)
 	for i, l := range lens {
 		pos, end := offs[i], offs[i]+int64(l)
 		for pos < end {
@@ -192,6 +192,8 @@ type Conn struct {
 	hdrBuf  [headerSize]byte
 	lensBuf []uint64
 	offsBuf []int64
+	// recvStep is RecvStep; the fuzz test lowers it to reach the growth.
+	recvStep int64
 }
 
 // stampReader records the time of every successful read, for heartbeats.
@@ -265,7 +267,7 @@ func (o *Options) check() error {
 
 func newConn(nc net.Conn, opts Options) *Conn {
 	opts.fill()
-	c := &Conn{nc: nc, opts: opts, done: make(chan struct{})}
+	c := &Conn{nc: nc, opts: opts, done: make(chan struct{}), recvStep: RecvStep}
 	if sc, ok := nc.(syscall.Conn); ok && opts.Spin > 0 {
 		c.rc, _ = sc.SyscallConn()
 	}
