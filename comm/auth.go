@@ -117,7 +117,7 @@ func clientHandshake(nc net.Conn, key []byte, timeout time.Duration) error {
 	}
 	proof := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(nc, proof); err != nil {
-		return fmt.Errorf("%w: the hub refused the job key (%v)", ErrAuth, err)
+		return fmt.Errorf("%w: the hub closed the connection instead of proving the key: a wrong job key, or a hub dropping handshakes under a flood (%v)", ErrAuth, err)
 	}
 	if !hmac.Equal(proof, mac(key, "rankhub server", nonceC, nonceS)) {
 		return fmt.Errorf("%w: the hub does not know the job key", ErrAuth)

@@ -103,34 +103,101 @@ func TestSilentFloodDoesNotStarveAuthenticated(t *testing.T) {
 	t.Logf("late tcp peer: round trip in %v", roundTrip(t, ln, "tcp", ln.TCPAddr(), key))
 }
 
-// Under pressure the oldest silent connection is dropped first; one that
-// has spoken is dropped only when none is silent.
+// Under pressure the oldest silent connection is dropped first, one that
+// has spoken only when none is silent, and none before EvictAfter: then
+// accepting waits instead.
 func TestGateDropsOldestSilentFirst(t *testing.T) {
-	g := &gate{}
-	ps := make([]*pending, MaxHandshakes)
+	g := newGate(64)
+	old := time.Now().Add(-time.Second)
+	ps := make([]*pending, g.budget)
 	for i := range ps {
-		a, b := net.Pipe()
-		defer a.Close()
-		defer b.Close()
-		ps[i] = &pending{Conn: a}
-		if v := g.admit(ps[i]); v != nil {
-			t.Fatalf("dropped a connection with %d of %d in their handshake", i, MaxHandshakes)
+		if v, ok := g.room(nil); v != nil || !ok {
+			t.Fatalf("no room with %d of %d in their handshake", i, g.budget)
 		}
+		ps[i] = &pending{since: old}
+		g.add(ps[i])
 	}
 	ps[0].spoke.Store(true)
 	ps[2].spoke.Store(true)
-	late := &pending{}
-	if v := g.admit(late); v != ps[1] {
+	if v, _ := g.room(nil); v != ps[1] {
 		t.Fatal("the oldest silent connection was not the one dropped")
 	}
 	if g.done(ps[1]) {
 		t.Fatal("a dropped connection is still pending")
 	}
-	for _, p := range append(ps[3:], late) {
+	young := &pending{since: time.Now()}
+	g.add(young)
+	for _, p := range ps[3:] {
 		p.spoke.Store(true)
 	}
-	if v := g.admit(&pending{}); v != ps[0] {
+	if v, _ := g.room(nil); v != ps[0] {
 		t.Fatal("with none silent, the oldest was not the one dropped")
+	}
+	// only young connections left: room waits until one is old enough
+	g = newGate(64)
+	for range g.budget {
+		g.add(&pending{since: time.Now()})
+	}
+	start := time.Now()
+	v, _ := g.room(nil)
+	if el := time.Since(start); v == nil || el < EvictAfter-5*time.Millisecond {
+		t.Fatalf("dropped %v after %v, want one after %v", v != nil, el, EvictAfter)
+	}
+	// a handshake that ends makes room at once
+	g = newGate(64)
+	for range g.budget {
+		g.add(&pending{since: time.Now()})
+	}
+	first := g.pending[0]
+	go func() { time.Sleep(5 * time.Millisecond); g.done(first) }()
+	if v, ok := g.room(nil); v != nil || !ok {
+		t.Fatal("an ended handshake did not make room without a drop")
+	}
+}
+
+// A burst of real peers (many ranks starting at once, on a machine so
+// loaded that their handshakes take longer than EvictAfter) all get in
+// while they fit the default budget: none is dropped for being many.
+func TestHandshakeBurstWithinBudget(t *testing.T) {
+	const peers = 500
+	needFiles(t, 8*peers) // the default budget is an eighth of the limit
+	if b := defaultHandshakes(); b < peers {
+		t.Skipf("SKIP: the default handshake budget here is %d, under %d", b, peers)
+	}
+	key, _ := NewKey()
+	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	errs := make(chan error, peers)
+	for range peers {
+		go func() {
+			c, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{})
+			if err == nil {
+				defer c.Close()
+			}
+			errs <- err
+		}()
+	}
+	failed := 0
+	for range peers {
+		if err := <-errs; err != nil {
+			failed++
+			t.Log(err)
+		}
+	}
+	if failed > 0 || ln.Refused() > 0 {
+		t.Fatalf("%d of %d peers starting at once failed (%d refused)", failed, peers, ln.Refused())
 	}
 }
 

@@ -28,18 +28,40 @@ type Listener struct {
 	tls     *tls.Config // nil: plain only
 	tlsMode TLSMode
 	tlsFP   string
+	// handshakes is each socket's budget of connections in their handshake
+	handshakes int
 
 	failMu  sync.Mutex
 	failed  chan struct{} // closed when an accept loop stopped on an error
 	failErr error
 }
 
-// MaxHandshakes is how many unauthenticated connections each listening
-// socket (TCP, Unix) keeps in their handshake at once. A connection that
-// arrives when the budget is spent is still accepted: the oldest one that
-// has not sent a byte yet (else the oldest) is dropped to make room, so a
-// flood of silent connections cannot keep a real peer waiting.
-const MaxHandshakes = 64
+// MaxHandshakes caps how many unauthenticated connections each listening
+// socket (TCP, Unix) keeps in their handshake at once: its budget,
+// ListenConfig.Handshakes, defaults to an eighth of the open-file limit
+// within [64, MaxHandshakes]. When the budget is spent, the oldest
+// connection that has been there EvictAfter or longer without sending a
+// byte (else the oldest one there that long) is dropped to make room for
+// the next; when all are younger, accepting waits for the first to finish
+// or to come of age. A flood of silent connections thus cannot keep a real
+// peer waiting, and a burst of real peers (many ranks starting at once) is
+// not dropped for being many.
+const MaxHandshakes = 1024
+
+// EvictAfter is how long a connection may stay in its handshake before it
+// can be dropped to make room for another (a real peer answers the
+// challenge within a round trip, but a loaded machine may take a while).
+const EvictAfter = 100 * time.Millisecond
+
+// defaultHandshakes is the budget of a socket: an eighth of the open-file
+// limit, within [64, MaxHandshakes].
+func defaultHandshakes() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 64
+	}
+	return int(min(max(lim.Cur/8, 64), MaxHandshakes))
+}
 
 // DefaultHandshakeTimeout is the listener's pre-authentication deadline
 // (as NATS's auth timeout): a peer that has not proved the key by then is
@@ -51,13 +73,18 @@ const (
 
 // gate holds one listening socket's connections in their handshake.
 type gate struct {
+	budget  int
 	mu      sync.Mutex
-	pending []*pending // in arrival order
+	pending []*pending    // in arrival order
+	freed   chan struct{} // a handshake ended (capacity 1)
 }
+
+func newGate(budget int) *gate { return &gate{budget: budget, freed: make(chan struct{}, 1)} }
 
 // pending is a connection in its handshake; spoke is set by its first byte.
 type pending struct {
 	net.Conn
+	since   time.Time
 	spoke   atomic.Bool
 	evicted atomic.Bool // set before it is closed to make room
 }
@@ -70,24 +97,55 @@ func (p *pending) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// admit adds p; when the budget is spent it returns the connection to
-// drop: the oldest silent one, else the oldest.
-func (g *gate) admit(p *pending) (victim *pending) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.pending) >= MaxHandshakes {
-		i := 0
+// room waits until the socket may take one more connection into its
+// handshake and returns the connection to drop for it, if any; ok is false
+// when stop closed first.
+func (g *gate) room(stop <-chan struct{}) (victim *pending, ok bool) {
+	for {
+		g.mu.Lock()
+		if len(g.pending) < g.budget {
+			g.mu.Unlock()
+			return nil, true
+		}
+		now := time.Now()
+		pick := -1
 		for k, q := range g.pending {
+			if now.Sub(q.since) < EvictAfter {
+				break // arrival order: the rest are younger
+			}
 			if !q.spoke.Load() {
-				i = k
+				pick = k
 				break
 			}
+			if pick < 0 {
+				pick = k
+			}
 		}
-		victim = g.pending[i]
-		g.pending = append(g.pending[:i], g.pending[i+1:]...)
+		if pick >= 0 {
+			victim = g.pending[pick]
+			g.pending = append(g.pending[:pick], g.pending[pick+1:]...)
+			g.mu.Unlock()
+			return victim, true
+		}
+		wait := EvictAfter - now.Sub(g.pending[0].since)
+		g.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-stop:
+			t.Stop()
+			return nil, false
+		case <-g.freed:
+		case <-t.C:
+		}
+		t.Stop()
 	}
+}
+
+// add puts p in its handshake.
+func (g *gate) add(p *pending) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.pending = append(g.pending, p)
-	return victim
 }
 
 // done removes p; false means p was dropped to make room (its handshake
@@ -98,6 +156,10 @@ func (g *gate) done(p *pending) bool {
 	for i, q := range g.pending {
 		if q == p {
 			g.pending = append(g.pending[:i], g.pending[i+1:]...)
+			select {
+			case g.freed <- struct{}{}:
+			default:
+			}
 			return true
 		}
 	}
@@ -113,6 +175,9 @@ type ListenConfig struct {
 	// TLS serves TLS 1.3 on the TCP socket besides (TLSAllow) or instead of
 	// (TLSRequire) plain connections. The HMAC handshake runs inside it.
 	TLS TLSMode
+	// Handshakes is each socket's budget of connections in their handshake
+	// (see MaxHandshakes); zero: an eighth of the open-file limit.
+	Handshakes int
 	// Certificate is served with TLS; nil: a fresh self-signed one
 	// (NewCertificate). Its fingerprint is Listener.TLSFingerprint.
 	Certificate *tls.Certificate
@@ -131,7 +196,10 @@ func Listen(cfg ListenConfig) (*Listener, error) {
 		cfg.Opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	l := &Listener{key: cfg.Key, opts: cfg.Opts, conns: make(chan *Conn), done: make(chan struct{}),
-		failed: make(chan struct{}), tlsMode: cfg.TLS}
+		failed: make(chan struct{}), tlsMode: cfg.TLS, handshakes: cfg.Handshakes}
+	if l.handshakes <= 0 {
+		l.handshakes = defaultHandshakes()
+	}
 	switch cfg.TLS {
 	case TLSOff:
 	case TLSAllow, TLSRequire:
@@ -200,9 +268,17 @@ func (l *Listener) addr(network string) string {
 func (l *Listener) acceptLoop(ln net.Listener) {
 	defer l.wg.Done()
 	var delay time.Duration
-	g := &gate{} // this socket's own handshake budget
+	g := newGate(l.handshakes) // this socket's own handshake budget
 	tcp := ln.Addr().Network() == "tcp"
 	for {
+		v, ok := g.room(l.done)
+		if !ok {
+			return
+		}
+		if v != nil {
+			v.evicted.Store(true)
+			v.Close() // its handshake fails and logs it
+		}
 		nc, err := ln.Accept()
 		if err != nil {
 			if l.closed.Load() {
@@ -230,11 +306,8 @@ func (l *Listener) acceptLoop(ln net.Listener) {
 			return
 		}
 		delay = 0
-		p := &pending{Conn: nc}
-		if v := g.admit(p); v != nil {
-			v.evicted.Store(true)
-			v.Close() // its handshake fails and logs it
-		}
+		p := &pending{Conn: nc, since: time.Now()}
+		g.add(p)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -243,7 +316,7 @@ func (l *Listener) acceptLoop(ln net.Listener) {
 				l.refused.Add(1)
 				ev := l.opts.Logger.Warn()
 				if p.evicted.Load() || err == nil {
-					err = fmt.Errorf("%w: dropped to make room: %d connections in their handshake on %s, this one the oldest silent", ErrAuth, MaxHandshakes, ln.Addr())
+					err = fmt.Errorf("%w: dropped to make room: %d connections in their handshake on %s, this one the oldest (silent ones first)", ErrAuth, g.budget, ln.Addr())
 					ev = l.opts.Logger.Info() // a flood: one line per connection at warning level would drown the log
 				}
 				ev.Str("peer", peerName(nc)).Err(err).Msg("refused connection")
