@@ -491,9 +491,6 @@ func (c *Conn) Recv() (*Frame, error) {
 	for {
 		f, err := c.recv()
 		if err != nil {
-			if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrFrameTooLarge) {
-				c.opts.Logger.Warn().Str("peer", c.RemoteAddr()).Err(err).Msg("dropping peer: refused frame")
-			}
 			c.fail(err)
 			return nil, c.closedErr()
 		}
