@@ -13,7 +13,8 @@
 // Before any frame is read, both sides prove knowledge of the per-job 256-bit
 // key with an HMAC-SHA256 challenge-response (see auth.go). Frames announcing
 // more than the Limits are refused before anything is allocated; any malformed
-// frame closes the connection (and is logged). Memory follows the bytes that
+// frame closes the connection (Recv's error names the peer, for the owner's
+// log). Memory follows the bytes that
 // arrive, not the bytes announced: at most RecvStep (32 MiB) of a frame's
 // buffers and 1 MiB of its control payload are allocated before they arrive,
 // and the buffers grow as they do (without a copy when the Allocator is a
@@ -23,9 +24,11 @@
 // every Options.Heartbeat, and a peer silent for HeartbeatMisses intervals is
 // declared dead (Recv returns ErrHeartbeat).
 //
-// Unauthenticated peers are bounded per listening socket: MaxHandshakes in
-// their handshake at once (the oldest silent one makes room for a newcomer)
-// and 2 s to prove the key (DefaultHandshakeTimeout).
+// Unauthenticated peers are bounded per listening socket: a budget of
+// connections in their handshake at once (ListenConfig.Handshakes, by
+// default an eighth of the open-file limit within [64, MaxHandshakes]; when
+// it is spent the oldest silent one of at least EvictAfter makes room for a
+// newcomer) and 2 s to prove the key (DefaultHandshakeTimeout).
 //
 // TLS: a listener with ListenConfig.TLS (TLSAllow or TLSRequire) serves TLS
 // 1.3 on its TCP socket with a self-signed ECDSA certificate made at listen
