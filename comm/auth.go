@@ -58,16 +58,6 @@ func mac(key []byte, label string, a, b []byte) []byte {
 	return m.Sum(nil)
 }
 
-func serverHandshake(nc net.Conn, key []byte, timeout time.Duration) error {
-	nc.SetDeadline(time.Now().Add(timeout))
-	defer nc.SetDeadline(time.Time{})
-	nonceS, err := serverHello(nc)
-	if err != nil {
-		return err
-	}
-	return serverVerify(nc, key, nonceS)
-}
-
 // serverHello sends the challenge.
 func serverHello(nc net.Conn) (nonceS []byte, err error) {
 	nonceS = make([]byte, nonceSize)
