@@ -581,6 +581,7 @@ func (m *Mesh) handleHello(c *comm.Conn) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			m.cfg.Logger.Warn().Str("peer", c.RemoteAddr()).Err(r.err).Msg("mesh: connection dropped before its hello")
 			c.Close()
 			return
 		}

@@ -54,10 +54,7 @@ func (p *RecvPool) Alloc(n int64) []byte {
 	// smallest idle buffer that fits and wastes at most half of it
 	i := sort.Search(len(p.idle), func(k int) bool { return int64(len(p.idle[k].mem)) >= n })
 	if i < len(p.idle) && int64(len(p.idle[i].mem)) <= 2*n {
-		b := p.idle[i].mem
-		p.idle = append(p.idle[:i], p.idle[i+1:]...)
-		p.idleN -= int64(len(b))
-		p.live[startOf(b)] = int64(len(b))
+		b := p.take(i)
 		p.mu.Unlock()
 		return b[:n:n]
 	}
@@ -76,6 +73,65 @@ func (p *RecvPool) Alloc(n int64) []byte {
 	p.live[startOf(mem)] = size
 	p.mu.Unlock()
 	return mem[:n:n]
+}
+
+var _ comm.Grower = (*RecvPool)(nil)
+
+// AllocUpTo implements comm.Grower: an idle buffer that fits want (already
+// faulted in, so it costs no new memory) when there is one, else a fresh
+// mapping of min bytes that Grow extends as the frame's bytes arrive.
+func (p *RecvPool) AllocUpTo(min, want int64) []byte {
+	if want >= MinPooled {
+		p.mu.Lock()
+		i := sort.Search(len(p.idle), func(k int) bool { return int64(len(p.idle[k].mem)) >= want })
+		if i < len(p.idle) && int64(len(p.idle[i].mem)) <= 2*want {
+			b := p.take(i)
+			p.mu.Unlock()
+			return b[:want:want]
+		}
+		p.mu.Unlock()
+	}
+	return p.Alloc(min)
+}
+
+// take hands out idle buffer i; p.mu is held.
+func (p *RecvPool) take(i int) []byte {
+	b := p.idle[i].mem
+	p.idle = append(p.idle[:i], p.idle[i+1:]...)
+	p.idleN -= int64(len(b))
+	p.live[startOf(b)] = int64(len(b))
+	return b
+}
+
+// Grow implements comm.Grower. A mapping grows with mremap: the pages
+// already received move with it, nothing is copied. Heap buffers (small
+// ones, or a fallback when mapping failed) are copied into a new buffer.
+func (p *RecvPool) Grow(b []byte, keep, n int64) []byte {
+	if n <= int64(cap(b)) {
+		return b[:n:n]
+	}
+	p.mu.Lock()
+	size, ok := p.live[startOf(b)]
+	p.mu.Unlock()
+	if ok && n <= size {
+		return unsafe.Slice(unsafe.SliceData(b), size)[:n:n]
+	}
+	if ok {
+		newSize := (n + 2<<20 - 1) &^ (2<<20 - 1)
+		mem, err := unix.Mremap(unsafe.Slice(unsafe.SliceData(b), size), int(newSize), unix.MREMAP_MAYMOVE)
+		if err == nil {
+			_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
+			p.mu.Lock()
+			delete(p.live, startOf(b))
+			p.live[startOf(mem)] = newSize
+			p.mu.Unlock()
+			return mem[:n:n]
+		}
+	}
+	nb := p.Alloc(n)
+	copy(nb, b[:keep])
+	p.Free(b)
+	return nb
 }
 
 // Free implements comm.Allocator.

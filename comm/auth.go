@@ -41,6 +41,11 @@ func ParseKey(s string) ([]byte, error) {
 //	server → client: HMAC(key, "rankhub server" | nonceC | nonceS)
 //
 // A server that receives a wrong MAC closes the connection without answering.
+//
+// With TLS (a TCP listener with TLSAllow or TLSRequire, a dialer with
+// Options.TLSFingerprint) the client reads the plain challenge, then starts
+// TLS 1.3 instead of answering (its first byte, 0x16, tells the listener),
+// and the whole exchange above runs again inside TLS.
 var authMagic = []byte("RHUBAUTH")
 
 const nonceSize = 32
@@ -53,16 +58,21 @@ func mac(key []byte, label string, a, b []byte) []byte {
 	return m.Sum(nil)
 }
 
-func serverHandshake(nc net.Conn, key []byte, timeout time.Duration) error {
-	nc.SetDeadline(time.Now().Add(timeout))
-	defer nc.SetDeadline(time.Time{})
-	nonceS := make([]byte, nonceSize)
+// serverHello sends the challenge.
+func serverHello(nc net.Conn) (nonceS []byte, err error) {
+	nonceS = make([]byte, nonceSize)
 	if _, err := rand.Read(nonceS); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := nc.Write(append(append([]byte{}, authMagic...), nonceS...)); err != nil {
-		return fmt.Errorf("%w: %v", ErrAuth, err)
+		return nil, fmt.Errorf("%w: %v", ErrAuth, err)
 	}
+	return nonceS, nil
+}
+
+// serverVerify reads the client's proof for nonceS and answers with the
+// server's.
+func serverVerify(nc net.Conn, key, nonceS []byte) error {
 	msg := make([]byte, len(authMagic)+nonceSize+sha256.Size)
 	if _, err := io.ReadFull(nc, msg); err != nil {
 		return fmt.Errorf("%w: reading client proof: %v", ErrAuth, err)
@@ -83,14 +93,10 @@ func serverHandshake(nc net.Conn, key []byte, timeout time.Duration) error {
 func clientHandshake(nc net.Conn, key []byte, timeout time.Duration) error {
 	nc.SetDeadline(time.Now().Add(timeout))
 	defer nc.SetDeadline(time.Time{})
-	hello := make([]byte, len(authMagic)+nonceSize)
-	if _, err := io.ReadFull(nc, hello); err != nil {
-		return fmt.Errorf("%w: reading server challenge: %v", ErrAuth, err)
+	nonceS, err := readHello(nc)
+	if err != nil {
+		return err
 	}
-	if !bytes.Equal(hello[:len(authMagic)], authMagic) {
-		return fmt.Errorf("%w: not a rankhub hub (bad greeting %q)", ErrAuth, printable(hello[:len(authMagic)]))
-	}
-	nonceS := hello[len(authMagic):]
 	nonceC := make([]byte, nonceSize)
 	if _, err := rand.Read(nonceC); err != nil {
 		return err
@@ -101,12 +107,24 @@ func clientHandshake(nc net.Conn, key []byte, timeout time.Duration) error {
 	}
 	proof := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(nc, proof); err != nil {
-		return fmt.Errorf("%w: the hub refused the job key (%v)", ErrAuth, err)
+		return fmt.Errorf("%w: the hub closed the connection instead of proving the key: a wrong job key, or a hub dropping handshakes under a flood (%v)", ErrAuth, err)
 	}
 	if !hmac.Equal(proof, mac(key, "rankhub server", nonceC, nonceS)) {
 		return fmt.Errorf("%w: the hub does not know the job key", ErrAuth)
 	}
 	return nil
+}
+
+// readHello reads the listener's challenge and returns its nonce.
+func readHello(nc net.Conn) ([]byte, error) {
+	hello := make([]byte, len(authMagic)+nonceSize)
+	if _, err := io.ReadFull(nc, hello); err != nil {
+		return nil, fmt.Errorf("%w: reading server challenge: %v", ErrAuth, err)
+	}
+	if !bytes.Equal(hello[:len(authMagic)], authMagic) {
+		return nil, fmt.Errorf("%w: not a rankhub hub (bad greeting %q)", ErrAuth, printable(hello[:len(authMagic)]))
+	}
+	return hello[len(authMagic):], nil
 }
 
 func printable(b []byte) string {

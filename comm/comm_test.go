@@ -35,18 +35,26 @@ func pair(t *testing.T, network string, opts Options) (server, client *Conn, ln 
 	if network == "unix" {
 		addr = ln.UnixAddr()
 	}
+	client, server = dialAccept(t, ln, network, addr, key, opts)
+	return server, client, ln
+}
+
+// dialAccept connects a client to ln within 5 s and returns both ends,
+// closed at the end of the test.
+func dialAccept(t *testing.T, ln *Listener, network, addr string, key []byte, opts Options) (client, server *Conn) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	client, err = Dial(ctx, network, addr, key, opts)
+	client, err := Dial(ctx, network, addr, key, opts)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("dial %s %s: %v", network, addr, err)
 	}
 	server, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
-	return server, client, ln
+	return client, server
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -59,15 +67,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 			sent := &Frame{Type: TypeUser + 3, Flags: 9, Source: -4, ID: 1 << 60,
 				Control: []byte("ctrl"), Buffers: [][]byte{big, {}, []byte("x"), big[5:1000]}}
-			errc := make(chan error, 1)
-			go func() { errc <- c.Send(sent) }()
-			f, err := s.Recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := <-errc; err != nil {
-				t.Fatal(err)
-			}
+			f := sendRecv(t, c, s, sent)
 			defer f.Release()
 			if f.Type != sent.Type || f.Flags != 9 || f.Source != -4 || f.ID != 1<<60 || string(f.Control) != "ctrl" {
 				t.Fatalf("header mismatch: %+v", f)
@@ -75,15 +75,37 @@ func TestRoundTrip(t *testing.T) {
 			if len(f.Buffers) != 4 {
 				t.Fatalf("got %d buffers", len(f.Buffers))
 			}
-			for i := range sent.Buffers {
-				if !bytes.Equal(f.Buffers[i], sent.Buffers[i]) {
-					t.Fatalf("buffer %d differs", i)
-				}
-				if len(f.Buffers[i]) > 0 && uintptr(unsafe.Pointer(&f.Buffers[i][0]))%Align != 0 {
-					t.Fatalf("buffer %d not %d-aligned", i, Align)
-				}
-			}
+			sameBuffers(t, f, sent)
 		})
+	}
+}
+
+// sendRecv sends a frame from c while s receives it.
+func sendRecv(t *testing.T, c, s *Conn, sent *Frame) *Frame {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Send(sent) }()
+	f, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// sameBuffers checks that a received frame holds the sent buffers, each
+// Align-aligned.
+func sameBuffers(t *testing.T, got, sent *Frame) {
+	t.Helper()
+	for i := range sent.Buffers {
+		if !bytes.Equal(got.Buffers[i], sent.Buffers[i]) {
+			t.Fatalf("buffer %d (%d bytes) differs", i, len(sent.Buffers[i]))
+		}
+		if len(got.Buffers[i]) > 0 && uintptr(unsafe.Pointer(&got.Buffers[i][0]))%Align != 0 {
+			t.Fatalf("buffer %d not %d-aligned", i, Align)
+		}
 	}
 }
 
@@ -174,16 +196,25 @@ func TestWrongKeyGarbageAndOversizeAreRefused(t *testing.T) {
 	}
 }
 
-func TestHeartbeatTimeout(t *testing.T) {
+// overTLS runs a test over plain TCP and over TLS.
+func overTLS(t *testing.T, test func(t *testing.T, mode TLSMode)) {
+	for _, mode := range []TLSMode{TLSOff, TLSRequire} {
+		t.Run("tls="+mode.String(), func(t *testing.T) { test(t, mode) })
+	}
+}
+
+func TestHeartbeatTimeout(t *testing.T) { overTLS(t, heartbeatTimeout) }
+
+func heartbeatTimeout(t *testing.T, mode TLSMode) {
 	// The client sends heartbeats; the server side has them too. We freeze the
 	// client by closing its heartbeats (no heartbeat option) and never sending.
 	key, _ := NewKey()
-	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, Opts: Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3}})
+	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, TLS: mode, Opts: Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{}) // silent peer
+	c, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{TLSFingerprint: ln.TLSFingerprint()}) // silent peer
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +230,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 	}
 
 	// Two peers that both heartbeat stay alive while idle.
-	c2, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3})
+	c2, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3, TLSFingerprint: ln.TLSFingerprint()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,9 +288,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeFrame(&Frame{Type: TypePing}))
 	f.Add([]byte("RHUB"))
 	f.Add(bytes.Repeat([]byte{0xff}, 64))
+	f.Add(encodeFrame(&Frame{Type: TypeUser, Buffers: [][]byte{bytes.Repeat([]byte{1}, 70), {2}, bytes.Repeat([]byte{3}, 200)}}))
 	lim := Limits{MaxControl: 1 << 16, MaxBuffers: 64, MaxBytes: 1 << 20}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := newConn(fakeConn{r: bytes.NewReader(data)}, Options{Limits: lim})
+		c.recvStep = 64 // frames above it grow as their bytes arrive
 		for {
 			fr, err := c.Recv()
 			if err != nil {
@@ -268,8 +301,12 @@ func FuzzDecode(f *testing.F) {
 			if len(fr.Control) > lim.MaxControl || len(fr.Buffers) > lim.MaxBuffers {
 				t.Fatalf("frame beyond limits: %d control, %d buffers", len(fr.Control), len(fr.Buffers))
 			}
-			// Whatever decodes must re-encode to the same bytes.
+			// Whatever decodes must re-encode to the same bytes: those
+			// of the input (buffers grown as they arrived included).
 			again := encodeFrame(fr)
+			if !bytes.Contains(data, again) {
+				t.Fatal("a decoded frame re-encodes to bytes that are not in the input")
+			}
 			c2 := newConn(fakeConn{r: bytes.NewReader(again)}, Options{Limits: lim})
 			fr2, err := c2.Recv()
 			if err != nil && fr.Type != TypePing {
@@ -286,7 +323,7 @@ func FuzzDecode(f *testing.F) {
 func TestConnInfoFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "hub.json")
 	key, _ := NewKey()
-	ci := &ConnInfo{TCP: "127.0.0.1:1", Unix: "@x", Host: "h", PID: 7, Ranks: 4, Created: time.Now().UTC()}
+	ci := &ConnInfo{TCP: "127.0.0.1:1", Unix: "@x", Host: "h", PID: 7, Ranks: 4, Created: time.Now().UTC(), TLS: "ab12"}
 	ci.SetKey(key)
 	if err := WriteConnInfo(p, ci); err != nil {
 		t.Fatal(err)
@@ -303,7 +340,7 @@ func TestConnInfoFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, _ := got.KeyBytes()
-	if !bytes.Equal(k, key) || got.TCP != ci.TCP || got.Ranks != 4 {
+	if !bytes.Equal(k, key) || got.TCP != ci.TCP || got.Ranks != 4 || got.TLS != ci.TLS {
 		t.Fatalf("read back %+v", got)
 	}
 }
@@ -367,15 +404,17 @@ func TestSendBatchKeepsOrderAndBuffers(t *testing.T) {
 // A peer that stops reading and stays silent is declared dead even while a
 // large write to it is blocked: the blocked write then fails instead of
 // hanging until TCP gives up.
-func TestHeartbeatDetectsDeathDuringBlockedWrite(t *testing.T) {
+func TestHeartbeatDetectsDeathDuringBlockedWrite(t *testing.T) { overTLS(t, deathDuringBlockedWrite) }
+
+func deathDuringBlockedWrite(t *testing.T, mode TLSMode) {
 	key, _ := NewKey()
-	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, Opts: Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3}})
+	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, TLS: mode, Opts: Options{Heartbeat: 20 * time.Millisecond, HeartbeatMisses: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	// The peer authenticates, then never reads and never sends.
-	peer, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{})
+	peer, err := Dial(context.Background(), "tcp", ln.TCPAddr(), key, Options{TLSFingerprint: ln.TLSFingerprint()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,13 +437,14 @@ func TestHeartbeatDetectsDeathDuringBlockedWrite(t *testing.T) {
 // from serving a real peer.
 func TestListenerServesDuringHandshakeFlood(t *testing.T) {
 	key, _ := NewKey()
-	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, Opts: Options{HandshakeTimeout: 300 * time.Millisecond}})
+	const budget = 64
+	ln, err := Listen(ListenConfig{TCP: "127.0.0.1:0", Key: key, Handshakes: budget, Opts: Options{HandshakeTimeout: 300 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	var idle []net.Conn
-	for i := 0; i < 3*MaxHandshakes; i++ {
+	for i := 0; i < 3*budget; i++ {
 		nc, err := net.Dial("tcp", ln.TCPAddr())
 		if err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package comm
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -39,6 +40,87 @@ func (heapAllocator) Free([]byte) {}
 // HeapAllocator is the default Allocator: aligned Go heap memory.
 var HeapAllocator Allocator = heapAllocator{}
 
+// Grower is an optional ability of an Allocator for frames larger than
+// RecvStep, whose memory grows as their bytes arrive. Without it, Conn grows
+// a buffer by allocating a larger one, copying the bytes received so far and
+// freeing the old one.
+type Grower interface {
+	// AllocUpTo returns a buffer for a frame of want bytes that has at least
+	// min bytes and at most want: more than min only when the allocator can
+	// give memory it already holds (a freed buffer of about that size).
+	AllocUpTo(min, want int64) []byte
+	// Grow returns a buffer of n > len(b) bytes whose first keep bytes are
+	// b's; b is not used afterwards. The result is Align-aligned and is
+	// freed with Free.
+	Grow(b []byte, keep, n int64) []byte
+}
+
+// growBy is the factor by which a frame's receive buffer grows when the
+// bytes received so far fill it: a Grower grows without copying (double),
+// a copy grows by four so that a large frame is copied at most a third of
+// its size in total.
+const (
+	growByGrower = 2
+	growByCopy   = 4
+)
+
+// recvMem is the receive buffer of one frame: it starts at RecvStep (or the
+// frame's size, if smaller) and grows as bytes arrive, up to total.
+type recvMem struct {
+	alloc Allocator
+	mem   []byte
+	total int64
+}
+
+func newRecvMem(alloc Allocator, total, step int64) recvMem {
+	m := recvMem{alloc: alloc, total: total}
+	switch g, ok := alloc.(Grower); {
+	case total <= step:
+		m.mem = alloc.Alloc(total)
+	case ok:
+		m.mem = g.AllocUpTo(step, total)
+	default:
+		m.mem = alloc.Alloc(step)
+	}
+	return m
+}
+
+// room returns the buffer with at least need bytes, keeping the first keep.
+func (m *recvMem) room(keep, need int64) []byte {
+	if need <= int64(len(m.mem)) {
+		return m.mem
+	}
+	if g, ok := m.alloc.(Grower); ok {
+		m.mem = g.Grow(m.mem, keep, min(m.total, max(need, growByGrower*int64(len(m.mem)))))
+		return m.mem
+	}
+	b := m.alloc.Alloc(min(m.total, max(need, growByCopy*int64(len(m.mem)))))
+	copy(b, m.mem[:keep])
+	m.alloc.Free(m.mem)
+	m.mem = b
+	return b
+}
+
+// readBuffers reads the buffers of lengths lens at offsets offs (from
+// layout) into memory that grows with the bytes received.
+func (c *Conn) readBuffers(lens []uint64, offs []int64, total int64) ([]byte, error) {
+	m := newRecvMem(c.opts.Allocator, total, c.recvStep)
+	for i, l := range lens {
+		pos, end := offs[i], offs[i]+int64(l)
+		for pos < end {
+			// grow only once the bytes received fill the buffer
+			mem := m.room(pos, min(end, pos+1))
+			stop := min(end, int64(len(mem)))
+			if _, err := io.ReadFull(c.r, mem[pos:stop]); err != nil {
+				m.alloc.Free(m.mem)
+				return nil, c.wrapIOErr(err)
+			}
+			pos = stop
+		}
+	}
+	return m.mem, nil
+}
+
 // Options configure a connection. The zero value is usable.
 type Options struct {
 	Limits    Limits    // zero: DefaultLimits
@@ -49,7 +131,8 @@ type Options struct {
 	// so a connection with heartbeats needs a goroutine blocked in Recv.
 	Heartbeat       time.Duration
 	HeartbeatMisses int // zero: 5
-	// HandshakeTimeout bounds the authentication exchange. Zero: 10s.
+	// HandshakeTimeout bounds the authentication exchange. Zero: 2s on a
+	// listener (DefaultHandshakeTimeout), 10s for Dial.
 	HandshakeTimeout time.Duration
 	// Spin is how long after sending the reader polls the socket instead of
 	// sleeping until data arrives. A reply that comes within the window is
@@ -61,21 +144,31 @@ type Options struct {
 	// after sends: for peers that exchange messages in tight sequences
 	// (collectives), whose reader is already waiting when this side sends.
 	SpinOnRecv bool
-	Logger     zerolog.Logger
+	// TLSFingerprint, for Dial over TCP: speak TLS 1.3 and accept only the
+	// listener certificate whose SHA-256 is this (hex; Listener.TLSFingerprint,
+	// ConnInfo.TLS). Empty: plain. TLS connections never spin.
+	TLSFingerprint string
+	Logger         zerolog.Logger
 }
 
 func (o *Options) fill() {
-	if o.Limits == (Limits{}) {
-		o.Limits = DefaultLimits
+	if o.Limits.MaxControl <= 0 {
+		o.Limits.MaxControl = DefaultLimits.MaxControl
+	}
+	if o.Limits.MaxBuffers <= 0 {
+		o.Limits.MaxBuffers = DefaultLimits.MaxBuffers
+	}
+	if o.Limits.MaxBytes <= 0 {
+		o.Limits.MaxBytes = DefaultLimits.MaxBytes
+	}
+	if o.Limits.MaxBytes <= 0 {
+		o.Limits.MaxBytes, _ = DefaultMaxFrame() // Listen and Dial report a bad $RANKHUB_MAX_FRAME
 	}
 	if o.Allocator == nil {
 		o.Allocator = HeapAllocator
 	}
 	if o.HeartbeatMisses <= 0 {
 		o.HeartbeatMisses = 5
-	}
-	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = 10 * time.Second
 	}
 }
 
@@ -99,6 +192,8 @@ type Conn struct {
 	hdrBuf  [headerSize]byte
 	lensBuf []uint64
 	offsBuf []int64
+	// recvStep is RecvStep; the fuzz test lowers it to reach the growth.
+	recvStep int64
 }
 
 // stampReader records the time of every successful read, for heartbeats.
@@ -159,9 +254,20 @@ var epoch = time.Now()
 
 func nanotime() int64 { return int64(time.Since(epoch)) }
 
+// check reports options that cannot be used: a bad $RANKHUB_MAX_FRAME
+// when the frame limit comes from it.
+func (o *Options) check() error {
+	if o.Limits.MaxBytes <= 0 && DefaultLimits.MaxBytes <= 0 {
+		if _, err := DefaultMaxFrame(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func newConn(nc net.Conn, opts Options) *Conn {
 	opts.fill()
-	c := &Conn{nc: nc, opts: opts, done: make(chan struct{})}
+	c := &Conn{nc: nc, opts: opts, done: make(chan struct{}), recvStep: RecvStep}
 	if sc, ok := nc.(syscall.Conn); ok && opts.Spin > 0 {
 		c.rc, _ = sc.SyscallConn()
 	}
@@ -238,6 +344,20 @@ func (c *Conn) heartbeat() {
 		// blocked on a dead peer must not hide its death. The ping is skipped
 		// while another write is in progress (that write is traffic too).
 		if now-c.lastTx.Load() >= int64(iv)/2 && c.wmu.TryLock() {
+			if _, isTLS := c.nc.(*tls.Conn); isTLS {
+				// A TLS write that times out leaves the connection
+				// unusable, so the ping waits without a deadline, apart
+				// from this loop, which goes on checking silence (and
+				// closes the connection, ending the write, on a death).
+				go func() {
+					err := c.pingLocked(ping, 0)
+					c.wmu.Unlock()
+					if err != nil {
+						c.fail(err)
+					}
+				}()
+				continue
+			}
 			err := c.pingLocked(ping, iv)
 			c.wmu.Unlock()
 			if err != nil {
@@ -248,15 +368,19 @@ func (c *Conn) heartbeat() {
 	}
 }
 
-// pingLocked writes a ping under wmu with a deadline, so the heartbeat
-// goroutine never blocks on a peer that stopped reading. A ping cut short
-// leaves the stream torn: that is an error.
+// pingLocked writes a ping under wmu with a deadline (none if limit is
+// zero), so the heartbeat goroutine never blocks on a peer that stopped
+// reading. A ping cut short leaves the stream torn: that is an error.
 func (c *Conn) pingLocked(ping *Frame, limit time.Duration) error {
 	var h [headerSize]byte
 	putHeader(h[:], ping)
-	c.nc.SetWriteDeadline(time.Now().Add(limit))
+	if limit > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(limit))
+	}
 	n, err := c.nc.Write(h[:])
-	c.nc.SetWriteDeadline(time.Time{})
+	if limit > 0 {
+		c.nc.SetWriteDeadline(time.Time{})
+	}
 	if err == nil {
 		c.lastTx.Store(nanotime())
 		return nil
@@ -407,30 +531,45 @@ func (c *Conn) recv() (*Frame, error) {
 			return nil, fmt.Errorf("from %s: %w", c.RemoteAddr(), err)
 		}
 		if h.ctrlLen > 0 {
-			f.Control = make([]byte, h.ctrlLen)
-			if _, err := io.ReadFull(c.r, f.Control); err != nil {
-				return nil, c.wrapIOErr(err)
+			if f.Control, err = c.readControl(h.ctrlLen); err != nil {
+				return nil, err
 			}
 		}
-		mem := c.opts.Allocator.Alloc(total)
+		mem, err := c.readBuffers(lens, offs, total)
+		if err != nil {
+			return nil, err
+		}
 		alloc := c.opts.Allocator
 		f.release = func() { alloc.Free(mem) }
 		f.Buffers = make([][]byte, h.nbufs)
 		for i, l := range lens {
-			b := mem[offs[i] : offs[i]+int64(l) : offs[i]+int64(l)]
-			if _, err := io.ReadFull(c.r, b); err != nil {
-				f.Release()
-				return nil, c.wrapIOErr(err)
-			}
-			f.Buffers[i] = b
+			f.Buffers[i] = mem[offs[i] : offs[i]+int64(l) : offs[i]+int64(l)]
 		}
 		return f, nil
 	}
 	if h.ctrlLen > 0 {
-		f.Control = make([]byte, h.ctrlLen)
-		if _, err := io.ReadFull(c.r, f.Control); err != nil {
-			return nil, c.wrapIOErr(err)
+		if f.Control, err = c.readControl(h.ctrlLen); err != nil {
+			return nil, err
 		}
 	}
 	return f, nil
+}
+
+// ctrlStep is the control payload allocated before any of it arrives;
+// larger payloads grow as their bytes arrive.
+const ctrlStep = 1 << 20
+
+// readControl reads a control payload of n bytes, allocating as it arrives.
+func (c *Conn) readControl(n int) ([]byte, error) {
+	b := make([]byte, min(n, ctrlStep))
+	for got := 0; ; {
+		if _, err := io.ReadFull(c.r, b[got:]); err != nil {
+			return nil, c.wrapIOErr(err)
+		}
+		got = len(b)
+		if got == n {
+			return b, nil
+		}
+		b = append(b, make([]byte, min(n-got, 3*got))...)
+	}
 }

@@ -21,6 +21,10 @@ type ConnInfo struct {
 	JobID   string    `json:"job_id,omitempty"`
 	Ranks   int       `json:"ranks"`
 	Created time.Time `json:"created"`
+	// TLS is the hex SHA-256 fingerprint of the hub's TLS certificate
+	// (Listener.TLSFingerprint) when its TCP socket speaks TLS; dialers over
+	// TCP pass it as Options.TLSFingerprint.
+	TLS string `json:"tls_sha256,omitempty"`
 }
 
 // KeyBytes decodes the key.

@@ -3,6 +3,9 @@ package comm
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 )
 
 // Type says what a frame carries. Types below TypeUser are reserved for comm.
@@ -23,15 +26,76 @@ const (
 )
 
 // Limits bound what a peer may announce in one frame. Frames above a limit are
-// refused before any allocation.
+// refused before any allocation; below it, memory follows the bytes that
+// really arrive (see RecvStep). A zero field takes its default.
 type Limits struct {
 	MaxControl int   // bytes of control payload
 	MaxBuffers int   // buffers per frame
-	MaxBytes   int64 // total bytes of the buffers
+	MaxBytes   int64 // total bytes of the buffers; default: DefaultMaxFrame()
 }
 
-// DefaultLimits allow 64 MiB of control, 65536 buffers and 64 GiB of data per frame.
-var DefaultLimits = Limits{MaxControl: 64 << 20, MaxBuffers: 1 << 16, MaxBytes: 64 << 30}
+// DefaultLimits allow 64 MiB of control and 65536 buffers per frame; its
+// MaxBytes is zero: DefaultMaxFrame() decides, when a connection is made.
+var DefaultLimits = Limits{MaxControl: 64 << 20, MaxBuffers: 1 << 16}
+
+// EnvMaxFrame sets the default maximum bytes of buffers in one frame, in
+// bytes or with a unit: "512MiB", "8GiB", "2G", "1T".
+const EnvMaxFrame = "RANKHUB_MAX_FRAME"
+
+// RecvStep is how much of a frame's buffers is allocated before any of it
+// arrives. Larger frames start with RecvStep bytes and grow (geometrically)
+// as their bytes arrive, so an announced size costs nothing until it is
+// sent. Frames up to RecvStep are received with no copy at all; larger ones
+// with none either when the Allocator is a Grower.
+const RecvStep = 32 << 20
+
+// DefaultMaxFrame is the maximum bytes of buffers in one frame when
+// Limits.MaxBytes is zero: $RANKHUB_MAX_FRAME if set, else half the
+// machine's physical memory (at least 1 GiB; 16 GiB when it is unknown).
+// The error says why $RANKHUB_MAX_FRAME was not usable; the size returned
+// with it is the machine default.
+func DefaultMaxFrame() (int64, error) {
+	def := int64(16 << 30)
+	if m := physicalMemory(); m > 0 {
+		def = max(m/2, 1<<30)
+	}
+	v, ok := os.LookupEnv(EnvMaxFrame)
+	if !ok || strings.TrimSpace(v) == "" {
+		return def, nil
+	}
+	n, err := ParseSize(v)
+	if err != nil {
+		return def, fmt.Errorf("comm: $%s=%q: %w", EnvMaxFrame, v, err)
+	}
+	return n, nil
+}
+
+// ParseSize reads a byte count: digits with an optional unit, K/M/G/T (powers
+// of 1024; "KiB", "KB", "K" alike) or B. It must be positive.
+func ParseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("size %q: want a number of bytes, e.g. 512MiB or 8GiB", s)
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: %w", s, err)
+	}
+	shift := map[string]uint{"": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20,
+		"G": 30, "GB": 30, "GIB": 30, "T": 40, "TB": 40, "TIB": 40}
+	sh, ok := shift[strings.TrimSpace(t[i:])]
+	if !ok {
+		return 0, fmt.Errorf("size %q: unknown unit %q (want B, KiB, MiB, GiB or TiB)", s, strings.TrimSpace(s[i:]))
+	}
+	if n <= 0 || n > (1<<62)>>sh {
+		return 0, fmt.Errorf("size %q: out of range", s)
+	}
+	return n << sh, nil
+}
 
 // Frame is one message: a small control payload (encoded by the layer above)
 // and raw buffers sent without a copy.

@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -43,7 +44,13 @@ func ListenHub(id Identity, local bool, opts comm.Options) (*HubEndpoint, error)
 	if local {
 		tcp = "127.0.0.1:0"
 	}
-	unix := fmt.Sprintf("@rankhub-%d-%x", os.Getpid(), key[:6])
+	// The abstract name is public (/proc/net/unix): a random tag, never
+	// anything derived from the key.
+	var tag [6]byte
+	if _, err := rand.Read(tag[:]); err != nil {
+		return nil, fmt.Errorf("launcher: socket name: %w", err)
+	}
+	unix := fmt.Sprintf("@rankhub-%d-%x", os.Getpid(), tag)
 	ln, err := comm.Listen(comm.ListenConfig{TCP: tcp, Unix: unix, Key: key, Opts: opts})
 	if err != nil {
 		return nil, err
