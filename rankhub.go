@@ -22,13 +22,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/views"
@@ -160,14 +160,14 @@ func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm
 	err = client.WaitForEngines(wctx, id.Size-1)
 	wcancel()
 	if err != nil {
-		recordEnd(id.JobDir, "failed", err.Error())
+		recordEnd(id.JobDir, jobdir.StartFailed, err.Error())
 		return fmt.Errorf("rank 0: %w", err)
 	}
 	log.Info().Ints("engines", client.IDs()).Msg("all engines registered")
 	if driver == nil {
 		driver, err = defaultDriver(id, log)
 		if err != nil {
-			recordEnd(id.JobDir, "failed", err.Error())
+			recordEnd(id.JobDir, jobdir.OutcomeOf(err), err.Error())
 			return err
 		}
 	}
@@ -176,25 +176,45 @@ func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm
 	var se *SignalError
 	switch {
 	case cause != nil && errors.As(cause, &se):
-		recordEnd(id.JobDir, "signalled", se.Error())
+		recordEnd(id.JobDir, jobdir.Terminated, se.Error())
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return err
 		}
 		return nil
 	case err != nil:
-		recordEnd(id.JobDir, "failed", err.Error())
+		recordEnd(id.JobDir, jobdir.OutcomeOf(err), err.Error())
 		return err
 	}
-	recordEnd(id.JobDir, "completed", "")
+	recordEnd(id.JobDir, jobdir.Completed, "")
 	return nil
 }
 
-func recordEnd(jobDir, state, reason string) {
+// recordEnd appends this run's attempt to status.json in the job directory.
+func recordEnd(jobDir string, o jobdir.Outcome, reason string) {
 	if jobDir == "" {
 		return
 	}
-	s := fmt.Sprintf("{\"state\": %q, \"reason\": %q, \"time\": %q}\n", state, reason, time.Now().UTC().Format(time.RFC3339))
-	os.WriteFile(filepath.Join(jobDir, launcher.EndStatusFile), []byte(s), 0o644)
+	d, err := jobdir.Open(jobDir)
+	if err == nil {
+		host, _ := os.Hostname()
+		err = d.AppendAttempt(jobdir.Attempt{Outcome: o, Reason: reason, Started: started, Host: host, PID: os.Getpid(),
+			SchedID: firstSet(os.Getenv("SLURM_JOB_ID"), os.Getenv("PBS_JOBID")), By: "rank 0"})
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rankhub: recording the job's end: %v\n", err)
+	}
+}
+
+// started is when this rank's process started.
+var started = time.Now().UTC()
+
+func firstSet(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 func envDuration(name string, def time.Duration) time.Duration {
@@ -227,13 +247,23 @@ func rankLogger(id launcher.Identity, stderr io.Writer) (zerolog.Logger, func())
 	writers := []io.Writer{&zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: console}, Level: consoleLevel}}
 	closer := func() {}
 	if id.JobDir != "" {
-		if f, err := os.OpenFile(filepath.Join(id.JobDir, fmt.Sprintf("rank-%d.log.json", id.Rank)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		if f, err := openRankLog(id); err == nil {
 			writers = append(writers, &zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: f}, Level: min(consoleLevel, zerolog.InfoLevel)})
 			closer = func() { f.Close() }
 		}
 	}
 	l := zerolog.New(zerolog.MultiLevelWriter(writers...)).Level(min(consoleLevel, zerolog.InfoLevel)).With().Timestamp().Int("rank", id.Rank).Logger()
 	return l, closer
+}
+
+// openRankLog opens rank-N.log.json for appending, with the job
+// directory's file mode.
+func openRankLog(id launcher.Identity) (*os.File, error) {
+	d, err := jobdir.Open(id.JobDir)
+	if err != nil {
+		return nil, err
+	}
+	return d.Append(jobdir.RankLog(id.Rank))
 }
 
 // defaultDriver is what rank 0 runs when the program has no driver: the

@@ -8,12 +8,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rankhub/rankhub/jobdir"
 )
 
 // LocalConfig starts N ranks on this machine, as mpirun -n N would.
@@ -107,6 +108,10 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 	if cfg.Stderr == nil {
 		cfg.Stderr = os.Stderr
 	}
+	dir, err := jobdir.Open(cfg.JobDir)
+	if err != nil {
+		return fmt.Errorf("launcher: %w", err)
+	}
 	out := &lineWriter{w: cfg.Stdout}
 	errw := &lineWriter{w: cfg.Stderr}
 	if cfg.Stdout == cfg.Stderr {
@@ -142,7 +147,7 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		cmd.Env = append(os.Environ(),
 			EnvRank+"="+strconv.Itoa(r), EnvSize+"="+strconv.Itoa(cfg.Ranks),
 			EnvLocalRank+"="+strconv.Itoa(r), EnvNode+"=0",
-			EnvJobDir+"="+cfg.JobDir, EnvJobID+"="+cfg.JobID, EnvJobFile+"="+filepath.Join(cfg.JobDir, JobFileName))
+			EnvJobDir+"="+cfg.JobDir, EnvJobID+"="+cfg.JobID, EnvJobFile+"="+dir.File(jobdir.JobFile))
 		if cfg.Transport != "" {
 			cmd.Env = append(cmd.Env, EnvTransport+"="+cfg.Transport)
 		}
@@ -174,11 +179,11 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		cmd.Stdout, cmd.Stderr = sow, sew
 		readers = append(readers, so, se)
 		writers[r] = [2]*os.File{sow, sew}
-		fo, err := os.Create(filepath.Join(cfg.JobDir, fmt.Sprintf("rank-%d.out", r)))
+		fo, err := dir.Create(jobdir.RankOut(r))
 		if err != nil {
 			return setupFailed(fmt.Errorf("launcher: rank log: %w", err))
 		}
-		fe, err := os.Create(filepath.Join(cfg.JobDir, fmt.Sprintf("rank-%d.err", r)))
+		fe, err := dir.Create(jobdir.RankErr(r))
 		if err != nil {
 			return setupFailed(fmt.Errorf("launcher: rank log: %w", err))
 		}

@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/jobdir"
 )
 
 // ConnFile is the connection file's name inside the job directory.
-const ConnFile = "hub.json"
+//
+// Deprecated: use jobdir.ConnFile.
+const ConnFile = jobdir.ConnFile
 
 // HubEndpoint is rank 0's listener and the connection file it wrote.
 type HubEndpoint struct {

@@ -48,13 +48,6 @@ func batchLaunch(job *jobs.Job, jobDir string) (jobs.Launch, error) {
 	return jobs.Launch{JobDir: jobDir, RankCommand: argv, Env: env}, nil
 }
 
-func scriptName(sched string) string {
-	if sched == jobs.SchedPBS {
-		return "job.pbs"
-	}
-	return "job.sbatch"
-}
-
 // jobRef is a job directory with what it records.
 type jobRef struct {
 	dir     string

@@ -76,10 +76,11 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	jobDir, err := launcher.NewJobDir(job, "")
+	jd, err := launcher.NewJobDir(job, "")
 	if err != nil {
 		return err
 	}
+	jobDir := jd.Path
 	fmt.Fprintf(stderr, "rankhub: job %s: %d ranks, job directory %s\n", job.Job.Name, job.Job.Ranks, jobDir)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
