@@ -10,11 +10,11 @@ import (
 	"testing"
 )
 
-// rhUmask runs rankhub under a shell with the given umask, as a user's
-// login shell would start it.
-func rhUmask(t *testing.T, dir, umask string, args ...string) result {
+// rhShell runs rankhub from a shell after the shell command setup (a
+// umask, a ulimit), as a user's login shell would start it.
+func rhShell(t *testing.T, dir, setup string, args ...string) result {
 	t.Helper()
-	sh := fmt.Sprintf("umask %s; exec %q \"$@\"", umask, filepath.Join(bin, "rankhub"))
+	sh := fmt.Sprintf("%s && exec %q \"$@\"", setup, filepath.Join(bin, "rankhub"))
 	cmd := exec.Command("/bin/sh", append([]string{"-c", sh, "sh"}, args...)...)
 	cmd.Dir = dir
 	var so, se strings.Builder
@@ -64,7 +64,7 @@ func TestJobDirectoryIsPrivate(t *testing.T) {
 			dir := t.TempDir()
 			job := fmt.Sprintf("[job]\nname = \"hello\"\nranks = 3\nprogram = [%q]\n%s", filepath.Join(bin, "hello"), tc.extra)
 			os.WriteFile(filepath.Join(dir, "hello.toml"), []byte(job), 0o644)
-			if r := rhUmask(t, dir, tc.umask, "run", "hello.toml"); r.code != 0 {
+			if r := rhShell(t, dir, "umask "+tc.umask, "run", "hello.toml"); r.code != 0 {
 				t.Fatalf("run: exit %d\n%s", r.code, r.stderr)
 			}
 			jd, modes := jobDirModes(t, dir)
@@ -94,7 +94,7 @@ func TestJobDirectoryIsPrivate(t *testing.T) {
 func TestSubmitDryRunJobDirectoryIsPrivate(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "j.toml"), []byte("[job]\nname = \"j\"\nscheduler = \"slurm\"\nranks = 2\nwalltime = \"1h\"\nprogram = [\"/bin/true\"]\n"), 0o644)
-	if r := rhUmask(t, dir, "022", "submit", "--dry-run", "j.toml"); r.code != 0 {
+	if r := rhShell(t, dir, "umask 022", "submit", "--dry-run", "j.toml"); r.code != 0 {
 		t.Fatalf("submit: exit %d\n%s", r.code, r.stderr)
 	}
 	_, modes := jobDirModes(t, dir)

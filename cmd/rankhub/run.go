@@ -68,6 +68,12 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if fl.workdir != "" {
 		job.Job.Workdir, _ = filepath.Abs(fl.workdir)
 	}
+	if fl.heartbeat != 0 && fl.heartbeat < jobs.MinHeartbeat {
+		return &usageError{msg: fmt.Sprintf("--heartbeat %v is below the minimum %v", fl.heartbeat, jobs.MinHeartbeat)}
+	}
+	if err := launcher.Preflight(job, true); err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err

@@ -111,6 +111,9 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := launcher.Preflight(job, false); err != nil {
+		return err
+	}
 	jd, err := launcher.NewJobDir(job, "")
 	if err != nil {
 		return err
