@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"reflect"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,13 +49,16 @@ func Register(name string, fn any) {
 	userFuncs.Unlock()
 }
 
-// Main runs this rank and exits the process with its status.
+// Main runs this rank and exits the process with its status: 0, or the
+// exit status of the outcome its error stands for (jobdir's table: a
+// signal gives 130, 143 or the walltime status; a driver's *jobdir.Error
+// its own; any other error 5, a rank failed).
 func Main(driver Driver) {
-	if err := Run(context.Background(), driver); err != nil {
+	err := Run(context.Background(), driver)
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "rankhub: %v\n", err)
-		os.Exit(1)
 	}
-	os.Exit(0)
+	os.Exit(jobdir.OutcomeOf(err).ExitCode())
 }
 
 // Options tune Run. Environment variables set the defaults.
@@ -96,14 +100,9 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	go func() {
 		select {
 		case s := <-sigs:
-			name := s.String()
-			if s == syscall.SIGUSR1 {
-				name = "SIGUSR1 (the scheduler's walltime warning)"
-			} else if s == syscall.SIGTERM {
-				name = "SIGTERM"
-			}
-			log.Warn().Str("signal", name).Msg("signal received; shutting down")
-			cancel(&SignalError{Signal: name})
+			se := signalError(s.(syscall.Signal))
+			log.Warn().Str("signal", se.Signal).Msg("signal received; shutting down")
+			cancel(se)
 		case <-ctx.Done():
 		}
 	}()
@@ -137,9 +136,23 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 }
 
 // SignalError says the job was stopped by a signal.
-type SignalError struct{ Signal string }
+type SignalError struct {
+	Signal  string
+	Outcome jobdir.Outcome // Interrupted, Terminated or Walltime
+}
 
 func (e *SignalError) Error() string { return "stopped by " + e.Signal }
+
+// signalError names a signal that stops a rank and the outcome it means.
+func signalError(s syscall.Signal) *SignalError {
+	switch s {
+	case syscall.SIGUSR1:
+		return &SignalError{"SIGUSR1 (the scheduler's walltime warning)", jobdir.Walltime}
+	case syscall.SIGINT:
+		return &SignalError{"SIGINT", jobdir.Interrupted}
+	}
+	return &SignalError{"SIGTERM", jobdir.Terminated}
+}
 
 func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, o Options, log zerolog.Logger, transport, host string) error {
 	local := os.Getenv("SLURM_JOB_ID") == "" && os.Getenv("PBS_JOBID") == "" && id.Source == "rankhub" && transport != "tcp"
@@ -160,33 +173,66 @@ func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm
 	err = client.WaitForEngines(wctx, id.Size-1)
 	wcancel()
 	if err != nil {
-		recordEnd(id.JobDir, jobdir.StartFailed, err.Error())
-		return fmt.Errorf("rank 0: %w", err)
+		return endJob(ctx, id, client, jobdir.Fail(jobdir.StartFailed, fmt.Errorf("rank 0: %w", err)))
 	}
 	log.Info().Ints("engines", client.IDs()).Msg("all engines registered")
 	if driver == nil {
 		driver, err = defaultDriver(id, log)
 		if err != nil {
-			recordEnd(id.JobDir, jobdir.OutcomeOf(err), err.Error())
-			return err
+			return endJob(ctx, id, client, jobdir.Fail(jobdir.BadInput, err))
 		}
 	}
-	err = driver(ctx, client)
-	cause := context.Cause(ctx)
+	return endJob(ctx, id, client, driver(ctx, client))
+}
+
+// endJob decides the job's outcome from the driver's error and the
+// context's cause, records it in status.json and returns the error rank 0
+// exits with (Main turns it into the outcome's exit status):
+//   - stopped by a signal: its outcome (interrupted, terminated, walltime),
+//     whatever the driver made of the cancelled context;
+//   - the driver's error: its outcome (jobdir.OutcomeOf; a plain error is a
+//     rank failure);
+//   - success with engines lost on the way (their tasks ran elsewhere):
+//     node-lost, naming them;
+//   - else completed.
+func endJob(ctx context.Context, id launcher.Identity, client *views.Client, err error) error {
 	var se *SignalError
-	switch {
-	case cause != nil && errors.As(cause, &se):
-		recordEnd(id.JobDir, jobdir.Terminated, se.Error())
+	if cause := context.Cause(ctx); cause != nil && errors.As(cause, &se) {
+		reason := se.Error()
 		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
+			reason += "; " + err.Error()
 		}
-		return nil
-	case err != nil:
-		recordEnd(id.JobDir, jobdir.OutcomeOf(err), err.Error())
-		return err
+		err = jobdir.Fail(se.Outcome, errors.New(reason))
 	}
-	recordEnd(id.JobDir, jobdir.Completed, "")
-	return nil
+	if err == nil {
+		err = lostEngines(client)
+	}
+	o, reason := jobdir.OutcomeOf(err), ""
+	if err != nil {
+		reason = err.Error()
+	}
+	recordEnd(id.JobDir, o, reason)
+	return err
+}
+
+// lostEngines is a node-lost error naming the engines that died while the
+// job ran, nil when none did or the hub was shut down on request.
+func lostEngines(c *views.Client) error {
+	select {
+	case <-c.Done():
+		return nil
+	default:
+	}
+	var lost []string
+	for _, e := range c.Engines() {
+		if e.Dead {
+			lost = append(lost, fmt.Sprintf("engine %d (rank %d on %s): %s", e.ID, e.Rank, e.Host, e.DeadWhy))
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	return jobdir.Failf(jobdir.NodeLost, "completed, but %d engine(s) were lost and their tasks re-run: %s", len(lost), strings.Join(lost, "; "))
 }
 
 // recordEnd appends this run's attempt to status.json in the job directory.

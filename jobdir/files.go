@@ -233,3 +233,6 @@ func (d Dir) ReadProgress() (Progress, error) {
 
 // ErrNoStatus is returned by ReadStatus when the job has recorded no end.
 var ErrNoStatus = errors.New("jobdir: no status.json: the job has not ended (or no rank recorded it)")
+
+// String is the directory's path.
+func (d Dir) String() string { return d.Path }

@@ -17,7 +17,7 @@ import (
 //	tasks-failed      3  completed          every task ran, some of them failed (their rows say why)
 //	incomplete        4  failed             fewer tasks ran than asked, without a signal
 //	rank-failed       5  failed             a rank failed (exit status, crash, or the driver's error)
-//	node-lost         6  failed             a node or rank was lost (declared dead by the hub)
+//	node-lost         6  completed          every task ran, but engines were lost (declared dead by the hub) and their tasks re-run
 //	walltime          7  signalled          stopped by the walltime warning (SIGUSR1) or the local walltime
 //	start-failed      8  failed             not every rank reached the hub within the start timeout
 //	interrupted     130  signalled          SIGINT (Ctrl-C)
@@ -49,7 +49,7 @@ var table = map[Outcome]struct {
 	TasksFailed: {3, "completed"},
 	Incomplete:  {4, "failed"},
 	RankFailed:  {5, "failed"},
-	NodeLost:    {6, "failed"},
+	NodeLost:    {6, "completed"},
 	Walltime:    {7, "signalled"},
 	StartFailed: {8, "failed"},
 	Interrupted: {130, "signalled"},

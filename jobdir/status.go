@@ -85,7 +85,13 @@ func parseStatus(path string, b []byte) (Status, error) {
 // AppendAttempt adds an attempt to status.json, keeping every earlier one.
 // State, ExitStatus and (when zero) Ended are filled in from the outcome
 // and the clock. Writers on several processes are serialized by a lock.
-func (d Dir) AppendAttempt(a Attempt) error {
+func (d Dir) AppendAttempt(a Attempt) error { return d.SetAttempt(-1, a) }
+
+// SetAttempt records attempt i (0 is the first run): it replaces attempt i
+// when status.json has one (the launcher correcting what rank 0 recorded
+// of the same run), appends otherwise; i < 0 appends. Earlier attempts are
+// never touched.
+func (d Dir) SetAttempt(i int, a Attempt) error {
 	if !a.Outcome.Known() {
 		return fmt.Errorf("jobdir: unknown outcome %q", a.Outcome)
 	}
@@ -107,7 +113,11 @@ func (d Dir) AppendAttempt(a Attempt) error {
 		os.Rename(d.File(StatusFile), d.File(StatusFile+".damaged"))
 		s = Status{}
 	}
-	s.Attempts = append(s.Attempts, a)
+	if i >= 0 && i < len(s.Attempts) {
+		s.Attempts[i] = a
+	} else {
+		s.Attempts = append(s.Attempts, a)
+	}
 	s.State, s.Outcome, s.ExitStatus, s.Reason, s.Time = a.State, a.Outcome, a.ExitStatus, a.Reason, a.Ended
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {

@@ -243,7 +243,10 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		select {
 		case ex := <-exits:
 			all = append(all, ex)
-			if ex.Rank == 0 && ex.failed() && (!stopping || (ex.Signal != "" && ex.Signal != "SIGTERM" && !escalated)) {
+			// Rank 0 exiting node-lost explains nothing: an engine's
+			// failure came first and is the one to name.
+			if ex.Rank == 0 && ex.failed() && jobdir.FromExitCode(ex.Status) != jobdir.NodeLost &&
+				(!stopping || (ex.Signal != "" && ex.Signal != "SIGTERM" && !escalated)) {
 				hubFailed = &ex
 			}
 			if ex.failed() && result == nil && !stopping {
