@@ -108,7 +108,7 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	}()
 
 	hb := envDuration(launcher.EnvHeartbeat, time.Second)
-	copts := comm.Options{Heartbeat: hb, HeartbeatMisses: 5, Logger: log, Spin: spinWindow()}
+	copts := comm.Options{Heartbeat: hb, HeartbeatMisses: launcher.HeartbeatMisses, Logger: log, Spin: spinWindow()}
 	host, _ := os.Hostname()
 	transport := os.Getenv(launcher.EnvTransport)
 	if id.Rank == 0 {

@@ -36,6 +36,10 @@ type LocalConfig struct {
 	Grace time.Duration
 }
 
+// HeartbeatMisses is how many heartbeat intervals of silence make a peer
+// dead, for every rank rankhub starts.
+const HeartbeatMisses = 5
+
 // RankExit is how one rank ended.
 type RankExit struct {
 	Rank   int
@@ -63,6 +67,9 @@ type RunError struct {
 	All   []RankExit // every rank's end
 	// Aborted says the other ranks were stopped because of First.
 	Aborted bool
+	// Hung lists the ranks still running a heartbeat timeout after rank 0
+	// ended, which the launcher stopped.
+	Hung []int
 }
 
 func (e *RunError) Error() string {
@@ -227,10 +234,21 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		for r := 0; r < started; r++ {
 			if p := cmds[r].Process; p != nil {
 				syscall.Kill(-p.Pid, syscall.SIGTERM)
+				syscall.Kill(-p.Pid, syscall.SIGCONT) // a stopped rank must run to see it
 			}
 		}
 		stopTimer = time.After(cfg.Grace)
 	}
+	// When rank 0 has ended, the job is over: engines leave on their own
+	// within the heartbeat timeout (they lose the hub). One that does not
+	// is hung (stopped, deadlocked, on a lost node): the rest are stopped
+	// after the heartbeat timeout, killed after the grace period.
+	hb := cfg.Heartbeat
+	if hb <= 0 {
+		hb = time.Second
+	}
+	var hubGone <-chan time.Time
+	var stragglers []int
 	var result *RunError
 	if startErr != nil {
 		stop()
@@ -243,6 +261,9 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		select {
 		case ex := <-exits:
 			all = append(all, ex)
+			if ex.Rank == 0 && len(all) < started {
+				hubGone = time.After(HeartbeatMisses * hb)
+			}
 			// Rank 0 exiting node-lost explains nothing: an engine's
 			// failure came first and is the one to name.
 			if ex.Rank == 0 && ex.failed() && jobdir.FromExitCode(ex.Status) != jobdir.NodeLost &&
@@ -259,6 +280,17 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		case <-ctxDone:
 			ctxDone = nil
 			stop()
+		case <-hubGone:
+			hubGone = nil
+			if !stopping {
+				for r := 1; r < started; r++ {
+					if !exited(all, r) {
+						stragglers = append(stragglers, r)
+					}
+				}
+				errw.writeLine(fmt.Appendf(nil, "rankhub: rank 0 ended %v ago; stopping ranks %v, which did not leave\n", HeartbeatMisses*hb, stragglers))
+				stop()
+			}
 		case <-stopTimer:
 			escalated = true
 			for r := 0; r < started; r++ {
@@ -287,6 +319,10 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 	if startErr != nil {
 		return startErr
 	}
+	if result == nil && len(stragglers) > 0 {
+		result = &RunError{First: RankExit{Rank: stragglers[0], Status: -1,
+			Err: fmt.Errorf("hung: still running %v after rank 0 ended; stopped", HeartbeatMisses*hb)}, Hung: stragglers}
+	}
 	if result != nil {
 		result.All = all
 		// Ranks that fail together are reaped in any order; when the hub
@@ -301,6 +337,15 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		return fmt.Errorf("launcher: interrupted: %w", ctx.Err())
 	}
 	return nil
+}
+
+func exited(all []RankExit, r int) bool {
+	for _, ex := range all {
+		if ex.Rank == r {
+			return true
+		}
+	}
+	return false
 }
 
 func exitOf(r int, cmd *exec.Cmd, err error) RankExit {

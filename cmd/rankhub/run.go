@@ -166,7 +166,7 @@ func runOutcome(jd jobdir.Dir, cause, runErr error) (jobdir.Outcome, string) {
 		// Rank 0 saw every task done, but a rank ended badly: killed by a
 		// signal (lost), or failed.
 		a.Outcome = jobdir.RankFailed
-		if re.First.Signal != "" {
+		if re.First.Signal != "" || len(re.Hung) > 0 {
 			a.Outcome = jobdir.NodeLost
 		}
 		a.Reason = "completed, but " + re.First.String()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -8,8 +9,10 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/rankhub/rankhub/comm"
 	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
@@ -93,12 +96,47 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		printEnd(stdout, st)
 	} else if !errors.Is(err, jobdir.ErrNoStatus) {
 		fmt.Fprintf(stdout, "ended      unreadable: %v\n", err)
-	} else if liveView != nil {
-		if err := liveView(stdout, ref.dir.Path); err != nil {
-			fmt.Fprintf(stdout, "hub        not reachable: %v\n", err)
+	} else {
+		if p, err := ref.dir.ReadProgress(); err == nil && p.Total > 0 {
+			fmt.Fprintf(stdout, "progress   %d/%d tasks (%d failed) at %s\n", p.Done+p.Skipped, p.Total, p.Failed, p.Updated.Local().Format(time.DateTime))
 		}
+		hubView(stdout, ref.dir)
 	}
 	return nil
+}
+
+// hubAnswer bounds the wait for a running hub's live view: a hub that is
+// gone (its node lost, its process stopped) must not hold status up.
+const hubAnswer = 2 * time.Second
+
+// hubView prints the hub's live view, or why there is none, within
+// hubAnswer: from the files when the connection file names a process of
+// this host that no longer exists, else from the hub if it answers in time.
+func hubView(w io.Writer, dir jobdir.Dir) {
+	ci, err := comm.ReadConnInfo(dir.File(jobdir.ConnFile))
+	if err != nil {
+		fmt.Fprintf(w, "hub        not running (no readable %s)\n", jobdir.ConnFile)
+		return
+	}
+	if host, _ := os.Hostname(); ci.Host == host && ci.PID > 0 && syscall.Kill(ci.PID, 0) == syscall.ESRCH {
+		fmt.Fprintf(w, "hub        gone: pid %d on %s no longer runs (it ended without recording how; see rank-0.err)\n", ci.PID, ci.Host)
+		return
+	}
+	if liveView == nil {
+		return
+	}
+	var buf bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- liveView(&buf, dir.Path) }() // left behind if the hub never answers: the command ends
+	select {
+	case err := <-done:
+		w.Write(buf.Bytes())
+		if err != nil {
+			fmt.Fprintf(w, "hub        not reachable: %v\n", err)
+		}
+	case <-time.After(hubAnswer):
+		fmt.Fprintf(w, "hub        no answer within %v from %s pid %d (%s): hung, or its node is lost\n", hubAnswer, ci.Host, ci.PID, ci.TCP)
+	}
 }
 
 func runCancel(args []string, stdout, stderr io.Writer) error {
