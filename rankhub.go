@@ -23,7 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
-	"strconv"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -81,15 +81,19 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	}
 	id, err := launcher.IdentityFromEnv(nil)
 	if err != nil {
-		return err
+		return jobdir.Fail(jobdir.BadInput, err)
+	}
+	set, err := launcher.ParseRankSettings(nil)
+	if err != nil {
+		return jobdir.Fail(jobdir.BadInput, err)
 	}
 	if o.StartTimeout <= 0 {
-		o.StartTimeout = envDuration("RANKHUB_START_TIMEOUT", 2*time.Minute)
+		o.StartTimeout = set.StartTimeout
 	}
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
-	log, closeLog := rankLogger(id, o.Stderr)
+	log, closeLog := rankLogger(id, set.LogLevel, o.Stderr)
 	defer closeLog()
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -107,12 +111,14 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 		}
 	}()
 
-	hb := envDuration(launcher.EnvHeartbeat, time.Second)
-	copts := comm.Options{Heartbeat: hb, HeartbeatMisses: launcher.HeartbeatMisses, Logger: log, Spin: spinWindow()}
+	// One spin rule for the views and the mesh (launcher.SpinFor): off
+	// when the ranks outnumber the cores.
+	spin := set.SpinFor(id.Size, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	copts := comm.Options{Heartbeat: set.Heartbeat, HeartbeatMisses: launcher.HeartbeatMisses, Logger: log, Spin: max(spin, 0)}
 	host, _ := os.Hostname()
-	transport := os.Getenv(launcher.EnvTransport)
+	transport := set.Transport
 	if id.Rank == 0 {
-		return runHub(ctx, id, driver, copts, o, log, transport, host)
+		return runHub(ctx, id, driver, copts, spin, o, log, transport, host)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, o.StartTimeout)
 	ci, err := launcher.WaitConnInfo(wctx, id.JobDir, time.Now())
@@ -122,7 +128,7 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 		wcancel()
 		if err == nil {
 			key, _ := ci.KeyBytes()
-			mesh := startMesh(ctx, id, key, transport, hb, log)
+			mesh := startMesh(ctx, id, key, transport, copts.Heartbeat, spin, log)
 			defer mesh.close()
 			err = views.ServeEngine(ctx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, World: mesh.world})
 		}
@@ -154,14 +160,14 @@ func signalError(s syscall.Signal) *SignalError {
 	return &SignalError{"SIGTERM", jobdir.Terminated}
 }
 
-func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, o Options, log zerolog.Logger, transport, host string) error {
+func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, spin time.Duration, o Options, log zerolog.Logger, transport, host string) error {
 	local := os.Getenv("SLURM_JOB_ID") == "" && os.Getenv("PBS_JOBID") == "" && id.Source == "rankhub" && transport != "tcp"
 	ep, err := launcher.ListenHub(id, local, copts)
 	if err != nil {
 		return err
 	}
 	defer ep.Close()
-	mesh := startMesh(ctx, id, ep.Key, transport, copts.Heartbeat, log)
+	mesh := startMesh(ctx, id, ep.Key, transport, copts.Heartbeat, spin, log)
 	defer mesh.close()
 	hub := views.NewHub(views.HubConfig{Host: host, Logger: log, World: mesh.world, Rank: id.Rank})
 	go hub.Serve(ep.Listener)
@@ -263,25 +269,13 @@ func firstSet(ss ...string) string {
 	return ""
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if s := os.Getenv(name); s != "" {
-		if d, err := time.ParseDuration(s); err == nil && d > 0 {
-			return d
-		}
-		if n, err := strconv.Atoi(s); err == nil && n > 0 {
-			return time.Duration(n) * time.Second
-		}
-	}
-	return def
-}
-
 // rankLogger logs JSON to rank-N.log.json in the job directory and a human
 // console to stderr (colour only on a terminal).
-func rankLogger(id launcher.Identity, stderr io.Writer) (zerolog.Logger, func()) {
+func rankLogger(id launcher.Identity, level string, stderr io.Writer) (zerolog.Logger, func()) {
 	// The console shows warnings and errors unless RANKHUB_LOG_LEVEL says
 	// otherwise; the JSON file keeps everything from info up.
 	consoleLevel := zerolog.WarnLevel
-	if l, err := zerolog.ParseLevel(os.Getenv("RANKHUB_LOG_LEVEL")); err == nil && os.Getenv("RANKHUB_LOG_LEVEL") != "" {
+	if l, err := zerolog.ParseLevel(level); err == nil && level != "" {
 		consoleLevel = l
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
@@ -316,7 +310,8 @@ func openRankLog(id launcher.Identity) (*os.File, error) {
 // job's sweep when it has a [task], else it serves outside clients until
 // it is stopped (as ipcluster start does).
 func defaultDriver(id launcher.Identity, log zerolog.Logger) (Driver, error) {
-	p := os.Getenv(launcher.EnvJobFile)
+	set, _ := launcher.ParseRankSettings(nil) // parsed without error by RunWith
+	p := set.JobFile
 	if p != "" {
 		job, err := jobs.Load(p)
 		if err != nil {
@@ -334,18 +329,4 @@ func defaultDriver(id launcher.Identity, log zerolog.Logger) (Driver, error) {
 		}
 		return nil
 	}, nil
-}
-
-// spinWindow is how long hub and engines poll for a reply after sending
-// (comm.Options.Spin): RANKHUB_SPIN, default 100µs; 0 turns it off.
-func spinWindow() time.Duration {
-	s := os.Getenv("RANKHUB_SPIN")
-	if s == "" {
-		return 100 * time.Microsecond
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 100 * time.Microsecond
-	}
-	return d
 }

@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -151,21 +151,11 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 	for r := 0; r < cfg.Ranks; r++ {
 		cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
 		cmd.Dir = cfg.Workdir
-		cmd.Env = append(os.Environ(),
-			EnvRank+"="+strconv.Itoa(r), EnvSize+"="+strconv.Itoa(cfg.Ranks),
-			EnvLocalRank+"="+strconv.Itoa(r), EnvNode+"=0",
-			EnvJobDir+"="+cfg.JobDir, EnvJobID+"="+cfg.JobID, EnvJobFile+"="+dir.File(jobdir.JobFile))
-		if cfg.Transport != "" {
-			cmd.Env = append(cmd.Env, EnvTransport+"="+cfg.Transport)
-		}
-		if cfg.Heartbeat > 0 {
-			cmd.Env = append(cmd.Env, EnvHeartbeat+"="+cfg.Heartbeat.String())
-		}
+		cmd.Env = appendEnv(os.Environ(), IdentityEnv(Identity{Rank: r, Size: cfg.Ranks, LocalRank: r, Node: 0, JobDir: cfg.JobDir, JobID: cfg.JobID}))
+		cmd.Env = appendEnv(cmd.Env, RankSettings{JobFile: dir.File(jobdir.JobFile), Transport: cfg.Transport, Heartbeat: cfg.Heartbeat}.Env())
 		cmd.Env = append(cmd.Env, "GODEBUG="+RankGODEBUG(os.Getenv("GODEBUG")),
 			"GOMAXPROCS="+RankGOMAXPROCS(os.Getenv("GOMAXPROCS"), cfg.Ranks, runtime.NumCPU()))
-		for k, v := range cfg.Env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
+		cmd.Env = appendEnv(cmd.Env, cfg.Env)
 		// Own process group: a terminal's Ctrl-C reaches only rankhub, which
 		// stops the ranks in order. Pdeathsig: if rankhub itself is killed,
 		// the ranks get SIGTERM and shut down instead of living on.
@@ -337,6 +327,19 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		return fmt.Errorf("launcher: interrupted: %w", ctx.Err())
 	}
 	return nil
+}
+
+// appendEnv appends the variables of m to env in name order.
+func appendEnv(env []string, m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+m[k])
+	}
+	return env
 }
 
 func exited(all []RankExit, r int) bool {

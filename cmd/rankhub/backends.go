@@ -35,16 +35,11 @@ func batchLaunch(job *jobs.Job, jobDir string) (jobs.Launch, error) {
 	if err != nil {
 		return jobs.Launch{}, err
 	}
-	env := map[string]string{
-		launcher.EnvJobDir:    jobDir,
-		launcher.EnvJobFile:   filepath.Join(jobDir, jobdir.JobFile),
-		launcher.EnvSize:      strconv.Itoa(job.Job.Ranks),
-		launcher.EnvHeartbeat: job.Job.Heartbeat.Duration.String(),
-		"GODEBUG":             launcher.RankGODEBUG(os.Getenv("GODEBUG")),
-	}
-	if job.Job.Transport != "" {
-		env[launcher.EnvTransport] = job.Job.Transport
-	}
+	env := launcher.RankSettings{JobFile: filepath.Join(jobDir, jobdir.JobFile), Transport: job.Job.Transport,
+		Heartbeat: job.Job.Heartbeat.Duration}.Env()
+	env[launcher.EnvJobDir] = jobDir
+	env[launcher.EnvSize] = strconv.Itoa(job.Job.Ranks)
+	env["GODEBUG"] = launcher.RankGODEBUG(os.Getenv("GODEBUG"))
 	return jobs.Launch{JobDir: jobDir, RankCommand: argv, Env: env}, nil
 }
 

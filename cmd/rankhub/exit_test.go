@@ -220,3 +220,20 @@ func TestWaitWalltimeWarningOnSLURM(t *testing.T) {
 		t.Fatalf("status:\n%s", r.stdout)
 	}
 }
+
+// A RANKHUB_* setting a rank cannot use is bad input named by the rank,
+// not silently replaced by a default (RANKHUB_SPIN had two parsers that
+// both fell back quietly).
+func TestBadRankSettingIsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(filepath.Join(bin, "rankhub"), "run", "-n", "2", "--", filepath.Join(bin, "hello"))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "RANKHUB_SPIN=fast")
+	out, _ := cmd.CombinedOutput()
+	// Bad input when rank 0's exit is seen; a rank failure when the
+	// launcher stopped rank 0 before it exited on its own.
+	code := cmd.ProcessState.ExitCode()
+	if code != jobdir.BadInput.ExitCode() && code != jobdir.RankFailed.ExitCode() || !strings.Contains(string(out), `RANKHUB_SPIN="fast" is not a duration`) {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}

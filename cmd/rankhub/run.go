@@ -175,11 +175,16 @@ func runOutcome(jd jobdir.Dir, cause, runErr error) (jobdir.Outcome, string) {
 	case errors.As(runErr, &re):
 		// Rank 0 recorded nothing: it was killed, or the program is not
 		// built with rankhub.
+		// built with rankhub. Rank 0's own exit status says why when it is
+		// one of the table's (a rank built with rankhub exits so).
 		a.Outcome, a.Reason = jobdir.RankFailed, re.Error()
-		if o := jobdir.FromExitCode(re.First.Status); re.First.Rank == 0 && o != "" && o != jobdir.Completed {
-			a.Outcome = o
-		} else if re.First.Signal == "SIGTERM" {
+		if re.First.Signal == "SIGTERM" {
 			a.Outcome = jobdir.Terminated
+		}
+		for _, ex := range re.All {
+			if o := jobdir.FromExitCode(ex.Status); ex.Rank == 0 && ex.Signal == "" && o != "" && o != jobdir.Completed {
+				a.Outcome = o
+			}
 		}
 	case runErr != nil:
 		a.Outcome, a.Reason = jobdir.BadInput, runErr.Error()
