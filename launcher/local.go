@@ -229,7 +229,7 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		}
 		stopTimer = time.After(cfg.Grace)
 	}
-	// When rank 0 has ended, the job is over: engines leave on their own
+	// When rank 0, a rankhub hub, has ended, the job is over: engines leave on their own
 	// within the heartbeat timeout (they lose the hub). One that does not
 	// is hung (stopped, deadlocked, on a lost node): the rest are stopped
 	// after the heartbeat timeout, killed after the grace period.
@@ -251,7 +251,7 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		select {
 		case ex := <-exits:
 			all = append(all, ex)
-			if ex.Rank == 0 && len(all) < started {
+			if ex.Rank == 0 && len(all) < started && wasHub(dir) {
 				hubGone = time.After(HeartbeatMisses * hb)
 			}
 			// Rank 0 exiting node-lost explains nothing: an engine's
@@ -327,6 +327,18 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		return fmt.Errorf("launcher: interrupted: %w", ctx.Err())
 	}
 	return nil
+}
+
+// wasHub tells whether rank 0 ran a rankhub hub: it recorded the job's
+// end, or left its connection file behind (killed). Other programs' ranks
+// owe rank 0 nothing and may run on after it.
+func wasHub(d jobdir.Dir) bool {
+	for _, f := range []string{jobdir.StatusFile, jobdir.ConnFile} {
+		if _, err := os.Stat(d.File(f)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // appendEnv appends the variables of m to env in name order.

@@ -137,3 +137,15 @@ func TestStatusOfDeadHubFromFiles(t *testing.T) {
 		t.Fatalf("status took %v:\n%s%s", el, r.stdout, r.stderr)
 	}
 }
+
+// Ranks of a program not built with rankhub owe rank 0 nothing: they may
+// run on after it ended, and are not stopped as hung.
+func TestPlainProgramRanksOutliveRankZero(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "prog.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\nif [ \"$RANKHUB_RANK\" = 1 ]; then sleep 1.5; echo late; fi\n"), 0o755)
+	r := rh(t, dir, "run", "--heartbeat", "100ms", "-n", "2", "--", script)
+	if r.code != 0 || !strings.Contains(r.stdout, "[rank 1] late") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
