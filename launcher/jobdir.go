@@ -10,10 +10,8 @@ import (
 	"github.com/rankhub/rankhub/jobs"
 )
 
-// Names of the job directory, kept for callers written before package
-// jobdir owned them.
-//
-// Deprecated: use the jobdir package's names.
+// Names of the job directory: aliases of package jobdir's, which owns
+// them, for callers written before it did (new code uses jobdir's).
 const (
 	JobDirRoot    = jobdir.Root
 	JobFileName   = jobdir.JobFile

@@ -13,9 +13,8 @@ import (
 	"github.com/rankhub/rankhub/jobdir"
 )
 
-// ConnFile is the connection file's name inside the job directory.
-//
-// Deprecated: use jobdir.ConnFile.
+// ConnFile is the connection file's name inside the job directory (an
+// alias of jobdir.ConnFile).
 const ConnFile = jobdir.ConnFile
 
 // HubEndpoint is rank 0's listener and the connection file it wrote.

@@ -120,7 +120,7 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 			ready <- err
 			return
 		}
-		c, err := views.Connect(filepath.Join(jobDir, launcher.ConnFile))
+		c, err := views.Connect(filepath.Join(jobDir, jobdir.ConnFile))
 		if err != nil {
 			ready <- err
 			return
@@ -145,7 +145,7 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 
 // serveStarted runs the ranks of a started job until they are stopped.
 func serveStarted(fl startFlags, stderr io.Writer) error {
-	job, err := jobs.Load(filepath.Join(fl.jobDir, launcher.JobFileName))
+	job, err := jobs.Load(filepath.Join(fl.jobDir, jobdir.JobFile))
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if arg == "" {
 		dirs := listJobDirs()
 		if len(dirs) == 0 {
-			return fmt.Errorf("no job directories under %s", launcher.JobDirRoot)
+			return fmt.Errorf("no job directories under %s", jobdir.Root)
 		}
 		arg = dirs[len(dirs)-1]
 	}
@@ -282,7 +282,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	}
 	dirs := listJobDirs()
 	if len(dirs) == 0 {
-		fmt.Fprintf(stdout, "no job directories under %s\n", launcher.JobDirRoot)
+		fmt.Fprintf(stdout, "no job directories under %s\n", jobdir.Root)
 		return nil
 	}
 	// One scheduler query per backend for all ids.

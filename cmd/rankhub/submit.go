@@ -90,7 +90,7 @@ func runScript(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(launcher.JobWorkdir(job), launcher.JobDirRoot, job.Job.Name+"-"+time.Now().Format("20060102-150405")+"-xxxx")
+	dir := filepath.Join(launcher.JobWorkdir(job), jobdir.Root, job.Job.Name+"-"+time.Now().Format("20060102-150405")+"-xxxx")
 	l, err := batchLaunch(job, dir)
 	if err != nil {
 		return err
