@@ -130,7 +130,9 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 			key, _ := ci.KeyBytes()
 			mesh := startMesh(ctx, id, key, transport, copts.Heartbeat, spin, log)
 			defer mesh.close()
-			err = views.ServeEngine(ctx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, World: mesh.world})
+			ectx, served := lingerOnSignal(ctx)
+			err = views.ServeEngine(ectx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, World: mesh.world})
+			served()
 		}
 	} else {
 		wcancel()
@@ -139,6 +141,36 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 		return nil // stopped on request: not a failure of this rank
 	}
 	return err
+}
+
+// engineLinger is how long an engine stays connected after a signal,
+// waiting for the hub to shut it down. A scheduler signals every rank at
+// once (scancel, the walltime warning): engines that dropped at once made
+// the hub see "every engine died" before its own signal, and the job ended
+// failed instead of signalled. Shorter than the launcher's grace (5 s).
+const engineLinger = 3 * time.Second
+
+// lingerOnSignal is ctx for an engine's serving: cancelled with ctx, except
+// when a signal cancelled it; then when the hub closes the connection
+// (ServeEngine returns) or engineLinger later.
+// Call served when serving has returned.
+func lingerOnSignal(ctx context.Context) (ectx context.Context, served func()) {
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer cancel()
+		select {
+		case <-ctx.Done():
+		case <-ectx.Done():
+			return
+		}
+		if errors.As(context.Cause(ctx), new(*SignalError)) {
+			select {
+			case <-time.After(engineLinger):
+			case <-ectx.Done():
+			}
+		}
+	}()
+	return ectx, cancel
 }
 
 // SignalError says the job was stopped by a signal.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,13 +17,23 @@ import (
 	"github.com/rankhub/rankhub/jobs"
 )
 
+// syncBuffer is a bytes.Buffer a running process writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
 // startRun starts `rankhub run job.toml` in dir and returns it running.
-func startRun(t *testing.T, dir string, args ...string) (*exec.Cmd, *bytes.Buffer, chan struct{}) {
+func startRun(t *testing.T, dir string, args ...string) (*exec.Cmd, *syncBuffer, chan struct{}) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, "rankhub"), append([]string{"run"}, args...)...)
 	cmd.Dir = dir
-	var se bytes.Buffer
-	cmd.Stderr = &se
+	se := &syncBuffer{}
+	cmd.Stderr = se
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +51,7 @@ func startRun(t *testing.T, dir string, args ...string) (*exec.Cmd, *bytes.Buffe
 			<-done
 		}
 	})
-	return cmd, &se, done
+	return cmd, se, done
 }
 
 // children lists the child processes of pid (the ranks of `rankhub run`).
@@ -62,6 +73,12 @@ func children(pid int) []int {
 // has done at least n tasks and returns that directory.
 func waitProgress(t *testing.T, dir string, n int, d time.Duration) jobdir.Dir {
 	t.Helper()
+	return waitProgressOr(t, dir, n, d, nil)
+}
+
+// waitProgressOr is waitProgress showing the run's stderr when it fails.
+func waitProgressOr(t *testing.T, dir string, n int, d time.Duration, stderr *syncBuffer) jobdir.Dir {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if jds, _ := filepath.Glob(filepath.Join(dir, ".rankhub", "*")); len(jds) == 1 {
@@ -72,11 +89,11 @@ func waitProgress(t *testing.T, dir string, n int, d time.Duration) jobdir.Dir {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("the sweep did not reach %d tasks within %v", n, d)
+	t.Fatalf("the sweep did not reach %d tasks within %v; stderr:\n%v", n, d, stderr)
 	return jobdir.Dir{}
 }
 
-func waitExit(t *testing.T, cmd *exec.Cmd, done chan struct{}, se *bytes.Buffer, d time.Duration) int {
+func waitExit(t *testing.T, cmd *exec.Cmd, done chan struct{}, se *syncBuffer, d time.Duration) int {
 	t.Helper()
 	select {
 	case <-done:
