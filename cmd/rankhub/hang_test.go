@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,28 @@ func waitHub(t *testing.T, dir string) (jobdir.Dir, int) {
 	return jobdir.Dir{}, 0
 }
 
+// waitStopped waits until every thread of pid is stopped (state T).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		stopped := len(stats) > 0
+		for _, f := range stats {
+			b, _ := os.ReadFile(f)
+			// pid (comm) state ...: the state follows the last ')'.
+			if i := strings.LastIndexByte(string(b), ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'T' && b[i+2] != 't' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pid %d did not stop", pid)
+}
+
 // Issue 13 point 3: an engine that hangs (SIGSTOP, as a hung node) is
 // declared dead by the hub, its tasks run elsewhere, and when the sweep is
 // over the launcher stops it within the heartbeat timeout plus the grace
@@ -54,6 +77,7 @@ func TestHungEngineDoesNotHoldTheRun(t *testing.T) {
 		t.Fatal("no engine found")
 	}
 	syscall.Kill(engine, syscall.SIGSTOP)
+	waitStopped(t, engine)
 	stopped := time.Now()
 	code := waitExit(t, cmd, done, se, 30*time.Second)
 	t.Logf("rankhub run returned %v after the SIGSTOP, exit %d", time.Since(stopped).Round(time.Millisecond), code)
@@ -92,6 +116,7 @@ func TestStatusOfGoneHubAnswersFast(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	syscall.Kill(hub, syscall.SIGSTOP)
+	waitStopped(t, hub)
 	t0 := time.Now()
 	r := rh(t, dir, "status", jd.Path)
 	// 2 s for the hub, the rest for starting the process (race detector,
