@@ -79,15 +79,21 @@ func Create(job *jobs.Job, workdir string) (Dir, error) {
 	var r [2]byte
 	rand.Read(r[:])
 	name := fmt.Sprintf("%s-%s-%s", job.Job.Name, time.Now().Format("20060102-150405"), hex.EncodeToString(r[:]))
+	d := Dir{Perm: PermOf(job)}
+	// .rankhub itself lists the jobs' names: the owner's too, unless a job
+	// is group-readable (the group then needs to pass through it).
 	root := filepath.Join(workdir, Root)
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, d.Perm.Dir); err != nil {
 		return Dir{}, fmt.Errorf("jobdir: %w", err)
+	}
+	if st, err := os.Stat(root); err == nil && d.Perm == GroupReadable && st.Mode().Perm()&0o010 == 0 {
+		os.Chmod(root, st.Mode().Perm()|0o050)
 	}
 	path, err := filepath.Abs(filepath.Join(root, name))
 	if err != nil {
 		return Dir{}, fmt.Errorf("jobdir: %w", err)
 	}
-	d := Dir{Path: path, Perm: PermOf(job)}
+	d.Path = path
 	if err := os.Mkdir(path, d.Perm.Dir); err != nil {
 		return Dir{}, fmt.Errorf("jobdir: %w", err)
 	}

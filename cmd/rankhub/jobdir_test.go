@@ -68,6 +68,9 @@ func TestJobDirectoryIsPrivate(t *testing.T) {
 				t.Fatalf("run: exit %d\n%s", r.code, r.stderr)
 			}
 			jd, modes := jobDirModes(t, dir)
+			if st, err := os.Stat(filepath.Join(dir, ".rankhub")); err != nil || st.Mode().Perm() != tc.dir {
+				t.Errorf(".rankhub: mode %v, want %v", st.Mode().Perm(), tc.dir)
+			}
 			for _, f := range []string{".", "job.toml", "rank-0.out", "rank-2.err", "rank-1.log.json", "status.json"} {
 				if _, ok := modes[f]; !ok {
 					t.Errorf("%s lacks %s", jd, f)
