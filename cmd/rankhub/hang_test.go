@@ -145,12 +145,16 @@ func TestStatusOfGoneHubAnswersFast(t *testing.T) {
 func TestStatusOfDeadHubFromFiles(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "idle.toml"), []byte("[job]\nname = \"idle\"\nranks = 2\n"), 0o644)
-	r := rh(t, dir, "run", "--walltime", "1s", "idle.toml") // leaves a job directory
+	// A local walltime ends the run with the walltime status.
+	r := rh(t, dir, "run", "--walltime", "1s", "idle.toml")
 	jds, _ := filepath.Glob(filepath.Join(dir, ".rankhub", "*"))
-	if len(jds) != 1 {
+	if len(jds) != 1 || r.code != jobdir.Walltime.ExitCode() {
 		t.Fatalf("run: %+v", r)
 	}
 	jd, _ := jobdir.Open(jds[0])
+	if st, err := jd.ReadStatus(); err != nil || st.Outcome != jobdir.Walltime {
+		t.Fatalf("status.json after the walltime: %+v %v", st, err)
+	}
 	os.Remove(jd.File(jobdir.StatusFile))
 	gone := exec.Command("true")
 	gone.Run()
