@@ -16,4 +16,11 @@
 //	err = d.AppendAttempt(jobdir.Attempt{Outcome: jobdir.Terminated, Reason: "SIGTERM"})
 //	st, err := d.ReadStatus()             // every attempt, first run first
 //	os.Exit(st.Last().Outcome.ExitCode())
+//
+// A driver (the sweep's, a program's) chooses how the job ends by the
+// error it returns; rank 0 records it and exits with its status:
+//
+//	return jobdir.Failf(jobdir.Incomplete, "%d of %d tasks have no row", missing, total)
+//	return jobdir.Failf(jobdir.TasksFailed, "%d of %d tasks failed", failed, total)
+//	return err // any other error: rank-failed
 package jobdir
