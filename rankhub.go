@@ -118,7 +118,17 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	host, _ := os.Hostname()
 	transport := set.Transport
 	if id.Rank == 0 {
-		return runHub(ctx, id, driver, copts, spin, o, log, transport, host)
+		err := runHub(ctx, id, driver, copts, spin, o, log, transport, host)
+		if jobdir.OutcomeOf(err) == jobdir.NodeLost && id.Source == "slurm" {
+			// The job is over and recorded; engines the hub declared dead
+			// may still run (hung) and hold the step. Only when the ranks
+			// are the step's tasks (not local ranks started inside an
+			// allocation, whose step is the user's shell).
+			if ok, kerr := launcher.StopOwnStep(); ok {
+				log.Warn().Err(kerr).Msg("engines were lost: stopping the rest of the job step")
+			}
+		}
+		return err
 	}
 	wctx, wcancel := context.WithTimeout(ctx, o.StartTimeout)
 	ci, err := launcher.WaitConnInfo(wctx, id.JobDir, time.Now())

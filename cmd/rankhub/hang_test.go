@@ -182,3 +182,76 @@ func TestPlainProgramRanksOutliveRankZero(t *testing.T) {
 		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// rankPid finds the process of a rank of a batch job by its environment
+// (RANKHUB_JOBDIR and SLURM_PROCID).
+func rankPid(jobDir string, rank int) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	want := []string{"RANKHUB_JOBDIR=" + jobDir, fmt.Sprintf("SLURM_PROCID=%d", rank)}
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		vars := strings.Split(string(b), "\x00")
+		found := 0
+		for _, v := range vars {
+			for _, w := range want {
+				if v == w {
+					found++
+				}
+			}
+		}
+		if found == len(want) {
+			var pid int
+			fmt.Sscan(strings.Split(p, "/")[2], &pid)
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(b)) == "rankhub" {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// Issue 13 point 3 under SLURM: a hung engine (SIGSTOP) does not hold the
+// step: rank 0 ends node-lost (non-zero), srun stops the other tasks, and
+// `rankhub wait` exits with the node-lost status.
+func TestHungEngineOnSLURM(t *testing.T) {
+	needSLURM(t)
+	dir := t.TempDir()
+	job := strings.Replace(slowSweep, "ranks = 3\n", "ranks = 3\nscheduler = \"slurm\"\npartition = \"debug\"\nwalltime = \"5m\"\nheartbeat = \"200ms\"\n", 1)
+	job = strings.Replace(job, "stop = 399", "stop = 79", 1)
+	os.WriteFile(filepath.Join(dir, "slow.toml"), []byte(job), 0o644)
+	r := rh(t, dir, "submit", "slow.toml")
+	if r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	t.Cleanup(func() { exec.Command("scancel", id).Run() })
+	jd := waitProgress(t, dir, 6, 40*time.Second)
+	engine := rankPid(jd.Path, 2)
+	if engine == 0 {
+		t.Fatal("engine rank 2 not found")
+	}
+	syscall.Kill(engine, syscall.SIGSTOP)
+	t.Cleanup(func() { syscall.Kill(engine, syscall.SIGKILL); syscall.Kill(engine, syscall.SIGCONT) })
+	stopped := time.Now()
+	r = rh(t, dir, "wait", "--timeout", "45s", id)
+	t.Logf("wait returned %v after the SIGSTOP: exit %d\n%s", time.Since(stopped).Round(time.Millisecond), r.code, r.stdout)
+	if r.code != jobdir.NodeLost.ExitCode() {
+		out, _ := os.ReadFile(jd.File("slurm-" + id + ".out"))
+		ps, _ := exec.Command("ps", "-o", "pid,stat,args", "--ppid", "1", "-e").Output()
+		t.Fatalf("wait: exit %d, want %d (node-lost)\n%s%s\nstatus.json: %s\njob output:\n%s\nprocesses:\n%s", r.code, jobdir.NodeLost.ExitCode(),
+			r.stdout, r.stderr, endStatus(jd.Path), out, grepLines(string(ps), "rankhub"))
+	}
+	if p, err := jd.ReadProgress(); err != nil || p.Done+p.Failed != p.Total {
+		t.Fatalf("progress %+v %v: the sweep did not finish on the other engine", p, err)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
