@@ -45,13 +45,14 @@ bench: build ## rankhub's benchmarks side by side with the anchors in ../shared/
 	$(GO) run ./benchmarks/cmd/bench
 	@if [ "$${BENCH_SKIP#*coll}" = "$${BENCH_SKIP}" ]; then bash benchmarks/collective/run.sh; fi
 
-fuzz: ## run each fuzz target for a while (FUZZTIME, default 30s)
-	$(GO) test -run XXX -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./comm
-	$(GO) test -run XXX -fuzz '^FuzzDecodeValues$$' -fuzztime $${FUZZTIME:-30s} ./views
-	$(GO) test -run XXX -fuzz '^FuzzDecodeArrow$$' -fuzztime $${FUZZTIME:-30s} ./views
-	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s} ./jobs
-	$(GO) test -run XXX -fuzz '^FuzzExpandHostlist$$' -fuzztime $${FUZZTIME:-30s} ./slurm
-	$(GO) test -run XXX -fuzz '^FuzzParseHeader$$' -fuzztime $${FUZZTIME:-30s} ./collective
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets); any crasher fails
+	@fail=0; for hit in $$(grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | sed 's/:func /:/' | sort); do \
+	  dir=$${hit%%:*}; dir=$${dir%/*}; name=$${hit##*:}; \
+	  if [ -n "$${FUZZ:-}" ] && ! [[ $$name =~ $${FUZZ} ]]; then continue; fi; \
+	  echo "== fuzz $$name ($$dir, $${FUZZTIME:-30s})"; \
+	  if ! $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $${FUZZTIME:-30s} $$dir; then \
+	    echo "FAIL: fuzz $$name in $$dir: the failing input is in $$dir/testdata/fuzz/$$name/ (keep it there with the fix)"; fail=1; fi; \
+	done; exit $$fail
 
 slurm-up: ## start the local single-node SLURM (installs it if missing)
 	bash scripts/slurm-local.sh up

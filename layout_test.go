@@ -16,13 +16,14 @@ var allowed = map[string][]string{
 	"internal":   {"jobs"},
 	"slurm":      {"jobs", "internal"},
 	"pbs":        {"jobs", "internal"},
-	"launcher":   {"jobs", "slurm", "pbs", "comm"},
+	"jobdir":     {"jobs"},
+	"launcher":   {"jobs", "jobdir", "slurm", "pbs", "comm"},
 	"collective": {"comm"},
 	"views":      {"collective", "comm"},
 	"results":    {"jobs"},
 	// The root package is the program entry: it ties the launcher's
 	// bootstrap to the views' hub and engine and runs the sweep driver.
-	"":           {"jobs", "comm", "launcher", "collective", "views", "results"},
+	"":           {"jobs", "jobdir", "comm", "launcher", "collective", "views", "results"},
 	"examples":   {"", "jobs", "comm", "collective", "views", "results"},
 	"benchmarks": {"*"},
 	"cmd":        {"*"},

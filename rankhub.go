@@ -22,13 +22,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"reflect"
-	"strconv"
+	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/views"
@@ -48,13 +49,16 @@ func Register(name string, fn any) {
 	userFuncs.Unlock()
 }
 
-// Main runs this rank and exits the process with its status.
+// Main runs this rank and exits the process with its status: 0, or the
+// exit status of the outcome its error stands for (jobdir's table: a
+// signal gives 130, 143 or the walltime status; a driver's *jobdir.Error
+// its own; any other error 5, a rank failed).
 func Main(driver Driver) {
-	if err := Run(context.Background(), driver); err != nil {
+	err := Run(context.Background(), driver)
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "rankhub: %v\n", err)
-		os.Exit(1)
 	}
-	os.Exit(0)
+	os.Exit(jobdir.OutcomeOf(err).ExitCode())
 }
 
 // Options tune Run. Environment variables set the defaults.
@@ -77,15 +81,19 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	}
 	id, err := launcher.IdentityFromEnv(nil)
 	if err != nil {
-		return err
+		return jobdir.Fail(jobdir.BadInput, err)
+	}
+	set, err := launcher.ParseRankSettings(nil)
+	if err != nil {
+		return jobdir.Fail(jobdir.BadInput, err)
 	}
 	if o.StartTimeout <= 0 {
-		o.StartTimeout = envDuration("RANKHUB_START_TIMEOUT", 2*time.Minute)
+		o.StartTimeout = set.StartTimeout
 	}
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
-	log, closeLog := rankLogger(id, o.Stderr)
+	log, closeLog := rankLogger(id, set.LogLevel, o.Stderr)
 	defer closeLog()
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -96,24 +104,31 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	go func() {
 		select {
 		case s := <-sigs:
-			name := s.String()
-			if s == syscall.SIGUSR1 {
-				name = "SIGUSR1 (the scheduler's walltime warning)"
-			} else if s == syscall.SIGTERM {
-				name = "SIGTERM"
-			}
-			log.Warn().Str("signal", name).Msg("signal received; shutting down")
-			cancel(&SignalError{Signal: name})
+			se := signalError(s.(syscall.Signal))
+			log.Warn().Str("signal", se.Signal).Msg("signal received; shutting down")
+			cancel(se)
 		case <-ctx.Done():
 		}
 	}()
 
-	hb := envDuration(launcher.EnvHeartbeat, time.Second)
-	copts := comm.Options{Heartbeat: hb, HeartbeatMisses: 5, Logger: log, Spin: spinWindow()}
+	// One spin rule for the views and the mesh (launcher.SpinFor): off
+	// when the ranks outnumber the cores.
+	spin := set.SpinFor(id.Size, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	copts := comm.Options{Heartbeat: set.Heartbeat, HeartbeatMisses: launcher.HeartbeatMisses, Logger: log, Spin: max(spin, 0)}
 	host, _ := os.Hostname()
-	transport := os.Getenv(launcher.EnvTransport)
+	transport := set.Transport
 	if id.Rank == 0 {
-		return runHub(ctx, id, driver, copts, o, log, transport, host)
+		err := runHub(ctx, id, driver, copts, spin, o, log, transport, host)
+		if jobdir.OutcomeOf(err) == jobdir.NodeLost && id.Source == "slurm" {
+			// The job is over and recorded; engines the hub declared dead
+			// may still run (hung) and hold the step. Only when the ranks
+			// are the step's tasks (not local ranks started inside an
+			// allocation, whose step is the user's shell).
+			if ok, kerr := launcher.StopOwnStep(); ok {
+				log.Warn().Err(kerr).Msg("engines were lost: stopping the rest of the job step")
+			}
+		}
+		return err
 	}
 	wctx, wcancel := context.WithTimeout(ctx, o.StartTimeout)
 	ci, err := launcher.WaitConnInfo(wctx, id.JobDir, time.Now())
@@ -123,9 +138,11 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 		wcancel()
 		if err == nil {
 			key, _ := ci.KeyBytes()
-			mesh := startMesh(ctx, id, key, transport, hb, log)
+			mesh := startMesh(ctx, id, key, transport, copts.Heartbeat, spin, log)
 			defer mesh.close()
-			err = views.ServeEngine(ctx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, World: mesh.world})
+			ectx, served := lingerOnSignal(ctx)
+			err = views.ServeEngine(ectx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, World: mesh.world})
+			served()
 		}
 	} else {
 		wcancel()
@@ -136,19 +153,63 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	return err
 }
 
+// engineLinger is how long an engine stays connected after a signal,
+// waiting for the hub to shut it down. A scheduler signals every rank at
+// once (scancel, the walltime warning): engines that dropped at once made
+// the hub see "every engine died" before its own signal, and the job ended
+// failed instead of signalled. Shorter than the launcher's grace (5 s).
+const engineLinger = 3 * time.Second
+
+// lingerOnSignal is ctx for an engine's serving: cancelled with ctx, except
+// when a signal cancelled it; then when the hub closes the connection
+// (ServeEngine returns) or engineLinger later.
+// Call served when serving has returned.
+func lingerOnSignal(ctx context.Context) (ectx context.Context, served func()) {
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer cancel()
+		select {
+		case <-ctx.Done():
+		case <-ectx.Done():
+			return
+		}
+		if errors.As(context.Cause(ctx), new(*SignalError)) {
+			select {
+			case <-time.After(engineLinger):
+			case <-ectx.Done():
+			}
+		}
+	}()
+	return ectx, cancel
+}
+
 // SignalError says the job was stopped by a signal.
-type SignalError struct{ Signal string }
+type SignalError struct {
+	Signal  string
+	Outcome jobdir.Outcome // Interrupted, Terminated or Walltime
+}
 
 func (e *SignalError) Error() string { return "stopped by " + e.Signal }
 
-func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, o Options, log zerolog.Logger, transport, host string) error {
+// signalError names a signal that stops a rank and the outcome it means.
+func signalError(s syscall.Signal) *SignalError {
+	switch s {
+	case syscall.SIGUSR1:
+		return &SignalError{"SIGUSR1 (the scheduler's walltime warning)", jobdir.Walltime}
+	case syscall.SIGINT:
+		return &SignalError{"SIGINT", jobdir.Interrupted}
+	}
+	return &SignalError{"SIGTERM", jobdir.Terminated}
+}
+
+func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, spin time.Duration, o Options, log zerolog.Logger, transport, host string) error {
 	local := os.Getenv("SLURM_JOB_ID") == "" && os.Getenv("PBS_JOBID") == "" && id.Source == "rankhub" && transport != "tcp"
 	ep, err := launcher.ListenHub(id, local, copts)
 	if err != nil {
 		return err
 	}
 	defer ep.Close()
-	mesh := startMesh(ctx, id, ep.Key, transport, copts.Heartbeat, log)
+	mesh := startMesh(ctx, id, ep.Key, transport, copts.Heartbeat, spin, log)
 	defer mesh.close()
 	hub := views.NewHub(views.HubConfig{Host: host, Logger: log, World: mesh.world, Rank: id.Rank})
 	go hub.Serve(ep.Listener)
@@ -160,62 +221,103 @@ func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm
 	err = client.WaitForEngines(wctx, id.Size-1)
 	wcancel()
 	if err != nil {
-		recordEnd(id.JobDir, "failed", err.Error())
-		return fmt.Errorf("rank 0: %w", err)
+		return endJob(ctx, id, client, jobdir.Fail(jobdir.StartFailed, fmt.Errorf("rank 0: %w", err)))
 	}
 	log.Info().Ints("engines", client.IDs()).Msg("all engines registered")
 	if driver == nil {
 		driver, err = defaultDriver(id, log)
 		if err != nil {
-			recordEnd(id.JobDir, "failed", err.Error())
-			return err
+			return endJob(ctx, id, client, jobdir.Fail(jobdir.BadInput, err))
 		}
 	}
-	err = driver(ctx, client)
-	cause := context.Cause(ctx)
-	var se *SignalError
-	switch {
-	case cause != nil && errors.As(cause, &se):
-		recordEnd(id.JobDir, "signalled", se.Error())
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-		return nil
-	case err != nil:
-		recordEnd(id.JobDir, "failed", err.Error())
-		return err
-	}
-	recordEnd(id.JobDir, "completed", "")
-	return nil
+	return endJob(ctx, id, client, driver(ctx, client))
 }
 
-func recordEnd(jobDir, state, reason string) {
+// endJob decides the job's outcome from the driver's error and the
+// context's cause, records it in status.json and returns the error rank 0
+// exits with (Main turns it into the outcome's exit status):
+//   - stopped by a signal: its outcome (interrupted, terminated, walltime),
+//     whatever the driver made of the cancelled context;
+//   - the driver's error: its outcome (jobdir.OutcomeOf; a plain error is a
+//     rank failure);
+//   - success with engines lost on the way (their tasks ran elsewhere):
+//     node-lost, naming them;
+//   - else completed.
+func endJob(ctx context.Context, id launcher.Identity, client *views.Client, err error) error {
+	var se *SignalError
+	if cause := context.Cause(ctx); cause != nil && errors.As(cause, &se) {
+		reason := se.Error()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			reason += "; " + err.Error()
+		}
+		err = jobdir.Fail(se.Outcome, errors.New(reason))
+	}
+	if err == nil {
+		err = lostEngines(client)
+	}
+	o, reason := jobdir.OutcomeOf(err), ""
+	if err != nil {
+		reason = err.Error()
+	}
+	recordEnd(id.JobDir, o, reason)
+	return err
+}
+
+// lostEngines is a node-lost error naming the engines that died while the
+// job ran, nil when none did or the hub was shut down on request.
+func lostEngines(c *views.Client) error {
+	select {
+	case <-c.Done():
+		return nil
+	default:
+	}
+	var lost []string
+	for _, e := range c.Engines() {
+		if e.Dead {
+			lost = append(lost, fmt.Sprintf("engine %d (rank %d on %s): %s", e.ID, e.Rank, e.Host, e.DeadWhy))
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	return jobdir.Failf(jobdir.NodeLost, "completed, but %d engine(s) were lost and their tasks re-run: %s", len(lost), strings.Join(lost, "; "))
+}
+
+// recordEnd appends this run's attempt to status.json in the job directory.
+func recordEnd(jobDir string, o jobdir.Outcome, reason string) {
 	if jobDir == "" {
 		return
 	}
-	s := fmt.Sprintf("{\"state\": %q, \"reason\": %q, \"time\": %q}\n", state, reason, time.Now().UTC().Format(time.RFC3339))
-	os.WriteFile(filepath.Join(jobDir, launcher.EndStatusFile), []byte(s), 0o644)
+	d, err := jobdir.Open(jobDir)
+	if err == nil {
+		host, _ := os.Hostname()
+		err = d.AppendAttempt(jobdir.Attempt{Outcome: o, Reason: reason, Started: started, Host: host, PID: os.Getpid(),
+			SchedID: firstSet(os.Getenv("SLURM_JOB_ID"), os.Getenv("PBS_JOBID")), By: "rank 0"})
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rankhub: recording the job's end: %v\n", err)
+	}
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if s := os.Getenv(name); s != "" {
-		if d, err := time.ParseDuration(s); err == nil && d > 0 {
-			return d
-		}
-		if n, err := strconv.Atoi(s); err == nil && n > 0 {
-			return time.Duration(n) * time.Second
+// started is when this rank's process started.
+var started = time.Now().UTC()
+
+func firstSet(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
 		}
 	}
-	return def
+	return ""
 }
 
 // rankLogger logs JSON to rank-N.log.json in the job directory and a human
 // console to stderr (colour only on a terminal).
-func rankLogger(id launcher.Identity, stderr io.Writer) (zerolog.Logger, func()) {
+func rankLogger(id launcher.Identity, level string, stderr io.Writer) (zerolog.Logger, func()) {
 	// The console shows warnings and errors unless RANKHUB_LOG_LEVEL says
 	// otherwise; the JSON file keeps everything from info up.
 	consoleLevel := zerolog.WarnLevel
-	if l, err := zerolog.ParseLevel(os.Getenv("RANKHUB_LOG_LEVEL")); err == nil && os.Getenv("RANKHUB_LOG_LEVEL") != "" {
+	if l, err := zerolog.ParseLevel(level); err == nil && level != "" {
 		consoleLevel = l
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
@@ -227,7 +329,7 @@ func rankLogger(id launcher.Identity, stderr io.Writer) (zerolog.Logger, func())
 	writers := []io.Writer{&zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: console}, Level: consoleLevel}}
 	closer := func() {}
 	if id.JobDir != "" {
-		if f, err := os.OpenFile(filepath.Join(id.JobDir, fmt.Sprintf("rank-%d.log.json", id.Rank)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		if f, err := openRankLog(id); err == nil {
 			writers = append(writers, &zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: f}, Level: min(consoleLevel, zerolog.InfoLevel)})
 			closer = func() { f.Close() }
 		}
@@ -236,11 +338,22 @@ func rankLogger(id launcher.Identity, stderr io.Writer) (zerolog.Logger, func())
 	return l, closer
 }
 
+// openRankLog opens rank-N.log.json for appending, with the job
+// directory's file mode.
+func openRankLog(id launcher.Identity) (*os.File, error) {
+	d, err := jobdir.Open(id.JobDir)
+	if err != nil {
+		return nil, err
+	}
+	return d.Append(jobdir.RankLog(id.Rank))
+}
+
 // defaultDriver is what rank 0 runs when the program has no driver: the
 // job's sweep when it has a [task], else it serves outside clients until
 // it is stopped (as ipcluster start does).
 func defaultDriver(id launcher.Identity, log zerolog.Logger) (Driver, error) {
-	p := os.Getenv(launcher.EnvJobFile)
+	set, _ := launcher.ParseRankSettings(nil) // parsed without error by RunWith
+	p := set.JobFile
 	if p != "" {
 		job, err := jobs.Load(p)
 		if err != nil {
@@ -258,18 +371,4 @@ func defaultDriver(id launcher.Identity, log zerolog.Logger) (Driver, error) {
 		}
 		return nil
 	}, nil
-}
-
-// spinWindow is how long hub and engines poll for a reply after sending
-// (comm.Options.Spin): RANKHUB_SPIN, default 100µs; 0 turns it off.
-func spinWindow() time.Duration {
-	s := os.Getenv("RANKHUB_SPIN")
-	if s == "" {
-		return 100 * time.Microsecond
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 100 * time.Microsecond
-	}
-	return d
 }

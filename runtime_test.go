@@ -21,6 +21,7 @@ import (
 
 	"github.com/rankhub/rankhub"
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/views"
 )
@@ -242,7 +243,7 @@ func TestEngineKilledTasksFailOthersCarryOn(t *testing.T) {
 	if ms > 5000 {
 		t.Fatalf("the dead engine's task failed after %d ms", ms)
 	}
-	st, _ := os.ReadFile(filepath.Join(dir, launcher.EndStatusFile))
+	st, _ := os.ReadFile(filepath.Join(dir, jobdir.StatusFile))
 	if !strings.Contains(string(st), `"completed"`) {
 		t.Fatalf("end status: %s", st)
 	}
@@ -270,7 +271,7 @@ func TestHubKilledEnginesExit(t *testing.T) {
 			engines = append(engines, n)
 		}
 	}
-	ci, err := comm.ReadConnInfo(filepath.Join(dir, launcher.ConnFile))
+	ci, err := comm.ReadConnInfo(filepath.Join(dir, jobdir.ConnFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,11 +311,11 @@ func TestBadPeersRefusedHubServes(t *testing.T) {
 	defer cancel()
 	dir, done := start(t, ctx, "serve", 3, true)
 	waitNote(t, dir, "ready", 30*time.Second)
-	ci, err := comm.ReadConnInfo(filepath.Join(dir, launcher.ConnFile))
+	ci, err := comm.ReadConnInfo(filepath.Join(dir, jobdir.ConnFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := os.Stat(filepath.Join(dir, launcher.ConnFile))
+	st, _ := os.Stat(filepath.Join(dir, jobdir.ConnFile))
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("connection file mode %v", st.Mode().Perm())
 	}
@@ -417,7 +418,7 @@ func TestInterruptStopsEveryRank(t *testing.T) {
 			}
 		}
 	}
-	st, _ := os.ReadFile(filepath.Join(dir, launcher.EndStatusFile))
+	st, _ := os.ReadFile(filepath.Join(dir, jobdir.StatusFile))
 	if !strings.Contains(string(st), `"signalled"`) {
 		t.Fatalf("end status: %s", st)
 	}

@@ -32,14 +32,14 @@ var current struct {
 	join *meshJoin
 }
 
-func startMesh(ctx context.Context, id launcher.Identity, key []byte, transport string, hb time.Duration, log zerolog.Logger) *meshJoin {
+func startMesh(ctx context.Context, id launcher.Identity, key []byte, transport string, hb, spin time.Duration, log zerolog.Logger) *meshJoin {
 	ctx, cancel := context.WithCancel(ctx)
 	j := &meshJoin{done: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(j.done)
 		j.mesh, j.err = collective.JoinMesh(ctx, collective.MeshConfig{
 			Rank: id.Rank, Size: id.Size, Key: key, Exchange: collective.FileExchange(id.JobDir),
-			ForceTCP: transport == "tcp", Heartbeat: hb, Logger: log,
+			ForceTCP: transport == "tcp", Heartbeat: hb, Spin: spin, Logger: log,
 		})
 		if j.err != nil && ctx.Err() == nil {
 			log.Warn().Err(j.err).Msg("collective mesh unavailable; collectives will fail")

@@ -276,6 +276,17 @@ func boolean(p **bool) field {
 	}
 }
 
+// plainBool decodes a boolean whose default is false.
+func plainBool(p *bool) field {
+	var b *bool
+	set := boolean(&b)
+	return func(dec *decoder, key []string, v any) {
+		if set(dec, key, v); b != nil {
+			*p = *b
+		}
+	}
+}
+
 func duration(p *Duration) field {
 	return func(dec *decoder, key []string, v any) {
 		if err := p.UnmarshalTOML(v); err != nil {
@@ -372,6 +383,7 @@ func jobFields(s *JobSpec) map[string]field {
 		"signal_lead":    duration(&s.SignalLead),
 		"pbs_dialect":    str(&s.PBSDialect),
 		"starter":        str(&s.Starter),
+		"group_readable": plainBool(&s.GroupReadable),
 	}
 }
 

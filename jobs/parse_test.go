@@ -161,7 +161,7 @@ func TestParseErrors(t *testing.T) {
 		{"all together, in file order", "[job]\nranks = 1\nfoo = 2\nscheduler = \"x\"\n[task]\ncommand = \"echo {Z}\"\n",
 			[]string{
 				"t.toml:2:1: job.ranks: 1 is too few: a job needs at least 2 ranks (rank 0 is the hub)",
-				"t.toml:3:1: job.foo: unknown key (known: abort_on_error, account, cpus_per_rank, directives, email, env, error, heartbeat, mail_type, memory, name, nodes, output, partition, pbs_dialect, program, qos, queue, ranks, ranks_per_node, scheduler, seed, setup, signal_lead, starter, template, transport, walltime, workdir)",
+				"t.toml:3:1: job.foo: unknown key (known: abort_on_error, account, cpus_per_rank, directives, email, env, error, group_readable, heartbeat, mail_type, memory, name, nodes, output, partition, pbs_dialect, program, qos, queue, ranks, ranks_per_node, scheduler, seed, setup, signal_lead, starter, template, transport, walltime, workdir)",
 				`t.toml:4:1: job.scheduler: unknown scheduler "x" (want local, slurm, pbs)`,
 				"t.toml:6:1: task.command: {Z} is not a sweep parameter (placeholders: seed, replicate, index)",
 			}},

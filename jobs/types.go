@@ -76,6 +76,9 @@ type JobSpec struct {
 	Transport    string   `toml:"transport"`      // "auto" (unix on one node, tcp across), "tcp"
 	Heartbeat    Duration `toml:"heartbeat"`      // heartbeat interval; 0 = 1s (timeout = 5 intervals)
 	SignalLead   Duration `toml:"signal_lead"`    // walltime warning lead; 0 = 120s
+	// GroupReadable makes the job directory 0750 and its files 0640 (the
+	// default is 0700 and 0600: the owner alone).
+	GroupReadable bool `toml:"group_readable"`
 
 	PBSDialect string `toml:"pbs_dialect"` // "pro" (default) or "torque"
 	Starter    string `toml:"starter"`     // pbs: "mpiexec", "pbsdsh", "pbs_tmrsh"; "" = per dialect

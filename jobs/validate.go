@@ -24,6 +24,24 @@ const (
 	DefaultFlushRows     = 1024
 )
 
+// Minimums of the durations a job sets. Below them a job cannot work: a
+// heartbeat of 1ns floods the ranks and they never register; a task timeout
+// of 1µs fails every task; SLURM's --signal counts whole seconds.
+const (
+	MinHeartbeat     = 100 * time.Millisecond // the timeout is 5 heartbeats
+	MinTaskTimeout   = 10 * time.Millisecond
+	MinSignalLead    = time.Second
+	MinWalltime      = time.Second
+	MinFlushInterval = 10 * time.Millisecond
+)
+
+// tooShort reports a duration key set below its minimum.
+func tooShort(d *diags, key []string, v, min time.Duration, why string) {
+	if v > 0 && v < min {
+		d.errorf(key, "%v is below the minimum %v: %s", v, min, why)
+	}
+}
+
 // Accepted values of the enumerated keys.
 var (
 	schedulers  = []string{SchedLocal, SchedSLURM, SchedPBS}
@@ -244,6 +262,7 @@ func (j *Job) validateJob(d *diags) {
 			d.errorf(key("memory"), "%v", err)
 		}
 	}
+	tooShort(d, key("walltime"), s.Walltime.Duration, MinWalltime, "no job starts that fast")
 	if s.Walltime.Duration < 0 {
 		d.errorf(key("walltime"), "negative")
 	} else if s.Walltime.Duration == 0 && (j.written("job", "walltime") || j.flags["job.walltime"] != "") {
@@ -259,11 +278,12 @@ func (j *Job) validateJob(d *diags) {
 	if s.SignalLead.Duration < 0 {
 		d.errorf(key("signal_lead"), "negative")
 	}
+	tooShort(d, key("signal_lead"), s.SignalLead.Duration, MinSignalLead, "the scheduler's warning counts whole seconds")
 	if s.Heartbeat.Duration < 0 {
 		d.errorf(key("heartbeat"), "negative")
-	} else if s.Heartbeat.Duration > 0 && s.Heartbeat.Duration < 100*time.Millisecond {
-		d.warnf(key("heartbeat"), "%v is very short: heartbeats will cost CPU time", s.Heartbeat.Duration)
 	}
+	tooShort(d, key("heartbeat"), s.Heartbeat.Duration, MinHeartbeat,
+		"a rank is declared dead after 5 missed heartbeats, and shorter ones flood the ranks before they register")
 	if !oneOf(s.Transport, transports) {
 		d.errorf(key("transport"), "unknown transport %q (want %s)", s.Transport, strings.Join(transports, ", "))
 	}
@@ -381,6 +401,7 @@ func (j *Job) validateTask(d *diags) {
 	if t.Timeout.Duration < 0 {
 		d.errorf(key("timeout"), "negative")
 	}
+	tooShort(d, key("timeout"), t.Timeout.Duration, MinTaskTimeout, "no task starts that fast; leave it out for no limit")
 }
 
 func (j *Job) validateResults(d *diags) {
@@ -417,6 +438,7 @@ func (j *Job) validateResults(d *diags) {
 	if r.FlushInterval.Duration < 0 {
 		d.errorf(key("flush_interval"), "negative")
 	}
+	tooShort(d, key("flush_interval"), r.FlushInterval.Duration, MinFlushInterval, "every flush is an fsync")
 }
 
 // directiveOption strips a written-out "#SBATCH" or "#PBS" prefix.

@@ -3,6 +3,7 @@ package launcher
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 )
@@ -134,4 +135,22 @@ func RankGODEBUG(user string) string {
 		return "madvdontneed=0"
 	}
 	return user + ",madvdontneed=0"
+}
+
+// StopOwnStep kills every task of this rank's SLURM job step (scancel
+// --signal=KILL <job>.<step>), this rank included: what rank 0 does when
+// the job is over but ranks the hub declared dead may live on (a hung
+// engine keeps srun, and so the allocation, waiting until the walltime).
+// It reports false when the rank is not in a SLURM step. Call it only when
+// the ranks are that step's tasks (Identity.Source "slurm").
+func StopOwnStep() (bool, error) {
+	job, step := os.Getenv("SLURM_JOB_ID"), os.Getenv("SLURM_STEP_ID")
+	if job == "" || step == "" {
+		return false, nil
+	}
+	out, err := exec.Command("scancel", "--signal=KILL", job+"."+step).CombinedOutput()
+	if err != nil {
+		return true, fmt.Errorf("launcher: scancel --signal=KILL %s.%s: %v %s", job, step, err, strings.TrimSpace(string(out)))
+	}
+	return true, nil
 }

@@ -1,48 +1,32 @@
 package launcher
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 )
 
-// JobDirRoot is the folder under the workdir that holds job directories.
-const JobDirRoot = ".rankhub"
-
-// Files inside a job directory.
+// Names of the job directory: aliases of package jobdir's, which owns
+// them, for callers written before it did (new code uses jobdir's).
 const (
-	JobFileName   = "job.toml"
-	SchedIDFile   = "scheduler-id"
-	EndStatusFile = "status.json"
+	JobDirRoot    = jobdir.Root
+	JobFileName   = jobdir.JobFile
+	SchedIDFile   = jobdir.SchedIDFile
+	EndStatusFile = jobdir.StatusFile
 )
 
-// NewJobDir creates <workdir>/.rankhub/<name>-<time>-<rand>/ and copies the
-// job file's text into it.
-func NewJobDir(job *jobs.Job, workdir string) (string, error) {
+// NewJobDir creates the job's directory under workdir ("" = the job's
+// workdir) with the job's modes (private unless [job].group_readable) and
+// copies the job file's text into it.
+func NewJobDir(job *jobs.Job, workdir string) (jobdir.Dir, error) {
 	if workdir == "" {
 		workdir = JobWorkdir(job)
 	}
-	var r [2]byte
-	rand.Read(r[:])
-	name := fmt.Sprintf("%s-%s-%s", job.Job.Name, time.Now().Format("20060102-150405"), hex.EncodeToString(r[:]))
-	dir := filepath.Join(workdir, JobDirRoot, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("launcher: job directory: %w", err)
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(abs, JobFileName), job.Source, 0o644); err != nil {
-		return "", fmt.Errorf("launcher: job directory: %w", err)
-	}
-	return abs, nil
+	return jobdir.Create(job, workdir)
 }
 
 // JobWorkdir is the directory ranks run in: [job].workdir, else the job

@@ -8,12 +8,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strconv"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rankhub/rankhub/jobdir"
 )
 
 // LocalConfig starts N ranks on this machine, as mpirun -n N would.
@@ -34,6 +35,10 @@ type LocalConfig struct {
 	// Grace is how long ranks get between SIGTERM and SIGKILL. Zero: 5s.
 	Grace time.Duration
 }
+
+// HeartbeatMisses is how many heartbeat intervals of silence make a peer
+// dead, for every rank rankhub starts.
+const HeartbeatMisses = 5
 
 // RankExit is how one rank ended.
 type RankExit struct {
@@ -62,6 +67,9 @@ type RunError struct {
 	All   []RankExit // every rank's end
 	// Aborted says the other ranks were stopped because of First.
 	Aborted bool
+	// Hung lists the ranks still running a heartbeat timeout after rank 0
+	// ended, which the launcher stopped.
+	Hung []int
 }
 
 func (e *RunError) Error() string {
@@ -107,6 +115,10 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 	if cfg.Stderr == nil {
 		cfg.Stderr = os.Stderr
 	}
+	dir, err := jobdir.Open(cfg.JobDir)
+	if err != nil {
+		return fmt.Errorf("launcher: %w", err)
+	}
 	out := &lineWriter{w: cfg.Stdout}
 	errw := &lineWriter{w: cfg.Stderr}
 	if cfg.Stdout == cfg.Stderr {
@@ -139,21 +151,11 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 	for r := 0; r < cfg.Ranks; r++ {
 		cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
 		cmd.Dir = cfg.Workdir
-		cmd.Env = append(os.Environ(),
-			EnvRank+"="+strconv.Itoa(r), EnvSize+"="+strconv.Itoa(cfg.Ranks),
-			EnvLocalRank+"="+strconv.Itoa(r), EnvNode+"=0",
-			EnvJobDir+"="+cfg.JobDir, EnvJobID+"="+cfg.JobID, EnvJobFile+"="+filepath.Join(cfg.JobDir, JobFileName))
-		if cfg.Transport != "" {
-			cmd.Env = append(cmd.Env, EnvTransport+"="+cfg.Transport)
-		}
-		if cfg.Heartbeat > 0 {
-			cmd.Env = append(cmd.Env, EnvHeartbeat+"="+cfg.Heartbeat.String())
-		}
+		cmd.Env = appendEnv(os.Environ(), IdentityEnv(Identity{Rank: r, Size: cfg.Ranks, LocalRank: r, Node: 0, JobDir: cfg.JobDir, JobID: cfg.JobID}))
+		cmd.Env = appendEnv(cmd.Env, RankSettings{JobFile: dir.File(jobdir.JobFile), Transport: cfg.Transport, Heartbeat: cfg.Heartbeat}.Env())
 		cmd.Env = append(cmd.Env, "GODEBUG="+RankGODEBUG(os.Getenv("GODEBUG")),
 			"GOMAXPROCS="+RankGOMAXPROCS(os.Getenv("GOMAXPROCS"), cfg.Ranks, runtime.NumCPU()))
-		for k, v := range cfg.Env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
+		cmd.Env = appendEnv(cmd.Env, cfg.Env)
 		// Own process group: a terminal's Ctrl-C reaches only rankhub, which
 		// stops the ranks in order. Pdeathsig: if rankhub itself is killed,
 		// the ranks get SIGTERM and shut down instead of living on.
@@ -174,11 +176,11 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		cmd.Stdout, cmd.Stderr = sow, sew
 		readers = append(readers, so, se)
 		writers[r] = [2]*os.File{sow, sew}
-		fo, err := os.Create(filepath.Join(cfg.JobDir, fmt.Sprintf("rank-%d.out", r)))
+		fo, err := dir.Create(jobdir.RankOut(r))
 		if err != nil {
 			return setupFailed(fmt.Errorf("launcher: rank log: %w", err))
 		}
-		fe, err := os.Create(filepath.Join(cfg.JobDir, fmt.Sprintf("rank-%d.err", r)))
+		fe, err := dir.Create(jobdir.RankErr(r))
 		if err != nil {
 			return setupFailed(fmt.Errorf("launcher: rank log: %w", err))
 		}
@@ -222,10 +224,21 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		for r := 0; r < started; r++ {
 			if p := cmds[r].Process; p != nil {
 				syscall.Kill(-p.Pid, syscall.SIGTERM)
+				syscall.Kill(-p.Pid, syscall.SIGCONT) // a stopped rank must run to see it
 			}
 		}
 		stopTimer = time.After(cfg.Grace)
 	}
+	// When rank 0, a rankhub hub, has ended, the job is over: engines leave on their own
+	// within the heartbeat timeout (they lose the hub). One that does not
+	// is hung (stopped, deadlocked, on a lost node): the rest are stopped
+	// after the heartbeat timeout, killed after the grace period.
+	hb := cfg.Heartbeat
+	if hb <= 0 {
+		hb = time.Second
+	}
+	var hubGone <-chan time.Time
+	var stragglers []int
 	var result *RunError
 	if startErr != nil {
 		stop()
@@ -238,7 +251,13 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		select {
 		case ex := <-exits:
 			all = append(all, ex)
-			if ex.Rank == 0 && ex.failed() && (!stopping || (ex.Signal != "" && ex.Signal != "SIGTERM" && !escalated)) {
+			if ex.Rank == 0 && len(all) < started && wasHub(dir) {
+				hubGone = time.After(HeartbeatMisses * hb)
+			}
+			// Rank 0 exiting node-lost explains nothing: an engine's
+			// failure came first and is the one to name.
+			if ex.Rank == 0 && ex.failed() && jobdir.FromExitCode(ex.Status) != jobdir.NodeLost &&
+				(!stopping || (ex.Signal != "" && ex.Signal != "SIGTERM" && !escalated)) {
 				hubFailed = &ex
 			}
 			if ex.failed() && result == nil && !stopping {
@@ -251,6 +270,17 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		case <-ctxDone:
 			ctxDone = nil
 			stop()
+		case <-hubGone:
+			hubGone = nil
+			if !stopping {
+				for r := 1; r < started; r++ {
+					if !exited(all, r) {
+						stragglers = append(stragglers, r)
+					}
+				}
+				errw.writeLine(fmt.Appendf(nil, "rankhub: rank 0 ended %v ago; stopping ranks %v, which did not leave\n", HeartbeatMisses*hb, stragglers))
+				stop()
+			}
 		case <-stopTimer:
 			escalated = true
 			for r := 0; r < started; r++ {
@@ -279,6 +309,10 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 	if startErr != nil {
 		return startErr
 	}
+	if result == nil && len(stragglers) > 0 {
+		result = &RunError{First: RankExit{Rank: stragglers[0], Status: -1,
+			Err: fmt.Errorf("hung: still running %v after rank 0 ended; stopped", HeartbeatMisses*hb)}, Hung: stragglers}
+	}
 	if result != nil {
 		result.All = all
 		// Ranks that fail together are reaped in any order; when the hub
@@ -293,6 +327,40 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		return fmt.Errorf("launcher: interrupted: %w", ctx.Err())
 	}
 	return nil
+}
+
+// wasHub tells whether rank 0 ran a rankhub hub: it recorded the job's
+// end, or left its connection file behind (killed). Other programs' ranks
+// owe rank 0 nothing and may run on after it.
+func wasHub(d jobdir.Dir) bool {
+	for _, f := range []string{jobdir.StatusFile, jobdir.ConnFile} {
+		if _, err := os.Stat(d.File(f)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// appendEnv appends the variables of m to env in name order.
+func appendEnv(env []string, m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+m[k])
+	}
+	return env
+}
+
+func exited(all []RankExit, r int) bool {
+	for _, ex := range all {
+		if ex.Rank == r {
+			return true
+		}
+	}
+	return false
 }
 
 func exitOf(r int, cmd *exec.Cmd, err error) RankExit {

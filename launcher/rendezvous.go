@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/jobdir"
 )
 
-// ConnFile is the connection file's name inside the job directory.
-const ConnFile = "hub.json"
+// ConnFile is the connection file's name inside the job directory (an
+// alias of jobdir.ConnFile).
+const ConnFile = jobdir.ConnFile
 
 // HubEndpoint is rank 0's listener and the connection file it wrote.
 type HubEndpoint struct {

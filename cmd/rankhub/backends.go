@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/pbs"
@@ -35,68 +35,49 @@ func batchLaunch(job *jobs.Job, jobDir string) (jobs.Launch, error) {
 	if err != nil {
 		return jobs.Launch{}, err
 	}
-	env := map[string]string{
-		launcher.EnvJobDir:    jobDir,
-		launcher.EnvJobFile:   filepath.Join(jobDir, launcher.JobFileName),
-		launcher.EnvSize:      strconv.Itoa(job.Job.Ranks),
-		launcher.EnvHeartbeat: job.Job.Heartbeat.Duration.String(),
-		"GODEBUG":             launcher.RankGODEBUG(os.Getenv("GODEBUG")),
-	}
-	if job.Job.Transport != "" {
-		env[launcher.EnvTransport] = job.Job.Transport
-	}
+	env := launcher.RankSettings{JobFile: filepath.Join(jobDir, jobdir.JobFile), Transport: job.Job.Transport,
+		Heartbeat: job.Job.Heartbeat.Duration}.Env()
+	env[launcher.EnvJobDir] = jobDir
+	env[launcher.EnvSize] = strconv.Itoa(job.Job.Ranks)
+	env["GODEBUG"] = launcher.RankGODEBUG(os.Getenv("GODEBUG"))
 	return jobs.Launch{JobDir: jobDir, RankCommand: argv, Env: env}, nil
-}
-
-func scriptName(sched string) string {
-	if sched == jobs.SchedPBS {
-		return "job.pbs"
-	}
-	return "job.sbatch"
 }
 
 // jobRef is a job directory with what it records.
 type jobRef struct {
-	dir     string
+	dir     jobdir.Dir
 	job     *jobs.Job
 	schedID string
 }
 
 // resolveJob finds a job directory from a path or a scheduler id.
 func resolveJob(arg string) (*jobRef, error) {
-	dir := arg
+	path := arg
 	if st, err := os.Stat(arg); err != nil || !st.IsDir() {
-		dirs, _ := filepath.Glob(filepath.Join(launcher.JobDirRoot, "*"))
-		dir = ""
+		dirs, _ := filepath.Glob(filepath.Join(jobdir.Root, "*"))
+		path = ""
 		for _, d := range dirs {
-			if id, _ := os.ReadFile(filepath.Join(d, launcher.SchedIDFile)); strings.TrimSpace(string(id)) == arg {
-				dir = d
+			if (jobdir.Dir{Path: d}).SchedID() == arg {
+				path = d
 			}
 		}
-		if dir == "" {
-			return nil, fmt.Errorf("%s: neither a job directory nor the scheduler id of a job under %s", arg, launcher.JobDirRoot)
+		if path == "" {
+			return nil, fmt.Errorf("%s: neither a job directory nor the scheduler id of a job under %s", arg, jobdir.Root)
 		}
 	}
-	job, err := jobs.Load(filepath.Join(dir, launcher.JobFileName))
+	dir, err := jobdir.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a job directory: %w", dir, err)
+		return nil, err
 	}
-	id, _ := os.ReadFile(filepath.Join(dir, launcher.SchedIDFile))
-	abs, _ := filepath.Abs(dir)
-	return &jobRef{dir: abs, job: job, schedID: strings.TrimSpace(string(id))}, nil
-}
-
-// endStatus reads status.json written by rank 0 when the job ended.
-func endStatus(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, launcher.EndStatusFile))
+	job, err := jobs.Load(dir.File(jobdir.JobFile))
 	if err != nil {
-		return ""
+		return nil, fmt.Errorf("%s: not a job directory: %w", path, err)
 	}
-	return strings.TrimSpace(string(b))
+	return &jobRef{dir: dir, job: job, schedID: dir.SchedID()}, nil
 }
 
 func listJobDirs() []string {
-	dirs, _ := filepath.Glob(filepath.Join(launcher.JobDirRoot, "*"))
+	dirs, _ := filepath.Glob(filepath.Join(jobdir.Root, "*"))
 	sort.Slice(dirs, func(i, j int) bool { return modTime(dirs[i]).Before(modTime(dirs[j])) })
 	return dirs
 }

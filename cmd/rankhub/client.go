@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/rankhub/rankhub/comm"
-	"github.com/rankhub/rankhub/launcher"
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/views"
 )
 
@@ -22,7 +22,7 @@ func init() {
 // connectJob connects to the hub of a job directory through its connection
 // file.
 func connectJob(jobDir string) (*views.Client, *comm.ConnInfo, error) {
-	path := filepath.Join(jobDir, launcher.ConnFile)
+	path := filepath.Join(jobDir, jobdir.ConnFile)
 	ci, err := comm.ReadConnInfo(path)
 	if err != nil {
 		if os.IsNotExist(err) || strings.Contains(err.Error(), "no such file") {

@@ -1,15 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/rankhub/rankhub"
+	"github.com/rankhub/rankhub/jobdir"
 	"golang.org/x/term"
 )
 
@@ -37,12 +35,8 @@ func startProgressBar(w io.Writer, jobDir string) (stop func()) {
 				return
 			case <-t.C:
 			}
-			b, err := os.ReadFile(filepath.Join(jobDir, rankhub.ProgressFile))
-			if err != nil {
-				continue
-			}
-			var p rankhub.Progress
-			if json.Unmarshal(b, &p) != nil || p.Total == 0 {
+			p, err := jobdir.Dir{Path: jobDir}.ReadProgress()
+			if err != nil || p.Total == 0 {
 				continue
 			}
 			fmt.Fprint(f, "\r"+progressLine(p, 30)+"\x1b[K")
@@ -52,7 +46,7 @@ func startProgressBar(w io.Writer, jobDir string) (stop func()) {
 	return func() { close(quit); <-finished }
 }
 
-func progressLine(p rankhub.Progress, width int) string {
+func progressLine(p jobdir.Progress, width int) string {
 	done := p.Done + p.Skipped
 	frac := float64(done) / float64(p.Total)
 	n := int(frac * float64(width))

@@ -4,17 +4,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rankhub/rankhub"
+	"github.com/rankhub/rankhub/jobdir"
 )
 
 func TestProgressLine(t *testing.T) {
-	got := progressLine(rankhub.Progress{Done: 40, Skipped: 10, Total: 200, Failed: 2, Rate: 125.4, ETA: 1.2}, 20)
+	got := progressLine(jobdir.Progress{Done: 40, Skipped: 10, Total: 200, Failed: 2, Rate: 125.4, ETA: 1.2}, 20)
 	for _, want := range []string{"█████░░░░░░░░░░░░░░░", "50/200 (25%)", "125 tasks/s", "2 failed", "ETA 1s"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("%q lacks %q", got, want)
 		}
 	}
-	if got := progressLine(rankhub.Progress{Done: 10, Total: 10, Rate: 5, ETA: 0}, 10); strings.Contains(got, "ETA") || !strings.Contains(got, "(100%)") {
+	if got := progressLine(jobdir.Progress{Done: 10, Total: 10, Rate: 5, ETA: 0}, 10); strings.Contains(got, "ETA") || !strings.Contains(got, "(100%)") {
 		t.Errorf("finished: %q", got)
 	}
 }

@@ -61,7 +61,7 @@ func runPx(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, _, err := connectJob(ref.dir)
+	c, _, err := connectJob(ref.dir.Path)
 	if err != nil {
 		return err
 	}

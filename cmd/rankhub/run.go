@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rankhub/rankhub"
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 )
@@ -68,6 +69,12 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if fl.workdir != "" {
 		job.Job.Workdir, _ = filepath.Abs(fl.workdir)
 	}
+	if fl.heartbeat != 0 && fl.heartbeat < jobs.MinHeartbeat {
+		return &usageError{msg: fmt.Sprintf("--heartbeat %v is below the minimum %v", fl.heartbeat, jobs.MinHeartbeat)}
+	}
+	if err := launcher.Preflight(job, true); err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -76,17 +83,33 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	jobDir, err := launcher.NewJobDir(job, "")
+	jd, err := launcher.NewJobDir(job, "")
 	if err != nil {
 		return err
 	}
+	jobDir := jd.Path
 	fmt.Fprintf(stderr, "rankhub: job %s: %d ranks, job directory %s\n", job.Job.Name, job.Job.Ranks, jobDir)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C and SIGTERM stop the ranks; which one came decides the outcome.
+	ctx, cancelRun := context.WithCancelCause(context.Background())
+	defer cancelRun(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			o := jobdir.Terminated
+			if s == os.Interrupt {
+				o = jobdir.Interrupted
+			}
+			cancelRun(jobdir.Failf(o, "rankhub run received %v; ranks stopped", s))
+		case <-ctx.Done():
+		}
+	}()
 	if wt := job.Job.Walltime.Duration; wt > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wt)
+		ctx, cancel = context.WithTimeoutCause(ctx, wt, jobdir.Failf(jobdir.Walltime, "walltime %v reached; ranks stopped", wt))
 		defer cancel()
 	}
 	transport := job.Job.Transport
@@ -118,16 +141,63 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		JobID: filepath.Base(jobDir), AbortOnError: abort && !fl.noAbort, Transport: transport, Heartbeat: hb,
 		Stdout: stdout, Stderr: stderr,
 	})
+	o, reason := runOutcome(jd, context.Cause(ctx), err)
+	if o == jobdir.Completed {
+		return nil
+	}
+	return &exitError{code: o.ExitCode(), err: fmt.Errorf("%s: %s (logs: %s)", o, reason, jobDir)}
+}
+
+// runOutcome decides how a local run ended and makes status.json say so.
+// Rank 0 records the job's end (the driver's outcome, a signal it got);
+// the launcher knows what rank 0 cannot: a signal to rankhub run itself,
+// the local walltime, ranks that failed or were lost after or without the
+// hub's record. The run's attempt is the first of the fresh job directory.
+func runOutcome(jd jobdir.Dir, cause, runErr error) (jobdir.Outcome, string) {
+	st, _ := jd.ReadStatus()
+	recorded := len(st.Attempts) > 0
+	a := st.Last()
 	var re *launcher.RunError
 	switch {
-	case errors.As(err, &re):
-		return &exitError{code: 1, err: fmt.Errorf("%w (logs: %s)", err, jobDir)}
-	case err != nil && errors.Is(err, context.DeadlineExceeded):
-		return &exitError{code: 1, err: fmt.Errorf("walltime %v reached; ranks stopped (logs: %s)", job.Job.Walltime.Duration, jobDir)}
-	case err != nil && ctx.Err() != nil:
-		return &exitError{code: 130, err: fmt.Errorf("interrupted; ranks stopped (logs: %s)", jobDir)}
+	case cause != nil && !errors.Is(cause, context.Canceled):
+		// Our signal or the walltime stopped the ranks.
+		a.Outcome, a.Reason = jobdir.OutcomeOf(cause), cause.Error()
+	case recorded && a.Outcome == jobdir.Completed && errors.As(runErr, &re):
+		// Rank 0 saw every task done, but a rank ended badly: killed by a
+		// signal (lost), or failed.
+		a.Outcome = jobdir.RankFailed
+		if re.First.Signal != "" || len(re.Hung) > 0 {
+			a.Outcome = jobdir.NodeLost
+		}
+		a.Reason = "completed, but " + re.First.String()
+	case recorded:
+		return a.Outcome, a.Reason
+	case errors.As(runErr, &re):
+		// Rank 0 recorded nothing: it was killed, or the program is not
+		// built with rankhub.
+		// built with rankhub. Rank 0's own exit status says why when it is
+		// one of the table's (a rank built with rankhub exits so).
+		a.Outcome, a.Reason = jobdir.RankFailed, re.Error()
+		if re.First.Signal == "SIGTERM" {
+			a.Outcome = jobdir.Terminated
+		}
+		for _, ex := range re.All {
+			if o := jobdir.FromExitCode(ex.Status); ex.Rank == 0 && ex.Signal == "" && o != "" && o != jobdir.Completed {
+				a.Outcome = o
+			}
+		}
+	case runErr != nil:
+		a.Outcome, a.Reason = jobdir.BadInput, runErr.Error()
+	default:
+		a.Outcome = jobdir.Completed
 	}
-	return err
+	host, _ := os.Hostname()
+	a.Host, a.PID, a.By = host, os.Getpid(), "rankhub run"
+	a.Ended = time.Time{}
+	if err := jd.SetAttempt(0, a); err != nil {
+		fmt.Fprintf(os.Stderr, "rankhub run: %v\n", err)
+	}
+	return a.Outcome, a.Reason
 }
 
 // jobFromArgs loads the job file, or builds a job from "-- program args".

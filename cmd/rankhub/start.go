@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/views"
@@ -77,10 +78,11 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	jobDir, err := launcher.NewJobDir(job, wd)
+	jd, err := launcher.NewJobDir(job, wd)
 	if err != nil {
 		return err
 	}
+	jobDir := jd.Path
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -95,7 +97,7 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 		return serveStarted(fl, stderr)
 	}
 	// Detach: a new session, output to the job directory.
-	logf, err := os.Create(filepath.Join(jobDir, "start.log"))
+	logf, err := jd.Create(jobdir.StartLog)
 	if err != nil {
 		return err
 	}
@@ -118,7 +120,7 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 			ready <- err
 			return
 		}
-		c, err := views.Connect(filepath.Join(jobDir, launcher.ConnFile))
+		c, err := views.Connect(filepath.Join(jobDir, jobdir.ConnFile))
 		if err != nil {
 			ready <- err
 			return
@@ -143,7 +145,7 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 
 // serveStarted runs the ranks of a started job until they are stopped.
 func serveStarted(fl startFlags, stderr io.Writer) error {
-	job, err := jobs.Load(filepath.Join(fl.jobDir, launcher.JobFileName))
+	job, err := jobs.Load(filepath.Join(fl.jobDir, jobdir.JobFile))
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
-	"github.com/rankhub/rankhub/launcher"
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/views"
 )
 
@@ -22,10 +22,10 @@ func TestStartPxStatusStop(t *testing.T) {
 		t.Fatalf("start: %d\n%s", r.code, r.stderr)
 	}
 	jobDir := strings.TrimSpace(r.stdout)
-	if !strings.HasPrefix(jobDir, filepath.Join(dir, launcher.JobDirRoot)) {
+	if !strings.HasPrefix(jobDir, filepath.Join(dir, jobdir.Root)) {
 		t.Fatalf("start printed %q", r.stdout)
 	}
-	ci, err := comm.ReadConnInfo(filepath.Join(jobDir, launcher.ConnFile))
+	ci, err := comm.ReadConnInfo(filepath.Join(jobDir, jobdir.ConnFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,12 +44,12 @@ func TestStartPxStatusStop(t *testing.T) {
 		t.Fatalf("px failing: %d\n%q\n%s", r.code, r.stdout, r.stderr)
 	}
 	// Two outside clients at once; the second sees the first's result.
-	a, err := views.Connect(filepath.Join(jobDir, launcher.ConnFile))
+	a, err := views.Connect(filepath.Join(jobDir, jobdir.ConnFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := views.Connect(filepath.Join(jobDir, launcher.ConnFile))
+	b, err := views.Connect(filepath.Join(jobDir, jobdir.ConnFile))
 	if err != nil {
 		t.Fatal(err)
 	}

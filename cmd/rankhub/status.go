@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -8,8 +9,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 )
@@ -62,7 +66,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if arg == "" {
 		dirs := listJobDirs()
 		if len(dirs) == 0 {
-			return fmt.Errorf("no job directories under %s", launcher.JobDirRoot)
+			return fmt.Errorf("no job directories under %s", jobdir.Root)
 		}
 		arg = dirs[len(dirs)-1]
 	}
@@ -88,14 +92,51 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout)
 	}
-	if s := endStatus(ref.dir); s != "" {
-		fmt.Fprintf(stdout, "ended      %s\n", s)
-	} else if liveView != nil {
-		if err := liveView(stdout, ref.dir); err != nil {
-			fmt.Fprintf(stdout, "hub        not reachable: %v\n", err)
+	if st, err := ref.dir.ReadStatus(); err == nil {
+		printEnd(stdout, st)
+	} else if !errors.Is(err, jobdir.ErrNoStatus) {
+		fmt.Fprintf(stdout, "ended      unreadable: %v\n", err)
+	} else {
+		if p, err := ref.dir.ReadProgress(); err == nil && p.Total > 0 {
+			fmt.Fprintf(stdout, "progress   %d/%d tasks (%d failed) at %s\n", p.Done+p.Skipped, p.Total, p.Failed, p.Updated.Local().Format(time.DateTime))
 		}
+		hubView(stdout, ref.dir)
 	}
 	return nil
+}
+
+// hubAnswer bounds the wait for a running hub's live view: a hub that is
+// gone (its node lost, its process stopped) must not hold status up.
+const hubAnswer = 2 * time.Second
+
+// hubView prints the hub's live view, or why there is none, within
+// hubAnswer: from the files when the connection file names a process of
+// this host that no longer exists, else from the hub if it answers in time.
+func hubView(w io.Writer, dir jobdir.Dir) {
+	ci, err := comm.ReadConnInfo(dir.File(jobdir.ConnFile))
+	if err != nil {
+		fmt.Fprintf(w, "hub        not running (no readable %s)\n", jobdir.ConnFile)
+		return
+	}
+	if host, _ := os.Hostname(); ci.Host == host && ci.PID > 0 && syscall.Kill(ci.PID, 0) == syscall.ESRCH {
+		fmt.Fprintf(w, "hub        gone: pid %d on %s no longer runs (it ended without recording how; see rank-0.err)\n", ci.PID, ci.Host)
+		return
+	}
+	if liveView == nil {
+		return
+	}
+	var buf bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- liveView(&buf, dir.Path) }() // left behind if the hub never answers: the command ends
+	select {
+	case err := <-done:
+		w.Write(buf.Bytes())
+		if err != nil {
+			fmt.Fprintf(w, "hub        not reachable: %v\n", err)
+		}
+	case <-time.After(hubAnswer):
+		fmt.Fprintf(w, "hub        no answer within %v from %s pid %d (%s): hung, or its node is lost\n", hubAnswer, ci.Host, ci.PID, ci.TCP)
+	}
 }
 
 func runCancel(args []string, stdout, stderr io.Writer) error {
@@ -111,7 +152,7 @@ func runCancel(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if ref.schedID == "" {
-		return fmt.Errorf("%s was not submitted to a scheduler (no %s)", ref.dir, launcher.SchedIDFile)
+		return fmt.Errorf("%s was not submitted to a scheduler (no %s)", ref.dir, jobdir.SchedIDFile)
 	}
 	be, err := launcher.NewBackend(ref.job.Job.Scheduler)
 	if err != nil {
@@ -126,7 +167,63 @@ func runCancel(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-var terminal = map[string]bool{"COMPLETED": true, "FAILED": true, "CANCELLED": true, "TIMEOUT": true}
+// printEnd shows how the job ended, each attempt when it ran more than once.
+func printEnd(w io.Writer, st jobdir.Status) {
+	for i, a := range st.Attempts {
+		label := "ended     "
+		if len(st.Attempts) > 1 {
+			label = fmt.Sprintf("attempt %-2d", i+1)
+		}
+		fmt.Fprintf(w, "%s %s (%s, exit %d) at %s", label, a.State, a.Outcome, a.ExitStatus, a.Ended.Local().Format(time.DateTime))
+		if a.Reason != "" {
+			fmt.Fprintf(w, ": %s", a.Reason)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// terminal are the scheduler states of a job that has ended.
+var terminal = map[string]bool{"COMPLETED": true, "FAILED": true, "CANCELLED": true, "TIMEOUT": true,
+	"NODE_FAIL": true, "OUT_OF_MEMORY": true, "PREEMPTED": true, "BOOT_FAIL": true, "DEADLINE": true}
+
+// waitOutcome is how a job the scheduler reports ended ended: status.json
+// knows what the scheduler does not (the walltime warning, tasks that did
+// not run, engines lost); the scheduler knows what rank 0 could not record
+// (a cancel or a timeout before it wrote anything, a step that failed
+// after it did).
+func waitOutcome(sched jobs.SchedState, st jobdir.Status, stErr error) (jobdir.Outcome, string) {
+	signalled := map[string]jobdir.Outcome{"CANCELLED": jobdir.Terminated, "TIMEOUT": jobdir.Walltime, "DEADLINE": jobdir.Walltime,
+		"PREEMPTED": jobdir.Terminated, "NODE_FAIL": jobdir.NodeLost, "BOOT_FAIL": jobdir.NodeLost}
+	by := fmt.Sprintf("the scheduler says %s", sched.State)
+	if stErr == nil && len(st.Attempts) > 0 {
+		a := st.Last()
+		switch {
+		case a.Outcome == jobdir.Completed && sched.State != "COMPLETED":
+			// The hub saw the work done; the step ended badly afterwards.
+			if o, ok := signalled[sched.State]; ok {
+				return o, by + " after rank 0 recorded completion"
+			}
+			return jobdir.RankFailed, by + fmt.Sprintf(" (exit %d) after rank 0 recorded completion", sched.ExitCode)
+		default:
+			return a.Outcome, a.Reason
+		}
+	}
+	if stErr != nil && !errors.Is(stErr, jobdir.ErrNoStatus) {
+		return jobdir.RankFailed, fmt.Sprintf("%s; %v", by, stErr)
+	}
+	if o, ok := signalled[sched.State]; ok {
+		return o, by + "; rank 0 recorded no end"
+	}
+	if sched.State == "COMPLETED" && sched.ExitCode <= 0 {
+		return jobdir.Completed, ""
+	}
+	// A rank's exit status from the table says why, except 0-2, which any
+	// program may return.
+	if o := jobdir.FromExitCode(sched.ExitCode); sched.ExitCode > 2 && o != "" {
+		return o, by + "; rank 0 recorded no end"
+	}
+	return jobdir.RankFailed, fmt.Sprintf("%s (exit %d); rank 0 recorded no end", by, sched.ExitCode)
+}
 
 func runWait(args []string, stdout, stderr io.Writer) error {
 	fs := flagSets["wait"]()
@@ -158,17 +255,15 @@ func runWait(args []string, stdout, stderr io.Writer) error {
 		}
 		if terminal[st.State] {
 			fmt.Fprintf(stdout, "%s job %s: %s\n", ref.job.Job.Scheduler, st.ID, st.State)
-			if s := endStatus(ref.dir); s != "" {
-				fmt.Fprintf(stdout, "ended %s\n", s)
+			status, stErr := ref.dir.ReadStatus()
+			if stErr == nil {
+				printEnd(stdout, status)
 			}
-			if st.State == "COMPLETED" && st.ExitCode <= 0 {
+			o, reason := waitOutcome(*st, status, stErr)
+			if o == jobdir.Completed {
 				return nil
 			}
-			code := st.ExitCode
-			if code <= 0 {
-				code = 1
-			}
-			return &exitError{code: code, err: fmt.Errorf("job %s ended %s", st.ID, st.State)}
+			return &exitError{code: o.ExitCode(), err: fmt.Errorf("job %s ended %s: %s: %s", st.ID, st.State, o, reason)}
 		}
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			return &exitError{code: 124, err: fmt.Errorf("job %s still %s after %v", st.ID, st.State, timeout)}
@@ -187,7 +282,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	}
 	dirs := listJobDirs()
 	if len(dirs) == 0 {
-		fmt.Fprintf(stdout, "no job directories under %s\n", launcher.JobDirRoot)
+		fmt.Fprintf(stdout, "no job directories under %s\n", jobdir.Root)
 		return nil
 	}
 	// One scheduler query per backend for all ids.
@@ -228,11 +323,11 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 		if st, ok := states[r.schedID]; ok {
 			state = st.State
 		}
-		end := endStatus(r.dir)
-		if i := strings.Index(end, `"state": "`); i >= 0 {
-			end = strings.SplitN(end[i+10:], `"`, 2)[0]
+		end := ""
+		if st, err := r.dir.ReadStatus(); err == nil {
+			end = string(st.Outcome)
 		}
-		fmt.Fprintf(stdout, "%-44s %-8s %-10s %-12s %s\n", shortDir(r.dir), r.job.Job.Scheduler, orDash(r.schedID), state, orDash(end))
+		fmt.Fprintf(stdout, "%-44s %-8s %-10s %-12s %s\n", shortDir(r.dir.Path), r.job.Job.Scheduler, orDash(r.schedID), state, orDash(end))
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

@@ -32,7 +32,7 @@ func runStop(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, ci, err := connectJob(ref.dir)
+	c, ci, err := connectJob(ref.dir.Path)
 	if err != nil {
 		return err
 	}

@@ -5,11 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/rankhub/rankhub"
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 )
@@ -90,7 +90,7 @@ func runScript(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(launcher.JobWorkdir(job), launcher.JobDirRoot, job.Job.Name+"-"+time.Now().Format("20060102-150405")+"-xxxx")
+	dir := filepath.Join(launcher.JobWorkdir(job), jobdir.Root, job.Job.Name+"-"+time.Now().Format("20060102-150405")+"-xxxx")
 	l, err := batchLaunch(job, dir)
 	if err != nil {
 		return err
@@ -111,10 +111,14 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dir, err := launcher.NewJobDir(job, "")
+	if err := launcher.Preflight(job, false); err != nil {
+		return err
+	}
+	jd, err := launcher.NewJobDir(job, "")
 	if err != nil {
 		return err
 	}
+	dir := jd.Path
 	l, err := batchLaunch(job, dir)
 	if err != nil {
 		return err
@@ -126,8 +130,8 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, scriptName(job.Job.Scheduler))
-	if err := os.WriteFile(path, []byte(s), 0o755); err != nil {
+	path := jd.File(jobdir.Script(job.Job.Scheduler))
+	if err := jd.WriteScript(jobdir.Script(job.Job.Scheduler), []byte(s)); err != nil {
 		return err
 	}
 	if fl.dryRun {
@@ -141,7 +145,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w (the script is in %s)", err, path)
 	}
-	if err := os.WriteFile(filepath.Join(dir, launcher.SchedIDFile), []byte(id+"\n"), 0o644); err != nil {
+	if err := jd.WriteSchedID(id); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "rankhub submit: %s job %s, job directory %s\n", be.Name(), id, dir)

@@ -94,7 +94,7 @@ func TestSubmitHelloToSLURM(t *testing.T) {
 		}
 	}
 	r = rh(t, dir, "status", id)
-	if !strings.Contains(r.stdout, "slurm job "+id+": COMPLETED") || !strings.Contains(r.stdout, `"state": "completed"`) {
+	if !strings.Contains(r.stdout, "slurm job "+id+": COMPLETED") || !strings.Contains(r.stdout, "ended      completed (completed, exit 0)") {
 		t.Errorf("status:\n%s%s", r.stdout, r.stderr)
 	}
 	r = rh(t, dir, "jobs")

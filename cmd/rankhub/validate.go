@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/launcher"
 )
 
 func init() {
@@ -24,6 +25,11 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 	bad := 0
 	for _, path := range fs.Args() {
 		j, err := jobs.Load(path)
+		if err == nil {
+			// What this machine must allow: the results directory, and
+			// the local rank count.
+			err = launcher.Preflight(j, j.Job.Scheduler == jobs.SchedLocal)
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			bad++

@@ -1,0 +1,52 @@
+package launcher
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRankSettingsRoundTrip(t *testing.T) {
+	in := RankSettings{JobFile: "/j/job.toml", Transport: "tcp", Heartbeat: 250 * time.Millisecond,
+		StartTimeout: 30 * time.Second, Spin: -1, LogLevel: "debug"}
+	env := in.Env()
+	out, err := ParseRankSettings(func(k string) string { return env[k] })
+	if err != nil || out != in {
+		t.Fatalf("%+v %v, want %+v (env %v)", out, err, in, env)
+	}
+	def, err := ParseRankSettings(func(string) string { return "" })
+	if err != nil || def.Heartbeat != time.Second || def.StartTimeout != DefaultStartTimeout || def.Spin != 0 {
+		t.Fatalf("defaults: %+v %v", def, err)
+	}
+	if s, _ := ParseRankSettings(func(k string) string { return map[string]string{EnvStartTimeout: "30"}[k] }); s.StartTimeout != 30*time.Second {
+		t.Fatalf("seconds: %v", s.StartTimeout)
+	}
+}
+
+func TestRankSettingsRefuseBadValues(t *testing.T) {
+	env := map[string]string{EnvHeartbeat: "1ns", EnvSpin: "fast", EnvTransport: "carrier-pigeon", EnvStartTimeout: "-3s"}
+	_, err := ParseRankSettings(func(k string) string { return env[k] })
+	for _, want := range []string{`RANKHUB_HEARTBEAT="1ns" is below the minimum 100ms`, `RANKHUB_SPIN="fast" is not a duration`,
+		`RANKHUB_TRANSPORT="carrier-pigeon"`, `RANKHUB_START_TIMEOUT="-3s" is below the minimum 1s`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
+
+// One rule for the views and the mesh: the setting, else spin only when
+// the ranks' schedulers fit the cores.
+func TestSpinFor(t *testing.T) {
+	for _, tc := range []struct {
+		spin              time.Duration
+		size, procs, cpus int
+		want              time.Duration
+	}{
+		{0, 2, 1, 2, DefaultSpin}, {0, 3, 1, 2, -1}, {0, 513, 1, 2, -1}, {0, 2, 2, 2, -1},
+		{-1, 2, 1, 16, -1}, {50 * time.Microsecond, 513, 1, 2, 50 * time.Microsecond},
+	} {
+		if got := (RankSettings{Spin: tc.spin}).SpinFor(tc.size, tc.procs, tc.cpus); got != tc.want {
+			t.Errorf("spin %v, %d ranks × %d procs on %d cpus: %v, want %v", tc.spin, tc.size, tc.procs, tc.cpus, got, tc.want)
+		}
+	}
+}
