@@ -21,7 +21,7 @@ import (
 // ResultsVersion is the version of the result file layout this package
 // writes, stored as rankhub.results_version. It changes when columns or
 // metadata keys change meaning.
-const ResultsVersion = "1"
+const ResultsVersion = "2"
 
 // Metadata keys of the schema (written once, at the start of the file).
 const (

@@ -11,7 +11,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/rankhub/rankhub/jobs"
@@ -131,7 +130,7 @@ type Writer struct {
 
 	io     sync.Mutex
 	f      *os.File
-	fw     *ipc.FileWriter
+	x      *ipcFile
 	rows   int // rows written to the file
 	unlock func()
 
@@ -146,7 +145,7 @@ func Create(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if err := checkJob(job); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("results: create: %w", err)
 	}
@@ -177,7 +176,7 @@ func newWriter(path string, f *os.File, unlock func(), job *jobs.Job, prov Prove
 	o := newOptions(job, opt)
 	md := prov.metadata()
 	schema := schemaWith(job, &md)
-	fw, err := ipc.NewFileWriter(f, ipc.WithSchema(schema), ipc.WithAllocator(o.mem))
+	x, err := newIPCFile(f, schema, o.mem)
 	if err != nil {
 		return nil, fmt.Errorf("results: %s: %w", path, err)
 	}
@@ -188,7 +187,7 @@ func newWriter(path string, f *os.File, unlock func(), job *jobs.Job, prov Prove
 		opt:      o,
 		bld:      array.NewRecordBuilder(o.mem, schema),
 		f:        f,
-		fw:       fw,
+		x:        x,
 		unlock:   unlock,
 		done:     make(chan struct{}),
 	}
@@ -203,8 +202,7 @@ func newWriter(path string, f *os.File, unlock func(), job *jobs.Job, prov Prove
 	return w, nil
 }
 
-// writeHeader puts magic and schema on disk at once. arrow-go's FileWriter
-// writes them lazily with the first batch, so the header goes out with a
+// writeHeader puts magic, schema and a footer on disk at once, with a
 // zero-row batch whose metadata (rankhub.opened) marks the start of a
 // writing session; readers skip it.
 func (w *Writer) writeHeader() error {
@@ -213,7 +211,10 @@ func (w *Writer) writeHeader() error {
 	open := array.NewRecordBatchWithMetadata(w.schema, rec.Columns(), 0,
 		arrow.NewMetadata([]string{keyOpened}, []string{formatTime(time.Now())}))
 	defer open.Release()
-	if err := w.fw.Write(open); err != nil {
+	if err := w.x.Write(open); err != nil {
+		return err
+	}
+	if err := w.x.Commit(); err != nil {
 		return err
 	}
 	return w.f.Sync()
@@ -351,7 +352,8 @@ func (w *Writer) append(r Row) {
 	}
 }
 
-// Flush writes the buffered rows as one record batch and fsyncs the file.
+// Flush writes the buffered rows as one record batch, with its checksum
+// and a new footer, and fsyncs the file.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	if w.closed {
@@ -379,10 +381,16 @@ func (w *Writer) flushAndUnlock() error {
 	w.buffered = 0
 	w.io.Lock()
 	w.mu.Unlock()
-	err := w.fw.Write(rec)
+	err := w.x.Write(rec)
 	rec.Release()
 	if err == nil {
+		err = w.x.Commit()
+	}
+	if err == nil {
 		err = w.f.Sync()
+	}
+	if dead, live := w.x.Dead(); err == nil && dead > compactMin && dead > live {
+		err = w.compact()
 	}
 	if err == nil {
 		w.rows += n
@@ -400,7 +408,7 @@ func (w *Writer) flushAndUnlock() error {
 }
 
 // Close flushes the buffered rows, writes a closing zero-row batch whose
-// metadata holds status, the end time and the row count, writes the footer,
+// metadata holds status, the end time and the row count with its footer,
 // fsyncs and closes the file. A second Close returns ErrClosed.
 func (w *Writer) Close(status string) error {
 	w.mu.Lock()
@@ -424,7 +432,10 @@ func (w *Writer) Close(status string) error {
 		err = w.writeStatus(Status{State: status, Ended: time.Now().UTC(), Rows: w.rows})
 	}
 	if err == nil {
-		err = w.fw.Close()
+		err = w.x.Commit()
+	}
+	if cerr := w.x.Close(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = w.f.Sync()
@@ -448,7 +459,7 @@ func (w *Writer) writeStatus(s Status) error {
 	defer rec.Release()
 	st := array.NewRecordBatchWithMetadata(w.schema, rec.Columns(), 0, statusMetadata(s))
 	defer st.Release()
-	return w.fw.Write(st)
+	return w.x.Write(st)
 }
 
 // abort closes the file without a footer, for set-up failures.
@@ -467,6 +478,50 @@ func (w *Writer) Rows() int {
 	w.io.Lock()
 	defer w.io.Unlock()
 	return w.rows
+}
+
+// compactMin is how many bytes of dead footers a file may hold before the
+// Writer compacts it (when they also outweigh everything else).
+var compactMin int64 = 16 << 20
+
+// compact replaces the file by a copy without the footers of earlier
+// flushes, renamed over it, and continues writing the copy; w.io is held.
+// A reader that has the old file open keeps reading it.
+func (w *Writer) compact() error {
+	tmp, err := os.CreateTemp(filepath.Dir(w.path), "."+filepath.Base(w.path)+".compact-*")
+	if err != nil {
+		return err
+	}
+	unlock, err := lockFile(tmp)
+	if err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	old, oldUnlock := w.f, w.unlock
+	if err := w.x.CompactTo(tmp); err != nil {
+		unlock()
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("compacting: %w", err)
+	}
+	// From here on the Writer writes tmp. The old file stays locked until
+	// tmp has replaced it, so that Recover and Append never take it.
+	w.f, w.unlock = tmp, unlock
+	defer func() {
+		oldUnlock()
+		old.Close()
+	}()
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), w.path); err != nil {
+		return fmt.Errorf("compacting: %w", err)
+	}
+	return syncDir(filepath.Dir(w.path))
 }
 
 func syncDir(dir string) error {

@@ -53,6 +53,9 @@ func runPeek(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer r.Close()
+	for _, p := range r.Problems() {
+		fmt.Fprintf(stderr, "rankhub peek: warning: %s\n", p)
+	}
 	var by []string
 	if fl.by != "" {
 		for _, b := range strings.Split(fl.by, ",") {

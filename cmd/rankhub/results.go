@@ -22,10 +22,20 @@ func runResults(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 2 || fs.Arg(0) != "recover" {
 		return &usageError{msg: "want: rankhub results recover FILE"}
 	}
-	kept, err := results.Recover(fs.Arg(1))
+	path := fs.Arg(1)
+	r, err := results.Open(path)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: recovered, %d rows kept\n", fs.Arg(1), kept)
+	problems := r.Problems()
+	r.Close()
+	for _, p := range problems {
+		fmt.Fprintf(stderr, "rankhub results recover: dropping: %s\n", p)
+	}
+	kept, err := results.Recover(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: recovered, %d rows kept\n", path, kept)
 	return nil
 }
