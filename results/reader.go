@@ -457,6 +457,26 @@ func (r *Reader) NumRows() int { return r.rows }
 // Params returns the names of the sweep parameter columns in order.
 func (r *Reader) Params() []string { return names(r.params) }
 
+// ParamKinds returns the kinds of the sweep parameter columns in order.
+func (r *Reader) ParamKinds() []jobs.Kind {
+	out := make([]jobs.Kind, len(r.params))
+	for i, c := range r.params {
+		out[i] = c.kind
+	}
+	return out
+}
+
+// RunOf returns the run that wrote row i (0-based, in file order): the
+// resume that appended it, or ok false for the run that created the file.
+func (r *Reader) RunOf(i int) (run Resume, ok bool) {
+	for _, res := range r.prov.Resumes {
+		if res.RowsBefore <= i {
+			run, ok = res, true
+		}
+	}
+	return run, ok
+}
+
 // Outputs returns the names of the output columns in order.
 func (r *Reader) Outputs() []string { return names(r.outputs) }
 

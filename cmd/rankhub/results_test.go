@@ -65,6 +65,9 @@ func writeResults(t *testing.T, dir, name, jobText string, from, to, flush int, 
 		if i%10 == 9 {
 			row.Outputs[1] = math.NaN()
 		}
+		if i >= 20 { // the group L=16, T=2.5 has failures only
+			row.ExitStatus, row.Err, row.Outputs = 1, "diverged", nil
+		}
 		if err := w.Write(row); err != nil {
 			t.Fatal(err)
 		}
@@ -120,8 +123,82 @@ func TestPeekAndRecoverReportCorruption(t *testing.T) {
 		t.Fatalf("after recover: %d rows, problems %v", f.NumRows(), f.Problems())
 	}
 	for _, row := range f.Rows() {
-		if row.Outputs[0] != energyOf(row.Task) {
+		if !row.Failed() && row.Outputs[0] != energyOf(row.Task) {
 			t.Fatalf("task %d: energy %v", row.Task, row.Outputs[0])
 		}
+	}
+}
+
+// peek --format tsv: a # header, mean and sem apart, the same number of
+// fields on every line, NaN where a value is undefined.
+func TestPeekTSV(t *testing.T) {
+	dir := t.TempDir()
+	writeResults(t, dir, "a.arrow", "", 0, 24, 5, "completed")
+	r := rh(t, dir, "peek", "a.arrow", "--format", "tsv")
+	if r.code != 0 {
+		t.Fatalf("peek: %+v", r)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	want := "# L\tT\trows\tfailed\tenergy_n\tenergy_mean\tenergy_sem\tenergy_min\tenergy_max\tmag_n\tmag_mean\tmag_sem\tmag_min\tmag_max"
+	if lines[0] != want || len(lines) != 7 {
+		t.Fatalf("peek tsv:\n%s", r.stdout)
+	}
+	for _, l := range lines[1:] {
+		if n := len(strings.Split(l, "\t")); n != 14 {
+			t.Fatalf("%d fields in %q", n, l)
+		}
+	}
+	// L=8, T=1.5 holds tasks 0-3; L=16, T=2.5 only failures.
+	if !strings.HasPrefix(lines[1], "8\t1.5\t4\t0\t4\t-1.9985") || lines[6] != "16\t2.5\t4\t4\t0\tNaN\tNaN\tNaN\tNaN\t0\tNaN\tNaN\tNaN\tNaN" {
+		t.Fatalf("peek tsv:\n%s", r.stdout)
+	}
+}
+
+// peek of several files merges those of one job and refuses others.
+func TestPeekSeveralFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeResults(t, dir, "a.arrow", "", 0, 12, 5, "completed")
+	writeResults(t, dir, "b.arrow", "", 12, 24, 5, "")
+	writeResults(t, dir, "c.arrow", "", 6, 18, 5, "completed")
+	writeResults(t, dir, "p.arrow", strings.Replace(isingJob, `name = "ising"`, `name = "potts"`, 1), 0, 12, 5, "completed")
+	r := rh(t, dir, "peek", "a.arrow", "b.arrow", "--by", "L", "--format", "tsv")
+	if r.code != 0 || !strings.Contains(r.stdout, "\n8\t12\t0\t") || !strings.Contains(r.stdout, "\n16\t12\t4\t") {
+		t.Fatalf("peek a b: %+v", r)
+	}
+	r = rh(t, dir, "peek", "a.arrow", "p.arrow")
+	if r.code == 0 || !strings.Contains(r.stderr, `a.arrow is job "ising"`) || !strings.Contains(r.stderr, `p.arrow is job "potts"`) {
+		t.Fatalf("peek a p: %+v", r)
+	}
+	r = rh(t, dir, "peek", "a.arrow", "c.arrow")
+	if r.code == 0 || !strings.Contains(r.stderr, "task 6") || !strings.Contains(r.stderr, "count twice") {
+		t.Fatalf("peek a c: %+v", r)
+	}
+}
+
+// results export through the CLI, to a file; results show prints a row in
+// full with its run's provenance.
+func TestResultsExportAndShow(t *testing.T) {
+	dir := t.TempDir()
+	writeResults(t, dir, "a.arrow", "", 0, 24, 5, "completed")
+	r := rh(t, dir, "results", "export", "a.arrow", "--columns", "L,T,energy", "-o", "a.tsv")
+	if r.code != 0 {
+		t.Fatalf("export: %+v", r)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "a.tsv"))
+	if lines := strings.Split(string(b), "\n"); lines[0] != "# L\tT\tenergy" || lines[1] != "8\t1.5\t-2" || len(lines) != 26 {
+		t.Fatalf("a.tsv:\n%s", b)
+	}
+	if r := rh(t, dir, "results", "export", "a.arrow", "--format", "xml"); r.code != 2 || !strings.Contains(r.stderr, "parquet") {
+		t.Fatalf("export --format xml: %+v", r)
+	}
+	r = rh(t, dir, "results", "show", "a.arrow", "--row", "21")
+	for _, want := range []string{"row 21 of a.arrow", "task         21", "L            16", "T            2.5", "seed", "exit status  1", "error        diverged",
+		"energy       missing", "rankhub", "revision", "job text", `name = "ising"`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("show: no %q in\n%s\n%s", want, r.stdout, r.stderr)
+		}
+	}
+	if r := rh(t, dir, "results", "show", "a.arrow", "--row", "99"); r.code == 0 || !strings.Contains(r.stderr, "24 rows") {
+		t.Fatalf("show --row 99: %+v", r)
 	}
 }
