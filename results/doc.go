@@ -116,5 +116,5 @@
 //	defer r.Close()
 //	s, err := results.Peek(r, []string{"L", "T"})
 //	s.WriteTable(os.Stdout) // also WriteCSV, WriteJSON
-//	err = results.Plot(s, "T", "energy", []string{"L"}, "energy.svg")
+//	// plotting: package results/plot (imported by the CLI only)
 package results

@@ -53,6 +53,16 @@ type Stat struct {
 
 func newStat() Stat { return Stat{Mean: math.NaN(), SEM: math.NaN(), Min: math.NaN(), Max: math.NaN()} }
 
+// NewStat returns the Stat of no values.
+func NewStat() Stat { return newStat() }
+
+// Merge folds o into s exactly, as if s had seen o's values too (pooling
+// groups), and updates SEM.
+func (s *Stat) Merge(o Stat) {
+	s.merge(o)
+	s.finish()
+}
+
 // add folds x into s (Welford's update).
 func (s *Stat) add(x float64) {
 	s.N++
@@ -267,6 +277,10 @@ func cell(a arrow.Array, i int) any {
 	return a.ValueStr(i)
 }
 
+// CompareKeys orders group keys as Peek sorts them: column by column,
+// numbers numerically.
+func CompareKeys(a, b []any) int { return compareKeys(a, b) }
+
 func compareKeys(a, b []any) int {
 	for i := range a {
 		if c := compareValue(a[i], b[i]); c != 0 {
@@ -321,6 +335,9 @@ func cmpOrdered[T int64 | float64](x, y T) int {
 	}
 	return 0
 }
+
+// FormatKey formats a group key value as Peek's outputs do.
+func FormatKey(v any) string { return formatKey(v) }
 
 func formatKey(v any) string {
 	switch v := v.(type) {

@@ -9,10 +9,12 @@ import (
 
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/results"
+	"github.com/rankhub/rankhub/results/plot"
 )
 
 type peekFlags struct {
 	by, format, plot, x, y string
+	logx, logy             bool
 }
 
 func newPeekFlags(fl *peekFlags) *flag.FlagSet {
@@ -22,12 +24,14 @@ func newPeekFlags(fl *peekFlags) *flag.FlagSet {
 	fs.StringVar(&fl.plot, "plot", "", "also draw mean ± standard error to this SVG file (needs --x and --y)")
 	fs.StringVar(&fl.x, "x", "", "plot: the parameter on the x axis")
 	fs.StringVar(&fl.y, "y", "", "plot: the output on the y axis")
+	fs.BoolVar(&fl.logx, "logx", false, "plot: logarithmic x axis")
+	fs.BoolVar(&fl.logy, "logy", false, "plot: logarithmic y axis")
 	return fs
 }
 
 func init() {
 	register(&command{name: "peek", summary: "per-group n, mean, standard error, min, max of a result file, also while it is written",
-		usage: "results.arrow [more.arrow of the same job...] [--by L,T] [--format table|tsv|csv|json] [--plot out.svg --x T --y energy]", run: runPeek})
+		usage: "results.arrow [more.arrow of the same job...] [--by L,T] [--format table|tsv|csv|json] [--plot out.svg --x T --y energy [--logx] [--logy]]", run: runPeek})
 	flagSets["peek"] = func() *flag.FlagSet { return newPeekFlags(&peekFlags{}) }
 }
 
@@ -94,7 +98,9 @@ func runPeek(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		if err := results.Plot(ps, fl.x, fl.y, rest, fl.plot); err != nil {
+		o := plot.Options{X: fl.x, Y: fl.y, Series: rest, LogX: fl.logx, LogY: fl.logy,
+			Note: plot.PartialNote(ps, r.Provenance().Tasks)}
+		if err := plot.SVG(ps, o, fl.plot); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "rankhub peek: plot written to %s\n", fl.plot)
