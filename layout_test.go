@@ -19,10 +19,10 @@ var allowed = map[string][]string{
 	"launcher":   {"jobs", "slurm", "pbs", "comm"},
 	"collective": {"comm"},
 	"views":      {"collective", "comm"},
-	"results":    {"jobs"},
+	"results":    {"jobs", "internal"},
 	// The root package is the program entry: it ties the launcher's
 	// bootstrap to the views' hub and engine and runs the sweep driver.
-	"":           {"jobs", "comm", "launcher", "collective", "views", "results"},
+	"":           {"jobs", "comm", "launcher", "collective", "views", "results", "internal"},
 	"examples":   {"", "jobs", "comm", "collective", "views", "results"},
 	"benchmarks": {"*"},
 	"cmd":        {"*"},

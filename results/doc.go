@@ -18,6 +18,10 @@
 //	attempt      int32             1 for the first try
 //	exit_status  int32             0 for success
 //	error        utf8, nullable    stderr tail or error message of a failed task
+//	stdout       utf8, nullable    what the task printed, bounded (TextLimit,
+//	stderr       utf8, nullable    default 32 KiB each: head and tail kept
+//	                               around a "[rankhub: N bytes cut]" line);
+//	                               absent in files of older rankhubs
 //	<output>...  float64, nullable one column per job output, in job order;
 //	                               null when the task failed or the output is missing
 //
@@ -31,8 +35,14 @@
 // job (the job file's full text), job_file, version, revision, go_version,
 // program, program_sha256, hosts (JSON array), job_id, scheduler, started
 // (RFC 3339), seed, tasks, order (how task indices follow from parameters
-// and replicates), results_version, and resumes (JSON, the runs that
-// continued the file with Append).
+// and replicates), results_version, resumes (JSON, the runs that
+// continued the file with Append), and when known inputs (JSON object:
+// input file → SHA-256, see HashInputs), script and script_sha256 (the
+// script a command runs through an interpreter). The revision is the one
+// the Makefile stamps into internal/buildinfo, the same as `rankhub
+// version` prints, whatever GOFLAGS says. Append refuses (ErrMismatch,
+// unless Force) a file whose job text, program, script or inputs differ,
+// naming what differs.
 //
 // # Opening and closing batches
 //

@@ -375,7 +375,14 @@ func (r *Reader) index() error {
 		}
 		r.fixed[name] = rep + j
 	}
-	for i := rep + len(fixedAfterParams); i < len(fields); i++ {
+	first := rep + len(fixedAfterParams)
+	for _, name := range textColumns { // absent in files of older rankhubs
+		if first < len(fields) && fields[first].Name == name && fields[first].Type.ID() == arrow.STRING {
+			r.fixed[name] = first
+			first++
+		}
+	}
+	for i := first; i < len(fields); i++ {
 		if fields[i].Type.ID() != arrow.FLOAT64 {
 			return fmt.Errorf("output column %q is %s, want float64", fields[i].Name, fields[i].Type)
 		}
@@ -489,7 +496,7 @@ func names(cs []column) []string {
 }
 
 // Rows returns all rows as Row values; a null output reads as NaN, a null
-// error as "".
+// error, stdout or stderr as "".
 func (r *Reader) Rows() []Row {
 	out := make([]Row, 0, r.rows)
 	for _, rec := range r.recs {
@@ -510,6 +517,13 @@ func (r *Reader) appendRows(out []Row, rec arrow.RecordBatch) []Row {
 	attempt := col(ColAttempt).(*array.Int32)
 	exit := col(ColExitStatus).(*array.Int32)
 	errc := col(ColError).(*array.String)
+	var stdout, stderr *array.String
+	if _, ok := r.fixed[ColStdout]; ok {
+		stdout = col(ColStdout).(*array.String)
+	}
+	if _, ok := r.fixed[ColStderr]; ok {
+		stderr = col(ColStderr).(*array.String)
+	}
 	for i := 0; i < int(rec.NumRows()); i++ {
 		row := Row{
 			Task:       int(task.Value(i)),
@@ -526,6 +540,12 @@ func (r *Reader) appendRows(out []Row, rec arrow.RecordBatch) []Row {
 		}
 		if errc.IsValid(i) {
 			row.Err = errc.Value(i)
+		}
+		if stdout != nil && stdout.IsValid(i) {
+			row.Stdout = stdout.Value(i)
+		}
+		if stderr != nil && stderr.IsValid(i) {
+			row.Stderr = stderr.Value(i)
 		}
 		for k, p := range r.params {
 			row.Values[k] = paramValue(rec.Column(p.idx), p.kind, i)

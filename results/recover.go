@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -187,6 +188,12 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if fp.ProgramSHA256 != prov.ProgramSHA256 {
 		diff = append(diff, fmt.Sprintf("program SHA-256 (file %.12s…, now %.12s…)", fp.ProgramSHA256, prov.ProgramSHA256))
 	}
+	if fp.ScriptSHA256 != prov.ScriptSHA256 {
+		diff = append(diff, fmt.Sprintf("script %s SHA-256 (file %.12s…, now %.12s…)", prov.Script, fp.ScriptSHA256, prov.ScriptSHA256))
+	}
+	if ch := ChangedInputs(fp.Inputs, prov.Inputs); len(ch) > 0 {
+		diff = append(diff, "input files "+strings.Join(ch, ", "))
+	}
 	if len(diff) > 0 && !o.force {
 		return nil, nil, fmt.Errorf("results: append %s: %w: %v differ; rerun with force to continue anyway, or write a new file", path, ErrMismatch, diff)
 	}
@@ -207,6 +214,10 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 		RowsBefore:     r.NumRows(),
 		Forced:         len(diff) > 0,
 	})
+	if len(diff) > 0 {
+		last := &np.Resumes[len(np.Resumes)-1]
+		last.Inputs, last.ScriptSHA256 = prov.Inputs, prov.ScriptSHA256
+	}
 
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".append-*")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -20,6 +21,7 @@ import (
 const (
 	DefaultFlushRows     = 1024
 	DefaultFlushInterval = 2 * time.Second
+	DefaultTextLimit     = 32 << 10 // bytes of stdout, and of stderr, kept per row
 )
 
 // Errors. Each says which calls return it.
@@ -55,6 +57,10 @@ type Row struct {
 	ExitStatus int
 	Err        string // "" is written as null
 	Outputs    []float64
+	// Stdout and Stderr hold what the task printed, as text; "" is
+	// written as null. The Writer bounds each to its TextLimit, keeping the
+	// head and the tail around a marked cut (Truncate).
+	Stdout, Stderr string
 }
 
 // Failed reports whether the row records a failed task.
@@ -66,6 +72,7 @@ type Option func(*options)
 type options struct {
 	flushRows     int
 	flushInterval time.Duration
+	textLimit     int
 	mem           memory.Allocator
 	force         bool
 }
@@ -76,6 +83,10 @@ func FlushRows(n int) Option { return func(o *options) { o.flushRows = n } }
 // FlushInterval flushes buffered rows at the latest d after the last flush.
 func FlushInterval(d time.Duration) Option { return func(o *options) { o.flushInterval = d } }
 
+// TextLimit bounds the stdout and the stderr stored per row to n bytes
+// each (n >= 64); longer text keeps its head and tail (Truncate).
+func TextLimit(n int) Option { return func(o *options) { o.textLimit = max(n, 64) } }
+
 // Allocator sets the Arrow allocator used for batches.
 func Allocator(mem memory.Allocator) Option { return func(o *options) { o.mem = mem } }
 
@@ -84,7 +95,7 @@ func Allocator(mem memory.Allocator) Option { return func(o *options) { o.mem = 
 func Force() Option { return func(o *options) { o.force = true } }
 
 func newOptions(job *jobs.Job, opt []Option) options {
-	o := options{flushRows: DefaultFlushRows, flushInterval: DefaultFlushInterval, mem: memory.DefaultAllocator}
+	o := options{flushRows: DefaultFlushRows, flushInterval: DefaultFlushInterval, textLimit: DefaultTextLimit, mem: memory.DefaultAllocator}
 	if job != nil && job.Results != nil {
 		if job.Results.FlushRows > 0 {
 			o.flushRows = job.Results.FlushRows
@@ -334,13 +345,10 @@ func (w *Writer) append(r Row) {
 	b.Field(i + 5).(*array.TimestampBuilder).Append(arrow.Timestamp(r.Finished.UnixMicro()))
 	b.Field(i + 6).(*array.Int32Builder).Append(int32(r.Attempt))
 	b.Field(i + 7).(*array.Int32Builder).Append(int32(r.ExitStatus))
-	eb := b.Field(i + 8).(*array.StringBuilder)
-	if r.Err == "" {
-		eb.AppendNull()
-	} else {
-		eb.Append(r.Err)
-	}
-	i += 9
+	appendText(b.Field(i+8).(*array.StringBuilder), r.Err)
+	appendText(b.Field(i+9).(*array.StringBuilder), Truncate(r.Stdout, w.opt.textLimit))
+	appendText(b.Field(i+10).(*array.StringBuilder), Truncate(r.Stderr, w.opt.textLimit))
+	i += 11
 	failed := r.Failed()
 	for k := 0; k < w.nOutputs; k++ {
 		ob := b.Field(i + k).(*array.Float64Builder)
@@ -350,6 +358,36 @@ func (w *Writer) append(r Row) {
 			ob.Append(r.Outputs[k])
 		}
 	}
+}
+
+// appendText appends s, or null for "".
+func appendText(b *array.StringBuilder, s string) {
+	if s == "" {
+		b.AppendNull()
+	} else {
+		b.Append(s)
+	}
+}
+
+// Truncate returns s when it has at most limit bytes, else its head and
+// tail (about limit bytes in all, cut at UTF-8 boundaries) around a line
+// "[rankhub: N bytes cut]": a simulation's comment header and its last
+// result lines both survive.
+func Truncate(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	marker := fmt.Sprintf("\n[rankhub: %d bytes cut]\n", len(s)-limit)
+	keep := max(limit-len(marker), 0)
+	head, tail := keep/2, keep-keep/2
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	t := len(s) - tail
+	for t < len(s) && !utf8.RuneStart(s[t]) {
+		t++
+	}
+	return s[:head] + fmt.Sprintf("\n[rankhub: %d bytes cut]\n", t-head) + s[t:]
 }
 
 // Flush writes the buffered rows as one record batch, with its checksum

@@ -4,9 +4,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/rankhub/rankhub/results"
@@ -199,6 +201,11 @@ func showRow(path string, row int, stdout, stderr io.Writer) error {
 		}
 		w.printf("  %-12s %s\n", o, v)
 	}
+	for _, t := range []struct{ name, text string }{{"stdout", x.Stdout}, {"stderr", x.Stderr}} {
+		if t.text != "" {
+			w.printf("%s\n%s", t.name, indentBlock(t.text))
+		}
+	}
 	p := r.Provenance()
 	run, resumed := r.RunOf(row)
 	w.printf("run\n")
@@ -215,6 +222,16 @@ func showRow(path string, row int, stdout, stderr io.Writer) error {
 		w.printf("  rankhub      %s, revision %s, %s\n  program      %s (SHA-256 %s)\n", orDash(p.Version), orDash(p.Revision), p.GoVersion, p.Program, orDash(p.ProgramSHA256))
 	}
 	w.printf("  job file     %s; seed %d\n", orDash(p.JobFile), p.Seed)
+	if p.Script != "" {
+		w.printf("  script       %s (SHA-256 %s)\n", p.Script, orDash(p.ScriptSHA256))
+	}
+	inputs := p.Inputs
+	if resumed && run.Inputs != nil {
+		inputs = run.Inputs
+	}
+	for _, k := range slices.Sorted(maps.Keys(inputs)) {
+		w.printf("  input        %s (SHA-256 %s)\n", k, inputs[k])
+	}
 	w.printf("job text\n%s", indentBlock(p.JobText))
 	return w.err
 }

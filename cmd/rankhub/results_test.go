@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,6 +70,7 @@ func writeResults(t *testing.T, dir, name, jobText string, from, to, flush int, 
 		if i >= 20 { // the group L=16, T=2.5 has failures only
 			row.ExitStatus, row.Err, row.Outputs = 1, "diverged", nil
 		}
+		row.Stdout = fmt.Sprintf("# sim 1.3.0\n# params L=%s\n%v %v\n", task.Values[0].Format(jobs.KindInt), energyOf(i), i%3)
 		if err := w.Write(row); err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +195,7 @@ func TestResultsExportAndShow(t *testing.T) {
 		t.Fatalf("export --format xml: %+v", r)
 	}
 	r = rh(t, dir, "results", "show", "a.arrow", "--row", "21")
-	for _, want := range []string{"row 21 of a.arrow", "task         21", "L            16", "T            2.5", "seed", "exit status  1", "error        diverged",
+	for _, want := range []string{"row 21 of a.arrow", "stdout\n    # sim 1.3.0\n    # params L=16\n", "task         21", "L            16", "T            2.5", "seed", "exit status  1", "error        diverged",
 		"energy       missing", "rankhub", "revision", "job text", `name = "ising"`} {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("show: no %q in\n%s\n%s", want, r.stdout, r.stderr)
@@ -200,5 +203,49 @@ func TestResultsExportAndShow(t *testing.T) {
 	}
 	if r := rh(t, dir, "results", "show", "a.arrow", "--row", "99"); r.code == 0 || !strings.Contains(r.stderr, "24 rows") {
 		t.Fatalf("show --row 99: %+v", r)
+	}
+}
+
+// A result file records the revision the Makefile stamps, also when Go's
+// build information has none (GOFLAGS=-buildvcs=false), and it is the one
+// `rankhub version` prints.
+func TestResultFileRecordsStampedRevision(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds rankhub")
+	}
+	mk, err := os.ReadFile(filepath.Join("..", "..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ldflags string
+	for _, l := range strings.Split(string(mk), "\n") {
+		if v, ok := strings.CutPrefix(l, "LDFLAGS := "); ok {
+			ldflags = strings.ReplaceAll(v, "$(REV)", "feedc0ffee")
+		}
+	}
+	if !strings.Contains(ldflags, "feedc0ffee") {
+		t.Fatalf("no LDFLAGS stamping $(REV) in the Makefile")
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "rankhub")
+	build := exec.Command("go", "build", "-ldflags", ldflags, "-o", exe, ".")
+	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	job := "[job]\nname = \"rev\"\nranks = 2\n[task]\ncommand = \"echo {x}\"\noutputs = [\"y\"]\n[sweep]\nx = [1, 2]\n[results]\npath = \"rev.arrow\"\n"
+	os.WriteFile(filepath.Join(dir, "rev.toml"), []byte(job), 0o644)
+	run := exec.Command(exe, "run", "rev.toml")
+	run.Dir = dir
+	if out, err := run.CombinedOutput(); err != nil {
+		t.Fatalf("rankhub run: %v\n%s", err, out)
+	}
+	p, err := results.ReadProvenance(filepath.Join(dir, "rev.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command(exe, "version").Output()
+	if p.Revision != "feedc0ffee" || !strings.Contains(string(out), "revision feedc0ffee") {
+		t.Fatalf("result file revision %q; rankhub version:\n%s", p.Revision, out)
 	}
 }
