@@ -11,8 +11,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/bitutil"
 )
 
-// batchChecksum returns the CRC32C of a record batch's content: its row
-// count; per column its length, null count, validity bits (when it has
+// batchChecksum returns the CRC32C of a record batch's content: its
+// schema (names, types, nullability and metadata, so that a damaged schema
+// fails every batch); its row count; per column its length, null count, validity bits (when it has
 // nulls) and values (the bytes of fixed-width values, the bits of booleans,
 // the offsets relative to the first and the bytes of strings, the offsets
 // and child of lists); then the metadata pairs keys[i], vals[i]. It depends
@@ -20,15 +21,28 @@ import (
 // writer computes it before encoding and a reader after decoding.
 func batchChecksum(rec arrow.RecordBatch, keys, vals []string) uint32 {
 	h := crcHash{}
+	sc := rec.Schema()
+	for _, f := range sc.Fields() {
+		h.str(f.Name)
+		h.str(f.Type.String())
+		if f.Nullable {
+			h.u64(1)
+		} else {
+			h.u64(0)
+		}
+	}
+	md := sc.Metadata()
+	for i, k := range md.Keys() {
+		h.str(k)
+		h.str(md.Values()[i])
+	}
 	h.u64(uint64(rec.NumRows()))
 	for _, col := range rec.Columns() {
 		h.data(col.Data())
 	}
 	for i, k := range keys {
-		h.u64(uint64(len(k)))
-		h.bytes([]byte(k))
-		h.u64(uint64(len(vals[i])))
-		h.bytes([]byte(vals[i]))
+		h.str(k)
+		h.str(vals[i])
 	}
 	return h.c
 }
@@ -46,8 +60,15 @@ func checksummable(dt arrow.DataType) error {
 	return fmt.Errorf("type %s is not supported in result files", dt)
 }
 
-// verifyChecksum checks rec against its KeyChecksum metadata.
-func verifyChecksum(rec arrow.RecordBatch) error {
+// verifyChecksum checks rec against its KeyChecksum metadata. A batch
+// decoded from damaged bytes may have buffers that do not fit its lengths;
+// hashing it then fails, and that is reported as an error too.
+func verifyChecksum(rec arrow.RecordBatch) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed batch: %v", p)
+		}
+	}()
 	rm, ok := rec.(arrow.RecordBatchWithMetadata)
 	if !ok {
 		return fmt.Errorf("no %s metadata", KeyChecksum)
@@ -87,6 +108,11 @@ type crcHash struct {
 }
 
 func (h *crcHash) bytes(b []byte) { h.c = crc32.Update(h.c, castagnoli, b) }
+
+func (h *crcHash) str(s string) {
+	h.u64(uint64(len(s)))
+	h.bytes([]byte(s))
+}
 
 func (h *crcHash) u64(v uint64) {
 	binary.LittleEndian.PutUint64(h.buf[:], v)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -142,8 +143,20 @@ func readFile(name string, ra io.ReaderAt, size int64, mem memory.Allocator, pla
 		return nil, fmt.Errorf("results: %s: %w", name, err)
 	}
 	r.accept(cands)
+	if r.verified && r.mode == readStream && len(cands) > 0 && !anyAccepted(cands, r.corrupt) {
+		// Every batch hashes the schema: with none verified, nothing
+		// vouches for the schema and its provenance either.
+		problems := r.Problems()
+		r.Close()
+		return nil, fmt.Errorf("results: %s: no intact footer and no batch whose checksum holds: the schema and provenance cannot be trusted (%s)", name, strings.Join(problems, "; "))
+	}
 	r.complete = r.mode != readStream && r.status != nil && len(r.corrupt) == 0 && r.tail == nil
 	return r, nil
+}
+
+// anyAccepted reports whether some candidate is not among the corrupt.
+func anyAccepted(cands []candidate, corrupt []CorruptBatch) bool {
+	return len(cands) > len(corrupt)
 }
 
 // candidate is a record batch as decoded, before its checksum is checked.
@@ -165,13 +178,16 @@ func releaseAll(cs []candidate) {
 // CorruptBatch is a record batch whose content does not match the checksum
 // recorded with it, or that cannot be decoded. Its rows are left out.
 type CorruptBatch struct {
-	Batch  int   // index among the file's record batches (empty opening and closing batches count), from 0
+	Batch  int   // index among the file's record batches (empty opening and closing batches count), from 0; -1 for the schema message
 	Offset int64 // byte offset of its message in the file
 	Length int64 // bytes of the message
 	Reason string
 }
 
 func (c CorruptBatch) String() string {
+	if c.Batch < 0 {
+		return fmt.Sprintf("bytes %d-%d: %s", c.Offset, c.Offset+c.Length, c.Reason)
+	}
 	return fmt.Sprintf("record batch %d at bytes %d-%d: %s", c.Batch, c.Offset, c.Offset+c.Length, c.Reason)
 }
 
@@ -229,7 +245,10 @@ func (r *Reader) readFooter(ra io.ReaderAt, tr *trailer, mem memory.Allocator) (
 			return nil, err
 		}
 		if crc32.Checksum(msg, castagnoli) != tr.schemaCRC {
-			return nil, errors.New("schema message checksum mismatch")
+			// The footer's copy of the schema, which the guard verified,
+			// is the one used.
+			r.corrupt = append(r.corrupt, CorruptBatch{Batch: -1, Offset: headerLen, Length: int64(len(msg)),
+				Reason: "schema message: checksum mismatch (the footer's copy of the schema is used)"})
 		}
 	}
 	opts := append(sizeLimits(tr.end), ipc.WithAllocator(mem))
