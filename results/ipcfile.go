@@ -134,6 +134,19 @@ func (x *ipcFile) Commit() error {
 	return nil
 }
 
+// Pending reports whether messages wait for a Commit.
+func (x *ipcFile) Pending() bool { return len(x.pending) > 0 }
+
+// CommitIfLarge commits when the buffered messages exceed 8 MiB, so that
+// copying a large file (Recover, Append) holds a bounded part of it in
+// memory.
+func (x *ipcFile) CommitIfLarge() error {
+	if len(x.pending) < 8<<20 {
+		return nil
+	}
+	return x.Commit()
+}
+
 // appendTrailer appends the guard, the footer, its length and the magic.
 func (x *ipcFile) appendTrailer(b []byte) []byte {
 	footer := buildFooter(x.template, x.schemaPos, x.blocks)

@@ -67,7 +67,10 @@ func Recover(path string, opt ...Option) (kept int, err error) {
 	}
 	defer x.Close()
 	for _, rec := range r.Records() {
-		if err := x.Write(rec); err != nil {
+		if err := x.Write(rec); err == nil {
+			err = x.CommitIfLarge()
+		}
+		if err != nil {
 			return 0, fmt.Errorf("results: recover %s: write %s: %w", path, tmp.Name(), err)
 		}
 	}
@@ -247,11 +250,14 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 		re := array.NewRecordBatch(w.schema, rec.Columns(), rec.NumRows())
 		err := w.x.Write(re)
 		re.Release()
+		if err == nil {
+			err = w.x.CommitIfLarge()
+		}
 		if err != nil {
 			return fail(err)
 		}
 	}
-	if len(r.Records()) > 0 {
+	if w.x.Pending() {
 		if err := w.x.Commit(); err != nil {
 			return fail(err)
 		}
