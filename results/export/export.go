@@ -15,7 +15,6 @@ package export
 import (
 	"bufio"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -23,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -244,46 +244,68 @@ func timeOf(a *array.Timestamp, i int) time.Time {
 	return a.Value(i).ToTime(unit).UTC()
 }
 
-// jsonValue returns row i of a for encoding/json.
-func jsonValue(a arrow.Array, i int) any {
+// appendJSON appends row i of a as a JSON value: null for a null, NaN or
+// infinity; timestamps as RFC 3339 strings; lists as arrays.
+func appendJSON(b []byte, a arrow.Array, i int) []byte {
 	if a.IsNull(i) {
-		return nil
+		return append(b, "null"...)
 	}
 	switch a := a.(type) {
-	case *array.Int64:
-		return a.Value(i)
-	case *array.Int32:
-		return a.Value(i)
-	case *array.Uint64:
-		return a.Value(i)
+	case *array.Int64, *array.Int32, *array.Uint64, *array.Boolean:
+		return appendCell(b, a, i, "", "")
 	case *array.Float64:
 		if v := a.Value(i); !math.IsNaN(v) && !math.IsInf(v, 0) {
-			return v
+			return strconv.AppendFloat(b, v, 'g', -1, 64)
 		}
-		return nil
+		return append(b, "null"...)
 	case *array.String:
-		return a.Value(i)
-	case *array.Boolean:
-		return a.Value(i)
+		return appendJSONString(b, a.Value(i))
 	case *array.Timestamp:
-		return timeOf(a, i).Format(time.RFC3339Nano)
+		b = append(b, '"')
+		return append(timeOf(a, i).AppendFormat(b, time.RFC3339Nano), '"')
 	case *array.List:
 		start, end := a.ValueOffsets(i)
-		out := make([]any, 0, end-start)
+		b = append(b, '[')
 		for k := start; k < end; k++ {
-			out = append(out, jsonValue(a.ListValues(), int(k)))
+			if k > start {
+				b = append(b, ',')
+			}
+			b = appendJSON(b, a.ListValues(), int(k))
 		}
-		return out
+		return append(b, ']')
 	}
-	return a.ValueStr(i)
+	return appendJSONString(b, a.ValueStr(i))
+}
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes
+// U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r == '\n':
+			b = append(b, '\\', 'n')
+		case r == '\t':
+			b = append(b, '\\', 't')
+		case r == '\r':
+			b = append(b, '\\', 'r')
+		case r < 0x20 || r == 0x2028 || r == 0x2029:
+			b = append(b, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
+		default:
+			b = utf8.AppendRune(b, r)
+		}
+	}
+	return append(b, '"')
 }
 
 func writeJSON(w io.Writer, schema *arrow.Schema, recs []arrow.RecordBatch) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	keys := make([][]byte, schema.NumFields())
 	for i, f := range schema.Fields() {
-		k, _ := json.Marshal(f.Name)
-		keys[i] = k
+		keys[i] = appendJSONString(nil, f.Name)
 	}
 	var line []byte
 	for _, b := range recs {
@@ -295,11 +317,7 @@ func writeJSON(w io.Writer, schema *arrow.Schema, recs []arrow.RecordBatch) erro
 				}
 				line = append(line, keys[c]...)
 				line = append(line, ':')
-				v, err := json.Marshal(jsonValue(col, i))
-				if err != nil {
-					return err
-				}
-				line = append(line, v...)
+				line = appendJSON(line, col, i)
 			}
 			line = append(line, '}', '\n')
 			if _, err := bw.Write(line); err != nil {

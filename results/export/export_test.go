@@ -169,8 +169,17 @@ func TestCSVAndJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[9]), &row); err != nil {
 		t.Fatal(err)
 	}
-	if row["mag"] != nil || row["energy"] != -2+9.0/1000 || row["model"] != "a\tb" || row["started"] != "2023-11-14T22:13:20.000009Z" {
+	if row["mag"] != nil || row["energy"] != -2+9.0/1000 || row["model"] != "a\tb" || row["started"] != "2023-11-14T22:13:20.000009Z" || row["seed"] != 9.0 {
 		t.Fatalf("row 9: %v", row)
+	}
+	if err := json.Unmarshal([]byte(lines[7]), &row); err != nil || row["error"] != "line one\nline\ttwo" || row["energy"] != nil {
+		t.Fatalf("row 7 (failed): %v %v", err, row)
+	}
+	for _, s := range []string{"plain", "quote \" back \\ ctl \x01 nl \n", "ünï \u2028 \xff"} {
+		var got string
+		if err := json.Unmarshal(appendJSONString(nil, s), &got); err != nil || got != strings.ToValidUTF8(s, "\ufffd") {
+			t.Errorf("appendJSONString(%q) = %s: %v %q", s, appendJSONString(nil, s), err, got)
+		}
 	}
 }
 
