@@ -67,7 +67,8 @@ func Recover(path string, opt ...Option) (kept int, err error) {
 	}
 	defer x.Close()
 	for _, rec := range r.Records() {
-		if err := x.Write(rec); err == nil {
+		err := x.Write(rec)
+		if err == nil {
 			err = x.CommitIfLarge()
 		}
 		if err != nil {
