@@ -124,7 +124,7 @@ func readFile(name string, ra io.ReaderAt, size int64, mem memory.Allocator, pla
 	if ferr != nil {
 		// A torn or damaged end: read up to the last complete flush.
 		if prev := lastTrailer(ra, size); prev != nil {
-			r.tail = fmt.Errorf("the end of the file is torn or damaged (%v): %d bytes after byte %d, where the last complete flush ends, are left out", ferr, size-prev.end, prev.end)
+			r.tail = fmt.Errorf("the end of the file is torn (a flush in progress, or a writer killed in one) or damaged (%v): %d bytes after byte %d, where the last complete flush ends, are left out", ferr, size-prev.end, prev.end)
 			tr, ferr = prev, nil
 		}
 	}
