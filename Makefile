@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 REV := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -X github.com/rankhub/rankhub.Revision=$(REV)
+LDFLAGS := -X github.com/rankhub/rankhub/internal/buildinfo.Revision=$(REV)
 export CGO_ENABLED ?= 0
 BINS := bin/rankhub bin/hello $(if $(wildcard examples/ising),bin/ising)
 
@@ -14,8 +14,8 @@ help: ## list the targets
 build: ## build bin/rankhub and the examples (static, cgo-free)
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/rankhub ./cmd/rankhub
-	$(GO) build -o bin/hello ./examples/hello
-	@if [ -d examples/ising ]; then $(GO) build -o bin/ising ./examples/ising; fi
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/hello ./examples/hello
+	@if [ -d examples/ising ]; then $(GO) build -ldflags "$(LDFLAGS)" -o bin/ising ./examples/ising; fi
 
 jsreaders: ## install the Arrow readers that are not ours (Arrow JS, DuckDB) for the results tests
 	@if [ ! -d results/jsreaders/node_modules/apache-arrow ]; then \

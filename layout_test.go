@@ -20,14 +20,19 @@ var allowed = map[string][]string{
 	"launcher":   {"jobs", "jobdir", "slurm", "pbs", "comm"},
 	"collective": {"comm"},
 	"views":      {"collective", "comm"},
-	"results":    {"jobs"},
+	"results":    {"jobs", "internal"},
 	// The root package is the program entry: it ties the launcher's
 	// bootstrap to the views' hub and engine and runs the sweep driver.
-	"":           {"jobs", "jobdir", "comm", "launcher", "collective", "views", "results"},
+	"":           {"jobs", "jobdir", "comm", "launcher", "collective", "views", "results", "internal"},
 	"examples":   {"", "jobs", "comm", "collective", "views", "results"},
 	"benchmarks": {"*"},
 	"cmd":        {"*"},
 }
+
+// cliOnly are packages that only the CLI may import: they link large
+// libraries (gonum/plot and its fonts, the Parquet writer) that rank
+// binaries must not carry.
+var cliOnly = []string{"results/plot", "results/export"}
 
 const module = "github.com/rankhub/rankhub"
 
@@ -63,6 +68,11 @@ func TestImportDirection(t *testing.T) {
 			if imp != module && !strings.HasPrefix(imp, module+"/") {
 				continue
 			}
+			for _, c := range cliOnly {
+				if imp == module+"/"+c && from != "cmd" && !strings.HasPrefix(p.ImportPath, module+"/"+c) {
+					t.Errorf("%s imports %s, which only cmd may import", p.ImportPath, imp)
+				}
+			}
 			to := top(imp)
 			if to == from {
 				continue
@@ -76,6 +86,19 @@ func TestImportDirection(t *testing.T) {
 			if !permitted {
 				t.Errorf("%s imports %s: %q may import only %v", p.ImportPath, imp, from, ok)
 			}
+		}
+	}
+}
+
+// Rank binaries do not link plotting or Parquet.
+func TestRankBinaryLinksNoPlotting(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./examples/hello").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "gonum.org/v1/plot") || strings.Contains(dep, "arrow-go/v18/parquet") {
+			t.Errorf("examples/hello links %s", dep)
 		}
 	}
 }

@@ -2,28 +2,18 @@ package rankhub
 
 import (
 	"runtime"
-	"runtime/debug"
+
+	"github.com/rankhub/rankhub/internal/buildinfo"
 )
 
 // Version is rankhub's release version.
-var Version = "0.1.0-dev"
+var Version = buildinfo.Version
 
-// Revision is the VCS revision, set at build time with
-// -ldflags "-X github.com/rankhub/rankhub.Revision=<commit>".
-var Revision = ""
-
-// BuildInfo returns version, revision and Go version.
+// BuildInfo returns version, revision and Go version. The revision is the
+// one the Makefile stamps into internal/buildinfo (result files record the
+// same), else what the Go build information says, else "unknown".
 func BuildInfo() (version, revision, goVersion string) {
-	rev := Revision
-	if rev == "" {
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				if s.Key == "vcs.revision" {
-					rev = s.Value
-				}
-			}
-		}
-	}
+	_, rev := buildinfo.Get()
 	if rev == "" {
 		rev = "unknown"
 	}

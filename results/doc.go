@@ -18,6 +18,10 @@
 //	attempt      int32             1 for the first try
 //	exit_status  int32             0 for success
 //	error        utf8, nullable    stderr tail or error message of a failed task
+//	stdout       utf8, nullable    what the task printed, bounded (TextLimit,
+//	stderr       utf8, nullable    default 32 KiB each: head and tail kept
+//	                               around a "[rankhub: N bytes cut]" line);
+//	                               absent in files of older rankhubs
 //	<output>...  float64, nullable one column per job output, in job order;
 //	                               null when the task failed or the output is missing
 //
@@ -31,41 +35,62 @@
 // job (the job file's full text), job_file, version, revision, go_version,
 // program, program_sha256, hosts (JSON array), job_id, scheduler, started
 // (RFC 3339), seed, tasks, order (how task indices follow from parameters
-// and replicates), results_version, and resumes (JSON, the runs that
-// continued the file with Append).
+// and replicates), results_version, resumes (JSON, the runs that
+// continued the file with Append), and when known inputs (JSON object:
+// input file → SHA-256, see HashInputs), script and script_sha256 (the
+// script a command runs through an interpreter). The revision is the one
+// the Makefile stamps into internal/buildinfo, the same as `rankhub
+// version` prints, whatever GOFLAGS says. Append refuses (ErrMismatch,
+// unless Force) a file whose job text, program, script or inputs differ,
+// naming what differs.
 //
 // # Opening and closing batches
 //
-// The end of a run is not known when the schema is written, and arrow-go's
-// FileWriter repeats the initial schema in the footer, so the end is carried
-// by record batches with no rows and message-level custom metadata:
+// The end of a run is not known when the schema is written, and the footer
+// repeats the initial schema, so the end is carried by record batches with
+// no rows and message-level custom metadata:
 //
 //   - an opening batch (key rankhub.opened) is written with the schema by
 //     Create and Append, so the file is readable from its first instant;
 //   - a closing batch (keys rankhub.status, rankhub.ended, rankhub.rows) is
-//     written by Close(status) just before the footer, and by Recover with
-//     status "interrupted".
+//     written by Close(status), and by Recover with status "interrupted".
 //
 // Other readers see them as empty batches. Reader.Status reports the closing
 // batch; a file still being written or killed has none. Reader.Records holds
 // data batches only.
 //
-// # Durability and torn files
+// # Checksums, durability and torn files
 //
 // Rows are buffered and written as one record batch, then fsynced, whenever
 // FlushRows rows are buffered or FlushInterval has passed since the last
 // flush (a timer goroutine flushes a slow sweep). The job's [results] table
-// gives the defaults (1024 rows, 2 s). Open reads a complete file through its
-// footer; any other file (being written, or its writer killed at any byte)
-// is read as the IPC message stream after the 8-byte prefix up to the last
-// complete record batch, and the torn tail is ignored. Recover rewrites such
-// a file into a complete one; Append continues it.
+// gives the defaults (1024 rows, 2 s).
+//
+// Every flush appends its batch, a small guard and a new Arrow footer
+// listing every batch so far (ipcfile.go has the layout), so after each
+// flush the file is a complete Arrow IPC file: pyarrow, Arrow JS, DuckDB
+// (through Parquet export) and arrow-go read a running or killed writer's
+// file as it is. Bytes once written are not rewritten; the footers of
+// earlier flushes stay between batches until the Writer compacts the file
+// (a copy renamed over it) when they take more room than the rows.
+//
+// Every record batch carries the CRC32C of its content and metadata (batch
+// metadata key rankhub.crc32c); the guard holds the CRC32C of the footer
+// and of the schema message. Open checks all of them: a batch that fails is
+// left out and reported by Reader.Corrupt with its index and byte range; a
+// torn or damaged end (a writer killed in the middle of a flush, zeroed or
+// garbage bytes) is skipped back to the last complete flush and reported by
+// Reader.TailError. Reader.Problems has both as lines for commands. peek,
+// Recover and Append therefore never count a damaged row: Append's done set
+// holds verified rows only, so a resume reruns the others. Files of
+// results_version 1 (no checksums) are still read, unverified.
 //
 // A writer holds an exclusive flock on its file; Recover and Append refuse a
 // file held by a live writer (ErrLocked). Both write a temporary file in the
 // same directory, fsync it and rename it over the original, so a crash at any
 // point loses no row that was in the file. A crash can leave a temporary file
-// named .<name>.recover-* or .<name>.append-* behind; it may be deleted.
+// named .<name>.recover-*, .<name>.append-* or .<name>.compact-* behind; it
+// may be deleted.
 //
 // # Memory
 //
@@ -101,5 +126,5 @@
 //	defer r.Close()
 //	s, err := results.Peek(r, []string{"L", "T"})
 //	s.WriteTable(os.Stdout) // also WriteCSV, WriteJSON
-//	err = results.Plot(s, "T", "energy", []string{"L"}, "energy.svg")
+//	// plotting: package results/plot (imported by the CLI only)
 package results

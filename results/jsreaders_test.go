@@ -12,27 +12,36 @@ import (
 	"time"
 )
 
-// TestForeignReaders reads a result file with Arrow JS and DuckDB through
-// results/jsreaders/check.mjs and compares with our own reading and Peek.
-// It skips when node or node_modules are missing, and fails instead when
-// RANKHUB_REQUIRE_NODE=1.
-func TestForeignReaders(t *testing.T) {
+// jsNode returns the node binary for the scripts in results/jsreaders, and
+// skips the test when node or their packages are missing (fails instead
+// when RANKHUB_REQUIRE_NODE=1).
+func jsNode(t *testing.T) string {
+	t.Helper()
 	skip := func(why string) {
 		if os.Getenv("RANKHUB_REQUIRE_NODE") == "1" {
 			t.Fatalf("RANKHUB_REQUIRE_NODE=1 but %s", why)
 		}
-		t.Skipf("SKIPPING foreign-reader check: %s (run `npm install` in results/jsreaders)", why)
+		t.Skipf("SKIPPING foreign-reader check: %s (run `make jsreaders`)", why)
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		skip("node is not on PATH")
 	}
-	script, _ := filepath.Abs(filepath.Join("jsreaders", "check.mjs"))
 	for _, dep := range []string{"apache-arrow", "@duckdb/node-api"} {
 		if _, err := os.Stat(filepath.Join("jsreaders", "node_modules", dep)); err != nil {
 			skip("jsreaders/node_modules/" + dep + " is missing")
 		}
 	}
+	return node
+}
+
+// TestForeignReaders reads a result file with Arrow JS and DuckDB through
+// results/jsreaders/check.mjs and compares with our own reading and Peek.
+// It skips when node or node_modules are missing, and fails instead when
+// RANKHUB_REQUIRE_NODE=1.
+func TestForeignReaders(t *testing.T) {
+	node := jsNode(t)
+	script, _ := filepath.Abs(filepath.Join("jsreaders", "check.mjs"))
 
 	const n = 60
 	path := writeFile(t, t.TempDir(), n, 16)

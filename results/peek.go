@@ -1,6 +1,8 @@
 package results
 
 import (
+	"bufio"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/rankhub/rankhub/jobs"
 )
 
 // Summary is Peek's aggregation of a result file: one Group per distinct
@@ -48,6 +52,16 @@ type Stat struct {
 }
 
 func newStat() Stat { return Stat{Mean: math.NaN(), SEM: math.NaN(), Min: math.NaN(), Max: math.NaN()} }
+
+// NewStat returns the Stat of no values.
+func NewStat() Stat { return newStat() }
+
+// Merge folds o into s exactly, as if s had seen o's values too (pooling
+// groups), and updates SEM.
+func (s *Stat) Merge(o Stat) {
+	s.merge(o)
+	s.finish()
+}
 
 // add folds x into s (Welford's update).
 func (s *Stat) add(x float64) {
@@ -102,6 +116,22 @@ func groupable(r *Reader) []string {
 // non-null values, and the failed rows per group. An empty by gives one
 // group of all rows. Groups are sorted by key, numbers numerically.
 func Peek(r *Reader, by []string) (*Summary, error) {
+	return PeekFiles([]*Reader{r}, by)
+}
+
+// PeekFiles is Peek over the rows of several files of one job (see
+// SameJob), as if they were one file. Complete is true when every file is;
+// Status is the files' common status, or "" when they differ.
+func PeekFiles(rs []*Reader, by []string) (*Summary, error) {
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("results: peek: no file")
+	}
+	for _, o := range rs[1:] {
+		if err := SameJob(rs[0], o); err != nil {
+			return nil, err
+		}
+	}
+	r := rs[0]
 	avail := groupable(r)
 	idx := make([]int, len(by))
 	for i, name := range by {
@@ -113,14 +143,22 @@ func Peek(r *Reader, by []string) (*Summary, error) {
 		}
 		idx[i] = r.Schema().FieldIndices(name)[0]
 	}
-	s := &Summary{By: slices.Clone(by), Outputs: r.Outputs(), Complete: r.Complete()}
+	s := &Summary{By: slices.Clone(by), Outputs: r.Outputs(), Complete: true}
 	if st, ok := r.Status(); ok {
 		s.Status = st.State
 	}
+	var recs []arrow.RecordBatch
+	for _, f := range rs {
+		s.Complete = s.Complete && f.Complete()
+		if st, _ := f.Status(); st.State != s.Status {
+			s.Status = ""
+		}
+		recs = append(recs, f.Records()...)
+	}
 	groups := map[string]*Group{}
-	var sb strings.Builder
+	var kb []byte
 	key := make([]any, len(by))
-	for _, rec := range r.Records() {
+	for _, rec := range recs {
 		exit := rec.Column(r.fixed[ColExitStatus]).(*array.Int32)
 		errc := rec.Column(r.fixed[ColError])
 		outs := make([]*array.Float64, len(r.outputs))
@@ -128,18 +166,18 @@ func Peek(r *Reader, by []string) (*Summary, error) {
 			outs[k] = rec.Column(o.idx).(*array.Float64)
 		}
 		for i := 0; i < int(rec.NumRows()); i++ {
-			sb.Reset()
+			kb = kb[:0]
 			for j, c := range idx {
 				key[j] = cell(rec.Column(c), i)
-				fmt.Fprintf(&sb, "%T:%v\x00", key[j], key[j])
+				kb = appendKey(kb, key[j])
 			}
-			g := groups[sb.String()]
+			g := groups[string(kb)]
 			if g == nil {
 				g = &Group{Key: slices.Clone(key), Stats: make([]Stat, len(outs))}
 				for k := range g.Stats {
 					g.Stats[k] = newStat()
 				}
-				groups[sb.String()] = g
+				groups[string(kb)] = g
 			}
 			g.Rows++
 			s.Rows++
@@ -165,6 +203,63 @@ func Peek(r *Reader, by []string) (*Summary, error) {
 	return s, nil
 }
 
+// SameJob reports why the files of a and b cannot be read as one: a
+// different job name or different columns. A task in both is refused too,
+// since its rows would count twice.
+func SameJob(a, b *Reader) error {
+	na, nb := jobName(a), jobName(b)
+	if na != nb {
+		return fmt.Errorf("results: %s is job %q, %s is job %q: only files of one job can be read together", a.Path(), na, b.Path(), nb)
+	}
+	if err := sameColumns(a.Schema(), b.Schema()); err != nil {
+		return fmt.Errorf("results: %s and %s are both job %q but their columns differ: %v", a.Path(), b.Path(), na, err)
+	}
+	seen := map[[2]uint64]bool{}
+	for _, rec := range a.Records() {
+		task, seed := rec.Column(0).(*array.Int64), rec.Column(a.fixed[ColSeed]).(*array.Uint64)
+		for i := 0; i < int(rec.NumRows()); i++ {
+			seen[[2]uint64{uint64(task.Value(i)), seed.Value(i)}] = true
+		}
+	}
+	for _, rec := range b.Records() {
+		task, seed := rec.Column(0).(*array.Int64), rec.Column(b.fixed[ColSeed]).(*array.Uint64)
+		for i := 0; i < int(rec.NumRows()); i++ {
+			if seen[[2]uint64{uint64(task.Value(i)), seed.Value(i)}] {
+				return fmt.Errorf("results: task %d (seed %d) is in both %s and %s: its rows would count twice", task.Value(i), seed.Value(i), a.Path(), b.Path())
+			}
+		}
+	}
+	return nil
+}
+
+// jobName returns the [job] name recorded in r's job text, "" if none.
+func jobName(r *Reader) string {
+	job, err := jobs.Parse("job", []byte(r.Provenance().JobText))
+	if err != nil {
+		return ""
+	}
+	return job.Job.Name
+}
+
+// appendKey appends a value's type and bits, so that distinct values give
+// distinct keys.
+func appendKey(b []byte, v any) []byte {
+	switch v := v.(type) {
+	case int64:
+		return binary.LittleEndian.AppendUint64(append(b, 'i'), uint64(v))
+	case float64:
+		return binary.LittleEndian.AppendUint64(append(b, 'f'), math.Float64bits(v))
+	case bool:
+		if v {
+			return append(b, 't')
+		}
+		return append(b, 'b')
+	case string:
+		return append(binary.LittleEndian.AppendUint32(append(b, 's'), uint32(len(v))), v...)
+	}
+	return fmt.Appendf(append(b, '?'), "%T:%v\x00", v, v)
+}
+
 // cell returns a grouping column's value as int64, float64, string or bool.
 func cell(a arrow.Array, i int) any {
 	switch a := a.(type) {
@@ -181,6 +276,10 @@ func cell(a arrow.Array, i int) any {
 	}
 	return a.ValueStr(i)
 }
+
+// CompareKeys orders group keys as Peek sorts them: column by column,
+// numbers numerically.
+func CompareKeys(a, b []any) int { return compareKeys(a, b) }
 
 func compareKeys(a, b []any) int {
 	for i := range a {
@@ -237,6 +336,9 @@ func cmpOrdered[T int64 | float64](x, y T) int {
 	return 0
 }
 
+// FormatKey formats a group key value as Peek's outputs do.
+func FormatKey(v any) string { return formatKey(v) }
+
 func formatKey(v any) string {
 	switch v := v.(type) {
 	case float64:
@@ -287,13 +389,20 @@ func (s *Summary) WriteTable(w io.Writer) error {
 // that is not defined (mean of no values, sem of fewer than 2) is empty.
 func (s *Summary) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
+	if err := cw.WriteAll(s.cells(fullNum)); err != nil {
+		return err
+	}
+	return cw.Error()
+}
+
+// cells returns the header and one line per group of WriteCSV and
+// WriteTSV, numbers formatted by num.
+func (s *Summary) cells(num func(float64) string) [][]string {
 	head := append(slices.Clone(s.By), "rows", "failed")
 	for _, o := range s.Outputs {
 		head = append(head, o+"_n", o+"_mean", o+"_sem", o+"_min", o+"_max")
 	}
-	if err := cw.Write(head); err != nil {
-		return err
-	}
+	out := [][]string{head}
 	for _, g := range s.Groups {
 		rec := make([]string, 0, len(head))
 		for _, k := range g.Key {
@@ -301,14 +410,52 @@ func (s *Summary) WriteCSV(w io.Writer) error {
 		}
 		rec = append(rec, strconv.Itoa(g.Rows), strconv.Itoa(g.Failed))
 		for _, st := range g.Stats {
-			rec = append(rec, strconv.Itoa(st.N), fullNum(st.Mean), fullNum(st.SEM), fullNum(st.Min), fullNum(st.Max))
+			rec = append(rec, strconv.Itoa(st.N), num(st.Mean), num(st.SEM), num(st.Min), num(st.Max))
 		}
-		if err := cw.Write(rec); err != nil {
-			return err
-		}
+		out = append(out, rec)
 	}
-	cw.Flush()
-	return cw.Error()
+	return out
+}
+
+// WriteTSV writes the summary for awk and gnuplot: a header line starting
+// with "# ", then one line per group, fields separated by tabs, every line
+// with the same number of fields: the key columns, rows, failed, and per
+// output <name>_n, _mean, _sem, _min, _max; an undefined number is NaN. In
+// gnuplot: set datafile separator "\t"; plot 'x.tsv' using 1:5:6 with
+// yerrorbars (for one key column and the first output).
+func (s *Summary) WriteTSV(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	for i, rec := range s.cells(tsvNum) {
+		if i == 0 {
+			bw.WriteString("# ")
+		}
+		bw.WriteString(strings.Join(tsvFields(rec), "\t") + "\n")
+	}
+	return bw.Flush()
+}
+
+// tsvNum formats x in full, NaN for an undefined value.
+func tsvNum(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+
+// TSVEscape makes s one TSV field: backslash, tab, newline and carriage
+// return are escaped as \\, \t, \n and \r; an empty string is "-".
+func TSVEscape(s string) string {
+	if s == "" {
+		return "-"
+	}
+	if !strings.ContainsAny(s, "\\\t\n\r") {
+		return s
+	}
+	return tsvReplacer.Replace(s)
+}
+
+var tsvReplacer = strings.NewReplacer("\\", "\\\\", "\t", "\\t", "\n", "\\n", "\r", "\\r")
+
+func tsvFields(f []string) []string {
+	for i := range f {
+		f[i] = TSVEscape(f[i])
+	}
+	return f
 }
 
 func fullNum(x float64) string {

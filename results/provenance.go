@@ -7,21 +7,23 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
-	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/rankhub/rankhub/internal/buildinfo"
 	"github.com/rankhub/rankhub/jobs"
 )
 
 // ResultsVersion is the version of the result file layout this package
 // writes, stored as rankhub.results_version. It changes when columns or
 // metadata keys change meaning.
-const ResultsVersion = "1"
+const ResultsVersion = "2"
 
 // Metadata keys of the schema (written once, at the start of the file).
 const (
@@ -41,6 +43,9 @@ const (
 	KeyOrder          = "rankhub.order"           // how the sweep expands to task indices
 	KeyResultsVersion = "rankhub.results_version" // ResultsVersion
 	KeyResumes        = "rankhub.resumes"         // JSON array of Resume
+	KeyInputs         = "rankhub.inputs"          // JSON object: input file path → hex SHA-256
+	KeyScript         = "rankhub.script"          // script the task command runs through an interpreter
+	KeyScriptSHA256   = "rankhub.script_sha256"   // hex SHA-256 of that script
 )
 
 // Metadata keys of the closing record batch (zero rows), written by Close
@@ -73,6 +78,13 @@ type Provenance struct {
 	ResultsVersion string
 	// Resumes lists the later runs that appended to the file, oldest first.
 	Resumes []Resume
+	// Inputs maps each input file of the tasks (the job's stdin and inputs,
+	// as paths relative to the job file) to its hex SHA-256 (HashInputs).
+	Inputs map[string]string
+	// Script is the script file the task command runs through an
+	// interpreter (sh x.sh, python3 x.py), ScriptSHA256 its hex SHA-256;
+	// "" when there is none.
+	Script, ScriptSHA256 string
 }
 
 // Resume records one run that continued a result file with Append.
@@ -86,7 +98,11 @@ type Resume struct {
 	ProgramSHA256  string    `json:"program_sha256,omitempty"`
 	PreviousStatus string    `json:"previous_status"` // status of the file before; "" when torn
 	RowsBefore     int       `json:"rows_before"`
-	Forced         bool      `json:"forced,omitempty"` // job text or program differed
+	Forced         bool      `json:"forced,omitempty"` // job text, program, script or inputs differed
+	// Inputs and ScriptSHA256 of this run, when they differ from the
+	// file's (a forced resume).
+	Inputs       map[string]string `json:"inputs,omitempty"`
+	ScriptSHA256 string            `json:"script_sha256,omitempty"`
 }
 
 // Status is what the closing record batch says; a file whose writer has not
@@ -123,7 +139,7 @@ func NewProvenance(job *jobs.Job) (Provenance, error) {
 	if p.Seed == 0 {
 		p.Seed = 1
 	}
-	p.Version, p.Revision = buildVersion()
+	p.Version, p.Revision = buildinfo.Get()
 	if h, err := os.Hostname(); err == nil {
 		p.Hosts = []string{h}
 	}
@@ -146,6 +162,64 @@ const ExpansionOrder = "cartesian product of the parameter axes in job file orde
 	"(a zip group is one axis, at its first parameter), last axis varying fastest, " +
 	"replicates innermost; task i has seed jobs.Seed(seed, i)"
 
+// HashInputs returns the hex SHA-256 of every file matched by patterns
+// (paths or filepath.Match globs, relative to dir unless absolute), keyed
+// by the pattern's directory joined with the file name as matched. A
+// pattern that matches no file, or a directory, is an error naming it.
+func HashInputs(dir string, patterns []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, pat := range patterns {
+		full := pat
+		if !filepath.IsAbs(pat) {
+			full = filepath.Join(dir, pat)
+		}
+		matches, err := filepath.Glob(full)
+		if err != nil {
+			return nil, fmt.Errorf("results: input %q: %w", pat, err)
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("results: input %q: no file matches (in %s)", pat, dir)
+		}
+		for _, m := range matches {
+			st, err := os.Stat(m)
+			if err != nil {
+				return nil, fmt.Errorf("results: input %q: %w", pat, err)
+			}
+			if st.IsDir() {
+				return nil, fmt.Errorf("results: input %q: %s is a directory", pat, m)
+			}
+			sum, err := FileSHA256(m)
+			if err != nil {
+				return nil, fmt.Errorf("results: input %q: %w", pat, err)
+			}
+			key := m
+			if rel, err := filepath.Rel(dir, m); err == nil && !filepath.IsAbs(pat) {
+				key = rel
+			}
+			out[key] = sum
+		}
+	}
+	return out, nil
+}
+
+// ChangedInputs lists, sorted, the files whose hash differs between was
+// and now, or that only one of them has.
+func ChangedInputs(was, now map[string]string) []string {
+	var out []string
+	for k, v := range was {
+		if now[k] != v {
+			out = append(out, k)
+		}
+	}
+	for k := range now {
+		if _, ok := was[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // FileSHA256 returns the hex SHA-256 of a file's content.
 func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
@@ -158,27 +232,6 @@ func FileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("hash %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func buildVersion() (version, revision string) {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown", ""
-	}
-	version = bi.Main.Version
-	dirty := false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			revision = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if dirty && revision != "" {
-		revision += "-dirty"
-	}
-	return version, revision
 }
 
 // metadata encodes p as schema metadata.
@@ -204,6 +257,13 @@ func (p Provenance) metadata() arrow.Metadata {
 	if len(p.Resumes) > 0 {
 		rs, _ := json.Marshal(p.Resumes)
 		kv = append(kv, [2]string{KeyResumes, string(rs)})
+	}
+	if len(p.Inputs) > 0 {
+		in, _ := json.Marshal(p.Inputs) // keys sorted
+		kv = append(kv, [2]string{KeyInputs, string(in)})
+	}
+	if p.Script != "" || p.ScriptSHA256 != "" {
+		kv = append(kv, [2]string{KeyScript, p.Script}, [2]string{KeyScriptSHA256, p.ScriptSHA256})
 	}
 	keys := make([]string, len(kv))
 	vals := make([]string, len(kv))
@@ -248,6 +308,8 @@ func provenanceFrom(md arrow.Metadata) (Provenance, error) {
 		Scheduler:      get(KeyScheduler),
 		Order:          get(KeyOrder),
 		ResultsVersion: get(KeyResultsVersion),
+		Script:         get(KeyScript),
+		ScriptSHA256:   get(KeyScriptSHA256),
 	}
 	if p.ResultsVersion == "" {
 		return p, fmt.Errorf("no %s metadata: not a rankhub result file", KeyResultsVersion)
@@ -282,6 +344,11 @@ func provenanceFrom(md arrow.Metadata) (Provenance, error) {
 	if s := get(KeyResumes); s != "" {
 		if err := json.Unmarshal([]byte(s), &p.Resumes); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", KeyResumes, err))
+		}
+	}
+	if s := get(KeyInputs); s != "" {
+		if err := json.Unmarshal([]byte(s), &p.Inputs); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", KeyInputs, err))
 		}
 	}
 	if len(errs) > 0 {

@@ -2,11 +2,14 @@ package results
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -34,6 +37,9 @@ type Reader struct {
 	status   *Status
 	complete bool
 	tail     error // why the stream read stopped, for an incomplete file
+	verified bool  // every batch was checked against its checksum
+	corrupt  []CorruptBatch
+	mode     int // readGuardedFooter, readPlainFooter or readStream
 
 	params  []column // sweep parameter columns
 	outputs []column // output columns
@@ -46,13 +52,16 @@ type column struct {
 	kind jobs.Kind // parameters only
 }
 
-// Open reads the result file at path. A complete file is read through its
-// footer. A file still being written, or whose writer was killed, is read as
-// the message stream after the 8-byte prefix up to the last complete record
-// batch; a torn tail is ignored. Open fails only when the file cannot be
-// read, is not an Arrow file, holds no complete schema (ErrNoSchema), or the
-// schema is not a rankhub result schema. Only Allocator among the options
-// matters here.
+// Open reads the result file at path through its last footer whose
+// checksum guard holds: the one at the end of the file, or, when the end is
+// torn (a writer killed in the middle of a flush) or damaged, the last one
+// before. Every batch is checked against its CRC32C; a batch that fails is
+// left out and reported by Corrupt, bytes after the footer used are
+// reported by TailError. Files of results_version 1 (no checksums) are read
+// as before: through their footer, or as the message stream up to the last
+// complete batch. Open fails only when the file cannot be read, is not an
+// Arrow file, holds no complete schema (ErrNoSchema), or the schema is not
+// a rankhub result schema. Only Allocator among the options matters here.
 func Open(path string, opt ...Option) (*Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -80,84 +89,253 @@ func openReaderAt(name string, ra io.ReaderAt, size int64, mem memory.Allocator)
 	if !bytes.Equal(head[:len(arrowMagic)], arrowMagic) {
 		return nil, fmt.Errorf("results: %s: not an Arrow IPC file (no ARROW1 magic at the start)", name)
 	}
-	r := &Reader{path: name}
-	if size >= int64(2*headerLen+len(arrowMagic)) && r.readFooter(ra, size, mem) == nil {
-		r.complete = true
-	} else if err := r.readStream(ra, size, mem); err != nil {
+	r, err := readFile(name, ra, size, mem, true)
+	if err != nil {
 		return nil, err
 	}
+	if r.mode == readPlainFooter && r.prov.ResultsVersion != "1" {
+		// A checksummed file whose last guard is damaged: its footer
+		// cannot be trusted.
+		r.Close()
+		return readFile(name, ra, size, mem, false)
+	}
+	return r, nil
+}
+
+// How a Reader read its file.
+const (
+	readGuardedFooter = iota + 1 // through a footer whose guard holds
+	readPlainFooter              // through a footer without guard (results_version 1)
+	readStream                   // through the message stream: no usable footer
+)
+
+// readFile reads the file through the footer at its end; through the last
+// complete flush's footer when the end is torn or damaged; else through the
+// message stream. A footer without a guard (results_version 1) is used only
+// when plainFooter.
+func readFile(name string, ra io.ReaderAt, size int64, mem memory.Allocator, plainFooter bool) (*Reader, error) {
+	r := &Reader{path: name}
+	var cands []candidate
+	var ferr error
+	tr, ferr := readTrailer(ra, size)
+	if ferr == nil && (tr.guarded || !plainFooter) {
+		ferr = tr.follows()
+	}
+	if ferr != nil {
+		// A torn or damaged end: read up to the last complete flush.
+		if prev := lastTrailer(ra, size); prev != nil {
+			r.tail = fmt.Errorf("the end of the file is torn (a flush in progress, or a writer killed in one) or damaged (%v): %d bytes after byte %d, where the last complete flush ends, are left out", ferr, size-prev.end, prev.end)
+			tr, ferr = prev, nil
+		}
+	}
+	if ferr == nil {
+		cands, ferr = r.readFooter(ra, tr, mem)
+	}
+	if ferr != nil {
+		var err error
+		if cands, err = r.readStream(ra, size, mem, ferr); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.index(); err != nil {
+		releaseAll(cands)
 		r.Close()
 		return nil, fmt.Errorf("results: %s: %w", name, err)
 	}
+	r.accept(cands)
+	if r.verified && r.mode == readStream && len(cands) > 0 && !anyAccepted(cands, r.corrupt) {
+		// Every batch hashes the schema: with none verified, nothing
+		// vouches for the schema and its provenance either.
+		problems := r.Problems()
+		r.Close()
+		return nil, fmt.Errorf("results: %s: no intact footer and no batch whose checksum holds: the schema and provenance cannot be trusted (%s)", name, strings.Join(problems, "; "))
+	}
+	r.complete = r.mode != readStream && r.status != nil && len(r.corrupt) == 0 && r.tail == nil
 	return r, nil
+}
+
+// anyAccepted reports whether some candidate is not among the corrupt.
+func anyAccepted(cands []candidate, corrupt []CorruptBatch) bool {
+	return len(cands) > len(corrupt)
+}
+
+// candidate is a record batch as decoded, before its checksum is checked.
+type candidate struct {
+	rec      arrow.RecordBatch // nil when it could not be decoded
+	batch    int               // index among the file's record batches
+	off, end int64             // its bytes
+	err      error             // why it could not be decoded
+}
+
+func releaseAll(cs []candidate) {
+	for _, c := range cs {
+		if c.rec != nil {
+			c.rec.Release()
+		}
+	}
+}
+
+// CorruptBatch is a record batch whose content does not match the checksum
+// recorded with it, or that cannot be decoded. Its rows are left out.
+type CorruptBatch struct {
+	Batch  int   // index among the file's record batches (empty opening and closing batches count), from 0; -1 for the schema message
+	Offset int64 // byte offset of its message in the file
+	Length int64 // bytes of the message
+	Reason string
+}
+
+func (c CorruptBatch) String() string {
+	if c.Batch < 0 {
+		return fmt.Sprintf("bytes %d-%d: %s", c.Offset, c.Offset+c.Length, c.Reason)
+	}
+	return fmt.Sprintf("record batch %d at bytes %d-%d: %s", c.Batch, c.Offset, c.Offset+c.Length, c.Reason)
+}
+
+// accept checks each candidate's checksum (files of results_version 1
+// have none) and keeps the good ones.
+func (r *Reader) accept(cands []candidate) {
+	check := r.prov.ResultsVersion != "1"
+	r.verified = check
+	for _, c := range cands {
+		err := c.err
+		if err == nil && check {
+			err = verifyChecksum(c.rec)
+		}
+		if err != nil {
+			r.corrupt = append(r.corrupt, CorruptBatch{Batch: c.batch, Offset: c.off, Length: c.end - c.off, Reason: err.Error()})
+			if c.rec != nil {
+				c.rec.Release()
+			}
+			continue
+		}
+		r.add(c.rec)
+	}
 }
 
 func sizeLimits(size int64) []ipc.Option {
 	return []ipc.Option{ipc.WithMetadataSizeLimit(size), ipc.WithBodySizeLimit(size)}
 }
 
-// readFooter reads a complete file; on any failure it leaves r empty.
-func (r *Reader) readFooter(ra io.ReaderAt, size int64, mem memory.Allocator) (err error) {
-	var tail [len("ARROW1")]byte
-	if _, err := ra.ReadAt(tail[:], size-int64(len(tail))); err != nil {
-		return err
-	}
-	if !bytes.Equal(tail[:], arrowMagic) {
-		return errors.New("no trailing magic")
-	}
+// readFooter decodes the batches listed by the footer tr at the end of the
+// file. An error means the footer is not usable; the caller then reads the
+// stream.
+func (r *Reader) readFooter(ra io.ReaderAt, tr *trailer, mem memory.Allocator) (cands []candidate, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("reading footer: %v", p)
 		}
 		if err != nil {
-			r.release()
+			releaseAll(cands)
+			cands = nil
 		}
 	}()
-	opts := append(sizeLimits(size), ipc.WithAllocator(mem))
-	fr, err := ipc.NewFileReader(io.NewSectionReader(ra, 0, size), opts...)
+	r.mode = readPlainFooter
+	if tr.guarded {
+		r.mode = readGuardedFooter
+		var pre [8]byte
+		if _, err := ra.ReadAt(pre[:], headerLen); err != nil {
+			return nil, err
+		}
+		schemaEnd := headerLen + 8 + int64(binary.LittleEndian.Uint32(pre[4:]))
+		if binary.LittleEndian.Uint32(pre[:]) != 0xFFFFFFFF || schemaEnd > tr.blocks[0].off {
+			return nil, errors.New("no schema message before the first batch")
+		}
+		msg := make([]byte, schemaEnd-headerLen)
+		if _, err := ra.ReadAt(msg, headerLen); err != nil {
+			return nil, err
+		}
+		if crc32.Checksum(msg, castagnoli) != tr.schemaCRC {
+			// The footer's copy of the schema, which the guard verified,
+			// is the one used.
+			r.corrupt = append(r.corrupt, CorruptBatch{Batch: -1, Offset: headerLen, Length: int64(len(msg)),
+				Reason: "schema message: checksum mismatch (the footer's copy of the schema is used)"})
+		}
+	}
+	opts := append(sizeLimits(tr.end), ipc.WithAllocator(mem))
+	fr, err := ipc.NewFileReader(io.NewSectionReader(ra, 0, tr.end), opts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer fr.Close()
-	r.schema = fr.Schema()
-	for i := 0; i < fr.NumRecords(); i++ {
-		rec, err := fr.RecordBatchAt(i)
-		if err != nil {
-			return err
-		}
-		r.add(rec)
+	if fr.NumRecords() != len(tr.blocks) {
+		return nil, fmt.Errorf("footer lists %d batches, arrow reads %d", len(tr.blocks), fr.NumRecords())
 	}
-	return nil
+	r.schema = fr.Schema()
+	for i, b := range tr.blocks {
+		c := candidate{batch: i, off: b.off, end: b.end()}
+		if b.off < headerLen || b.end() > tr.footerPos || b.meta <= 0 || b.body < 0 {
+			c.err = errors.New("the footer gives it an impossible position")
+		} else {
+			c.rec, c.err = batchAt(fr, i)
+		}
+		cands = append(cands, c)
+	}
+	return cands, nil
 }
 
-// readStream reads the message stream up to the last complete batch.
-func (r *Reader) readStream(ra io.ReaderAt, size int64, mem memory.Allocator) (err error) {
+// batchAt decodes batch i, turning a decoder panic into an error.
+func batchAt(fr *ipc.FileReader, i int) (rec arrow.RecordBatch, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			rec, err = nil, fmt.Errorf("decoding: %v", p)
+		}
+	}()
+	return fr.RecordBatchAt(i)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// readStream reads the message stream up to the last complete batch;
+// noFooter says why the footer was not used.
+func (r *Reader) readStream(ra io.ReaderAt, size int64, mem memory.Allocator, noFooter error) (cands []candidate, err error) {
+	r.mode = readStream
 	if size <= headerLen {
-		return fmt.Errorf("results: %s: %d bytes: %w", r.path, size, ErrNoSchema)
+		return nil, fmt.Errorf("results: %s: %d bytes: %w", r.path, size, ErrNoSchema)
+	}
+	cr := &countingReader{r: io.NewSectionReader(ra, headerLen, size-headerLen)}
+	stopped := func(why any) {
+		pos := headerLen + cr.n
+		r.tail = fmt.Errorf("no usable footer (%v): read as a message stream, which stops at byte %d (%v); %d bytes after it are left out", noFooter, pos, why, size-pos)
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			r.tail = fmt.Errorf("reading stream: %v", p)
+			stopped(p)
 			if r.schema == nil {
 				err = fmt.Errorf("results: %s: %w (%v)", r.path, ErrNoSchema, p)
 			}
 		}
 	}()
 	opts := append(sizeLimits(size), ipc.WithAllocator(mem))
-	sr, err := ipc.NewReader(io.NewSectionReader(ra, headerLen, size-headerLen), opts...)
+	sr, err := ipc.NewReader(cr, opts...)
 	if err != nil {
-		return fmt.Errorf("results: %s: %w (%v)", r.path, ErrNoSchema, err)
+		return nil, fmt.Errorf("results: %s: %w (%v)", r.path, ErrNoSchema, err)
 	}
 	defer sr.Release()
 	r.schema = sr.Schema()
-	for sr.Next() {
+	start := headerLen + cr.n
+	for i := 0; sr.Next(); i++ {
 		rec := sr.RecordBatch()
 		rec.Retain()
-		r.add(rec)
+		end := headerLen + cr.n
+		cands = append(cands, candidate{rec: rec, batch: i, off: start, end: end})
+		start = end
 	}
-	r.tail = sr.Err()
-	return nil
+	if err := sr.Err(); err != nil {
+		stopped(err)
+	} else {
+		stopped("end-of-stream marker")
+	}
+	return cands, nil
 }
 
 // add takes ownership of rec: data batches are kept, a closing batch sets
@@ -216,7 +394,14 @@ func (r *Reader) index() error {
 		}
 		r.fixed[name] = rep + j
 	}
-	for i := rep + len(fixedAfterParams); i < len(fields); i++ {
+	first := rep + len(fixedAfterParams)
+	for _, name := range textColumns { // absent in files of older rankhubs
+		if first < len(fields) && fields[first].Name == name && fields[first].Type.ID() == arrow.STRING {
+			r.fixed[name] = first
+			first++
+		}
+	}
+	for i := first; i < len(fields); i++ {
 		if fields[i].Type.ID() != arrow.FLOAT64 {
 			return fmt.Errorf("output column %q is %s, want float64", fields[i].Name, fields[i].Type)
 		}
@@ -248,8 +433,10 @@ func (r *Reader) Schema() *arrow.Schema { return r.schema }
 // Provenance returns the provenance recorded in the schema metadata.
 func (r *Reader) Provenance() Provenance { return r.prov }
 
-// Complete reports whether the file was read through a valid footer, that
-// is whether its writer closed it.
+// Complete reports whether the file's writer closed it and nothing in it
+// is damaged: its last footer ends the file, a closing batch is there, and
+// every batch holds its checksum (for a results_version 1 file: it was
+// read through a valid footer).
 func (r *Reader) Complete() bool { return r.complete }
 
 // Status returns the closing batch's status; ok is false for a file whose
@@ -262,8 +449,29 @@ func (r *Reader) Status() (s Status, ok bool) {
 }
 
 // TailError returns why reading stopped before the end of an incomplete
-// file (a torn last message), or nil.
+// file (a torn last flush, or bytes after it that are not one), or nil.
 func (r *Reader) TailError() error { return r.tail }
+
+// Corrupt returns the batches left out because their bytes do not match
+// their checksum, in file order.
+func (r *Reader) Corrupt() []CorruptBatch { return r.corrupt }
+
+// Verified reports whether every batch read was checked against a
+// checksum (false for files of results_version 1).
+func (r *Reader) Verified() bool { return r.verified }
+
+// Problems describes, one line each, what Open left out: corrupt batches
+// and a torn or damaged tail. Commands print them.
+func (r *Reader) Problems() []string {
+	var out []string
+	for _, c := range r.corrupt {
+		out = append(out, fmt.Sprintf("%s: %v; its rows are left out", r.path, c))
+	}
+	if r.tail != nil && r.verified {
+		out = append(out, fmt.Sprintf("%s: %v", r.path, r.tail))
+	}
+	return out
+}
 
 // Records returns the data record batches in file order. They are owned by
 // the Reader: Retain one to keep it past Close.
@@ -274,6 +482,26 @@ func (r *Reader) NumRows() int { return r.rows }
 
 // Params returns the names of the sweep parameter columns in order.
 func (r *Reader) Params() []string { return names(r.params) }
+
+// ParamKinds returns the kinds of the sweep parameter columns in order.
+func (r *Reader) ParamKinds() []jobs.Kind {
+	out := make([]jobs.Kind, len(r.params))
+	for i, c := range r.params {
+		out[i] = c.kind
+	}
+	return out
+}
+
+// RunOf returns the run that wrote row i (0-based, in file order): the
+// resume that appended it, or ok false for the run that created the file.
+func (r *Reader) RunOf(i int) (run Resume, ok bool) {
+	for _, res := range r.prov.Resumes {
+		if res.RowsBefore <= i {
+			run, ok = res, true
+		}
+	}
+	return run, ok
+}
 
 // Outputs returns the names of the output columns in order.
 func (r *Reader) Outputs() []string { return names(r.outputs) }
@@ -287,7 +515,7 @@ func names(cs []column) []string {
 }
 
 // Rows returns all rows as Row values; a null output reads as NaN, a null
-// error as "".
+// error, stdout or stderr as "".
 func (r *Reader) Rows() []Row {
 	out := make([]Row, 0, r.rows)
 	for _, rec := range r.recs {
@@ -308,6 +536,13 @@ func (r *Reader) appendRows(out []Row, rec arrow.RecordBatch) []Row {
 	attempt := col(ColAttempt).(*array.Int32)
 	exit := col(ColExitStatus).(*array.Int32)
 	errc := col(ColError).(*array.String)
+	var stdout, stderr *array.String
+	if _, ok := r.fixed[ColStdout]; ok {
+		stdout = col(ColStdout).(*array.String)
+	}
+	if _, ok := r.fixed[ColStderr]; ok {
+		stderr = col(ColStderr).(*array.String)
+	}
 	for i := 0; i < int(rec.NumRows()); i++ {
 		row := Row{
 			Task:       int(task.Value(i)),
@@ -324,6 +559,12 @@ func (r *Reader) appendRows(out []Row, rec arrow.RecordBatch) []Row {
 		}
 		if errc.IsValid(i) {
 			row.Err = errc.Value(i)
+		}
+		if stdout != nil && stdout.IsValid(i) {
+			row.Stdout = stdout.Value(i)
+		}
+		if stderr != nil && stderr.IsValid(i) {
+			row.Stderr = stderr.Value(i)
 		}
 		for k, p := range r.params {
 			row.Values[k] = paramValue(rec.Column(p.idx), p.kind, i)

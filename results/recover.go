@@ -6,11 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/rankhub/rankhub/jobs"
 )
@@ -18,11 +18,13 @@ import (
 // StatusInterrupted is the status Recover writes into a torn file it repairs.
 const StatusInterrupted = "interrupted"
 
-// Recover makes the result file at path a valid Arrow IPC file again after
-// its writer was killed: it writes the schema, every complete record batch
-// and a closing batch with status "interrupted" to a temporary file in the
-// same directory, fsyncs it and renames it over path. kept is the number of
-// rows in the result. A complete file is left as it is. Recover refuses
+// Recover closes the result file at path after its writer was killed, or
+// repairs a damaged one: it writes the schema, every record batch whose
+// checksum holds and a closing batch with status "interrupted" to a
+// temporary file in the same directory, fsyncs it and renames it over path.
+// Corrupt batches and a torn or damaged tail are dropped (Open's Problems
+// lists them beforehand). kept is the number of rows in the result. A
+// complete file (see Reader.Complete) is left as it is. Recover refuses
 // (ErrLocked) while a writer holds the file.
 func Recover(path string, opt ...Option) (kept int, err error) {
 	o := newOptions(nil, opt)
@@ -59,19 +61,24 @@ func Recover(path string, opt ...Option) (kept int, err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	fw, err := ipc.NewFileWriter(tmp, ipc.WithSchema(r.Schema()), ipc.WithAllocator(o.mem))
+	x, err := newIPCFile(tmp, r.Schema(), o.mem)
 	if err != nil {
 		return 0, fmt.Errorf("results: recover %s: %w", path, err)
 	}
+	defer x.Close()
 	for _, rec := range r.Records() {
-		if err := fw.Write(rec); err != nil {
+		err := x.Write(rec)
+		if err == nil {
+			err = x.CommitIfLarge()
+		}
+		if err != nil {
 			return 0, fmt.Errorf("results: recover %s: write %s: %w", path, tmp.Name(), err)
 		}
 	}
-	if err := writeClosing(fw, r.Schema(), o, Status{State: StatusInterrupted, Ended: time.Now().UTC(), Rows: r.NumRows()}); err != nil {
+	if err := writeClosing(x, r.Schema(), o, Status{State: StatusInterrupted, Ended: time.Now().UTC(), Rows: r.NumRows()}); err != nil {
 		return 0, fmt.Errorf("results: recover %s: write %s: %w", path, tmp.Name(), err)
 	}
-	if err := fw.Close(); err != nil {
+	if err := x.Commit(); err != nil {
 		return 0, fmt.Errorf("results: recover %s: write %s: %w", path, tmp.Name(), err)
 	}
 	if err := replace(tmp, path); err != nil {
@@ -99,7 +106,7 @@ func lockCurrent(f *os.File, path string) (unlock func(), err error) {
 }
 
 // writeClosing writes a zero-row batch carrying s as metadata.
-func writeClosing(fw *ipc.FileWriter, schema *arrow.Schema, o options, s Status) error {
+func writeClosing(fw *ipcFile, schema *arrow.Schema, o options, s Status) error {
 	b := array.NewRecordBuilder(o.mem, schema)
 	defer b.Release()
 	empty := b.NewRecordBatch()
@@ -137,7 +144,10 @@ func replace(tmp *os.File, path string) error {
 // job text and program SHA-256 must equal those in prov (ErrMismatch). The
 // file's original provenance is kept; this run is added to its Resumes.
 //
-// How: the schema and every complete batch of the old file (torn or not)
+// Only rows whose batch checksum holds count: corrupt batches and a torn
+// or damaged tail of the old file are dropped, so their tasks run again.
+//
+// How: the schema and every verified batch of the old file (torn or not)
 // are written to a temporary file in the same directory, which is fsynced
 // and renamed over path; new rows are then appended to it. A crash before
 // the rename leaves the old file untouched, a crash after it leaves a torn
@@ -182,6 +192,12 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if fp.ProgramSHA256 != prov.ProgramSHA256 {
 		diff = append(diff, fmt.Sprintf("program SHA-256 (file %.12s…, now %.12s…)", fp.ProgramSHA256, prov.ProgramSHA256))
 	}
+	if fp.ScriptSHA256 != prov.ScriptSHA256 {
+		diff = append(diff, fmt.Sprintf("script %s SHA-256 (file %.12s…, now %.12s…)", prov.Script, fp.ScriptSHA256, prov.ScriptSHA256))
+	}
+	if ch := ChangedInputs(fp.Inputs, prov.Inputs); len(ch) > 0 {
+		diff = append(diff, "input files "+strings.Join(ch, ", "))
+	}
 	if len(diff) > 0 && !o.force {
 		return nil, nil, fmt.Errorf("results: append %s: %w: %v differ; rerun with force to continue anyway, or write a new file", path, ErrMismatch, diff)
 	}
@@ -202,6 +218,10 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 		RowsBefore:     r.NumRows(),
 		Forced:         len(diff) > 0,
 	})
+	if len(diff) > 0 {
+		last := &np.Resumes[len(np.Resumes)-1]
+		last.Inputs, last.ScriptSHA256 = prov.Inputs, prov.ScriptSHA256
+	}
 
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".append-*")
 	if err != nil {
@@ -227,11 +247,19 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	}
 	for _, rec := range r.Records() {
 		// The old batches have the old schema object; give them the new one
-		// (same columns, new metadata) so the FileWriter accepts them.
+		// (same columns, new metadata) so the writer accepts them.
 		re := array.NewRecordBatch(w.schema, rec.Columns(), rec.NumRows())
-		err := w.fw.Write(re)
+		err := w.x.Write(re)
 		re.Release()
+		if err == nil {
+			err = w.x.CommitIfLarge()
+		}
 		if err != nil {
+			return fail(err)
+		}
+	}
+	if w.x.Pending() {
+		if err := w.x.Commit(); err != nil {
 			return fail(err)
 		}
 	}

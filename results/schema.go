@@ -2,6 +2,7 @@ package results
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -10,7 +11,7 @@ import (
 )
 
 // Names of the fixed columns of a result file, in file order. Sweep
-// parameters sit between ColTask and ColReplicate, outputs after ColError.
+// parameters sit between ColTask and ColReplicate, outputs after ColStderr.
 const (
 	ColTask       = "task"
 	ColReplicate  = "replicate"
@@ -22,7 +23,14 @@ const (
 	ColAttempt    = "attempt"
 	ColExitStatus = "exit_status"
 	ColError      = "error"
+	ColStdout     = "stdout"
+	ColStderr     = "stderr"
 )
+
+// textColumns follow fixedAfterParams: each task's stdout and stderr text,
+// bounded (see TextLimit). Files written before they existed lack them;
+// the Reader reads such files too.
+var textColumns = []string{ColStdout, ColStderr}
 
 // fixedAfterParams lists the fixed columns that follow the parameters.
 var fixedAfterParams = []string{
@@ -92,6 +100,8 @@ func schemaWith(job *jobs.Job, md *arrow.Metadata) *arrow.Schema {
 		arrow.Field{Name: ColAttempt, Type: arrow.PrimitiveTypes.Int32},
 		arrow.Field{Name: ColExitStatus, Type: arrow.PrimitiveTypes.Int32},
 		arrow.Field{Name: ColError, Type: arrow.BinaryTypes.String, Nullable: true},
+		arrow.Field{Name: ColStdout, Type: arrow.BinaryTypes.String, Nullable: true},
+		arrow.Field{Name: ColStderr, Type: arrow.BinaryTypes.String, Nullable: true},
 	)
 	for _, o := range outs {
 		fields = append(fields, arrow.Field{Name: o, Type: arrow.PrimitiveTypes.Float64, Nullable: true})
@@ -107,7 +117,7 @@ func checkJob(job *jobs.Job) error {
 		return fmt.Errorf("results: no job")
 	}
 	seen := map[string]string{ColTask: "fixed column"}
-	for _, c := range fixedAfterParams {
+	for _, c := range append(slices.Clone(fixedAfterParams), textColumns...) {
 		seen[c] = "fixed column"
 	}
 	var errs []string

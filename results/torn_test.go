@@ -17,7 +17,10 @@ import (
 	"time"
 )
 
-const childEnv = "RANKHUB_RESULTS_TEST_CHILD"
+const (
+	childEnv = "RANKHUB_RESULTS_TEST_CHILD"
+	paceEnv  = "RANKHUB_RESULTS_TEST_PACE"
+)
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(childEnv); path != "" {
@@ -26,9 +29,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// childWriter writes rows in order as fast as it can, flushing every 3 rows
-// and reporting "F <last task>" after each flush, until it is killed.
+// childWriter writes rows in order as fast as it can (or with a pause of
+// $RANKHUB_RESULTS_TEST_PACE after each flush), flushing every 3 rows and
+// reporting "F <last task>" after each flush, until it is killed.
 func childWriter(path string) int {
+	pace, _ := time.ParseDuration(os.Getenv(paceEnv))
 	w, err := Create(path, testJob(), testProv(), FlushRows(1<<30), FlushInterval(time.Hour))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -47,6 +52,7 @@ func childWriter(path string) int {
 			}
 			fmt.Fprintf(out, "F %d\n", i)
 			out.Flush()
+			time.Sleep(pace)
 		}
 	}
 	fmt.Fprintln(os.Stderr, "child was not killed")
@@ -57,10 +63,17 @@ func childWriter(path string) int {
 // least minFlushed flushed rows; it returns the file and the last task
 // reported flushed.
 func killedFile(t *testing.T, dir string, minFlushed int) (string, int) {
+	return killedFileWhile(t, dir, minFlushed, 0, nil)
+}
+
+// killedFileWhile is killedFile with the child pausing pace after each
+// flush, and while (when not nil) called with the file once minFlushed rows
+// are flushed, before the kill.
+func killedFileWhile(t *testing.T, dir string, minFlushed int, pace time.Duration, while func(path string)) (string, int) {
 	t.Helper()
 	path := filepath.Join(dir, "killed.arrow")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+path)
+	cmd.Env = append(os.Environ(), childEnv+"="+path, paceEnv+"="+pace.String())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -85,7 +98,20 @@ func killedFile(t *testing.T, dir string, minFlushed int) (string, int) {
 	}
 	// The child keeps writing; read on so it never blocks on the pipe, and
 	// kill it in the middle of whatever it is doing.
-	go io.Copy(io.Discard, stdout)
+	lastc := make(chan int, 1)
+	go func() {
+		l := last
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "F" {
+				l, _ = strconv.Atoi(f[1])
+			}
+		}
+		io.Copy(io.Discard, stdout)
+		lastc <- l
+	}()
+	if while != nil {
+		while(path)
+	}
 	time.Sleep(3 * time.Millisecond)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -95,7 +121,7 @@ func killedFile(t *testing.T, dir string, minFlushed int) (string, int) {
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("child did not die of SIGKILL: %v; stderr: %s", err, stderr.String())
 	}
-	return path, last
+	return path, <-lastc
 }
 
 // checkPrefix checks that rows are tasks 0..len-1 in order, each once and

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/rankhub/rankhub/jobs"
@@ -21,6 +21,7 @@ import (
 const (
 	DefaultFlushRows     = 1024
 	DefaultFlushInterval = 2 * time.Second
+	DefaultTextLimit     = 32 << 10 // bytes of stdout, and of stderr, kept per row
 )
 
 // Errors. Each says which calls return it.
@@ -56,6 +57,10 @@ type Row struct {
 	ExitStatus int
 	Err        string // "" is written as null
 	Outputs    []float64
+	// Stdout and Stderr hold what the task printed, as text; "" is
+	// written as null. The Writer bounds each to its TextLimit, keeping the
+	// head and the tail around a marked cut (Truncate).
+	Stdout, Stderr string
 }
 
 // Failed reports whether the row records a failed task.
@@ -67,6 +72,7 @@ type Option func(*options)
 type options struct {
 	flushRows     int
 	flushInterval time.Duration
+	textLimit     int
 	mem           memory.Allocator
 	force         bool
 }
@@ -77,6 +83,10 @@ func FlushRows(n int) Option { return func(o *options) { o.flushRows = n } }
 // FlushInterval flushes buffered rows at the latest d after the last flush.
 func FlushInterval(d time.Duration) Option { return func(o *options) { o.flushInterval = d } }
 
+// TextLimit bounds the stdout and the stderr stored per row to n bytes
+// each (n >= 64); longer text keeps its head and tail (Truncate).
+func TextLimit(n int) Option { return func(o *options) { o.textLimit = max(n, 64) } }
+
 // Allocator sets the Arrow allocator used for batches.
 func Allocator(mem memory.Allocator) Option { return func(o *options) { o.mem = mem } }
 
@@ -85,7 +95,7 @@ func Allocator(mem memory.Allocator) Option { return func(o *options) { o.mem = 
 func Force() Option { return func(o *options) { o.force = true } }
 
 func newOptions(job *jobs.Job, opt []Option) options {
-	o := options{flushRows: DefaultFlushRows, flushInterval: DefaultFlushInterval, mem: memory.DefaultAllocator}
+	o := options{flushRows: DefaultFlushRows, flushInterval: DefaultFlushInterval, textLimit: DefaultTextLimit, mem: memory.DefaultAllocator}
 	if job != nil && job.Results != nil {
 		if job.Results.FlushRows > 0 {
 			o.flushRows = job.Results.FlushRows
@@ -131,7 +141,7 @@ type Writer struct {
 
 	io     sync.Mutex
 	f      *os.File
-	fw     *ipc.FileWriter
+	x      *ipcFile
 	rows   int // rows written to the file
 	unlock func()
 
@@ -146,7 +156,7 @@ func Create(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if err := checkJob(job); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("results: create: %w", err)
 	}
@@ -177,7 +187,7 @@ func newWriter(path string, f *os.File, unlock func(), job *jobs.Job, prov Prove
 	o := newOptions(job, opt)
 	md := prov.metadata()
 	schema := schemaWith(job, &md)
-	fw, err := ipc.NewFileWriter(f, ipc.WithSchema(schema), ipc.WithAllocator(o.mem))
+	x, err := newIPCFile(f, schema, o.mem)
 	if err != nil {
 		return nil, fmt.Errorf("results: %s: %w", path, err)
 	}
@@ -188,7 +198,7 @@ func newWriter(path string, f *os.File, unlock func(), job *jobs.Job, prov Prove
 		opt:      o,
 		bld:      array.NewRecordBuilder(o.mem, schema),
 		f:        f,
-		fw:       fw,
+		x:        x,
 		unlock:   unlock,
 		done:     make(chan struct{}),
 	}
@@ -203,8 +213,7 @@ func newWriter(path string, f *os.File, unlock func(), job *jobs.Job, prov Prove
 	return w, nil
 }
 
-// writeHeader puts magic and schema on disk at once. arrow-go's FileWriter
-// writes them lazily with the first batch, so the header goes out with a
+// writeHeader puts magic, schema and a footer on disk at once, with a
 // zero-row batch whose metadata (rankhub.opened) marks the start of a
 // writing session; readers skip it.
 func (w *Writer) writeHeader() error {
@@ -213,7 +222,10 @@ func (w *Writer) writeHeader() error {
 	open := array.NewRecordBatchWithMetadata(w.schema, rec.Columns(), 0,
 		arrow.NewMetadata([]string{keyOpened}, []string{formatTime(time.Now())}))
 	defer open.Release()
-	if err := w.fw.Write(open); err != nil {
+	if err := w.x.Write(open); err != nil {
+		return err
+	}
+	if err := w.x.Commit(); err != nil {
 		return err
 	}
 	return w.f.Sync()
@@ -333,13 +345,10 @@ func (w *Writer) append(r Row) {
 	b.Field(i + 5).(*array.TimestampBuilder).Append(arrow.Timestamp(r.Finished.UnixMicro()))
 	b.Field(i + 6).(*array.Int32Builder).Append(int32(r.Attempt))
 	b.Field(i + 7).(*array.Int32Builder).Append(int32(r.ExitStatus))
-	eb := b.Field(i + 8).(*array.StringBuilder)
-	if r.Err == "" {
-		eb.AppendNull()
-	} else {
-		eb.Append(r.Err)
-	}
-	i += 9
+	appendText(b.Field(i+8).(*array.StringBuilder), r.Err)
+	appendText(b.Field(i+9).(*array.StringBuilder), Truncate(r.Stdout, w.opt.textLimit))
+	appendText(b.Field(i+10).(*array.StringBuilder), Truncate(r.Stderr, w.opt.textLimit))
+	i += 11
 	failed := r.Failed()
 	for k := 0; k < w.nOutputs; k++ {
 		ob := b.Field(i + k).(*array.Float64Builder)
@@ -351,7 +360,38 @@ func (w *Writer) append(r Row) {
 	}
 }
 
-// Flush writes the buffered rows as one record batch and fsyncs the file.
+// appendText appends s, or null for "".
+func appendText(b *array.StringBuilder, s string) {
+	if s == "" {
+		b.AppendNull()
+	} else {
+		b.Append(s)
+	}
+}
+
+// Truncate returns s when it has at most limit bytes, else its head and
+// tail (about limit bytes in all, cut at UTF-8 boundaries) around a line
+// "[rankhub: N bytes cut]": a simulation's comment header and its last
+// result lines both survive.
+func Truncate(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	marker := fmt.Sprintf("\n[rankhub: %d bytes cut]\n", len(s)-limit)
+	keep := max(limit-len(marker), 0)
+	head, tail := keep/2, keep-keep/2
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	t := len(s) - tail
+	for t < len(s) && !utf8.RuneStart(s[t]) {
+		t++
+	}
+	return s[:head] + fmt.Sprintf("\n[rankhub: %d bytes cut]\n", t-head) + s[t:]
+}
+
+// Flush writes the buffered rows as one record batch, with its checksum
+// and a new footer, and fsyncs the file.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	if w.closed {
@@ -379,10 +419,16 @@ func (w *Writer) flushAndUnlock() error {
 	w.buffered = 0
 	w.io.Lock()
 	w.mu.Unlock()
-	err := w.fw.Write(rec)
+	err := w.x.Write(rec)
 	rec.Release()
 	if err == nil {
+		err = w.x.Commit()
+	}
+	if err == nil {
 		err = w.f.Sync()
+	}
+	if dead, live := w.x.Dead(); err == nil && dead > compactMin && dead > live {
+		err = w.compact()
 	}
 	if err == nil {
 		w.rows += n
@@ -400,7 +446,7 @@ func (w *Writer) flushAndUnlock() error {
 }
 
 // Close flushes the buffered rows, writes a closing zero-row batch whose
-// metadata holds status, the end time and the row count, writes the footer,
+// metadata holds status, the end time and the row count with its footer,
 // fsyncs and closes the file. A second Close returns ErrClosed.
 func (w *Writer) Close(status string) error {
 	w.mu.Lock()
@@ -424,7 +470,10 @@ func (w *Writer) Close(status string) error {
 		err = w.writeStatus(Status{State: status, Ended: time.Now().UTC(), Rows: w.rows})
 	}
 	if err == nil {
-		err = w.fw.Close()
+		err = w.x.Commit()
+	}
+	if cerr := w.x.Close(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = w.f.Sync()
@@ -448,7 +497,7 @@ func (w *Writer) writeStatus(s Status) error {
 	defer rec.Release()
 	st := array.NewRecordBatchWithMetadata(w.schema, rec.Columns(), 0, statusMetadata(s))
 	defer st.Release()
-	return w.fw.Write(st)
+	return w.x.Write(st)
 }
 
 // abort closes the file without a footer, for set-up failures.
@@ -467,6 +516,50 @@ func (w *Writer) Rows() int {
 	w.io.Lock()
 	defer w.io.Unlock()
 	return w.rows
+}
+
+// compactMin is how many bytes of dead footers a file may hold before the
+// Writer compacts it (when they also outweigh everything else).
+var compactMin int64 = 16 << 20
+
+// compact replaces the file by a copy without the footers of earlier
+// flushes, renamed over it, and continues writing the copy; w.io is held.
+// A reader that has the old file open keeps reading it.
+func (w *Writer) compact() error {
+	tmp, err := os.CreateTemp(filepath.Dir(w.path), "."+filepath.Base(w.path)+".compact-*")
+	if err != nil {
+		return err
+	}
+	unlock, err := lockFile(tmp)
+	if err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	old, oldUnlock := w.f, w.unlock
+	if err := w.x.CompactTo(tmp); err != nil {
+		unlock()
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("compacting: %w", err)
+	}
+	// From here on the Writer writes tmp. The old file stays locked until
+	// tmp has replaced it, so that Recover and Append never take it.
+	w.f, w.unlock = tmp, unlock
+	defer func() {
+		oldUnlock()
+		old.Close()
+	}()
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), w.path); err != nil {
+		return fmt.Errorf("compacting: %w", err)
+	}
+	return syncDir(filepath.Dir(w.path))
 }
 
 func syncDir(dir string) error {
