@@ -21,7 +21,7 @@ import (
 // ResultsVersion is the version of the result file layout this package
 // writes, stored as rankhub.results_version. It changes when columns or
 // metadata keys change meaning.
-const ResultsVersion = "1"
+const ResultsVersion = "2" // 2: segments, the segment column, identity seeds
 
 // Metadata keys of the schema (written once, at the start of the file).
 const (
@@ -73,6 +73,8 @@ type Provenance struct {
 	ResultsVersion string
 	// Resumes lists the later runs that appended to the file, oldest first.
 	Resumes []Resume
+	// Segments lists every run of the file, the first included (segment.go).
+	Segments []Segment
 }
 
 // Resume records one run that continued a result file with Append.
@@ -205,6 +207,9 @@ func (p Provenance) metadata() arrow.Metadata {
 		rs, _ := json.Marshal(p.Resumes)
 		kv = append(kv, [2]string{KeyResumes, string(rs)})
 	}
+	if k, v, ok := segmentsMetadata(p); ok {
+		kv = append(kv, [2]string{k, v})
+	}
 	keys := make([]string, len(kv))
 	vals := make([]string, len(kv))
 	for i, e := range kv {
@@ -283,6 +288,9 @@ func provenanceFrom(md arrow.Metadata) (Provenance, error) {
 		if err := json.Unmarshal([]byte(s), &p.Resumes); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", KeyResumes, err))
 		}
+	}
+	if err := segmentsFrom(get(KeySegments), &p); err != nil {
+		errs = append(errs, err.Error())
 	}
 	if len(errs) > 0 {
 		return p, fmt.Errorf("bad provenance metadata: %s", strings.Join(errs, "; "))

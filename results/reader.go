@@ -38,6 +38,7 @@ type Reader struct {
 	params  []column // sweep parameter columns
 	outputs []column // output columns
 	fixed   map[string]int
+	hasSeg  bool // the file has the segment column (version 2 on)
 }
 
 type column struct {
@@ -187,7 +188,11 @@ func (r *Reader) index() error {
 	r.prov = prov
 	fields := r.schema.Fields()
 	r.fixed = map[string]int{}
-	if len(fields) < 1+len(fixedAfterParams) || fields[0].Name != ColTask || fields[0].Type.ID() != arrow.INT64 {
+	fixed := fixedAfterParams
+	if !hasSegmentColumn(prov.ResultsVersion) {
+		fixed = fixed[:len(fixed)-1] // version 1: no segment column
+	}
+	if len(fields) < 1+len(fixed) || fields[0].Name != ColTask || fields[0].Type.ID() != arrow.INT64 {
 		return fmt.Errorf("schema does not start with the %q column", ColTask)
 	}
 	r.fixed[ColTask] = 0
@@ -198,7 +203,7 @@ func (r *Reader) index() error {
 			break
 		}
 	}
-	if rep < 0 || rep+len(fixedAfterParams) > len(fields) {
+	if rep < 0 || rep+len(fixed) > len(fields) {
 		return fmt.Errorf("schema has no %q column after the parameters", ColReplicate)
 	}
 	for i := 1; i < rep; i++ {
@@ -209,14 +214,15 @@ func (r *Reader) index() error {
 		r.params = append(r.params, column{name: fields[i].Name, idx: i, kind: k})
 	}
 	want := Schema(nil).Fields()[1:] // the fixed columns after the parameters
-	for j, name := range fixedAfterParams {
+	for j, name := range fixed {
 		f := fields[rep+j]
 		if f.Name != name || !arrow.TypeEqual(f.Type, want[j].Type) {
 			return fmt.Errorf("column %d is %q %s, want %q %s", rep+j, f.Name, f.Type, name, want[j].Type)
 		}
 		r.fixed[name] = rep + j
 	}
-	for i := rep + len(fixedAfterParams); i < len(fields); i++ {
+	_, r.hasSeg = r.fixed[ColSegment]
+	for i := rep + len(fixed); i < len(fields); i++ {
 		if fields[i].Type.ID() != arrow.FLOAT64 {
 			return fmt.Errorf("output column %q is %s, want float64", fields[i].Name, fields[i].Type)
 		}
@@ -308,6 +314,7 @@ func (r *Reader) appendRows(out []Row, rec arrow.RecordBatch) []Row {
 	attempt := col(ColAttempt).(*array.Int32)
 	exit := col(ColExitStatus).(*array.Int32)
 	errc := col(ColError).(*array.String)
+	segc, _ := col(ColSegment).(*array.Int32) // nil in version 1 files
 	for i := 0; i < int(rec.NumRows()); i++ {
 		row := Row{
 			Task:       int(task.Value(i)),
@@ -324,6 +331,9 @@ func (r *Reader) appendRows(out []Row, rec arrow.RecordBatch) []Row {
 		}
 		if errc.IsValid(i) {
 			row.Err = errc.Value(i)
+		}
+		if segc != nil && r.hasSeg {
+			row.Segment = int(segc.Value(i))
 		}
 		for k, p := range r.params {
 			row.Values[k] = paramValue(rec.Column(p.idx), p.kind, i)

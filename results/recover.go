@@ -182,7 +182,14 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if fp.ProgramSHA256 != prov.ProgramSHA256 {
 		diff = append(diff, fmt.Sprintf("program SHA-256 (file %.12s…, now %.12s…)", fp.ProgramSHA256, prov.ProgramSHA256))
 	}
-	if len(diff) > 0 && !o.force {
+	if o.segment != nil {
+		// The caller compared this run with the file's segments (segment.go).
+		diff = nil
+		if o.segment.Forced {
+			diff = o.segment.Changes
+		}
+	}
+	if len(diff) > 0 && !o.force && o.segment == nil {
 		return nil, nil, fmt.Errorf("results: append %s: %w: %v differ; rerun with force to continue anyway, or write a new file", path, ErrMismatch, diff)
 	}
 	prevStatus := ""
@@ -202,6 +209,9 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 		RowsBefore:     r.NumRows(),
 		Forced:         len(diff) > 0,
 	})
+	if o.segment != nil {
+		np = addSegment(np, *o.segment, r.NumRows())
+	}
 
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".append-*")
 	if err != nil {

@@ -22,12 +22,13 @@ const (
 	ColAttempt    = "attempt"
 	ColExitStatus = "exit_status"
 	ColError      = "error"
+	// ColSegment follows ColError (segment.go).
 )
 
 // fixedAfterParams lists the fixed columns that follow the parameters.
 var fixedAfterParams = []string{
 	ColReplicate, ColSeed, ColRank, ColHost, ColStarted, ColFinished,
-	ColAttempt, ColExitStatus, ColError,
+	ColAttempt, ColExitStatus, ColError, ColSegment,
 }
 
 var timestampUTC = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
@@ -92,6 +93,7 @@ func schemaWith(job *jobs.Job, md *arrow.Metadata) *arrow.Schema {
 		arrow.Field{Name: ColAttempt, Type: arrow.PrimitiveTypes.Int32},
 		arrow.Field{Name: ColExitStatus, Type: arrow.PrimitiveTypes.Int32},
 		arrow.Field{Name: ColError, Type: arrow.BinaryTypes.String, Nullable: true},
+		arrow.Field{Name: ColSegment, Type: arrow.PrimitiveTypes.Int32},
 	)
 	for _, o := range outs {
 		fields = append(fields, arrow.Field{Name: o, Type: arrow.PrimitiveTypes.Float64, Nullable: true})

@@ -56,6 +56,7 @@ type Row struct {
 	ExitStatus int
 	Err        string // "" is written as null
 	Outputs    []float64
+	Segment    int // the file's segment (run) that wrote the row
 }
 
 // Failed reports whether the row records a failed task.
@@ -69,6 +70,7 @@ type options struct {
 	flushInterval time.Duration
 	mem           memory.Allocator
 	force         bool
+	segment       *Segment // Append: record this run as a new segment (segment.go)
 }
 
 // FlushRows flushes a batch whenever n rows are buffered (n >= 1).
@@ -281,7 +283,7 @@ func (w *Writer) Write(r Row) error {
 	for _, c := range [...]struct {
 		name string
 		v    int
-	}{{ColRank, r.Rank}, {ColAttempt, r.Attempt}, {ColExitStatus, r.ExitStatus}} {
+	}{{ColRank, r.Rank}, {ColAttempt, r.Attempt}, {ColExitStatus, r.ExitStatus}, {ColSegment, r.Segment}} {
 		if c.v < math.MinInt32 || c.v > math.MaxInt32 {
 			return fmt.Errorf("results: %s: task %d: %s %d out of int32 range", w.path, r.Task, c.name, c.v)
 		}
@@ -339,7 +341,8 @@ func (w *Writer) append(r Row) {
 	} else {
 		eb.Append(r.Err)
 	}
-	i += 9
+	b.Field(i + 9).(*array.Int32Builder).Append(int32(r.Segment))
+	i += 10
 	failed := r.Failed()
 	for k := 0; k < w.nOutputs; k++ {
 		ob := b.Field(i + k).(*array.Float64Builder)
