@@ -20,9 +20,10 @@ var allowed = map[string][]string{
 	"collective": {"comm"},
 	"views":      {"collective", "comm"},
 	"results":    {"jobs"},
+	"sweep":      {"jobs", "results", "views", "collective", "comm"},
 	// The root package is the program entry: it ties the launcher's
 	// bootstrap to the views' hub and engine and runs the sweep driver.
-	"":           {"jobs", "comm", "launcher", "collective", "views", "results"},
+	"":           {"jobs", "comm", "launcher", "collective", "views", "results", "sweep"},
 	"examples":   {"", "jobs", "comm", "collective", "views", "results"},
 	"benchmarks": {"*"},
 	"cmd":        {"*"},

@@ -16,6 +16,7 @@ import (
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/results"
+	"github.com/rankhub/rankhub/sweep"
 	"github.com/rankhub/rankhub/views"
 	"github.com/rs/zerolog"
 )
@@ -81,28 +82,28 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 
 		opts := []results.Option{results.FlushRows(job.Results.FlushRows), results.FlushInterval(job.Results.FlushInterval.Duration)}
 		var w *results.Writer
-		done := map[int]bool{}
-		if os.Getenv(EnvResume) == "1" {
-			if os.Getenv(EnvResumeForce) == "1" {
-				opts = append(opts, results.Force())
+		var done sweep.Done
+		segment := 0
+		if os.Getenv(EnvResume) == "1" && sweep.Exists(path) {
+			// Growth is the normal path: only the tasks without a row run.
+			// A failed task keeps its row (exit status, stderr) and is not
+			// run again.
+			cont, err := sweep.Resume(path, job, prov, os.Getenv(EnvResumeForce) == "1")
+			if err != nil {
+				return err
 			}
-			w, _, err = results.Append(path, job, prov, opts...)
-			if err == nil {
-				// Resume runs only the tasks with no row: a failed task keeps
-				// its row (exit status, stderr) and is not run again.
-				done, err = presentTasks(path)
-				if err != nil {
-					w.Close("failed")
-				}
+			done, segment = cont.Done, cont.Segment.Index
+			if w, _, err = results.Append(path, job, prov, append(opts, results.NewSegment(cont.Segment))...); err != nil {
+				return err
 			}
 		} else {
-			if _, serr := os.Stat(path); serr == nil {
+			if sweep.Exists(path) {
 				return fmt.Errorf("%s already exists: run with --resume to continue it, or move it away (nothing is overwritten)", path)
 			}
-			w, err = results.Create(path, job, prov, opts...)
-		}
-		if err != nil {
-			return err
+			prov.Segments = []results.Segment{results.SegmentOf(prov)}
+			if w, err = results.Create(path, job, prov, opts...); err != nil {
+				return err
+			}
 		}
 		status := "completed"
 		defer func() {
@@ -111,19 +112,18 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 			}
 		}()
 
-		total := job.NumTasks()
-		todo := make([]int64, 0, total-len(done))
-		for i := 0; i < total; i++ {
-			if !done[i] {
-				todo = append(todo, int64(i))
-			}
-		}
-		log.Info().Str("results", path).Int("tasks", total).Int("todo", len(todo)).Int("present", total-len(todo)).Msg("sweep starts")
-		err = runSweep(ctx, c, job, w, todo, total, id.JobDir, path, log)
+		pl := sweep.NewPlanner(job, done)
+		log.Info().Str("results", path).Int("tasks", pl.Total()).Int("todo", pl.Todo()).Int("present", pl.Present()).
+			Int("segment", segment).Msg("sweep starts")
+		err = runSweep(ctx, c, job, w, pl, segment, id.JobDir, path, log)
+		var inc *sweep.IncompleteError
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			status = "interrupted"
+		case errors.As(err, &inc):
+			status = "failed"
+		case errors.As(err, new(*sweep.TasksFailedError)):
 		default:
 			status = "failed"
 		}
@@ -133,12 +133,12 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 
 type chunkDone struct {
 	res  chunkResult
-	idx  []int64
+	refs []sweep.Ref
 	err  error
 	took time.Duration
 }
 
-func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Writer, todo []int64, total int, jobDir, path string, log zerolog.Logger) error {
+func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Writer, pl *sweep.Planner, segment int, jobDir, path string, log zerolog.Logger) error {
 	engines := len(c.IDs())
 	if engines == 0 {
 		return views.ErrNoEngines
@@ -153,30 +153,17 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 	window := 4 * engines // chunks in flight
 	doneCh := make(chan chunkDone, window)
 	inflight := 0
-	next := 0
 	perTask := time.Duration(0) // running mean of a task's cost, from finished chunks
-	var tasksTimed int
-	chunk := func() int {
-		left := len(todo) - next
-		if left <= 0 {
-			return 0
-		}
-		n := 1
-		if perTask > 0 {
-			// Aim at ~50 ms per chunk, but keep the tail balanced.
-			n = int(50 * time.Millisecond / perTask)
-		}
-		n = max(1, min(n, 4096, (left+2*engines-1)/(2*engines)))
-		return n
-	}
 	submit := func() error {
-		n := chunk()
-		if n == 0 {
+		refs := pl.Next(sweep.ChunkSize(perTask, pl.Left(), engines))
+		if len(refs) == 0 {
 			return nil
 		}
-		idx := todo[next : next+n]
-		next += n
-		ar, err := lb.Apply(sweepFn, idx)
+		pairs := make([]int64, 0, 2*len(refs))
+		for _, r := range refs {
+			pairs = append(pairs, int64(r.Point), int64(r.Replicate))
+		}
+		ar, err := lb.Apply(sweepFn, pairs)
 		if err != nil {
 			return err
 		}
@@ -184,7 +171,7 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		start := time.Now()
 		go func() {
 			v, err := ar.GetContext(ctx)
-			d := chunkDone{idx: idx, err: err, took: time.Since(start)}
+			d := chunkDone{refs: refs, err: err, took: time.Since(start)}
 			if err == nil {
 				d.res, d.err = views.As[chunkResult](v)
 			}
@@ -197,7 +184,9 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		return nil
 	}
 	started := time.Now()
-	prog := Progress{Total: total, Skipped: total - len(todo), Results: path}
+	prog := Progress{Total: pl.Total(), Skipped: pl.Present(), Results: path}
+	todo := pl.Todo()
+	firstFail := ""
 	lastProg, lastLog := time.Time{}, time.Now()
 	report := func(force bool) {
 		now := time.Now()
@@ -208,7 +197,7 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		el := now.Sub(started).Seconds()
 		prog.Rate = float64(prog.Done) / math.Max(el, 1e-9)
 		if prog.Rate > 0 {
-			prog.ETA = float64(len(todo)-prog.Done) / prog.Rate
+			prog.ETA = float64(todo-prog.Done) / prog.Rate
 		}
 		prog.Updated = now.UTC()
 		if jobDir != "" {
@@ -220,14 +209,20 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		}
 		if force || now.Sub(lastLog) >= 10*time.Second {
 			lastLog = now
-			log.Info().Int("done", prog.Done+prog.Skipped).Int("total", total).Int("failed", prog.Failed).
+			log.Info().Int("done", prog.Done+prog.Skipped).Int("total", prog.Total).Int("failed", prog.Failed).
 				Float64("rows_per_s", math.Round(prog.Rate)).Float64("eta_s", math.Round(prog.ETA)).Msg("sweep progress")
 		}
 	}
-	for inflight < window && next < len(todo) {
-		if err := submit(); err != nil {
-			return err
+	fill := func() error {
+		for inflight < window && pl.Left() > 0 {
+			if err := submit(); err != nil {
+				return err
+			}
 		}
+		return nil
+	}
+	if err := fill(); err != nil {
+		return err
 	}
 	var firstErr error
 	watch := time.NewTicker(time.Second)
@@ -244,39 +239,42 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 					why = append(why, fmt.Sprintf("engine %d (rank %d on %s): %s", e.ID, e.Rank, e.Host, e.DeadWhy))
 				}
 				report(true)
-				return fmt.Errorf("every engine died; %d of %d tasks have no row (run again with --resume): %s",
-					len(todo)-prog.Done, len(todo), strings.Join(why, "; "))
+				return &sweep.IncompleteError{Wanted: todo, Done: prog.Done,
+					Reason: "every engine died: " + strings.Join(why, "; ")}
 			}
 			continue
 		case d = <-doneCh:
 		case <-ctx.Done():
 			// Stop: what arrived is written; the rest is left for --resume.
 			report(true)
-			return ctx.Err()
+			return &sweep.IncompleteError{Wanted: todo, Done: prog.Done, Reason: "stopped (SIGTERM or the walltime warning)", Err: ctx.Err()}
 		}
 		inflight--
 		if d.err != nil {
 			// Retries are exhausted (or the job is stopping): these tasks
 			// get no row now and run again on --resume.
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return &sweep.IncompleteError{Wanted: todo, Done: prog.Done, Reason: "stopped (SIGTERM or the walltime warning)", Err: ctx.Err()}
 			}
-			log.Error().Err(d.err).Int("tasks", len(d.idx)).Int64("first", d.idx[0]).Msg("chunk failed after retries; its tasks are left for --resume")
+			log.Error().Err(d.err).Int("tasks", len(d.refs)).Int("point", d.refs[0].Point).Int("replicate", d.refs[0].Replicate).
+				Msg("chunk failed after retries; its tasks are left for --resume")
 			if firstErr == nil {
-				firstErr = fmt.Errorf("%d task(s) from index %d could not run: %w", len(d.idx), d.idx[0], d.err)
+				firstErr = fmt.Errorf("%d task(s) from point %d replicate %d could not run: %w", len(d.refs), d.refs[0].Point, d.refs[0].Replicate, d.err)
 			}
 		} else {
-			if err := writeChunk(w, job, d.res); err != nil {
+			if err := writeChunk(w, job, d.res, segment); err != nil {
 				return err
 			}
 			prog.Done += len(d.res.Index)
 			for _, e := range d.res.Err {
 				if e != "" {
 					prog.Failed++
+					if firstFail == "" {
+						firstFail = e
+					}
 				}
 			}
-			tasksTimed += len(d.idx)
-			cost := d.took / time.Duration(len(d.idx))
+			cost := d.took / time.Duration(len(d.refs))
 			if perTask == 0 {
 				perTask = cost
 			} else {
@@ -284,28 +282,18 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 			}
 		}
 		report(false)
-		for inflight < window && next < len(todo) {
-			if err := submit(); err != nil {
-				return err
-			}
+		if err := fill(); err != nil {
+			return err
 		}
 	}
 	report(true)
-	return firstErr
-}
-
-// presentTasks lists the task indices that have a row in the file.
-func presentTasks(path string) (map[int]bool, error) {
-	r, err := results.Open(path)
-	if err != nil {
-		return nil, err
+	if firstErr != nil {
+		return &sweep.IncompleteError{Wanted: todo, Done: prog.Done, Reason: "chunks failed after their retries", Err: firstErr}
 	}
-	defer r.Close()
-	done := map[int]bool{}
-	for _, row := range r.Rows() {
-		done[row.Task] = true
+	if prog.Failed > 0 {
+		return &sweep.TasksFailedError{Failed: prog.Failed, Done: prog.Done, First: firstFail}
 	}
-	return done, nil
+	return nil
 }
 
 // commandExecutable resolves the first word of a shell task's command.
@@ -331,7 +319,7 @@ func commandExecutable(job *jobs.Job) (string, bool) {
 	return exe, true
 }
 
-func writeChunk(w *results.Writer, job *jobs.Job, r chunkResult) error {
+func writeChunk(w *results.Writer, job *jobs.Job, r chunkResult, segment int) error {
 	k := len(job.Task.Outputs)
 	if len(r.Out) != len(r.Index)*k || len(r.Started) != len(r.Index) || len(r.Err) != len(r.Index) {
 		return errors.New("sweep: malformed chunk result from engine")
@@ -340,7 +328,7 @@ func writeChunk(w *results.Writer, job *jobs.Job, r chunkResult) error {
 		t := job.TaskAt(int(ix))
 		row := results.Row{Task: int(ix), Values: t.Values, Replicate: t.Replicate, Seed: t.Seed, Rank: r.Rank, Host: r.Host,
 			Started: time.UnixMicro(r.Started[i]), Finished: time.UnixMicro(r.Finished[i]), Attempt: int(r.Attempt[i]),
-			ExitStatus: int(r.Exit[i]), Err: r.Err[i], Outputs: append([]float64(nil), r.Out[i*k:(i+1)*k]...)}
+			ExitStatus: int(r.Exit[i]), Err: r.Err[i], Outputs: append([]float64(nil), r.Out[i*k:(i+1)*k]...), Segment: segment}
 		if err := w.Write(row); err != nil {
 			return err
 		}

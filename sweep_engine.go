@@ -74,28 +74,39 @@ func loadEngineJob() (*jobs.Job, error) {
 	return engineJob.job, engineJob.err
 }
 
-func runChunk(c *views.Context, idx []int64) (chunkResult, error) {
+// runChunk runs the tasks named by pairs (point, replicate, point,
+// replicate, ...; see sweep.Ref).
+func runChunk(c *views.Context, pairs []int64) (chunkResult, error) {
 	job, err := loadEngineJob()
 	if err != nil {
 		return chunkResult{}, err
 	}
-	return execChunk(c, job, idx), nil
+	if len(pairs)%2 != 0 {
+		return chunkResult{}, fmt.Errorf("sweep chunk of %d numbers: want (point, replicate) pairs", len(pairs))
+	}
+	return execChunk(c, job, pairs), nil
 }
 
-func execChunk(c *views.Context, job *jobs.Job, idx []int64) chunkResult {
+// execChunk runs the tasks of pairs; the result's Index holds each task's
+// grid index in this job (point·replicates + replicate).
+func execChunk(c *views.Context, job *jobs.Job, pairs []int64) chunkResult {
 	k := len(job.Task.Outputs)
-	n := len(idx)
+	n := len(pairs) / 2
+	reps := int64(max(job.Sweep.Replicates, 1))
+	points := int64(job.NumPoints())
+	idx := make([]int64, n)
 	res := chunkResult{Index: idx, Started: make([]int64, n), Finished: make([]int64, n), Attempt: make([]int64, n),
 		Exit: make([]int64, n), Err: make([]string, n), Out: make([]float64, n*k)}
 	if c != nil {
 		res.Rank, res.Host = c.Rank, c.Host
 	}
-	total := job.NumTasks()
 	ctx := context.Background()
 	if c != nil && c.Context != nil {
 		ctx = c.Context
 	}
-	for i, ix := range idx {
+	for i := range idx {
+		p, r := pairs[2*i], pairs[2*i+1]
+		idx[i] = p*reps + r
 		out := res.Out[i*k : (i+1)*k]
 		if ctx.Err() != nil {
 			// The engine is stopping: this chunk's answer will not arrive,
@@ -104,12 +115,12 @@ func execChunk(c *views.Context, job *jobs.Job, idx []int64) chunkResult {
 			fillNaN(out)
 			continue
 		}
-		if ix < 0 || int(ix) >= total {
-			res.Exit[i], res.Err[i] = -1, fmt.Sprintf("task %d is outside the sweep (0..%d)", ix, total-1)
+		if p < 0 || p >= points || r < 0 || r >= reps {
+			res.Exit[i], res.Err[i] = -1, fmt.Sprintf("task (point %d, replicate %d) is outside the sweep (%d points × %d replicates)", p, r, points, reps)
 			fillNaN(out)
 			continue
 		}
-		t := job.TaskAt(int(ix))
+		t := job.PointTask(int(p), int(r))
 		for attempt := 0; ; attempt++ {
 			start := time.Now()
 			exit, msg := runTask(ctx, c, job, t, out)
@@ -380,7 +391,8 @@ func callMode(spec string) error {
 	if err != nil {
 		return err
 	}
-	res := execChunk(nil, job, []int64{int64(idx)})
+	reps := max(job.Sweep.Replicates, 1)
+	res := execChunk(nil, job, []int64{int64(idx / reps), int64(idx % reps)})
 	out := CallOutcome{Task: idx, ExitStatus: int(res.Exit[0]), Err: res.Err[0]}
 	for _, v := range res.Out {
 		out.Outputs = append(out.Outputs, math.Float64bits(v))

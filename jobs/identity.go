@@ -280,3 +280,11 @@ func (dec *decoder) setDefault(p *Param, key []string, raw any) bool {
 	}
 	return true
 }
+
+// ErrorAt is an error about key (a dotted path such as sweep.x) of this
+// job, with the key's file:line:col, as Validate reports them.
+func (j *Job) ErrorAt(key []string, format string, args ...any) error {
+	d := newDiags(j.File, j.pos, j.flags)
+	d.errorf(key, format, args...)
+	return d.err()
+}

@@ -171,7 +171,11 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	}
 	defer r.Close()
 
-	if err := sameColumns(r.Schema(), Schema(job)); err != nil {
+	if o.segment != nil {
+		if err := canGrow(r.Schema(), job, o.mem); err != nil {
+			return nil, nil, fmt.Errorf("results: append %s: the file does not fit the job: %v", path, err)
+		}
+	} else if err := sameColumns(r.Schema(), Schema(job)); err != nil {
 		return nil, nil, fmt.Errorf("results: append %s: the file does not fit the job: %v", path, err)
 	}
 	fp := r.Provenance()
@@ -238,8 +242,11 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	for _, rec := range r.Records() {
 		// The old batches have the old schema object; give them the new one
 		// (same columns, new metadata) so the FileWriter accepts them.
-		re := array.NewRecordBatch(w.schema, rec.Columns(), rec.NumRows())
-		err := w.fw.Write(re)
+		re, err := grow(rec, w.schema, job, o.mem)
+		if err != nil {
+			return fail(err)
+		}
+		err = w.fw.Write(re)
 		re.Release()
 		if err != nil {
 			return fail(err)

@@ -4,6 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/rankhub/rankhub/jobs"
 )
 
 // Segments. A result file is a sequence of segments: the run that created
@@ -102,3 +108,111 @@ func segmentsFrom(s string, p *Provenance) error {
 // hasSegmentColumn tells whether files of this layout version carry the
 // segment column.
 func hasSegmentColumn(version string) bool { return version != "" && version != "1" }
+
+// ParamKinds returns the kinds of the parameter columns, in the order of
+// Params.
+func (r *Reader) ParamKinds() []jobs.Kind {
+	out := make([]jobs.Kind, len(r.params))
+	for i, c := range r.params {
+		out[i] = c.kind
+	}
+	return out
+}
+
+// grow gives an old batch the schema of a grown job (the new schema object,
+// with this run's metadata): columns are taken by name; a parameter column
+// the file lacks is filled with the parameter's default; an integer
+// parameter column whose parameter became float (a float value was added)
+// is converted. A batch of the same columns is only relabelled.
+func grow(rec arrow.RecordBatch, schema *arrow.Schema, job *jobs.Job, mem memory.Allocator) (arrow.RecordBatch, error) {
+	old := rec.Schema()
+	cols := make([]arrow.Array, schema.NumFields())
+	var made []arrow.Array
+	defer func() {
+		for _, a := range made {
+			a.Release()
+		}
+	}()
+	n := int(rec.NumRows())
+	for i, f := range schema.Fields() {
+		j := old.FieldIndices(f.Name)
+		switch {
+		case len(j) == 1 && arrow.TypeEqual(old.Field(j[0]).Type, f.Type):
+			cols[i] = rec.Column(j[0])
+		case len(j) == 1 && old.Field(j[0]).Type.ID() == arrow.INT64 && f.Type.ID() == arrow.FLOAT64:
+			b := array.NewFloat64Builder(mem)
+			src := rec.Column(j[0]).(*array.Int64)
+			for k := range n {
+				b.Append(float64(src.Value(k)))
+			}
+			cols[i] = b.NewArray()
+			b.Release()
+			made = append(made, cols[i])
+		case len(j) == 0:
+			p := paramNamed(job, f.Name)
+			if p == nil || p.Default == nil {
+				return nil, fmt.Errorf("column %q is not in the file and is no parameter with a default", f.Name)
+			}
+			b := array.NewBuilder(mem, f.Type)
+			for range n {
+				switch p.Kind {
+				case jobs.KindInt:
+					b.(*array.Int64Builder).Append(p.Default.Int)
+				case jobs.KindFloat:
+					b.(*array.Float64Builder).Append(p.Default.Float)
+				case jobs.KindString:
+					b.(*array.StringBuilder).Append(p.Default.Str)
+				case jobs.KindBool:
+					b.(*array.BooleanBuilder).Append(p.Default.Bool)
+				}
+			}
+			cols[i] = b.NewArray()
+			b.Release()
+			made = append(made, cols[i])
+		default:
+			return nil, fmt.Errorf("column %q is %s in the file, %s for the job", f.Name, old.Field(j[0]).Type, f.Type)
+		}
+	}
+	for _, f := range old.Fields() {
+		if !schema.HasField(f.Name) {
+			return nil, fmt.Errorf("column %q of the file is not in the job", f.Name)
+		}
+	}
+	return array.NewRecordBatch(schema, cols, int64(n)), nil
+}
+
+// canGrow tells whether the file's batches fit a grown job (see grow).
+func canGrow(file *arrow.Schema, job *jobs.Job, mem memory.Allocator) error {
+	want := Schema(job)
+	cols := emptyColumns(file, mem)
+	empty := array.NewRecordBatch(file, cols, 0)
+	for _, c := range cols {
+		c.Release()
+	}
+	defer empty.Release()
+	re, err := grow(empty, want, job, mem)
+	if err != nil {
+		return err
+	}
+	re.Release()
+	return nil
+}
+
+func emptyColumns(s *arrow.Schema, mem memory.Allocator) []arrow.Array {
+	cols := make([]arrow.Array, s.NumFields())
+	for i, f := range s.Fields() {
+		b := array.NewBuilder(mem, f.Type)
+		cols[i] = b.NewArray()
+		b.Release()
+	}
+	return cols
+}
+
+func paramNamed(job *jobs.Job, name string) *jobs.Param {
+	for i, p := range params(job) {
+		if p.Name == name {
+			return &params(job)[i]
+		}
+	}
+	return nil
+}
