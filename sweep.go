@@ -150,12 +150,11 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		return err
 	}
 	lb = lb.With(views.TaskOptions{Retries: 3 + job.Task.Retries})
-	window := 4 * engines // chunks in flight
-	doneCh := make(chan chunkDone, window)
+	doneCh := make(chan chunkDone, sweep.Window(0, engines))
 	inflight := 0
 	perTask := time.Duration(0) // running mean of a task's cost, from finished chunks
 	submit := func() error {
-		refs := pl.Next(sweep.ChunkSize(perTask, pl.Left(), engines))
+		refs := pl.Next(pl.ChunkSize(perTask, engines))
 		if len(refs) == 0 {
 			return nil
 		}
@@ -214,7 +213,7 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		}
 	}
 	fill := func() error {
-		for inflight < window && pl.Left() > 0 {
+		for inflight < sweep.Window(perTask, engines) && pl.Left() > 0 {
 			if err := submit(); err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -152,4 +153,40 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestSweepFillsGroupsEvenly: 6 groups × 20 replicates on 3 ranks, rows in
+// finish order: at 10%, 25% and 50% every group has rows and the smallest
+// group has at least half the rows of the largest.
+func TestSweepFillsGroupsEvenly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	job := strings.Replace(growJob("[0, 1, 2, 3, 4, 5]", 20, ""), "ms = [0]", "ms = [4]", 1)
+	if err := <-runSweepRanks(t, ctx, dir, job, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := results.Open(filepath.Join(dir, "out.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rows := r.Rows()
+	if len(rows) != 120 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Finished.Before(rows[j].Finished) })
+	for _, frac := range []float64{0.10, 0.25, 0.50} {
+		n := map[int64]int{}
+		for _, row := range rows[:int(frac*120)] {
+			n[row.Values[0].Int]++
+		}
+		lo, hi := math.MaxInt, 0
+		for x := int64(0); x < 6; x++ {
+			lo, hi = min(lo, n[x]), max(hi, n[x])
+		}
+		if lo == 0 || 2*lo < hi {
+			t.Errorf("at %.0f%%: rows per group %v (min %d, max %d)", 100*frac, n, lo, hi)
+		}
+	}
 }

@@ -23,8 +23,8 @@ type Done map[jobs.TaskID]struct{}
 //
 // Order. With jobs.OrderReplicates (the default) tasks go out replicate by
 // replicate: replicate 0 of every point in grid order, then replicate 1 of
-// every point, ...: at any moment every group has about the same number of
-// rows. With jobs.OrderGrid each point's replicates go out together, points
+// every point in reverse grid order, replicate 2 forwards again, ...: at any
+// moment every group has about the same number of rows. With jobs.OrderGrid each point's replicates go out together, points
 // in grid order (the order of result files version 1).
 type Planner struct {
 	job          *jobs.Job
@@ -69,14 +69,31 @@ func (pl *Planner) Todo() int    { return pl.total - pl.present }
 func (pl *Planner) Left() int { return pl.Todo() - pl.issued }
 
 // Next hands out up to n tasks that are not done, in the planner's order,
-// each once; nil when none is left.
+// each once; nil when none is left. In replicate-major order a chunk
+// smaller than a round (n < points) ends at the end of its round, and the
+// rest of a round is split into chunks of equal size, so that engines
+// working side by side stay in one round.
 func (pl *Planner) Next(n int) []Ref {
+	if !pl.grid && n > 0 && n < pl.points {
+		// Split the rest of the round into equal chunks.
+		rem := pl.points - pl.p
+		k := (rem + n - 1) / n
+		n = (rem + k - 1) / k
+	}
 	var out []Ref
 	for len(out) < n {
 		if pl.grid && pl.p >= pl.points || !pl.grid && pl.r >= pl.reps {
 			break
 		}
+		if !pl.grid && n < pl.points && pl.p == 0 && len(out) > 0 {
+			break
+		}
 		ref := Ref{Point: pl.p, Replicate: pl.r}
+		if !pl.grid && pl.r%2 == 1 {
+			// Odd rounds run backwards: engines a task or two apart at a
+			// round's end then differ on the same group, not on two.
+			ref.Point = pl.points - 1 - pl.p
+		}
 		if pl.grid {
 			if pl.r++; pl.r == pl.reps {
 				pl.r, pl.p = 0, pl.p+1
@@ -100,14 +117,36 @@ func (pl *Planner) Next(n int) []Ref {
 // ChunkSize is how many tasks the next chunk gets: about 50 ms of work at
 // the measured cost per task (one task while nothing is measured), at most
 // 4096, and no more than left/(2·engines) so that the tail stays balanced.
-func ChunkSize(perTask time.Duration, left, engines int) int {
+// Tasks of 1 ms and more (where a chunk's round trip costs a few percent
+// at most) go in chunks of at most ⌈points/engines⌉: the engines then work
+// side by side on one replicate round, and groups fill evenly even early
+// in a short sweep.
+func ChunkSize(perTask time.Duration, left, engines, points int) int {
 	if left <= 0 {
 		return 0
 	}
+	engines = max(engines, 1)
 	n := 1
 	if perTask > 0 {
 		n = int(50 * time.Millisecond / perTask)
 	}
-	engines = max(engines, 1)
+	if perTask >= time.Millisecond {
+		n = min(n, (max(points, 1)+engines-1)/engines)
+	}
 	return max(1, min(n, 4096, (left+2*engines-1)/(2*engines)))
+}
+
+// ChunkSize is the package function for this planner's sweep.
+func (pl *Planner) ChunkSize(perTask time.Duration, engines int) int {
+	return ChunkSize(perTask, pl.Left(), engines, pl.points)
+}
+
+// Window is how many chunks to keep in flight: four per engine hide the
+// round trip of cheap tasks; for tasks of 1 ms and more two per engine keep
+// every engine busy, and fewer chunks queued ahead keep the groups even.
+func Window(perTask time.Duration, engines int) int {
+	if perTask >= time.Millisecond {
+		return 2 * max(engines, 1)
+	}
+	return 4 * max(engines, 1)
 }
