@@ -52,6 +52,7 @@ fuzz: ## run each fuzz target for a while (FUZZTIME, default 30s)
 	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s} ./jobs
 	$(GO) test -run XXX -fuzz '^FuzzExpandHostlist$$' -fuzztime $${FUZZTIME:-30s} ./slurm
 	$(GO) test -run XXX -fuzz '^FuzzParseHeader$$' -fuzztime $${FUZZTIME:-30s} ./collective
+	$(GO) test -run XXX -fuzz '^FuzzParseOutputs$$' -fuzztime $${FUZZTIME:-30s} ./sweep
 
 slurm-up: ## start the local single-node SLURM (installs it if missing)
 	bash scripts/slurm-local.sh up

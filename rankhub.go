@@ -23,7 +23,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"syscall"
 	"time"
@@ -39,14 +38,10 @@ import (
 // Driver is the program's work, run on rank 0 once every engine registered.
 type Driver func(ctx context.Context, c *views.Client) error
 
-// Register makes fn callable by name on the engines (see views.Register).
-// It panics on a programming error, like http.HandleFunc.
-func Register(name string, fn any) {
-	views.MustRegister(name, fn)
-	userFuncs.Lock()
-	userFuncs.m[name] = reflect.ValueOf(fn)
-	userFuncs.Unlock()
-}
+// Register makes fn callable by name on the engines (see views.Register),
+// from views and from sweeps alike: there is one registry. It panics on a
+// programming error, like http.HandleFunc.
+func Register(name string, fn any) { views.MustRegister(name, fn) }
 
 // Main runs this rank and exits the process with its status.
 func Main(driver Driver) {

@@ -132,7 +132,7 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 }
 
 type chunkDone struct {
-	res  chunkResult
+	res  sweep.ChunkResult
 	refs []sweep.Ref
 	err  error
 	took time.Duration
@@ -158,11 +158,7 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		if len(refs) == 0 {
 			return nil
 		}
-		pairs := make([]int64, 0, 2*len(refs))
-		for _, r := range refs {
-			pairs = append(pairs, int64(r.Point), int64(r.Replicate))
-		}
-		ar, err := lb.Apply(sweepFn, pairs)
+		ar, err := lb.Apply(sweepFn, sweep.Pairs(refs))
 		if err != nil {
 			return err
 		}
@@ -172,7 +168,7 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 			v, err := ar.GetContext(ctx)
 			d := chunkDone{refs: refs, err: err, took: time.Since(start)}
 			if err == nil {
-				d.res, d.err = views.As[chunkResult](v)
+				d.res, d.err = views.As[sweep.ChunkResult](v)
 			}
 			// The rows go to the result file: the hub need not keep them.
 			if ar.Ready() {
@@ -261,7 +257,7 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 				firstErr = fmt.Errorf("%d task(s) from point %d replicate %d could not run: %w", len(d.refs), d.refs[0].Point, d.refs[0].Replicate, d.err)
 			}
 		} else {
-			if err := writeChunk(w, job, d.res, segment); err != nil {
+			if err := sweep.WriteChunk(w, job, d.res, segment); err != nil {
 				return err
 			}
 			prog.Done += len(d.res.Index)
@@ -316,21 +312,4 @@ func commandExecutable(job *jobs.Job) (string, bool) {
 		exe = abs
 	}
 	return exe, true
-}
-
-func writeChunk(w *results.Writer, job *jobs.Job, r chunkResult, segment int) error {
-	k := len(job.Task.Outputs)
-	if len(r.Out) != len(r.Index)*k || len(r.Started) != len(r.Index) || len(r.Err) != len(r.Index) {
-		return errors.New("sweep: malformed chunk result from engine")
-	}
-	for i, ix := range r.Index {
-		t := job.TaskAt(int(ix))
-		row := results.Row{Task: int(ix), Values: t.Values, Replicate: t.Replicate, Seed: t.Seed, Rank: r.Rank, Host: r.Host,
-			Started: time.UnixMicro(r.Started[i]), Finished: time.UnixMicro(r.Finished[i]), Attempt: int(r.Attempt[i]),
-			ExitStatus: int(r.Exit[i]), Err: r.Err[i], Outputs: append([]float64(nil), r.Out[i*k:(i+1)*k]...), Segment: segment}
-		if err := w.Write(row); err != nil {
-			return err
-		}
-	}
-	return nil
 }
