@@ -200,3 +200,31 @@ func TestDefaultErrors(t *testing.T) {
 		t.Errorf("warnings %v", j.Warnings)
 	}
 }
+
+func TestAdaptiveDecode(t *testing.T) {
+	head := "[job]\nranks = 2\nprogram = [\"./sim\"]\n[task]\nfunction = \"f\"\noutputs = [\"energy\", \"m\"]\n[sweep]\nx = [1, 2]\n"
+	j := mustParse(t, head+`replicates = { min = 8, max = 100, sem = { energy = 1e-3, m = "2%" } }`+"\n")
+	a := j.Sweep.Adaptive
+	if a == nil || a.Min != 8 || a.Max != 100 || len(a.SEM) != 2 || a.SEM[0] != (SEMTarget{"energy", 1e-3, false}) ||
+		a.SEM[1] != (SEMTarget{"m", 0.02, true}) || j.Sweep.Replicates != 100 {
+		t.Fatalf("adaptive %+v, replicates %d", a, j.Sweep.Replicates)
+	}
+	if j := mustParse(t, head+`replicates = { sem = { energy = 1 } }`+"\n"); j.Sweep.Adaptive.Min != 4 || j.Sweep.Replicates != OpenReplicates {
+		t.Fatalf("open-ended: %+v", j.Sweep.Adaptive)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`replicates = { min = 9, max = 8, sem = { energy = 1 } }`, "t.toml:9:16: sweep.replicates.min: min = 9 is more than max = 8"},
+		{`replicates = { sem = { energy = 0 } }`, "sweep.replicates.sem.energy: the SEM target must be a positive finite number, got 0"},
+		{`replicates = { sem = { energy = -1 } }`, "sweep.replicates.sem.energy: the SEM target must be a positive"},
+		{`replicates = { sem = { energy = "x%" } }`, `sweep.replicates.sem.energy: want a number (absolute SEM) or a percentage`},
+		{`replicates = { sem = { enrgy = 1 } }`, `t.toml:9:24: sweep.replicates.sem.enrgy: "enrgy" is not an output of the task (outputs: energy, m)`},
+		{`replicates = { min = 1, sem = { energy = 1 } }`, "sweep.replicates.min: a standard error needs at least 2 replicates"},
+		{`replicates = { max = 8 }`, "sweep.replicates: an adaptive replicates table needs sem"},
+		{"replicates = { sem = { energy = 1 } }\norder = \"grid\"", "sweep.order: adaptive replicates run replicate by replicate"},
+	} {
+		_, err := Parse("t.toml", []byte(head+tc.body+"\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n error %v\n want %q", tc.body, err, tc.want)
+		}
+	}
+}

@@ -122,6 +122,10 @@ func (dec *decoder) sweep(s *SweepSpec, path []string, t map[string]any) {
 		v := t[k]
 		switch k {
 		case "replicates":
+			if m, isTable := v.(map[string]any); isTable {
+				dec.adaptive(s, key, m)
+				continue
+			}
 			n, ok := v.(int64)
 			switch {
 			case !ok:
@@ -588,6 +592,12 @@ func validateSweep(s *SweepSpec, d *diags) {
 		}
 	}
 	total := float64(max(s.Replicates, 1))
+	if s.Adaptive != nil && s.Adaptive.Max == 0 {
+		total = float64(s.Adaptive.Min) // open-ended: bounded by time
+	}
+	if s.Adaptive != nil && s.Order == OrderGrid {
+		d.errorf(sub(path, "order"), `adaptive replicates run replicate by replicate; drop order = "grid"`)
+	}
 	for _, a := range s.Axes {
 		total *= float64(a.Len)
 	}

@@ -96,7 +96,10 @@ type TaskSpec struct {
 type SweepSpec struct {
 	Params     []Param
 	Zip        [][]string // groups of parameter names that vary together
-	Replicates int        // >= 1
+	Replicates int        // >= 1; with Adaptive, its MaxReplicates
+	// Adaptive, when set, adds replicates per group until a precision is
+	// reached (adaptive.go).
+	Adaptive *Adaptive
 
 	// Axes is derived by Validate from Params and Zip: the independent
 	// dimensions of the cartesian product, in file order.
