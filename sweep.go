@@ -39,6 +39,10 @@ type Progress struct {
 	ETA     float64   `json:"eta_seconds"`
 	Updated time.Time `json:"updated"`
 	Results string    `json:"results"`
+	// Adaptive sweeps: Total is done plus the estimate of what remains;
+	// Active counts the groups that have not stopped.
+	Adaptive bool `json:"adaptive,omitempty"`
+	Active   int  `json:"active_groups,omitempty"`
 }
 
 // resultsPath resolves [results].path against the ranks' working directory.
@@ -83,6 +87,7 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		opts := []results.Option{results.FlushRows(job.Results.FlushRows), results.FlushInterval(job.Results.FlushInterval.Duration)}
 		var w *results.Writer
 		var done sweep.Done
+		var prior map[string]*sweep.Stats
 		segment := 0
 		if os.Getenv(EnvResume) == "1" && sweep.Exists(path) {
 			// Growth is the normal path: only the tasks without a row run.
@@ -92,7 +97,7 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 			if err != nil {
 				return err
 			}
-			done, segment = cont.Done, cont.Segment.Index
+			done, segment, prior = cont.Done, cont.Segment.Index, cont.Stats
 			if w, _, err = results.Append(path, job, prov, append(opts, results.NewSegment(cont.Segment))...); err != nil {
 				return err
 			}
@@ -113,6 +118,7 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		}()
 
 		pl := sweep.NewPlanner(job, done)
+		pl.Prior(prior)
 		log.Info().Str("results", path).Int("tasks", pl.Total()).Int("todo", pl.Todo()).Int("present", pl.Present()).
 			Int("segment", segment).Msg("sweep starts")
 		err = runSweep(ctx, c, job, w, pl, segment, id.JobDir, path, log)
@@ -153,14 +159,14 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 	doneCh := make(chan chunkDone, sweep.Window(0, engines))
 	inflight := 0
 	perTask := time.Duration(0) // running mean of a task's cost, from finished chunks
-	submit := func() error {
+	submit := func() (bool, error) {
 		refs := pl.Next(pl.ChunkSize(perTask, engines))
 		if len(refs) == 0 {
-			return nil
+			return false, nil
 		}
 		ar, err := lb.Apply(sweepFn, sweep.Pairs(refs))
 		if err != nil {
-			return err
+			return false, err
 		}
 		inflight++
 		start := time.Now()
@@ -176,11 +182,19 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 			}
 			doneCh <- d
 		}()
-		return nil
+		return true, nil
 	}
 	started := time.Now()
 	prog := Progress{Total: pl.Total(), Skipped: pl.Present(), Results: path}
 	todo := pl.Todo()
+	wanted := func() int { return todo }
+	if job.Sweep.Adaptive != nil {
+		// Open-ended: what this run is to do is what is done plus what
+		// the planner estimates the groups still need.
+		wanted = func() int { return prog.Done + pl.Estimate() }
+		prog.Skipped = pl.Observed()
+		prog.Total = prog.Skipped + pl.Estimate()
+	}
 	firstFail := ""
 	lastProg, lastLog := time.Time{}, time.Now()
 	report := func(force bool) {
@@ -191,8 +205,13 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		lastProg = now
 		el := now.Sub(started).Seconds()
 		prog.Rate = float64(prog.Done) / math.Max(el, 1e-9)
-		if prog.Rate > 0 {
-			prog.ETA = float64(todo-prog.Done) / prog.Rate
+		// The ETA sums each group's remaining tasks at its own measured
+		// cost; an adaptive sweep's total is what is done plus the
+		// planner's estimate of what remains.
+		prog.ETA = pl.ETA(engines).Seconds()
+		if job.Sweep.Adaptive != nil {
+			prog.Adaptive, prog.Active = true, pl.Active()
+			prog.Total = prog.Skipped + prog.Done + pl.Estimate()
 		}
 		prog.Updated = now.UTC()
 		if jobDir != "" {
@@ -210,7 +229,9 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 	}
 	fill := func() error {
 		for inflight < sweep.Window(perTask, engines) && pl.Left() > 0 {
-			if err := submit(); err != nil {
+			// An adaptive sweep may have nothing to hand out while results
+			// that decide whether groups stop are still on their way.
+			if sent, err := submit(); err != nil || !sent {
 				return err
 			}
 		}
@@ -234,7 +255,7 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 					why = append(why, fmt.Sprintf("engine %d (rank %d on %s): %s", e.ID, e.Rank, e.Host, e.DeadWhy))
 				}
 				report(true)
-				return &sweep.IncompleteError{Wanted: todo, Done: prog.Done,
+				return &sweep.IncompleteError{Wanted: wanted(), Done: prog.Done,
 					Reason: "every engine died: " + strings.Join(why, "; ")}
 			}
 			continue
@@ -242,14 +263,14 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 		case <-ctx.Done():
 			// Stop: what arrived is written; the rest is left for --resume.
 			report(true)
-			return &sweep.IncompleteError{Wanted: todo, Done: prog.Done, Reason: "stopped (SIGTERM or the walltime warning)", Err: ctx.Err()}
+			return &sweep.IncompleteError{Wanted: wanted(), Done: prog.Done, Reason: "stopped (SIGTERM or the walltime warning)", Err: ctx.Err()}
 		}
 		inflight--
 		if d.err != nil {
 			// Retries are exhausted (or the job is stopping): these tasks
 			// get no row now and run again on --resume.
 			if ctx.Err() != nil {
-				return &sweep.IncompleteError{Wanted: todo, Done: prog.Done, Reason: "stopped (SIGTERM or the walltime warning)", Err: ctx.Err()}
+				return &sweep.IncompleteError{Wanted: wanted(), Done: prog.Done, Reason: "stopped (SIGTERM or the walltime warning)", Err: ctx.Err()}
 			}
 			log.Error().Err(d.err).Int("tasks", len(d.refs)).Int("point", d.refs[0].Point).Int("replicate", d.refs[0].Replicate).
 				Msg("chunk failed after retries; its tasks are left for --resume")
@@ -261,6 +282,11 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 				return err
 			}
 			prog.Done += len(d.res.Index)
+			k, reps := len(job.Task.Outputs), int64(max(job.Sweep.Replicates, 1))
+			for i, ix := range d.res.Index {
+				pl.Observe(sweep.Ref{Point: int(ix / reps), Replicate: int(ix % reps)}, d.res.Out[i*k:(i+1)*k], d.res.Err[i] != "",
+					time.Duration(d.res.Finished[i]-d.res.Started[i])*time.Microsecond)
+			}
 			for _, e := range d.res.Err {
 				if e != "" {
 					prog.Failed++
@@ -283,7 +309,7 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 	}
 	report(true)
 	if firstErr != nil {
-		return &sweep.IncompleteError{Wanted: todo, Done: prog.Done, Reason: "chunks failed after their retries", Err: firstErr}
+		return &sweep.IncompleteError{Wanted: wanted(), Done: prog.Done, Reason: "chunks failed after their retries", Err: firstErr}
 	}
 	if prog.Failed > 0 {
 		return &sweep.TasksFailedError{Failed: prog.Failed, Done: prog.Done, First: firstFail}

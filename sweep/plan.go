@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"slices"
 	"time"
 
 	"github.com/rankhub/rankhub/jobs"
@@ -35,6 +36,18 @@ type Planner struct {
 	total        int // tasks the job wants
 	present      int // of those, already done
 	issued       int
+
+	// Per group (point) state, for adaptive replicates and the ETA; nil
+	// for fixed sweeps of more than maxTracked points.
+	groups      []group
+	ad          *jobs.Adaptive
+	semOut      []int // output index of each SEM target
+	active      int   // adaptive: groups that may get more replicates
+	observed    int   // tasks observed (this run and the file's)
+	observedRun int   // tasks of this run observed
+	cost        float64
+	costN       int
+	cur         int // adaptive: the group the next pass starts at
 }
 
 // NewPlanner plans job's sweep; done may be nil. When done is not empty the
@@ -46,12 +59,30 @@ func NewPlanner(job *jobs.Job, done Done) *Planner {
 		pl.grid = job.Sweep.Order == jobs.OrderGrid
 	}
 	pl.total = pl.points * pl.reps
-	if len(done) > 0 {
+	if job.Sweep != nil && job.Sweep.Adaptive != nil {
+		pl.ad = job.Sweep.Adaptive
+		for _, t := range pl.ad.SEM {
+			pl.semOut = append(pl.semOut, slices.Index(job.Task.Outputs, t.Output))
+		}
+		pl.active = pl.points
+	}
+	if pl.ad != nil || pl.points <= maxTracked {
+		pl.groups = make([]group, pl.points)
+		for i := range pl.groups {
+			pl.groups[i].init(len(pl.semOut))
+		}
+	}
+	if len(done) > 0 && pl.ad == nil {
+		// Adaptive sweeps learn what is done from Prior instead: their
+		// replicate count is open.
 		for p := 0; p < pl.points; p++ {
 			key := job.PointKey(job.PointAt(p))
 			for r := 0; r < pl.reps; r++ {
 				if _, ok := done[jobs.KeyID(key, r)]; ok {
 					pl.present++
+					if pl.groups != nil {
+						pl.groups[p].present++
+					}
 				}
 			}
 		}
@@ -65,8 +96,17 @@ func (pl *Planner) Total() int   { return pl.total }
 func (pl *Planner) Present() int { return pl.present }
 func (pl *Planner) Todo() int    { return pl.total - pl.present }
 
-// Left is the number of tasks not yet handed out.
-func (pl *Planner) Left() int { return pl.Todo() - pl.issued }
+// Left is the number of tasks not yet handed out; for adaptive replicates
+// an estimate (see Estimate) that is 0 only when every group stopped.
+func (pl *Planner) Left() int {
+	if pl.ad != nil {
+		if pl.active == 0 {
+			return 0
+		}
+		return max(pl.Estimate()-(pl.issued-pl.observedRun), pl.active)
+	}
+	return pl.Todo() - pl.issued
+}
 
 // Next hands out up to n tasks that are not done, in the planner's order,
 // each once; nil when none is left. In replicate-major order a chunk
@@ -74,6 +114,9 @@ func (pl *Planner) Left() int { return pl.Todo() - pl.issued }
 // rest of a round is split into chunks of equal size, so that engines
 // working side by side stay in one round.
 func (pl *Planner) Next(n int) []Ref {
+	if pl.ad != nil {
+		return pl.nextAdaptive(n)
+	}
 	if !pl.grid && n > 0 && n < pl.points {
 		// Split the rest of the round into equal chunks.
 		rem := pl.points - pl.p

@@ -12,7 +12,7 @@ import (
 
 func parse(t testing.TB, body string) *jobs.Job {
 	t.Helper()
-	j, err := jobs.Parse("t.toml", []byte("[job]\nranks = 2\nseed = 3\nprogram = [\"./p\"]\n[task]\nfunction = \"f\"\n[sweep]\n"+body))
+	j, err := jobs.Parse("t.toml", []byte("[job]\nranks = 2\nseed = 3\nprogram = [\"./p\"]\n[task]\nfunction = \"f\"\noutputs = [\"y\"]\n[sweep]\n"+body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package sweep
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -17,9 +18,10 @@ var ErrChanged = errors.New("the job changed what the tasks already in the file 
 
 // Continuation is what Resume found in an existing result file.
 type Continuation struct {
-	Done    Done            // tasks with a row (failed ones included: they keep their row)
-	Segment results.Segment // this run's segment, with Forced and Changes set
-	Rows    int             // rows in the file
+	Done    Done              // tasks with a row (failed ones included: they keep their row)
+	Stats   map[string]*Stats // adaptive sweeps: the rows by point key (Planner.Prior)
+	Segment results.Segment   // this run's segment, with Forced and Changes set
+	Rows    int               // rows in the file
 }
 
 // Resume checks that the run described by job and prov may continue the
@@ -66,12 +68,35 @@ func Resume(path string, job *jobs.Job, prov results.Provenance, force bool) (*C
 	}
 	c := &Continuation{Done: Done{}, Segment: seg, Rows: r.NumRows()}
 	names, kinds := r.Params(), r.ParamKinds()
+	adaptive := job.Sweep != nil && job.Sweep.Adaptive != nil
+	var outIdx []int // job output j is file output outIdx[j]
+	if adaptive {
+		c.Stats = map[string]*Stats{}
+		for _, o := range job.Task.Outputs {
+			outIdx = append(outIdx, slices.Index(r.Outputs(), o))
+		}
+	}
 	for i, row := range r.Rows() {
 		key, err := job.KeyOfColumns(names, kinds, row.Values)
 		if err != nil {
 			return nil, fmt.Errorf("%s: row %d: %v", path, i, err)
 		}
 		c.Done[jobs.KeyID(key, row.Replicate)] = struct{}{}
+		if adaptive {
+			out := make([]float64, len(outIdx))
+			for j, k := range outIdx {
+				out[j] = math.NaN()
+				if k >= 0 {
+					out[j] = row.Outputs[k]
+				}
+			}
+			s := c.Stats[key]
+			if s == nil {
+				s = &Stats{}
+				c.Stats[key] = s
+			}
+			s.Add(out, row.Failed(), row.Finished.Sub(row.Started))
+		}
 	}
 	return c, nil
 }
