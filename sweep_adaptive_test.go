@@ -86,7 +86,31 @@ func TestSweepAdaptiveStopsPerGroup(t *testing.T) {
 	if err := <-runSweepRanks(t, ctx, dir, adaptiveJob(0, 150), 3, nil); err != nil {
 		t.Fatal(err)
 	}
-	checkAdaptive(t, groupsOf(t, filepath.Join(dir, "out.arrow")), 150)
+	path := filepath.Join(dir, "out.arrow")
+	checkAdaptive(t, groupsOf(t, path), 150)
+	// peek's view: why each group stopped, its SEM against the target.
+	r, err := results.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, groups, err := results.Adaptive(r)
+	if err != nil || len(groups) != 3 {
+		t.Fatalf("adaptive report %+v, %v", groups, err)
+	}
+	for _, g := range groups {
+		want := results.StopConverged
+		if g.Key[0] == 4.0 {
+			want = results.StopMax
+		}
+		if g.Stop != want || (want == results.StopConverged && !(g.SEM[0] <= 1.1*g.Target[0])) || g.Target[0] != 0.05 {
+			t.Errorf("group %v: %+v, want %s", g.Key, g, want)
+		}
+	}
+	var b strings.Builder
+	if err := results.WriteAdaptive(&b, r); err != nil || !strings.Contains(b.String(), "sem(y) / 0.05") || !strings.Contains(b.String(), "converged") {
+		t.Fatalf("table %v:\n%s", err, b.String())
+	}
 }
 
 // TestSweepAdaptiveResumesAfterKilledHub: SIGKILL of the hub in the middle
@@ -116,7 +140,13 @@ func TestSweepAdaptiveResumesAfterKilledHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := r.NumRows()
+	_, groups, _ := results.Adaptive(r)
 	r.Close()
+	for _, g := range groups {
+		if g.Key[0] == 4.0 && g.Stop != results.StopTime {
+			t.Errorf("x=4 after the kill: %+v, want stopped by time", g)
+		}
+	}
 	if before >= 8+20+200 {
 		t.Fatalf("%d rows before the kill: the sweep was over", before)
 	}
