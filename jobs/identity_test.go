@@ -228,3 +228,15 @@ func TestAdaptiveDecode(t *testing.T) {
 		}
 	}
 }
+
+func TestUnusedSweepKeyWarns(t *testing.T) {
+	j := mustParse(t, "[job]\nranks = 2\n[task]\ncommand = \"sim {L}\"\n[sweep]\nL = [8]\nreplicats = 4\n")
+	var ws []string
+	for _, w := range j.Warnings {
+		ws = append(ws, w.String())
+	}
+	want := "t.toml:7:1: sweep.replicats: no placeholder {replicats} in task.command uses this parameter"
+	if len(ws) != 1 || !strings.HasPrefix(ws[0], want) {
+		t.Fatalf("warnings %q, want %q", ws, want)
+	}
+}

@@ -129,6 +129,12 @@ func TestShellSweepRowsPeekRerunResume(t *testing.T) {
 		!strings.Contains(r.stdout, "segment 2") {
 		t.Fatalf("rerun across segments: %+v", r)
 	}
+	// A new parameter without a default is refused before any rank starts.
+	os.WriteFile(filepath.Join(dir, "sh.toml"), []byte(strings.Replace(grown, "replicates = 3", "q = [1]\nreplicates = 3", 1)), 0o644)
+	if r := rh(t, dir, "run", "--resume", "sh.toml"); r.code == 0 || !strings.Contains(r.stderr, "sh.toml:14:1: sweep.q: new parameter without a default") ||
+		strings.Contains(r.stderr, "[rank") {
+		t.Fatalf("resume with a new parameter without a default: %+v", r)
+	}
 	if r := rh(t, dir, "results", "recover", "sh.arrow"); r.code != 0 || !strings.Contains(r.stdout, "42 rows kept") {
 		t.Fatalf("recover: %+v", r)
 	}
