@@ -1,7 +1,6 @@
 package sweep
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +35,12 @@ type ChunkResult struct {
 	Out      []float64 // len(Index) × outputs, row-major; NaN where missing
 	Rank     int
 	Host     string
+	// Shell tasks only (nil for functions): what was kept of each task's
+	// stdout and stderr (all of it, or head, a "…[N bytes omitted]…" marker
+	// and tail; see boundedOutput) and their full sizes in bytes. For the
+	// rows' stdout and stderr columns (issue 11).
+	Stdout, Stderr           []string
+	StdoutBytes, StderrBytes []int64
 }
 
 // Pairs encodes refs for the wire: point, replicate, point, replicate, ...
@@ -91,7 +96,7 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 		t := job.PointTask(int(p), int(r))
 		for attempt := 0; ; attempt++ {
 			start := time.Now()
-			exit, msg := runTask(ctx, c, job, t, out)
+			exit, msg := runTask(ctx, c, job, t, out, &res, i)
 			res.Started[i], res.Finished[i] = start.UnixMicro(), time.Now().UnixMicro()
 			res.Exit[i], res.Err[i], res.Attempt[i] = int64(exit), msg, int64(attempt)
 			if msg == "" || attempt >= job.Task.Retries {
@@ -113,11 +118,22 @@ func fillNaN(out []float64) {
 
 // runTask runs one task into out; it returns the exit status and an error
 // message ("" on success).
-func runTask(ctx context.Context, c *views.Context, job *jobs.Job, t jobs.Task, out []float64) (exit int, msg string) {
+func runTask(ctx context.Context, c *views.Context, job *jobs.Job, t jobs.Task, out []float64, res *ChunkResult, i int) (exit int, msg string) {
 	if job.Task.Function != "" {
 		return callFunction(c, job, t, out)
 	}
-	return runCommand(ctx, job, t, out)
+	if res.Stdout == nil {
+		n := len(res.Index)
+		res.Stdout, res.Stderr = make([]string, n), make([]string, n)
+		res.StdoutBytes, res.StderrBytes = make([]int64, n), make([]int64, n)
+	}
+	var so, se *boundedOutput
+	exit, msg, so, se = runCommand(ctx, job, t, out)
+	if so != nil {
+		res.Stdout[i], res.StdoutBytes[i] = so.Text(), so.total
+		res.Stderr[i], res.StderrBytes[i] = se.Text(), se.total
+	}
+	return exit, msg
 }
 
 func callFunction(c *views.Context, job *jobs.Job, t jobs.Task, out []float64) (exit int, msg string) {
@@ -222,10 +238,13 @@ func outputsFrom(v reflect.Value, names []string, out []float64) error {
 
 const stderrTail = 2048
 
-func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) (int, string) {
+// runCommand runs a shell task. Its stdout and stderr are read as streams
+// into bounded buffers (boundedOutput): a task may print any amount, the
+// engine keeps a few tens of KiB of it.
+func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) (code int, msg string, so, se *boundedOutput) {
 	line, err := job.Command(t)
 	if err != nil {
-		return -1, err.Error()
+		return -1, err.Error(), nil, nil
 	}
 	stopped := ctx
 	if d := job.Task.Timeout.Duration; d > 0 {
@@ -240,15 +259,19 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 	cmd := exec.CommandContext(ctx, shell, "-c", line)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
+	var names []string
+	if job.Task.Parse == "key-value" {
+		names = job.Task.Outputs
+	}
+	so, se = newBoundedOutput(names), newBoundedOutput(nil)
+	cmd.Stdout, cmd.Stderr = so, se
 	err = cmd.Run()
-	tail := se.String()
+	tail := se.Tail()
 	if len(tail) > stderrTail {
 		tail = "…" + tail[len(tail)-stderrTail:]
 	}
 	if err != nil {
-		code := -1
+		code = -1
 		var xe *exec.ExitError
 		if errors.As(err, &xe) {
 			code = xe.ExitCode()
@@ -263,15 +286,15 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 		if strings.TrimSpace(tail) != "" {
 			msg += ": " + strings.TrimSpace(tail)
 		}
-		return code, msg
+		return code, msg, so, se
 	}
-	if err := ParseOutputs(job.Task.Parse, so.String(), job.Task.Outputs, out); err != nil {
+	if err := so.parse(job.Task.Parse, job.Task.Outputs, out); err != nil {
 		if strings.TrimSpace(tail) != "" {
-			return 0, err.Error() + "; stderr: " + strings.TrimSpace(tail)
+			return 0, err.Error() + "; stderr: " + strings.TrimSpace(tail), so, se
 		}
-		return 0, err.Error()
+		return 0, err.Error(), so, se
 	}
-	return 0, ""
+	return 0, "", so, se
 }
 
 // ParseOutputs implements the two documented rules:
