@@ -295,7 +295,14 @@ func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Wr
 					}
 				}
 			}
-			cost := d.took / time.Duration(len(d.refs))
+			// A task's cost is what the engine spent running it (not the
+			// round trip, which includes the wait behind other chunks);
+			// tasks too short for the clock count as 1 µs.
+			var spent int64
+			for i := range d.res.Index {
+				spent += d.res.Finished[i] - d.res.Started[i]
+			}
+			cost := max(time.Duration(spent)*time.Microsecond/time.Duration(max(len(d.res.Index), 1)), time.Microsecond)
 			if perTask == 0 {
 				perTask = cost
 			} else {

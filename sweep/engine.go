@@ -27,7 +27,8 @@ import (
 // ChunkResult is the outcome of a chunk of tasks, by columns.
 type ChunkResult struct {
 	Index    []int64
-	Started  []int64 // unix microseconds
+	Seed     []uint64 // each task's seed (jobs.TaskSeed), as the engine ran it
+	Started  []int64  // unix microseconds
 	Finished []int64
 	Attempt  []int64
 	Exit     []int64
@@ -68,7 +69,7 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 	reps := int64(max(job.Sweep.Replicates, 1))
 	points := int64(job.NumPoints())
 	idx := make([]int64, n)
-	res := ChunkResult{Index: idx, Started: make([]int64, n), Finished: make([]int64, n), Attempt: make([]int64, n),
+	res := ChunkResult{Index: idx, Seed: make([]uint64, n), Started: make([]int64, n), Finished: make([]int64, n), Attempt: make([]int64, n),
 		Exit: make([]int64, n), Err: make([]string, n), Out: make([]float64, n*k)}
 	if c != nil {
 		res.Rank, res.Host = c.Rank, c.Host
@@ -94,6 +95,7 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 			continue
 		}
 		t := job.PointTask(int(p), int(r))
+		res.Seed[i] = t.Seed
 		for attempt := 0; ; attempt++ {
 			start := time.Now()
 			exit, msg := runTask(ctx, c, job, t, out, &res, i)
@@ -361,12 +363,20 @@ func truncate(s string, n int) string {
 // WriteChunk writes a chunk's rows, of segment, to w.
 func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) error {
 	k := len(job.Task.Outputs)
-	if len(r.Out) != len(r.Index)*k || len(r.Started) != len(r.Index) || len(r.Err) != len(r.Index) {
+	n := len(r.Index)
+	if len(r.Out) != n*k || len(r.Started) != n || len(r.Finished) != n || len(r.Attempt) != n || len(r.Exit) != n ||
+		len(r.Err) != n || len(r.Seed) != n {
 		return errors.New("sweep: malformed chunk result from engine")
 	}
+	reps := int64(max(job.Sweep.Replicates, 1))
+	points := int64(job.NumPoints())
 	for i, ix := range r.Index {
-		t := job.TaskAt(int(ix))
-		row := results.Row{Task: int(ix), Values: t.Values, Replicate: t.Replicate, Seed: t.Seed, Rank: r.Rank, Host: r.Host,
+		if ix < 0 || ix/reps >= points {
+			return fmt.Errorf("sweep: engine answered for task %d, outside the sweep", ix)
+		}
+		// The engine computed the seed from the same job file
+		// (jobs.TaskSeed); the hub does not hash every row again.
+		row := results.Row{Task: int(ix), Values: job.PointAt(int(ix / reps)), Replicate: int(ix % reps), Seed: r.Seed[i], Rank: r.Rank, Host: r.Host,
 			Started: time.UnixMicro(r.Started[i]), Finished: time.UnixMicro(r.Finished[i]), Attempt: int(r.Attempt[i]),
 			ExitStatus: int(r.Exit[i]), Err: r.Err[i], Outputs: append([]float64(nil), r.Out[i*k:(i+1)*k]...), Segment: segment}
 		if err := w.Write(row); err != nil {
