@@ -144,9 +144,9 @@ func NewProvenance(job *jobs.Job) (Provenance, error) {
 
 // ExpansionOrder is the default Provenance.Order: how the jobs package
 // numbers a sweep's tasks (see jobs.Job.TaskAt).
-const ExpansionOrder = "cartesian product of the parameter axes in job file order " +
-	"(a zip group is one axis, at its first parameter), last axis varying fastest, " +
-	"replicates innermost; task i has seed jobs.Seed(seed, i)"
+const ExpansionOrder = "task = point·replicates + replicate, points the cartesian product of the parameter axes " +
+	"in job file order (a zip group is one axis, at its first parameter), last axis varying fastest; " +
+	"a task's seed is jobs.TaskSeed(seed, its canonical parameter values by name and replicate), not its position"
 
 // FileSHA256 returns the hex SHA-256 of a file's content.
 func FileSHA256(path string) (string, error) {
