@@ -574,21 +574,13 @@ func validateSweep(s *SweepSpec, d *diags) {
 	s.sorted = s.byName()
 	for _, a := range s.Axes {
 		// Two equal points would be one task identity (see identity.go).
-		seen := make(map[string]int, a.Len)
-		for k := 0; k < a.Len; k++ {
-			var b strings.Builder
+		if i, j, dup := duplicatePoint(s, a); dup {
+			var vs []string
 			for _, pi := range a.Params {
-				if k < len(s.Params[pi].Values) {
-					b.WriteString(ValueText(s.Params[pi].Kind, s.Params[pi].Values[k]))
-				}
-				b.WriteByte(';')
+				vs = append(vs, ValueText(s.Params[pi].Kind, s.Params[pi].Values[j]))
 			}
-			if prev, dup := seen[b.String()]; dup {
-				d.errorf(sub(path, s.Params[a.Params[0]].Name), "values %d and %d are equal (%s): a task is known by its values, so each must differ",
-					prev, k, strings.TrimSuffix(b.String(), ";"))
-				break
-			}
-			seen[b.String()] = k
+			d.errorf(sub(path, s.Params[a.Params[0]].Name), "values %d and %d are equal (%s): a task is known by its values, so each must differ",
+				i, j, strings.Join(vs, ", "))
 		}
 	}
 	total := float64(max(s.Replicates, 1))
@@ -724,4 +716,45 @@ func (j *Job) Args(t Task) map[string]any {
 		}
 	}
 	return args
+}
+
+// duplicatePoint finds two positions of axis a with equal values (equal
+// canonical texts, see ValueText). Strictly monotonic number axes, such as
+// ranges, are checked without a map.
+func duplicatePoint(s *SweepSpec, a Axis) (int, int, bool) {
+	if len(a.Params) == 1 {
+		p := s.Params[a.Params[0]]
+		vs := p.Values[:min(a.Len, len(p.Values))]
+		num := func(v Value) float64 {
+			if p.Kind == KindInt {
+				return float64(v.Int)
+			}
+			return v.Float
+		}
+		if p.Kind == KindInt || p.Kind == KindFloat {
+			up, down := true, true
+			for i := 1; i < len(vs) && (up || down); i++ {
+				up = up && num(vs[i]) > num(vs[i-1])
+				down = down && num(vs[i]) < num(vs[i-1])
+			}
+			if up || down {
+				return 0, 0, false // strictly monotonic: all different
+			}
+		}
+	}
+	seen := make(map[string]int, a.Len)
+	for k := 0; k < a.Len; k++ {
+		var b strings.Builder
+		for _, pi := range a.Params {
+			if k < len(s.Params[pi].Values) {
+				b.WriteString(ValueText(s.Params[pi].Kind, s.Params[pi].Values[k]))
+			}
+			b.WriteByte(';')
+		}
+		if prev, dup := seen[b.String()]; dup {
+			return prev, k, true
+		}
+		seen[b.String()] = k
+	}
+	return 0, 0, false
 }

@@ -17,21 +17,26 @@ const (
 	StopMax       = "max"       // max replicates
 )
 
-// group is one parameter point's running statistics.
+// group is one parameter point's state. It holds no pointers, so that the
+// garbage collector need not scan a million of them; the running
+// statistics live in Planner.mean and Planner.m2.
 type group struct {
-	n, failed int       // rows observed, of which failed
-	present   int       // fixed sweeps: tasks of the group already in the file
-	mean, m2  []float64 // Welford's running mean and sum of squares, per SEM target
-	cost      float64   // seconds spent on its tasks
-	stop      string    // "" while more replicates may come
+	n, failed int     // rows observed, of which failed
+	present   int     // fixed sweeps: tasks of the group already in the file
+	cost      float64 // seconds spent on its tasks
+	stop      uint8   // stopRunning while more replicates may come
 	// Adaptive: the next replicate to hand out, and how many were handed
 	// out or found in the file.
 	next, dispatched int
 }
 
-func (g *group) init(k int) {
-	g.mean, g.m2 = make([]float64, k), make([]float64, k)
-}
+const (
+	stopRunning uint8 = iota
+	stopConverged
+	stopMax
+)
+
+var stopNames = [...]string{stopRunning: "", stopConverged: StopConverged, stopMax: StopMax}
 
 // Stats is what is known of one group from rows: the observations of each
 // output of the job (NaN for a failed row), in the order of its outputs.
@@ -84,7 +89,7 @@ func (pl *Planner) nextAdaptive(n int) []Ref {
 		p := pl.cur
 		pl.cur = (pl.cur + 1) % pl.points
 		g := &pl.groups[p]
-		if g.stop != "" || g.dispatched >= max(pl.groupNeed(g)+g.n, g.n+1) {
+		if g.stop != stopRunning || g.dispatched >= max(pl.groupNeed(p)+g.n, g.n+1) {
 			idle++
 			continue
 		}
@@ -141,45 +146,51 @@ func (pl *Planner) observe(p int, outputs []float64, failed bool, took float64) 
 		g.failed++
 	} else {
 		k := float64(g.n - g.failed)
+		ns := len(pl.semOut)
+		mean, m2 := pl.mean[p*ns:(p+1)*ns], pl.m2[p*ns:(p+1)*ns]
 		for i, oi := range pl.semOut {
 			if oi < 0 || oi >= len(outputs) {
 				continue
 			}
 			x := outputs[oi]
-			d := x - g.mean[i]
-			g.mean[i] += d / k
-			g.m2[i] += d * (x - g.mean[i])
+			d := x - mean[i]
+			mean[i] += d / k
+			m2[i] += d * (x - mean[i])
 		}
 	}
-	if pl.ad == nil || g.stop != "" {
+	if pl.ad == nil || g.stop != stopRunning {
 		return
 	}
 	switch {
-	case pl.converged(g):
-		g.stop = StopConverged
+	case pl.converged(p):
+		g.stop = stopConverged
 	case g.n >= pl.ad.MaxReplicates():
-		g.stop = StopMax
+		g.stop = stopMax
 	default:
 		return
 	}
 	pl.active--
 }
 
-// sem is the standard error of the mean of target i of g (NaN below 2 rows).
-func (g *group) sem(i int) float64 {
+// sem is the standard error of the mean of target i of group p (NaN below
+// 2 rows), mean its mean.
+func (pl *Planner) sem(p, i int) (sem, mean float64) {
+	g := &pl.groups[p]
+	j := p*len(pl.semOut) + i
 	k := float64(g.n - g.failed)
 	if k < 2 {
-		return math.NaN()
+		return math.NaN(), pl.mean[j]
 	}
-	return math.Sqrt(g.m2[i] / (k - 1) / k)
+	return math.Sqrt(pl.m2[j] / (k - 1) / k), pl.mean[j]
 }
 
-func (pl *Planner) converged(g *group) bool {
+func (pl *Planner) converged(p int) bool {
+	g := &pl.groups[p]
 	if g.n-g.failed < pl.ad.Min {
 		return false
 	}
 	for i, t := range pl.ad.SEM {
-		if !t.Met(g.sem(i), g.mean[i]) {
+		if !t.Met(pl.sem(p, i)) {
 			return false
 		}
 	}
@@ -196,10 +207,11 @@ type GroupStatus struct {
 // Status reports group p of an adaptive sweep.
 func (pl *Planner) Status(p int) GroupStatus {
 	g := pl.groups[p]
-	st := GroupStatus{Point: p, N: g.n, Failed: g.failed, Stop: g.stop}
+	st := GroupStatus{Point: p, N: g.n, Failed: g.failed, Stop: stopNames[g.stop]}
 	for i, t := range pl.ad.SEM {
-		st.SEM = append(st.SEM, g.sem(i))
-		st.Limit = append(st.Limit, t.Limit(g.mean[i]))
+		sem, mean := pl.sem(p, i)
+		st.SEM = append(st.SEM, sem)
+		st.Limit = append(st.Limit, t.Limit(mean))
 	}
 	return st
 }
@@ -222,8 +234,8 @@ func (pl *Planner) Estimate() int {
 	}
 	left := 0
 	for p := range pl.groups {
-		if g := &pl.groups[p]; g.stop == "" {
-			left += pl.groupNeed(g)
+		if pl.groups[p].stop == stopRunning {
+			left += pl.groupNeed(p)
 		}
 	}
 	return left
@@ -245,14 +257,14 @@ func (pl *Planner) ETA(engines int) time.Duration {
 		// Estimate by group, weighted by the group's own cost.
 		for p := range pl.groups {
 			g := &pl.groups[p]
-			if g.stop != "" {
+			if g.stop != stopRunning {
 				continue
 			}
 			c := mean
 			if g.n > 0 {
 				c = g.cost / float64(g.n)
 			}
-			secs += float64(pl.groupNeed(g)) * c
+			secs += float64(pl.groupNeed(p)) * c
 		}
 	default:
 		for p := range pl.groups {
@@ -267,11 +279,13 @@ func (pl *Planner) ETA(engines int) time.Duration {
 	return time.Duration(secs / float64(max(engines, 1)) * float64(time.Second))
 }
 
-func (pl *Planner) groupNeed(g *group) int {
+func (pl *Planner) groupNeed(p int) int {
+	g := &pl.groups[p]
 	need := pl.ad.Min
 	if g.n-g.failed >= 2 {
 		for i, t := range pl.ad.SEM {
-			sem, lim := g.sem(i), t.Limit(g.mean[i])
+			sem, mean := pl.sem(p, i)
+			lim := t.Limit(mean)
 			if lim > 0 && sem > 0 {
 				need = max(need, int(math.Ceil(float64(g.n)*(sem/lim)*(sem/lim))))
 			}

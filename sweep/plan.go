@@ -41,10 +41,11 @@ type Planner struct {
 	// for fixed sweeps of more than maxTracked points.
 	groups      []group
 	ad          *jobs.Adaptive
-	semOut      []int // output index of each SEM target
-	active      int   // adaptive: groups that may get more replicates
-	observed    int   // tasks observed (this run and the file's)
-	observedRun int   // tasks of this run observed
+	semOut      []int     // output index of each SEM target
+	mean, m2    []float64 // adaptive: Welford mean and sum of squares, points × SEM targets
+	active      int       // adaptive: groups that may get more replicates
+	observed    int       // tasks observed (this run and the file's)
+	observedRun int       // tasks of this run observed
 	cost        float64
 	costN       int
 	cur         int // adaptive: the group the next pass starts at
@@ -68,8 +69,9 @@ func NewPlanner(job *jobs.Job, done Done) *Planner {
 	}
 	if pl.ad != nil || pl.points <= maxTracked {
 		pl.groups = make([]group, pl.points)
-		for i := range pl.groups {
-			pl.groups[i].init(len(pl.semOut))
+		if pl.ad != nil {
+			pl.mean = make([]float64, pl.points*len(pl.semOut))
+			pl.m2 = make([]float64, pl.points*len(pl.semOut))
 		}
 	}
 	if len(done) > 0 && pl.ad == nil {
