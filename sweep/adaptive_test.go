@@ -107,3 +107,26 @@ func TestAdaptiveRelativeTargetAndResume(t *testing.T) {
 		t.Fatal("no SEM after resume")
 	}
 }
+
+// TestETAUsesCostPerGroup: with one group ten times slower than the other,
+// the ETA weighs each group's remaining tasks by its own cost, not by a
+// global rate of what ran so far (here mostly the fast group).
+func TestETAUsesCostPerGroup(t *testing.T) {
+	job := parse(t, "x = [0, 1]\nreplicates = 10\norder = \"grid\"\n")
+	pl := NewPlanner(job, nil)
+	for _, ref := range pl.Next(12) { // all of group 0, two of group 1
+		cost := time.Millisecond
+		if ref.Point == 1 {
+			cost = 10 * time.Millisecond
+		}
+		pl.Observe(ref, []float64{1}, false, cost)
+	}
+	// Left: 8 tasks of group 1 at 10 ms on 2 engines = 40 ms; a global
+	// rate (30 ms / 12 tasks) would say 10 ms.
+	if eta := pl.ETA(2); eta < 39*time.Millisecond || eta > 41*time.Millisecond {
+		t.Fatalf("ETA %v, want 40ms", eta)
+	}
+	if pl.Estimate() != 8 {
+		t.Fatalf("estimate %d, want 8", pl.Estimate())
+	}
+}
