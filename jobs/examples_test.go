@@ -15,7 +15,7 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"examples/hello.toml", "examples/ising.toml", "examples/pbs-hello.toml", "examples/shell-sweep.toml", "examples/slurm-hello.toml"}
+	want := []string{"examples/hello.toml", "examples/ising-adaptive.toml", "examples/ising.toml", "examples/pbs-hello.toml", "examples/shell-sweep.toml", "examples/slurm-hello.toml"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("examples %v, want %v", names, want)
 	}
