@@ -18,7 +18,7 @@ import (
 // with the job this engine loads from the job directory, and call mode.
 
 // sweepFn is the builtin every rank registers.
-const sweepFn = "rankhub.sweep"
+const sweepFn = sweep.BuiltinName
 
 func init() {
 	views.MustRegister(sweepFn, runChunk)

@@ -190,3 +190,37 @@ func Exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// OpenFile opens the result file of a run: with resume and a file at path,
+// it continues it as a new segment (Resume's checks, then results.Append)
+// and plans only the tasks without a row; otherwise it creates the file
+// (refusing to overwrite one) with prov as segment 0. The caller closes w.
+func OpenFile(path string, job *jobs.Job, prov results.Provenance, resume, force bool) (w *results.Writer, pl *Planner, segment int, err error) {
+	opts := []results.Option{results.FlushRows(job.Results.FlushRows), results.FlushInterval(job.Results.FlushInterval.Duration)}
+	var done Done
+	var prior map[string]*Stats
+	if resume && Exists(path) {
+		// Growth is the normal path: only the tasks without a row run. A
+		// failed task keeps its row (exit status, stderr) and is not run
+		// again.
+		cont, err := Resume(path, job, prov, force)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		done, segment, prior = cont.Done, cont.Segment.Index, cont.Stats
+		if w, _, err = results.Append(path, job, prov, append(opts, results.NewSegment(cont.Segment))...); err != nil {
+			return nil, nil, 0, err
+		}
+	} else {
+		if Exists(path) {
+			return nil, nil, 0, fmt.Errorf("%s already exists: run with --resume to continue it, or move it away (nothing is overwritten)", path)
+		}
+		prov.Segments = []results.Segment{results.SegmentOf(prov)}
+		if w, err = results.Create(path, job, prov, opts...); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+	pl = NewPlanner(job, done)
+	pl.Prior(prior)
+	return w, pl, segment, nil
+}
