@@ -1,14 +1,21 @@
 // Package sweep runs parameter sweeps: a pure planner that decides which
-// tasks run next (task identity, order, chunks, growth), and the checks that
-// decide whether a run may continue an existing result file.
+// tasks run next (task identity, order, chunks, growth, adaptive
+// replicates), the checks that decide whether a run may continue an
+// existing result file, the driver that sends chunks to the engines and
+// writes their rows, and the engine side (function and shell execution,
+// bounded output, output parsing).
 //
-// Usage: the driver on rank 0 builds the set of tasks already in the file
-// (DoneFromFile), checks the file's last segment against the job (Resume),
-// then asks a Planner for chunks of Refs and sends them to the engines.
+// Usage, on rank 0 (the root package's sweep driver):
 //
-//	done, seg, err := sweep.Resume(path, job, prov, force)
-//	pl := sweep.NewPlanner(job, done)
-//	for refs := pl.Next(sweep.ChunkSize(cost, pl.Left(), engines)); refs != nil; ... {
-//		// send refs; an engine runs job.PointTask(ref.Point, ref.Replicate)
-//	}
+//	w, pl, segment, err := sweep.OpenFile(path, job, prov, resume, force)
+//	defer w.Close(status)
+//	err = sweep.Drive(ctx, client, job, w, pl, segment, jobDir, log)
+//
+// and on every engine, for the builtin sweep.BuiltinName:
+//
+//	res, err := sweep.RunChunk(ctx, job, pairs)
+//
+// The Planner alone is pure: given the job, the tasks already in the file
+// (Done, and for adaptive replicates their rows through Prior) and what
+// completes (Observe), Next answers which (point, replicate) tasks to send.
 package sweep
