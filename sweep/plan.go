@@ -116,6 +116,9 @@ func (pl *Planner) Left() int {
 // rest of a round is split into chunks of equal size, so that engines
 // working side by side stay in one round.
 func (pl *Planner) Next(n int) []Ref {
+	if pl.points <= 0 || n <= 0 {
+		return nil
+	}
 	if pl.ad != nil {
 		return pl.nextAdaptive(n)
 	}
