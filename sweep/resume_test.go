@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,5 +94,36 @@ func TestResumeRefusals(t *testing.T) {
 	_, err := Resume(path, job, prov, true)
 	if err == nil || !strings.Contains(err.Error(), "t.toml:10:1: sweep.z: new parameter without a default") {
 		t.Fatalf("a new parameter without a default: %v", err)
+	}
+}
+
+// TestResumeRefusesVersion1File: testdata/v1.arrow was written by rankhub at
+// 03780cb (seeds by position). It still reads, as segment 0, but a resume
+// is refused even with force: its seeds have another meaning.
+func TestResumeRefusesVersion1File(t *testing.T) {
+	b, err := os.ReadFile("testdata/v1.arrow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "v1.arrow")
+	os.WriteFile(path, b, 0o644)
+	job, err := jobs.Load("testdata/v1.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := results.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := r.Rows()
+	r.Close()
+	if len(rows) != 6 || rows[5].Segment != 0 || r.Provenance().ResultsVersion != "1" {
+		t.Fatalf("%d rows, version %q", len(rows), r.Provenance().ResultsVersion)
+	}
+	for _, force := range []bool{false, true} {
+		err := Precheck(path, job, force)
+		if err == nil || !strings.Contains(err.Error(), "results version 1") || !strings.Contains(err.Error(), "seeds follow the task's position") {
+			t.Fatalf("force %v: %v", force, err)
+		}
 	}
 }
