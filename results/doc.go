@@ -6,7 +6,8 @@
 //
 // In this order (Schema):
 //
-//	task         int64             index of the task in the sweep's expansion
+//	task         int64             position of the task in its segment's grid
+//	                               (point·replicates + replicate); not an identity
 //	<param>...   by parameter kind one column per sweep parameter, in job order:
 //	                               int64, float64, utf8 or bool
 //	replicate    int64
@@ -18,6 +19,8 @@
 //	attempt      int32             1 for the first try
 //	exit_status  int32             0 for success
 //	error        utf8, nullable    stderr tail or error message of a failed task
+//	segment      int32             the run (segment) that wrote the row; since
+//	                               results_version 2
 //	<output>...  float64, nullable one column per job output, in job order;
 //	                               null when the task failed or the output is missing
 //
@@ -31,8 +34,9 @@
 // job (the job file's full text), job_file, version, revision, go_version,
 // program, program_sha256, hosts (JSON array), job_id, scheduler, started
 // (RFC 3339), seed, tasks, order (how task indices follow from parameters
-// and replicates), results_version, and resumes (JSON, the runs that
-// continued the file with Append).
+// and replicates), results_version, resumes (JSON, the runs that continued
+// the file with Append) and segments (JSON, every run of the file with its
+// own job text, program and seed; see Segment).
 //
 // # Opening and closing batches
 //
