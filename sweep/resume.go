@@ -67,6 +67,11 @@ func resume(path string, job *jobs.Job, prov results.Provenance, force, checkPro
 	if err != nil {
 		return nil, fmt.Errorf("%s: the job text of segment %d does not parse: %w", path, last.Index, err)
 	}
+	if prev.Job.Name != job.Job.Name && !force {
+		return nil, job.ErrorAt([]string{"results", "path"},
+			"%s holds the results of job %q (segment %d), not of %q: give this job its own results.path, or --force to continue that file",
+			path, prev.Job.Name, last.Index, job.Job.Name)
+	}
 	if err := newParams(prev, job); err != nil {
 		return nil, err
 	}

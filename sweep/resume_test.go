@@ -83,6 +83,18 @@ func TestResumeGrowthAndChanges(t *testing.T) {
 	}
 }
 
+func TestResumeRefusesAnotherJobsFile(t *testing.T) {
+	path, _ := fileOf(t, "x = [1, 2]\n", true)
+	job, err := jobs.Parse("other.toml", []byte(strings.Replace(resumeHead, "[job]\n", "[job]\nname = \"other\"\n", 1)+"x = [1, 2]\n[results]\npath = \"out.arrow\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Precheck(path, job, false)
+	if err == nil || !strings.Contains(err.Error(), `other.toml:12:1: results.path: `) || !strings.Contains(err.Error(), `holds the results of job "t"`) {
+		t.Fatalf("another job's file: %v", err)
+	}
+}
+
 func TestResumeRefusals(t *testing.T) {
 	old, _ := fileOf(t, "x = [1, 2]\n", false)
 	job, prov := provOf(t, "x = [1, 2]\n")
