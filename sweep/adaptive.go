@@ -287,7 +287,10 @@ func (pl *Planner) groupNeed(p int) int {
 			sem, mean := pl.sem(p, i)
 			lim := t.Limit(mean)
 			if lim > 0 && sem > 0 {
-				need = max(need, int(math.Ceil(float64(g.n)*(sem/lim)*(sem/lim))))
+				// In floats, clamped before the conversion: a tiny target
+				// asks for more replicates than an int holds.
+				f := math.Ceil(float64(g.n) * (sem / lim) * (sem / lim))
+				need = max(need, int(min(f, float64(pl.ad.MaxReplicates()))))
 			}
 		}
 	}

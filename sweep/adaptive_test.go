@@ -130,3 +130,17 @@ func TestETAUsesCostPerGroup(t *testing.T) {
 		t.Fatalf("estimate %d, want 8", pl.Estimate())
 	}
 }
+
+// TestAdaptiveTinyTargetDoesNotThrottle: a target so small that n·(sem/target)²
+// overflows an int still lets every group run to max without waiting for
+// results between tasks.
+func TestAdaptiveTinyTargetDoesNotThrottle(t *testing.T) {
+	job := parse(t, "x = [0, 1]\nreplicates = { min = 2, max = 1000, sem = { y = 1e-300 } }\n")
+	pl := NewPlanner(job, nil)
+	for _, ref := range pl.Next(8) {
+		pl.Observe(ref, noisy(job, []float64{1, 1}, ref), false, time.Millisecond)
+	}
+	if refs := pl.Next(500); len(refs) != 500 {
+		t.Fatalf("%d tasks handed out of 500 asked: the planner throttles a group that needs max", len(refs))
+	}
+}
