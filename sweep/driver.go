@@ -69,9 +69,13 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 	lb = lb.With(views.TaskOptions{Retries: 3 + job.Task.Retries})
 	doneCh := make(chan chunkDone, Window(0, engines))
 	inflight := 0
-	perTask := time.Duration(0) // running mean of a task's cost, from finished chunks
+	// Running means per task, from finished chunks: the round trip (what a
+	// chunk costs the pipeline: the chunk size aims at it) and the engine's
+	// own time (what decides whether tasks are slow enough for small
+	// chunks and a short window, which keep groups even).
+	perTask, execTask := time.Duration(0), time.Duration(0)
 	submit := func() (bool, error) {
-		refs := pl.Next(pl.ChunkSize(perTask, engines))
+		refs := pl.Next(pl.ChunkSize(perTask, execTask, engines))
 		if len(refs) == 0 {
 			return false, nil
 		}
@@ -139,7 +143,7 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 		}
 	}
 	fill := func() error {
-		for inflight < Window(perTask, engines) && pl.Left() > 0 {
+		for inflight < Window(execTask, engines) && pl.Left() > 0 {
 			// An adaptive sweep may have nothing to hand out while results
 			// that decide whether groups stop are still on their way.
 			if sent, err := submit(); err != nil || !sent {
@@ -206,19 +210,14 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 					}
 				}
 			}
-			// A task's cost is what the engine spent running it (not the
-			// round trip, which includes the wait behind other chunks);
-			// tasks too short for the clock count as 1 µs.
+			// Tasks too short for the clock count as 1 µs.
 			var spent int64
 			for i := range d.res.Index {
 				spent += d.res.Finished[i] - d.res.Started[i]
 			}
-			cost := max(time.Duration(spent)*time.Microsecond/time.Duration(max(len(d.res.Index), 1)), time.Microsecond)
-			if perTask == 0 {
-				perTask = cost
-			} else {
-				perTask = (perTask*3 + cost) / 4
-			}
+			n := time.Duration(max(len(d.res.Index), 1))
+			perTask = runningMean(perTask, d.took/n)
+			execTask = runningMean(execTask, max(time.Duration(spent)*time.Microsecond/n, time.Microsecond))
 		}
 		report(false)
 		if err := fill(); err != nil {
@@ -233,4 +232,11 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 		return &TasksFailedError{Failed: prog.Failed, Done: prog.Done, First: firstFail}
 	}
 	return nil
+}
+
+func runningMean(mean, x time.Duration) time.Duration {
+	if mean == 0 {
+		return x
+	}
+	return (mean*3 + x) / 4
 }

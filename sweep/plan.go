@@ -163,13 +163,13 @@ func (pl *Planner) Next(n int) []Ref {
 }
 
 // ChunkSize is how many tasks the next chunk gets: about 50 ms of work at
-// the measured cost per task (one task while nothing is measured), at most
-// 4096, and no more than left/(2·engines) so that the tail stays balanced.
-// Tasks of 1 ms and more (where a chunk's round trip costs a few percent
-// at most) go in chunks of at most ⌈points/engines⌉: the engines then work
-// side by side on one replicate round, and groups fill evenly even early
-// in a short sweep.
-func ChunkSize(perTask time.Duration, left, engines, points int) int {
+// perTask, a task's share of a chunk's round trip (one task while nothing
+// is measured), at most 4096, and no more than left/(2·engines) so that the
+// tail stays balanced. Tasks for which the engine itself spends (exec) 1 ms
+// and more, where a chunk's round trip costs a few percent at most, go in
+// chunks of at most ⌈points/engines⌉: the engines then work side by side on
+// one replicate round, and groups fill evenly even early in a short sweep.
+func ChunkSize(perTask, exec time.Duration, left, engines, points int) int {
 	if left <= 0 {
 		return 0
 	}
@@ -178,22 +178,23 @@ func ChunkSize(perTask time.Duration, left, engines, points int) int {
 	if perTask > 0 {
 		n = int(50 * time.Millisecond / perTask)
 	}
-	if perTask >= time.Millisecond {
+	if exec >= time.Millisecond {
 		n = min(n, (max(points, 1)+engines-1)/engines)
 	}
 	return max(1, min(n, 4096, (left+2*engines-1)/(2*engines)))
 }
 
 // ChunkSize is the package function for this planner's sweep.
-func (pl *Planner) ChunkSize(perTask time.Duration, engines int) int {
-	return ChunkSize(perTask, pl.Left(), engines, pl.points)
+func (pl *Planner) ChunkSize(perTask, exec time.Duration, engines int) int {
+	return ChunkSize(perTask, exec, pl.Left(), engines, pl.points)
 }
 
 // Window is how many chunks to keep in flight: four per engine hide the
-// round trip of cheap tasks; for tasks of 1 ms and more two per engine keep
-// every engine busy, and fewer chunks queued ahead keep the groups even.
-func Window(perTask time.Duration, engines int) int {
-	if perTask >= time.Millisecond {
+// round trip of cheap tasks; for tasks of 1 ms and more of the engine's time
+// (exec) two per engine keep every engine busy, and fewer chunks queued
+// ahead keep the groups even.
+func Window(exec time.Duration, engines int) int {
+	if exec >= time.Millisecond {
 		return 2 * max(engines, 1)
 	}
 	return 4 * max(engines, 1)

@@ -136,8 +136,8 @@ func TestChunkSize(t *testing.T) {
 		{time.Second, 100, 2, 1, 10},
 		{time.Millisecond, 0, 2, 0, 10},
 	} {
-		if got := ChunkSize(tc.cost, tc.left, tc.engines, tc.points); got != tc.want {
-			t.Errorf("ChunkSize(%v, %d, %d) = %d, want %d", tc.cost, tc.left, tc.engines, got, tc.want)
+		if got := ChunkSize(tc.cost, tc.cost, tc.left, tc.engines, tc.points); got != tc.want {
+			t.Errorf("ChunkSize(%v, %d, %d, %d) = %d, want %d", tc.cost, tc.left, tc.engines, tc.points, got, tc.want)
 		}
 	}
 }
