@@ -21,9 +21,10 @@ var allowed = map[string][]string{
 	"collective": {"comm"},
 	"views":      {"collective", "comm"},
 	"results":    {"jobs", "internal"},
+	"sweep":      {"jobs", "results", "views", "collective", "comm"},
 	// The root package is the program entry: it ties the launcher's
 	// bootstrap to the views' hub and engine and runs the sweep driver.
-	"":           {"jobs", "jobdir", "comm", "launcher", "collective", "views", "results", "internal"},
+	"":           {"jobs", "jobdir", "comm", "launcher", "collective", "views", "results", "sweep", "internal"},
 	"examples":   {"", "jobs", "comm", "collective", "views", "results"},
 	"benchmarks": {"*"},
 	"cmd":        {"*"},

@@ -68,8 +68,9 @@ func (p Params) Bool(name string) bool {
 	panic(p.missing(name, "a boolean"))
 }
 
-// Seed is the task's seed, derived from the job's seed and the task's index
-// (jobs.Seed): the same for a task whichever rank runs it, whenever.
+// Seed is the task's seed, derived from the job's seed, the task's parameter
+// values by name and its replicate (jobs.TaskSeed): the same for a task
+// whichever rank runs it, whenever, and unchanged when the sweep grows.
 func (p Params) Seed() uint64 {
 	if s, ok := p["seed"].(uint64); ok {
 		return s

@@ -22,7 +22,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"reflect"
 	"runtime"
 	"strings"
 	"syscall"
@@ -40,14 +39,10 @@ import (
 // Driver is the program's work, run on rank 0 once every engine registered.
 type Driver func(ctx context.Context, c *views.Client) error
 
-// Register makes fn callable by name on the engines (see views.Register).
-// It panics on a programming error, like http.HandleFunc.
-func Register(name string, fn any) {
-	views.MustRegister(name, fn)
-	userFuncs.Lock()
-	userFuncs.m[name] = reflect.ValueOf(fn)
-	userFuncs.Unlock()
-}
+// Register makes fn callable by name on the engines (see views.Register),
+// from views and from sweeps alike: there is one registry. It panics on a
+// programming error, like http.HandleFunc.
+func Register(name string, fn any) { views.MustRegister(name, fn) }
 
 // Main runs this rank and exits the process with its status: 0, or the
 // exit status of the outcome its error stands for (jobdir's table: a

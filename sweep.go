@@ -2,20 +2,17 @@ package rankhub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/results"
+	"github.com/rankhub/rankhub/sweep"
 	"github.com/rankhub/rankhub/views"
 	"github.com/rs/zerolog"
 )
@@ -24,21 +21,12 @@ import (
 const (
 	EnvResume      = "RANKHUB_RESUME"
 	EnvResumeForce = "RANKHUB_RESUME_FORCE"
-	ProgressFile   = "progress.json"
+	ProgressFile   = sweep.ProgressFile
 )
 
 // Progress is what the sweep driver reports in progress.json in the job
-// directory (the `rankhub run` process draws its bar from it).
-type Progress struct {
-	Done    int       `json:"done"`
-	Failed  int       `json:"failed"`
-	Total   int       `json:"total"`
-	Skipped int       `json:"skipped"` // already in the file when resuming
-	Rate    float64   `json:"rate"`    // rows per second since the start
-	ETA     float64   `json:"eta_seconds"`
-	Updated time.Time `json:"updated"`
-	Results string    `json:"results"`
-}
+// directory (see sweep.Progress).
+type Progress = sweep.Progress
 
 // resultsPath resolves [results].path against the ranks' working directory.
 func resultsPath(job *jobs.Job) string {
@@ -79,28 +67,7 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		}
 		sort.Strings(prov.Hosts)
 
-		opts := []results.Option{results.FlushRows(job.Results.FlushRows), results.FlushInterval(job.Results.FlushInterval.Duration)}
-		var w *results.Writer
-		done := map[int]bool{}
-		if os.Getenv(EnvResume) == "1" {
-			if os.Getenv(EnvResumeForce) == "1" {
-				opts = append(opts, results.Force())
-			}
-			w, _, err = results.Append(path, job, prov, opts...)
-			if err == nil {
-				// Resume runs only the tasks with no row: a failed task keeps
-				// its row (exit status, stderr) and is not run again.
-				done, err = presentTasks(path)
-				if err != nil {
-					w.Close("failed")
-				}
-			}
-		} else {
-			if _, serr := os.Stat(path); serr == nil {
-				return fmt.Errorf("%s already exists: run with --resume to continue it, or move it away (nothing is overwritten)", path)
-			}
-			w, err = results.Create(path, job, prov, opts...)
-		}
+		w, pl, segment, err := sweep.OpenFile(path, job, prov, os.Getenv(EnvResume) == "1", os.Getenv(EnvResumeForce) == "1")
 		if err != nil {
 			return err
 		}
@@ -110,18 +77,11 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 				err = cerr
 			}
 		}()
-
-		total := job.NumTasks()
-		todo := make([]int64, 0, total-len(done))
-		for i := 0; i < total; i++ {
-			if !done[i] {
-				todo = append(todo, int64(i))
-			}
-		}
-		log.Info().Str("results", path).Int("tasks", total).Int("todo", len(todo)).Int("present", total-len(todo)).Msg("sweep starts")
-		err = runSweep(ctx, c, job, w, todo, total, id.JobDir, path, log)
+		log.Info().Str("results", path).Int("tasks", pl.Total()).Int("todo", pl.Todo()).Int("present", pl.Present()).
+			Int("segment", segment).Msg("sweep starts")
+		err = sweep.Drive(ctx, c, job, w, pl, segment, id.JobDir, log)
 		switch {
-		case err == nil:
+		case err == nil, errors.As(err, new(*sweep.TasksFailedError)):
 		case ctx.Err() != nil:
 			status = "interrupted"
 		default:
@@ -129,183 +89,6 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		}
 		return err
 	}
-}
-
-type chunkDone struct {
-	res  chunkResult
-	idx  []int64
-	err  error
-	took time.Duration
-}
-
-func runSweep(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Writer, todo []int64, total int, jobDir, path string, log zerolog.Logger) error {
-	engines := len(c.IDs())
-	if engines == 0 {
-		return views.ErrNoEngines
-	}
-	// A chunk fails only when its engine dies (task failures are rows), so
-	// engine failures get retries beyond the task's own.
-	lb, err := c.LoadBalancedView()
-	if err != nil {
-		return err
-	}
-	lb = lb.With(views.TaskOptions{Retries: 3 + job.Task.Retries})
-	window := 4 * engines // chunks in flight
-	doneCh := make(chan chunkDone, window)
-	inflight := 0
-	next := 0
-	perTask := time.Duration(0) // running mean of a task's cost, from finished chunks
-	var tasksTimed int
-	chunk := func() int {
-		left := len(todo) - next
-		if left <= 0 {
-			return 0
-		}
-		n := 1
-		if perTask > 0 {
-			// Aim at ~50 ms per chunk, but keep the tail balanced.
-			n = int(50 * time.Millisecond / perTask)
-		}
-		n = max(1, min(n, 4096, (left+2*engines-1)/(2*engines)))
-		return n
-	}
-	submit := func() error {
-		n := chunk()
-		if n == 0 {
-			return nil
-		}
-		idx := todo[next : next+n]
-		next += n
-		ar, err := lb.Apply(sweepFn, idx)
-		if err != nil {
-			return err
-		}
-		inflight++
-		start := time.Now()
-		go func() {
-			v, err := ar.GetContext(ctx)
-			d := chunkDone{idx: idx, err: err, took: time.Since(start)}
-			if err == nil {
-				d.res, d.err = views.As[chunkResult](v)
-			}
-			// The rows go to the result file: the hub need not keep them.
-			if ar.Ready() {
-				c.Purge(ar.MsgIDs()...)
-			}
-			doneCh <- d
-		}()
-		return nil
-	}
-	started := time.Now()
-	prog := Progress{Total: total, Skipped: total - len(todo), Results: path}
-	lastProg, lastLog := time.Time{}, time.Now()
-	report := func(force bool) {
-		now := time.Now()
-		if !force && now.Sub(lastProg) < 250*time.Millisecond {
-			return
-		}
-		lastProg = now
-		el := now.Sub(started).Seconds()
-		prog.Rate = float64(prog.Done) / math.Max(el, 1e-9)
-		if prog.Rate > 0 {
-			prog.ETA = float64(len(todo)-prog.Done) / prog.Rate
-		}
-		prog.Updated = now.UTC()
-		if jobDir != "" {
-			b, _ := json.Marshal(prog)
-			tmp := filepath.Join(jobDir, "."+ProgressFile)
-			if os.WriteFile(tmp, b, 0o644) == nil {
-				os.Rename(tmp, filepath.Join(jobDir, ProgressFile))
-			}
-		}
-		if force || now.Sub(lastLog) >= 10*time.Second {
-			lastLog = now
-			log.Info().Int("done", prog.Done+prog.Skipped).Int("total", total).Int("failed", prog.Failed).
-				Float64("rows_per_s", math.Round(prog.Rate)).Float64("eta_s", math.Round(prog.ETA)).Msg("sweep progress")
-		}
-	}
-	for inflight < window && next < len(todo) {
-		if err := submit(); err != nil {
-			return err
-		}
-	}
-	var firstErr error
-	watch := time.NewTicker(time.Second)
-	defer watch.Stop()
-	for inflight > 0 {
-		var d chunkDone
-		select {
-		case <-watch.C:
-			if len(c.IDs()) == 0 {
-				// Every engine is gone: nothing can run the rest. What
-				// arrived is in the file; --resume runs the remainder.
-				var why []string
-				for _, e := range c.Engines() {
-					why = append(why, fmt.Sprintf("engine %d (rank %d on %s): %s", e.ID, e.Rank, e.Host, e.DeadWhy))
-				}
-				report(true)
-				return fmt.Errorf("every engine died; %d of %d tasks have no row (run again with --resume): %s",
-					len(todo)-prog.Done, len(todo), strings.Join(why, "; "))
-			}
-			continue
-		case d = <-doneCh:
-		case <-ctx.Done():
-			// Stop: what arrived is written; the rest is left for --resume.
-			report(true)
-			return ctx.Err()
-		}
-		inflight--
-		if d.err != nil {
-			// Retries are exhausted (or the job is stopping): these tasks
-			// get no row now and run again on --resume.
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			log.Error().Err(d.err).Int("tasks", len(d.idx)).Int64("first", d.idx[0]).Msg("chunk failed after retries; its tasks are left for --resume")
-			if firstErr == nil {
-				firstErr = fmt.Errorf("%d task(s) from index %d could not run: %w", len(d.idx), d.idx[0], d.err)
-			}
-		} else {
-			if err := writeChunk(w, job, d.res); err != nil {
-				return err
-			}
-			prog.Done += len(d.res.Index)
-			for _, e := range d.res.Err {
-				if e != "" {
-					prog.Failed++
-				}
-			}
-			tasksTimed += len(d.idx)
-			cost := d.took / time.Duration(len(d.idx))
-			if perTask == 0 {
-				perTask = cost
-			} else {
-				perTask = (perTask*3 + cost) / 4
-			}
-		}
-		report(false)
-		for inflight < window && next < len(todo) {
-			if err := submit(); err != nil {
-				return err
-			}
-		}
-	}
-	report(true)
-	return firstErr
-}
-
-// presentTasks lists the task indices that have a row in the file.
-func presentTasks(path string) (map[int]bool, error) {
-	r, err := results.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	done := map[int]bool{}
-	for _, row := range r.Rows() {
-		done[row.Task] = true
-	}
-	return done, nil
 }
 
 // commandExecutable resolves the first word of a shell task's command.
@@ -329,21 +112,4 @@ func commandExecutable(job *jobs.Job) (string, bool) {
 		exe = abs
 	}
 	return exe, true
-}
-
-func writeChunk(w *results.Writer, job *jobs.Job, r chunkResult) error {
-	k := len(job.Task.Outputs)
-	if len(r.Out) != len(r.Index)*k || len(r.Started) != len(r.Index) || len(r.Err) != len(r.Index) {
-		return errors.New("sweep: malformed chunk result from engine")
-	}
-	for i, ix := range r.Index {
-		t := job.TaskAt(int(ix))
-		row := results.Row{Task: int(ix), Values: t.Values, Replicate: t.Replicate, Seed: t.Seed, Rank: r.Rank, Host: r.Host,
-			Started: time.UnixMicro(r.Started[i]), Finished: time.UnixMicro(r.Finished[i]), Attempt: int(r.Attempt[i]),
-			ExitStatus: int(r.Exit[i]), Err: r.Err[i], Outputs: append([]float64(nil), r.Out[i*k:(i+1)*k]...)}
-		if err := w.Write(row); err != nil {
-			return err
-		}
-	}
-	return nil
 }

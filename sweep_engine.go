@@ -1,53 +1,24 @@
 package rankhub
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
-	"reflect"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
+	"github.com/rankhub/rankhub/sweep"
 	"github.com/rankhub/rankhub/views"
 )
 
-// The engine side of a sweep. Engines receive only task indices: each one
-// loads the job file from the job directory and expands the same
-// deterministic sweep, so a task's parameters and seed never travel and
-// never depend on which engine runs it. A task's failure is part of its
-// row, not an error of the chunk: a chunk fails only when its engine dies,
-// and then the load-balanced view retries it elsewhere.
+// The engine's glue: the builtin that runs sweep chunks (sweep.RunChunk)
+// with the job this engine loads from the job directory, and call mode.
 
 // sweepFn is the builtin every rank registers.
-const sweepFn = "rankhub.sweep"
-
-// chunkResult is the outcome of a chunk of tasks, by columns.
-type chunkResult struct {
-	Index    []int64
-	Started  []int64 // unix microseconds
-	Finished []int64
-	Attempt  []int64
-	Exit     []int64
-	Err      []string
-	Out      []float64 // len(Index) × outputs, row-major; NaN where missing
-	Rank     int
-	Host     string
-}
-
-var userFuncs = struct {
-	sync.RWMutex
-	m map[string]reflect.Value
-}{m: map[string]reflect.Value{}}
+const sweepFn = sweep.BuiltinName
 
 func init() {
 	views.MustRegister(sweepFn, runChunk)
@@ -74,287 +45,12 @@ func loadEngineJob() (*jobs.Job, error) {
 	return engineJob.job, engineJob.err
 }
 
-func runChunk(c *views.Context, idx []int64) (chunkResult, error) {
+func runChunk(c *views.Context, pairs []int64) (sweep.ChunkResult, error) {
 	job, err := loadEngineJob()
 	if err != nil {
-		return chunkResult{}, err
+		return sweep.ChunkResult{}, err
 	}
-	return execChunk(c, job, idx), nil
-}
-
-func execChunk(c *views.Context, job *jobs.Job, idx []int64) chunkResult {
-	k := len(job.Task.Outputs)
-	n := len(idx)
-	res := chunkResult{Index: idx, Started: make([]int64, n), Finished: make([]int64, n), Attempt: make([]int64, n),
-		Exit: make([]int64, n), Err: make([]string, n), Out: make([]float64, n*k)}
-	if c != nil {
-		res.Rank, res.Host = c.Rank, c.Host
-	}
-	total := job.NumTasks()
-	ctx := context.Background()
-	if c != nil && c.Context != nil {
-		ctx = c.Context
-	}
-	for i, ix := range idx {
-		out := res.Out[i*k : (i+1)*k]
-		if ctx.Err() != nil {
-			// The engine is stopping: this chunk's answer will not arrive,
-			// and its tasks run again elsewhere or on --resume.
-			res.Exit[i], res.Err[i] = -1, "engine stopped before the task ran"
-			fillNaN(out)
-			continue
-		}
-		if ix < 0 || int(ix) >= total {
-			res.Exit[i], res.Err[i] = -1, fmt.Sprintf("task %d is outside the sweep (0..%d)", ix, total-1)
-			fillNaN(out)
-			continue
-		}
-		t := job.TaskAt(int(ix))
-		for attempt := 0; ; attempt++ {
-			start := time.Now()
-			exit, msg := runTask(ctx, c, job, t, out)
-			res.Started[i], res.Finished[i] = start.UnixMicro(), time.Now().UnixMicro()
-			res.Exit[i], res.Err[i], res.Attempt[i] = int64(exit), msg, int64(attempt)
-			if msg == "" || attempt >= job.Task.Retries {
-				break
-			}
-		}
-		if res.Err[i] != "" {
-			fillNaN(out)
-		}
-	}
-	return res
-}
-
-func fillNaN(out []float64) {
-	for j := range out {
-		out[j] = math.NaN()
-	}
-}
-
-// runTask runs one task into out; it returns the exit status and an error
-// message ("" on success).
-func runTask(ctx context.Context, c *views.Context, job *jobs.Job, t jobs.Task, out []float64) (exit int, msg string) {
-	if job.Task.Function != "" {
-		return callFunction(c, job, t, out)
-	}
-	return runCommand(ctx, job, t, out)
-}
-
-func callFunction(c *views.Context, job *jobs.Job, t jobs.Task, out []float64) (exit int, msg string) {
-	userFuncs.RLock()
-	fn, ok := userFuncs.m[job.Task.Function]
-	userFuncs.RUnlock()
-	if !ok {
-		return -1, fmt.Sprintf("function %q is not registered in this program (registered: %s)", job.Task.Function, strings.Join(views.Registered(), ", "))
-	}
-	ft := fn.Type()
-	var in []reflect.Value
-	if ft.NumIn() == 2 {
-		if c == nil {
-			c = &views.Context{Context: context.Background()}
-		}
-		in = append(in, reflect.ValueOf(c))
-	}
-	if ft.NumIn() < 1 || ft.NumIn() > 2 {
-		return -1, fmt.Sprintf("function %q: a sweep function takes (rankhub.Params) or (*views.Context, rankhub.Params)", job.Task.Function)
-	}
-	p := reflect.New(ft.In(ft.NumIn() - 1)).Elem()
-	args := job.Args(t)
-	if p.Kind() != reflect.Map || !reflect.TypeOf(args).ConvertibleTo(p.Type()) {
-		return -1, fmt.Sprintf("function %q: its parameter must be rankhub.Params (or map[string]any), not %s", job.Task.Function, p.Type())
-	}
-	in = append(in, reflect.ValueOf(args).Convert(p.Type()))
-	defer func() {
-		if r := recover(); r != nil {
-			exit, msg = -1, fmt.Sprintf("panic: %v", r)
-		}
-	}()
-	res := fn.Call(in)
-	if n := len(res); n > 0 && ft.Out(n-1) == reflect.TypeOf((*error)(nil)).Elem() {
-		if e := res[n-1]; !e.IsNil() {
-			return 1, e.Interface().(error).Error()
-		}
-		res = res[:n-1]
-	}
-	if len(res) != 1 {
-		return -1, fmt.Sprintf("function %q returns no outputs", job.Task.Function)
-	}
-	if err := outputsFrom(res[0], job.Task.Outputs, out); err != nil {
-		return -1, err.Error()
-	}
-	return 0, ""
-}
-
-func normName(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "")) }
-
-// outputsFrom reads the named outputs from a map or struct value.
-func outputsFrom(v reflect.Value, names []string, out []float64) error {
-	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
-		if v.IsNil() {
-			return errors.New("the function returned nil")
-		}
-		v = v.Elem()
-	}
-	vals := map[string]reflect.Value{}
-	switch v.Kind() {
-	case reflect.Map:
-		it := v.MapRange()
-		for it.Next() {
-			if it.Key().Kind() == reflect.String {
-				vals[normName(it.Key().String())] = it.Value()
-			}
-		}
-	case reflect.Struct:
-		for i := 0; i < v.NumField(); i++ {
-			if f := v.Type().Field(i); f.IsExported() {
-				vals[normName(f.Name)] = v.Field(i)
-			}
-		}
-	default:
-		return fmt.Errorf("outputs must be a map or struct, not %s", v.Type())
-	}
-	var missing []string
-	for j, name := range names {
-		fv, ok := vals[normName(name)]
-		if !ok {
-			missing = append(missing, name)
-			out[j] = math.NaN()
-			continue
-		}
-		for fv.Kind() == reflect.Interface && !fv.IsNil() {
-			fv = fv.Elem()
-		}
-		switch fv.Kind() {
-		case reflect.Float32, reflect.Float64:
-			out[j] = fv.Float()
-		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-			out[j] = float64(fv.Int())
-		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			out[j] = float64(fv.Uint())
-		default:
-			return fmt.Errorf("output %q is %s, not a number", name, fv.Type())
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("outputs %s missing from the result", strings.Join(missing, ", "))
-	}
-	return nil
-}
-
-const stderrTail = 2048
-
-func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) (int, string) {
-	line, err := job.Command(t)
-	if err != nil {
-		return -1, err.Error()
-	}
-	stopped := ctx
-	if d := job.Task.Timeout.Duration; d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
-	shell := job.Task.Shell
-	if shell == "" {
-		shell = "/bin/sh"
-	}
-	cmd := exec.CommandContext(ctx, shell, "-c", line)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err = cmd.Run()
-	tail := se.String()
-	if len(tail) > stderrTail {
-		tail = "…" + tail[len(tail)-stderrTail:]
-	}
-	if err != nil {
-		code := -1
-		var xe *exec.ExitError
-		if errors.As(err, &xe) {
-			code = xe.ExitCode()
-		}
-		msg := err.Error()
-		switch {
-		case stopped.Err() != nil:
-			msg = "stopped: the engine is shutting down"
-		case ctx.Err() != nil:
-			msg = fmt.Sprintf("timed out after %v", job.Task.Timeout.Duration)
-		}
-		if strings.TrimSpace(tail) != "" {
-			msg += ": " + strings.TrimSpace(tail)
-		}
-		return code, msg
-	}
-	if err := parseOutputs(job.Task.Parse, so.String(), job.Task.Outputs, out); err != nil {
-		if strings.TrimSpace(tail) != "" {
-			return 0, err.Error() + "; stderr: " + strings.TrimSpace(tail)
-		}
-		return 0, err.Error()
-	}
-	return 0, ""
-}
-
-// parseOutputs implements the two documented rules:
-//
-//   - "last-line": the last non-blank line of stdout holds exactly one number
-//     per output, in order, separated by blanks or commas.
-//   - "key-value": stdout holds name=value pairs (separated by blanks or
-//     lines); the last value of each output name wins; every output must appear.
-func parseOutputs(rule, stdout string, names []string, out []float64) error {
-	if rule == "key-value" {
-		seen := make([]bool, len(names))
-		for _, tok := range strings.Fields(stdout) {
-			k, v, ok := strings.Cut(tok, "=")
-			if !ok {
-				continue
-			}
-			for j, n := range names {
-				if k == n {
-					f, err := strconv.ParseFloat(strings.TrimRight(v, ",;"), 64)
-					if err != nil {
-						return fmt.Errorf("output %s=%q is not a number", n, v)
-					}
-					out[j], seen[j] = f, true
-				}
-			}
-		}
-		var missing []string
-		for j, s := range seen {
-			if !s {
-				missing = append(missing, names[j])
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("stdout has no name=value for %s", strings.Join(missing, ", "))
-		}
-		return nil
-	}
-	lines := strings.Split(strings.TrimRight(stdout, "\n\r\t "), "\n")
-	last := strings.TrimSpace(lines[len(lines)-1])
-	if last == "" {
-		return fmt.Errorf("stdout is empty; want %d number(s) on the last line (%s)", len(names), strings.Join(names, " "))
-	}
-	fields := strings.FieldsFunc(last, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' })
-	if len(fields) != len(names) {
-		return fmt.Errorf("the last line of stdout has %d field(s), want %d (%s): %q", len(fields), len(names), strings.Join(names, " "), truncate(last, 200))
-	}
-	for j, f := range fields {
-		v, err := strconv.ParseFloat(f, 64)
-		if err != nil {
-			return fmt.Errorf("output %s: %q on the last line of stdout is not a number", names[j], f)
-		}
-		out[j] = v
-	}
-	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+	return sweep.RunChunk(c, job, pairs)
 }
 
 // EnvCall makes Main run one sweep task of the job in RANKHUB_JOBFILE in
@@ -380,7 +76,8 @@ func callMode(spec string) error {
 	if err != nil {
 		return err
 	}
-	res := execChunk(nil, job, []int64{int64(idx)})
+	reps := max(job.Sweep.Replicates, 1)
+	res := sweep.ExecChunk(nil, job, []int64{int64(idx / reps), int64(idx % reps)})
 	out := CallOutcome{Task: idx, ExitStatus: int(res.Exit[0]), Err: res.Err[0]}
 	for _, v := range res.Out {
 		out.Outputs = append(out.Outputs, math.Float64bits(v))

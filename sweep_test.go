@@ -237,7 +237,7 @@ func TestSweepKilledHubRecoversAndResumes(t *testing.T) {
 		t.Fatal("resume with a different job was accepted")
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "rank-0.err"))
-	if !strings.Contains(string(b), "differ") && !strings.Contains(string(b), "mismatch") {
+	if !strings.Contains(string(b), "changed what the tasks already in the file mean") || !strings.Contains(string(b), `job.seed: "99" → "100"`) {
 		t.Fatalf("refusal does not say why:\n%s", b)
 	}
 }

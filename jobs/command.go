@@ -169,4 +169,16 @@ func (j *Job) validateCommand(d *diags) {
 		d.errorf(key, "{%s} is not a sweep parameter (placeholders: %s)", p.name, strings.Join(known, ", "))
 	}
 	j.cmd = parts
+	if j.Sweep == nil {
+		return
+	}
+	used := map[string]bool{}
+	for _, p := range parts {
+		used[p.name] = true
+	}
+	for _, p := range j.Sweep.Params {
+		if !used[p.Name] {
+			d.warnf([]string{"sweep", p.Name}, "no placeholder {%s} in task.command uses this parameter: its values all run the same command (a misspelt key?)", p.Name)
+		}
+	}
 }

@@ -6,6 +6,12 @@ import (
 	"testing"
 )
 
+// seedOf is the seed of the task at grid index i of j from its identity.
+func seedOf(j *Job, i int) uint64 {
+	t := j.TaskAt(i)
+	return TaskSeed(j.Job.Seed, KeyID(j.PointKey(t.Values), t.Replicate))
+}
+
 func TestCommand(t *testing.T) {
 	j := mustParse(t, `[job]
 ranks = 2
@@ -23,12 +29,12 @@ replicates = 2
 		index int
 		want  string
 	}{
-		{0, "sim --L 8 --T 0.1 --m plain-name_1.x --ok true --seed " + strconv.FormatUint(Seed(5, 0), 10) + " --rep 0 --i 0 awk '{print $1}'"},
-		{3, "sim --L 8 --T 0.1 --m 'two words' --ok true --seed " + strconv.FormatUint(Seed(5, 3), 10) + " --rep 1 --i 3 awk '{print $1}'"},
-		{4, "sim --L 8 --T 0.1 --m 'it'\\''s' --ok true --seed " + strconv.FormatUint(Seed(5, 4), 10) + " --rep 0 --i 4 awk '{print $1}'"},
-		{6, "sim --L 8 --T 1e-07 --m plain-name_1.x --ok true --seed " + strconv.FormatUint(Seed(5, 6), 10) + " --rep 0 --i 6 awk '{print $1}'"},
-		{12, "sim --L 8 --T 2.5e+20 --m plain-name_1.x --ok true --seed " + strconv.FormatUint(Seed(5, 12), 10) + " --rep 0 --i 12 awk '{print $1}'"},
-		{18, "sim --L 8 --T 0.30000000000000004 --m plain-name_1.x --ok true --seed " + strconv.FormatUint(Seed(5, 18), 10) + " --rep 0 --i 18 awk '{print $1}'"},
+		{0, "sim --L 8 --T 0.1 --m plain-name_1.x --ok true --seed " + strconv.FormatUint(seedOf(j, 0), 10) + " --rep 0 --i 0 awk '{print $1}'"},
+		{3, "sim --L 8 --T 0.1 --m 'two words' --ok true --seed " + strconv.FormatUint(seedOf(j, 3), 10) + " --rep 1 --i 3 awk '{print $1}'"},
+		{4, "sim --L 8 --T 0.1 --m 'it'\\''s' --ok true --seed " + strconv.FormatUint(seedOf(j, 4), 10) + " --rep 0 --i 4 awk '{print $1}'"},
+		{6, "sim --L 8 --T 1e-07 --m plain-name_1.x --ok true --seed " + strconv.FormatUint(seedOf(j, 6), 10) + " --rep 0 --i 6 awk '{print $1}'"},
+		{12, "sim --L 8 --T 2.5e+20 --m plain-name_1.x --ok true --seed " + strconv.FormatUint(seedOf(j, 12), 10) + " --rep 0 --i 12 awk '{print $1}'"},
+		{18, "sim --L 8 --T 0.30000000000000004 --m plain-name_1.x --ok true --seed " + strconv.FormatUint(seedOf(j, 18), 10) + " --rep 0 --i 18 awk '{print $1}'"},
 	}
 	for _, tc := range tests {
 		got, err := j.Command(j.TaskAt(tc.index))

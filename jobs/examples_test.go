@@ -15,7 +15,7 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"examples/hello.toml", "examples/ising.toml", "examples/pbs-hello.toml", "examples/shell-sweep.toml", "examples/slurm-hello.toml"}
+	want := []string{"examples/hello.toml", "examples/ising-adaptive.toml", "examples/ising.toml", "examples/pbs-hello.toml", "examples/shell-sweep.toml", "examples/slurm-hello.toml"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("examples %v, want %v", names, want)
 	}
@@ -111,10 +111,10 @@ T = { start = 2.0, stop = 2.5, num = 3 }
 	fmt.Println(err)
 	// Output:
 	// sim 6 tasks, results in sim.arrow
-	// 0 ./sim --L 8 --T 2 --seed 6791897765849424158
-	// 1 ./sim --L 8 --T 2.25 --seed 17405687883870564846
-	// 2 ./sim --L 8 --T 2.5 --seed 834844254806117752
-	// 3 ./sim --L 16 --T 2 --seed 14341179868655528873
+	// 0 ./sim --L 8 --T 2 --seed 1479064177658120539
+	// 1 ./sim --L 8 --T 2.25 --seed 4955008728087613491
+	// 2 ./sim --L 8 --T 2.5 --seed 16031783517457508740
+	// 3 ./sim --L 16 --T 2 --seed 15425620236803372150
 	// bad.toml:2:1: job.ranks: 1 is too few: a job needs at least 2 ranks (rank 0 is the hub)
 	// bad.toml:3:1: job.walltime: duration "soon": want forms such as "2h", "90m", "1h30m", "2d", "1:30:00" or "1-00:00:00"
 }

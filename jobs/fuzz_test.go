@@ -18,6 +18,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("[job]\nranks = 2\n[task]\ncommand = \"x {a} {{}}\"\n[sweep]\na = {start = 1, stop = 9, step = 2}\nb = [1, 2]\nzip = [[\"a\"]]\n"))
 	f.Add([]byte("job.ranks = 2\n[sweep.x]\nstart = 1e-3\nstop = 1\nnum = 3\nlog = true\n"))
+	f.Add([]byte("[job]\nranks = 2\n[task]\nfunction = \"f\"\noutputs = [\"e\"]\n[sweep]\nx = { values = [1, 2.5], default = 1 }\nreplicates = { min = 2, max = 9, sem = { e = \"5%\" } }\norder = \"grid\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		j, err := Parse("f.toml", data)
 		if err != nil {

@@ -1,6 +1,9 @@
 package jobs
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // TestSeedGolden pins Seed: these values were computed from the documented
 // formula (and cross-checked with an independent implementation). If this
@@ -45,14 +48,16 @@ func TestSeedDistinct(t *testing.T) {
 	}
 }
 
-// TestTaskSeeds checks that a task's seed is Seed(job seed, index) whatever
-// order tasks are built in.
+// TestTaskSeeds checks that a task's seed is TaskSeed(job seed, its
+// identity) whatever order tasks are built in.
 func TestTaskSeeds(t *testing.T) {
 	j := mustParse(t, "[job]\nranks = 2\nseed = 99\n[task]\nfunction = \"f\"\n[sweep]\na = [1, 2, 3]\nreplicates = 4\n")
 	all := j.Expand()
 	for i := len(all) - 1; i >= 0; i-- {
-		if got := j.TaskAt(i); got.Seed != Seed(99, i) || got.Seed != all[i].Seed {
-			t.Fatalf("task %d: seed %d, want %d", i, got.Seed, Seed(99, i))
+		got := j.TaskAt(i)
+		want := TaskSeed(99, KeyID("a="+fmt.Sprint(i/4+1)+";", i%4))
+		if got.Seed != want || got.Seed != all[i].Seed {
+			t.Fatalf("task %d: seed %d, want %d", i, got.Seed, want)
 		}
 	}
 }

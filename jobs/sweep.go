@@ -122,6 +122,10 @@ func (dec *decoder) sweep(s *SweepSpec, path []string, t map[string]any) {
 		v := t[k]
 		switch k {
 		case "replicates":
+			if m, isTable := v.(map[string]any); isTable {
+				dec.adaptive(s, key, m)
+				continue
+			}
 			n, ok := v.(int64)
 			switch {
 			case !ok:
@@ -133,6 +137,14 @@ func (dec *decoder) sweep(s *SweepSpec, path []string, t map[string]any) {
 			}
 		case "zip":
 			dec.zip(s, key, v)
+		case "order":
+			o, ok := v.(string)
+			if !ok || o != OrderReplicates && o != OrderGrid {
+				dec.d.errorf(key, "want %q (replicate 0 of every point first: groups fill evenly) or %q (each point's replicates together), got %v",
+					OrderReplicates, OrderGrid, v)
+			} else {
+				s.Order = o
+			}
 		default:
 			// A parameter that fails to decode is kept without values, so
 			// that {name} and group_by still find it.
@@ -182,7 +194,22 @@ func (dec *decoder) param(key []string, v any) (Param, bool) {
 	case []any:
 		return p, dec.list(&p, key, v)
 	case map[string]any:
-		return p, dec.rangeParam(&p, key, v)
+		rest := make(map[string]any, len(v))
+		for k, e := range v {
+			if k != "default" {
+				rest[k] = e
+			}
+		}
+		var ok bool
+		if _, isValues := v["values"]; isValues {
+			ok = dec.valuesTable(&p, key, rest)
+		} else {
+			ok = dec.rangeParam(&p, key, rest)
+		}
+		if raw, has := v["default"]; has && ok {
+			ok = dec.setDefault(&p, sub(key, "default"), raw)
+		}
+		return p, ok
 	case int64, float64, string, bool:
 		return p, dec.list(&p, key, []any{v})
 	default:
@@ -336,7 +363,7 @@ func (dec *decoder) rangeParam(p *Param, key []string, t map[string]any) bool {
 			}
 			log = b
 		default:
-			dec.unknown(kk, []string{"log", "num", "start", "step", "stop"})
+			dec.unknown(kk, []string{"default", "log", "num", "start", "step", "stop", "values"})
 			good = false
 		}
 		has[k] = true
@@ -543,7 +570,26 @@ func validateSweep(s *SweepSpec, d *diags) {
 		}
 	}
 	s.Axes = axes(s, index)
+	s.sorted = nil
+	s.sorted = s.byName()
+	for _, a := range s.Axes {
+		// Two equal points would be one task identity (see identity.go).
+		if i, j, dup := duplicatePoint(s, a); dup {
+			var vs []string
+			for _, pi := range a.Params {
+				vs = append(vs, ValueText(s.Params[pi].Kind, s.Params[pi].Values[j]))
+			}
+			d.errorf(sub(path, s.Params[a.Params[0]].Name), "values %d and %d are equal (%s): a task is known by its values, so each must differ",
+				i, j, strings.Join(vs, ", "))
+		}
+	}
 	total := float64(max(s.Replicates, 1))
+	if s.Adaptive != nil && s.Adaptive.Max == 0 {
+		total = float64(s.Adaptive.Min) // open-ended: bounded by time
+	}
+	if s.Adaptive != nil && s.Order == OrderGrid {
+		d.errorf(sub(path, "order"), `adaptive replicates run replicate by replicate; drop order = "grid"`)
+	}
 	for _, a := range s.Axes {
 		total *= float64(a.Len)
 	}
@@ -629,32 +675,18 @@ func (j *Job) NumTasks() int {
 // of the axes in file order (a zip group counts once, where its first
 // parameter is written), the LAST axis varying fastest, and the replicates
 // innermost. With L = [8, 16], T = [1, 2] and replicates = 2 the tasks are
-// (8,1,r0) (8,1,r1) (8,2,r0) (8,2,r1) (16,1,r0) ... Each task's seed is
-// Seed(job seed, i).
+// (8,1,r0) (8,1,r1) (8,2,r0) (8,2,r1) (16,1,r0) ... This index is a
+// position in this job's grid, not an identity: a task's seed is
+// TaskSeed(job seed, its TaskID), a function of its parameter values and
+// replicate only (see identity.go), so growing the sweep keeps it.
 func (j *Job) TaskAt(i int) Task {
-	t := Task{Index: i, Seed: Seed(j.Job.Seed, i)}
 	if j.Sweep == nil {
+		t := Task{Index: i}
+		t.Seed = TaskSeed(j.Job.Seed, j.ID(t))
 		return t
 	}
-	reps := max(j.Sweep.Replicates, 1)
-	t.Replicate = i % reps
-	rest := i / reps
-	t.Values = make([]Value, len(j.Sweep.Params))
-	dims := j.Sweep.dims()
-	for ai := len(dims) - 1; ai >= 0; ai-- {
-		a := dims[ai]
-		if a.Len == 0 {
-			continue
-		}
-		k := rest % a.Len
-		rest /= a.Len
-		for _, pi := range a.Params {
-			if pi < len(j.Sweep.Params) && k < len(j.Sweep.Params[pi].Values) {
-				t.Values[pi] = j.Sweep.Params[pi].Values[k]
-			}
-		}
-	}
-	return t
+	reps := j.replicates()
+	return j.PointTask(i/reps, i%reps)
 }
 
 // Expand builds every task in order (see TaskAt). For very large sweeps,
@@ -684,4 +716,45 @@ func (j *Job) Args(t Task) map[string]any {
 		}
 	}
 	return args
+}
+
+// duplicatePoint finds two positions of axis a with equal values (equal
+// canonical texts, see ValueText). Strictly monotonic number axes, such as
+// ranges, are checked without a map.
+func duplicatePoint(s *SweepSpec, a Axis) (int, int, bool) {
+	if len(a.Params) == 1 {
+		p := s.Params[a.Params[0]]
+		vs := p.Values[:min(a.Len, len(p.Values))]
+		num := func(v Value) float64 {
+			if p.Kind == KindInt {
+				return float64(v.Int)
+			}
+			return v.Float
+		}
+		if p.Kind == KindInt || p.Kind == KindFloat {
+			up, down := true, true
+			for i := 1; i < len(vs) && (up || down); i++ {
+				up = up && num(vs[i]) > num(vs[i-1])
+				down = down && num(vs[i]) < num(vs[i-1])
+			}
+			if up || down {
+				return 0, 0, false // strictly monotonic: all different
+			}
+		}
+	}
+	seen := make(map[string]int, a.Len)
+	for k := 0; k < a.Len; k++ {
+		var b strings.Builder
+		for _, pi := range a.Params {
+			if k < len(s.Params[pi].Values) {
+				b.WriteString(ValueText(s.Params[pi].Kind, s.Params[pi].Values[k]))
+			}
+			b.WriteByte(';')
+		}
+		if prev, dup := seen[b.String()]; dup {
+			return prev, k, true
+		}
+		seen[b.String()] = k
+	}
+	return 0, 0, false
 }

@@ -179,7 +179,7 @@ func TestWarnings(t *testing.T) {
 func TestArgs(t *testing.T) {
 	j := mustParse(t, sweepHead+"L = [8]\nT = [2.5]\nm = [\"a\"]\nok = [true]\n")
 	args := j.Args(j.TaskAt(0))
-	want := map[string]any{"L": int64(8), "T": 2.5, "m": "a", "ok": true, "seed": Seed(1, 0), "replicate": 0, "index": 0}
+	want := map[string]any{"L": int64(8), "T": 2.5, "m": "a", "ok": true, "seed": TaskSeed(1, KeyID(`L=8;T=2.5;m="a";ok=true;`, 0)), "replicate": 0, "index": 0}
 	if fmt.Sprint(args) != fmt.Sprint(want) {
 		t.Errorf("Args = %v, want %v", args, want)
 	}

@@ -99,18 +99,40 @@ type TaskSpec struct {
 type SweepSpec struct {
 	Params     []Param
 	Zip        [][]string // groups of parameter names that vary together
-	Replicates int        // >= 1
+	Replicates int        // >= 1; with Adaptive, its MaxReplicates
+	// Adaptive, when set, adds replicates per group until a precision is
+	// reached (adaptive.go).
+	Adaptive *Adaptive
 
 	// Axes is derived by Validate from Params and Zip: the independent
 	// dimensions of the cartesian product, in file order.
 	Axes []Axis
+	// Order is how tasks are dispatched: OrderReplicates (replicate-major,
+	// the default: replicate 0 of every point, then replicate 1, ...) or
+	// OrderGrid (each point's replicates together, grid order).
+	Order string
+
+	// sorted holds the indexes of Params sorted by name (Validate sets it).
+	sorted []int
 }
+
+// Dispatch orders of [sweep].order.
+const (
+	OrderReplicates = "replicates"
+	OrderGrid       = "grid"
+)
 
 // Param is one swept parameter with its expanded values, all of one type.
 type Param struct {
 	Name   string
 	Kind   Kind
 	Values []Value
+	// Default, when set, is the value a task had before this parameter
+	// existed: a task whose value equals it leaves the parameter out of its
+	// identity (TaskKey), so adding a parameter with a default to a grown
+	// sweep keeps every earlier task and seed. Written
+	// x = { values = [...], default = v } or in a range table.
+	Default *Value
 }
 
 // Axis is one independent dimension of a sweep's cartesian product: a single
@@ -150,7 +172,7 @@ type ResultsSpec struct {
 
 // Task is one element of a sweep's expansion.
 type Task struct {
-	Index     int     // position in the expansion, 0-based, stable
+	Index     int     // position in this job's grid expansion (TaskAt); not an identity: growth moves it
 	Values    []Value // one per SweepSpec.Params, same order
 	Replicate int
 	Seed      uint64

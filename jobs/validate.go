@@ -212,6 +212,7 @@ func (j *Job) Validate() error {
 			d.errorf([]string{"sweep"}, "a sweep needs a [task] to run at each point")
 		}
 		validateSweep(j.Sweep, d)
+		j.validateAdaptive(d)
 	}
 	j.validateCommand(d)
 	j.validateResults(d)

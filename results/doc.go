@@ -6,7 +6,8 @@
 //
 // In this order (Schema):
 //
-//	task         int64             index of the task in the sweep's expansion
+//	task         int64             position of the task in its segment's grid
+//	                               (point·replicates + replicate); not an identity
 //	<param>...   by parameter kind one column per sweep parameter, in job order:
 //	                               int64, float64, utf8 or bool
 //	replicate    int64
@@ -18,6 +19,8 @@
 //	attempt      int32             1 for the first try
 //	exit_status  int32             0 for success
 //	error        utf8, nullable    stderr tail or error message of a failed task
+//	segment      int32             the run (segment) that wrote the row; since
+//	                               results_version 2
 //	stdout       utf8, nullable    what the task printed, bounded (TextLimit,
 //	stderr       utf8, nullable    default 32 KiB each: head and tail kept
 //	                               around a "[rankhub: N bytes cut]" line);
@@ -36,13 +39,14 @@
 // program, program_sha256, hosts (JSON array), job_id, scheduler, started
 // (RFC 3339), seed, tasks, order (how task indices follow from parameters
 // and replicates), results_version, resumes (JSON, the runs that
-// continued the file with Append), and when known inputs (JSON object:
-// input file → SHA-256, see HashInputs), script and script_sha256 (the
-// script a command runs through an interpreter). The revision is the one
-// the Makefile stamps into internal/buildinfo, the same as `rankhub
-// version` prints, whatever GOFLAGS says. Append refuses (ErrMismatch,
-// unless Force) a file whose job text, program, script or inputs differ,
-// naming what differs.
+// continued the file with Append), segments (JSON, every run of the file
+// with its own job text, program and seed; see Segment), and when known
+// inputs (JSON object: input file → SHA-256, see HashInputs), script and
+// script_sha256 (the script a command runs through an interpreter). The
+// revision is the one the Makefile stamps into internal/buildinfo, the same
+// as `rankhub version` prints, whatever GOFLAGS says. Append refuses
+// (ErrMismatch, unless Force) a file whose job text, program, script or
+// inputs differ, naming what differs.
 //
 // # Opening and closing batches
 //

@@ -23,7 +23,7 @@ import (
 // ResultsVersion is the version of the result file layout this package
 // writes, stored as rankhub.results_version. It changes when columns or
 // metadata keys change meaning.
-const ResultsVersion = "2"
+const ResultsVersion = "2" // 2: checksums, segments and the segment column, identity seeds, stdout/stderr columns
 
 // Metadata keys of the schema (written once, at the start of the file).
 const (
@@ -85,6 +85,8 @@ type Provenance struct {
 	// interpreter (sh x.sh, python3 x.py), ScriptSHA256 its hex SHA-256;
 	// "" when there is none.
 	Script, ScriptSHA256 string
+	// Segments lists every run of the file, the first included (segment.go).
+	Segments []Segment
 }
 
 // Resume records one run that continued a result file with Append.
@@ -158,9 +160,9 @@ func NewProvenance(job *jobs.Job) (Provenance, error) {
 
 // ExpansionOrder is the default Provenance.Order: how the jobs package
 // numbers a sweep's tasks (see jobs.Job.TaskAt).
-const ExpansionOrder = "cartesian product of the parameter axes in job file order " +
-	"(a zip group is one axis, at its first parameter), last axis varying fastest, " +
-	"replicates innermost; task i has seed jobs.Seed(seed, i)"
+const ExpansionOrder = "task = point·replicates + replicate, points the cartesian product of the parameter axes " +
+	"in job file order (a zip group is one axis, at its first parameter), last axis varying fastest; " +
+	"a task's seed is jobs.TaskSeed(seed, its canonical parameter values by name and replicate), not its position"
 
 // HashInputs returns the hex SHA-256 of every file matched by patterns
 // (paths or filepath.Match globs, relative to dir unless absolute), keyed
@@ -258,6 +260,9 @@ func (p Provenance) metadata() arrow.Metadata {
 		rs, _ := json.Marshal(p.Resumes)
 		kv = append(kv, [2]string{KeyResumes, string(rs)})
 	}
+	if k, v, ok := segmentsMetadata(p); ok {
+		kv = append(kv, [2]string{k, v})
+	}
 	if len(p.Inputs) > 0 {
 		in, _ := json.Marshal(p.Inputs) // keys sorted
 		kv = append(kv, [2]string{KeyInputs, string(in)})
@@ -345,6 +350,9 @@ func provenanceFrom(md arrow.Metadata) (Provenance, error) {
 		if err := json.Unmarshal([]byte(s), &p.Resumes); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", KeyResumes, err))
 		}
+	}
+	if err := segmentsFrom(get(KeySegments), &p); err != nil {
+		errs = append(errs, err.Error())
 	}
 	if s := get(KeyInputs); s != "" {
 		if err := json.Unmarshal([]byte(s), &p.Inputs); err != nil {

@@ -44,6 +44,7 @@ type Reader struct {
 	params  []column // sweep parameter columns
 	outputs []column // output columns
 	fixed   map[string]int
+	hasSeg  bool // the file has the segment column (version 2 on)
 }
 
 type column struct {
@@ -365,7 +366,11 @@ func (r *Reader) index() error {
 	r.prov = prov
 	fields := r.schema.Fields()
 	r.fixed = map[string]int{}
-	if len(fields) < 1+len(fixedAfterParams) || fields[0].Name != ColTask || fields[0].Type.ID() != arrow.INT64 {
+	fixed := fixedAfterParams
+	if !hasSegmentColumn(prov.ResultsVersion) {
+		fixed = fixed[:len(fixed)-1] // version 1: no segment column
+	}
+	if len(fields) < 1+len(fixed) || fields[0].Name != ColTask || fields[0].Type.ID() != arrow.INT64 {
 		return fmt.Errorf("schema does not start with the %q column", ColTask)
 	}
 	r.fixed[ColTask] = 0
@@ -376,7 +381,7 @@ func (r *Reader) index() error {
 			break
 		}
 	}
-	if rep < 0 || rep+len(fixedAfterParams) > len(fields) {
+	if rep < 0 || rep+len(fixed) > len(fields) {
 		return fmt.Errorf("schema has no %q column after the parameters", ColReplicate)
 	}
 	for i := 1; i < rep; i++ {
@@ -387,14 +392,15 @@ func (r *Reader) index() error {
 		r.params = append(r.params, column{name: fields[i].Name, idx: i, kind: k})
 	}
 	want := Schema(nil).Fields()[1:] // the fixed columns after the parameters
-	for j, name := range fixedAfterParams {
+	for j, name := range fixed {
 		f := fields[rep+j]
 		if f.Name != name || !arrow.TypeEqual(f.Type, want[j].Type) {
 			return fmt.Errorf("column %d is %q %s, want %q %s", rep+j, f.Name, f.Type, name, want[j].Type)
 		}
 		r.fixed[name] = rep + j
 	}
-	first := rep + len(fixedAfterParams)
+	_, r.hasSeg = r.fixed[ColSegment]
+	first := rep + len(fixed)
 	for _, name := range textColumns { // absent in files of older rankhubs
 		if first < len(fields) && fields[first].Name == name && fields[first].Type.ID() == arrow.STRING {
 			r.fixed[name] = first
@@ -543,6 +549,7 @@ func (r *Reader) appendRows(out []Row, rec arrow.RecordBatch) []Row {
 	if _, ok := r.fixed[ColStderr]; ok {
 		stderr = col(ColStderr).(*array.String)
 	}
+	segc, _ := col(ColSegment).(*array.Int32) // nil in version 1 files
 	for i := 0; i < int(rec.NumRows()); i++ {
 		row := Row{
 			Task:       int(task.Value(i)),
@@ -565,6 +572,9 @@ func (r *Reader) appendRows(out []Row, rec arrow.RecordBatch) []Row {
 		}
 		if stderr != nil && stderr.IsValid(i) {
 			row.Stderr = stderr.Value(i)
+		}
+		if segc != nil && r.hasSeg {
+			row.Segment = int(segc.Value(i))
 		}
 		for k, p := range r.params {
 			row.Values[k] = paramValue(rec.Column(p.idx), p.kind, i)

@@ -181,7 +181,11 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	}
 	defer r.Close()
 
-	if err := sameColumns(r.Schema(), Schema(job)); err != nil {
+	if o.segment != nil {
+		if err := canGrow(r.Schema(), job, o.mem); err != nil {
+			return nil, nil, fmt.Errorf("results: append %s: the file does not fit the job: %v", path, err)
+		}
+	} else if err := sameColumns(r.Schema(), Schema(job)); err != nil {
 		return nil, nil, fmt.Errorf("results: append %s: the file does not fit the job: %v", path, err)
 	}
 	fp := r.Provenance()
@@ -192,13 +196,27 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if fp.ProgramSHA256 != prov.ProgramSHA256 {
 		diff = append(diff, fmt.Sprintf("program SHA-256 (file %.12s…, now %.12s…)", fp.ProgramSHA256, prov.ProgramSHA256))
 	}
+	// Input files and the script are the engines' business: a change there
+	// alters what done tasks mean, segment or not.
+	var inputDiff []string
 	if fp.ScriptSHA256 != prov.ScriptSHA256 {
-		diff = append(diff, fmt.Sprintf("script %s SHA-256 (file %.12s…, now %.12s…)", prov.Script, fp.ScriptSHA256, prov.ScriptSHA256))
+		inputDiff = append(inputDiff, fmt.Sprintf("script %s SHA-256 (file %.12s…, now %.12s…)", prov.Script, fp.ScriptSHA256, prov.ScriptSHA256))
 	}
 	if ch := ChangedInputs(fp.Inputs, prov.Inputs); len(ch) > 0 {
-		diff = append(diff, "input files "+strings.Join(ch, ", "))
+		inputDiff = append(inputDiff, "input files "+strings.Join(ch, ", "))
 	}
-	if len(diff) > 0 && !o.force {
+	if o.segment != nil {
+		// The caller compared this run with the file's segments (segment.go).
+		diff = nil
+		if o.segment.Forced {
+			diff = o.segment.Changes
+		}
+	}
+	if len(inputDiff) > 0 && !o.force {
+		return nil, nil, fmt.Errorf("results: append %s: %w: %v differ; rerun with force to continue anyway, or write a new file", path, ErrMismatch, inputDiff)
+	}
+	diff = append(diff, inputDiff...)
+	if len(diff) > 0 && !o.force && o.segment == nil {
 		return nil, nil, fmt.Errorf("results: append %s: %w: %v differ; rerun with force to continue anyway, or write a new file", path, ErrMismatch, diff)
 	}
 	prevStatus := ""
@@ -221,6 +239,9 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if len(diff) > 0 {
 		last := &np.Resumes[len(np.Resumes)-1]
 		last.Inputs, last.ScriptSHA256 = prov.Inputs, prov.ScriptSHA256
+	}
+	if o.segment != nil {
+		np = addSegment(np, *o.segment, r.NumRows())
 	}
 
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".append-*")
@@ -247,9 +268,13 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	}
 	for _, rec := range r.Records() {
 		// The old batches have the old schema object; give them the new one
-		// (same columns, new metadata) so the writer accepts them.
-		re := array.NewRecordBatch(w.schema, rec.Columns(), rec.NumRows())
-		err := w.x.Write(re)
+		// (same columns, new metadata, new columns filled) so the writer
+		// accepts them.
+		re, err := grow(rec, w.schema, job, o.mem)
+		if err != nil {
+			return fail(err)
+		}
+		err = w.x.Write(re)
 		re.Release()
 		if err == nil {
 			err = w.x.CommitIfLarge()

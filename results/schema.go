@@ -23,8 +23,9 @@ const (
 	ColAttempt    = "attempt"
 	ColExitStatus = "exit_status"
 	ColError      = "error"
-	ColStdout     = "stdout"
-	ColStderr     = "stderr"
+	// ColSegment follows ColError (segment.go).
+	ColStdout = "stdout"
+	ColStderr = "stderr"
 )
 
 // textColumns follow fixedAfterParams: each task's stdout and stderr text,
@@ -35,7 +36,7 @@ var textColumns = []string{ColStdout, ColStderr}
 // fixedAfterParams lists the fixed columns that follow the parameters.
 var fixedAfterParams = []string{
 	ColReplicate, ColSeed, ColRank, ColHost, ColStarted, ColFinished,
-	ColAttempt, ColExitStatus, ColError,
+	ColAttempt, ColExitStatus, ColError, ColSegment,
 }
 
 var timestampUTC = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
@@ -100,6 +101,7 @@ func schemaWith(job *jobs.Job, md *arrow.Metadata) *arrow.Schema {
 		arrow.Field{Name: ColAttempt, Type: arrow.PrimitiveTypes.Int32},
 		arrow.Field{Name: ColExitStatus, Type: arrow.PrimitiveTypes.Int32},
 		arrow.Field{Name: ColError, Type: arrow.BinaryTypes.String, Nullable: true},
+		arrow.Field{Name: ColSegment, Type: arrow.PrimitiveTypes.Int32},
 		arrow.Field{Name: ColStdout, Type: arrow.BinaryTypes.String, Nullable: true},
 		arrow.Field{Name: ColStderr, Type: arrow.BinaryTypes.String, Nullable: true},
 	)

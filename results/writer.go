@@ -57,6 +57,7 @@ type Row struct {
 	ExitStatus int
 	Err        string // "" is written as null
 	Outputs    []float64
+	Segment    int // the file's segment (run) that wrote the row
 	// Stdout and Stderr hold what the task printed, as text; "" is
 	// written as null. The Writer bounds each to its TextLimit, keeping the
 	// head and the tail around a marked cut (Truncate).
@@ -75,6 +76,7 @@ type options struct {
 	textLimit     int
 	mem           memory.Allocator
 	force         bool
+	segment       *Segment // Append: record this run as a new segment (segment.go)
 }
 
 // FlushRows flushes a batch whenever n rows are buffered (n >= 1).
@@ -293,7 +295,7 @@ func (w *Writer) Write(r Row) error {
 	for _, c := range [...]struct {
 		name string
 		v    int
-	}{{ColRank, r.Rank}, {ColAttempt, r.Attempt}, {ColExitStatus, r.ExitStatus}} {
+	}{{ColRank, r.Rank}, {ColAttempt, r.Attempt}, {ColExitStatus, r.ExitStatus}, {ColSegment, r.Segment}} {
 		if c.v < math.MinInt32 || c.v > math.MaxInt32 {
 			return fmt.Errorf("results: %s: task %d: %s %d out of int32 range", w.path, r.Task, c.name, c.v)
 		}
@@ -346,9 +348,10 @@ func (w *Writer) append(r Row) {
 	b.Field(i + 6).(*array.Int32Builder).Append(int32(r.Attempt))
 	b.Field(i + 7).(*array.Int32Builder).Append(int32(r.ExitStatus))
 	appendText(b.Field(i+8).(*array.StringBuilder), r.Err)
-	appendText(b.Field(i+9).(*array.StringBuilder), Truncate(r.Stdout, w.opt.textLimit))
-	appendText(b.Field(i+10).(*array.StringBuilder), Truncate(r.Stderr, w.opt.textLimit))
-	i += 11
+	b.Field(i + 9).(*array.Int32Builder).Append(int32(r.Segment))
+	appendText(b.Field(i+10).(*array.StringBuilder), Truncate(r.Stdout, w.opt.textLimit))
+	appendText(b.Field(i+11).(*array.StringBuilder), Truncate(r.Stderr, w.opt.textLimit))
+	i += 12
 	failed := r.Failed()
 	for k := 0; k < w.nOutputs; k++ {
 		ob := b.Field(i + k).(*array.Float64Builder)

@@ -23,7 +23,7 @@ func TestSchemaColumns(t *testing.T) {
 		"task:int64", "L:int64", "T:float64", "model:utf8", "fast:bool",
 		"replicate:int64", "seed:uint64", "rank:int32", "host:utf8",
 		"started:timestamp[us, tz=UTC]", "finished:timestamp[us, tz=UTC]",
-		"attempt:int32", "exit_status:int32", "error:utf8", "stdout:utf8", "stderr:utf8", "energy:float64", "mag:float64",
+		"attempt:int32", "exit_status:int32", "error:utf8", "segment:int32", "stdout:utf8", "stderr:utf8", "energy:float64", "mag:float64",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("columns\n got %v\nwant %v", got, want)
@@ -36,8 +36,8 @@ func TestSchemaColumns(t *testing.T) {
 	if f, _ := s.FieldsByName("task"); f[0].Nullable {
 		t.Error("task nullable")
 	}
-	if n := Schema(nil).NumFields(); n != 12 {
-		t.Errorf("schema of a job without sweep: %d fields, want 12", n)
+	if n := Schema(nil).NumFields(); n != 13 {
+		t.Errorf("schema of a job without sweep: %d fields, want 13", n)
 	}
 }
 

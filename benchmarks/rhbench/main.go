@@ -169,6 +169,10 @@ func main() {
 	rankhub.Register("tiny", func(p rankhub.Params) (map[string]float64, error) {
 		return map[string]float64{"y": p.Float("x") * 2}, nil
 	})
+	// The same with noise from the task's seed, for adaptive replicates.
+	rankhub.Register("tinynoise", func(p rankhub.Params) (map[string]float64, error) {
+		return map[string]float64{"y": p.Float("x") + float64(p.Seed()>>11)/(1<<53)}, nil
+	})
 	if len(os.Args) > 1 && os.Args[1] == "sweep" {
 		rankhub.Main(nil) // the job file's sweep
 	}

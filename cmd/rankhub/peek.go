@@ -68,7 +68,9 @@ func runPeek(args []string, stdout, stderr io.Writer) error {
 	}
 	switch fl.format {
 	case "table":
-		err = s.WriteTable(stdout)
+		if err = s.WriteTable(stdout); err == nil {
+			err = results.WriteAdaptive(stdout, r) // adaptive sweeps: why each group stopped
+		}
 	case "csv":
 		err = s.WriteCSV(stdout)
 	case "json":

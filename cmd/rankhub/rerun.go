@@ -62,10 +62,6 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 	}
 	defer r.Close()
 	prov := r.Provenance()
-	job, err := jobs.Parse(prov.JobFile, []byte(prov.JobText))
-	if err != nil {
-		return fmt.Errorf("the job text in %s does not parse: %w", fs.Arg(0), err)
-	}
 	all := r.Rows()
 	if sample > 0 {
 		for _, i := range rand.Perm(len(all))[:min(sample, len(all))] {
@@ -77,33 +73,18 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	jobFile := filepath.Join(tmp, "job.toml")
-	if err := os.WriteFile(jobFile, []byte(prov.JobText), 0o644); err != nil {
-		return err
-	}
-	program := fs.Lookup("program").Value.String()
-	if program == "" {
-		program = prov.Program
-	}
-	var progArgs []string
-	if job.Task.Command != "" {
-		// Shell tasks run through rankhub itself; the provenance names the
-		// command's executable, checked below.
-		if program, err = os.Executable(); err != nil {
-			return err
+	// Each row runs with the job of the segment (run) that wrote it.
+	segs := map[int]*rerunSegment{}
+	segment := func(i int) (*rerunSegment, error) {
+		if s, ok := segs[i]; ok {
+			return s, nil
 		}
-		progArgs = []string{"rank"}
-	}
-	if sum, err := results.FileSHA256(prov.Program); err != nil {
-		fmt.Fprintf(stderr, "warning: the program of the run, %s, cannot be read (%v): results may differ\n", prov.Program, err)
-	} else if sum != prov.ProgramSHA256 {
-		fmt.Fprintf(stderr, "warning: %s changed since the run (SHA-256 %s, recorded %s): results may differ\n", prov.Program, sum[:12], prov.ProgramSHA256[:12])
-	}
-	workdir := "."
-	if prov.JobFile != "" {
-		if st, err := os.Stat(filepath.Dir(filepath.Dir(filepath.Dir(prov.JobFile)))); err == nil && st.IsDir() && strings.Contains(prov.JobFile, launcher.JobDirRoot) {
-			workdir = filepath.Dir(filepath.Dir(filepath.Dir(prov.JobFile)))
+		s, err := newRerunSegment(prov, i, tmp, fs.Lookup("program").Value.String(), fs.Arg(0), stderr)
+		if err != nil {
+			return nil, err
 		}
+		segs[i] = s
+		return s, nil
 	}
 	bad := 0
 	for _, i := range rows {
@@ -111,9 +92,14 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("row %d: the file has %d rows", i, len(all))
 		}
 		row := all[i]
-		cmd := exec.Command(program, progArgs...)
-		cmd.Dir = workdir
-		cmd.Env = append(os.Environ(), rankhub.EnvCall+"="+fmt.Sprint(row.Task), launcher.EnvJobFile+"="+jobFile)
+		seg, err := segment(row.Segment)
+		if err != nil {
+			return fmt.Errorf("row %d: %w", i, err)
+		}
+		job, program := seg.job, seg.program
+		cmd := exec.Command(program, seg.args...)
+		cmd.Dir = seg.workdir
+		cmd.Env = append(os.Environ(), rankhub.EnvCall+"="+fmt.Sprint(row.Task), launcher.EnvJobFile+"="+seg.jobFile)
 		var so, se bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &so, &se
 		if err := cmd.Run(); err != nil {
@@ -124,6 +110,9 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("row %d: %s printed no outcome: %v\n%s%s", i, program, err, so.String(), se.String())
 		}
 		desc := describe(job, row)
+		if len(prov.Segments) > 1 {
+			desc += fmt.Sprintf(" segment %d", row.Segment)
+		}
 		var diffs []string
 		if (out.Err != "") != (row.Err != "") || out.ExitStatus != row.ExitStatus {
 			diffs = append(diffs, fmt.Sprintf("exit status %d (%q) now, %d (%q) in the file", out.ExitStatus, out.Err, row.ExitStatus, row.Err))
@@ -150,6 +139,51 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 		return &exitError{code: 1, err: fmt.Errorf("%d of %d rows do not reproduce", bad, len(rows))}
 	}
 	return nil
+}
+
+// rerunSegment is what re-executing rows of one segment needs.
+type rerunSegment struct {
+	job              *jobs.Job
+	jobFile, program string
+	args             []string
+	workdir          string
+}
+
+func newRerunSegment(prov results.Provenance, i int, tmp, program, file string, stderr io.Writer) (*rerunSegment, error) {
+	seg, err := prov.Segment(i)
+	if err != nil {
+		return nil, err
+	}
+	job, err := jobs.Parse(seg.JobFile, []byte(seg.JobText))
+	if err != nil {
+		return nil, fmt.Errorf("the job text of segment %d in %s does not parse: %w", i, file, err)
+	}
+	s := &rerunSegment{job: job, jobFile: filepath.Join(tmp, fmt.Sprintf("job-%d.toml", i)), program: program, workdir: "."}
+	if err := os.WriteFile(s.jobFile, []byte(seg.JobText), 0o644); err != nil {
+		return nil, err
+	}
+	if s.program == "" {
+		s.program = seg.Program
+	}
+	if job.Task.Command != "" {
+		// Shell tasks run through rankhub itself; the provenance names the
+		// command's executable, checked below.
+		if s.program, err = os.Executable(); err != nil {
+			return nil, err
+		}
+		s.args = []string{"rank"}
+	}
+	if sum, err := results.FileSHA256(seg.Program); err != nil {
+		fmt.Fprintf(stderr, "warning: the program of segment %d, %s, cannot be read (%v): results may differ\n", i, seg.Program, err)
+	} else if sum != seg.ProgramSHA256 {
+		fmt.Fprintf(stderr, "warning: %s changed since segment %d ran (SHA-256 %.12s, recorded %.12s): results may differ\n", seg.Program, i, sum, seg.ProgramSHA256)
+	}
+	if seg.JobFile != "" {
+		if st, err := os.Stat(filepath.Dir(filepath.Dir(filepath.Dir(seg.JobFile)))); err == nil && st.IsDir() && strings.Contains(seg.JobFile, launcher.JobDirRoot) {
+			s.workdir = filepath.Dir(filepath.Dir(filepath.Dir(seg.JobFile)))
+		}
+	}
+	return s, nil
 }
 
 func describe(job *jobs.Job, row results.Row) string {

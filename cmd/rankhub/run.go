@@ -133,6 +133,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		if fl.force {
 			env[rankhub.EnvResumeForce] = "1"
 		}
+		if err := sweepPrecheck(job, fl.force); err != nil {
+			return err
+		}
 	}
 	stopBar := startProgressBar(stderr, jobDir)
 	defer stopBar()

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -34,7 +35,8 @@ func TestShellSweepRowsPeekRerunResume(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "sh.toml"), []byte(shellSweep), 0o644)
 	r := rh(t, dir, "run", "sh.toml")
-	if r.code != 0 {
+	// Every task has a row, 8 of them failed: the driver says so.
+	if r.code == 0 || !strings.Contains(r.stderr, "8 of 24 tasks failed") {
 		t.Fatalf("run: %+v", r)
 	}
 	f, err := results.Open(filepath.Join(dir, "sh.arrow"))
@@ -104,7 +106,36 @@ func TestShellSweepRowsPeekRerunResume(t *testing.T) {
 		t.Fatalf("%d rows after an empty resume", n)
 	}
 	f.Close()
-	if r := rh(t, dir, "results", "recover", "sh.arrow"); r.code != 0 || !strings.Contains(r.stdout, "24 rows kept") {
+	// Growth: a value added in front and one more replicate run the 16 new
+	// tasks only, without --force; rows of every segment reproduce.
+	grown := strings.Replace(strings.Replace(shellSweep, "x = [1, 2, 3, 4, 5, 6]", "x = [7, 1, 2, 3, 4, 5, 6]", 1), "replicates = 2", "replicates = 3", 1)
+	os.WriteFile(filepath.Join(dir, "sh.toml"), []byte(grown), 0o644)
+	if r := rh(t, dir, "run", "--resume", "sh.toml"); !strings.Contains(r.stderr, "4 of 18 tasks failed") {
+		t.Fatalf("grown resume: %+v", r)
+	}
+	f, _ = results.Open(filepath.Join(dir, "sh.arrow"))
+	rows = f.Rows()
+	f.Close()
+	if len(rows) != 42 || rows[0].Segment != 0 || rows[41].Segment != 2 {
+		t.Fatalf("%d rows after growth (first segment %d, last %d), want 42", len(rows), rows[0].Segment, rows[len(rows)-1].Segment)
+	}
+	last := "41"
+	for i, row := range rows {
+		if row.Segment == 2 && row.Err == "" {
+			last = strconv.Itoa(i)
+		}
+	}
+	if r := rh(t, dir, "rerun", "sh.arrow", "--row", "0", "--row", last, "--row", "25"); r.code != 0 || strings.Count(r.stdout, "match") != 3 ||
+		!strings.Contains(r.stdout, "segment 2") {
+		t.Fatalf("rerun across segments: %+v", r)
+	}
+	// A new parameter without a default is refused before any rank starts.
+	os.WriteFile(filepath.Join(dir, "sh.toml"), []byte(strings.Replace(grown, "replicates = 3", "q = [1]\nreplicates = 3", 1)), 0o644)
+	if r := rh(t, dir, "run", "--resume", "sh.toml"); r.code == 0 || !strings.Contains(r.stderr, "sh.toml:14:1: sweep.q: new parameter without a default") ||
+		strings.Contains(r.stderr, "[rank") {
+		t.Fatalf("resume with a new parameter without a default: %+v", r)
+	}
+	if r := rh(t, dir, "results", "recover", "sh.arrow"); r.code != 0 || !strings.Contains(r.stdout, "42 rows kept") {
 		t.Fatalf("recover: %+v", r)
 	}
 }

@@ -3,7 +3,7 @@
 // their ratio. `make bench` runs it from the repository root after `make build`.
 //
 // Environment: ANCHORS (default ../shared/anchors), BENCH_REPS (default 3),
-// BENCH_SKIP (comma list of groups to skip: ipp, sock, sweep; coll skips
+// BENCH_SKIP (comma list of groups to skip: ipp, sock, sweep, sweep1e7; coll skips
 // benchmarks/collective/run.sh, which make bench runs after this program).
 package main
 
@@ -17,7 +17,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/rankhub/rankhub/results"
 )
 
 type sample map[string][]float64 // label → values
@@ -97,6 +100,10 @@ func main() {
 	s.add(run("bin/rankhub", []string{"run", "-n", "3", "--", "bin/rhbench", reps}))
 	if !skip("sweep") {
 		sweepBench(s, tmp)
+		adaptiveBench(s, tmp)
+	}
+	if !skip("sweep1e7") {
+		bigSweepBench(s, tmp)
 	}
 	if !skip("sock") {
 		if out, err := exec.Command("gcc", "-O2", "-o", filepath.Join(tmp, "sockbw"), filepath.Join(anchors, "sockbw.c")).CombinedOutput(); err != nil {
@@ -138,8 +145,13 @@ func main() {
 		{"pull 512 MiB, Arrow in arena", "rankhub_pull_arrow_arena_512MiB", "ipp_pull_512MiB", "GB/s", false, ""},
 		{"sweep, 100k Go-function tasks", "rankhub_sweep_func_100k", "target_sweep_rows", "rows/s", false, "≥ 50,000 rows/s end to end, 2 engines"},
 		{"sweep, 10k shell tasks", "rankhub_sweep_shell_10k", "xargs_P2_shell_10k", "tasks/s", false, "bounded by process start: ≈ xargs -P 2"},
+		{"sweep, adaptive 100 × ≤1000", "rankhub_sweep_adaptive_100k", "rankhub_sweep_fixed_100x1000", "rows/s", false, "≥ 0.8× the same sweep fixed"},
+		{"sweep 10^7 no-op: hub peak RSS", "rankhub_sweep_1e7_hub_rss", "target_sweep_1e7_rss", "MiB", true, "≤ 1 GiB"},
+		{"sweep 10^7: time to first task", "rankhub_sweep_1e7_first_task", "target_sweep_1e7_first", "s", true, "≤ 1 s"},
 	}
 	s["target_sweep_rows"] = []float64{50000}
+	s["target_sweep_1e7_rss"] = []float64{1024}
+	s["target_sweep_1e7_first"] = []float64{1}
 	fmt.Printf("\n%-34s %12s %12s %6s %10s  %s\n", "measure (median of runs)", "rankhub", "anchor", "unit", "ratio", "target")
 	for _, r := range rows {
 		o, a := median(s[r.ours]), median(s[r.anchor])
@@ -225,4 +237,146 @@ path = "shell.arrow"
 			s["xargs_P2_shell_10k"] = append(s["xargs_P2_shell_10k"], 10000/time.Since(t).Seconds())
 		}
 	}
+}
+
+// sweepJob writes a function-sweep job running bin/rhbench's fn over body
+// into dir/job.toml.
+func sweepJob(dir, fn, body string) {
+	wd, _ := os.Getwd()
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "job.toml"), []byte(fmt.Sprintf(`[job]
+name = "bench"
+ranks = 3
+program = [%q, "sweep"]
+[task]
+function = %q
+outputs = ["y"]
+[sweep]
+%s
+[results]
+path = "out.arrow"
+`, filepath.Join(wd, "bin/rhbench"), fn, body)), 0o644)
+}
+
+// runSweepDir runs `rankhub run job.toml` in dir; it returns the seconds it
+// took and the hub's pid (from hub.json) once known through onHub.
+func runSweepDir(dir string, onHub func(pid int)) (float64, error) {
+	wd, _ := os.Getwd()
+	t := time.Now()
+	cmd := exec.Command(filepath.Join(wd, "bin/rankhub"), "run", "job.toml")
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	if onHub != nil {
+		go func() {
+			for {
+				files, _ := filepath.Glob(filepath.Join(dir, ".rankhub", "*", "hub.json"))
+				if len(files) > 0 {
+					b, _ := os.ReadFile(files[0])
+					if i := bytes.Index(b, []byte(`"pid":`)); i >= 0 {
+						f := strings.FieldsFunc(string(b[i+6:]), func(r rune) bool { return r == ',' || r == ' ' || r == '}' || r == '\n' })
+						if pid, err := strconv.Atoi(f[0]); err == nil {
+							onHub(pid)
+							return
+						}
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	if err := <-done; err != nil {
+		return 0, fmt.Errorf("%v\n%s", err, out.String())
+	}
+	return time.Since(t).Seconds(), nil
+}
+
+// adaptiveBench: 100 groups, replicates adaptive up to 1000 (a target no
+// group reaches, so all 100,000 run) against the same sweep fixed.
+func adaptiveBench(s sample, tmp string) {
+	for rep := 0; rep < 3; rep++ {
+		for _, b := range []struct{ label, reps string }{
+			{"rankhub_sweep_fixed_100x1000", "1000"},
+			{"rankhub_sweep_adaptive_100k", "{ min = 8, max = 1000, sem = { y = 1e-12 } }"},
+		} {
+			dir := filepath.Join(tmp, fmt.Sprintf("%s%d", b.label, rep))
+			sweepJob(dir, "tinynoise", "x = { start = 0, stop = 99, step = 1 }\nreplicates = "+b.reps)
+			secs, err := runSweepDir(dir, nil)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: %s: %v\n", b.label, err)
+				continue
+			}
+			s[b.label] = append(s[b.label], 100000/secs)
+		}
+	}
+}
+
+// bigSweepBench: a sweep of 10^7 no-op function tasks. The hub's peak RSS
+// (VmHWM, polled) and the time from "all engines registered" in its log to
+// the first task's start in the result file.
+func bigSweepBench(s sample, tmp string) {
+	dir := filepath.Join(tmp, "sweep1e7")
+	sweepJob(dir, "tiny", "x = { start = 0, stop = 9999, step = 1 }\nreplicates = 1000")
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	_, err := runSweepDir(dir, func(pid int) {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil {
+				return
+			}
+			for _, l := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+					if kb, _ := strconv.ParseInt(f[1], 10, 64); kb > peak.Load() {
+						peak.Store(kb)
+					}
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+	close(stop)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: 10^7 sweep: %v\n", err)
+		return
+	}
+	s["rankhub_sweep_1e7_hub_rss"] = append(s["rankhub_sweep_1e7_hub_rss"], float64(peak.Load())/1024)
+	logs, _ := filepath.Glob(filepath.Join(dir, ".rankhub", "*", "rank-0.log.json"))
+	var registered time.Time
+	if len(logs) > 0 {
+		b, _ := os.ReadFile(logs[0])
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "all engines registered") {
+				if i := strings.Index(l, `"time":"`); i >= 0 {
+					registered, _ = time.Parse(time.RFC3339Nano, strings.SplitN(l[i+8:], `"`, 2)[0])
+				}
+			}
+		}
+	}
+	r, err := results.Open(filepath.Join(dir, "out.arrow"))
+	if err != nil || registered.IsZero() {
+		fmt.Fprintf(os.Stderr, "bench: 10^7 sweep: no first task time (%v)\n", err)
+		return
+	}
+	defer r.Close()
+	first := time.Time{}
+	for i, row := range r.Rows() {
+		if i > 100000 {
+			break
+		}
+		if first.IsZero() || row.Started.Before(first) {
+			first = row.Started
+		}
+	}
+	s["rankhub_sweep_1e7_first_task"] = append(s["rankhub_sweep_1e7_first_task"], first.Sub(registered).Seconds())
 }

@@ -1,0 +1,242 @@
+package sweep
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/results"
+	"github.com/rankhub/rankhub/views"
+	"github.com/rs/zerolog"
+)
+
+// ProgressFile is the name of Drive's progress report in the job directory.
+const ProgressFile = "progress.json"
+
+// BuiltinName is the function every rank registers to run sweep chunks
+// (the root package registers it with the job it loads).
+const BuiltinName = "rankhub.sweep"
+
+// Progress is what Drive reports in progress.json in the job directory
+// (the `rankhub run` process draws its bar from it).
+type Progress struct {
+	Done    int       `json:"done"`
+	Failed  int       `json:"failed"`
+	Total   int       `json:"total"`
+	Skipped int       `json:"skipped"` // already in the file when resuming
+	Rate    float64   `json:"rate"`    // rows per second since the start
+	ETA     float64   `json:"eta_seconds"`
+	Updated time.Time `json:"updated"`
+	Results string    `json:"results"`
+	// Adaptive sweeps: Total is done plus the estimate of what remains;
+	// Active counts the groups that have not stopped.
+	Adaptive bool `json:"adaptive,omitempty"`
+	Active   int  `json:"active_groups,omitempty"`
+}
+
+type chunkDone struct {
+	res  ChunkResult
+	refs []Ref
+	err  error
+	took time.Duration
+}
+
+// Drive runs the planner's tasks through the client's load-balanced view
+// and writes every row to w as its chunk arrives, as segment of the file;
+// it reports progress.json in jobDir (when not empty) and to log. It returns
+// nil when every task it was to run has a row and none failed, an
+// *IncompleteError when tasks are left without a row (stopped, every engine
+// dead, chunks failed after their retries) and a *TasksFailedError when rows
+// record failures.
+func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Writer, pl *Planner, segment int, jobDir string, log zerolog.Logger) error {
+	path := w.Path()
+	engines := len(c.IDs())
+	if engines == 0 {
+		return views.ErrNoEngines
+	}
+	// A chunk fails only when its engine dies (task failures are rows), so
+	// engine failures get retries beyond the task's own.
+	lb, err := c.LoadBalancedView()
+	if err != nil {
+		return err
+	}
+	lb = lb.With(views.TaskOptions{Retries: 3 + job.Task.Retries})
+	doneCh := make(chan chunkDone, Window(0, engines))
+	inflight := 0
+	// Running means per task, from finished chunks: the round trip (what a
+	// chunk costs the pipeline: the chunk size aims at it) and the engine's
+	// own time (what decides whether tasks are slow enough for small
+	// chunks and a short window, which keep groups even).
+	perTask, execTask := time.Duration(0), time.Duration(0)
+	submit := func() (bool, error) {
+		refs := pl.Next(pl.ChunkSize(perTask, execTask, engines))
+		if len(refs) == 0 {
+			return false, nil
+		}
+		ar, err := lb.Apply(BuiltinName, Pairs(refs))
+		if err != nil {
+			return false, err
+		}
+		inflight++
+		start := time.Now()
+		go func() {
+			v, err := ar.GetContext(ctx)
+			d := chunkDone{refs: refs, err: err, took: time.Since(start)}
+			if err == nil {
+				d.res, d.err = views.As[ChunkResult](v)
+			}
+			// The rows go to the result file: the hub need not keep them.
+			if ar.Ready() {
+				c.Purge(ar.MsgIDs()...)
+			}
+			doneCh <- d
+		}()
+		return true, nil
+	}
+	started := time.Now()
+	prog := Progress{Total: pl.Total(), Skipped: pl.Present(), Results: path}
+	todo := pl.Todo()
+	wanted := func() int { return todo }
+	if job.Sweep.Adaptive != nil {
+		// Open-ended: what this run is to do is what is done plus what
+		// the planner estimates the groups still need.
+		wanted = func() int { return prog.Done + pl.Estimate() }
+		prog.Skipped = pl.Observed()
+		prog.Total = prog.Skipped + pl.Estimate()
+	}
+	firstFail := ""
+	lastProg, lastLog := time.Time{}, time.Now()
+	report := func(force bool) {
+		now := time.Now()
+		if !force && now.Sub(lastProg) < 250*time.Millisecond {
+			return
+		}
+		lastProg = now
+		el := now.Sub(started).Seconds()
+		prog.Rate = float64(prog.Done) / math.Max(el, 1e-9)
+		// The ETA sums each group's remaining tasks at its own measured
+		// cost; an adaptive sweep's total is what is done plus the
+		// planner's estimate of what remains.
+		prog.ETA = pl.ETA(engines).Seconds()
+		if job.Sweep.Adaptive != nil {
+			prog.Adaptive, prog.Active = true, pl.Active()
+			prog.Total = prog.Skipped + prog.Done + pl.Estimate()
+		}
+		prog.Updated = now.UTC()
+		if jobDir != "" {
+			b, _ := json.Marshal(prog)
+			tmp := filepath.Join(jobDir, "."+ProgressFile)
+			if os.WriteFile(tmp, b, 0o644) == nil {
+				os.Rename(tmp, filepath.Join(jobDir, ProgressFile))
+			}
+		}
+		if force || now.Sub(lastLog) >= 10*time.Second {
+			lastLog = now
+			log.Info().Int("done", prog.Done+prog.Skipped).Int("total", prog.Total).Int("failed", prog.Failed).
+				Float64("rows_per_s", math.Round(prog.Rate)).Float64("eta_s", math.Round(prog.ETA)).Msg("sweep progress")
+		}
+	}
+	fill := func() error {
+		for inflight < Window(execTask, engines) && pl.Left() > 0 {
+			// An adaptive sweep may have nothing to hand out while results
+			// that decide whether groups stop are still on their way.
+			if sent, err := submit(); err != nil || !sent {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := fill(); err != nil {
+		return err
+	}
+	var firstErr error
+	watch := time.NewTicker(time.Second)
+	defer watch.Stop()
+	for inflight > 0 {
+		var d chunkDone
+		select {
+		case <-watch.C:
+			if len(c.IDs()) == 0 {
+				// Every engine is gone: nothing can run the rest. What
+				// arrived is in the file; --resume runs the remainder.
+				var why []string
+				for _, e := range c.Engines() {
+					why = append(why, fmt.Sprintf("engine %d (rank %d on %s): %s", e.ID, e.Rank, e.Host, e.DeadWhy))
+				}
+				report(true)
+				return &IncompleteError{Wanted: wanted(), Done: prog.Done,
+					Reason: "every engine died: " + strings.Join(why, "; ")}
+			}
+			continue
+		case d = <-doneCh:
+		case <-ctx.Done():
+			// Stop: what arrived is written; the rest is left for --resume.
+			report(true)
+			return &IncompleteError{Wanted: wanted(), Done: prog.Done, Reason: "stopped (SIGTERM or the walltime warning)", Err: ctx.Err()}
+		}
+		inflight--
+		if d.err != nil {
+			// Retries are exhausted (or the job is stopping): these tasks
+			// get no row now and run again on --resume.
+			if ctx.Err() != nil {
+				return &IncompleteError{Wanted: wanted(), Done: prog.Done, Reason: "stopped (SIGTERM or the walltime warning)", Err: ctx.Err()}
+			}
+			log.Error().Err(d.err).Int("tasks", len(d.refs)).Int("point", d.refs[0].Point).Int("replicate", d.refs[0].Replicate).
+				Msg("chunk failed after retries; its tasks are left for --resume")
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%d task(s) from point %d replicate %d could not run: %w", len(d.refs), d.refs[0].Point, d.refs[0].Replicate, d.err)
+			}
+		} else {
+			if err := WriteChunk(w, job, d.res, segment); err != nil {
+				return err
+			}
+			prog.Done += len(d.res.Index)
+			k, reps := len(job.Task.Outputs), int64(max(job.Sweep.Replicates, 1))
+			for i, ix := range d.res.Index {
+				pl.Observe(Ref{Point: int(ix / reps), Replicate: int(ix % reps)}, d.res.Out[i*k:(i+1)*k], d.res.Err[i] != "",
+					time.Duration(d.res.Finished[i]-d.res.Started[i])*time.Microsecond)
+			}
+			for _, e := range d.res.Err {
+				if e != "" {
+					prog.Failed++
+					if firstFail == "" {
+						firstFail = e
+					}
+				}
+			}
+			// Tasks too short for the clock count as 1 µs.
+			var spent int64
+			for i := range d.res.Index {
+				spent += d.res.Finished[i] - d.res.Started[i]
+			}
+			n := time.Duration(max(len(d.res.Index), 1))
+			perTask = runningMean(perTask, d.took/n)
+			execTask = runningMean(execTask, max(time.Duration(spent)*time.Microsecond/n, time.Microsecond))
+		}
+		report(false)
+		if err := fill(); err != nil {
+			return err
+		}
+	}
+	report(true)
+	if firstErr != nil {
+		return &IncompleteError{Wanted: wanted(), Done: prog.Done, Reason: "chunks failed after their retries", Err: firstErr}
+	}
+	if prog.Failed > 0 {
+		return &TasksFailedError{Failed: prog.Failed, Done: prog.Done, First: firstFail}
+	}
+	return nil
+}
+
+func runningMean(mean, x time.Duration) time.Duration {
+	if mean == 0 {
+		return x
+	}
+	return (mean*3 + x) / 4
+}

@@ -1,0 +1,387 @@
+package sweep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os/exec"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/results"
+	"github.com/rankhub/rankhub/views"
+)
+
+// The engine side of a sweep. Engines receive only (point, replicate)
+// pairs: each one loads the job file from the job directory and expands the
+// same deterministic sweep, so a task's parameters and seed never travel
+// and never depend on which engine runs it. A task's failure is part of its
+// row, not an error of the chunk: a chunk fails only when its engine dies,
+// and then the load-balanced view retries it elsewhere.
+
+// ChunkResult is the outcome of a chunk of tasks, by columns.
+type ChunkResult struct {
+	Index    []int64
+	Seed     []uint64 // each task's seed (jobs.TaskSeed), as the engine ran it
+	Started  []int64  // unix microseconds
+	Finished []int64
+	Attempt  []int64
+	Exit     []int64
+	Err      []string
+	Out      []float64 // len(Index) × outputs, row-major; NaN where missing
+	Rank     int
+	Host     string
+	// Shell tasks only (nil for functions): what was kept of each task's
+	// stdout and stderr (all of it, or head, a "…[N bytes omitted]…" marker
+	// and tail; see boundedOutput) and their full sizes in bytes. For the
+	// rows' stdout and stderr columns (issue 11).
+	Stdout, Stderr           []string
+	StdoutBytes, StderrBytes []int64
+}
+
+// Pairs encodes refs for the wire: point, replicate, point, replicate, ...
+func Pairs(refs []Ref) []int64 {
+	pairs := make([]int64, 0, 2*len(refs))
+	for _, r := range refs {
+		pairs = append(pairs, int64(r.Point), int64(r.Replicate))
+	}
+	return pairs
+}
+
+// RunChunk runs the tasks named by pairs (see Pairs) on this engine.
+func RunChunk(c *views.Context, job *jobs.Job, pairs []int64) (ChunkResult, error) {
+	if len(pairs)%2 != 0 {
+		return ChunkResult{}, fmt.Errorf("sweep chunk of %d numbers: want (point, replicate) pairs", len(pairs))
+	}
+	return ExecChunk(c, job, pairs), nil
+}
+
+// ExecChunk runs the tasks of pairs; the result's Index holds each task's
+// grid index in this job (point·replicates + replicate).
+func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
+	k := len(job.Task.Outputs)
+	n := len(pairs) / 2
+	reps := int64(max(job.Sweep.Replicates, 1))
+	points := int64(job.NumPoints())
+	idx := make([]int64, n)
+	res := ChunkResult{Index: idx, Seed: make([]uint64, n), Started: make([]int64, n), Finished: make([]int64, n), Attempt: make([]int64, n),
+		Exit: make([]int64, n), Err: make([]string, n), Out: make([]float64, n*k)}
+	if c != nil {
+		res.Rank, res.Host = c.Rank, c.Host
+	}
+	ctx := context.Background()
+	if c != nil && c.Context != nil {
+		ctx = c.Context
+	}
+	for i := range idx {
+		p, r := pairs[2*i], pairs[2*i+1]
+		idx[i] = p*reps + r
+		out := res.Out[i*k : (i+1)*k]
+		if ctx.Err() != nil {
+			// The engine is stopping: this chunk's answer will not arrive,
+			// and its tasks run again elsewhere or on --resume.
+			res.Exit[i], res.Err[i] = -1, "engine stopped before the task ran"
+			fillNaN(out)
+			continue
+		}
+		if p < 0 || p >= points || r < 0 || r >= reps {
+			res.Exit[i], res.Err[i] = -1, fmt.Sprintf("task (point %d, replicate %d) is outside the sweep (%d points × %d replicates)", p, r, points, reps)
+			fillNaN(out)
+			continue
+		}
+		t := job.PointTask(int(p), int(r))
+		res.Seed[i] = t.Seed
+		for attempt := 0; ; attempt++ {
+			start := time.Now()
+			exit, msg := runTask(ctx, c, job, t, out, &res, i)
+			res.Started[i], res.Finished[i] = start.UnixMicro(), time.Now().UnixMicro()
+			res.Exit[i], res.Err[i], res.Attempt[i] = int64(exit), msg, int64(attempt)
+			if msg == "" || attempt >= job.Task.Retries {
+				break
+			}
+		}
+		if res.Err[i] != "" {
+			fillNaN(out)
+		}
+	}
+	return res
+}
+
+func fillNaN(out []float64) {
+	for j := range out {
+		out[j] = math.NaN()
+	}
+}
+
+// runTask runs one task into out; it returns the exit status and an error
+// message ("" on success).
+func runTask(ctx context.Context, c *views.Context, job *jobs.Job, t jobs.Task, out []float64, res *ChunkResult, i int) (exit int, msg string) {
+	if job.Task.Function != "" {
+		return callFunction(c, job, t, out)
+	}
+	if res.Stdout == nil {
+		n := len(res.Index)
+		res.Stdout, res.Stderr = make([]string, n), make([]string, n)
+		res.StdoutBytes, res.StderrBytes = make([]int64, n), make([]int64, n)
+	}
+	var so, se *boundedOutput
+	exit, msg, so, se = runCommand(ctx, job, t, out)
+	if so != nil {
+		res.Stdout[i], res.StdoutBytes[i] = so.Text(), so.total
+		res.Stderr[i], res.StderrBytes[i] = se.Text(), se.total
+	}
+	return exit, msg
+}
+
+func callFunction(c *views.Context, job *jobs.Job, t jobs.Task, out []float64) (exit int, msg string) {
+	f, ok := views.Lookup(job.Task.Function)
+	if !ok {
+		return -1, fmt.Sprintf("function %q is not registered in this program (registered: %s)", job.Task.Function, strings.Join(views.Registered(), ", "))
+	}
+	fn := reflect.ValueOf(f)
+	ft := fn.Type()
+	var in []reflect.Value
+	if ft.NumIn() == 2 {
+		if c == nil {
+			c = &views.Context{Context: context.Background()}
+		}
+		in = append(in, reflect.ValueOf(c))
+	}
+	if ft.NumIn() < 1 || ft.NumIn() > 2 {
+		return -1, fmt.Sprintf("function %q: a sweep function takes (rankhub.Params) or (*views.Context, rankhub.Params)", job.Task.Function)
+	}
+	p := reflect.New(ft.In(ft.NumIn() - 1)).Elem()
+	args := job.Args(t)
+	if p.Kind() != reflect.Map || !reflect.TypeOf(args).ConvertibleTo(p.Type()) {
+		return -1, fmt.Sprintf("function %q: its parameter must be rankhub.Params (or map[string]any), not %s", job.Task.Function, p.Type())
+	}
+	in = append(in, reflect.ValueOf(args).Convert(p.Type()))
+	defer func() {
+		if r := recover(); r != nil {
+			exit, msg = -1, fmt.Sprintf("panic: %v", r)
+		}
+	}()
+	res := fn.Call(in)
+	if n := len(res); n > 0 && ft.Out(n-1) == reflect.TypeOf((*error)(nil)).Elem() {
+		if e := res[n-1]; !e.IsNil() {
+			return 1, e.Interface().(error).Error()
+		}
+		res = res[:n-1]
+	}
+	if len(res) != 1 {
+		return -1, fmt.Sprintf("function %q returns no outputs", job.Task.Function)
+	}
+	if err := outputsFrom(res[0], job.Task.Outputs, out); err != nil {
+		return -1, err.Error()
+	}
+	return 0, ""
+}
+
+func normName(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "")) }
+
+// outputsFrom reads the named outputs from a map or struct value.
+func outputsFrom(v reflect.Value, names []string, out []float64) error {
+	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			return errors.New("the function returned nil")
+		}
+		v = v.Elem()
+	}
+	vals := map[string]reflect.Value{}
+	switch v.Kind() {
+	case reflect.Map:
+		it := v.MapRange()
+		for it.Next() {
+			if it.Key().Kind() == reflect.String {
+				vals[normName(it.Key().String())] = it.Value()
+			}
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if f := v.Type().Field(i); f.IsExported() {
+				vals[normName(f.Name)] = v.Field(i)
+			}
+		}
+	default:
+		return fmt.Errorf("outputs must be a map or struct, not %s", v.Type())
+	}
+	var missing []string
+	for j, name := range names {
+		fv, ok := vals[normName(name)]
+		if !ok {
+			missing = append(missing, name)
+			out[j] = math.NaN()
+			continue
+		}
+		for fv.Kind() == reflect.Interface && !fv.IsNil() {
+			fv = fv.Elem()
+		}
+		switch fv.Kind() {
+		case reflect.Float32, reflect.Float64:
+			out[j] = fv.Float()
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			out[j] = float64(fv.Int())
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			out[j] = float64(fv.Uint())
+		default:
+			return fmt.Errorf("output %q is %s, not a number", name, fv.Type())
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("outputs %s missing from the result", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+const stderrTail = 2048
+
+// runCommand runs a shell task. Its stdout and stderr are read as streams
+// into bounded buffers (boundedOutput): a task may print any amount, the
+// engine keeps a few tens of KiB of it.
+func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) (code int, msg string, so, se *boundedOutput) {
+	line, err := job.Command(t)
+	if err != nil {
+		return -1, err.Error(), nil, nil
+	}
+	stopped := ctx
+	if d := job.Task.Timeout.Duration; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	shell := job.Task.Shell
+	if shell == "" {
+		shell = "/bin/sh"
+	}
+	cmd := exec.CommandContext(ctx, shell, "-c", line)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var names []string
+	if job.Task.Parse == "key-value" {
+		names = job.Task.Outputs
+	}
+	so, se = newBoundedOutput(names), newBoundedOutput(nil)
+	cmd.Stdout, cmd.Stderr = so, se
+	err = cmd.Run()
+	tail := se.Tail()
+	if len(tail) > stderrTail {
+		tail = "…" + tail[len(tail)-stderrTail:]
+	}
+	if err != nil {
+		code = -1
+		var xe *exec.ExitError
+		if errors.As(err, &xe) {
+			code = xe.ExitCode()
+		}
+		msg := err.Error()
+		switch {
+		case stopped.Err() != nil:
+			msg = "stopped: the engine is shutting down"
+		case ctx.Err() != nil:
+			msg = fmt.Sprintf("timed out after %v", job.Task.Timeout.Duration)
+		}
+		if strings.TrimSpace(tail) != "" {
+			msg += ": " + strings.TrimSpace(tail)
+		}
+		return code, msg, so, se
+	}
+	if err := so.parse(job.Task.Parse, job.Task.Outputs, out); err != nil {
+		if strings.TrimSpace(tail) != "" {
+			return 0, err.Error() + "; stderr: " + strings.TrimSpace(tail), so, se
+		}
+		return 0, err.Error(), so, se
+	}
+	return 0, "", so, se
+}
+
+// ParseOutputs implements the two documented rules:
+//
+//   - "last-line": the last non-blank line of stdout holds exactly one number
+//     per output, in order, separated by blanks or commas.
+//   - "key-value": stdout holds name=value pairs (separated by blanks or
+//     lines); the last value of each output name wins; every output must appear.
+func ParseOutputs(rule, stdout string, names []string, out []float64) error {
+	if rule == "key-value" {
+		seen := make([]bool, len(names))
+		for _, tok := range strings.Fields(stdout) {
+			k, v, ok := strings.Cut(tok, "=")
+			if !ok {
+				continue
+			}
+			for j, n := range names {
+				if k == n {
+					f, err := strconv.ParseFloat(strings.TrimRight(v, ",;"), 64)
+					if err != nil {
+						return fmt.Errorf("output %s=%q is not a number", n, v)
+					}
+					out[j], seen[j] = f, true
+				}
+			}
+		}
+		var missing []string
+		for j, s := range seen {
+			if !s {
+				missing = append(missing, names[j])
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("stdout has no name=value for %s", strings.Join(missing, ", "))
+		}
+		return nil
+	}
+	lines := strings.Split(strings.TrimRight(stdout, "\n\r\t "), "\n")
+	last := strings.TrimSpace(lines[len(lines)-1])
+	if last == "" {
+		return fmt.Errorf("stdout is empty; want %d number(s) on the last line (%s)", len(names), strings.Join(names, " "))
+	}
+	fields := strings.FieldsFunc(last, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' })
+	if len(fields) != len(names) {
+		return fmt.Errorf("the last line of stdout has %d field(s), want %d (%s): %q", len(fields), len(names), strings.Join(names, " "), truncate(last, 200))
+	}
+	for j, f := range fields {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return fmt.Errorf("output %s: %q on the last line of stdout is not a number", names[j], f)
+		}
+		out[j] = v
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// WriteChunk writes a chunk's rows, of segment, to w.
+func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) error {
+	k := len(job.Task.Outputs)
+	n := len(r.Index)
+	if len(r.Out) != n*k || len(r.Started) != n || len(r.Finished) != n || len(r.Attempt) != n || len(r.Exit) != n ||
+		len(r.Err) != n || len(r.Seed) != n {
+		return errors.New("sweep: malformed chunk result from engine")
+	}
+	reps := int64(max(job.Sweep.Replicates, 1))
+	points := int64(job.NumPoints())
+	for i, ix := range r.Index {
+		if ix < 0 || ix/reps >= points {
+			return fmt.Errorf("sweep: engine answered for task %d, outside the sweep", ix)
+		}
+		// The engine computed the seed from the same job file
+		// (jobs.TaskSeed); the hub does not hash every row again.
+		row := results.Row{Task: int(ix), Values: job.PointAt(int(ix / reps)), Replicate: int(ix % reps), Seed: r.Seed[i], Rank: r.Rank, Host: r.Host,
+			Started: time.UnixMicro(r.Started[i]), Finished: time.UnixMicro(r.Finished[i]), Attempt: int(r.Attempt[i]),
+			ExitStatus: int(r.Exit[i]), Err: r.Err[i], Outputs: append([]float64(nil), r.Out[i*k:(i+1)*k]...), Segment: segment}
+		if err := w.Write(row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
