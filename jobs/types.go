@@ -76,6 +76,8 @@ type JobSpec struct {
 	Transport    string   `toml:"transport"`      // "auto" (unix on one node, tcp across), "tcp"
 	Heartbeat    Duration `toml:"heartbeat"`      // heartbeat interval; 0 = 1s (timeout = 5 intervals)
 	SignalLead   Duration `toml:"signal_lead"`    // walltime warning lead; 0 = 120s
+	Requeue      *bool    `toml:"requeue"`        // slurm: let SLURM requeue the job (it then resumes); default false: --no-requeue
+	Network      string   `toml:"network"`        // interface name or CIDR the hub and mesh use across nodes; "" = chosen (see launcher)
 
 	PBSDialect string `toml:"pbs_dialect"` // "pro" (default) or "torque"
 	Starter    string `toml:"starter"`     // pbs: "mpiexec", "pbsdsh", "pbs_tmrsh"; "" = per dialect
