@@ -1,12 +1,18 @@
 package collective
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
+	"os/exec"
+	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -138,4 +144,99 @@ func TestDeadPeerReleasesArenaRanges(t *testing.T) {
 		t.Fatalf("%d bytes still pinned by the dead peer", u)
 	}
 	(<-held).Release()
+}
+
+// rhtArenaOwner makes the test binary an arena owner (arenaOwnerMain) that
+// creates an arena in the named directory and lives until stdin closes.
+const rhtArenaOwner = "RHT_ARENA_OWNER"
+
+func arenaOwnerMain(dir string) int {
+	a, err := NewArena(dir, "owner", 4096)
+	if err != nil {
+		fmt.Println("FAIL", err)
+		return 1
+	}
+	fmt.Printf("READY %d %s\n", os.Getpid(), a.Path())
+	io.Copy(io.Discard, os.Stdin)
+	return 0 // without Close: a crashed owner leaves its arena behind
+}
+
+// TestCleanStaleAcrossPIDNamespaces: a rank in another PID namespace (a
+// container, some launchers) has a pid that means nothing here, or names
+// another process. Its live arena must not be removed, and once it is gone
+// its arena is stale and removed. The owner runs under `unshare --pid` with
+// its namespace pid chosen to be free in this namespace (ns_last_pid).
+func TestCleanStaleAcrossPIDNamespaces(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING: unshare --pid needs root")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("SKIPPING: unshare (util-linux) is not installed")
+	}
+	pid := 0
+	for p := 32000; p > 300; p-- {
+		if unix.Kill(p, 0) == unix.ESRCH {
+			pid = p
+			break
+		}
+	}
+	if pid == 0 {
+		t.Fatal("no free pid in this namespace")
+	}
+	dir := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "sh", "-c",
+		`echo "$1" > /proc/sys/kernel/ns_last_pid && "$0"; exit $?`, self, strconv.Itoa(pid-1))
+	cmd.Env = append(os.Environ(), rhtArenaOwner+"="+dir)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var ownerPid int
+	var path string
+	if _, serr := fmt.Sscanf(line, "READY %d %s", &ownerPid, &path); err != nil || serr != nil {
+		t.Fatalf("owner: %q %v %v", line, err, serr)
+	}
+	if ownerPid != pid {
+		t.Fatalf("owner's namespace pid is %d, want %d (ns_last_pid not honoured)", ownerPid, pid)
+	}
+	if unix.Kill(ownerPid, 0) != unix.ESRCH {
+		t.Fatalf("pid %d is in use here; the test needs a pid that names no process", ownerPid)
+	}
+	removed, err := CleanStale(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 0 {
+		t.Fatalf("CleanStale removed the live arena of a rank in another PID namespace: %v", removed)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("live arena: %v", err)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("owner: %v", err)
+	}
+	removed, err = CleanStale(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != path {
+		t.Fatalf("after the owner exited, CleanStale removed %v, want [%s]", removed, path)
+	}
 }
