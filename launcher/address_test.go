@@ -1,0 +1,114 @@
+package launcher
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"testing"
+)
+
+func ipnet(s string) *net.IPNet {
+	ip, n, err := net.ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	n.IP = ip
+	return n
+}
+
+// debianMultiHomed is node n1 of scripts/slurm-multi.sh: its host name maps
+// to 127.0.1.1 (Debian's default), and a second interface, on a network no
+// other node reaches, comes first.
+func debianMultiHomed() NetView {
+	return NetView{
+		Hostname: "n1",
+		Ifaces: []Iface{
+			{Name: "lo", Up: true, Addrs: []*net.IPNet{ipnet("127.0.0.1/8")}},
+			{Name: "eth1", Up: true, Addrs: []*net.IPNet{ipnet("10.232.0.11/24"), ipnet("fe80::1/64")}},
+			{Name: "eth0", Up: true, Addrs: []*net.IPNet{ipnet("fe80::2/64"), ipnet("10.231.0.11/24")}},
+		},
+		LookupHost: func(h string) ([]string, error) {
+			if h == "n1" {
+				return []string{"127.0.1.1"}, nil
+			}
+			return nil, errors.New("no such host")
+		},
+		RouteSource: func(dst net.IP) (net.IP, error) {
+			switch {
+			case ipnet("10.231.0.0/24").Contains(dst):
+				return net.ParseIP("10.231.0.11"), nil
+			case ipnet("10.232.0.0/24").Contains(dst):
+				return net.ParseIP("10.232.0.11"), nil
+			}
+			return nil, errors.New("network is unreachable")
+		},
+	}
+}
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestChooseAddr(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  func(string) string
+		view func(NetView) NetView
+		want string
+	}{
+		{"launch node is this one", env("SLURM_LAUNCH_NODE_IPADDR", "10.231.0.11"), nil, "10.231.0.11"},
+		{"route to the launch node", env("SLURM_LAUNCH_NODE_IPADDR", "10.231.0.13"), nil, "10.231.0.11"},
+		{"network by interface", env("RANKHUB_NETWORK", "eth1", "SLURM_LAUNCH_NODE_IPADDR", "10.231.0.13"), nil, "10.232.0.11"},
+		{"network by CIDR", env("RANKHUB_NETWORK", "10.232.0.0/16"), nil, "10.232.0.11"},
+		{"default route", env(), func(v NetView) NetView { v.DefaultIface = "eth0"; return v }, "10.231.0.11"},
+		{"never 127.0.1.1: first interface up", env(), nil, "10.232.0.11"},
+		{"host name when not loopback", env(), func(v NetView) NetView {
+			v.LookupHost = func(string) ([]string, error) { return []string{"10.231.0.11"}, nil }
+			return v
+		}, "10.231.0.11"},
+		{"unreachable launch node: next rule", env("SLURM_LAUNCH_NODE_IPADDR", "192.0.2.1"), func(v NetView) NetView { v.DefaultIface = "eth0"; return v }, "10.231.0.11"},
+		{"no address but loopback", env(), func(v NetView) NetView { v.Ifaces = v.Ifaces[:1]; return v }, "127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := debianMultiHomed()
+			if tc.view != nil {
+				v = tc.view(v)
+			}
+			got, err := ChooseAddr(v, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.IP != tc.want {
+				t.Errorf("ChooseAddr = %+v, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestChooseAddrNetworkErrors(t *testing.T) {
+	for _, tc := range []struct{ network, want string }{
+		{"eth7", "RANKHUB_NETWORK=eth7: node n1 has no such interface: eth0 [fe80::2/64 10.231.0.11/24], eth1"},
+		{"10.9.0.0/16", "RANKHUB_NETWORK=10.9.0.0/16: no address of this node (n1) is in that network"},
+		{"10.9.0.0/99", `RANKHUB_NETWORK="10.9.0.0/99" is not a network in CIDR form`},
+	} {
+		_, err := ChooseAddr(debianMultiHomed(), env("RANKHUB_NETWORK", tc.network))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("RANKHUB_NETWORK=%s: err = %v, want one with %q", tc.network, err, tc.want)
+		}
+	}
+}
+
+func TestUnderScheduler(t *testing.T) {
+	for _, k := range []string{"SLURM_JOB_ID", "PBS_JOBID", "PBS_NODEFILE", "PBS_ENVIRONMENT"} {
+		if !UnderScheduler(env(k, "x")) {
+			t.Errorf("%s set: not seen as a scheduler job", k)
+		}
+	}
+	if UnderScheduler(env("HOME", "/root")) {
+		t.Error("no scheduler variable, yet seen as a scheduler job")
+	}
+}
