@@ -1,0 +1,339 @@
+package multinode
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// conf is the emulated cluster's configuration (scripts/slurm-multi.sh).
+const conf = "/etc/slurm-multi/slurm.conf"
+
+var (
+	bin     string // rankhub, hello and coll, built once
+	root    string // the repository
+	whyNot  string // why the cluster cannot be used; "" when it can
+	require = os.Getenv("RANKHUB_REQUIRE_MULTINODE") == "1"
+)
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	root = filepath.Join(filepath.Dir(file), "..", "..")
+	whyNot = clusterMissing()
+	if whyNot == "" {
+		dir, err := os.MkdirTemp("", "rankhub-multinode-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		bin = dir
+		for name, pkg := range map[string]string{"rankhub": "./cmd/rankhub", "hello": "./examples/hello", "coll": "./internal/multinode/testdata/coll"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+				os.Exit(1)
+			}
+		}
+	}
+	code := m.Run()
+	if bin != "" {
+		os.RemoveAll(bin)
+	}
+	os.Exit(code)
+}
+
+// clusterMissing says why the emulated cluster is not usable, or "".
+func clusterMissing() string {
+	if _, err := os.Stat(conf); err != nil {
+		return "the emulated cluster is not up (scripts/slurm-local.sh up --nodes 3)"
+	}
+	out, err := slurmCmd("sinfo", "-h", "-N", "-o", "%N %T").CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("sinfo on the emulated cluster: %v: %s", err, out)
+	}
+	idle := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && (f[1] == "idle" || f[1] == "mixed") {
+			idle++
+		}
+	}
+	if idle < 3 {
+		return fmt.Sprintf("fewer than 3 nodes up in the emulated cluster:\n%s", out)
+	}
+	return ""
+}
+
+func requireCluster(t *testing.T) {
+	t.Helper()
+	if whyNot == "" {
+		return
+	}
+	if require {
+		t.Fatalf("multi-node tier required (RANKHUB_REQUIRE_MULTINODE=1) but %s", whyNot)
+	}
+	t.Skipf("SKIPPING the multi-node tier: %s (set RANKHUB_REQUIRE_MULTINODE=1 to fail instead)", whyNot)
+}
+
+// slurmCmd is a SLURM command aimed at the emulated cluster.
+func slurmCmd(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "SLURM_CONF="+conf)
+	return cmd
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// rh runs the rankhub binary in dir against the emulated cluster.
+func rh(t *testing.T, dir string, timeout time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "rankhub"), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SLURM_CONF="+conf)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	r := result{so.String(), se.String(), cmd.ProcessState.ExitCode()}
+	if ctx.Err() != nil {
+		t.Fatalf("rankhub %s: no answer within %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), timeout, r.stdout, r.stderr)
+	}
+	_ = err // the exit code says it
+	return r
+}
+
+var jobDirRE = regexp.MustCompile(`slurm job (\d+), job directory (.+)`)
+
+// submit writes the job text to dir/name.toml, submits it and returns the
+// scheduler id and the job directory.
+func submit(t *testing.T, dir, name, text string) (id, jobDir string) {
+	t.Helper()
+	p := filepath.Join(dir, name+".toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := rh(t, dir, 30*time.Second, "submit", p)
+	m := jobDirRE.FindStringSubmatch(r.stderr + r.stdout)
+	if r.code != 0 || m == nil {
+		t.Fatalf("rankhub submit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	id, jobDir = m[1], strings.TrimSpace(m[2])
+	t.Cleanup(func() { _ = slurmCmd("scancel", id).Run() })
+	return id, jobDir
+}
+
+// jobText is a 6-rank job on the 3 nodes, 2 ranks each.
+func jobText(name, extra string) string {
+	return fmt.Sprintf("[job]\nname = %q\nscheduler = \"slurm\"\nranks = 6\nranks_per_node = 2\nwalltime = \"5m\"\n%s", name, extra)
+}
+
+// schedInfo is what `scontrol show job` says of a job.
+func schedInfo(t *testing.T, id string) map[string]string {
+	t.Helper()
+	out, err := slurmCmd("scontrol", "-o", "show", "job", id).Output()
+	if err != nil {
+		t.Fatalf("scontrol show job %s: %v", id, err)
+	}
+	info := map[string]string{}
+	for _, f := range strings.Fields(string(out)) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			info[k] = v
+		}
+	}
+	return info
+}
+
+// waitEnded polls until the job has left the running states.
+func waitEnded(t *testing.T, id string, timeout time.Duration) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		info := schedInfo(t, id)
+		switch info["JobState"] {
+		case "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED":
+		default:
+			return info
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still %s after %v", id, info["JobState"], timeout)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func slurmOut(t *testing.T, jobDir, id string) string {
+	b, _ := os.ReadFile(filepath.Join(jobDir, "slurm-"+id+".out"))
+	return string(b)
+}
+
+// peek is `rankhub peek --format json` of a result file.
+type peek struct {
+	Rows     int    `json:"rows"`
+	Failed   int    `json:"failed"`
+	Complete bool   `json:"complete"`
+	Status   string `json:"status"`
+	Groups   []struct {
+		Key  []any `json:"key"`
+		Rows int   `json:"rows"`
+	} `json:"groups"`
+}
+
+func peekFile(t *testing.T, dir, path string, by ...string) peek {
+	t.Helper()
+	args := []string{"peek", path, "--format", "json"}
+	if len(by) > 0 {
+		args = append(args, "--by", strings.Join(by, ","))
+	}
+	r := rh(t, dir, 30*time.Second, args...)
+	var p peek
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		t.Fatalf("rankhub peek %s: %v\n%s%s", path, err, r.stdout, r.stderr)
+	}
+	return p
+}
+
+// TestMultiHello: hello on 3 nodes × 2 ranks. Node n1, where the hub runs,
+// is multi-homed with Debian's 127.0.1.1 for its name and a second
+// interface on a network no other node reaches, listed first: the hub must
+// advertise its address on the nodes' network, the one SLURM launched from.
+func TestMultiHello(t *testing.T) {
+	requireCluster(t)
+	dir := t.TempDir()
+	id, jobDir := submit(t, dir, "hello", jobText("hello", fmt.Sprintf("program = [%q]\n", filepath.Join(bin, "hello"))))
+	r := rh(t, dir, 90*time.Second, "wait", jobDir)
+	out := slurmOut(t, jobDir, id)
+	if r.code != 0 {
+		t.Fatalf("rankhub wait: exit %d\n%s%s\nslurm output:\n%s", r.code, r.stdout, r.stderr, out)
+	}
+	for _, want := range []string{"engine ids: [0 1 2 3 4]", "[stdout:4] hello from n3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, host := range []string{"n1", "n2", "n3"} {
+		if !strings.Contains(out, " on "+host+"\n") {
+			t.Errorf("no engine on %s:\n%s", host, out)
+		}
+	}
+	// The hub's connection file (removed at the end) is not there to read;
+	// its log says what it advertised.
+	logb, _ := os.ReadFile(filepath.Join(jobDir, "rank-0.log.json"))
+	if !strings.Contains(string(logb), `"tcp":"10.231.0.11:`) {
+		t.Errorf("the hub on n1 did not advertise 10.231.0.11 (the nodes' network); its log:\n%s", logb)
+	}
+}
+
+// TestMultiCollectives: an allreduce among 5 engines on 3 nodes (Unix
+// sockets and arenas on a node, TCP across), push/pull, scatter/gather of
+// 8 MiB, with the network named by job.network.
+func TestMultiCollectives(t *testing.T) {
+	requireCluster(t)
+	dir := t.TempDir()
+	id, jobDir := submit(t, dir, "coll", jobText("coll", fmt.Sprintf("program = [%q]\nnetwork = \"10.231.0.0/24\"\n", filepath.Join(bin, "coll"))))
+	r := rh(t, dir, 120*time.Second, "wait", jobDir)
+	out := slurmOut(t, jobDir, id)
+	if r.code != 0 || !strings.Contains(out, "MULTI OK") {
+		t.Fatalf("rankhub wait: exit %d\n%s%s\nslurm output:\n%s", r.code, r.stdout, r.stderr, out)
+	}
+	if !strings.Contains(out, "hosts: [n1 n2 n2 n3 n3]") {
+		t.Errorf("engines not spread over the 3 nodes:\n%s", out)
+	}
+}
+
+// sweepText is a shell sweep of tasks tasks, each sleeping for sleep and
+// printing its parameter and its node's number.
+func sweepText(name string, tasks int, sleep string, extra string) string {
+	return jobText(name, extra) + fmt.Sprintf(`
+[task]
+command = "sleep %s; echo {a} $(hostname | tr -d n)"
+outputs = ["a2", "node"]
+
+[sweep]
+a = { start = 1, stop = %d, step = 1 }
+
+[results]
+path = "%s.arrow"
+`, sleep, tasks, name)
+}
+
+// TestMultiShellSweep: a shell sweep over the 3 nodes writes every row,
+// from engines on every node.
+func TestMultiShellSweep(t *testing.T) {
+	requireCluster(t)
+	dir := t.TempDir()
+	id, jobDir := submit(t, dir, "sweep", sweepText("sweep", 60, "0", ""))
+	r := rh(t, dir, 90*time.Second, "wait", jobDir)
+	if r.code != 0 {
+		t.Fatalf("rankhub wait: exit %d\n%s%s\nslurm output:\n%s", r.code, r.stdout, r.stderr, slurmOut(t, jobDir, id))
+	}
+	p := peekFile(t, dir, filepath.Join(dir, "sweep.arrow"), "host")
+	if p.Rows != 60 || p.Failed != 0 || !p.Complete {
+		t.Fatalf("result file: %+v, want 60 rows, none failed, complete", p)
+	}
+	if len(p.Groups) != 3 {
+		t.Errorf("rows came from %d hosts, want 3: %+v", len(p.Groups), p.Groups)
+	}
+}
+
+// TestMultiNodeCrash: node n3 dies mid-sweep (its slurmd and its ranks,
+// at once). The sweep finishes on n1 and n2 with every row, the step does
+// not hang on the dead node's tasks, and SLURM does not rerun the job (the
+// script says --no-requeue): a rerun used to find its own result file and
+// fail.
+func TestMultiNodeCrash(t *testing.T) {
+	requireCluster(t)
+	dir := t.TempDir()
+	id, jobDir := submit(t, dir, "crash", sweepText("crash", 80, "0.25", ""))
+	t.Cleanup(func() { nodeScript(t, "node-start", "n3") })
+	// Kill n3 once the sweep runs there.
+	res := filepath.Join(dir, "crash.arrow")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(res); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sweep did not start in 60 s:\n%s", slurmOut(t, jobDir, id))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	nodeScript(t, "node-kill", "n3")
+	killed := time.Now()
+	info := waitEnded(t, id, 90*time.Second)
+	took := time.Since(killed)
+	out := slurmOut(t, jobDir, id)
+	t.Logf("job %s ended %s (reason %s, restarts %s) %.1f s after the node died", id, info["JobState"], info["Reason"], info["Restarts"], took.Seconds())
+	if info["Restarts"] != "0" || info["Requeue"] != "0" {
+		t.Errorf("job %s: Restarts=%s Requeue=%s, want no requeue\n%s", id, info["Restarts"], info["Requeue"], out)
+	}
+	p := peekFile(t, dir, res)
+	if p.Rows != 80 || p.Failed != 0 {
+		t.Errorf("result file after losing n3: %+v, want all 80 rows, none failed\nslurm output:\n%s", p, out)
+	}
+	if strings.Contains(out, "already exists") {
+		t.Errorf("the job ran again and refused its own result file:\n%s", out)
+	}
+}
+
+// nodeScript runs scripts/slurm-multi.sh with args.
+func nodeScript(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command("bash", append([]string{filepath.Join(root, "scripts", "slurm-multi.sh")}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("slurm-multi.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
