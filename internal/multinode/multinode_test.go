@@ -174,6 +174,18 @@ func waitEnded(t *testing.T, id string, timeout time.Duration) map[string]string
 	}
 }
 
+// waitOK waits for the job with `rankhub wait` and returns its SLURM
+// output, failing the test unless it exited 0 with want in the output.
+func waitOK(t *testing.T, dir, id, jobDir, want string) string {
+	t.Helper()
+	r := rh(t, dir, 120*time.Second, "wait", jobDir)
+	out := slurmOut(t, jobDir, id)
+	if r.code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("rankhub wait: exit %d\n%s%s\nslurm output:\n%s", r.code, r.stdout, r.stderr, out)
+	}
+	return out
+}
+
 func slurmOut(t *testing.T, jobDir, id string) string {
 	b, _ := os.ReadFile(filepath.Join(jobDir, "slurm-"+id+".out"))
 	return string(b)
@@ -213,11 +225,7 @@ func TestMultiHello(t *testing.T) {
 	requireCluster(t)
 	dir := t.TempDir()
 	id, jobDir := submit(t, dir, "hello", jobText("hello", fmt.Sprintf("program = [%q]\n", filepath.Join(bin, "hello"))))
-	r := rh(t, dir, 90*time.Second, "wait", jobDir)
-	out := slurmOut(t, jobDir, id)
-	if r.code != 0 {
-		t.Fatalf("rankhub wait: exit %d\n%s%s\nslurm output:\n%s", r.code, r.stdout, r.stderr, out)
-	}
+	out := waitOK(t, dir, id, jobDir, "")
 	for _, want := range []string{"engine ids: [0 1 2 3 4]", "[stdout:4] hello from n3"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -243,11 +251,7 @@ func TestMultiCollectives(t *testing.T) {
 	requireCluster(t)
 	dir := t.TempDir()
 	id, jobDir := submit(t, dir, "coll", jobText("coll", fmt.Sprintf("program = [%q]\nnetwork = \"10.231.0.0/24\"\n", filepath.Join(bin, "coll"))))
-	r := rh(t, dir, 120*time.Second, "wait", jobDir)
-	out := slurmOut(t, jobDir, id)
-	if r.code != 0 || !strings.Contains(out, "MULTI OK") {
-		t.Fatalf("rankhub wait: exit %d\n%s%s\nslurm output:\n%s", r.code, r.stdout, r.stderr, out)
-	}
+	out := waitOK(t, dir, id, jobDir, "MULTI OK")
 	if !strings.Contains(out, "hosts: [n1 n2 n2 n3 n3]") {
 		t.Errorf("engines not spread over the 3 nodes:\n%s", out)
 	}
@@ -275,10 +279,7 @@ func TestMultiShellSweep(t *testing.T) {
 	requireCluster(t)
 	dir := t.TempDir()
 	id, jobDir := submit(t, dir, "sweep", sweepText("sweep", 60, "0", ""))
-	r := rh(t, dir, 90*time.Second, "wait", jobDir)
-	if r.code != 0 {
-		t.Fatalf("rankhub wait: exit %d\n%s%s\nslurm output:\n%s", r.code, r.stdout, r.stderr, slurmOut(t, jobDir, id))
-	}
+	waitOK(t, dir, id, jobDir, "")
 	p := peekFile(t, dir, filepath.Join(dir, "sweep.arrow"), "host")
 	if p.Rows != 60 || p.Failed != 0 || !p.Complete {
 		t.Fatalf("result file: %+v, want 60 rows, none failed, complete", p)

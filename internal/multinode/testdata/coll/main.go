@@ -67,7 +67,7 @@ func drive(ctx context.Context, c *views.Client) error {
 	if err != nil {
 		return fmt.Errorf("allreduce among the engines: %w", err)
 	}
-	want := [2]float64{float64(size*(size-1)/2), float64(n)}
+	want := [2]float64{float64(size * (size - 1) / 2), float64(n)}
 	for i, g := range got.([]any) {
 		v, err := views.As[[2]float64](g)
 		if err != nil || v != want {
