@@ -44,6 +44,7 @@ bench: build ## rankhub's benchmarks side by side with the anchors in ../shared/
 	$(GO) build -o bin/rhbench ./benchmarks/rhbench
 	$(GO) run ./benchmarks/cmd/bench
 	@if [ "$${BENCH_SKIP#*coll}" = "$${BENCH_SKIP}" ]; then bash benchmarks/collective/run.sh; fi
+	@if [ "$${BENCH_SKIP#*oversub}" = "$${BENCH_SKIP}" ]; then bash benchmarks/oversub/run.sh; fi
 
 fuzz: ## run each fuzz target for a while (FUZZTIME, default 30s)
 	$(GO) test -run XXX -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-30s} ./comm

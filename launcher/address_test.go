@@ -3,8 +3,12 @@ package launcher
 import (
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rankhub/rankhub/comm"
 )
 
 func ipnet(s string) *net.IPNet {
@@ -110,5 +114,31 @@ func TestUnderScheduler(t *testing.T) {
 	}
 	if UnderScheduler(env("HOME", "/root")) {
 		t.Error("no scheduler variable, yet seen as a scheduler job")
+	}
+}
+
+// TestOversubscribed: spinning stops when the ranks' threads outnumber the
+// cores (unless RANKHUB_SPIN asks for it), and heartbeats and handshakes
+// tolerate long waits from 8 ranks per core on; a job that fits the cores
+// keeps its options.
+func TestOversubscribed(t *testing.T) {
+	cores := runtime.NumCPU()
+	procs := runtime.GOMAXPROCS(0)
+	base := comm.Options{Spin: 100 * time.Microsecond, HeartbeatMisses: 5}
+	fits := max(1, cores/procs)
+	if got := Oversubscribed(base, fits, env()); got.Spin != base.Spin || got.HeartbeatMisses != 5 || got.HandshakeTimeout != 0 {
+		t.Errorf("%d ranks of %d threads on %d cores: %+v, want the options unchanged", fits, procs, cores, got)
+	}
+	over := cores + 1
+	if got := Oversubscribed(base, over, env()); got.Spin != 0 {
+		t.Errorf("%d ranks on %d cores: spin %v, want 0", over, cores, got.Spin)
+	}
+	if got := Oversubscribed(base, over, env("RANKHUB_SPIN", "50us")); got.Spin != base.Spin {
+		t.Errorf("RANKHUB_SPIN set: spin %v, want it kept", got.Spin)
+	}
+	huge := 1025 * cores / procs
+	got := Oversubscribed(base, huge, env())
+	if got.Spin != 0 || got.HeartbeatMisses != 60 || got.HandshakeTimeout != 2*time.Minute {
+		t.Errorf("%d ranks on %d cores: %+v, want no spin, 60 misses, 2m handshakes", huge, cores, got)
 	}
 }

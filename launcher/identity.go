@@ -3,8 +3,12 @@ package launcher
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/rankhub/rankhub/comm"
 )
 
 // Environment variables that rankhub sets for the ranks it starts itself,
@@ -134,4 +138,41 @@ func RankGODEBUG(user string) string {
 		return "madvdontneed=0"
 	}
 	return user + ",madvdontneed=0"
+}
+
+// EnvSpin is the spin window of hub, engines and mesh (a Go duration; "0"
+// turns spinning off).
+const EnvSpin = "RANKHUB_SPIN"
+
+// Oversubscribed adapts the options of the hub's and the engines'
+// connections in a job of size ranks to the cores they share, so that a
+// job with more ranks than cores degrades instead of collapsing:
+//
+//   - No spinning when the ranks, GOMAXPROCS threads each, outnumber the
+//     cores, unless RANKHUB_SPIN sets it: a reader that polls takes a core
+//     from a rank that has work (the collective mesh has the same rule,
+//     collective.MeshConfig.Spin). 513 ranks on 2 cores failed with it.
+//   - More missed heartbeats before a peer is declared dead when there are
+//     8 ranks per core or more: 5 per 8 ranks per core, at most 60. While
+//     1024 ranks start on 2 cores, the hub waits seconds for a time slice
+//     and every engine declared it dead after 5 s. A dead process is still
+//     seen at once (its connection closes); only a silent one takes longer.
+//     The handshake may take as long (10 s per 8 ranks per core, at most
+//     2 minutes): an engine whose handshake timed out used to exit, and
+//     with it the job.
+func Oversubscribed(opts comm.Options, size int, getenv func(string) string) comm.Options {
+	threads := size * max(runtime.GOMAXPROCS(0), 1)
+	cores := max(runtime.NumCPU(), 1)
+	if threads > cores && getenv(EnvSpin) == "" {
+		opts.Spin = 0
+	}
+	if perCore := threads / cores; perCore >= 8 {
+		misses := opts.HeartbeatMisses
+		if misses <= 0 {
+			misses = 5
+		}
+		opts.HeartbeatMisses = min(max(misses, 5*(perCore/8)), 60)
+		opts.HandshakeTimeout = min(max(opts.HandshakeTimeout, time.Duration(perCore/8)*10*time.Second), 2*time.Minute)
+	}
+	return opts
 }

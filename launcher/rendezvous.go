@@ -39,6 +39,7 @@ func ListenHub(id Identity, local bool, opts comm.Options) (*HubEndpoint, error)
 	if local && UnderScheduler(os.Getenv) {
 		local = false
 	}
+	opts = Oversubscribed(opts, id.Size, os.Getenv)
 	adv := "127.0.0.1"
 	if !local {
 		a, err := ChooseAddr(HostNet(), os.Getenv)
@@ -117,6 +118,7 @@ func DialHub(ctx context.Context, ci *comm.ConnInfo, transport string, opts comm
 	if err != nil {
 		return nil, err
 	}
+	opts = Oversubscribed(opts, ci.Ranks, os.Getenv)
 	host, _ := os.Hostname()
 	var errs []error
 	if transport != "tcp" && ci.Unix != "" && host == ci.Host {
