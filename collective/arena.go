@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -364,8 +365,9 @@ func (m *Mapping) Close() error {
 // trusted, since a rank in another PID namespace (a container, some
 // launchers) has a pid that names no process here, or another one. A file
 // on which an exclusive lock is granted has no owner; it is removed while
-// locked. Temporary files of an arena being created (".arena.new") are
-// judged the same way.
+// locked. A temporary file of an arena being created (".arena.new") is
+// unlocked for a moment after its creation: it is judged the same way
+// only once it is a minute old (its creator died before linking it).
 func CleanStale(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -377,6 +379,11 @@ func CleanStale(dir string) ([]string, error) {
 		if !strings.HasPrefix(name, arenaPrefix) || !(strings.HasSuffix(name, ".arena") || strings.HasSuffix(name, ".arena.new")) {
 			continue
 		}
+		if strings.HasSuffix(name, ".new") {
+			if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleNew {
+				continue
+			}
+		}
 		p := filepath.Join(dir, name)
 		if removeOwnerless(p) {
 			removed = append(removed, p)
@@ -384,6 +391,10 @@ func CleanStale(dir string) ([]string, error) {
 	}
 	return removed, nil
 }
+
+// staleNew is the age from which CleanStale judges an arena's temporary
+// file.
+const staleNew = time.Minute
 
 // removeOwnerless removes the file at p when no process holds a lock on
 // it, and reports whether it did.

@@ -240,3 +240,27 @@ func TestCleanStaleAcrossPIDNamespaces(t *testing.T) {
 		t.Fatalf("after the owner exited, CleanStale removed %v, want [%s]", removed, path)
 	}
 }
+
+// TestCleanStaleSparesArenaInCreation: an arena's temporary file is
+// unlocked between its creation and its owner's flock; a rank cleaning
+// stale arenas at that moment removed it and the owner's arena failed
+// ("link ...arena.new: no such file", seen with 1025 ranks starting at
+// once). A fresh one is left alone; one a creator left behind long ago is
+// removed.
+func TestCleanStaleSparesArenaInCreation(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/rankhub-x-r1-123.arena.new"
+	if err := writeFile(p); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := CleanStale(dir); err != nil || len(removed) != 0 {
+		t.Fatalf("CleanStale removed %v (%v): an arena being created", removed, err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := CleanStale(dir); err != nil || len(removed) != 1 || removed[0] != p {
+		t.Fatalf("CleanStale removed %v (%v), want the abandoned %s", removed, err, p)
+	}
+}
