@@ -7,6 +7,9 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/rankhub/rankhub/pbs"
+	"github.com/rankhub/rankhub/slurm"
 )
 
 // EnvNetwork names the interface ("eth1", "ib0") or the network in CIDR
@@ -141,10 +144,13 @@ func (v NetView) names() string {
 //  2. What the scheduler says: SLURM_LAUNCH_NODE_IPADDR (the node srun ran
 //     on) is this node's address, or the source address of the route to
 //     it is.
-//  3. The host name's address, when it is not loopback (Debian maps the
+//  3. The source address of the route to another node of the job, from
+//     PBS_NODEFILE or SLURM_JOB_NODELIST (an MPI starter's ranks have no
+//     SLURM_LAUNCH_NODE_IPADDR).
+//  4. The host name's address, when it is not loopback (Debian maps the
 //     host name to 127.0.1.1).
-//  4. The interface of the default route.
-//  5. The first usable address of any interface that is up.
+//  5. The interface of the default route.
+//  6. The first usable address of any interface that is up.
 //
 // Loopback and link-local addresses are never chosen (127.0.0.1 is the
 // answer only on a machine without any other address).
@@ -165,6 +171,9 @@ func ChooseAddr(v NetView, getenv func(string) string) (NodeAddr, error) {
 				return NodeAddr{src.String(), it.Name, "route to SLURM_LAUNCH_NODE_IPADDR " + ip.String()}, nil
 			}
 		}
+	}
+	if a, ok := v.towardPeers(peerHosts(getenv)); ok {
+		return a, nil
 	}
 	if v.Hostname != "" && v.LookupHost != nil {
 		if addrs, err := v.LookupHost(v.Hostname); err == nil {
@@ -226,4 +235,54 @@ func (v NetView) byNetwork(n string) (NodeAddr, error) {
 		return NodeAddr{}, fmt.Errorf("launcher: %s=%s: interface %s of %s has no IPv4 address: %s", EnvNetwork, n, n, v.Hostname, v.names())
 	}
 	return NodeAddr{}, fmt.Errorf("launcher: %s=%s: node %s has no such interface: %s", EnvNetwork, n, v.Hostname, v.names())
+}
+
+// peerHosts lists the job's nodes as the scheduler gives them:
+// PBS_NODEFILE (one line per slot), else SLURM_JOB_NODELIST (hostlist
+// syntax). Unreadable or malformed lists give none.
+func peerHosts(getenv func(string) string) []string {
+	if p := getenv("PBS_NODEFILE"); p != "" {
+		if hosts, err := pbs.ReadNodefile(p); err == nil {
+			return hosts
+		}
+	}
+	if l := getenv("SLURM_JOB_NODELIST"); l != "" {
+		if hosts, err := slurm.ExpandHostlist(l); err == nil {
+			return hosts
+		}
+	}
+	return nil
+}
+
+// towardPeers is rule 3: the source address of the route to the first
+// other node that resolves to a usable address. At most 16 distinct hosts
+// are looked up.
+func (v NetView) towardPeers(hosts []string) (NodeAddr, bool) {
+	if v.LookupHost == nil || v.RouteSource == nil {
+		return NodeAddr{}, false
+	}
+	short, _, _ := strings.Cut(v.Hostname, ".")
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		hs, _, _ := strings.Cut(h, ".")
+		if seen[h] || hs == short || len(seen) >= 16 {
+			continue
+		}
+		seen[h] = true
+		addrs, err := v.LookupHost(h)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ip := net.ParseIP(a)
+			if !usable(ip) {
+				continue
+			}
+			if src, err := v.RouteSource(ip); err == nil && usable(src) {
+				it, _ := v.ifaceOf(src)
+				return NodeAddr{src.String(), it.Name, "route to node " + h}, true
+			}
+		}
+	}
+	return NodeAddr{}, false
 }

@@ -3,6 +3,7 @@ package launcher
 import (
 	"errors"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -32,8 +33,11 @@ func debianMultiHomed() NetView {
 			{Name: "eth0", Up: true, Addrs: []*net.IPNet{ipnet("fe80::2/64"), ipnet("10.231.0.11/24")}},
 		},
 		LookupHost: func(h string) ([]string, error) {
-			if h == "n1" {
+			switch h {
+			case "n1":
 				return []string{"127.0.1.1"}, nil
+			case "n2":
+				return []string{"10.231.0.12"}, nil
 			}
 			return nil, errors.New("no such host")
 		},
@@ -66,6 +70,8 @@ func TestChooseAddr(t *testing.T) {
 	}{
 		{"launch node is this one", env("SLURM_LAUNCH_NODE_IPADDR", "10.231.0.11"), nil, "10.231.0.11"},
 		{"route to the launch node", env("SLURM_LAUNCH_NODE_IPADDR", "10.231.0.13"), nil, "10.231.0.11"},
+		{"route to another node of SLURM_JOB_NODELIST", env("SLURM_JOB_NODELIST", "n[1-2]"), nil, "10.231.0.11"},
+		{"nodes that do not resolve: next rule", env("SLURM_JOB_NODELIST", "n1,x[7-9]"), func(v NetView) NetView { v.DefaultIface = "eth0"; return v }, "10.231.0.11"},
 		{"network by interface", env("RANKHUB_NETWORK", "eth1", "SLURM_LAUNCH_NODE_IPADDR", "10.231.0.13"), nil, "10.232.0.11"},
 		{"network by CIDR", env("RANKHUB_NETWORK", "10.232.0.0/16"), nil, "10.232.0.11"},
 		{"default route", env(), func(v NetView) NetView { v.DefaultIface = "eth0"; return v }, "10.231.0.11"},
@@ -140,5 +146,18 @@ func TestOversubscribed(t *testing.T) {
 	got := Oversubscribed(base, huge, env())
 	if got.Spin != 0 || got.HeartbeatMisses != 60 || got.HandshakeTimeout != 2*time.Minute {
 		t.Errorf("%d ranks on %d cores: %+v, want no spin, 60 misses, 2m handshakes", huge, cores, got)
+	}
+}
+
+// TestChooseAddrPBSNodefile: under PBS the other nodes come from
+// PBS_NODEFILE.
+func TestChooseAddrPBSNodefile(t *testing.T) {
+	p := t.TempDir() + "/nodes"
+	if err := os.WriteFile(p, []byte("n1\nn1\nn2\nn2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ChooseAddr(debianMultiHomed(), env("PBS_NODEFILE", p))
+	if err != nil || got.IP != "10.231.0.11" || got.Rule != "route to node n2" {
+		t.Errorf("ChooseAddr = %+v, %v; want 10.231.0.11 by the route to n2", got, err)
 	}
 }

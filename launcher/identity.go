@@ -37,8 +37,8 @@ type Identity struct {
 }
 
 // IdentityFromEnv reads the rank's identity. rankhub's own variables win;
-// then SLURM (srun), Open MPI (mpiexec), PMI (MPICH, Intel MPI, PBS Pro's
-// mpiexec) and PBS's pbsdsh (PBS_VNODENUM with RANKHUB_SIZE from the script).
+// then Open MPI (mpiexec), PMI (MPICH, Intel MPI, PBS Pro's mpiexec), SLURM
+// (srun) and PBS's pbsdsh (PBS_VNODENUM with RANKHUB_SIZE from the script).
 func IdentityFromEnv(getenv func(string) string) (Identity, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -49,11 +49,16 @@ func IdentityFromEnv(getenv func(string) string) (Identity, error) {
 		rank, size, local string
 		node              string
 	}
+	// An MPI launcher's variables come before SLURM's: Open MPI or Hydra
+	// inside a SLURM allocation start their daemons with srun, and the
+	// ranks inherit the daemon step's SLURM_PROCID and SLURM_NTASKS (or the
+	// batch step's). srun sets no OMPI_* variables, and PMI_RANK only
+	// equal to SLURM_PROCID.
 	sources := []src{
 		{"rankhub", EnvRank, EnvSize, EnvLocalRank, EnvNode},
-		{"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NODEID"},
 		{"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_NODE_RANK"},
 		{"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", ""},
+		{"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NODEID"},
 		{"pbs", "PBS_VNODENUM", EnvSize, "", ""},
 	}
 	for _, s := range sources {

@@ -322,7 +322,7 @@ func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
 	// The wrapper leaves a mark per rank it starts (its rank from the
 	// variables the launcher reads, in the same order), so the script can
 	// tell which ranks a starter never started.
-	cdExec := `/bin/sh -c 'cd "$1" || exit 1; : > "$2/rank-${RANKHUB_RANK:-${SLURM_PROCID:-${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-${PBS_VNODENUM:-unknown}}}}}" || true; shift 2; exec "$@"' rankhub-rank "$PWD" ` + started + " "
+	cdExec := `/bin/sh -c 'cd "$1" || exit 1; : > "$2/rank-${RANKHUB_RANK:-${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-${SLURM_PROCID:-${PBS_VNODENUM:-unknown}}}}}" || true; shift 2; exec "$@"' rankhub-rank "$PWD" ` + started + " "
 	d.RankWrapper = "/usr/bin/env " + strings.Join(envArgs, " ") + " " + cdExec + d.RankCommand
 	kill := "1"
 	if j.AbortOnError != nil && !*j.AbortOnError {
