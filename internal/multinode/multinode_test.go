@@ -338,3 +338,169 @@ func nodeScript(t *testing.T, args ...string) {
 		t.Errorf("slurm-multi.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
+
+// pbsHello submits hello as a Torque job with the mpiexec starter through
+// Slurm's wrappers (qsub with SLURM_CONF reaches the emulated cluster) and
+// waits for it.
+func pbsHello(t *testing.T, dir, name string) (string, string, result) {
+	t.Helper()
+	text := fmt.Sprintf(`[job]
+name = %q
+scheduler = "pbs"
+pbs_dialect = "torque"
+starter = "mpiexec"
+ranks = 6
+ranks_per_node = 2
+walltime = "5m"
+program = [%q]
+
+[job.env]
+OMPI_ALLOW_RUN_AS_ROOT = "1"
+OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1"
+`, name, filepath.Join(bin, "hello"))
+	p := filepath.Join(dir, name+".toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := rh(t, dir, 30*time.Second, "submit", p)
+	m := regexp.MustCompile(`pbs job (\d+), job directory (.+)`).FindStringSubmatch(r.stderr + r.stdout)
+	if r.code != 0 || m == nil {
+		t.Fatalf("rankhub submit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	id, jobDir := m[1], strings.TrimSpace(m[2])
+	t.Cleanup(func() { _ = slurmCmd("scancel", id).Run() })
+	w := rh(t, dir, 120*time.Second, "wait", jobDir)
+	o, _ := os.ReadFile(filepath.Join(jobDir, "job.pbs.o"+id))
+	e, _ := os.ReadFile(filepath.Join(jobDir, "job.pbs.e"+id))
+	return id, string(o) + string(e), w
+}
+
+// pbsWithMpiexec runs pbsHello with mpiexec on PATH being the program
+// named target (skipped when it is not installed), and checks that all 5
+// engines answered and that the output has want.
+func pbsWithMpiexec(t *testing.T, name, target, want string) string {
+	t.Helper()
+	requireCluster(t)
+	real, err := exec.LookPath(target)
+	if err != nil {
+		t.Skipf("SKIPPING: %s is not installed (CI installs openmpi-bin and slurm-wlm-torque)", target)
+	}
+	dir := t.TempDir()
+	d := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(d, "mpiexec")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", d+":"+os.Getenv("PATH"))
+	_, out, w := pbsHello(t, dir, name)
+	if w.code != 0 || !strings.Contains(out, "engine ids: [0 1 2 3 4]") || !strings.Contains(out, want) {
+		t.Fatalf("rankhub wait: exit %d %s%s\noutput:\n%s", w.code, w.stdout, w.stderr, out)
+	}
+	return out
+}
+
+// TestMultiPBSOpenMPI: the PBS script through Slurm's Torque wrappers,
+// ranks started by Open MPI's mpiexec across the 3 nodes (its daemons start
+// through srun, so the ranks also see the daemons' SLURM_PROCID).
+func TestMultiPBSOpenMPI(t *testing.T) {
+	out := pbsWithMpiexec(t, "pbsompi", "mpirun.openmpi", "is openmpi")
+	for _, host := range []string{"n1", "n2", "n3"} {
+		if !strings.Contains(out, " on "+host+"\n") {
+			t.Errorf("no engine on %s:\n%s", host, out)
+		}
+	}
+}
+
+// TestMultiPBSSlurmMpiexec: with Debian's default mpiexec under the Torque
+// wrappers, Slurm's mpiexec.slurm, the script starts the ranks with srun.
+func TestMultiPBSSlurmMpiexec(t *testing.T) {
+	pbsWithMpiexec(t, "pbsslurm", "mpiexec.slurm", "mpiexec is Slurm's mpiexec.slurm")
+}
+
+// ranksOf lists the processes whose environment names jobDir: the job's
+// ranks and their tasks, on any node (this PID namespace sees them all).
+func ranksOf(jobDir string) []string {
+	var left []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte("RANKHUB_JOBDIR="+jobDir+"\x00")) {
+			cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
+			left = append(left, filepath.Dir(p)+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+		}
+	}
+	return left
+}
+
+// startedSweep submits a sweep of slow tasks and waits until its result
+// file exists.
+func startedSweep(t *testing.T, dir, name, extra string) (string, string, string) {
+	t.Helper()
+	id, jobDir := submit(t, dir, name, sweepText(name, 400, "0.5", extra))
+	res := filepath.Join(dir, name+".arrow")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := os.Stat(res); err == nil {
+			return id, jobDir, res
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sweep did not start in 60 s:\n%s", slurmOut(t, jobDir, id))
+		}
+	}
+}
+
+// TestMultiCancel: scancel of a sweep on 3 nodes ends the job CANCELLED,
+// stops every rank on every node, and leaves a readable result file.
+func TestMultiCancel(t *testing.T) {
+	requireCluster(t)
+	dir := t.TempDir()
+	id, jobDir, res := startedSweep(t, dir, "cancel", "")
+	time.Sleep(time.Second)
+	if running := ranksOf(jobDir); len(running) < 6 {
+		t.Fatalf("%d processes of the job found while it runs, want the 6 ranks at least:\n%s", len(running), strings.Join(running, "\n"))
+	}
+	if out, err := slurmCmd("scancel", id).CombinedOutput(); err != nil {
+		t.Fatalf("scancel: %v %s", err, out)
+	}
+	info := waitEnded(t, id, 60*time.Second)
+	if info["JobState"] != "CANCELLED" {
+		t.Errorf("job %s ended %s, want CANCELLED", id, info["JobState"])
+	}
+	var left []string
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+		if left = ranksOf(jobDir); len(left) == 0 {
+			break
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("processes of the job left 15 s after scancel:\n%s", strings.Join(left, "\n"))
+	}
+	if p := peekFile(t, dir, res); p.Rows == 0 || p.Rows >= 400 {
+		t.Errorf("result file after scancel: %+v, want some of the 400 rows", p)
+	}
+}
+
+// TestMultiWalltimeWarning: the walltime warning (USR1, signal_lead before
+// the walltime) reaches the ranks on every node; the sweep stops, its file
+// is closed and readable, long before the walltime.
+func TestMultiWalltimeWarning(t *testing.T) {
+	requireCluster(t)
+	dir := t.TempDir()
+	text := strings.Replace(sweepText("warn", 400, "0.5", "signal_lead = \"55s\"\n"), `walltime = "5m"`, `walltime = "1m"`, 1)
+	id, jobDir := submit(t, dir, "warn", text)
+	start := time.Now()
+	info := waitEnded(t, id, 90*time.Second)
+	took := time.Since(start)
+	out := slurmOut(t, jobDir, id)
+	t.Logf("job %s ended %s after %.1f s", id, info["JobState"], took.Seconds())
+	if !strings.Contains(out, "batch shell got SIGUSR1, forwarding it to the ranks") {
+		t.Errorf("the batch shell did not forward USR1:\n%s", out)
+	}
+	if info["JobState"] == "TIMEOUT" || took > 50*time.Second {
+		t.Errorf("job %s: %s after %v: the warning did not stop it before the walltime", id, info["JobState"], took)
+	}
+	if p := peekFile(t, dir, filepath.Join(dir, "warn.arrow")); p.Rows == 0 || p.Rows >= 400 {
+		t.Errorf("result file after the warning: %+v, want some of the 400 rows", p)
+	}
+}
