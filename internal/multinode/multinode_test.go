@@ -504,3 +504,61 @@ func TestMultiWalltimeWarning(t *testing.T) {
 		t.Errorf("result file after the warning: %+v, want some of the 400 rows", p)
 	}
 }
+
+// TestMultiNodeCrashRequeue: with requeue = true SLURM reruns the job after
+// the node failure, and the rerun resumes the sweep (SLURM_RESTART_COUNT >
+// 0 means --resume) instead of refusing its own result file: every task
+// has exactly one row.
+func TestMultiNodeCrashRequeue(t *testing.T) {
+	requireCluster(t)
+	dir := t.TempDir()
+	id, jobDir := submit(t, dir, "requeue", sweepText("requeue", 200, "0.25", "requeue = true\n"))
+	t.Cleanup(func() { nodeScript(t, "node-start", "n3") })
+	res := filepath.Join(dir, "requeue.arrow")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := os.Stat(res); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sweep did not start in 60 s:\n%s", slurmOut(t, jobDir, id))
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	nodeScript(t, "node-kill", "n3")
+	// A crashed node stays away until SLURM has declared it down (a slurmd
+	// back within SlurmdTimeout leaves the step waiting for tasks that are
+	// gone); then it comes back, and the requeued job has its 3 nodes.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		st, _ := slurmCmd("sinfo", "-h", "-N", "-n", "n3", "-o", "%T").Output()
+		if strings.HasPrefix(strings.TrimSpace(string(st)), "down") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n3 not down 60 s after its crash: %s", st)
+		}
+	}
+	nodeScript(t, "node-start", "n3")
+	// SLURM holds a requeued job for 2 minutes; once it is requeued, let
+	// it start at once.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if info := schedInfo(t, id); info["Restarts"] != "0" && info["JobState"] == "PENDING" {
+			slurmCmd("scontrol", "update", "JobId="+id, "StartTime=now").Run()
+			break
+		} else if info["JobState"] != "RUNNING" && info["JobState"] != "COMPLETING" && info["JobState"] != "REQUEUED" {
+			break
+		}
+	}
+	info := waitEnded(t, id, 90*time.Second)
+	out := slurmOut(t, jobDir, id)
+	t.Logf("job %s ended %s (restarts %s)", id, info["JobState"], info["Restarts"])
+	if info["JobState"] != "COMPLETED" || info["Restarts"] == "0" {
+		t.Errorf("job %s: %s after %s restarts, want COMPLETED after a requeue\n%s", id, info["JobState"], info["Restarts"], out)
+	}
+	if strings.Contains(out, "already exists") {
+		t.Errorf("the requeued run refused its own result file:\n%s", out)
+	}
+	p := peekFile(t, dir, res)
+	if p.Rows != 200 || p.Failed != 0 {
+		t.Errorf("result file: %+v, want exactly 200 rows (one per task), none failed\n%s", p, out)
+	}
+}
