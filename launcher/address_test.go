@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -159,5 +160,28 @@ func TestChooseAddrPBSNodefile(t *testing.T) {
 	got, err := ChooseAddr(debianMultiHomed(), env("PBS_NODEFILE", p))
 	if err != nil || got.IP != "10.231.0.11" || got.Rule != "route to node n2" {
 		t.Errorf("ChooseAddr = %+v, %v; want 10.231.0.11 by the route to n2", got, err)
+	}
+}
+
+// TestListenHubUnderPBS: a rank started by pbs_tmrsh may see no PBS_JOBID
+// and be taken for a local run; the hub then listened on 127.0.0.1 and the
+// engines on other nodes could not connect. PBS_NODEFILE (or
+// PBS_ENVIRONMENT) says it runs under PBS: the hub advertises a node
+// address instead.
+func TestListenHubUnderPBS(t *testing.T) {
+	for _, k := range []string{"SLURM_JOB_ID", "PBS_JOBID", "PBS_ENVIRONMENT", EnvNetwork, "SLURM_LAUNCH_NODE_IPADDR", "SLURM_JOB_NODELIST"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("PBS_NODEFILE", filepath.Join(t.TempDir(), "nodes"))
+	if a, _ := ChooseAddr(HostNet(), os.Getenv); a.IP == "127.0.0.1" {
+		t.Skip("SKIPPING: this machine has no address but loopback")
+	}
+	ep, err := ListenHub(Identity{Rank: 0, Size: 2, JobDir: t.TempDir(), Source: "rankhub"}, true, comm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	if host, _, _ := net.SplitHostPort(ep.Info.TCP); host == "127.0.0.1" {
+		t.Errorf("under PBS (PBS_NODEFILE set) the hub advertises %s: engines on other nodes cannot reach it", ep.Info.TCP)
 	}
 }
