@@ -399,13 +399,36 @@ const staleNew = time.Minute
 // removeOwnerless removes the file at p when no process holds a lock on
 // it, and reports whether it did.
 func removeOwnerless(p string) bool {
-	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return false // gone already, or not ours to judge
+	f, free := lockFree(p)
+	if f == nil {
+		return false
 	}
 	defer f.Close()
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		return false // its owner lives
+	return free && os.Remove(p) == nil
+}
+
+// lockFree opens the file at p and takes an exclusive lock on it when no
+// process holds one; free says whether it did. f is nil when p cannot be
+// opened; closing f releases the lock.
+func lockFree(p string) (f *os.File, free bool) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false // gone already, or not ours to judge
 	}
-	return os.Remove(p) == nil
+	return f, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
+}
+
+// arenaHeld reports whether the mesh arena of rank's process pid in dir
+// (rankhub-<name>-r<rank>-<pid>.arena) is still held by its owner.
+func arenaHeld(dir string, rank, pid int) bool {
+	ms, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("%s*-r%d-%d.arena", arenaPrefix, rank, pid)))
+	for _, p := range ms {
+		if f, free := lockFree(p); f != nil {
+			f.Close()
+			if !free {
+				return true
+			}
+		}
+	}
+	return false
 }

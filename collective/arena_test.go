@@ -148,10 +148,17 @@ func TestDeadPeerReleasesArenaRanges(t *testing.T) {
 
 // rhtArenaOwner makes the test binary an arena owner (arenaOwnerMain) that
 // creates an arena in the named directory and lives until stdin closes.
-const rhtArenaOwner = "RHT_ARENA_OWNER"
+const (
+	rhtArenaOwner = "RHT_ARENA_OWNER"
+	rhtArenaName  = "RHT_ARENA_NAME" // the owner's arena name; "" = "owner"
+)
 
 func arenaOwnerMain(dir string) int {
-	a, err := NewArena(dir, "owner", 4096)
+	name := os.Getenv(rhtArenaName)
+	if name == "" {
+		name = "owner"
+	}
+	a, err := NewArena(dir, name, 4096)
 	if err != nil {
 		fmt.Println("FAIL", err)
 		return 1
@@ -167,57 +174,8 @@ func arenaOwnerMain(dir string) int {
 // its arena is stale and removed. The owner runs under `unshare --pid` with
 // its namespace pid chosen to be free in this namespace (ns_last_pid).
 func TestCleanStaleAcrossPIDNamespaces(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPING: unshare --pid needs root")
-	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Skip("SKIPPING: unshare (util-linux) is not installed")
-	}
-	pid := 0
-	for p := 32000; p > 300; p-- {
-		if unix.Kill(p, 0) == unix.ESRCH {
-			pid = p
-			break
-		}
-	}
-	if pid == 0 {
-		t.Fatal("no free pid in this namespace")
-	}
 	dir := t.TempDir()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "sh", "-c",
-		`echo "$1" > /proc/sys/kernel/ns_last_pid && "$0"; exit $?`, self, strconv.Itoa(pid-1))
-	cmd.Env = append(os.Environ(), rhtArenaOwner+"="+dir)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer stdin.Close()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	var ownerPid int
-	var path string
-	if _, serr := fmt.Sscanf(line, "READY %d %s", &ownerPid, &path); err != nil || serr != nil {
-		t.Fatalf("owner: %q %v %v", line, err, serr)
-	}
-	if ownerPid != pid {
-		t.Fatalf("owner's namespace pid is %d, want %d (ns_last_pid not honoured)", ownerPid, pid)
-	}
-	if unix.Kill(ownerPid, 0) != unix.ESRCH {
-		t.Fatalf("pid %d is in use here; the test needs a pid that names no process", ownerPid)
-	}
+	cmd, stdin, _, path := startForeignOwner(t, dir, "")
 	removed, err := CleanStale(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -262,5 +220,89 @@ func TestCleanStaleSparesArenaInCreation(t *testing.T) {
 	}
 	if removed, err := CleanStale(dir); err != nil || len(removed) != 1 || removed[0] != p {
 		t.Fatalf("CleanStale removed %v (%v), want the abandoned %s", removed, err, p)
+	}
+}
+
+// startForeignOwner starts arenaOwnerMain under `unshare --pid` with its
+// namespace pid chosen to be free in this namespace (ns_last_pid), and
+// returns it with its stdin (closing it ends the owner), its pid and its
+// arena's path. It skips without root or unshare.
+func startForeignOwner(t *testing.T, dir, name string) (*exec.Cmd, io.WriteCloser, int, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING: unshare --pid needs root")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("SKIPPING: unshare (util-linux) is not installed")
+	}
+	pid := 0
+	for p := 32000; p > 300; p-- {
+		if unix.Kill(p, 0) == unix.ESRCH {
+			pid = p
+			break
+		}
+	}
+	if pid == 0 {
+		t.Fatal("no free pid in this namespace")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "sh", "-c",
+		`echo "$1" > /proc/sys/kernel/ns_last_pid && "$0"; exit $?`, self, strconv.Itoa(pid-1))
+	cmd.Env = append(os.Environ(), rhtArenaOwner+"="+dir, rhtArenaName+"="+name)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var ownerPid int
+	var path string
+	if _, serr := fmt.Sscanf(line, "READY %d %s", &ownerPid, &path); err != nil || serr != nil {
+		t.Fatalf("owner: %q %v %v", line, err, serr)
+	}
+	if ownerPid != pid {
+		t.Fatalf("owner's namespace pid is %d, want %d (ns_last_pid not honoured)", ownerPid, pid)
+	}
+	if unix.Kill(ownerPid, 0) != unix.ESRCH {
+		t.Fatalf("pid %d is in use here; the test needs a pid that names no process", ownerPid)
+	}
+	return cmd, stdin, ownerPid, path
+}
+
+// TestPeerExitedAcrossPIDNamespaces: a mesh peer on this node whose pid
+// names no process here (it runs in another PID namespace) but which holds
+// its arena has not exited: the ranges it holds in our arena must not be
+// reclaimed while it may still read them. Once it is gone, it has exited.
+func TestPeerExitedAcrossPIDNamespaces(t *testing.T) {
+	dir := t.TempDir()
+	cmd, stdin, pid, _ := startForeignOwner(t, dir, "job-r1")
+	own, err := NewArena(dir, "job-r0", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	m := &Mesh{cfg: MeshConfig{Rank: 0, Size: 2, Host: "h"}, arena: own,
+		peers: []PeerInfo{{Rank: 0, Size: 2, Host: "h", PID: os.Getpid()}, {Rank: 1, Size: 2, Host: "h", PID: pid}}}
+	if m.PeerExited(1) {
+		t.Fatalf("rank 1 (pid %d in another PID namespace, holding its arena) taken for exited", pid)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("owner: %v", err)
+	}
+	if !m.PeerExited(1) {
+		t.Errorf("rank 1 ended, yet not taken for exited")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -330,13 +331,19 @@ func (m *Mesh) Pool() *RecvPool { return m.pool }
 func (m *Mesh) Peer(p int) PeerInfo { return m.peers[p] }
 
 // PeerExited reports whether peer's process has exited (on this node: its
-// pid is gone), not merely its link: a stopped or cut-off process may
-// still read arena pages it mapped.
+// pid is gone and it holds no arena), not merely its link: a stopped or
+// cut-off process may still read arena pages it mapped. A peer in another
+// PID namespace has a pid that names no process here; the lock it holds
+// on its arena for its lifetime says it lives.
 func (m *Mesh) PeerExited(peer int) bool {
 	if peer < 0 || peer >= len(m.peers) || !m.SameNode(peer) {
 		return false
 	}
-	return syscall.Kill(m.peers[peer].PID, 0) == syscall.ESRCH
+	p := m.peers[peer]
+	if syscall.Kill(p.PID, 0) != syscall.ESRCH {
+		return false
+	}
+	return m.arena == nil || !arenaHeld(filepath.Dir(m.arena.Path()), peer, p.PID)
 }
 
 // Rank implements Transport.
