@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/rankhub/rankhub/internal/buildinfo.Revision=$(REV)
 export CGO_ENABLED ?= 0
 BINS := bin/rankhub bin/hello $(if $(wildcard examples/ising),bin/ising)
 
-.PHONY: help build test check demo bench fuzz clean slurm-up slurm-down jsreaders
+.PHONY: help build test check demo bench fuzz clean slurm-up slurm-down slurm-multi-up slurm-multi-down jsreaders
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,7 @@ bench: build ## rankhub's benchmarks side by side with the anchors in ../shared/
 	$(GO) build -o bin/rhbench ./benchmarks/rhbench
 	$(GO) run ./benchmarks/cmd/bench
 	@if [ "$${BENCH_SKIP#*coll}" = "$${BENCH_SKIP}" ]; then bash benchmarks/collective/run.sh; fi
+	@if [ "$${BENCH_SKIP#*oversub}" = "$${BENCH_SKIP}" ]; then bash benchmarks/oversub/run.sh; fi
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets); any crasher fails
 	@fail=0; for hit in $$(grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | sed 's/:func /:/' | sort); do \
@@ -59,6 +60,12 @@ slurm-up: ## start the local single-node SLURM (installs it if missing)
 
 slurm-down: ## stop the local SLURM
 	bash scripts/slurm-local.sh down
+
+slurm-multi-up: ## start the emulated 3-node SLURM beside the local one (the multi-node tier)
+	bash scripts/slurm-local.sh up --nodes 3
+
+slurm-multi-down: ## remove the emulated 3-node SLURM (namespaces, bridge, daemons, files)
+	bash scripts/slurm-local.sh down --nodes 3
 
 clean: ## remove built binaries and local job directories
 	rm -rf bin .rankhub jobs/examples/.rankhub

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -37,9 +38,22 @@ func startMesh(ctx context.Context, id launcher.Identity, key []byte, transport 
 	j := &meshJoin{done: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(j.done)
+		// The address other nodes reach this rank at: launcher's rules
+		// (RANKHUB_NETWORK, the scheduler's word, the route to the other
+		// nodes), unless RANKHUB_MESH_ADDR names one.
+		var addr string
+		if os.Getenv(collective.EnvMeshAddr) == "" {
+			a, err := launcher.ChooseAddr(launcher.HostNet(), os.Getenv)
+			if err != nil {
+				j.err = err
+				log.Warn().Err(err).Msg("collective mesh unavailable; collectives will fail")
+				return
+			}
+			addr = a.IP
+		}
 		j.mesh, j.err = collective.JoinMesh(ctx, collective.MeshConfig{
 			Rank: id.Rank, Size: id.Size, Key: key, Exchange: collective.FileExchange(id.JobDir),
-			ForceTCP: transport == "tcp", Heartbeat: hb, Spin: spin, Logger: log,
+			ForceTCP: transport == "tcp", Heartbeat: hb, Spin: spin, Logger: log, Addr: addr,
 		})
 		if j.err != nil && ctx.Err() == nil {
 			log.Warn().Err(j.err).Msg("collective mesh unavailable; collectives will fail")

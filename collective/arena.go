@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -37,6 +37,9 @@ type Arena struct {
 	size int64
 	mem  []byte
 	fall memory.Allocator
+	// lock is the arena file, open for the arena's lifetime with a shared
+	// flock on it: the sign that the owner lives (CleanStale).
+	lock *os.File
 
 	mu     sync.Mutex
 	free   []span           // sorted by off, coalesced
@@ -57,28 +60,45 @@ const arenaPrefix = "rankhub-"
 
 // NewArena creates and maps dir/rankhub-<name>-<pid>.arena of size bytes.
 // name must not contain '/'. Close unmaps and removes the file.
+//
+// The arena holds a shared flock on its file until Close (or its process
+// ends): CleanStale removes only files nobody holds a lock on. The file is
+// locked under a temporary name and then linked to its final name, so no
+// other rank ever sees it unlocked.
 func NewArena(dir, name string, size int64) (*Arena, error) {
 	if size <= 0 || name == "" || strings.ContainsRune(name, '/') {
 		return nil, fmt.Errorf("%w: arena name %q size %d", ErrArgument, name, size)
 	}
 	size = align64(size)
 	path := filepath.Join(dir, fmt.Sprintf("%s%s-%d.arena", arenaPrefix, name, os.Getpid()))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("collective: create arena: %w", err)
 	}
-	defer f.Close()
+	fail := func(format string, err error) (*Arena, error) {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf(format, path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		return fail("collective: lock arena %s: %w", err)
+	}
 	if err := f.Truncate(size); err != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("collective: size arena %s: %w", path, err)
+		return fail("collective: size arena %s: %w", err)
 	}
 	mem, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("collective: map arena %s: %w", path, err)
+		return fail("collective: map arena %s: %w", err)
 	}
+	// link fails when path exists (as O_EXCL would).
+	if err := os.Link(tmp, path); err != nil {
+		unix.Munmap(mem)
+		return fail("collective: create arena %s: %w", err)
+	}
+	os.Remove(tmp)
 	return &Arena{
-		path: path, size: size, mem: mem, fall: memory.DefaultAllocator,
+		path: path, size: size, mem: mem, fall: memory.DefaultAllocator, lock: f,
 		free: []span{{0, size}}, allocs: map[int64]*alloc{},
 	}, nil
 }
@@ -279,6 +299,7 @@ func (a *Arena) Close() error {
 	if rerr := os.Remove(a.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
 		err = rerr
 	}
+	a.lock.Close() // after the removal: the file is never seen unlocked
 	return err
 }
 
@@ -338,8 +359,15 @@ func (m *Mapping) Close() error {
 	return err
 }
 
-// CleanStale removes arena files in dir whose owner process is gone (the
-// pid is the last part of the name) and returns the removed paths.
+// CleanStale removes arena files in dir whose owner is gone and returns the
+// removed paths. An owner holds a shared flock on its arena for its
+// lifetime (NewArena), wherever it runs: the pid in the name is not
+// trusted, since a rank in another PID namespace (a container, some
+// launchers) has a pid that names no process here, or another one. A file
+// on which an exclusive lock is granted has no owner; it is removed while
+// locked. A temporary file of an arena being created (".arena.new") is
+// unlocked for a moment after its creation: it is judged the same way
+// only once it is a minute old (its creator died before linking it).
 func CleanStale(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -348,21 +376,59 @@ func CleanStale(dir string) ([]string, error) {
 	var removed []string
 	for _, e := range ents {
 		name := e.Name()
-		if !strings.HasPrefix(name, arenaPrefix) || !strings.HasSuffix(name, ".arena") {
+		if !strings.HasPrefix(name, arenaPrefix) || !(strings.HasSuffix(name, ".arena") || strings.HasSuffix(name, ".arena.new")) {
 			continue
 		}
-		base := strings.TrimSuffix(name, ".arena")
-		pid, err := strconv.Atoi(base[strings.LastIndexByte(base, '-')+1:])
-		if err != nil || pid <= 0 {
-			continue
-		}
-		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
-			continue // alive, or not ours to judge (EPERM)
+		if strings.HasSuffix(name, ".new") {
+			if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleNew {
+				continue
+			}
 		}
 		p := filepath.Join(dir, name)
-		if err := os.Remove(p); err == nil {
+		if removeOwnerless(p) {
 			removed = append(removed, p)
 		}
 	}
 	return removed, nil
+}
+
+// staleNew is the age from which CleanStale judges an arena's temporary
+// file.
+const staleNew = time.Minute
+
+// removeOwnerless removes the file at p when no process holds a lock on
+// it, and reports whether it did.
+func removeOwnerless(p string) bool {
+	f, free := lockFree(p)
+	if f == nil {
+		return false
+	}
+	defer f.Close()
+	return free && os.Remove(p) == nil
+}
+
+// lockFree opens the file at p and takes an exclusive lock on it when no
+// process holds one; free says whether it did. f is nil when p cannot be
+// opened; closing f releases the lock.
+func lockFree(p string) (f *os.File, free bool) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false // gone already, or not ours to judge
+	}
+	return f, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
+}
+
+// arenaHeld reports whether the mesh arena of rank's process pid in dir
+// (rankhub-<name>-r<rank>-<pid>.arena) is still held by its owner.
+func arenaHeld(dir string, rank, pid int) bool {
+	ms, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("%s*-r%d-%d.arena", arenaPrefix, rank, pid)))
+	for _, p := range ms {
+		if f, free := lockFree(p); f != nil {
+			f.Close()
+			if !free {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -1,12 +1,18 @@
 package collective
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
+	"os/exec"
+	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -138,4 +144,165 @@ func TestDeadPeerReleasesArenaRanges(t *testing.T) {
 		t.Fatalf("%d bytes still pinned by the dead peer", u)
 	}
 	(<-held).Release()
+}
+
+// rhtArenaOwner makes the test binary an arena owner (arenaOwnerMain) that
+// creates an arena in the named directory and lives until stdin closes.
+const (
+	rhtArenaOwner = "RHT_ARENA_OWNER"
+	rhtArenaName  = "RHT_ARENA_NAME" // the owner's arena name; "" = "owner"
+)
+
+func arenaOwnerMain(dir string) int {
+	name := os.Getenv(rhtArenaName)
+	if name == "" {
+		name = "owner"
+	}
+	a, err := NewArena(dir, name, 4096)
+	if err != nil {
+		fmt.Println("FAIL", err)
+		return 1
+	}
+	fmt.Printf("READY %d %s\n", os.Getpid(), a.Path())
+	io.Copy(io.Discard, os.Stdin)
+	return 0 // without Close: a crashed owner leaves its arena behind
+}
+
+// TestCleanStaleAcrossPIDNamespaces: a rank in another PID namespace (a
+// container, some launchers) has a pid that means nothing here, or names
+// another process. Its live arena must not be removed, and once it is gone
+// its arena is stale and removed. The owner runs under `unshare --pid` with
+// its namespace pid chosen to be free in this namespace (ns_last_pid).
+func TestCleanStaleAcrossPIDNamespaces(t *testing.T) {
+	dir := t.TempDir()
+	cmd, stdin, _, path := startForeignOwner(t, dir, "")
+	removed, err := CleanStale(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 0 {
+		t.Fatalf("CleanStale removed the live arena of a rank in another PID namespace: %v", removed)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("live arena: %v", err)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("owner: %v", err)
+	}
+	removed, err = CleanStale(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != path {
+		t.Fatalf("after the owner exited, CleanStale removed %v, want [%s]", removed, path)
+	}
+}
+
+// TestCleanStaleSparesArenaInCreation: an arena's temporary file is
+// unlocked between its creation and its owner's flock; a rank cleaning
+// stale arenas at that moment removed it and the owner's arena failed
+// ("link ...arena.new: no such file", seen with 1025 ranks starting at
+// once). A fresh one is left alone; one a creator left behind long ago is
+// removed.
+func TestCleanStaleSparesArenaInCreation(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/rankhub-x-r1-123.arena.new"
+	if err := writeFile(p); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := CleanStale(dir); err != nil || len(removed) != 0 {
+		t.Fatalf("CleanStale removed %v (%v): an arena being created", removed, err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := CleanStale(dir); err != nil || len(removed) != 1 || removed[0] != p {
+		t.Fatalf("CleanStale removed %v (%v), want the abandoned %s", removed, err, p)
+	}
+}
+
+// startForeignOwner starts arenaOwnerMain under `unshare --pid` with its
+// namespace pid chosen to be free in this namespace (ns_last_pid), and
+// returns it with its stdin (closing it ends the owner), its pid and its
+// arena's path. It skips without root or unshare.
+func startForeignOwner(t *testing.T, dir, name string) (*exec.Cmd, io.WriteCloser, int, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING: unshare --pid needs root")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("SKIPPING: unshare (util-linux) is not installed")
+	}
+	pid := 0
+	for p := 32000; p > 300; p-- {
+		if unix.Kill(p, 0) == unix.ESRCH {
+			pid = p
+			break
+		}
+	}
+	if pid == 0 {
+		t.Fatal("no free pid in this namespace")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "sh", "-c",
+		`echo "$1" > /proc/sys/kernel/ns_last_pid && "$0"; exit $?`, self, strconv.Itoa(pid-1))
+	cmd.Env = append(os.Environ(), rhtArenaOwner+"="+dir, rhtArenaName+"="+name)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var ownerPid int
+	var path string
+	if _, serr := fmt.Sscanf(line, "READY %d %s", &ownerPid, &path); err != nil || serr != nil {
+		t.Fatalf("owner: %q %v %v", line, err, serr)
+	}
+	if ownerPid != pid {
+		t.Fatalf("owner's namespace pid is %d, want %d (ns_last_pid not honoured)", ownerPid, pid)
+	}
+	if unix.Kill(ownerPid, 0) != unix.ESRCH {
+		t.Fatalf("pid %d is in use here; the test needs a pid that names no process", ownerPid)
+	}
+	return cmd, stdin, ownerPid, path
+}
+
+// TestPeerExitedAcrossPIDNamespaces: a mesh peer on this node whose pid
+// names no process here (it runs in another PID namespace) but which holds
+// its arena has not exited: the ranges it holds in our arena must not be
+// reclaimed while it may still read them. Once it is gone, it has exited.
+func TestPeerExitedAcrossPIDNamespaces(t *testing.T) {
+	dir := t.TempDir()
+	cmd, stdin, pid, _ := startForeignOwner(t, dir, "job-r1")
+	own, err := NewArena(dir, "job-r0", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	m := &Mesh{cfg: MeshConfig{Rank: 0, Size: 2, Host: "h"}, arena: own,
+		peers: []PeerInfo{{Rank: 0, Size: 2, Host: "h", PID: os.Getpid()}, {Rank: 1, Size: 2, Host: "h", PID: pid}}}
+	if m.PeerExited(1) {
+		t.Fatalf("rank 1 (pid %d in another PID namespace, holding its arena) taken for exited", pid)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("owner: %v", err)
+	}
+	if !m.PeerExited(1) {
+		t.Errorf("rank 1 ended, yet not taken for exited")
+	}
 }

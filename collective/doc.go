@@ -79,7 +79,8 @@
 // what each peer holds: when that peer's process has exited (not merely
 // its link failed: a stopped process may still read the pages) the ranges
 // come back. Arena files are removed by Arena.Close; CleanStale removes
-// arenas of dead processes.
+// arenas whose owner is gone: an owner holds a flock on its arena file for
+// its lifetime, so ranks in other PID namespaces are judged right.
 // When all members share a node, Bcast, Scatter, Gather and Allgather send
 // descriptors directly (no tree): the payload is copied at most once.
 //

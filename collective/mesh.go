@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -60,8 +61,10 @@ type MeshConfig struct {
 	// Host is the advertised host identity; empty: $RANKHUB_MESH_HOST, else
 	// os.Hostname.
 	Host string
-	// Addr is the IP to listen on and advertise; empty: $RANKHUB_MESH_ADDR,
-	// else the host name's first non-loopback address, else any interface's.
+	// Addr is the IP to advertise; empty: $RANKHUB_MESH_ADDR, else the host
+	// name's first non-loopback address, else any interface's. The mesh
+	// listens on every address (a multi-homed node is reached on any of
+	// its networks), on loopback only when Addr is a loopback address.
 	Addr string
 	// PoolBytes bounds the idle receive buffers kept for reuse. Zero: 2 GiB.
 	PoolBytes int64
@@ -184,7 +187,11 @@ func JoinMesh(ctx context.Context, cfg MeshConfig) (*Mesh, error) {
 	if cfg.Heartbeat > 0 {
 		m.opts.Heartbeat = cfg.Heartbeat
 	}
-	lc := comm.ListenConfig{TCP: net.JoinHostPort(cfg.Addr, "0"), Key: cfg.Key, Opts: m.opts}
+	listen := ":0"
+	if ip := net.ParseIP(cfg.Addr); ip != nil && ip.IsLoopback() {
+		listen = net.JoinHostPort(cfg.Addr, "0")
+	}
+	lc := comm.ListenConfig{TCP: listen, Key: cfg.Key, Opts: m.opts}
 	if !cfg.ForceTCP {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
@@ -196,7 +203,8 @@ func JoinMesh(ctx context.Context, cfg MeshConfig) (*Mesh, error) {
 		return nil, fmt.Errorf("collective: mesh rank %d: %w", cfg.Rank, err)
 	}
 	m.ln = ln
-	m.self = PeerInfo{Rank: cfg.Rank, Size: cfg.Size, Host: cfg.Host, TCP: ln.TCPAddr(), Unix: ln.UnixAddr(), PID: os.Getpid()}
+	_, port, _ := net.SplitHostPort(ln.TCPAddr())
+	m.self = PeerInfo{Rank: cfg.Rank, Size: cfg.Size, Host: cfg.Host, TCP: net.JoinHostPort(cfg.Addr, port), Unix: ln.UnixAddr(), PID: os.Getpid()}
 	m.links = make([]*link, cfg.Size)
 	for p := range m.links {
 		m.links[p] = &link{peer: p, ready: make(chan struct{}), dead: make(chan struct{}), qs: map[uint64]*tagQueue{}}
@@ -323,13 +331,19 @@ func (m *Mesh) Pool() *RecvPool { return m.pool }
 func (m *Mesh) Peer(p int) PeerInfo { return m.peers[p] }
 
 // PeerExited reports whether peer's process has exited (on this node: its
-// pid is gone), not merely its link: a stopped or cut-off process may
-// still read arena pages it mapped.
+// pid is gone and it holds no arena), not merely its link: a stopped or
+// cut-off process may still read arena pages it mapped. A peer in another
+// PID namespace has a pid that names no process here; the lock it holds
+// on its arena for its lifetime says it lives.
 func (m *Mesh) PeerExited(peer int) bool {
 	if peer < 0 || peer >= len(m.peers) || !m.SameNode(peer) {
 		return false
 	}
-	return syscall.Kill(m.peers[peer].PID, 0) == syscall.ESRCH
+	p := m.peers[peer]
+	if syscall.Kill(p.PID, 0) != syscall.ESRCH {
+		return false
+	}
+	return m.arena == nil || !arenaHeld(filepath.Dir(m.arena.Path()), peer, p.PID)
 }
 
 // Rank implements Transport.

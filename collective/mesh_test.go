@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(rhtRole); role != "" {
 		os.Exit(rankMain(role))
 	}
+	if dir := os.Getenv(rhtArenaOwner); dir != "" {
+		os.Exit(arenaOwnerMain(dir))
+	}
 	os.Exit(m.Run())
 }
 

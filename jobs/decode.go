@@ -381,6 +381,8 @@ func jobFields(s *JobSpec) map[string]field {
 		"transport":      str(&s.Transport),
 		"heartbeat":      duration(&s.Heartbeat),
 		"signal_lead":    duration(&s.SignalLead),
+		"requeue":        boolean(&s.Requeue),
+		"network":        str(&s.Network),
 		"pbs_dialect":    str(&s.PBSDialect),
 		"starter":        str(&s.Starter),
 		"group_readable": plainBool(&s.GroupReadable),

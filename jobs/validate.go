@@ -3,6 +3,7 @@ package jobs
 import (
 	"fmt"
 	"math"
+	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -288,6 +289,12 @@ func (j *Job) validateJob(d *diags) {
 	if !oneOf(s.Transport, transports) {
 		d.errorf(key("transport"), "unknown transport %q (want %s)", s.Transport, strings.Join(transports, ", "))
 	}
+	if err := checkNetwork(s.Network); err != nil {
+		d.errorf(key("network"), "%v", err)
+	}
+	if s.Requeue != nil && s.Scheduler != SchedSLURM {
+		d.warnf(key("requeue"), "ignored: scheduler is %q, only SLURM requeues jobs", s.Scheduler)
+	}
 	if !oneOf(s.PBSDialect, pbsDialects) {
 		d.errorf(key("pbs_dialect"), "unknown pbs_dialect %q (want %s)", s.PBSDialect, strings.Join(pbsDialects, ", "))
 	}
@@ -451,4 +458,23 @@ func directiveOption(line string) string {
 		}
 	}
 	return l
+}
+
+// checkNetwork accepts "" (rankhub chooses), an interface name ("eth1") or
+// a network in CIDR form ("10.1.0.0/16"): what job.network and
+// RANKHUB_NETWORK may hold.
+func checkNetwork(n string) error {
+	if n == "" {
+		return nil
+	}
+	if strings.Contains(n, "/") {
+		if _, _, err := net.ParseCIDR(n); err != nil {
+			return fmt.Errorf("%q is not a network in CIDR form (e.g. \"10.1.0.0/16\") nor an interface name", n)
+		}
+		return nil
+	}
+	if len(n) > 15 || strings.ContainsAny(n, " \t\n\r\x00/") {
+		return fmt.Errorf("%q is not an interface name (at most 15 characters, no blanks or slashes) nor a network in CIDR form", n)
+	}
+	return nil
 }

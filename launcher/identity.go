@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/rankhub/rankhub/comm"
 )
 
 // Environment variables that rankhub sets for the ranks it starts itself,
@@ -34,8 +38,8 @@ type Identity struct {
 }
 
 // IdentityFromEnv reads the rank's identity. rankhub's own variables win;
-// then SLURM (srun), Open MPI (mpiexec), PMI (MPICH, Intel MPI, PBS Pro's
-// mpiexec) and PBS's pbsdsh (PBS_VNODENUM with RANKHUB_SIZE from the script).
+// then Open MPI (mpiexec), PMI (MPICH, Intel MPI, PBS Pro's mpiexec), SLURM
+// (srun) and PBS's pbsdsh (PBS_VNODENUM with RANKHUB_SIZE from the script).
 func IdentityFromEnv(getenv func(string) string) (Identity, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -46,11 +50,16 @@ func IdentityFromEnv(getenv func(string) string) (Identity, error) {
 		rank, size, local string
 		node              string
 	}
+	// An MPI launcher's variables come before SLURM's: Open MPI or Hydra
+	// inside a SLURM allocation start their daemons with srun, and the
+	// ranks inherit the daemon step's SLURM_PROCID and SLURM_NTASKS (or the
+	// batch step's). srun sets no OMPI_* variables, and PMI_RANK only
+	// equal to SLURM_PROCID.
 	sources := []src{
 		{"rankhub", EnvRank, EnvSize, EnvLocalRank, EnvNode},
-		{"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NODEID"},
 		{"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_NODE_RANK"},
 		{"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", ""},
+		{"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NODEID"},
 		{"pbs", "PBS_VNODENUM", EnvSize, "", ""},
 	}
 	for _, s := range sources {
@@ -153,4 +162,38 @@ func StopOwnStep() (bool, error) {
 		return true, fmt.Errorf("launcher: scancel --signal=KILL %s.%s: %v %s", job, step, err, strings.TrimSpace(string(out)))
 	}
 	return true, nil
+}
+
+// Oversubscribed adapts the options of the hub's and the engines'
+// connections in a job of size ranks to the cores they share, so that a
+// job with more ranks than cores degrades instead of collapsing:
+//
+//   - No spinning when the ranks, GOMAXPROCS threads each, outnumber the
+//     cores, unless RANKHUB_SPIN sets it: the caller's spin window comes
+//     from RankSettings.SpinFor, the one spin rule of views and mesh (513
+//     ranks on 2 cores failed with spinning on); this only repeats it for
+//     callers that did not ask it.
+//   - More missed heartbeats before a peer is declared dead when there are
+//     8 ranks per core or more: 5 per 8 ranks per core, at most 60. While
+//     1024 ranks start on 2 cores, the hub waits seconds for a time slice
+//     and every engine declared it dead after 5 s. A dead process is still
+//     seen at once (its connection closes); only a silent one takes longer.
+//     The handshake may take as long (10 s per 8 ranks per core, at most
+//     2 minutes): an engine whose handshake timed out used to exit, and
+//     with it the job.
+func Oversubscribed(opts comm.Options, size int, getenv func(string) string) comm.Options {
+	threads := size * max(runtime.GOMAXPROCS(0), 1)
+	cores := max(runtime.NumCPU(), 1)
+	if threads > cores && getenv(EnvSpin) == "" {
+		opts.Spin = 0
+	}
+	if perCore := threads / cores; perCore >= 8 {
+		misses := opts.HeartbeatMisses
+		if misses <= 0 {
+			misses = 5
+		}
+		opts.HeartbeatMisses = min(max(misses, 5*(perCore/8)), 60)
+		opts.HandshakeTimeout = min(max(opts.HandshakeTimeout, time.Duration(perCore/8)*10*time.Second), 2*time.Minute)
+	}
+	return opts
 }

@@ -24,6 +24,13 @@ func TestIdentityFromEnv(t *testing.T) {
 			Identity{Rank: 1, Size: 3, LocalRank: -1, Node: -1, JobDir: "/j", Source: "pbs"}, ""},
 		{"rankhub wins over slurm", map[string]string{EnvRank: "1", EnvSize: "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "9", EnvJobDir: "/j"},
 			Identity{Rank: 1, Size: 2, LocalRank: -1, Node: -1, JobDir: "/j", Source: "rankhub"}, ""},
+		// Open MPI inside a SLURM allocation (PBS through Slurm's Torque
+		// wrappers) starts its daemons with srun: the ranks inherit the
+		// daemon step's SLURM_PROCID and SLURM_NTASKS, which are not theirs.
+		{"open mpi under slurm", map[string]string{"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_JOB_ID": "13", "OMPI_COMM_WORLD_RANK": "4", "OMPI_COMM_WORLD_SIZE": "6", "OMPI_COMM_WORLD_LOCAL_RANK": "0", EnvJobDir: "/j"},
+			Identity{Rank: 4, Size: 6, LocalRank: 0, Node: -1, JobDir: "/j", JobID: "13", Source: "openmpi"}, ""},
+		{"pmi under slurm", map[string]string{"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "PMI_RANK": "3", "PMI_SIZE": "4", EnvJobDir: "/j"},
+			Identity{Rank: 3, Size: 4, LocalRank: -1, Node: -1, JobDir: "/j", Source: "pmi"}, ""},
 		{"nothing", map[string]string{}, Identity{}, "no rank identity in the environment"},
 		{"bad rank", map[string]string{"SLURM_PROCID": "x", "SLURM_NTASKS": "2", EnvJobDir: "/j"}, Identity{}, `SLURM_PROCID="x" is not a rank`},
 		{"rank beyond size", map[string]string{"PMI_RANK": "2", "PMI_SIZE": "2", EnvJobDir: "/j"}, Identity{}, "rank 2 (PMI_RANK) is not below the rank count 2"},

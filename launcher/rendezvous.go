@@ -33,10 +33,24 @@ func (h *HubEndpoint) Close() error {
 	return err
 }
 
-// ListenHub makes rank 0's endpoint: a fresh job key, TCP on all interfaces
-// (advertised with the node's address) unless local is set, an abstract Unix
-// socket for ranks on the same host, and the connection file, mode 0600.
+// ListenHub makes rank 0's endpoint: a fresh job key, TCP on all addresses
+// (advertised with the address ChooseAddr picks) unless local is set, an
+// abstract Unix socket for ranks on the same host, and the connection
+// file, mode 0600. Under a batch scheduler (UnderScheduler) local is
+// ignored: engines on other nodes could not reach 127.0.0.1.
 func ListenHub(id Identity, local bool, opts comm.Options) (*HubEndpoint, error) {
+	if local && UnderScheduler(os.Getenv) {
+		local = false
+	}
+	opts = Oversubscribed(opts, id.Size, os.Getenv)
+	adv := "127.0.0.1"
+	if !local {
+		a, err := ChooseAddr(HostNet(), os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		adv = a.IP
+	}
 	key, err := comm.NewKey()
 	if err != nil {
 		return nil, err
@@ -57,12 +71,8 @@ func ListenHub(id Identity, local bool, opts comm.Options) (*HubEndpoint, error)
 	if err != nil {
 		return nil, err
 	}
-	adv := ln.TCPAddr()
-	if !local {
-		_, port, _ := net.SplitHostPort(adv)
-		adv = net.JoinHostPort(advertiseAddr(host), port)
-	}
-	ci := &comm.ConnInfo{TCP: adv, Unix: ln.UnixAddr(), Host: host, PID: os.Getpid(), JobID: id.JobID, Ranks: id.Size, Created: time.Now().UTC()}
+	_, port, _ := net.SplitHostPort(ln.TCPAddr())
+	ci := &comm.ConnInfo{TCP: net.JoinHostPort(adv, port), Unix: ln.UnixAddr(), Host: host, PID: os.Getpid(), JobID: id.JobID, Ranks: id.Size, Created: time.Now().UTC()}
 	ci.SetKey(key)
 	path := filepath.Join(id.JobDir, ConnFile)
 	if err := comm.WriteConnInfo(path, ci); err != nil {
@@ -72,24 +82,16 @@ func ListenHub(id Identity, local bool, opts comm.Options) (*HubEndpoint, error)
 	return &HubEndpoint{Listener: ln, Info: ci, Path: path, Key: key}, nil
 }
 
-// advertiseAddr picks the address other nodes use: the host name's first
-// non-loopback address, else the first non-loopback interface address.
-func advertiseAddr(host string) string {
-	if addrs, err := net.LookupHost(host); err == nil {
-		for _, a := range addrs {
-			if ip := net.ParseIP(a); ip != nil && !ip.IsLoopback() && ip.To4() != nil {
-				return a
-			}
+// UnderScheduler reports whether this process runs inside a SLURM or PBS
+// job: SLURM_JOB_ID, or any of PBS_JOBID, PBS_NODEFILE, PBS_ENVIRONMENT
+// (a starter such as pbs_tmrsh may pass on some of them only).
+func UnderScheduler(getenv func(string) string) bool {
+	for _, k := range []string{"SLURM_JOB_ID", "PBS_JOBID", "PBS_NODEFILE", "PBS_ENVIRONMENT"} {
+		if getenv(k) != "" {
+			return true
 		}
 	}
-	if ifs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range ifs {
-			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
-				return n.IP.String()
-			}
-		}
-	}
-	return "127.0.0.1"
+	return false
 }
 
 // WaitConnInfo waits for the connection file of the job directory, written
@@ -125,6 +127,7 @@ func DialHub(ctx context.Context, ci *comm.ConnInfo, transport string, opts comm
 	if err != nil {
 		return nil, err
 	}
+	opts = Oversubscribed(opts, ci.Ranks, os.Getenv)
 	host, _ := os.Hostname()
 	var errs []error
 	if transport != "tcp" && ci.Unix != "" && host == ci.Host {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,7 +70,7 @@ func WithTextQstat() Option {
 func New(opts ...Option) *Backend {
 	b := &Backend{tools: batch.Tools{
 		Sched:    "pbs",
-		Paths:    map[string]string{"qsub": "qsub", "qstat": "qstat", "qdel": "qdel"},
+		Paths:    map[string]string{"qsub": "qsub", "qstat": "qstat", "qdel": "qdel", "scontrol": "scontrol"},
 		Hints:    hints,
 		NotFound: notFound,
 	}}
@@ -249,7 +250,55 @@ func (b *Backend) query(ctx context.Context, ids []string) (map[string]jobs.Sche
 	if err != nil && !(errors.As(err, &ce) && strings.Contains(ce.Stderr, "Unknown Job Id")) {
 		return nil, err
 	}
-	return parseQstatText(out)
+	got, err := parseQstatText(out)
+	if err != nil {
+		return nil, err
+	}
+	for id, s := range got {
+		if s.State == StateCompleted && s.ExitCode == -1 {
+			got[id] = b.slurmEnd(ctx, s)
+		}
+	}
+	return got, nil
+}
+
+// slurmEnd completes s, an ended job whose exit status qstat did not
+// report, from SLURM's record of it: Slurm's Torque wrappers say C for
+// every ended job, failed, cancelled or timed out alike. Without scontrol
+// (a real Torque), s is returned as it is.
+func (b *Backend) slurmEnd(ctx context.Context, s jobs.SchedState) jobs.SchedState {
+	num, _, _ := strings.Cut(s.ID, ".")
+	out, err := b.run(ctx, "scontrol", "-o", "show", "job", num)
+	if err != nil {
+		return s
+	}
+	f := map[string]string{}
+	for _, kv := range strings.Fields(string(out)) {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			f[k] = v
+		}
+	}
+	code, sig := -1, 0
+	if a, b, ok := strings.Cut(f["ExitCode"], ":"); ok {
+		code, _ = strconv.Atoi(a)
+		sig, _ = strconv.Atoi(b)
+	}
+	from := "from scontrol: qstat did not report it"
+	switch st := f["JobState"]; st {
+	case "COMPLETED":
+		s.ExitCode, s.Reason = code, join("exit status "+strconv.Itoa(code)+" "+from, s.Reason)
+	case "CANCELLED":
+		s.State, s.Reason = StateCancelled, join("cancelled ("+from+")", s.Reason)
+		if sig > 0 {
+			s.ExitCode = 128 + sig
+		}
+	case "TIMEOUT":
+		s.State, s.Reason = StateTimeout, join("walltime exceeded ("+from+")", s.Reason)
+	case "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED":
+		s.State, s.ExitCode = StateFailed, code
+		s.Reason = join(fmt.Sprintf("SLURM state %s, exit status %d (%s)", st, code, from), s.Reason)
+	}
+	return s
 }
 
 func unsupportedOption(stderr string) bool {

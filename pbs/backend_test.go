@@ -202,3 +202,32 @@ func TestName(t *testing.T) {
 		Cancel(context.Context, string) error
 	} = New()
 }
+
+// TestStatusSlurmWrapperExit: Slurm's qstat wrapper says C for every ended
+// job and no exit status; a job whose script failed was COMPLETED. When
+// qstat does not report it, SLURM's own record (scontrol) gives the exit
+// status and the end.
+func TestStatusSlurmWrapperExit(t *testing.T) {
+	dir, _ := batchtest.FakeTools(t, map[string]string{
+		"qstat": `if [ "$2" = -F ]; then echo "qstat: invalid option -- 'F'" >&2; exit 2; fi
+for id in "$@"; do [ "$id" = -f ] && continue; printf 'Job Id:\t%s\n\tjob_state = C\n\texec_host = n1/4\n\n' "$id"; done`,
+		"scontrol": `case "$4" in
+12) echo "JobId=12 JobName=a JobState=FAILED Reason=NonZeroExitCode ExitCode=1:0 NodeList=n[1-3]" ;;
+13) echo "JobId=13 JobName=b JobState=COMPLETED Reason=None ExitCode=0:0" ;;
+14) echo "JobId=14 JobName=c JobState=CANCELLED Reason=None ExitCode=0:15" ;;
+15) echo "JobId=15 JobName=d JobState=TIMEOUT Reason=TimeLimit ExitCode=0:1" ;;
+esac`,
+	})
+	got, err := New(WithBinDir(dir), WithCacheTTL(0)).Status(context.Background(), "12", "13", "14", "15")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]struct {
+		state string
+		exit  int
+	}{"12": {StateFailed, 1}, "13": {StateCompleted, 0}, "14": {StateCancelled, 128 + 15}, "15": {StateTimeout, -1}} {
+		if s := got[id]; s.State != want.state || s.ExitCode != want.exit {
+			t.Errorf("job %s: %+v, want %s with exit code %d", id, s, want.state, want.exit)
+		}
+	}
+}

@@ -84,34 +84,8 @@ func TestIntegrationTorqueWrapper(t *testing.T) {
 	job.Job.PBSDialect = DialectTorque
 	job.Job.Starter = StarterMpiexec
 	t.Setenv("RANKHUB_MPIEXEC", "srun --kill-on-bad-exit=1")
-	b := New(WithCacheTTL(200 * time.Millisecond))
-	script, err := b.Script(job, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(l.JobDir, "job.pbs")
-	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	id, err := b.Submit(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = exec.Command("qdel", id).Run() })
-	deadline := time.Now().Add(60 * time.Second)
-	var st jobs.SchedState
-	for time.Now().Before(deadline) {
-		got, err := b.Status(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st = got[id]; st.State == StateCompleted || st.State == StateFailed || st.State == StateCancelled {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	// Slurm's qsub wrapper passes its own -o job.pbs.o<id> to sbatch.
-	log, _ := os.ReadFile(filepath.Join(l.JobDir, "job.pbs.o"+id))
+	st, log := torqueRun(t, job, l, "")
+	id := st.ID
 	if st.State != StateCompleted {
 		t.Fatalf("job %s: %+v; output:\n%s", id, st, log)
 	}
@@ -164,5 +138,102 @@ func TestIntegrationOpenMPI(t *testing.T) {
 	rec, _ := os.ReadFile(filepath.Join(l.JobDir, "scheduler-id"))
 	if string(rec) != "4242.pbs01\n" {
 		t.Errorf("scheduler-id holds %q", rec)
+	}
+}
+
+// torqueRun submits job through Slurm's qsub wrapper, with PATH starting
+// with pathDir when it is not "" (so that its mpiexec is the one the script
+// finds), follows it with qstat, and returns how it ended and its output.
+func torqueRun(t *testing.T, job *jobs.Job, l jobs.Launch, pathDir string) (jobs.SchedState, string) {
+	t.Helper()
+	if pathDir != "" {
+		t.Setenv("PATH", pathDir+":"+os.Getenv("PATH"))
+	}
+	b := New(WithCacheTTL(200 * time.Millisecond))
+	script, err := b.Script(job, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(l.JobDir, "job.pbs")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id, err := b.Submit(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exec.Command("qdel", id).Run() })
+	var st jobs.SchedState
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		got, err := b.Status(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st = got[id]; st.State == StateCompleted || st.State == StateFailed || st.State == StateCancelled {
+			break
+		}
+	}
+	// Slurm's qsub wrapper writes job.pbs.o<id> and job.pbs.e<id>.
+	log, _ := os.ReadFile(filepath.Join(l.JobDir, "job.pbs.o"+id))
+	elog, _ := os.ReadFile(filepath.Join(l.JobDir, "job.pbs.e"+id))
+	return st, string(log) + string(elog)
+}
+
+// torqueMpiexec runs a 4-rank Torque job with the mpiexec starter through
+// Slurm's wrappers, with dir first on PATH and no RANKHUB_MPIEXEC: the
+// script finds its mpiexec itself.
+func torqueMpiexec(t *testing.T, dir string) (*jobs.Job, string, jobs.SchedState, string) {
+	t.Helper()
+	t.Setenv("RANKHUB_MPIEXEC", "")
+	job, l, out := rankJob(t, 4, "SLURM_PROCID")
+	job.Job.PBSDialect = DialectTorque
+	job.Job.Starter = StarterMpiexec
+	st, log := torqueRun(t, job, l, dir)
+	return job, out, st, log
+}
+
+// TestIntegrationTorqueSlurmMpiexec: through Debian's Torque wrappers the
+// default mpiexec is Slurm's mpiexec.slurm, which re-splits its arguments
+// in a shell: the rank wrapper broke ("shift: can't shift that many"), no
+// rank ran, and the job was COMPLETED. The script must recognise it and
+// start the ranks with srun.
+func TestIntegrationTorqueSlurmMpiexec(t *testing.T) {
+	batchtest.Require(t, "SLURM", slurmHint, "sinfo", "-h")
+	batchtest.Require(t, "SLURM TORQUE WRAPPERS", slurmHint, "sh", "-c", "command -v qsub && command -v mpiexec.slurm")
+	dir := t.TempDir()
+	slurmExec, _ := exec.LookPath("mpiexec.slurm")
+	if err := os.Symlink(slurmExec, filepath.Join(dir, "mpiexec")); err != nil {
+		t.Fatal(err)
+	}
+	job, out, st, log := torqueMpiexec(t, dir)
+	if st.State != StateCompleted {
+		t.Fatalf("job: %+v; output:\n%s", st, log)
+	}
+	checkRanks(t, out, 4, filepath.Dir(job.File))
+	if !strings.Contains(log, "mpiexec is Slurm's mpiexec.slurm") {
+		t.Errorf("the output does not say which starter ran:\n%s", log)
+	}
+}
+
+// TestIntegrationTorqueStarterRunsNothing: a starter that exits 0 without
+// starting any rank must not leave the job COMPLETED: the job fails with a
+// message naming the starter and the missing ranks.
+func TestIntegrationTorqueStarterRunsNothing(t *testing.T) {
+	batchtest.Require(t, "SLURM", slurmHint, "sinfo", "-h")
+	batchtest.Require(t, "SLURM TORQUE WRAPPERS", slurmHint, "sh", "-c", "command -v qsub")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mpiexec"), []byte("#!/bin/sh\necho 'a broken mpiexec: runs nothing'\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, _, st, log := torqueMpiexec(t, dir)
+	// Slurm's qstat wrapper reports no exit status (C is all it says); SLURM
+	// itself knows how the script ended.
+	show, _ := exec.Command("scontrol", "show", "job", st.ID).Output()
+	if !strings.Contains(string(show), "JobState=FAILED") || !strings.Contains(string(show), "ExitCode=1:0") {
+		t.Fatalf("job %s: %+v, want FAILED with exit code 1; scontrol:\n%s\noutput:\n%s", st.ID, st, show, log)
+	}
+	want := "rankhub: the starter (mpiexec " + filepath.Join(dir, "mpiexec") + ") started 0 of 4 ranks; missing: 0 1 2 3"
+	if !strings.Contains(log, want) {
+		t.Errorf("output lacks %q:\n%s", want, log)
 	}
 }

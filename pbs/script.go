@@ -63,8 +63,13 @@ type ScriptData struct {
 	// then the rank command. pbs_tmrsh prepends RANKHUB_RANK=i.
 	RankWrapper string
 	// Start is the shell code that starts the ranks in the background and
-	// appends their pids to the array rankhub_pids.
+	// appends their pids to the array rankhub_pids; it sets rankhub_starter
+	// to what it ran, for messages.
 	Start string
+	// Check is the shell code run after every starter ended: unless every
+	// rank started (each wrapper leaves <jobdir>/started/rank-N), it names
+	// the starter and the missing ranks and makes the job fail.
+	Check string
 }
 
 const builtinTemplate = `#!/bin/bash
@@ -114,6 +119,7 @@ for rankhub_pid in "${rankhub_pids[@]}"; do
 		rankhub_status=$rankhub_rc
 	fi
 done
+{{.Check}}
 exit "$rankhub_status"
 `
 
@@ -312,20 +318,28 @@ func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
 			envArgs = append(envArgs, batch.ShellQuote(kv[0]+"="+kv[1]))
 		}
 	}
-	cdExec := `/bin/sh -c 'cd "$1" && shift && exec "$@"' rankhub-rank "$PWD" `
+	started := batch.ShellQuote(filepath.Join(l.JobDir, "started"))
+	// The wrapper leaves a mark per rank it starts (its rank from the
+	// variables the launcher reads, in the same order), so the script can
+	// tell which ranks a starter never started.
+	cdExec := `/bin/sh -c 'cd "$1" || exit 1; : > "$2/rank-${RANKHUB_RANK:-${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-${SLURM_PROCID:-${PBS_VNODENUM:-unknown}}}}}" || true; shift 2; exec "$@"' rankhub-rank "$PWD" ` + started + " "
 	d.RankWrapper = "/usr/bin/env " + strings.Join(envArgs, " ") + " " + cdExec + d.RankCommand
+	kill := "1"
+	if j.AbortOnError != nil && !*j.AbortOnError {
+		kill = "0"
+	}
 
+	prepare := "rm -rf " + started + "\nmkdir -p " + started + "\n"
 	switch d.Starter {
 	case StarterMpiexec:
-		d.Start = fmt.Sprintf(`# RANKHUB_MPIEXEC overrides the launcher, e.g. "mpirun.openmpi --oversubscribe".
-read -r -a rankhub_mpiexec <<< "${RANKHUB_MPIEXEC:-mpiexec}"
-"${rankhub_mpiexec[@]}" -n %d %s &
-rankhub_pids+=($!)`, j.Ranks, d.RankWrapper)
+		d.Start = prepare + fmt.Sprintf(mpiexecStart, j.Ranks, d.RankWrapper, kill)
 	case StarterPbsdsh:
-		d.Start = fmt.Sprintf(`pbsdsh -c %d -v %s &
+		d.Start = prepare + fmt.Sprintf(`rankhub_starter=pbsdsh
+pbsdsh -c %d -v %s &
 rankhub_pids+=($!)`, j.Ranks, d.RankWrapper)
 	case StarterTmrsh:
-		d.Start = fmt.Sprintf(`# One rank per %[2]d slot(s) of $PBS_NODEFILE, in file order.
+		d.Start = prepare + fmt.Sprintf(`rankhub_starter=pbs_tmrsh
+# One rank per %[2]d slot(s) of $PBS_NODEFILE, in file order.
 mapfile -t rankhub_slots < "$PBS_NODEFILE"
 if [ "${#rankhub_slots[@]}" -lt %[3]d ]; then
 	echo "rankhub: $PBS_NODEFILE lists ${#rankhub_slots[@]} slots, %[1]d ranks need %[3]d" >&2
@@ -336,5 +350,75 @@ for ((rankhub_i = 0; rankhub_i < %[1]d; rankhub_i++)); do
 	rankhub_pids+=($!)
 done`, j.Ranks, cpr, j.Ranks*cpr, strings.TrimPrefix(d.RankWrapper, "/usr/bin/env "))
 	}
+	d.Check = fmt.Sprintf(`# A starter that exits 0 without starting every rank must not pass for success.
+rankhub_missing=""
+for ((rankhub_i = 0; rankhub_i < %[1]d; rankhub_i++)); do
+	[ -e %[2]s/rank-$rankhub_i ] || rankhub_missing+=" $rankhub_i"
+done
+if [ -n "$rankhub_missing" ]; then
+	rankhub_n=$(wc -w <<< "$rankhub_missing")
+	echo "rankhub: the starter ($rankhub_starter) started $((%[1]d - rankhub_n)) of %[1]d ranks; missing:$rankhub_missing" >&2
+	if [ "$rankhub_status" -eq 0 ]; then
+		rankhub_status=1
+	fi
+fi`, j.Ranks, started)
 	return d, nil
 }
+
+// mpiexecStart starts the ranks with the mpiexec it finds, after finding
+// out which one it is: Open MPI and MPICH/Hydra take -n; Slurm's
+// mpiexec.slurm (the default of Debian's Torque wrappers) re-splits its
+// arguments in a shell and breaks the rank wrapper, so srun runs instead;
+// without mpiexec, srun (inside SLURM) or pbsdsh. RANKHUB_MPIEXEC skips
+// the detection. Arguments: ranks, rank wrapper, srun's --kill-on-bad-exit.
+const mpiexecStart = `# RANKHUB_MPIEXEC overrides the launcher, e.g. "mpirun.openmpi --oversubscribe".
+rankhub_exe=$(command -v mpiexec || true)
+rankhub_kind=none
+if [ -n "${RANKHUB_MPIEXEC:-}" ]; then
+	rankhub_kind=given
+elif [ -n "$rankhub_exe" ]; then
+	rankhub_real=$(readlink -f "$rankhub_exe" || echo "$rankhub_exe")
+	if [ "${rankhub_real##*/}" = mpiexec.slurm ] || grep -qs 'mpiexec to run srun' "$rankhub_real"; then
+		rankhub_kind=slurm
+	else
+		case "$("$rankhub_exe" --version 2>&1 | head -n 5 || true)" in
+		*"Open MPI"* | *OpenRTE*) rankhub_kind=openmpi ;;
+		*HYDRA* | *Hydra*) rankhub_kind=hydra ;;
+		*) rankhub_kind=unknown ;;
+		esac
+	fi
+fi
+case "$rankhub_kind" in
+given)
+	read -r -a rankhub_mpiexec <<< "$RANKHUB_MPIEXEC"
+	rankhub_starter="RANKHUB_MPIEXEC=$RANKHUB_MPIEXEC"
+	;;
+openmpi | hydra | unknown)
+	rankhub_mpiexec=("$rankhub_exe")
+	rankhub_starter="mpiexec $rankhub_exe"
+	echo "rankhub: starter: mpiexec $rankhub_exe is $rankhub_kind" >&2
+	;;
+*)
+	if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun >/dev/null; then
+		rankhub_mpiexec=(srun --kill-on-bad-exit=%[3]s)
+		if [ "$rankhub_kind" = slurm ]; then
+			rankhub_starter="srun, since mpiexec is Slurm's mpiexec.slurm ($rankhub_exe)"
+		else
+			rankhub_starter="srun, since there is no mpiexec"
+		fi
+	elif command -v pbsdsh >/dev/null; then
+		rankhub_mpiexec=(pbsdsh -c)
+		rankhub_starter="pbsdsh, since mpiexec is ${rankhub_exe:-missing}"
+	else
+		echo "rankhub: no starter: mpiexec is ${rankhub_real:-missing} ($rankhub_kind), and neither srun (inside SLURM) nor pbsdsh is there" >&2
+		exit 1
+	fi
+	echo "rankhub: starter: $rankhub_starter" >&2
+	;;
+esac
+if [ "${rankhub_mpiexec[0]}" = pbsdsh ]; then
+	pbsdsh -c %[1]d -v %[2]s &
+else
+	"${rankhub_mpiexec[@]}" -n %[1]d %[2]s &
+fi
+rankhub_pids+=($!)`

@@ -1,5 +1,10 @@
 #!/bin/bash
-# slurm-local.sh up|down|status
+# slurm-local.sh up [--nodes N] | down [--nodes N] | status | deps
+#
+# With --nodes N (N >= 2), up, down and status act on the emulated N-node
+# cluster of slurm-multi.sh instead, which runs beside the one-node cluster
+# (SLURM_CONF=/etc/slurm-multi/slurm.conf selects it). deps installs the
+# packages and starts munged, nothing else.
 #
 # A single-node SLURM on this machine for rankhub's integration tests, from
 # Debian's slurm-wlm, munge and slurm-wlm-torque (the qsub/qstat wrappers).
@@ -11,6 +16,8 @@
 #                      SlurmdParameters=config_overrides allows it)
 #   SLURM_LOCAL_WAIT   seconds to wait for the node to become idle (default 60)
 set -euo pipefail
+# shellcheck source=slurm-conf.sh
+. "$(dirname "$0")/slurm-conf.sh"
 
 CONF_DIR=/etc/slurm
 CONF=$CONF_DIR/slurm.conf
@@ -83,19 +90,7 @@ write_conf() {
 # Written by rankhub scripts/slurm-local.sh: a single-node cluster for tests.
 ClusterName=rankhub
 SlurmctldHost=$host
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
-ReturnToService=2
-SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=2
+$(slurm_conf_daemons)
 StateSaveLocation=$STATE_DIR
 SlurmdSpoolDir=$SPOOL_DIR
 SlurmctldPidFile=$RUN_DIR/slurmctld.pid
@@ -104,14 +99,7 @@ SlurmctldLogFile=$LOG_DIR/slurmctld.log
 SlurmdLogFile=$LOG_DIR/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-MinJobAge=300
-KillWait=5
-OverTimeLimit=0
-InactiveLimit=0
-Waittime=0
+$(slurm_conf_limits)
 NodeName=$host CPUs=$CPUS RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE OverSubscribe=YES State=UP
 EOF
@@ -187,7 +175,17 @@ stop_daemons() {
 	stop_one slurmctld "$RUN_DIR/slurmctld.pid"
 }
 
+if [ "${2:-}" = --nodes ]; then
+	[ -n "${3:-}" ] || { echo "usage: $0 up|down|status --nodes N" >&2; exit 2; }
+	exec bash "$(dirname "$0")/slurm-multi.sh" "$1" "$3"
+fi
+
 case "${1:-}" in
+deps)
+	need_root
+	install_packages
+	start_munge
+	;;
 up)
 	need_root
 	install_packages
@@ -216,7 +214,7 @@ status)
 	sinfo
 	;;
 *)
-	echo "usage: $0 up|down|status" >&2
+	echo "usage: $0 up [--nodes N] | down [--nodes N] | status [--nodes N] | deps" >&2
 	exit 2
 	;;
 esac

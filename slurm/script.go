@@ -46,6 +46,9 @@ type ScriptData struct {
 	Srun string
 	// SignalLead is the walltime warning lead in seconds.
 	SignalLead int
+	// Requeue is job.requeue: SLURM may requeue the job (--requeue) and a
+	// requeued run resumes the sweep; false renders --no-requeue.
+	Requeue bool
 }
 
 // builtinTemplate is the default batch script. The rank step runs in the
@@ -66,6 +69,13 @@ cd {{.Workdir}}
 {{- end}}
 {{- range .Exports}}
 {{.}}
+{{- end}}
+{{- if .Requeue}}
+# SLURM requeued this job (node failure, preemption): resume where it stopped
+# (RANKHUB_RESUME is rank 0's --resume).
+if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then
+	export RANKHUB_RESUME=1
+fi
 {{- end}}
 {{- range .Setup}}
 {{.}}
@@ -195,6 +205,14 @@ func NewScriptData(job *jobs.Job, l jobs.Launch) (*ScriptData, error) {
 	}
 	d.SignalLead = int((lead + time.Second - 1) / time.Second)
 	opt("signal", fmt.Sprintf("B:USR1@%d", d.SignalLead))
+	// Requeue is a decision: a job SLURM reruns by itself after a node
+	// failure would find its own result file and fail, unless it resumes.
+	d.Requeue = j.Requeue != nil && *j.Requeue
+	if d.Requeue {
+		d.Directives = append(d.Directives, "--requeue")
+	} else {
+		d.Directives = append(d.Directives, "--no-requeue")
+	}
 	d.Directives = append(d.Directives, batch.Directives(job, "#SBATCH")...)
 
 	sh, err := batch.NewShell(job, l)

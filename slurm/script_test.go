@@ -2,6 +2,7 @@ package slurm
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -183,5 +184,62 @@ func TestScriptBadTemplate(t *testing.T) {
 	_, err := Script(j, launch())
 	if err == nil || !strings.Contains(err.Error(), "bad.tmpl:3") {
 		t.Fatalf("err = %v, want one naming bad.tmpl:3", err)
+	}
+}
+
+// TestScriptRequeue: requeue is a decision. By default the script opts out
+// (--no-requeue), so a node failure does not rerun a job whose result file
+// already exists; with job.requeue the job may be requeued and a rerun
+// (SLURM_RESTART_COUNT > 0) resumes the sweep instead of refusing the file.
+// The rendered script runs under bash with a fake srun that prints what
+// the ranks would see.
+func TestScriptRequeue(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "srun"), []byte("#!/bin/sh\necho \"resume=${RANKHUB_RESUME:-}\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T, script, restarts string) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "job.sbatch")
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("bash", p)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "SLURM_RESTART_COUNT="+restarts)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("script: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	yes, no := true, false
+	for _, tc := range []struct {
+		name      string
+		requeue   *bool
+		directive string
+		resumed   string // output of the fake srun on a restart
+	}{
+		{"default", nil, "#SBATCH --no-requeue\n", "resume=\n"},
+		{"false", &no, "#SBATCH --no-requeue\n", "resume=\n"},
+		{"true", &yes, "#SBATCH --requeue\n", "resume=1\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j, l := minimalJob(), launch()
+			l.JobDir = t.TempDir()
+			j.Job.Requeue = tc.requeue
+			got, err := Script(j, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(got, tc.directive) {
+				t.Errorf("script lacks %q:\n%s", tc.directive, got)
+			}
+			if out := run(t, got, "0"); out != "resume=\n" {
+				t.Errorf("first run: srun saw %q, want no resume", out)
+			}
+			if out := run(t, got, "1"); out != tc.resumed {
+				t.Errorf("requeued run (SLURM_RESTART_COUNT=1): srun saw %q, want %q", out, tc.resumed)
+			}
+		})
 	}
 }

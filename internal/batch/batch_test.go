@@ -171,3 +171,17 @@ func TestTools(t *testing.T) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
+
+// TestShellNetwork: job.network reaches every rank as RANKHUB_NETWORK, the
+// variable the launcher's address rules read first.
+func TestShellNetwork(t *testing.T) {
+	job := &jobs.Job{Job: jobs.JobSpec{Name: "n", Ranks: 2, Network: "10.231.0.0/24"}}
+	sh, err := NewShell(job, jobs.Launch{JobDir: "/j", RankCommand: []string{"prog"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "export RANKHUB_NETWORK=10.231.0.0/24"
+	if !strings.Contains(strings.Join(sh.Exports, "\n"), want) {
+		t.Errorf("exports %q lack %q", sh.Exports, want)
+	}
+}

@@ -88,6 +88,10 @@ func NewShell(job *jobs.Job, l jobs.Launch) (*Shell, error) {
 	return s, nil
 }
 
+// envNetwork carries job.network to the ranks (launcher.EnvNetwork, which
+// this package cannot import).
+const envNetwork = "RANKHUB_NETWORK"
+
 // envName matches a valid shell variable name.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -100,6 +104,9 @@ func mergedEnv(job *jobs.Job, l jobs.Launch) ([][2]string, error) {
 	}
 	for k, v := range l.Env {
 		all[k] = v
+	}
+	if n := job.Job.Network; n != "" {
+		all[envNetwork] = n
 	}
 	keys := make([]string, 0, len(all))
 	for k := range all {
