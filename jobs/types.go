@@ -78,9 +78,9 @@ type JobSpec struct {
 	SignalLead   Duration `toml:"signal_lead"`    // walltime warning lead; 0 = 120s
 	// GroupReadable makes the job directory 0750 and its files 0640 (the
 	// default is 0700 and 0600: the owner alone).
-	GroupReadable bool `toml:"group_readable"`
-	Requeue      *bool    `toml:"requeue"`        // slurm: let SLURM requeue the job (it then resumes); default false: --no-requeue
-	Network      string   `toml:"network"`        // interface name or CIDR the hub and mesh use across nodes; "" = chosen (see launcher)
+	GroupReadable bool   `toml:"group_readable"`
+	Requeue       *bool  `toml:"requeue"` // slurm: let SLURM requeue the job (it then resumes); default false: --no-requeue
+	Network       string `toml:"network"` // interface name or CIDR the hub and mesh use across nodes; "" = chosen (see launcher)
 
 	PBSDialect string `toml:"pbs_dialect"` // "pro" (default) or "torque"
 	Starter    string `toml:"starter"`     // pbs: "mpiexec", "pbsdsh", "pbs_tmrsh"; "" = per dialect
