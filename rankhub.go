@@ -113,7 +113,7 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	host, _ := os.Hostname()
 	transport := set.Transport
 	if id.Rank == 0 {
-		err := runHub(ctx, id, driver, copts, spin, o, log, transport, host)
+		err := runHub(ctx, id, driver, copts, spin, o, log, set, host)
 		if jobdir.OutcomeOf(err) == jobdir.NodeLost && id.Source == "slurm" {
 			// The job is over and recorded; engines the hub declared dead
 			// may still run (hung) and hold the step. Only when the ranks
@@ -129,11 +129,11 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	ci, err := launcher.WaitConnInfo(wctx, id.JobDir, time.Now())
 	if err == nil {
 		var conn *comm.Conn
-		conn, err = launcher.DialHub(wctx, ci, transport, copts)
+		conn, err = launcher.DialHub(wctx, ci, transport, copts, set.RankTLS())
 		wcancel()
 		if err == nil {
 			key, _ := ci.KeyBytes()
-			mesh := startMesh(ctx, id, key, transport, copts.Heartbeat, spin, log)
+			mesh := startMesh(ctx, id, key, transport, copts.Heartbeat, spin, set.RankTLS(), log)
 			defer mesh.close()
 			ectx, served := lingerOnSignal(ctx)
 			err = views.ServeEngine(ectx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, World: mesh.world})
@@ -197,14 +197,15 @@ func signalError(s syscall.Signal) *SignalError {
 	return &SignalError{"SIGTERM", jobdir.Terminated}
 }
 
-func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, spin time.Duration, o Options, log zerolog.Logger, transport, host string) error {
+func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, spin time.Duration, o Options, log zerolog.Logger, set launcher.RankSettings, host string) error {
+	transport := set.Transport
 	local := os.Getenv("SLURM_JOB_ID") == "" && os.Getenv("PBS_JOBID") == "" && id.Source == "rankhub" && transport != "tcp"
-	ep, err := launcher.ListenHub(id, local, copts)
+	ep, err := launcher.ListenHub(id, local, copts, set.HubTLS())
 	if err != nil {
 		return err
 	}
 	defer ep.Close()
-	mesh := startMesh(ctx, id, ep.Key, transport, copts.Heartbeat, spin, log)
+	mesh := startMesh(ctx, id, ep.Key, transport, copts.Heartbeat, spin, set.RankTLS(), log)
 	defer mesh.close()
 	hub := views.NewHub(views.HubConfig{Host: host, Logger: log, World: mesh.world, Rank: id.Rank})
 	go hub.Serve(ep.Listener)

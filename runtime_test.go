@@ -180,6 +180,12 @@ func readNotes(t *testing.T, dir string) []string {
 // start runs n ranks of this test binary in the given role.
 func start(t *testing.T, ctx context.Context, role string, n int, abort bool) (string, chan error) {
 	t.Helper()
+	return startEnv(t, ctx, role, n, abort, nil)
+}
+
+// startEnv is start with more environment for the ranks.
+func startEnv(t *testing.T, ctx context.Context, role string, n int, abort bool, extra map[string]string) (string, chan error) {
+	t.Helper()
 	dir := t.TempDir()
 	self, err := os.Executable()
 	if err != nil {
@@ -187,11 +193,15 @@ func start(t *testing.T, ctx context.Context, role string, n int, abort bool) (s
 	}
 	var out strings.Builder
 	_ = out
+	env := map[string]string{roleEnv: role, "RANKHUB_START_TIMEOUT": "30s"}
+	for k, v := range extra {
+		env[k] = v
+	}
 	done := make(chan error, 1)
 	go func() {
 		done <- launcher.RunLocal(ctx, launcher.LocalConfig{
 			Ranks: n, Command: []string{self, "-test.run=^$"}, JobDir: dir, Workdir: dir, JobID: "t",
-			Env:          map[string]string{roleEnv: role, "RANKHUB_START_TIMEOUT": "30s"},
+			Env:          env,
 			AbortOnError: abort, Heartbeat: 200 * time.Millisecond, Grace: 2 * time.Second,
 			Stdout: testWriter{t}, Stderr: testWriter{t},
 		})

@@ -33,7 +33,7 @@ var current struct {
 	join *meshJoin
 }
 
-func startMesh(ctx context.Context, id launcher.Identity, key []byte, transport string, hb, spin time.Duration, log zerolog.Logger) *meshJoin {
+func startMesh(ctx context.Context, id launcher.Identity, key []byte, transport string, hb, spin time.Duration, tls bool, log zerolog.Logger) *meshJoin {
 	ctx, cancel := context.WithCancel(ctx)
 	j := &meshJoin{done: make(chan struct{}), cancel: cancel}
 	go func() {
@@ -53,7 +53,7 @@ func startMesh(ctx context.Context, id launcher.Identity, key []byte, transport 
 		}
 		j.mesh, j.err = collective.JoinMesh(ctx, collective.MeshConfig{
 			Rank: id.Rank, Size: id.Size, Key: key, Exchange: collective.FileExchange(id.JobDir),
-			ForceTCP: transport == "tcp", Heartbeat: hb, Spin: spin, Logger: log, Addr: addr,
+			ForceTCP: transport == "tcp", Heartbeat: hb, Spin: spin, Logger: log, Addr: addr, TLS: tls,
 		})
 		if j.err != nil && ctx.Err() == nil {
 			log.Warn().Err(j.err).Msg("collective mesh unavailable; collectives will fail")

@@ -19,6 +19,9 @@ type PeerInfo struct {
 	TCP  string `json:"tcp"`  // host:port reachable from other nodes
 	Unix string `json:"unix"` // abstract Unix socket "@...", same host only
 	PID  int    `json:"pid"`
+	// TLS is the SHA-256 fingerprint of the rank's TLS certificate when its
+	// TCP listener requires TLS (MeshConfig.TLS); dialers pin it.
+	TLS string `json:"tls_sha256,omitempty"`
 }
 
 // Exchange publishes this rank's address and learns everyone's. An

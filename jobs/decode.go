@@ -383,6 +383,8 @@ func jobFields(s *JobSpec) map[string]field {
 		"signal_lead":    duration(&s.SignalLead),
 		"requeue":        boolean(&s.Requeue),
 		"network":        str(&s.Network),
+		"tls":            str(&s.TLS),
+		"max_frame":      str(&s.MaxFrame),
 		"pbs_dialect":    str(&s.PBSDialect),
 		"starter":        str(&s.Starter),
 		"group_readable": plainBool(&s.GroupReadable),

@@ -120,6 +120,13 @@ func TestParseErrors(t *testing.T) {
 			[]string{`t.toml:5:1: task.outputs: element 0: "L" is also a sweep parameter; result columns need distinct names`}},
 		{"unknown parse", jobHead + "[task]\nfunction = \"f\"\nparse = \"json\"\n",
 			[]string{`t.toml:5:1: task.parse: unknown parse "json" (want last-line, key-value)`}},
+		{"tls and max_frame", "[job]\nranks = 2\ntls = \"some\"\nmax_frame = \"64\"\n",
+			[]string{
+				`t.toml:3:1: job.tls: unknown tls "some" (want clients, all, off)`,
+				`t.toml:4:1: job.max_frame: max_frame "64": give a unit, e.g. "512MiB" or "8GiB"`,
+			}},
+		{"max_frame too small", "[job]\nranks = 2\nmax_frame = \"4KiB\"\n",
+			[]string{`t.toml:3:1: job.max_frame: max_frame "4KiB" is below the minimum 1MiB`}},
 		{"negative retries", jobHead + "[task]\nfunction = \"f\"\nretries = -2\n",
 			[]string{`t.toml:5:1: task.retries: -2 is negative`}},
 		{"group_by not a param", jobHead + "[task]\nfunction = \"f\"\n[sweep]\nL = [1]\n[results]\ngroup_by = [\"L\", \"T\"]\n",
@@ -167,7 +174,7 @@ func TestParseErrors(t *testing.T) {
 		{"all together, in file order", "[job]\nranks = 1\nfoo = 2\nscheduler = \"x\"\n[task]\ncommand = \"echo {Z}\"\n",
 			[]string{
 				"t.toml:2:1: job.ranks: 1 is too few: a job needs at least 2 ranks (rank 0 is the hub)",
-				"t.toml:3:1: job.foo: unknown key (known: abort_on_error, account, cpus_per_rank, directives, email, env, error, group_readable, heartbeat, mail_type, memory, name, network, nodes, output, partition, pbs_dialect, program, qos, queue, ranks, ranks_per_node, requeue, scheduler, seed, setup, signal_lead, starter, template, transport, walltime, workdir)",
+				"t.toml:3:1: job.foo: unknown key (known: abort_on_error, account, cpus_per_rank, directives, email, env, error, group_readable, heartbeat, mail_type, max_frame, memory, name, network, nodes, output, partition, pbs_dialect, program, qos, queue, ranks, ranks_per_node, requeue, scheduler, seed, setup, signal_lead, starter, template, tls, transport, walltime, workdir)",
 				`t.toml:4:1: job.scheduler: unknown scheduler "x" (want local, slurm, pbs)`,
 				"t.toml:6:1: task.command: {Z} is not a sweep parameter (placeholders: seed, replicate, index)",
 			}},

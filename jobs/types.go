@@ -82,6 +82,15 @@ type JobSpec struct {
 	Requeue       *bool  `toml:"requeue"` // slurm: let SLURM requeue the job (it then resumes); default false: --no-requeue
 	Network       string `toml:"network"` // interface name or CIDR the hub and mesh use across nodes; "" = chosen (see launcher)
 
+	// TLS says which TCP links speak TLS 1.3 (certificate pinned in the
+	// 0600 connection file; the HMAC handshake runs inside): "clients"
+	// (default: outside clients of the hub), "all" (also engines and the
+	// collective mesh across nodes), "off".
+	TLS string `toml:"tls"`
+	// MaxFrame is the largest message a rank accepts from a peer, with a
+	// unit ("512MiB", "8GiB"); "" = half the node's memory.
+	MaxFrame string `toml:"max_frame"`
+
 	PBSDialect string `toml:"pbs_dialect"` // "pro" (default) or "torque"
 	Starter    string `toml:"starter"`     // pbs: "mpiexec", "pbsdsh", "pbs_tmrsh"; "" = per dialect
 }

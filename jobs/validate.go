@@ -47,6 +47,7 @@ func tooShort(d *diags, key []string, v, min time.Duration, why string) {
 var (
 	schedulers  = []string{SchedLocal, SchedSLURM, SchedPBS}
 	transports  = []string{"auto", "tcp"}
+	tlsModes    = []string{TLSClients, TLSAll, TLSOff}
 	pbsDialects = []string{"pro", "torque"}
 	starters    = []string{"mpiexec", "pbsdsh", "pbs_tmrsh"}
 	parsers     = []string{"last-line", "key-value"}
@@ -70,6 +71,9 @@ func (j *Job) Defaults() {
 	}
 	if s.Transport == "" {
 		s.Transport = DefaultTransport
+	}
+	if s.TLS == "" {
+		s.TLS = TLSClients
 	}
 	if s.Heartbeat.Duration == 0 {
 		s.Heartbeat.Duration = DefaultHeartbeat
@@ -289,6 +293,14 @@ func (j *Job) validateJob(d *diags) {
 	if !oneOf(s.Transport, transports) {
 		d.errorf(key("transport"), "unknown transport %q (want %s)", s.Transport, strings.Join(transports, ", "))
 	}
+	if !oneOf(s.TLS, tlsModes) {
+		d.errorf(key("tls"), "unknown tls %q (want %s)", s.TLS, strings.Join(tlsModes, ", "))
+	}
+	if s.MaxFrame != "" {
+		if _, err := s.MaxFrameBytes(); err != nil {
+			d.errorf(key("max_frame"), "%v", err)
+		}
+	}
 	if err := checkNetwork(s.Network); err != nil {
 		d.errorf(key("network"), "%v", err)
 	}
@@ -477,4 +489,35 @@ func checkNetwork(n string) error {
 		return fmt.Errorf("%q is not an interface name (at most 15 characters, no blanks or slashes) nor a network in CIDR form", n)
 	}
 	return nil
+}
+
+// The values of [job] tls.
+const (
+	TLSClients = "clients" // outside clients of the hub (the default)
+	TLSAll     = "all"     // every TCP link: clients, engines, the collective mesh
+	TLSOff     = "off"
+)
+
+// MinMaxFrame is the smallest max_frame accepted: below it ordinary control
+// messages (a hub's tables, a task's arguments) would not fit.
+const MinMaxFrame = 1 << 20
+
+// MaxFrameBytes is max_frame in bytes; 0 when unset. A unit is required
+// (a bare number would read as megabytes to SLURM and as bytes elsewhere).
+func (s *JobSpec) MaxFrameBytes() (int64, error) {
+	v := strings.TrimSpace(s.MaxFrame)
+	if v == "" {
+		return 0, nil
+	}
+	if c := v[len(v)-1]; c >= '0' && c <= '9' {
+		return 0, fmt.Errorf("max_frame %q: give a unit, e.g. \"512MiB\" or \"8GiB\"", s.MaxFrame)
+	}
+	n, err := ParseMemory(v)
+	if err != nil {
+		return 0, fmt.Errorf("max_frame %q: want a size such as \"512MiB\" or \"8GiB\"", s.MaxFrame)
+	}
+	if n < MinMaxFrame {
+		return 0, fmt.Errorf("max_frame %q is below the minimum 1MiB", s.MaxFrame)
+	}
+	return n, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rankhub/rankhub/comm"
 	"github.com/rankhub/rankhub/jobs"
 )
 
@@ -18,6 +19,8 @@ const (
 	EnvStartTimeout = "RANKHUB_START_TIMEOUT" // Go duration or seconds; default 2m
 	EnvSpin         = "RANKHUB_SPIN"          // Go duration; "0" turns spinning off
 	EnvLogLevel     = "RANKHUB_LOG_LEVEL"     // zerolog level of the console
+	EnvTLS          = "RANKHUB_TLS"           // [job] tls: clients (default), all, off
+	EnvMaxFrame     = comm.EnvMaxFrame        // bytes; read by comm itself
 )
 
 // Defaults of the rank settings.
@@ -37,6 +40,10 @@ type RankSettings struct {
 	// sending: >0 that long, <0 never, 0 not set (SpinFor decides).
 	Spin     time.Duration
 	LogLevel string
+	// TLS is [job] tls: which TCP links speak TLS ("" = jobs.TLSClients).
+	TLS string
+	// MaxFrame is [job] max_frame in bytes (0: comm's default).
+	MaxFrame int64
 }
 
 // ParseRankSettings reads the settings; a variable set to something
@@ -47,7 +54,7 @@ func ParseRankSettings(getenv func(string) string) (RankSettings, error) {
 		getenv = os.Getenv
 	}
 	s := RankSettings{JobFile: getenv(EnvJobFile), Transport: getenv(EnvTransport), LogLevel: getenv(EnvLogLevel),
-		Heartbeat: jobs.DefaultHeartbeat, StartTimeout: DefaultStartTimeout}
+		Heartbeat: jobs.DefaultHeartbeat, StartTimeout: DefaultStartTimeout, TLS: getenv(EnvTLS)}
 	var errs []error
 	dur := func(name string, min time.Duration, zeroOK bool) (time.Duration, bool) {
 		v := strings.TrimSpace(getenv(name))
@@ -85,6 +92,20 @@ func ParseRankSettings(getenv func(string) string) (RankSettings, error) {
 	if s.Transport != "" && s.Transport != "auto" && s.Transport != "tcp" {
 		errs = append(errs, fmt.Errorf("launcher: %s=%q: want auto or tcp", EnvTransport, s.Transport))
 	}
+	switch s.TLS {
+	case "":
+		s.TLS = jobs.TLSClients
+	case jobs.TLSClients, jobs.TLSAll, jobs.TLSOff:
+	default:
+		errs = append(errs, fmt.Errorf("launcher: %s=%q: want %s, %s or %s", EnvTLS, s.TLS, jobs.TLSClients, jobs.TLSAll, jobs.TLSOff))
+	}
+	if v := strings.TrimSpace(getenv(EnvMaxFrame)); v != "" {
+		n, err := comm.ParseSize(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("launcher: %s: %w", EnvMaxFrame, err))
+		}
+		s.MaxFrame = n
+	}
 	return s, errors.Join(errs...)
 }
 
@@ -116,6 +137,10 @@ func (s RankSettings) Env() map[string]string {
 	set(EnvJobFile, s.JobFile)
 	set(EnvTransport, s.Transport)
 	set(EnvLogLevel, s.LogLevel)
+	set(EnvTLS, s.TLS)
+	if s.MaxFrame > 0 {
+		env[EnvMaxFrame] = strconv.FormatInt(s.MaxFrame, 10)
+	}
 	if s.Heartbeat > 0 {
 		env[EnvHeartbeat] = s.Heartbeat.String()
 	}
@@ -146,3 +171,28 @@ func IdentityEnv(id Identity) map[string]string {
 	}
 	return env
 }
+
+// JobSettings are the rank settings a job file asks for (the flags of
+// `rankhub run` may override Transport and Heartbeat afterwards).
+func JobSettings(job *jobs.Job, jobFile string) RankSettings {
+	mf, _ := job.Job.MaxFrameBytes() // validated with the job
+	return RankSettings{JobFile: jobFile, Transport: job.Job.Transport, Heartbeat: job.Job.Heartbeat.Duration,
+		TLS: job.Job.TLS, MaxFrame: mf}
+}
+
+// HubTLS is the TLS mode of the hub's TCP socket for a job's tls setting:
+// clients may always use TLS (the connection file pins the certificate),
+// and with "all" engines must too.
+func (s RankSettings) HubTLS() comm.TLSMode {
+	switch s.TLS {
+	case jobs.TLSOff:
+		return comm.TLSOff
+	case jobs.TLSAll:
+		return comm.TLSRequire
+	}
+	return comm.TLSAllow
+}
+
+// RankTLS tells whether rank-to-rank TCP links (engines to the hub, the
+// collective mesh across nodes) speak TLS.
+func (s RankSettings) RankTLS() bool { return s.TLS == jobs.TLSAll }

@@ -27,9 +27,12 @@ type LocalConfig struct {
 	JobID   string
 	// AbortOnError stops every rank as soon as one exits with an error.
 	AbortOnError bool
-	// Transport and Heartbeat are passed to the ranks.
+	// Transport and Heartbeat are passed to the ranks, and so are the
+	// other rank settings in Settings (TLS, MaxFrame; its Transport,
+	// Heartbeat and JobFile are ignored).
 	Transport string
 	Heartbeat time.Duration
+	Settings  RankSettings
 	// Stdout and Stderr receive every rank's lines with a "[rank N] " prefix.
 	Stdout, Stderr io.Writer
 	// Grace is how long ranks get between SIGTERM and SIGKILL. Zero: 5s.
@@ -152,7 +155,8 @@ func RunLocal(ctx context.Context, cfg LocalConfig) error {
 		cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
 		cmd.Dir = cfg.Workdir
 		cmd.Env = appendEnv(os.Environ(), IdentityEnv(Identity{Rank: r, Size: cfg.Ranks, LocalRank: r, Node: 0, JobDir: cfg.JobDir, JobID: cfg.JobID}))
-		cmd.Env = appendEnv(cmd.Env, RankSettings{JobFile: dir.File(jobdir.JobFile), Transport: cfg.Transport, Heartbeat: cfg.Heartbeat}.Env())
+		cmd.Env = appendEnv(cmd.Env, RankSettings{JobFile: dir.File(jobdir.JobFile), Transport: cfg.Transport, Heartbeat: cfg.Heartbeat,
+			TLS: cfg.Settings.TLS, MaxFrame: cfg.Settings.MaxFrame}.Env())
 		cmd.Env = append(cmd.Env, "GODEBUG="+RankGODEBUG(os.Getenv("GODEBUG")),
 			"GOMAXPROCS="+RankGOMAXPROCS(os.Getenv("GOMAXPROCS"), cfg.Ranks, runtime.NumCPU()))
 		cmd.Env = appendEnv(cmd.Env, cfg.Env)

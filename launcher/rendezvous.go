@@ -37,8 +37,10 @@ func (h *HubEndpoint) Close() error {
 // (advertised with the address ChooseAddr picks) unless local is set, an
 // abstract Unix socket for ranks on the same host, and the connection
 // file, mode 0600. Under a batch scheduler (UnderScheduler) local is
-// ignored: engines on other nodes could not reach 127.0.0.1.
-func ListenHub(id Identity, local bool, opts comm.Options) (*HubEndpoint, error) {
+// ignored: engines on other nodes could not reach 127.0.0.1. With TLS on
+// (RankSettings.HubTLS) the TCP socket serves TLS 1.3 with a fresh
+// self-signed certificate whose fingerprint the connection file pins.
+func ListenHub(id Identity, local bool, opts comm.Options, tls comm.TLSMode) (*HubEndpoint, error) {
 	if local && UnderScheduler(os.Getenv) {
 		local = false
 	}
@@ -67,13 +69,14 @@ func ListenHub(id Identity, local bool, opts comm.Options) (*HubEndpoint, error)
 		return nil, fmt.Errorf("launcher: socket name: %w", err)
 	}
 	unix := fmt.Sprintf("@rankhub-%d-%x", os.Getpid(), tag)
-	ln, err := comm.Listen(comm.ListenConfig{TCP: tcp, Unix: unix, Key: key, Opts: opts})
+	ln, err := comm.Listen(comm.ListenConfig{TCP: tcp, Unix: unix, Key: key, Opts: opts, TLS: tls})
 	if err != nil {
 		return nil, err
 	}
 	_, port, _ := net.SplitHostPort(ln.TCPAddr())
 	ci := &comm.ConnInfo{TCP: net.JoinHostPort(adv, port), Unix: ln.UnixAddr(), Host: host, PID: os.Getpid(), JobID: id.JobID, Ranks: id.Size, Created: time.Now().UTC()}
 	ci.SetKey(key)
+	ci.TLS = ln.TLSFingerprint()
 	path := filepath.Join(id.JobDir, ConnFile)
 	if err := comm.WriteConnInfo(path, ci); err != nil {
 		ln.Close()
@@ -121,8 +124,10 @@ func WaitConnInfo(ctx context.Context, jobDir string, since time.Time) (*comm.Co
 }
 
 // DialHub connects to the hub: by the Unix socket when on the hub's host and
-// the transport allows it, by TCP otherwise.
-func DialHub(ctx context.Context, ci *comm.ConnInfo, transport string, opts comm.Options) (*comm.Conn, error) {
+// the transport allows it, by TCP otherwise, inside TLS when useTLS is set
+// (RankSettings.RankTLS) and the hub serves it (a hub whose connection file
+// pins no certificate is refused then: the job asked for encryption).
+func DialHub(ctx context.Context, ci *comm.ConnInfo, transport string, opts comm.Options, useTLS bool) (*comm.Conn, error) {
 	key, err := ci.KeyBytes()
 	if err != nil {
 		return nil, err
@@ -136,6 +141,12 @@ func DialHub(ctx context.Context, ci *comm.ConnInfo, transport string, opts comm
 			return c, nil
 		}
 		errs = append(errs, err)
+	}
+	if useTLS {
+		if ci.TLS == "" {
+			return nil, errors.Join(append(errs, fmt.Errorf("launcher: the job asks for TLS (tls = \"all\") but the hub's connection file pins no certificate"))...)
+		}
+		opts.TLSFingerprint = ci.TLS
 	}
 	c, err := comm.Dial(ctx, "tcp", ci.TCP, key, opts)
 	if err == nil {

@@ -26,7 +26,7 @@ func keyPieceIn(name string, key []byte) string {
 // carry nothing derived from the job key.
 func TestHubSocketNameCarriesNoKey(t *testing.T) {
 	for i := 0; i < 5; i++ { // fresh keys: a leak of any part shows every time
-		h, err := ListenHub(Identity{Size: 2, JobDir: t.TempDir()}, true, comm.Options{})
+		h, err := ListenHub(Identity{Size: 2, JobDir: t.TempDir()}, true, comm.Options{}, comm.TLSAllow)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -443,7 +443,12 @@ func ConnectContext(ctx context.Context, path string) (*Client, error) {
 		}
 	}
 	if conn == nil && ci.TCP != "" {
-		conn, err = comm.Dial(ctx, "tcp", ci.TCP, key, opts)
+		// TLS whenever the hub serves it (its certificate is pinned in the
+		// 0600 connection file): an outside client's traffic may cross
+		// networks the job does not own.
+		topts := opts
+		topts.TLSFingerprint = ci.TLS
+		conn, err = comm.Dial(ctx, "tcp", ci.TCP, key, topts)
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -35,8 +35,7 @@ func batchLaunch(job *jobs.Job, jobDir string) (jobs.Launch, error) {
 	if err != nil {
 		return jobs.Launch{}, err
 	}
-	env := launcher.RankSettings{JobFile: filepath.Join(jobDir, jobdir.JobFile), Transport: job.Job.Transport,
-		Heartbeat: job.Job.Heartbeat.Duration}.Env()
+	env := launcher.JobSettings(job, filepath.Join(jobDir, jobdir.JobFile)).Env()
 	env[launcher.EnvJobDir] = jobDir
 	env[launcher.EnvSize] = strconv.Itoa(job.Job.Ranks)
 	env["GODEBUG"] = launcher.RankGODEBUG(os.Getenv("GODEBUG"))

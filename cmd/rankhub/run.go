@@ -142,7 +142,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	err = launcher.RunLocal(ctx, launcher.LocalConfig{
 		Ranks: job.Job.Ranks, Command: argv, Env: env, JobDir: jobDir, Workdir: launcher.JobWorkdir(job),
 		JobID: filepath.Base(jobDir), AbortOnError: abort && !fl.noAbort, Transport: transport, Heartbeat: hb,
-		Stdout: stdout, Stderr: stderr,
+		Settings: launcher.JobSettings(job, ""), Stdout: stdout, Stderr: stderr,
 	})
 	o, reason := runOutcome(jd, context.Cause(ctx), err)
 	if o == jobdir.Completed {
