@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -112,23 +113,31 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	copts := comm.Options{Heartbeat: hb, HeartbeatMisses: 5, Logger: log, Spin: spinWindow()}
 	host, _ := os.Hostname()
 	transport := os.Getenv(launcher.EnvTransport)
-	if id.Rank == 0 {
+	join := os.Getenv(launcher.EnvJoin)
+	if id.Rank == 0 && join == "" {
 		return runHub(ctx, id, driver, copts, o, log, transport, host)
 	}
+	hubFile := filepath.Join(id.JobDir, launcher.ConnFile)
+	if join != "" {
+		hubFile = join
+	}
 	wctx, wcancel := context.WithTimeout(ctx, o.StartTimeout)
-	ci, err := launcher.WaitConnInfo(wctx, id.JobDir, time.Now())
+	ci, conn, err := launcher.JoinHub(wctx, hubFile, time.Now(), transport, copts)
+	wcancel()
 	if err == nil {
-		var conn *comm.Conn
-		conn, err = launcher.DialHub(wctx, ci, transport, copts)
-		wcancel()
-		if err == nil {
+		cfg := views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, Labels: envLabels()}
+		if join != "" {
+			// An engine joining a running hub is no rank of its job: the
+			// hub gives it the next free id, and it takes no part in the
+			// job's collective world.
+			cfg.Rank = -1
+		} else {
 			key, _ := ci.KeyBytes()
 			mesh := startMesh(ctx, id, key, transport, hb, log)
 			defer mesh.close()
-			err = views.ServeEngine(ctx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, World: mesh.world})
+			cfg.World = mesh.world
 		}
-	} else {
-		wcancel()
+		err = views.ServeEngine(ctx, conn, cfg)
 	}
 	if cause := context.Cause(ctx); cause != nil && errors.As(cause, new(*SignalError)) {
 		return nil // stopped on request: not a failure of this rank
@@ -142,8 +151,11 @@ type SignalError struct{ Signal string }
 func (e *SignalError) Error() string { return "stopped by " + e.Signal }
 
 func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, o Options, log zerolog.Logger, transport, host string) error {
-	local := os.Getenv("SLURM_JOB_ID") == "" && os.Getenv("PBS_JOBID") == "" && id.Source == "rankhub" && transport != "tcp"
-	ep, err := launcher.ListenHub(id, local, copts)
+	listen := os.Getenv(launcher.EnvListen)
+	if listen == "" && os.Getenv("SLURM_JOB_ID") == "" && os.Getenv("PBS_JOBID") == "" && id.Source == "rankhub" && transport != "tcp" {
+		listen = "127.0.0.1:0" // a local run: nobody outside this host
+	}
+	ep, err := launcher.ListenHub(id, listen, copts)
 	if err != nil {
 		return err
 	}
@@ -258,6 +270,17 @@ func defaultDriver(id launcher.Identity, log zerolog.Logger) (Driver, error) {
 		}
 		return nil
 	}, nil
+}
+
+// envLabels are the engine's labels from RANKHUB_LABELS (comma-separated).
+func envLabels() []string {
+	var out []string
+	for _, l := range strings.Split(os.Getenv(launcher.EnvLabels), ",") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // spinWindow is how long hub and engines poll for a reply after sending

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
@@ -30,27 +31,27 @@ func (h *HubEndpoint) Close() error {
 	return err
 }
 
-// ListenHub makes rank 0's endpoint: a fresh job key, TCP on all interfaces
-// (advertised with the node's address) unless local is set, an abstract Unix
-// socket for ranks on the same host, and the connection file, mode 0600.
-func ListenHub(id Identity, local bool, opts comm.Options) (*HubEndpoint, error) {
+// ListenHub makes rank 0's endpoint: a fresh job key, TCP on listen (host:port;
+// "" or an unspecified host such as "0.0.0.0:0" means every interface,
+// advertised with the node's address; a port may be left out), an abstract
+// Unix socket for ranks on the same host, and the connection file, mode 0600.
+func ListenHub(id Identity, listen string, opts comm.Options) (*HubEndpoint, error) {
 	key, err := comm.NewKey()
 	if err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	tcp := "0.0.0.0:0"
-	if local {
-		tcp = "127.0.0.1:0"
+	tcp, err := listenAddr(listen)
+	if err != nil {
+		return nil, err
 	}
 	unix := fmt.Sprintf("@rankhub-%d-%x", os.Getpid(), key[:6])
 	ln, err := comm.Listen(comm.ListenConfig{TCP: tcp, Unix: unix, Key: key, Opts: opts})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("launcher: listening on %s: %w", tcp, err)
 	}
 	adv := ln.TCPAddr()
-	if !local {
-		_, port, _ := net.SplitHostPort(adv)
+	if h, port, _ := net.SplitHostPort(adv); net.ParseIP(h) == nil || net.ParseIP(h).IsUnspecified() {
 		adv = net.JoinHostPort(advertiseAddr(host), port)
 	}
 	ci := &comm.ConnInfo{TCP: adv, Unix: ln.UnixAddr(), Host: host, PID: os.Getpid(), JobID: id.JobID, Ranks: id.Size, Created: time.Now().UTC()}
@@ -61,6 +62,55 @@ func ListenHub(id Identity, local bool, opts comm.Options) (*HubEndpoint, error)
 		return nil, err
 	}
 	return &HubEndpoint{Listener: ln, Info: ci, Path: path, Key: key}, nil
+}
+
+// listenAddr completes a listen address: "" is every interface, a missing
+// port is 0 (any free port).
+func listenAddr(listen string) (string, error) {
+	if listen == "" {
+		return "0.0.0.0:0", nil
+	}
+	if _, _, err := net.SplitHostPort(listen); err != nil {
+		if ip := net.ParseIP(strings.Trim(listen, "[]")); ip == nil {
+			return "", fmt.Errorf("launcher: listen address %q: neither host:port nor an IP address", listen)
+		}
+		return net.JoinHostPort(strings.Trim(listen, "[]"), "0"), nil
+	}
+	return listen, nil
+}
+
+// InterfaceAddr is the first IPv4 address (else IPv6) of the network
+// interface named name, for a hub that listens on one interface.
+func InterfaceAddr(name string) (string, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		names := []string{}
+		if all, err := net.Interfaces(); err == nil {
+			for _, i := range all {
+				names = append(names, i.Name)
+			}
+		}
+		return "", fmt.Errorf("launcher: interface %q: %v (this host has: %s)", name, err, strings.Join(names, ", "))
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return "", fmt.Errorf("launcher: interface %q: %w", name, err)
+	}
+	var v6 string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if n.IP.To4() != nil {
+				return n.IP.String(), nil
+			}
+			if v6 == "" && !n.IP.IsLinkLocalUnicast() {
+				v6 = n.IP.String()
+			}
+		}
+	}
+	if v6 == "" {
+		return "", fmt.Errorf("launcher: interface %q has no usable address", name)
+	}
+	return v6, nil
 }
 
 // advertiseAddr picks the address other nodes use: the host name's first
@@ -101,6 +151,57 @@ func WaitConnInfo(ctx context.Context, jobDir string, since time.Time) (*comm.Co
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("launcher: waiting for the hub's connection file: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(delay):
+		}
+		if delay < 200*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// Fresh is how old a connection file may be, against the time a rank
+// started, and still be taken for its hub's without asking the hub: a job's
+// ranks start together. An older file may belong to a hub that has been
+// running for hours (engines joining late) or to a dead one (a leftover):
+// JoinHub tells them apart by connecting.
+const Fresh = time.Minute
+
+// probeTimeout bounds the connection attempt to the hub of an old file.
+const probeTimeout = 5 * time.Second
+
+// JoinHub waits for the connection file at path and connects to its hub.
+// A file written more than Fresh before since is taken when its hub answers
+// (completes the authenticated handshake); until one does, JoinHub keeps
+// waiting for a new file and its error says which file did not answer.
+func JoinHub(ctx context.Context, path string, since time.Time, transport string, opts comm.Options) (*comm.ConnInfo, *comm.Conn, error) {
+	delay := 5 * time.Millisecond
+	var last error
+	var tried time.Time // the Created of the old file whose hub did not answer
+	for {
+		ci, err := comm.ReadConnInfo(path)
+		switch {
+		case err != nil:
+			last = err
+		case !ci.Created.Before(since.Add(-Fresh)):
+			conn, err := DialHub(ctx, ci, transport, opts)
+			if err != nil {
+				return nil, nil, fmt.Errorf("launcher: connecting to the hub of %s (%s, pid %d on %s): %w", path, ci.TCP, ci.PID, ci.Host, err)
+			}
+			return ci, conn, nil
+		case !ci.Created.Equal(tried):
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			conn, err := DialHub(pctx, ci, transport, opts)
+			cancel()
+			if err == nil {
+				return ci, conn, nil
+			}
+			tried = ci.Created
+			last = fmt.Errorf("%s was written at %s by pid %d on %s, and that hub does not answer at %s (%v): a leftover of an earlier run? waiting for a new one",
+				path, ci.Created.Format(time.RFC3339), ci.PID, ci.Host, ci.TCP, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("launcher: waiting for the hub's connection file: %w (last: %v)", ctx.Err(), last)
 		case <-time.After(delay):
 		}
 		if delay < 200*time.Millisecond {

@@ -26,6 +26,8 @@ type EngineConfig struct {
 	// World returns the communicator over every rank of the job (the
 	// collective mesh), waiting until it is ready; nil: no collectives.
 	World func(ctx context.Context) (*collective.Comm, error)
+	// Labels describe the engine (such as "gpu") for TaskOptions.Require.
+	Labels []string
 }
 
 // Engine executes tasks sent by the hub, one at a time in arrival order,
@@ -63,7 +65,7 @@ type Engine struct {
 // ServeEngine registers with the hub over conn and serves tasks until the hub
 // shuts the engine down (nil) or the connection fails (an error naming why).
 func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
-	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid(), Mesh: cfg.World != nil}
+	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid(), Mesh: cfg.World != nil, Funcs: Registered(), Labels: cfg.Labels}
 	f, err := reg.frame()
 	if err != nil {
 		return err

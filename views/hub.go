@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,7 @@ type Hub struct {
 	core     *lbCore
 	clients  map[*comm.Conn]bool
 	taken    map[int]bool // engine ids ever given out (never reused)
+	funcs    []string     // the first engine's registered functions: later ones are compared to them
 	nextID   int
 	changed  chan struct{} // closed and replaced when the engine set changes
 	closed   bool
@@ -82,6 +84,8 @@ type engineRec struct {
 	dead    bool
 	why     string
 	done    int // tasks completed
+	funcs   []string
+	labels  []string
 }
 
 func (e *engineRec) where() string {
@@ -211,7 +215,16 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 		h.taken = map[int]bool{}
 	}
 	h.taken[id] = true // reserved now, published after the welcome
-	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, mesh: reg.Mesh, conn: c, pending: map[uint64]*task{}}
+	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, mesh: reg.Mesh, conn: c, pending: map[uint64]*task{}, funcs: reg.Funcs, labels: reg.Labels}
+	var differs string
+	if h.funcs == nil {
+		h.funcs = reg.Funcs // the first engine's functions are the reference
+		if h.funcs == nil {
+			h.funcs = []string{}
+		}
+	} else {
+		differs = funcsDiff(h.funcs, reg.Funcs)
+	}
 	if h.cfg.World != nil && reg.Mesh {
 		e.bulk = &bulkReceiver{ctx: context.Background(), world: h.cfg.World, from: reg.Rank}
 	}
@@ -238,7 +251,11 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	h.engines[id] = e
 	h.core.addEngine(id)
 	h.mu.Unlock()
-	h.log.Info().Int("engine", id).Int("rank", reg.Rank).Str("host", reg.Host).Int("pid", reg.PID).Msg("engine registered")
+	h.log.Info().Int("engine", id).Int("rank", reg.Rank).Str("host", reg.Host).Int("pid", reg.PID).Strs("labels", reg.Labels).Msg("engine registered")
+	if differs != "" {
+		h.log.Warn().Int("engine", id).Str("host", reg.Host).Int("pid", reg.PID).Str("functions", differs).
+			Msgf("engine %d registers other functions than the engines before it (%s); accepted, but tasks naming those functions fail on the engines that lack them", id, differs)
+	}
 	h.notify()
 	h.wake()
 	for {
@@ -976,4 +993,32 @@ func (h *Hub) bulkFor(targets []int) *bulkSender {
 		return nil
 	}
 	return &bulkSender{ctx: context.Background(), world: w, to: ranks, tags: &h.bulkTags, deferred: true}
+}
+
+// funcsDiff says how an engine's registered functions differ from the
+// reference set (both sorted): "" when they are the same.
+func funcsDiff(ref, got []string) string {
+	in := func(list []string, name string) bool {
+		i := sort.SearchStrings(list, name)
+		return i < len(list) && list[i] == name
+	}
+	var missing, extra []string
+	for _, n := range ref {
+		if !in(got, n) {
+			missing = append(missing, n)
+		}
+	}
+	for _, n := range got {
+		if !in(ref, n) {
+			extra = append(extra, n)
+		}
+	}
+	var parts []string
+	if len(missing) > 0 {
+		parts = append(parts, "lacks "+strings.Join(missing, ", "))
+	}
+	if len(extra) > 0 {
+		parts = append(parts, "adds "+strings.Join(extra, ", "))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -61,32 +61,47 @@ const (
 )
 
 type registerMsg struct {
-	Rank int
-	Host string
-	PID  int
-	Mesh bool // the engine is on the job's collective mesh (bulk path)
+	Rank   int
+	Host   string
+	PID    int
+	Mesh   bool     // the engine is on the job's collective mesh (bulk path)
+	Funcs  []string // the functions registered in the engine's program, sorted
+	Labels []string // labels given at its start (TaskOptions.Require)
 }
 
 func (m *registerMsg) frame() (*comm.Frame, error) {
-	ctrl, _, err := encodeValues(m.Rank, m.Host, m.PID, m.Mesh)
+	ctrl, _, err := encodeValues(m.Rank, m.Host, m.PID, m.Mesh, m.Funcs, m.Labels)
 	return &comm.Frame{Type: fRegister, Control: ctrl}, err
 }
 
 func parseRegister(f *comm.Frame) (*registerMsg, error) {
-	v, err := decodeValues(f.Control, f.Buffers, 4)
+	v, err := decodeValues(f.Control, f.Buffers, 6)
 	if err != nil {
 		return nil, err
 	}
 	m := &registerMsg{}
-	var ok1, ok2, ok3, ok4 bool
+	var ok1, ok2, ok3, ok4, ok5, ok6 bool
 	m.Rank, ok1 = v[0].(int)
 	m.Host, ok2 = v[1].(string)
 	m.PID, ok3 = v[2].(int)
 	m.Mesh, ok4 = v[3].(bool)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return nil, fmt.Errorf("%w: bad registration", errCorrupt)
+	m.Funcs, ok5 = stringList(v[4])
+	m.Labels, ok6 = stringList(v[5])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
+		return nil, fmt.Errorf("%w: bad registration (want rank, host, pid, mesh, functions, labels)", errCorrupt)
 	}
 	return m, nil
+}
+
+// stringList reads a decoded []string; nil (an empty list) is one.
+func stringList(v any) ([]string, bool) {
+	switch x := v.(type) {
+	case nil:
+		return nil, true
+	case []string:
+		return x, true
+	}
+	return nil, false
 }
 
 // resultMsg is an engine's answer to one task.
