@@ -74,7 +74,7 @@ func (v *LoadBalancedView) Apply(name string, args ...any) (*AsyncResult, error)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.b.submitLB(kindApply, name, []payload{{ctrl, bufs, args}}, spec)
+	tasks, err := v.c.submitLB(kindApply, name, []payload{{ctrl, bufs, args}}, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func (v *LoadBalancedView) Execute(command string) (*AsyncResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.b.submitLB(kindExecute, command, []payload{{ctrl, bufs, nil}}, spec)
+	tasks, err := v.c.submitLB(kindExecute, command, []payload{{ctrl, bufs, nil}}, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (v *LoadBalancedView) Map(name string, chunkSize int, seqs ...any) (*AsyncR
 	}
 	var tasks []*task
 	if len(ps) > 0 {
-		tasks, err = v.c.b.submitLB(kindMap, name, ps, spec)
+		tasks, err = v.c.submitLB(kindMap, name, ps, spec)
 		if err != nil {
 			return nil, err
 		}

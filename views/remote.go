@@ -588,7 +588,7 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 	t.host, _ = v[2].(string)
 	t.started, _ = v[3].(time.Time)
 	t.completed, _ = v[4].(time.Time)
-	recv, _ := v[5].(time.Time)
+	recv := time.Now() // Received is this client's clock (v[5] is the hub's)
 	t.stdout, _ = v[12].(string)
 	t.stderr, _ = v[13].(string)
 	t.exit, _ = v[14].(int)

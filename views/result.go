@@ -109,7 +109,7 @@ type Metadata struct {
 	Submitted time.Time
 	Started   time.Time // on the engine
 	Completed time.Time // on the engine
-	Received  time.Time // by the hub
+	Received  time.Time // by this client (an outside client's own clock)
 	Stdout    string
 	Stderr    string
 	// StdoutOmitted and StderrOmitted count the bytes an engine left out of
@@ -132,6 +132,9 @@ type AsyncResult struct {
 	mapped bool // each task's value is a chunk ([]any) of a map: Get flattens them
 	// reduce, if set, turns the tasks' values into the result (gather).
 	reduce func(vals []any) (any, error)
+
+	doneOnce sync.Once
+	doneCh   chan struct{} // Done's, made on first use
 }
 
 // MsgIDs returns the message ids, one per task, in target order.
@@ -366,33 +369,19 @@ func (r *AsyncResult) Ordered() iter.Seq2[any, error] {
 	}
 }
 
-// Unordered yields the results as they arrive.
+// Unordered yields the results as they arrive. Each task's completion is
+// delivered once through a channel: waking costs O(1), not a select over
+// every pending task.
 func (r *AsyncResult) Unordered() iter.Seq2[any, error] {
 	return func(yield func(any, error) bool) {
-		left := append([]*task(nil), r.tasks...)
-		cases := make([]reflect.SelectCase, 0, len(left))
-		for len(left) > 0 {
-			// Finished ones first, without blocking.
-			k := 0
-			for _, t := range left {
-				if t.isDone() {
-					if !r.yieldTask(t, yield) {
-						return
-					}
-					continue
-				}
-				left[k] = t
-				k++
-			}
-			left = left[:k]
-			if len(left) == 0 {
+		arrived := make(chan *task, len(r.tasks)) // never blocks a watcher
+		for _, t := range r.tasks {
+			t.watch(func(t *task) { arrived <- t })
+		}
+		for range r.tasks {
+			if !r.yieldTask(<-arrived, yield) {
 				return
 			}
-			cases = cases[:0]
-			for _, t := range left {
-				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.done)})
-			}
-			reflect.Select(cases)
 		}
 	}
 }

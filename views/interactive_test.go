@@ -1,0 +1,131 @@
+package views
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestClientWaitOutstanding: Wait and Outstanding concern this client's own
+// tasks; another client's long task is neither listed nor waited for.
+func TestClientWaitOutstanding(t *testing.T) {
+	a, _ := cluster(t, 2)
+	b := NewClient(a.b.(localBackend).h)
+	bv, _ := b.View(1)
+	long, err := bv.Apply("sleep", 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	av, _ := a.View(0)
+	short, err := av.Apply("sleep", 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Outstanding(); !slices.Equal(got, short.MsgIDs()) {
+		t.Fatalf("a.Outstanding() = %v, want %v (b's task is %v)", got, short.MsgIDs(), long.MsgIDs())
+	}
+	if a.Wait(10 * time.Millisecond) {
+		t.Fatal("Wait(10ms) reported done while a 200 ms task runs")
+	}
+	start := time.Now()
+	if !a.Wait(2 * time.Second) {
+		t.Fatalf("a.Wait: not done; outstanding %v", a.Outstanding())
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("a.Wait took %v: it waited for b's task", d)
+	}
+	if got := a.Outstanding(); len(got) != 0 {
+		t.Fatalf("a.Outstanding() after Wait = %v", got)
+	}
+	if got := b.Outstanding(); !slices.Equal(got, long.MsgIDs()) {
+		t.Fatalf("b.Outstanding() = %v, want %v", got, long.MsgIDs())
+	}
+	if b.Wait(10*time.Millisecond, long) {
+		t.Fatal("b.Wait on its running result reported done")
+	}
+	long.Abort()
+	b.Wait(-1, long)
+}
+
+// TestPullOneValuePerEngine: Pull of one name gives [v, v, ...] (the value
+// itself on a single-engine view), of several names one list per engine.
+func TestPullOneValuePerEngine(t *testing.T) {
+	cl, _ := cluster(t, 2)
+	dv, _ := cl.DirectView()
+	if err := dv.Set("x", 7); err != nil {
+		t.Fatal(err)
+	}
+	ar, _ := dv.Pull("x")
+	if v, err := ar.Get(5 * time.Second); err != nil || !reflect.DeepEqual(v, []any{7, 7}) {
+		t.Fatalf("Pull(x) = %v, %v; want [7 7]", v, err)
+	}
+	one, _ := cl.View(1)
+	ar, _ = one.Pull("x")
+	if v, err := ar.Get(5 * time.Second); err != nil || v != 7 {
+		t.Fatalf("Pull(x) on one engine = %v, %v; want 7", v, err)
+	}
+}
+
+// TestByEngineAndDone: ByEngine maps engine ids to values; Done closes when
+// every task finished, and Unordered yields each result once.
+func TestByEngineAndDone(t *testing.T) {
+	cl, _ := cluster(t, 2)
+	dv, _ := cl.DirectView()
+	ar, err := dv.Apply("engine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ar.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done never closed")
+	}
+	if !ar.Ready() {
+		t.Fatal("Done closed before the result was ready")
+	}
+	m, err := ar.ByEngine(0)
+	if err != nil || !reflect.DeepEqual(m, map[int]any{0: 0, 1: 1}) {
+		t.Fatalf("ByEngine = %v, %v", m, err)
+	}
+	slow, _ := dv.Apply("sleep", 300)
+	select {
+	case <-slow.Done():
+		t.Fatal("Done closed while the tasks run")
+	case <-time.After(50 * time.Millisecond):
+	}
+	lb, _ := cl.LoadBalancedView()
+	seq := make([]int, 50)
+	for i := range seq {
+		seq[i] = i % 3
+	}
+	mr, err := lb.Map("sleep", 1, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, err := range mr.Unordered() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 50 {
+		t.Fatalf("Unordered yielded %d of 50", n)
+	}
+	if _, err := mr.ByEngine(0); err == nil || !strings.Contains(err.Error(), "more than one task") {
+		t.Fatalf("ByEngine of a map: %v", err)
+	}
+	<-slow.Done()
+}
+
+// TestSliceErrorNamesAskedBounds: the error of an empty slice names the
+// bounds the caller gave, not the clamped ones.
+func TestSliceErrorNamesAskedBounds(t *testing.T) {
+	cl, _ := cluster(t, 2)
+	_, err := cl.Slice(5, 9, 1)
+	if err == nil || !strings.Contains(err.Error(), "[5:9:1]") {
+		t.Fatalf("Slice(5, 9, 1): %v", err)
+	}
+}
