@@ -129,3 +129,57 @@ func TestSliceErrorNamesAskedBounds(t *testing.T) {
 		t.Fatalf("Slice(5, 9, 1): %v", err)
 	}
 }
+
+func init() {
+	MustRegister("vec", func(n int) []float64 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = float64(i + 1)
+		}
+		return v
+	})
+	MustRegister("nested", func() map[string]any { return map[string]any{"xs": []int64{1, 2}, "l": []any{[]float64{3}}} })
+}
+
+// TestReceivedValuesDetached: a driver on the hub's rank that writes into
+// what it received changes neither what the hub stores nor what another
+// client fetches by message id (the in-process client shared the hub's
+// record's value).
+func TestReceivedValuesDetached(t *testing.T) {
+	pc := startProcs(t, 1, HubConfig{})
+	one, _ := pc.cl.View(0)
+	ar, err := one.Apply("vec", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ar.Get(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.([]float64)[0] = 99
+	nr, _ := one.Apply("nested")
+	nv, err := nr.Get(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nv.(map[string]any)["xs"].([]int64)[0] = 99
+	nv.(map[string]any)["l"].([]any)[0].([]float64)[0] = 99
+	nv.(map[string]any)["new"] = 1
+	for _, c := range []*Client{NewClient(pc.hub), pc.connect(t)} {
+		r, err := c.Result(ar.MsgIDs()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := r.Get(5 * time.Second); err != nil || !reflect.DeepEqual(got, []float64{1, 2, 3}) {
+			t.Errorf("another client fetches %v, %v; want [1 2 3]", got, err)
+		}
+		r, _ = c.Result(nr.MsgIDs()...)
+		want := map[string]any{"xs": []int64{1, 2}, "l": []any{[]float64{3}}}
+		if got, err := r.Get(5 * time.Second); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("another client fetches %v, %v; want %v", got, err, want)
+		}
+	}
+	if got, _ := ar.Get(0); !reflect.DeepEqual(got, []float64{1, 2, 3}) {
+		t.Errorf("a second Get gives %v", got)
+	}
+}

@@ -137,6 +137,16 @@ type AsyncResult struct {
 	doneCh   chan struct{} // Done's, made on first use
 }
 
+// value is what the caller receives of t's value: for a client in the
+// hub's process a detached copy (detach.go), so that its writes never reach
+// the hub's record.
+func (r *AsyncResult) value(t *task) any {
+	if _, local := r.b.(localBackend); local {
+		return detach(t.value)
+	}
+	return t.value
+}
+
 // MsgIDs returns the message ids, one per task, in target order.
 func (r *AsyncResult) MsgIDs() []uint64 {
 	out := make([]uint64, len(r.tasks))
@@ -270,7 +280,7 @@ func (r *AsyncResult) GetEngine(id int, timeout time.Duration) (any, error) {
 	}
 	for _, t := range r.tasks {
 		if int(t.eng.Load()) == id {
-			return t.value, t.err
+			return r.value(t), t.err
 		}
 	}
 	return nil, ErrNoSuchEngine
@@ -283,7 +293,7 @@ func (r *AsyncResult) Values(timeout time.Duration) ([]any, error) {
 	}
 	vals := make([]any, len(r.tasks))
 	for i, t := range r.tasks {
-		vals[i] = t.value
+		vals[i] = r.value(t)
 	}
 	return vals, r.errors()
 }
@@ -294,7 +304,7 @@ func (r *AsyncResult) collect() (any, error) {
 	}
 	vals := make([]any, len(r.tasks))
 	for i, t := range r.tasks {
-		vals[i] = t.value
+		vals[i] = r.value(t)
 	}
 	switch {
 	case r.reduce != nil:
@@ -391,14 +401,14 @@ func (r *AsyncResult) yieldTask(t *task, yield func(any, error) bool) bool {
 		return yield(nil, t.err)
 	}
 	if r.mapped {
-		for _, v := range chunkElems(t.value) {
+		for _, v := range chunkElems(r.value(t)) {
 			if !yield(v, nil) {
 				return false
 			}
 		}
 		return true
 	}
-	return yield(t.value, nil)
+	return yield(r.value(t), nil)
 }
 
 // Abort makes this result's tasks that have not started fail with

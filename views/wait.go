@@ -126,7 +126,7 @@ func (r *AsyncResult) ByEngine(timeout time.Duration) (map[int]any, error) {
 		if _, dup := out[id]; dup {
 			return nil, fmt.Errorf("views: ByEngine: engine %d ran more than one task of this result (messages %v)", id, r.MsgIDs())
 		}
-		v := t.value
+		v := r.value(t)
 		if r.mapped {
 			v = chunkElems(v)
 		}
