@@ -125,7 +125,7 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	ci, conn, err := launcher.JoinHub(wctx, hubFile, time.Now(), transport, copts)
 	wcancel()
 	if err == nil {
-		cfg := views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, Labels: envLabels()}
+		cfg := views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, Labels: envLabels(), CaptureOutput: true}
 		if join != "" {
 			// An engine joining a running hub is no rank of its job: the
 			// hub gives it the next free id, and it takes no part in the

@@ -28,6 +28,12 @@ type EngineConfig struct {
 	World func(ctx context.Context) (*collective.Comm, error)
 	// Labels describe the engine (such as "gpu") for TaskOptions.Require.
 	Labels []string
+	// CaptureOutput points the process's stdout and stderr into pipes so
+	// that what registered functions print during a task comes back in
+	// its Metadata.Stdout and Stderr (stdcapture.go). For processes that
+	// run this one engine (rank processes); off for engines sharing a
+	// process with other code.
+	CaptureOutput bool
 }
 
 // Engine executes tasks sent by the hub, one at a time in arrival order,
@@ -60,6 +66,7 @@ type Engine struct {
 	hubRank  int
 	bulkTags bulkTags
 	recv     *bulkReceiver // the worker's, from the hub's rank; nil without a mesh
+	std      *stdCapture   // what functions print; nil: not captured
 }
 
 // ServeEngine registers with the hub over conn and serves tasks until the hub
@@ -94,6 +101,11 @@ func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
 		return fmt.Errorf("views: welcome: bad engine id or hub rank")
 	}
 	e := &Engine{cfg: cfg, conn: conn, id: id, ns: newNamespace(), hubRank: bulkRank}
+	if cfg.CaptureOutput {
+		if e.std, err = startStdCapture(); err != nil {
+			cfg.Logger.Warn().Err(err).Msg("what functions print stays in the rank's output")
+		}
+	}
 	e.cond = sync.NewCond(&e.mu)
 	cfg.Logger.Info().Int("engine", id).Msg("registered with hub")
 	return e.serve(ctx)
@@ -406,7 +418,7 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			return
 		}
 		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
-		out, err := fn.call(c, args)
+		out, err := e.captured(res, func() (any, error) { return fn.call(c, args) })
 		if err != nil {
 			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
 			res.Code = CodeError
@@ -432,7 +444,7 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			return
 		}
 		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
-		out, err := mapChunk(c, fn, args)
+		out, err := e.captured(res, func() (any, error) { return mapChunk(c, fn, args) })
 		if err != nil {
 			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
 			res.Code = CodeError
@@ -577,6 +589,17 @@ func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res
 		}
 		res.Code, res.ErrMsg, res.Exit = CodeError, err.Error(), -1
 	}
+}
+
+// captured runs a registered function's call, with what it prints captured
+// into res when the engine captures output.
+func (e *Engine) captured(res *resultMsg, call func() (any, error)) (any, error) {
+	if e.std == nil {
+		return call()
+	}
+	e.std.begin()
+	defer e.std.end(res)
+	return call()
 }
 
 // elementAt returns element i of a sequence received by an engine.

@@ -1,6 +1,9 @@
 package views
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
@@ -181,5 +184,75 @@ func TestReceivedValuesDetached(t *testing.T) {
 	}
 	if got, _ := ar.Get(0); !reflect.DeepEqual(got, []float64{1, 2, 3}) {
 		t.Errorf("a second Get gives %v", got)
+	}
+}
+
+func init() {
+	MustRegister("shout", func(c *Context, word string) (string, error) {
+		fmt.Printf("out %d: %s\n", c.EngineID, word)
+		fmt.Fprintf(os.Stderr, "err %d: %s\n", c.EngineID, word)
+		cmd := exec.Command("sh", "-c", "echo child: $0", word)
+		cmd.Stdout = os.Stdout
+		return word, cmd.Run()
+	})
+	MustRegister("loud", func(n int) int {
+		line := strings.Repeat("x", 1023) + "\n"
+		for i := 0; i < n; i++ {
+			os.Stdout.WriteString(line)
+		}
+		return n
+	})
+}
+
+// TestApplyOutputCaptured: what a function prints during apply and map (to
+// os.Stdout, os.Stderr, and through a process it starts) comes back in
+// Metadata and FormatOutputs, per task, and bounded like a command's.
+func TestApplyOutputCaptured(t *testing.T) {
+	pc := startProcs(t, 2, HubConfig{})
+	for _, c := range []*Client{pc.cl, pc.connect(t)} {
+		dv, _ := c.DirectView()
+		ar, err := dv.Apply("shout", "hi")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ar.Get(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		want := "[stdout:0] out 0: hi\n[stdout:0] child: hi\n[stderr:0] err 0: hi\n" +
+			"[stdout:1] out 1: hi\n[stdout:1] child: hi\n[stderr:1] err 1: hi\n"
+		if got := FormatOutputs(ar); got != want {
+			t.Errorf("FormatOutputs of apply:\n%s\nwant:\n%s", got, want)
+		}
+	}
+	lb, _ := pc.cl.LoadBalancedView()
+	mr, err := lb.Map("shout", 2, []string{"a", "b", "c", "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mr.Get(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	md := mr.Metadata()
+	for i, words := range [][2]string{{"a", "b"}, {"c", "d"}} {
+		m := md[i]
+		want := fmt.Sprintf("out %d: %s\nchild: %s\nout %d: %s\nchild: %s\n", m.EngineID, words[0], words[0], m.EngineID, words[1], words[1])
+		if m.Stdout != want {
+			t.Errorf("map chunk %d stdout %q, want %q", i, m.Stdout, want)
+		}
+	}
+	one, _ := pc.cl.View(0)
+	ar, _ := one.Apply("loud", 3<<10) // 3 MiB
+	if _, err := ar.Get(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m := ar.Metadata()[0]
+	if m.StdoutOmitted != 1<<20 || len(m.Stdout) > 2<<20+200 {
+		t.Errorf("3 MiB printed: kept %d bytes, omitted %d; want 2 MiB kept and 1 MiB omitted", len(m.Stdout), m.StdoutOmitted)
+	}
+	// The next task's output is its own.
+	ar, _ = one.Apply("shout", "after")
+	ar.Get(10 * time.Second)
+	if got := ar.Metadata()[0].Stdout; got != "out 0: after\nchild: after\n" {
+		t.Errorf("next task's stdout %q", got)
 	}
 }

@@ -294,6 +294,17 @@ func TestStartUserProgram(t *testing.T) {
 	if err != nil || !slices.Equal(vs.([]any), []any{3, 3}) {
 		t.Fatalf("add_ab on every engine: %v %v", vs, err)
 	}
+	ar, err := dv.Apply("shout", "hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ar.Get(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	want := "[stdout:0] out: hi\n[stdout:0] child: hi\n[stderr:0] err: hi\n[stdout:1] out: hi\n[stdout:1] child: hi\n[stderr:1] err: hi\n"
+	if got := views.FormatOutputs(ar); got != want {
+		t.Errorf("what shout printed:\n%s\nwant:\n%s", got, want)
+	}
 	if r := rh(t, dir, "stop", jobDir); r.code != 0 {
 		t.Fatalf("stop: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
