@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -402,10 +404,16 @@ func (e *Engine) drain(f *comm.Frame) {
 }
 
 func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
-	v, targets, err := decodeTask(f, e.recv)
+	v, targets, req, err := decodeTaskReq(f, e.recv)
 	if err != nil {
 		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, err.Error()
 		return
+	}
+	if req != nil {
+		if lacks := e.unmet(ctx, req, targets); lacks != "" {
+			res.Status, res.Code, res.ErrMsg = statusError, CodeUnmetRequirement, fmt.Sprintf("engine %d on %s %s", e.id, e.cfg.Host, lacks)
+			return
+		}
 	}
 	kind, _ := v[0].(int)
 	name, _ := v[1].(string)
@@ -589,6 +597,46 @@ func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res
 		}
 		res.Code, res.ErrMsg, res.Exit = CodeError, err.Error(), -1
 	}
+}
+
+// unmet says what of req this engine lacks ("" when it meets them): each
+// required name as a label, a namespace name or a registered function, and
+// the predicate's answer.
+func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) string {
+	var missing []string
+	for _, r := range req.require {
+		if slices.Contains(e.cfg.Labels, r) {
+			continue
+		}
+		if _, ok := e.ns.Get(r); ok {
+			continue
+		}
+		if _, err := lookup(r); err == nil {
+			continue
+		}
+		missing = append(missing, r)
+	}
+	var parts []string
+	if len(missing) > 0 {
+		parts = append(parts, "lacks "+strings.Join(missing, ", ")+" (no such label, namespace name or function)")
+	}
+	if req.depend != "" {
+		fn, err := lookup(req.depend)
+		if err != nil {
+			parts = append(parts, "has no predicate "+strconv.Quote(req.depend))
+		} else {
+			c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
+			out, err := fn.call(c, nil)
+			if ok, _ := out.(bool); err != nil || !ok {
+				why := fmt.Sprintf("predicate %s returned %v", req.depend, out)
+				if err != nil {
+					why = fmt.Sprintf("predicate %s failed: %v", req.depend, err)
+				}
+				parts = append(parts, why)
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // captured runs a registered function's call, with what it prints captured

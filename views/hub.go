@@ -345,6 +345,18 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	delete(e.pending, f.ID)
 	h.core.busy(e.id, -1)
 	e.done++
+	if t != nil && perr == nil && r.Code == CodeUnmetRequirement && t.item != nil && t.item.unmet != nil && !h.stopping {
+		// This engine lacks what the task requires: another one, if any
+		// can (the scheduler fails it as impossible when none can).
+		t.item.unmet[e.id] = r.ErrMsg
+		t.eng.Store(-1)
+		h.waiting[t.id] = t
+		h.core.push(t.item)
+		h.mu.Unlock()
+		f.Release()
+		h.wake()
+		return
+	}
 	if t != nil && perr == nil && r.Status != statusOK && t.lb && t.retries > 0 && r.Code != CodeAborted && !h.stopping {
 		h.requeueLocked(t, e.id)
 		h.mu.Unlock()
@@ -471,6 +483,8 @@ type lbSpec struct {
 	follow  Dependency
 	timeout time.Duration
 	retries int
+	require []string // TaskOptions.Require
+	depend  string   // TaskOptions.Depend
 }
 
 // submitLB queues one load-balanced task per payload; the scheduler sends
@@ -498,6 +512,12 @@ func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) (
 		t.retries = spec.retries
 		t.after, t.follow = spec.after.MsgIDs, spec.follow.MsgIDs
 		t.item = &lbItem{id: t.id, after: spec.after, follow: spec.follow, targets: spec.targets}
+		if len(spec.require) > 0 || spec.depend != "" {
+			// Checked by the engine (encodeRequirements); the task keeps its
+			// payload until done, for the next engine.
+			t.targets = encodeRequirements(spec.require, spec.depend)
+			t.item.unmet = map[int]string{}
+		}
 		if spec.timeout > 0 {
 			t.item.deadline = now.Add(spec.timeout)
 		}
@@ -529,7 +549,7 @@ func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
 		}
 		fs[i] = &comm.Frame{Type: fTask, ID: t.id, Control: ctrl, Buffers: t.bufs}
 		keep[i] = t.keep
-		if t.retries == 0 {
+		if t.retries == 0 && (t.item == nil || t.item.unmet == nil) {
 			t.ctrl, t.bufs, t.keep = nil, nil, nil // nothing will need them again
 		}
 	}

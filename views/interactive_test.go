@@ -1,6 +1,7 @@
 package views
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -254,5 +255,57 @@ func TestApplyOutputCaptured(t *testing.T) {
 	ar.Get(10 * time.Second)
 	if got := ar.Metadata()[0].Stdout; got != "out 0: after\nchild: after\n" {
 		t.Errorf("next task's stdout %q", got)
+	}
+}
+
+func init() {
+	MustRegister("even_engine", func(c *Context) bool { return c.EngineID%2 == 0 })
+	MustRegister("engine_of", func(c *Context, _ int) int { return c.EngineID })
+}
+
+// TestRequire: TaskOptions.Require sends tasks only to engines that have
+// the names (here a namespace name pushed to one engine; labels are tested
+// with rankhub engines --label), Depend only where the predicate holds;
+// unmet on every engine is an impossible dependency naming what each
+// engine lacks. From the in-process and an outside client.
+func TestRequire(t *testing.T) {
+	pc := startProcs(t, 3, HubConfig{})
+	one, _ := pc.cl.View(1)
+	if err := one.Set("model", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{pc.cl, pc.connect(t)} {
+		lb, _ := c.LoadBalancedView()
+		ar, err := lb.With(TaskOptions{Require: []string{"model", "pow10"}}).Map("engine_of", 1, make([]int, 12))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ar.Get(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ar.Metadata() {
+			if m.EngineID != 1 {
+				t.Fatalf("a task requiring model ran on engine %d", m.EngineID)
+			}
+		}
+		ar, _ = lb.With(TaskOptions{Depend: "even_engine"}).Map("engine_of", 1, make([]int, 12))
+		if _, err := ar.Get(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ar.Metadata() {
+			if m.EngineID%2 != 0 {
+				t.Fatalf("a task depending on even_engine ran on engine %d", m.EngineID)
+			}
+		}
+		ar, _ = lb.With(TaskOptions{Require: []string{"gpu"}}).Apply("engine")
+		_, err = ar.Get(10 * time.Second)
+		if !errors.Is(err, ErrImpossibleDependency) {
+			t.Fatalf("requiring gpu, which no engine has: %v", err)
+		}
+		for _, want := range []string{"engine 0 on node1 lacks gpu", "engine 1 on node2 lacks gpu", "engine 2 on node3 lacks gpu"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error lacks %q: %v", want, err)
+			}
+		}
 	}
 }

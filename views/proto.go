@@ -167,33 +167,82 @@ func parseResult(f *comm.Frame, b *bulkReceiver) (*resultMsg, error) {
 // decodeTask decodes a task frame: kind, name and arguments, and for
 // DirectView tasks a fourth value the hub appends, the target ranks.
 func decodeTask(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, err error) {
+	v, targets, _, err = decodeTaskReq(f, r)
+	return v, targets, err
+}
+
+// requirements are what a load-balanced task requires of its engine
+// (TaskOptions.Require and Depend).
+type requirements struct {
+	require []string
+	depend  string
+}
+
+// encodeRequirements is the suffix of a load-balanced task's control
+// payload that carries its requirements: an empty target list, then
+// [depend, require...].
+func encodeRequirements(require []string, depend string) []byte {
+	l := make([]any, 0, 1+len(require))
+	l = append(l, depend)
+	for _, r := range require {
+		l = append(l, r)
+	}
+	b, _, _ := encodeValues([]any{}, l)
+	return b
+}
+
+// decodeTaskReq is decodeTask that also returns the task's requirements
+// (nil: none).
+func decodeTaskReq(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, req *requirements, err error) {
 	d := &decoder{b: f.Control, bufs: f.Buffers, bulk: r}
 	v = make([]any, 3)
 	for i := range v {
 		if v[i], err = d.decode(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if d.pos < len(d.b) {
 		t, err := d.decode()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		l, ok := t.([]any)
-		if !ok {
-			return nil, nil, fmt.Errorf("%w: bad task targets", errCorrupt)
+		if !ok && t != nil {
+			return nil, nil, nil, fmt.Errorf("%w: bad task targets", errCorrupt)
 		}
 		targets = make([]int, len(l))
 		for i, x := range l {
 			if targets[i], ok = x.(int); !ok {
-				return nil, nil, fmt.Errorf("%w: bad task target", errCorrupt)
+				return nil, nil, nil, fmt.Errorf("%w: bad task target", errCorrupt)
 			}
 		}
 	}
-	if d.pos != len(d.b) {
-		return nil, nil, d.corrupt("trailing bytes")
+	if d.pos < len(d.b) {
+		t, err := d.decode()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		l, _ := t.([]any)
+		if len(l) == 0 {
+			return nil, nil, nil, fmt.Errorf("%w: bad task requirements", errCorrupt)
+		}
+		req = &requirements{}
+		var ok bool
+		if req.depend, ok = l[0].(string); !ok {
+			return nil, nil, nil, fmt.Errorf("%w: bad task predicate", errCorrupt)
+		}
+		for _, x := range l[1:] {
+			s, ok := x.(string)
+			if !ok {
+				return nil, nil, nil, fmt.Errorf("%w: bad task requirement", errCorrupt)
+			}
+			req.require = append(req.require, s)
+		}
 	}
-	return v, targets, nil
+	if d.pos != len(d.b) {
+		return nil, nil, nil, d.corrupt("trailing bytes")
+	}
+	return v, targets, req, nil
 }
 
 // encodeTargets encodes target ranks as a list, which always travels

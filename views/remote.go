@@ -345,7 +345,10 @@ func (cc *clientConn) handle(f *comm.Frame) {
 			}
 			timeout, _ := arg(12).(time.Duration)
 			retries, _ := arg(13).(int)
-			tasks, err = h.submitLB(kind, name, ps, lbSpec{targets: targets, after: dep(4), follow: dep(8), timeout: timeout, retries: retries})
+			require, _ := stringList(arg(14))
+			depend, _ := arg(15).(string)
+			tasks, err = h.submitLB(kind, name, ps, lbSpec{targets: targets, after: dep(4), follow: dep(8), timeout: timeout, retries: retries,
+				require: require, depend: depend})
 		}
 		cc.reply(f.ID, err, nil, tasks)
 	case opFetch:
@@ -705,7 +708,7 @@ func (b *remoteBackend) submitLB(kind int, name string, ps []payload, s lbSpec) 
 	return b.submit([]any{false, kind, name, s.targets,
 		s.after.MsgIDs, s.after.Any, s.after.Success, s.after.Failure,
 		s.follow.MsgIDs, s.follow.Any, s.follow.Success, s.follow.Failure,
-		s.timeout, s.retries}, ps)
+		s.timeout, s.retries, s.require, s.depend}, ps)
 }
 
 func (b *remoteBackend) fetch(ids []uint64) ([]*task, error) {

@@ -192,7 +192,7 @@ func TestEnginesJoinLate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	a := startEngines(t, dir, nil, jobDir, "-n", "2", "--", prog)
+	a := startEngines(t, dir, nil, jobDir, "-n", "2", "--label", "gpu,big", "--", prog)
 	if !slices.Equal(a.ids, []int{1, 2}) {
 		t.Fatalf("joined engines got ids %v, want [1 2]", a.ids)
 	}
@@ -207,6 +207,20 @@ func TestEnginesJoinLate(t *testing.T) {
 	for _, id := range a.ids {
 		if !pids[byID[id]] {
 			t.Errorf("load-balanced map of 200 tasks never reached joined engine %d (pid %d); reached %v", id, byID[id], pids)
+		}
+	}
+	// Their label: tasks that require it go to them only.
+	lb, _ := c.LoadBalancedView()
+	gr, err := lb.With(views.TaskOptions{Require: []string{"gpu"}}).Map("pid", 1, make([]int, 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gr.Get(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range gr.Metadata() {
+		if !slices.Contains(a.ids, m.EngineID) {
+			t.Fatalf("a task requiring gpu ran on engine %d, which has no such label", m.EngineID)
 		}
 	}
 	dv, _ := c.View(1)
