@@ -2,48 +2,49 @@ package views
 
 import (
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// ownTasks are the tasks one Client submitted and that have not finished
-// (IPython's client.outstanding). A finished task leaves through its watcher.
+// ownTasks are the tasks one Client submitted that may not have finished
+// (IPython's client.outstanding), in submission order. Adding costs an
+// append: finished tasks are dropped when the list has doubled since the
+// last sweep, and when it is read.
 type ownTasks struct {
-	mu sync.Mutex // a leaf
-	m  map[uint64]*task
+	mu      sync.Mutex // a leaf
+	ts      []*task
+	sweepAt int
 }
 
 func (o *ownTasks) add(ts []*task) {
 	o.mu.Lock()
-	if o.m == nil {
-		o.m = map[uint64]*task{}
-	}
-	for _, t := range ts {
-		o.m[t.id] = t
+	o.ts = append(o.ts, ts...)
+	if len(o.ts) >= o.sweepAt {
+		o.sweepLocked()
+		o.sweepAt = max(1024, 2*len(o.ts))
 	}
 	o.mu.Unlock()
-	for _, t := range ts {
-		t.watch(o.remove) // outside o.mu: it runs at once for a finished task
-	}
 }
 
-func (o *ownTasks) remove(t *task) {
-	o.mu.Lock()
-	delete(o.m, t.id)
-	o.mu.Unlock()
+// sweepLocked drops the finished tasks. mu is held.
+func (o *ownTasks) sweepLocked() {
+	k := 0
+	for _, t := range o.ts {
+		if !t.isDone() {
+			o.ts[k] = t
+			k++
+		}
+	}
+	clear(o.ts[k:])
+	o.ts = o.ts[:k]
 }
 
 func (o *ownTasks) list() []*task {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := make([]*task, 0, len(o.m))
-	for _, t := range o.m {
-		out = append(out, t)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
-	return out
+	o.sweepLocked()
+	return append([]*task(nil), o.ts...)
 }
 
 func (c *Client) submitDirect(kind int, name string, targets []int, p []payload) ([]*task, error) {
