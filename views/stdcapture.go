@@ -110,21 +110,33 @@ func (s *stdCapture) pump(st *stdStream) {
 	}
 }
 
-// drainLocked delivers everything the pipes hold. mu is held.
+// drainLocked delivers everything the pipes hold: one poll when they are
+// empty, as they are at the end of most tasks. mu is held.
 func (s *stdCapture) drainLocked() {
-	for _, st := range s.streams {
-		for {
-			if empty, _ := s.readLocked(st); empty {
-				break
+	fds := []unix.PollFd{{Fd: int32(s.streams[0].r), Events: unix.POLLIN}, {Fd: int32(s.streams[1].r), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return
+		}
+		for i, st := range s.streams {
+			if fds[i].Revents&unix.POLLIN != 0 {
+				s.readLocked(st)
+			} else if fds[i].Revents != 0 {
+				fds[i].Fd = -1 // hung up or broken: poll ignores it from now on
 			}
 		}
 	}
 }
 
-// begin starts capturing for a task: earlier output goes where it belongs.
+// begin starts capturing for a task. Output the pumps have not read yet
+// (written just before) is the task's: draining here would cost the
+// load-balanced hot path a system call per task.
 func (s *stdCapture) begin() {
 	s.mu.Lock()
-	s.drainLocked()
 	for _, st := range s.streams {
 		st.cur = &capture{}
 	}
