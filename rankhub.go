@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -112,7 +113,8 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	copts := comm.Options{Heartbeat: set.Heartbeat, HeartbeatMisses: launcher.HeartbeatMisses, Logger: log, Spin: max(spin, 0)}
 	host, _ := os.Hostname()
 	transport := set.Transport
-	if id.Rank == 0 {
+	join := os.Getenv(launcher.EnvJoin)
+	if id.Rank == 0 && join == "" {
 		err := runHub(ctx, id, driver, copts, spin, o, log, set, host)
 		if jobdir.OutcomeOf(err) == jobdir.NodeLost && id.Source == "slurm" {
 			// The job is over and recorded; engines the hub declared dead
@@ -125,22 +127,29 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 		}
 		return err
 	}
+	hubFile := filepath.Join(id.JobDir, launcher.ConnFile)
+	if join != "" {
+		hubFile = join
+	}
 	wctx, wcancel := context.WithTimeout(ctx, o.StartTimeout)
-	ci, err := launcher.WaitConnInfo(wctx, id.JobDir, time.Now())
+	ci, conn, err := launcher.JoinHub(wctx, hubFile, time.Now(), transport, copts, set.RankTLS())
+	wcancel()
 	if err == nil {
-		var conn *comm.Conn
-		conn, err = launcher.DialHub(wctx, ci, transport, copts, set.RankTLS())
-		wcancel()
-		if err == nil {
+		cfg := views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, Labels: envLabels(), CaptureOutput: true}
+		if join != "" {
+			// An engine joining a running hub is no rank of its job: the
+			// hub gives it the next free id, and it takes no part in the
+			// job's collective world.
+			cfg.Rank = -1
+		} else {
 			key, _ := ci.KeyBytes()
 			mesh := startMesh(ctx, id, key, transport, copts.Heartbeat, spin, set.RankTLS(), log)
 			defer mesh.close()
-			ectx, served := lingerOnSignal(ctx)
-			err = views.ServeEngine(ectx, conn, views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, World: mesh.world})
-			served()
+			cfg.World = mesh.world
 		}
-	} else {
-		wcancel()
+		ectx, served := lingerOnSignal(ctx)
+		err = views.ServeEngine(ectx, conn, cfg)
+		served()
 	}
 	if cause := context.Cause(ctx); cause != nil && errors.As(cause, new(*SignalError)) {
 		return nil // stopped on request: not a failure of this rank
@@ -199,8 +208,11 @@ func signalError(s syscall.Signal) *SignalError {
 
 func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm.Options, spin time.Duration, o Options, log zerolog.Logger, set launcher.RankSettings, host string) error {
 	transport := set.Transport
-	local := os.Getenv("SLURM_JOB_ID") == "" && os.Getenv("PBS_JOBID") == "" && id.Source == "rankhub" && transport != "tcp"
-	ep, err := launcher.ListenHub(id, local, copts, set.HubTLS())
+	listen := os.Getenv(launcher.EnvListen)
+	if listen == "" && os.Getenv("SLURM_JOB_ID") == "" && os.Getenv("PBS_JOBID") == "" && id.Source == "rankhub" && transport != "tcp" {
+		listen = "127.0.0.1:0" // a local run: nobody outside this host
+	}
+	ep, err := launcher.ListenHub(id, listen, copts, set.HubTLS())
 	if err != nil {
 		return err
 	}
@@ -367,4 +379,15 @@ func defaultDriver(id launcher.Identity, log zerolog.Logger) (Driver, error) {
 		}
 		return nil
 	}, nil
+}
+
+// envLabels are the engine's labels from RANKHUB_LABELS (comma-separated).
+func envLabels() []string {
+	var out []string
+	for _, l := range strings.Split(os.Getenv(launcher.EnvLabels), ",") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -176,7 +176,7 @@ func TestListenHubUnderPBS(t *testing.T) {
 	if a, _ := ChooseAddr(HostNet(), os.Getenv); a.IP == "127.0.0.1" {
 		t.Skip("SKIPPING: this machine has no address but loopback")
 	}
-	ep, err := ListenHub(Identity{Rank: 0, Size: 2, JobDir: t.TempDir(), Source: "rankhub"}, true, comm.Options{}, comm.TLSAllow)
+	ep, err := ListenHub(Identity{Rank: 0, Size: 2, JobDir: t.TempDir(), Source: "rankhub"}, "127.0.0.1", comm.Options{}, comm.TLSAllow)
 	if err != nil {
 		t.Fatal(err)
 	}

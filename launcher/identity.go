@@ -24,6 +24,9 @@ const (
 	EnvTransport = "RANKHUB_TRANSPORT" // "auto" or "tcp"
 	EnvHeartbeat = "RANKHUB_HEARTBEAT" // Go duration
 	EnvJobFile   = "RANKHUB_JOBFILE"   // the job file inside the job directory
+	EnvListen    = "RANKHUB_LISTEN"    // rank 0's TCP listen address (rankhub start --listen, --interface)
+	EnvJoin      = "RANKHUB_JOIN"      // a running hub's connection file: this process is an engine joining it (rankhub engines)
+	EnvLabels    = "RANKHUB_LABELS"    // an engine's labels, comma-separated (TaskOptions.Require)
 )
 
 // Identity is who this rank is, from the environment.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
@@ -33,20 +34,27 @@ func (h *HubEndpoint) Close() error {
 	return err
 }
 
-// ListenHub makes rank 0's endpoint: a fresh job key, TCP on all addresses
-// (advertised with the address ChooseAddr picks) unless local is set, an
-// abstract Unix socket for ranks on the same host, and the connection
-// file, mode 0600. Under a batch scheduler (UnderScheduler) local is
-// ignored: engines on other nodes could not reach 127.0.0.1. With TLS on
-// (RankSettings.HubTLS) the TCP socket serves TLS 1.3 with a fresh
-// self-signed certificate whose fingerprint the connection file pins.
-func ListenHub(id Identity, local bool, opts comm.Options, tls comm.TLSMode) (*HubEndpoint, error) {
-	if local && UnderScheduler(os.Getenv) {
-		local = false
+// ListenHub makes rank 0's endpoint: a fresh job key, TCP on listen (host:port;
+// "" or an unspecified host such as "0.0.0.0:0" means every address,
+// advertised with the address ChooseAddr picks; a port may be left out), an
+// abstract Unix socket for ranks on the same host, and the connection file,
+// mode 0600. Under a batch scheduler (UnderScheduler) a loopback listen
+// address is widened to every address: engines on other nodes could not
+// reach 127.0.0.1. With TLS on (RankSettings.HubTLS) the TCP socket serves
+// TLS 1.3 with a fresh self-signed certificate whose fingerprint the
+// connection file pins.
+func ListenHub(id Identity, listen string, opts comm.Options, tls comm.TLSMode) (*HubEndpoint, error) {
+	tcp, err := listenAddr(listen)
+	if err != nil {
+		return nil, err
+	}
+	h, _, _ := net.SplitHostPort(tcp)
+	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() && UnderScheduler(os.Getenv) {
+		tcp, h = "0.0.0.0:0", "0.0.0.0"
 	}
 	opts = Oversubscribed(opts, id.Size, os.Getenv)
-	adv := "127.0.0.1"
-	if !local {
+	adv := h
+	if ip := net.ParseIP(h); ip == nil || ip.IsUnspecified() {
 		a, err := ChooseAddr(HostNet(), os.Getenv)
 		if err != nil {
 			return nil, err
@@ -58,10 +66,6 @@ func ListenHub(id Identity, local bool, opts comm.Options, tls comm.TLSMode) (*H
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	tcp := "0.0.0.0:0"
-	if local {
-		tcp = "127.0.0.1:0"
-	}
 	// The abstract name is public (/proc/net/unix): a random tag, never
 	// anything derived from the key.
 	var tag [6]byte
@@ -71,7 +75,7 @@ func ListenHub(id Identity, local bool, opts comm.Options, tls comm.TLSMode) (*H
 	unix := fmt.Sprintf("@rankhub-%d-%x", os.Getpid(), tag)
 	ln, err := comm.Listen(comm.ListenConfig{TCP: tcp, Unix: unix, Key: key, Opts: opts, TLS: tls})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("launcher: listening on %s: %w", tcp, err)
 	}
 	_, port, _ := net.SplitHostPort(ln.TCPAddr())
 	ci := &comm.ConnInfo{TCP: net.JoinHostPort(adv, port), Unix: ln.UnixAddr(), Host: host, PID: os.Getpid(), JobID: id.JobID, Ranks: id.Size, Created: time.Now().UTC()}
@@ -83,6 +87,55 @@ func ListenHub(id Identity, local bool, opts comm.Options, tls comm.TLSMode) (*H
 		return nil, err
 	}
 	return &HubEndpoint{Listener: ln, Info: ci, Path: path, Key: key}, nil
+}
+
+// listenAddr completes a listen address: "" is every interface, a missing
+// port is 0 (any free port).
+func listenAddr(listen string) (string, error) {
+	if listen == "" {
+		return "0.0.0.0:0", nil
+	}
+	if _, _, err := net.SplitHostPort(listen); err != nil {
+		if ip := net.ParseIP(strings.Trim(listen, "[]")); ip == nil {
+			return "", fmt.Errorf("launcher: listen address %q: neither host:port nor an IP address", listen)
+		}
+		return net.JoinHostPort(strings.Trim(listen, "[]"), "0"), nil
+	}
+	return listen, nil
+}
+
+// InterfaceAddr is the first IPv4 address (else IPv6) of the network
+// interface named name, for a hub that listens on one interface.
+func InterfaceAddr(name string) (string, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		names := []string{}
+		if all, err := net.Interfaces(); err == nil {
+			for _, i := range all {
+				names = append(names, i.Name)
+			}
+		}
+		return "", fmt.Errorf("launcher: interface %q: %v (this host has: %s)", name, err, strings.Join(names, ", "))
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return "", fmt.Errorf("launcher: interface %q: %w", name, err)
+	}
+	var v6 string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if n.IP.To4() != nil {
+				return n.IP.String(), nil
+			}
+			if v6 == "" && !n.IP.IsLinkLocalUnicast() {
+				v6 = n.IP.String()
+			}
+		}
+	}
+	if v6 == "" {
+		return "", fmt.Errorf("launcher: interface %q has no usable address", name)
+	}
+	return v6, nil
 }
 
 // UnderScheduler reports whether this process runs inside a SLURM or PBS
@@ -115,6 +168,57 @@ func WaitConnInfo(ctx context.Context, jobDir string, since time.Time) (*comm.Co
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("launcher: waiting for the hub's connection file: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(delay):
+		}
+		if delay < 200*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// Fresh is how old a connection file may be, against the time a rank
+// started, and still be taken for its hub's without asking the hub: a job's
+// ranks start together. An older file may belong to a hub that has been
+// running for hours (engines joining late) or to a dead one (a leftover):
+// JoinHub tells them apart by connecting.
+const Fresh = time.Minute
+
+// probeTimeout bounds the connection attempt to the hub of an old file.
+const probeTimeout = 5 * time.Second
+
+// JoinHub waits for the connection file at path and connects to its hub.
+// A file written more than Fresh before since is taken when its hub answers
+// (completes the authenticated handshake); until one does, JoinHub keeps
+// waiting for a new file and its error says which file did not answer.
+func JoinHub(ctx context.Context, path string, since time.Time, transport string, opts comm.Options, useTLS bool) (*comm.ConnInfo, *comm.Conn, error) {
+	delay := 5 * time.Millisecond
+	var last error
+	var tried time.Time // the Created of the old file whose hub did not answer
+	for {
+		ci, err := comm.ReadConnInfo(path)
+		switch {
+		case err != nil:
+			last = err
+		case !ci.Created.Before(since.Add(-Fresh)):
+			conn, err := DialHub(ctx, ci, transport, opts, useTLS)
+			if err != nil {
+				return nil, nil, fmt.Errorf("launcher: connecting to the hub of %s (%s, pid %d on %s): %w", path, ci.TCP, ci.PID, ci.Host, err)
+			}
+			return ci, conn, nil
+		case !ci.Created.Equal(tried):
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			conn, err := DialHub(pctx, ci, transport, opts, useTLS)
+			cancel()
+			if err == nil {
+				return ci, conn, nil
+			}
+			tried = ci.Created
+			last = fmt.Errorf("%s was written at %s by pid %d on %s, and that hub does not answer at %s (%v): a leftover of an earlier run? waiting for a new one",
+				path, ci.Created.Format(time.RFC3339), ci.PID, ci.Host, ci.TCP, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("launcher: waiting for the hub's connection file: %w (last: %v)", ctx.Err(), last)
 		case <-time.After(delay):
 		}
 		if delay < 200*time.Millisecond {

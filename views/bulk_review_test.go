@@ -147,7 +147,7 @@ func TestBulkReviewReleaseDetachesReceivedArray(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := v.([]any)[0].(*array.Float64)
+	x := v.(*array.Float64)
 	x.Release() // a caller's mistake
 	for i := 0; i < 5; i++ {
 		runtime.GC()

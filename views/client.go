@@ -13,7 +13,8 @@ import (
 // or from outside the job through the connection file (Connect). Both have
 // the same API.
 type Client struct {
-	b backend
+	b   backend
+	own ownTasks // this client's unfinished tasks
 }
 
 // NewClient returns a client of an in-process hub.
@@ -103,6 +104,7 @@ func (c *Client) Slice(start, stop, step int) (*DirectView, error) {
 		}
 		return i
 	}
+	askStart, askStop := start, stop
 	start, stop = norm(start), norm(stop)
 	var ids []int
 	if step > 0 {
@@ -117,7 +119,7 @@ func (c *Client) Slice(start, stop, step int) (*DirectView, error) {
 		}
 	}
 	if len(ids) == 0 {
-		return nil, fmt.Errorf("%w: slice [%d:%d:%d] of %d engines is empty", ErrNoEngines, start, stop, step, n)
+		return nil, fmt.Errorf("%w: slice [%d:%d:%d] of %d engines (ids %v) is empty", ErrNoEngines, askStart, askStop, step, n, live)
 	}
 	return &DirectView{c: c, targets: ids}, nil
 }
@@ -195,7 +197,7 @@ func (v *DirectView) submit(kind int, name string, args []any) (*AsyncResult, er
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.b.submitDirect(kind, name, v.targets, []payload{{ctrl, bufs, args}})
+	tasks, err := v.c.submitDirect(kind, name, v.targets, []payload{{ctrl, bufs, args}})
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +219,7 @@ func (v *DirectView) submitEach(kind int, name string, args [][]any) ([]*task, e
 		}
 		ps[i] = payload{ctrl, bufs, a}
 	}
-	tasks, err := v.c.b.submitDirect(kind, name, v.targets, ps)
+	tasks, err := v.c.submitDirect(kind, name, v.targets, ps)
 	if err != nil {
 		return nil, err // deferred senders: nothing was sent
 	}
@@ -311,7 +313,28 @@ func (v *DirectView) Pull(names ...string) (*AsyncResult, error) {
 	for i, n := range names {
 		args[i] = n
 	}
-	return v.submit(kindPull, "", args)
+	ar, err := v.submit(kindPull, "", args)
+	if err == nil && len(names) == 1 {
+		ar.reduce = v.oneName // IPython's pull('x'): [v, v, ...]
+	}
+	return ar, err
+}
+
+// oneName turns the answers to a pull of one name, a one-element list per
+// engine, into one value per engine (the value itself on a single-engine
+// view).
+func (v *DirectView) oneName(vals []any) (any, error) {
+	out := make([]any, len(vals))
+	for i, x := range vals {
+		l, _ := x.([]any)
+		if len(l) == 1 {
+			out[i] = l[0]
+		}
+	}
+	if v.single {
+		return out[0], nil
+	}
+	return out, nil
 }
 
 // Set binds one name on every engine (IPython's view['name'] = value) and
@@ -332,19 +355,7 @@ func (v *DirectView) Get(name string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ar.reduce = func(vals []any) (any, error) {
-		out := make([]any, len(vals))
-		for i, x := range vals {
-			l, _ := x.([]any)
-			if len(l) == 1 {
-				out[i] = l[0]
-			}
-		}
-		if v.single {
-			return out[0], nil
-		}
-		return out, nil
-	}
+	ar.reduce = v.oneName
 	return ar.Get(-1)
 }
 

@@ -35,14 +35,19 @@
 // Push, Pull, Get, Set, Delete, Scatter, Gather, Clear, Abort, Shutdown,
 // and On for a per-call choice of targets. LoadBalancedView lets the hub
 // pick the engine: Apply and Map with chunk size, TaskOptions with After
-// (time) and Follow (location) dependencies, Timeout and Retries. The
+// (time) and Follow (location) dependencies, Require (engine labels,
+// namespace names or registered functions an engine must have) and Depend
+// (a registered predicate that must hold there), Timeout and Retries. The
 // hub's scheme is least-load by default, or round-robin or random, with an
 // optional high-water mark of tasks in flight per engine (HubConfig,
 // RANKHUB_SCHEME, RANKHUB_HWM).
 //
 // An AsyncResult waits (Wait, Get with a timeout: ErrTimeout), reports
 // (Ready, Successful, Progress, Metadata, Elapsed, WallTime, SerialTime),
-// iterates (Ordered, Unordered), aborts (Abort) and tracks sends (Sent).
+// iterates (Ordered, Unordered), maps engines to values (ByEngine), offers
+// a Done channel to select on, aborts (Abort) and tracks sends (Sent).
+// Client.Wait and Client.Outstanding concern the client's own tasks. Pull
+// of one name gives one value per engine.
 // Remote failures are *RemoteError (engine id, rank, host, error type,
 // message, traceback for panics); failures of several tasks are a
 // *CompositeError. errors.Is matches them with the sentinels ErrPanic,
@@ -58,7 +63,10 @@
 // Arrow arrays and large numeric slices are handed to the transport as they
 // are: do not modify them until the result's Sent channel is closed.
 // Received arrays alias the received memory and are read-only; copy into a
-// builder to change values. Field metadata of records is not sent.
+// builder to change values. Field metadata of records is not sent. No
+// write into a received value changes what the hub stores or what another
+// client sees: a driver in the hub's process receives deep copies of
+// slices and maps (detach.go), outside clients and engines decode their own.
 //
 // Push, Set and Scatter from a driver on rank 0, and the engines' answers
 // to Pull, Get and Gather, move numeric Arrow arrays of 1 MiB and more over
@@ -100,6 +108,16 @@
 // result or arguments too large become at once a RemoteError matching
 // ErrNotSendable that names the engine and the reason, a reply too large
 // for an outside client an error, and the frames sent with it still go.
+//
+// Rank processes capture what registered functions print during apply
+// and map (EngineConfig.CaptureOutput: descriptors 1 and 2, so also the
+// processes a function starts) into Metadata.Stdout and Stderr, capped in
+// the same way.
+//
+// Engines may join a running hub at any time (rankhub engines): each gets
+// the next id, never one given before, and takes load-balanced work at
+// once; the hub warns when its registered functions differ from the first
+// engine's.
 //
 // Engine functions get communicators from their Context: Comm() over the
 // engines of the DirectView call, World() over every rank. The bulk path

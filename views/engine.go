@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +28,14 @@ type EngineConfig struct {
 	// World returns the communicator over every rank of the job (the
 	// collective mesh), waiting until it is ready; nil: no collectives.
 	World func(ctx context.Context) (*collective.Comm, error)
+	// Labels describe the engine (such as "gpu") for TaskOptions.Require.
+	Labels []string
+	// CaptureOutput points the process's stdout and stderr into pipes so
+	// that what registered functions print during a task comes back in
+	// its Metadata.Stdout and Stderr (stdcapture.go). For processes that
+	// run this one engine (rank processes); off for engines sharing a
+	// process with other code.
+	CaptureOutput bool
 }
 
 // Engine executes tasks sent by the hub, one at a time in arrival order,
@@ -58,12 +68,13 @@ type Engine struct {
 	hubRank  int
 	bulkTags bulkTags
 	recv     *bulkReceiver // the worker's, from the hub's rank; nil without a mesh
+	std      *stdCapture   // what functions print; nil: not captured
 }
 
 // ServeEngine registers with the hub over conn and serves tasks until the hub
 // shuts the engine down (nil) or the connection fails (an error naming why).
 func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
-	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid(), Mesh: cfg.World != nil}
+	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid(), Mesh: cfg.World != nil, Funcs: Registered(), Labels: cfg.Labels}
 	f, err := reg.frame()
 	if err != nil {
 		return err
@@ -92,6 +103,11 @@ func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
 		return fmt.Errorf("views: welcome: bad engine id or hub rank")
 	}
 	e := &Engine{cfg: cfg, conn: conn, id: id, ns: newNamespace(), hubRank: bulkRank}
+	if cfg.CaptureOutput {
+		if e.std, err = startStdCapture(); err != nil {
+			cfg.Logger.Warn().Err(err).Msg("what functions print stays in the rank's output")
+		}
+	}
 	e.cond = sync.NewCond(&e.mu)
 	cfg.Logger.Info().Int("engine", id).Msg("registered with hub")
 	return e.serve(ctx)
@@ -388,10 +404,16 @@ func (e *Engine) drain(f *comm.Frame) {
 }
 
 func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
-	v, targets, err := decodeTask(f, e.recv)
+	v, targets, req, err := decodeTaskReq(f, e.recv)
 	if err != nil {
 		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, err.Error()
 		return
+	}
+	if req != nil {
+		if lacks := e.unmet(ctx, req, targets); lacks != "" {
+			res.Status, res.Code, res.ErrMsg = statusError, CodeUnmetRequirement, fmt.Sprintf("engine %d on %s %s", e.id, e.cfg.Host, lacks)
+			return
+		}
 	}
 	kind, _ := v[0].(int)
 	name, _ := v[1].(string)
@@ -404,7 +426,7 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			return
 		}
 		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
-		out, err := fn.call(c, args)
+		out, err := e.captured(res, func() (any, error) { return fn.call(c, args) })
 		if err != nil {
 			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
 			res.Code = CodeError
@@ -430,7 +452,7 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			return
 		}
 		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
-		out, err := mapChunk(c, fn, args)
+		out, err := e.captured(res, func() (any, error) { return mapChunk(c, fn, args) })
 		if err != nil {
 			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
 			res.Code = CodeError
@@ -575,6 +597,57 @@ func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res
 		}
 		res.Code, res.ErrMsg, res.Exit = CodeError, err.Error(), -1
 	}
+}
+
+// unmet says what of req this engine lacks ("" when it meets them): each
+// required name as a label, a namespace name or a registered function, and
+// the predicate's answer.
+func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) string {
+	var missing []string
+	for _, r := range req.require {
+		if slices.Contains(e.cfg.Labels, r) {
+			continue
+		}
+		if _, ok := e.ns.Get(r); ok {
+			continue
+		}
+		if _, err := lookup(r); err == nil {
+			continue
+		}
+		missing = append(missing, r)
+	}
+	var parts []string
+	if len(missing) > 0 {
+		parts = append(parts, "lacks "+strings.Join(missing, ", ")+" (no such label, namespace name or function)")
+	}
+	if req.depend != "" {
+		fn, err := lookup(req.depend)
+		if err != nil {
+			parts = append(parts, "has no predicate "+strconv.Quote(req.depend))
+		} else {
+			c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
+			out, err := fn.call(c, nil)
+			if ok, _ := out.(bool); err != nil || !ok {
+				why := fmt.Sprintf("predicate %s returned %v", req.depend, out)
+				if err != nil {
+					why = fmt.Sprintf("predicate %s failed: %v", req.depend, err)
+				}
+				parts = append(parts, why)
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// captured runs a registered function's call, with what it prints captured
+// into res when the engine captures output.
+func (e *Engine) captured(res *resultMsg, call func() (any, error)) (any, error) {
+	if e.std == nil {
+		return call()
+	}
+	e.std.begin()
+	defer e.std.end(res)
+	return call()
 }
 
 // elementAt returns element i of a sequence received by an engine.

@@ -55,6 +55,7 @@ const (
 	CodeNotSendable          = "not-sendable"          // the result could not be sent back
 	CodeDependencyTimeout    = "dependency-timeout"    // dependencies not met in time
 	CodeImpossibleDependency = "impossible-dependency" // dependencies can never be met
+	CodeUnmetRequirement     = "unmet-requirement"     // this engine lacks what the task requires (the hub tries another)
 	CodeShutdown             = "shutdown"              // the hub shut down with the task waiting
 )
 

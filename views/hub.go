@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,7 @@ type Hub struct {
 	core     *lbCore
 	clients  map[*comm.Conn]bool
 	taken    map[int]bool // engine ids ever given out (never reused)
+	funcs    []string     // the first engine's registered functions: later ones are compared to them
 	nextID   int
 	changed  chan struct{} // closed and replaced when the engine set changes
 	closed   bool
@@ -82,6 +84,8 @@ type engineRec struct {
 	dead    bool
 	why     string
 	done    int // tasks completed
+	funcs   []string
+	labels  []string
 }
 
 func (e *engineRec) where() string {
@@ -211,7 +215,16 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 		h.taken = map[int]bool{}
 	}
 	h.taken[id] = true // reserved now, published after the welcome
-	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, mesh: reg.Mesh, conn: c, pending: map[uint64]*task{}}
+	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, mesh: reg.Mesh, conn: c, pending: map[uint64]*task{}, funcs: reg.Funcs, labels: reg.Labels}
+	var differs string
+	if h.funcs == nil {
+		h.funcs = reg.Funcs // the first engine's functions are the reference
+		if h.funcs == nil {
+			h.funcs = []string{}
+		}
+	} else {
+		differs = funcsDiff(h.funcs, reg.Funcs)
+	}
 	if h.cfg.World != nil && reg.Mesh {
 		e.bulk = &bulkReceiver{ctx: context.Background(), world: h.cfg.World, from: reg.Rank}
 	}
@@ -238,7 +251,11 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	h.engines[id] = e
 	h.core.addEngine(id)
 	h.mu.Unlock()
-	h.log.Info().Int("engine", id).Int("rank", reg.Rank).Str("host", reg.Host).Int("pid", reg.PID).Msg("engine registered")
+	h.log.Info().Int("engine", id).Int("rank", reg.Rank).Str("host", reg.Host).Int("pid", reg.PID).Strs("labels", reg.Labels).Msg("engine registered")
+	if differs != "" {
+		h.log.Warn().Int("engine", id).Str("host", reg.Host).Int("pid", reg.PID).Str("functions", differs).
+			Msgf("engine %d registers other functions than the engines before it (%s); accepted, but tasks naming those functions fail on the engines that lack them", id, differs)
+	}
 	h.notify()
 	h.wake()
 	for {
@@ -328,6 +345,18 @@ func (h *Hub) complete(e *engineRec, f *comm.Frame) {
 	delete(e.pending, f.ID)
 	h.core.busy(e.id, -1)
 	e.done++
+	if t != nil && perr == nil && r.Code == CodeUnmetRequirement && t.item != nil && t.item.unmet != nil && !h.stopping {
+		// This engine lacks what the task requires: another one, if any
+		// can (the scheduler fails it as impossible when none can).
+		t.item.unmet[e.id] = r.ErrMsg
+		t.eng.Store(-1)
+		h.waiting[t.id] = t
+		h.core.push(t.item)
+		h.mu.Unlock()
+		f.Release()
+		h.wake()
+		return
+	}
 	if t != nil && perr == nil && r.Status != statusOK && t.lb && t.retries > 0 && r.Code != CodeAborted && !h.stopping {
 		h.requeueLocked(t, e.id)
 		h.mu.Unlock()
@@ -454,6 +483,8 @@ type lbSpec struct {
 	follow  Dependency
 	timeout time.Duration
 	retries int
+	require []string // TaskOptions.Require
+	depend  string   // TaskOptions.Depend
 }
 
 // submitLB queues one load-balanced task per payload; the scheduler sends
@@ -481,6 +512,12 @@ func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) (
 		t.retries = spec.retries
 		t.after, t.follow = spec.after.MsgIDs, spec.follow.MsgIDs
 		t.item = &lbItem{id: t.id, after: spec.after, follow: spec.follow, targets: spec.targets}
+		if len(spec.require) > 0 || spec.depend != "" {
+			// Checked by the engine (encodeRequirements); the task keeps its
+			// payload until done, for the next engine.
+			t.targets = encodeRequirements(spec.require, spec.depend)
+			t.item.unmet = map[int]string{}
+		}
 		if spec.timeout > 0 {
 			t.item.deadline = now.Add(spec.timeout)
 		}
@@ -512,7 +549,7 @@ func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
 		}
 		fs[i] = &comm.Frame{Type: fTask, ID: t.id, Control: ctrl, Buffers: t.bufs}
 		keep[i] = t.keep
-		if t.retries == 0 {
+		if t.retries == 0 && (t.item == nil || t.item.unmet == nil) {
 			t.ctrl, t.bufs, t.keep = nil, nil, nil // nothing will need them again
 		}
 	}
@@ -976,4 +1013,32 @@ func (h *Hub) bulkFor(targets []int) *bulkSender {
 		return nil
 	}
 	return &bulkSender{ctx: context.Background(), world: w, to: ranks, tags: &h.bulkTags, deferred: true}
+}
+
+// funcsDiff says how an engine's registered functions differ from the
+// reference set (both sorted): "" when they are the same.
+func funcsDiff(ref, got []string) string {
+	in := func(list []string, name string) bool {
+		i := sort.SearchStrings(list, name)
+		return i < len(list) && list[i] == name
+	}
+	var missing, extra []string
+	for _, n := range ref {
+		if !in(got, n) {
+			missing = append(missing, n)
+		}
+	}
+	for _, n := range got {
+		if !in(ref, n) {
+			extra = append(extra, n)
+		}
+	}
+	var parts []string
+	if len(missing) > 0 {
+		parts = append(parts, "lacks "+strings.Join(missing, ", "))
+	}
+	if len(extra) > 0 {
+		parts = append(parts, "adds "+strings.Join(extra, ", "))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -20,6 +20,16 @@ type TaskOptions struct {
 	// Retries: how many times a task that failed, or whose engine died, is
 	// re-submitted, to another engine when there is one.
 	Retries int
+	// Require: run only on an engine that has each of these, as an engine
+	// label given at its start (rankhub start|engines --label gpu), a name
+	// in its namespace, or a registered function (IPython's @require).
+	Require []string
+	// Depend: run only on an engine where the registered predicate of this
+	// name, func(*Context) bool (or (bool, error)), returns true (IPython's
+	// @depend). An engine that fails Require or Depend is not tried again
+	// for the task; when every live engine failed them, the task fails with
+	// ErrImpossibleDependency naming what each lacked.
+	Depend string
 }
 
 // LoadBalancedView sends each task to one engine chosen by the hub's
@@ -57,7 +67,8 @@ func (v *LoadBalancedView) spec() (lbSpec, error) {
 	if v.opts.Retries < 0 || v.opts.Timeout < 0 {
 		return lbSpec{}, fmt.Errorf("views: TaskOptions: negative retries or timeout")
 	}
-	return lbSpec{targets: v.targets, after: v.opts.After, follow: v.opts.Follow, timeout: v.opts.Timeout, retries: v.opts.Retries}, nil
+	return lbSpec{targets: v.targets, after: v.opts.After, follow: v.opts.Follow, timeout: v.opts.Timeout, retries: v.opts.Retries,
+		require: v.opts.Require, depend: v.opts.Depend}, nil
 }
 
 // Apply queues one call of the registered function; the scheduler runs it on
@@ -74,7 +85,7 @@ func (v *LoadBalancedView) Apply(name string, args ...any) (*AsyncResult, error)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.b.submitLB(kindApply, name, []payload{{ctrl, bufs, args}}, spec)
+	tasks, err := v.c.submitLB(kindApply, name, []payload{{ctrl, bufs, args}}, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +111,7 @@ func (v *LoadBalancedView) Execute(command string) (*AsyncResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.b.submitLB(kindExecute, command, []payload{{ctrl, bufs, nil}}, spec)
+	tasks, err := v.c.submitLB(kindExecute, command, []payload{{ctrl, bufs, nil}}, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +160,7 @@ func (v *LoadBalancedView) Map(name string, chunkSize int, seqs ...any) (*AsyncR
 	}
 	var tasks []*task
 	if len(ps) > 0 {
-		tasks, err = v.c.b.submitLB(kindMap, name, ps, spec)
+		tasks, err = v.c.submitLB(kindMap, name, ps, spec)
 		if err != nil {
 			return nil, err
 		}

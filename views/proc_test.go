@@ -58,7 +58,7 @@ func engineMain(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := ServeEngine(ctx, c, EngineConfig{Rank: rank, Host: fmt.Sprintf("node%d", rank)}); err != nil {
+	if err := ServeEngine(ctx, c, EngineConfig{Rank: rank, Host: fmt.Sprintf("node%d", rank), CaptureOutput: true}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

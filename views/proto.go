@@ -61,32 +61,47 @@ const (
 )
 
 type registerMsg struct {
-	Rank int
-	Host string
-	PID  int
-	Mesh bool // the engine is on the job's collective mesh (bulk path)
+	Rank   int
+	Host   string
+	PID    int
+	Mesh   bool     // the engine is on the job's collective mesh (bulk path)
+	Funcs  []string // the functions registered in the engine's program, sorted
+	Labels []string // labels given at its start (TaskOptions.Require)
 }
 
 func (m *registerMsg) frame() (*comm.Frame, error) {
-	ctrl, _, err := encodeValues(m.Rank, m.Host, m.PID, m.Mesh)
+	ctrl, _, err := encodeValues(m.Rank, m.Host, m.PID, m.Mesh, m.Funcs, m.Labels)
 	return &comm.Frame{Type: fRegister, Control: ctrl}, err
 }
 
 func parseRegister(f *comm.Frame) (*registerMsg, error) {
-	v, err := decodeValues(f.Control, f.Buffers, 4)
+	v, err := decodeValues(f.Control, f.Buffers, 6)
 	if err != nil {
 		return nil, err
 	}
 	m := &registerMsg{}
-	var ok1, ok2, ok3, ok4 bool
+	var ok1, ok2, ok3, ok4, ok5, ok6 bool
 	m.Rank, ok1 = v[0].(int)
 	m.Host, ok2 = v[1].(string)
 	m.PID, ok3 = v[2].(int)
 	m.Mesh, ok4 = v[3].(bool)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return nil, fmt.Errorf("%w: bad registration", errCorrupt)
+	m.Funcs, ok5 = stringList(v[4])
+	m.Labels, ok6 = stringList(v[5])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
+		return nil, fmt.Errorf("%w: bad registration (want rank, host, pid, mesh, functions, labels)", errCorrupt)
 	}
 	return m, nil
+}
+
+// stringList reads a decoded []string; nil (an empty list) is one.
+func stringList(v any) ([]string, bool) {
+	switch x := v.(type) {
+	case nil:
+		return nil, true
+	case []string:
+		return x, true
+	}
+	return nil, false
 }
 
 // resultMsg is an engine's answer to one task.
@@ -152,33 +167,82 @@ func parseResult(f *comm.Frame, b *bulkReceiver) (*resultMsg, error) {
 // decodeTask decodes a task frame: kind, name and arguments, and for
 // DirectView tasks a fourth value the hub appends, the target ranks.
 func decodeTask(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, err error) {
+	v, targets, _, err = decodeTaskReq(f, r)
+	return v, targets, err
+}
+
+// requirements are what a load-balanced task requires of its engine
+// (TaskOptions.Require and Depend).
+type requirements struct {
+	require []string
+	depend  string
+}
+
+// encodeRequirements is the suffix of a load-balanced task's control
+// payload that carries its requirements: an empty target list, then
+// [depend, require...].
+func encodeRequirements(require []string, depend string) []byte {
+	l := make([]any, 0, 1+len(require))
+	l = append(l, depend)
+	for _, r := range require {
+		l = append(l, r)
+	}
+	b, _, _ := encodeValues([]any{}, l)
+	return b
+}
+
+// decodeTaskReq is decodeTask that also returns the task's requirements
+// (nil: none).
+func decodeTaskReq(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, req *requirements, err error) {
 	d := &decoder{b: f.Control, bufs: f.Buffers, bulk: r}
 	v = make([]any, 3)
 	for i := range v {
 		if v[i], err = d.decode(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if d.pos < len(d.b) {
 		t, err := d.decode()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		l, ok := t.([]any)
-		if !ok {
-			return nil, nil, fmt.Errorf("%w: bad task targets", errCorrupt)
+		if !ok && t != nil {
+			return nil, nil, nil, fmt.Errorf("%w: bad task targets", errCorrupt)
 		}
 		targets = make([]int, len(l))
 		for i, x := range l {
 			if targets[i], ok = x.(int); !ok {
-				return nil, nil, fmt.Errorf("%w: bad task target", errCorrupt)
+				return nil, nil, nil, fmt.Errorf("%w: bad task target", errCorrupt)
 			}
 		}
 	}
-	if d.pos != len(d.b) {
-		return nil, nil, d.corrupt("trailing bytes")
+	if d.pos < len(d.b) {
+		t, err := d.decode()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		l, _ := t.([]any)
+		if len(l) == 0 {
+			return nil, nil, nil, fmt.Errorf("%w: bad task requirements", errCorrupt)
+		}
+		req = &requirements{}
+		var ok bool
+		if req.depend, ok = l[0].(string); !ok {
+			return nil, nil, nil, fmt.Errorf("%w: bad task predicate", errCorrupt)
+		}
+		for _, x := range l[1:] {
+			s, ok := x.(string)
+			if !ok {
+				return nil, nil, nil, fmt.Errorf("%w: bad task requirement", errCorrupt)
+			}
+			req.require = append(req.require, s)
+		}
 	}
-	return v, targets, nil
+	if d.pos != len(d.b) {
+		return nil, nil, nil, d.corrupt("trailing bytes")
+	}
+	return v, targets, req, nil
 }
 
 // encodeTargets encodes target ranks as a list, which always travels

@@ -345,7 +345,10 @@ func (cc *clientConn) handle(f *comm.Frame) {
 			}
 			timeout, _ := arg(12).(time.Duration)
 			retries, _ := arg(13).(int)
-			tasks, err = h.submitLB(kind, name, ps, lbSpec{targets: targets, after: dep(4), follow: dep(8), timeout: timeout, retries: retries})
+			require, _ := stringList(arg(14))
+			depend, _ := arg(15).(string)
+			tasks, err = h.submitLB(kind, name, ps, lbSpec{targets: targets, after: dep(4), follow: dep(8), timeout: timeout, retries: retries,
+				require: require, depend: depend})
 		}
 		cc.reply(f.ID, err, nil, tasks)
 	case opFetch:
@@ -593,7 +596,7 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 	t.host, _ = v[2].(string)
 	t.started, _ = v[3].(time.Time)
 	t.completed, _ = v[4].(time.Time)
-	recv, _ := v[5].(time.Time)
+	recv := time.Now() // Received is this client's clock (v[5] is the hub's)
 	t.stdout, _ = v[12].(string)
 	t.stderr, _ = v[13].(string)
 	t.exit, _ = v[14].(int)
@@ -710,7 +713,7 @@ func (b *remoteBackend) submitLB(kind int, name string, ps []payload, s lbSpec) 
 	return b.submit([]any{false, kind, name, s.targets,
 		s.after.MsgIDs, s.after.Any, s.after.Success, s.after.Failure,
 		s.follow.MsgIDs, s.follow.Any, s.follow.Success, s.follow.Failure,
-		s.timeout, s.retries}, ps)
+		s.timeout, s.retries, s.require, s.depend}, ps)
 }
 
 func (b *remoteBackend) fetch(ids []uint64) ([]*task, error) {

@@ -109,7 +109,7 @@ type Metadata struct {
 	Submitted time.Time
 	Started   time.Time // on the engine
 	Completed time.Time // on the engine
-	Received  time.Time // by the hub
+	Received  time.Time // by this client (an outside client's own clock)
 	Stdout    string
 	Stderr    string
 	// StdoutOmitted and StderrOmitted count the bytes an engine left out of
@@ -132,6 +132,19 @@ type AsyncResult struct {
 	mapped bool // each task's value is a chunk ([]any) of a map: Get flattens them
 	// reduce, if set, turns the tasks' values into the result (gather).
 	reduce func(vals []any) (any, error)
+
+	doneOnce sync.Once
+	doneCh   chan struct{} // Done's, made on first use
+}
+
+// value is what the caller receives of t's value: for a client in the
+// hub's process a detached copy (detach.go), so that its writes never reach
+// the hub's record.
+func (r *AsyncResult) value(t *task) any {
+	if _, local := r.b.(localBackend); local {
+		return detach(t.value)
+	}
+	return t.value
 }
 
 // MsgIDs returns the message ids, one per task, in target order.
@@ -267,7 +280,7 @@ func (r *AsyncResult) GetEngine(id int, timeout time.Duration) (any, error) {
 	}
 	for _, t := range r.tasks {
 		if int(t.eng.Load()) == id {
-			return t.value, t.err
+			return r.value(t), t.err
 		}
 	}
 	return nil, ErrNoSuchEngine
@@ -280,7 +293,7 @@ func (r *AsyncResult) Values(timeout time.Duration) ([]any, error) {
 	}
 	vals := make([]any, len(r.tasks))
 	for i, t := range r.tasks {
-		vals[i] = t.value
+		vals[i] = r.value(t)
 	}
 	return vals, r.errors()
 }
@@ -291,7 +304,7 @@ func (r *AsyncResult) collect() (any, error) {
 	}
 	vals := make([]any, len(r.tasks))
 	for i, t := range r.tasks {
-		vals[i] = t.value
+		vals[i] = r.value(t)
 	}
 	switch {
 	case r.reduce != nil:
@@ -366,33 +379,19 @@ func (r *AsyncResult) Ordered() iter.Seq2[any, error] {
 	}
 }
 
-// Unordered yields the results as they arrive.
+// Unordered yields the results as they arrive. Each task's completion is
+// delivered once through a channel: waking costs O(1), not a select over
+// every pending task.
 func (r *AsyncResult) Unordered() iter.Seq2[any, error] {
 	return func(yield func(any, error) bool) {
-		left := append([]*task(nil), r.tasks...)
-		cases := make([]reflect.SelectCase, 0, len(left))
-		for len(left) > 0 {
-			// Finished ones first, without blocking.
-			k := 0
-			for _, t := range left {
-				if t.isDone() {
-					if !r.yieldTask(t, yield) {
-						return
-					}
-					continue
-				}
-				left[k] = t
-				k++
-			}
-			left = left[:k]
-			if len(left) == 0 {
+		arrived := make(chan *task, len(r.tasks)) // never blocks a watcher
+		for _, t := range r.tasks {
+			t.watch(func(t *task) { arrived <- t })
+		}
+		for range r.tasks {
+			if !r.yieldTask(<-arrived, yield) {
 				return
 			}
-			cases = cases[:0]
-			for _, t := range left {
-				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.done)})
-			}
-			reflect.Select(cases)
 		}
 	}
 }
@@ -402,14 +401,14 @@ func (r *AsyncResult) yieldTask(t *task, yield func(any, error) bool) bool {
 		return yield(nil, t.err)
 	}
 	if r.mapped {
-		for _, v := range chunkElems(t.value) {
+		for _, v := range chunkElems(r.value(t)) {
 			if !yield(v, nil) {
 				return false
 			}
 		}
 		return true
 	}
-	return yield(t.value, nil)
+	return yield(r.value(t), nil)
 }
 
 // Abort makes this result's tasks that have not started fail with

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -98,6 +99,7 @@ type lbItem struct {
 	deadline time.Time // zero: none
 	targets  []int     // allowed engines (nil: any)
 	avoid    map[int]bool
+	unmet    map[int]string // engines that lack what the task requires, and what; nil: it requires nothing
 }
 
 // decision is the scheduler's answer for one item: run on engine, or fail.
@@ -288,6 +290,9 @@ func (c *lbCore) decide(now time.Time, it *lbItem, oracle depOracle) (decision, 
 		if where != nil && !containsInt(where, e) {
 			return false
 		}
+		if _, lacks := it.unmet[e]; lacks {
+			return false
+		}
 		return true
 	}
 	possible := false
@@ -304,6 +309,19 @@ func (c *lbCore) decide(now time.Time, it *lbItem, oracle depOracle) (decision, 
 	if where != nil && !possible {
 		return decision{id: it.id, code: CodeImpossibleDependency,
 			why: fmt.Sprintf("follow: the task must run on engine(s) %v, which are no longer alive", where)}, false
+	}
+	if !possible && len(it.unmet) > 0 {
+		ids := make([]int, 0, len(it.unmet))
+		for e := range it.unmet {
+			ids = append(ids, e)
+		}
+		sort.Ints(ids)
+		parts := make([]string, len(ids))
+		for i, e := range ids {
+			parts[i] = it.unmet[e]
+		}
+		return decision{id: it.id, code: CodeImpossibleDependency,
+			why: "require: no live engine meets the requirements: " + strings.Join(parts, "; ")}, false
 	}
 	// Retries avoid the engines the task failed on, while others exist.
 	if len(it.avoid) > 0 {

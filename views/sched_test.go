@@ -177,3 +177,29 @@ func TestPartition(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// TestSchedUnmetRequirements: engines that failed a task's requirements are
+// never picked for it; once every live engine has, it is impossible, with
+// what each lacked; an engine joining before that is tried.
+func TestSchedUnmetRequirements(t *testing.T) {
+	now := time.Unix(0, 0)
+	c := core(LeastLoad, 0, 0, 1, 2)
+	it := &lbItem{id: 1, unmet: map[int]string{0: "engine 0 lacks gpu"}}
+	c.push(it)
+	if got := picks(c.schedule(now, fakeResults{}.oracle)); !reflect.DeepEqual(got, []int{1}) {
+		t.Fatalf("picks %v, want [1] (engine 0 lacks the requirement)", got)
+	}
+	c.busy(1, -1)
+	it.unmet[1], it.unmet[2] = "engine 1 lacks gpu", "engine 2 lacks gpu"
+	c.push(it)
+	c.addEngine(3)
+	if got := picks(c.schedule(now, fakeResults{}.oracle)); !reflect.DeepEqual(got, []int{3}) {
+		t.Fatalf("picks %v, want [3] (the engine that joined)", got)
+	}
+	it.unmet[3] = "engine 3 lacks gpu"
+	c.push(it)
+	ds := c.schedule(now, fakeResults{}.oracle)
+	if len(ds) != 1 || ds[0].code != CodeImpossibleDependency || ds[0].why != "require: no live engine meets the requirements: engine 0 lacks gpu; engine 1 lacks gpu; engine 2 lacks gpu; engine 3 lacks gpu" {
+		t.Fatalf("decisions %+v", ds)
+	}
+}

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 	bin = dir
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	for name, pkg := range map[string]string{"rankhub": "./cmd/rankhub", "hello": "./examples/hello"} {
+	for name, pkg := range map[string]string{"rankhub": "./cmd/rankhub", "hello": "./examples/hello", "userprog": "./cmd/rankhub/testdata/userprog"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -45,7 +45,14 @@ type result struct {
 
 func rh(t *testing.T, dir string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, "rankhub"), args...)
+	return rhWrapped(t, dir, nil, args...)
+}
+
+// rhWrapped runs rankhub under the command wrap (such as ip netns exec NS).
+func rhWrapped(t *testing.T, dir string, wrap []string, args ...string) result {
+	t.Helper()
+	argv := append(append(append([]string{}, wrap...), filepath.Join(bin, "rankhub")), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
