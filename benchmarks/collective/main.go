@@ -71,7 +71,7 @@ type bench struct {
 func run() error {
 	sizesFlag := flag.String("sizes", "8,64,512", "total array sizes in MiB")
 	reps := flag.Int("reps", 5, "repetitions per operation (median reported)")
-	modes := flag.String("modes", "shm,tcp", "transports: shm (same node, arenas), tcp (forced sockets)")
+	modes := flag.String("modes", "shm,tcp", "transports: shm (same node, arenas), tcp (forced sockets), tls (forced sockets inside TLS 1.3, [job] tls = \"all\")")
 	memOnly := flag.Bool("mem", false, "only measure node memory of a 512 MiB bcast")
 	ops := flag.String("ops", "", "comma-separated operations to run (default all)")
 	flag.BoolVar(&verbose, "v", false, "also print every repetition's time (rank 0, stderr)")
@@ -113,11 +113,11 @@ func run() error {
 		*modes = "shm"
 	}
 	for _, mode := range strings.Split(*modes, ",") {
-		if mode != "shm" && mode != "tcp" {
+		if mode != "shm" && mode != "tcp" && mode != "tls" {
 			return fmt.Errorf("-modes: unknown mode %q", mode)
 		}
 		m, err := collective.JoinMesh(ctx, collective.MeshConfig{Rank: rank, Size: size, Key: key,
-			Exchange: collective.FileExchange(filepath.Join(dir, "collbench-"+mode)), ForceTCP: mode == "tcp",
+			Exchange: collective.FileExchange(filepath.Join(dir, "collbench-"+mode)), ForceTCP: mode != "shm", TLS: mode == "tls",
 			Logger: zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Int("rank", rank).Logger()})
 		if err != nil {
 			return err

@@ -53,6 +53,13 @@ for np in 2 4; do
       -n $np $PY "$ANCHORS/mpi_bench.py" "$r" 2>> "$OUT/mpi.err" | sed 's/^RESULT mpi_/RESULT mpitcp_/' >> "$LOG"
   done
 done
+# The forced socket path inside TLS 1.3 ([job] tls = "all"), np=2, beside
+# the plain one: what encryption costs on the wire.
+for mib in ${SIZES_MIB//,/ }; do
+  r=$(reps_for "$mib")
+  echo "== rankhub np=2 tls $mib MiB reps=$r" >&2
+  bin/rankhub run -n 2 -- bin/collbench -reps "$r" -sizes "$mib" -modes tcp,tls -ops Bcast,Allreduce,SendRecv_p2p >> "$LOG" 2>> "$OUT/collbench.err"
+done
 echo "== rankhub memory np=4" >&2
 bin/rankhub run -n 4 -- bin/collbench -mem >> "$LOG" 2>> "$OUT/collbench.err"
 echo "== sockbw" >&2
@@ -128,6 +135,12 @@ if agg:
     ks = ', '.join(f"{k[-2:]} {v:.3g}" for k, v in sorted(med.items()) if k.startswith('sockbw_tcp_aggregate_k'))
     print(f"aggregate loopback capacity (concurrent sockbw streams, GB/s): {ks}; /bound = the time of the op's fewest")
     print(f"  socket bytes at the best aggregate ({agg:.3g} GB/s) / the tcp time: 1.0 is the machine's limit")
+tl = [(op, mib, med.get(f'rankhub_np2_tcp_{op}_{mib}MiB_time'), med.get(f'rankhub_np2_tls_{op}_{mib}MiB_time'))
+      for op in ('Bcast', 'Allreduce', 'SendRecv_p2p') for mib in sizes]
+if any(t for *_, t in tl):
+    print("np=2 forced sockets, plain vs TLS 1.3 ([job] tls = \"all\"), ms and TLS/plain:")
+    for op, mib, a, b in tl:
+        print(f"   {op:<12} {mib:>4} MiB  plain {f(a)}  tls {f(b)}  x{f(b / a if a and b else None, 5, '.2f')}")
 for k in ('rankhub_np4_shm_bcast_512MiB_node_memory', 'rankhub_np4_shm_bcast_512MiB_pss', 'rankhub_np4_shm_bcast_512MiB_sum_rss'):
     if k in med:
         print(f"{k}: {med[k]:.3f} x payload" + (" (target <= 1.1x; OpenMPI holds 4x)" if k.endswith('node_memory') else ''))
