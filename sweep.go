@@ -2,6 +2,7 @@ package rankhub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/results"
@@ -67,7 +69,11 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		}
 		sort.Strings(prov.Hosts)
 
-		w, pl, segment, err := sweep.OpenFile(path, job, prov, os.Getenv(EnvResume) == "1", os.Getenv(EnvResumeForce) == "1")
+		// The result file and progress.json follow the job directory's
+		// modes (0600, or 0640 group-readable).
+		perm := jobdir.PermOf(job)
+		w, pl, segment, err := sweep.OpenFile(path, job, prov, os.Getenv(EnvResume) == "1", os.Getenv(EnvResumeForce) == "1",
+			results.Mode(perm.File))
 		if err != nil {
 			return err
 		}
@@ -79,7 +85,18 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		}()
 		log.Info().Str("results", path).Int("tasks", pl.Total()).Int("todo", pl.Todo()).Int("present", pl.Present()).
 			Int("segment", segment).Msg("sweep starts")
-		err = sweep.Drive(ctx, c, job, w, pl, segment, id.JobDir, log)
+		var progress func(sweep.Progress) error
+		if id.JobDir != "" {
+			jd := jobdir.Dir{Path: id.JobDir, Perm: perm}
+			progress = func(p sweep.Progress) error {
+				b, err := json.Marshal(p)
+				if err != nil {
+					return err
+				}
+				return jd.WriteFile(jobdir.ProgressFile, b)
+			}
+		}
+		err = sweep.Drive(ctx, c, job, w, pl, segment, progress, log)
 		switch {
 		case err == nil, errors.As(err, new(*sweep.TasksFailedError)):
 		case ctx.Err() != nil:
@@ -87,8 +104,23 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		default:
 			status = "failed"
 		}
-		return err
+		return sweepOutcome(err)
 	}
+}
+
+// sweepOutcome gives the driver's errors their outcome (jobdir/outcome.go):
+// rows that record failures are tasks-failed (3), tasks left without a row
+// incomplete (4); a stop by a signal keeps the signal's outcome (endJob).
+func sweepOutcome(err error) error {
+	var tf *sweep.TasksFailedError
+	var ic *sweep.IncompleteError
+	switch {
+	case errors.As(err, &tf):
+		return jobdir.Fail(jobdir.TasksFailed, err)
+	case errors.As(err, &ic):
+		return jobdir.Fail(jobdir.Incomplete, err)
+	}
+	return err
 }
 
 // commandExecutable resolves the first word of a shell task's command.

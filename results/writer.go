@@ -3,6 +3,7 @@ package results
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -77,6 +78,7 @@ type options struct {
 	mem           memory.Allocator
 	force         bool
 	segment       *Segment // Append: record this run as a new segment (segment.go)
+	mode          fs.FileMode
 }
 
 // FlushRows flushes a batch whenever n rows are buffered (n >= 1).
@@ -88,6 +90,12 @@ func FlushInterval(d time.Duration) Option { return func(o *options) { o.flushIn
 // TextLimit bounds the stdout and the stderr stored per row to n bytes
 // each (n >= 64); longer text keeps its head and tail (Truncate).
 func TextLimit(n int) Option { return func(o *options) { o.textLimit = max(n, 64) } }
+
+// Mode sets the result file's mode, whatever the umask: a job's file
+// follows its job directory's modes (0600, or 0640 group-readable), which
+// the caller passes (jobdir.PermOf). Without it Create makes 0644 and
+// Append keeps the file's mode.
+func Mode(m fs.FileMode) Option { return func(o *options) { o.mode = m.Perm() } }
 
 // Allocator sets the Arrow allocator used for batches.
 func Allocator(mem memory.Allocator) Option { return func(o *options) { o.mem = mem } }
@@ -158,8 +166,18 @@ func Create(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if err := checkJob(job); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	o := newOptions(job, opt)
+	if o.mode == 0 {
+		o.mode = 0o644
+		opt = append(opt[:len(opt):len(opt)], Mode(o.mode))
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, o.mode)
 	if err != nil {
+		return nil, fmt.Errorf("results: create: %w", err)
+	}
+	if err := f.Chmod(o.mode); err != nil {
+		f.Close()
+		os.Remove(path)
 		return nil, fmt.Errorf("results: create: %w", err)
 	}
 	unlock, err := lockFile(f)
@@ -553,7 +571,7 @@ func (w *Writer) compact() error {
 		oldUnlock()
 		old.Close()
 	}()
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(w.opt.mode); err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {

@@ -379,6 +379,11 @@ func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) er
 		row := results.Row{Task: int(ix), Values: job.PointAt(int(ix / reps)), Replicate: int(ix % reps), Seed: r.Seed[i], Rank: r.Rank, Host: r.Host,
 			Started: time.UnixMicro(r.Started[i]), Finished: time.UnixMicro(r.Finished[i]), Attempt: int(r.Attempt[i]),
 			ExitStatus: int(r.Exit[i]), Err: r.Err[i], Outputs: append([]float64(nil), r.Out[i*k:(i+1)*k]...), Segment: segment}
+		if len(r.Stdout) == n && len(r.Stderr) == n {
+			// A shell task's own words (bounded by the engine, then by
+			// the writer's TextLimit).
+			row.Stdout, row.Stderr = r.Stdout[i], r.Stderr[i]
+		}
 		if err := w.Write(row); err != nil {
 			return err
 		}

@@ -199,9 +199,11 @@ func Exists(path string) bool {
 // OpenFile opens the result file of a run: with resume and a file at path,
 // it continues it as a new segment (Resume's checks, then results.Append)
 // and plans only the tasks without a row; otherwise it creates the file
-// (refusing to overwrite one) with prov as segment 0. The caller closes w.
-func OpenFile(path string, job *jobs.Job, prov results.Provenance, resume, force bool) (w *results.Writer, pl *Planner, segment int, err error) {
-	opts := []results.Option{results.FlushRows(job.Results.FlushRows), results.FlushInterval(job.Results.FlushInterval.Duration)}
+// (refusing to overwrite one) with prov as segment 0; opt go to the
+// results writer (results.Mode: the job directory's file mode). The caller
+// closes w.
+func OpenFile(path string, job *jobs.Job, prov results.Provenance, resume, force bool, opt ...results.Option) (w *results.Writer, pl *Planner, segment int, err error) {
+	opts := append([]results.Option{results.FlushRows(job.Results.FlushRows), results.FlushInterval(job.Results.FlushInterval.Duration)}, opt...)
 	var done Done
 	var prior map[string]*Stats
 	if resume && Exists(path) {

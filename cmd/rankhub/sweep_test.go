@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/xml"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/results"
 )
 
@@ -35,9 +37,20 @@ func TestShellSweepRowsPeekRerunResume(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "sh.toml"), []byte(shellSweep), 0o644)
 	r := rh(t, dir, "run", "sh.toml")
-	// Every task has a row, 8 of them failed: the driver says so.
-	if r.code == 0 || !strings.Contains(r.stderr, "8 of 24 tasks failed") {
+	// Every task has a row, 8 of them failed: the driver says so, and the
+	// run ends tasks-failed (3), in status.json too.
+	if r.code != 3 || !strings.Contains(r.stderr, "8 of 24 tasks failed") {
 		t.Fatalf("run: %+v", r)
+	}
+	jd := onlyJobDir(t, dir)
+	if st, err := jd.ReadStatus(); err != nil || st.Outcome != jobdir.TasksFailed {
+		t.Fatalf("status.json: %+v %v", st, err)
+	}
+	// The result file and progress.json follow the job directory's modes.
+	for _, p := range []string{filepath.Join(dir, "sh.arrow"), jd.File(jobdir.ProgressFile)} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v, want mode 0600", p, fi.Mode(), err)
+		}
 	}
 	f, err := results.Open(filepath.Join(dir, "sh.arrow"))
 	if err != nil {
@@ -65,6 +78,10 @@ func TestShellSweepRowsPeekRerunResume(t *testing.T) {
 		default:
 			if row.Err != "" || row.Outputs[0] != float64(x) || row.Outputs[1] != float64(x*row.Values[1].Int) {
 				t.Errorf("x=%d k=%d: %+v", x, row.Values[1].Int, row)
+			}
+			// The task's own words are in its row.
+			if row.Stdout != fmt.Sprintf("%d %d\n", x, x*row.Values[1].Int) || row.Stderr != fmt.Sprintf("seed %d\n", row.Seed) {
+				t.Errorf("x=%d: stdout %q, stderr %q", x, row.Stdout, row.Stderr)
 			}
 		}
 	}
@@ -110,7 +127,7 @@ func TestShellSweepRowsPeekRerunResume(t *testing.T) {
 	// tasks only, without --force; rows of every segment reproduce.
 	grown := strings.Replace(strings.Replace(shellSweep, "x = [1, 2, 3, 4, 5, 6]", "x = [7, 1, 2, 3, 4, 5, 6]", 1), "replicates = 2", "replicates = 3", 1)
 	os.WriteFile(filepath.Join(dir, "sh.toml"), []byte(grown), 0o644)
-	if r := rh(t, dir, "run", "--resume", "sh.toml"); !strings.Contains(r.stderr, "4 of 18 tasks failed") {
+	if r := rh(t, dir, "run", "--resume", "sh.toml"); r.code != 3 || !strings.Contains(r.stderr, "4 of 18 tasks failed") {
 		t.Fatalf("grown resume: %+v", r)
 	}
 	f, _ = results.Open(filepath.Join(dir, "sh.arrow"))
@@ -191,4 +208,45 @@ flush_rows = 4
 		t.Fatalf("status does not show why the job ended:\n%s", r.stdout)
 	}
 	t.Logf("%d rows written and the file closed before the walltime; scheduler: %s", f.NumRows(), strings.TrimSpace(r.stdout))
+}
+
+// A sweep whose every engine dies (here each task from i = 20 on kills the
+// engine that runs it) stops early: the rows that arrived are kept, the
+// run ends incomplete (4), in status.json too, and --resume would run the
+// rest.
+func TestSweepEveryEngineKilledExits4(t *testing.T) {
+	dir := t.TempDir()
+	job := strings.NewReplacer(`name = "slow"`, `name = "doomed"`, `slow.arrow`, `doomed.arrow`,
+		`command = "sleep 0.05; echo {i}"`, `command = "sleep 0.05; if [ {i} -ge 20 ]; then kill -9 $PPID; sleep 5; fi; echo {i}"`).Replace(slowSweep)
+	os.WriteFile(filepath.Join(dir, "doomed.toml"), []byte(job), 0o644)
+	r := rh(t, dir, "run", "doomed.toml")
+	if r.code != 4 || !strings.Contains(r.stderr, "incomplete") {
+		t.Fatalf("run: %+v", r)
+	}
+	jd := onlyJobDir(t, dir)
+	if st, err := jd.ReadStatus(); err != nil || st.Outcome != jobdir.Incomplete || !strings.Contains(st.Reason, "every engine died") {
+		t.Fatalf("status.json: %+v %v", st, err)
+	}
+	f, err := results.Open(filepath.Join(dir, "doomed.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n := f.NumRows(); n < 20 || n >= 400 {
+		t.Fatalf("%d rows, want the first 20 at least and not all 400", n)
+	}
+}
+
+// onlyJobDir is the one job directory under dir.
+func onlyJobDir(t *testing.T, dir string) jobdir.Dir {
+	t.Helper()
+	jds, _ := filepath.Glob(filepath.Join(dir, ".rankhub", "*"))
+	if len(jds) != 1 {
+		t.Fatalf("job directories %v", jds)
+	}
+	jd, err := jobdir.Open(jds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jd
 }
