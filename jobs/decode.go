@@ -411,6 +411,9 @@ func (dec *decoder) task(s *TaskSpec, path []string, t map[string]any) {
 		"timeout":  duration(&s.Timeout),
 		"retries":  integer(&s.Retries),
 		"shell":    str(&s.Shell),
+		"comment":  str(&s.Comment),
+		"stdin":    str(&s.Stdin),
+		"inputs":   strs(&s.Inputs),
 	})
 }
 

@@ -95,6 +95,24 @@ type TaskSpec struct {
 	Timeout  Duration `toml:"timeout"`  // per task; 0 = none
 	Retries  int      `toml:"retries"`  // on engine or task failure
 	Shell    string   `toml:"shell"`    // "" = /bin/sh
+	// Comment starts the lines of stdout that parsing ignores, wherever
+	// they are ("" = "#"; see CommentPrefix): a simulation's header and
+	// trailing notes are kept in the row's stdout, not read as outputs.
+	Comment string `toml:"comment"`
+	// Stdin is a file fed to each task's standard input, relative to the
+	// job file; its SHA-256 is recorded with the run like Inputs'.
+	Stdin string `toml:"stdin"`
+	// Inputs are files (globs) the tasks read, relative to the job file:
+	// their SHA-256 are recorded per run, rerun and --resume check them.
+	Inputs []string `toml:"inputs"`
+}
+
+// CommentPrefix is what starts a comment line of a task's stdout.
+func (t *TaskSpec) CommentPrefix() string {
+	if t == nil || t.Comment == "" {
+		return "#"
+	}
+	return t.Comment
 }
 
 // SweepSpec is the [sweep] table. Params keep the order of the file.

@@ -266,6 +266,7 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 		names = job.Task.Outputs
 	}
 	so, se = newBoundedOutput(names), newBoundedOutput(nil)
+	so.prefix = job.Task.CommentPrefix()
 	cmd.Stdout, cmd.Stderr = so, se
 	err = cmd.Run()
 	tail := se.Tail()
@@ -290,7 +291,7 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 		}
 		return code, msg, so, se
 	}
-	if err := so.parse(job.Task.Parse, job.Task.Outputs, out); err != nil {
+	if err := so.parse(job.Task.Parse, job.Task.CommentPrefix(), job.Task.Outputs, out); err != nil {
 		if strings.TrimSpace(tail) != "" {
 			return 0, err.Error() + "; stderr: " + strings.TrimSpace(tail), so, se
 		}
@@ -299,16 +300,23 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 	return 0, "", so, se
 }
 
-// ParseOutputs implements the two documented rules:
+// ParseOutputs implements the two documented rules; lines whose first
+// non-blank bytes are comment ("" = no comments) are not read:
 //
 //   - "last-line": the last non-blank line of stdout holds exactly one number
 //     per output, in order, separated by blanks or commas.
 //   - "key-value": stdout holds name=value pairs (separated by blanks or
 //     lines); the last value of each output name wins; every output must appear.
-func ParseOutputs(rule, stdout string, names []string, out []float64) error {
+func ParseOutputs(rule, comment, stdout string, names []string, out []float64) error {
 	if rule == "key-value" {
 		seen := make([]bool, len(names))
-		for _, tok := range strings.Fields(stdout) {
+		var fields []string
+		for _, line := range strings.Split(stdout, "\n") {
+			if comment == "" || !strings.HasPrefix(strings.TrimSpace(line), comment) {
+				fields = append(fields, strings.Fields(line)...)
+			}
+		}
+		for _, tok := range fields {
 			k, v, ok := strings.Cut(tok, "=")
 			if !ok {
 				continue
@@ -334,11 +342,15 @@ func ParseOutputs(rule, stdout string, names []string, out []float64) error {
 		}
 		return nil
 	}
-	lines := strings.Split(strings.TrimRight(stdout, "\n\r\t "), "\n")
-	last := strings.TrimSpace(lines[len(lines)-1])
-	if last == "" {
+	i := lastDataLine(stdout, comment)
+	if i < 0 {
+		if strings.TrimSpace(stdout) != "" {
+			return fmt.Errorf("stdout has no line but blanks and comments (%q); want %d number(s) on the last line (%s)", comment, len(names), strings.Join(names, " "))
+		}
 		return fmt.Errorf("stdout is empty; want %d number(s) on the last line (%s)", len(names), strings.Join(names, " "))
 	}
+	last, _, _ := strings.Cut(stdout[i:], "\n")
+	last = strings.TrimSpace(last)
 	fields := strings.FieldsFunc(last, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' })
 	if len(fields) != len(names) {
 		return fmt.Errorf("the last line of stdout has %d field(s), want %d (%s): %q", len(fields), len(names), strings.Join(names, " "), truncate(last, 200))

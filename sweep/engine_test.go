@@ -24,9 +24,13 @@ func TestParseOutputs(t *testing.T) {
 		{"key-value", "a=1 b=2\nb=3", []float64{1, 3}, ""},
 		{"key-value", "a=1", nil, "no name=value for b"},
 		{"key-value", "a=1 b=zz", nil, `output b="zz" is not a number`},
+		// Comment lines are not read, wherever they are.
+		{"", "# sim 1.3.0\n1 2\n# wall time 3.2s\n  # indented\n\n", []float64{1, 2}, ""},
+		{"", "# only\n# comments\n", nil, "no line but blanks and comments"},
+		{"key-value", "# a=9 b=9\na=1 b=2\n  #b=8\n", []float64{1, 2}, ""},
 	} {
 		out := make([]float64, 2)
-		err := ParseOutputs(tc.rule, tc.stdout, []string{"a", "b"}, out)
+		err := ParseOutputs(tc.rule, "#", tc.stdout, []string{"a", "b"}, out)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s %q: error %v, want %q", tc.rule, tc.stdout, err, tc.err)
@@ -49,7 +53,7 @@ func FuzzParseOutputs(f *testing.F) {
 			rule = "key-value"
 		}
 		out := []float64{-7, -7}
-		if err := ParseOutputs(rule, stdout, []string{"a", "b"}, out); err == nil {
+		if err := ParseOutputs(rule, "#", stdout, []string{"a", "b"}, out); err == nil {
 			for _, v := range out {
 				if v == -7 && !strings.Contains(stdout, "-7") {
 					t.Fatalf("%q: success without writing every output: %v", stdout, out)

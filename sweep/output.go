@@ -28,6 +28,13 @@ type boundedOutput struct {
 	last  []string // last token of each name
 	tok   []byte   // token being read
 	long  bool     // the token being read is too long to keep
+
+	// Comment lines (their first non-blank bytes are prefix) hold no
+	// name=value pairs: the scan skips them.
+	prefix    string
+	midLine   bool // past the start of the current line's text
+	matched   int  // bytes of prefix matched at the line's start
+	inComment bool // the current line is a comment
 }
 
 func newBoundedOutput(names []string) *boundedOutput {
@@ -79,6 +86,29 @@ func isSpace(c byte) bool {
 
 func (b *boundedOutput) scan(p []byte) {
 	for _, c := range p {
+		if c == '\n' {
+			b.endToken()
+			b.midLine, b.matched, b.inComment = false, 0, false
+			continue
+		}
+		if b.inComment {
+			continue
+		}
+		if !b.midLine && b.prefix != "" {
+			if b.matched == 0 && isSpace(c) {
+				continue
+			}
+			if c == b.prefix[b.matched] {
+				b.matched++
+				if b.matched == len(b.prefix) {
+					b.inComment, b.tok, b.long = true, b.tok[:0], false
+				} else {
+					b.tok = append(b.tok, c)
+				}
+				continue
+			}
+		}
+		b.midLine = true
 		if !isSpace(c) {
 			if len(b.tok) < kvTokenMax {
 				b.tok = append(b.tok, c)
@@ -127,19 +157,38 @@ func (b *boundedOutput) Text() string {
 	return b.Tail()
 }
 
-// parse applies the job's parse rule to what was kept.
-func (b *boundedOutput) parse(rule string, names []string, out []float64) error {
+// parse applies the job's parse rule to what was kept; lines starting
+// with comment are not read.
+func (b *boundedOutput) parse(rule, comment string, names []string, out []float64) error {
 	if rule == "key-value" {
-		b.endToken()
-		return ParseOutputs(rule, strings.Join(b.last, " "), names, out)
+		if !b.inComment {
+			b.endToken()
+		}
+		return ParseOutputs(rule, "", strings.Join(b.last, " "), names, out)
 	}
 	tail := b.Tail()
 	if b.full && b.total > outputTail {
-		// The last line must lie wholly in what was kept.
-		trimmed := strings.TrimRight(tail, "\n\r\t ")
-		if !strings.Contains(trimmed, "\n") {
+		// The last result line must lie wholly in what was kept: a line
+		// break before it.
+		if i := lastDataLine(tail, comment); i <= 0 && strings.TrimSpace(tail) != "" {
 			return fmt.Errorf("the last line of stdout is longer than the %d bytes kept of a %d-byte output", outputTail, b.total)
 		}
 	}
-	return ParseOutputs(rule, tail, names, out)
+	return ParseOutputs(rule, comment, tail, names, out)
+}
+
+// lastDataLine is the offset in s of its last line that is neither blank
+// nor a comment (its first non-blank bytes are comment; "" = none), -1
+// when there is none.
+func lastDataLine(s, comment string) int {
+	end := len(s)
+	for end > 0 {
+		start := strings.LastIndexByte(s[:end], '\n') + 1
+		line := strings.TrimSpace(s[start:end])
+		if line != "" && (comment == "" || !strings.HasPrefix(line, comment)) {
+			return start
+		}
+		end = max(start-1, 0)
+	}
+	return -1
 }

@@ -164,6 +164,8 @@ func Changes(prev, job *jobs.Job) []string {
 	diff("task.outputs", strings.Join(pt.Outputs, ", "), strings.Join(jt.Outputs, ", "))
 	diff("task.parse", pt.Parse, jt.Parse)
 	diff("task.shell", pt.Shell, jt.Shell)
+	diff("task.comment", pt.CommentPrefix(), jt.CommentPrefix())
+	diff("task.stdin", pt.Stdin, jt.Stdin)
 	diff("job.seed", fmt.Sprint(max(prev.Job.Seed, 1)), fmt.Sprint(max(job.Job.Seed, 1)))
 	if prev.Sweep == nil {
 		return out

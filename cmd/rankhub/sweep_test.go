@@ -250,3 +250,79 @@ func onlyJobDir(t *testing.T, dir string) jobdir.Dir {
 	}
 	return jd
 }
+
+// A simulation as physicists write them: a comment header (version,
+// parameters, seed), the result line, a trailing comment. Issue 11 point 1.
+const simScript = `#!/bin/sh
+echo "# sim 1.3.0"
+echo "# params L=$1 T=$2"
+echo "# seed $3"
+echo "$1 $(( $1 * 2 ))"
+echo "# wall time 3.2s"
+echo "% note energy=7" >&2
+`
+
+const simSweep = `[job]
+name = "sim"
+ranks = 2
+
+[task]
+command = "sh sim.sh {L} {T} {seed}"
+outputs = ["lo", "energy"]
+
+[sweep]
+L = [4, 8]
+T = [1, 2]
+
+[results]
+path = "sim.arrow"
+`
+
+func TestShellSweepCommentsKeptAndIgnored(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "sim.sh"), []byte(simScript), 0o644)
+	os.WriteFile(filepath.Join(dir, "sim.toml"), []byte(simSweep), 0o644)
+	if r := rh(t, dir, "run", "sim.toml"); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	f, err := results.Open(filepath.Join(dir, "sim.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := f.Rows()
+	f.Close()
+	if len(rows) != 4 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for _, row := range rows {
+		L := row.Values[0].Int
+		if row.Err != "" || row.Outputs[0] != float64(L) || row.Outputs[1] != float64(2*L) {
+			t.Errorf("L=%d: error %q, outputs %v", L, row.Err, row.Outputs)
+		}
+		for _, want := range []string{"# sim 1.3.0\n", fmt.Sprintf("# seed %d\n", row.Seed), "# wall time 3.2s\n"} {
+			if !strings.Contains(row.Stdout, want) {
+				t.Errorf("L=%d: stdout %q lacks %q", L, row.Stdout, want)
+			}
+		}
+	}
+	// results show prints the simulation's own words with the row.
+	r := rh(t, dir, "results", "show", "sim.arrow", "--row", "1")
+	if r.code != 0 || !strings.Contains(r.stdout, "# sim 1.3.0") || !strings.Contains(r.stdout, "# wall time 3.2s") || !strings.Contains(r.stdout, "% note energy=7") {
+		t.Fatalf("results show: %+v", r)
+	}
+	// Another comment prefix, and the key-value rule: a pair inside a
+	// comment line is not an output.
+	kv := strings.Replace(strings.Replace(simSweep, `outputs = ["lo", "energy"]`, "outputs = [\"energy\"]\nparse = \"key-value\"\ncomment = \"%\"", 1),
+		`command = "sh sim.sh {L} {T} {seed}"`, `command = "echo '% energy=99'; echo energy={L}; echo '  %energy=98'"`, 1)
+	os.WriteFile(filepath.Join(dir, "kv.toml"), []byte(strings.Replace(kv, "sim.arrow", "kv.arrow", 1)), 0o644)
+	if r := rh(t, dir, "run", "kv.toml"); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	f, _ = results.Open(filepath.Join(dir, "kv.arrow"))
+	for _, row := range f.Rows() {
+		if row.Err != "" || row.Outputs[0] != float64(row.Values[0].Int) {
+			t.Errorf("key-value with comments: L=%d: error %q, outputs %v", row.Values[0].Int, row.Err, row.Outputs)
+		}
+	}
+	f.Close()
+}
