@@ -285,12 +285,7 @@ func TestShellSweepCommentsKeptAndIgnored(t *testing.T) {
 	if r := rh(t, dir, "run", "sim.toml"); r.code != 0 {
 		t.Fatalf("run: %+v", r)
 	}
-	f, err := results.Open(filepath.Join(dir, "sim.arrow"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := f.Rows()
-	f.Close()
+	rows := fileRows(t, filepath.Join(dir, "sim.arrow"))
 	if len(rows) != 4 {
 		t.Fatalf("%d rows", len(rows))
 	}
@@ -318,11 +313,20 @@ func TestShellSweepCommentsKeptAndIgnored(t *testing.T) {
 	if r := rh(t, dir, "run", "kv.toml"); r.code != 0 {
 		t.Fatalf("run: %+v", r)
 	}
-	f, _ = results.Open(filepath.Join(dir, "kv.arrow"))
-	for _, row := range f.Rows() {
+	for _, row := range fileRows(t, filepath.Join(dir, "kv.arrow")) {
 		if row.Err != "" || row.Outputs[0] != float64(row.Values[0].Int) {
 			t.Errorf("key-value with comments: L=%d: error %q, outputs %v", row.Values[0].Int, row.Err, row.Outputs)
 		}
 	}
-	f.Close()
+}
+
+// fileRows is every row of the result file at path.
+func fileRows(t *testing.T, path string) []results.Row {
+	t.Helper()
+	f, err := results.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return f.Rows()
 }
