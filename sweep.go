@@ -58,6 +58,26 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 				}
 			}
 		}
+		// The files the tasks read and the script the command runs:
+		// their hashes go into this run's segment; --resume and rerun
+		// check them. Paths are relative to the tasks' working directory.
+		wd, _ := os.Getwd()
+		if pats := sweep.InputPatterns(job); len(pats) > 0 {
+			key := "inputs"
+			if job.Task.Stdin != "" && len(job.Task.Inputs) == 0 {
+				key = "stdin"
+			}
+			if prov.Inputs, err = results.HashInputs(wd, pats); err != nil {
+				return jobdir.Fail(jobdir.BadInput, job.ErrorAt([]string{"task", key}, "%v", err))
+			}
+		}
+		if s := sweep.CommandScript(job, wd); s != "" {
+			sum, err := results.FileSHA256(s)
+			if err != nil {
+				return jobdir.Fail(jobdir.BadInput, err)
+			}
+			prov.Script, prov.ScriptSHA256 = s, sum
+		}
 		prov.Scheduler = job.Job.Scheduler
 		hosts := map[string]bool{}
 		for _, e := range c.Engines() {
@@ -75,7 +95,7 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		w, pl, segment, err := sweep.OpenFile(path, job, prov, os.Getenv(EnvResume) == "1", os.Getenv(EnvResumeForce) == "1",
 			results.Mode(perm.File))
 		if err != nil {
-			return err
+			return sweepOutcome(err)
 		}
 		status := "completed"
 		defer func() {
@@ -108,9 +128,11 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 	}
 }
 
-// sweepOutcome gives the driver's errors their outcome (jobdir/outcome.go):
+// sweepOutcome gives the sweep's errors their outcome (jobdir/outcome.go):
 // rows that record failures are tasks-failed (3), tasks left without a row
-// incomplete (4); a stop by a signal keeps the signal's outcome (endJob).
+// incomplete (4), a refusal to continue a file (changed task, input file or
+// script) bad-input (1); a stop by a signal keeps the signal's outcome
+// (endJob).
 func sweepOutcome(err error) error {
 	var tf *sweep.TasksFailedError
 	var ic *sweep.IncompleteError
@@ -119,6 +141,9 @@ func sweepOutcome(err error) error {
 		return jobdir.Fail(jobdir.TasksFailed, err)
 	case errors.As(err, &ic):
 		return jobdir.Fail(jobdir.Incomplete, err)
+	case errors.Is(err, sweep.ErrChanged), errors.Is(err, results.ErrMismatch):
+		// Refused to continue a file (changed task, input or script).
+		return jobdir.Fail(jobdir.BadInput, err)
 	}
 	return err
 }

@@ -217,6 +217,11 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 			diff = o.segment.Changes
 		}
 	}
+	if o.segment != nil {
+		// The caller compared the files with the last segment's (the
+		// file-level record is the first run's).
+		inputDiff = nil
+	}
 	if len(inputDiff) > 0 && !o.force {
 		return nil, nil, fmt.Errorf("results: append %s: %w: %v differ; rerun with force to continue anyway, or write a new file", path, ErrMismatch, inputDiff)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"os/exec"
 	"reflect"
 	"strconv"
@@ -264,6 +265,15 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 	var names []string
 	if job.Task.Parse == "key-value" {
 		names = job.Task.Outputs
+	}
+	if job.Task.Stdin != "" {
+		// Relative to the tasks' working directory, as the command's paths.
+		f, err := os.Open(job.Task.Stdin)
+		if err != nil {
+			return -1, fmt.Sprintf("task.stdin: %v", err), nil, nil
+		}
+		defer f.Close()
+		cmd.Stdin = f
 	}
 	so, se = newBoundedOutput(names), newBoundedOutput(nil)
 	so.prefix = job.Task.CommentPrefix()

@@ -79,6 +79,9 @@ func resume(path string, job *jobs.Job, prov results.Provenance, force, checkPro
 	if checkProgram && last.ProgramSHA256 != prov.ProgramSHA256 {
 		changes = append(changes, fmt.Sprintf("program SHA-256 %.12s… (segment %d) → %.12s…", last.ProgramSHA256, last.Index, prov.ProgramSHA256))
 	}
+	if checkProgram {
+		changes = append(changes, changedFiles(last, prov)...)
+	}
 	seg := results.SegmentOf(prov)
 	seg.Index = len(fp.Segments)
 	if len(changes) > 0 {
@@ -121,6 +124,29 @@ func resume(path string, job *jobs.Job, prov results.Provenance, force, checkPro
 		}
 	}
 	return c, nil
+}
+
+// changedFiles names the input files and the script of the last segment
+// whose content differs now (or that are gone); a file the last segment
+// did not record is not a change.
+func changedFiles(last results.Segment, prov results.Provenance) []string {
+	var out []string
+	for _, f := range results.ChangedInputs(last.Inputs, prov.Inputs) {
+		was, ok := last.Inputs[f]
+		if !ok {
+			continue
+		}
+		now, ok := prov.Inputs[f]
+		if !ok {
+			out = append(out, fmt.Sprintf("input %s: gone or no longer listed (segment %d: SHA-256 %.12s…)", f, last.Index, was))
+			continue
+		}
+		out = append(out, fmt.Sprintf("input %s: SHA-256 %.12s… (segment %d) → %.12s…", f, was, last.Index, now))
+	}
+	if last.ScriptSHA256 != "" && last.Script == prov.Script && last.ScriptSHA256 != prov.ScriptSHA256 {
+		out = append(out, fmt.Sprintf("script %s: SHA-256 %.12s… (segment %d) → %.12s…", last.Script, last.ScriptSHA256, last.Index, prov.ScriptSHA256))
+	}
+	return out
 }
 
 // newParams refuses parameters of job that prev lacks and that have no

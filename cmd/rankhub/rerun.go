@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/rankhub/rankhub"
@@ -128,6 +129,9 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 				}
 			}
 		}
+		if len(diffs) > 0 && len(seg.changed) > 0 {
+			diffs = append(diffs, "changed since segment "+fmt.Sprint(row.Segment)+" ran: "+strings.Join(seg.changed, ", "))
+		}
 		if len(diffs) == 0 {
 			fmt.Fprintf(stdout, "row %d (%s): match, %d outputs bit for bit\n", i, desc, len(job.Task.Outputs))
 		} else {
@@ -147,6 +151,7 @@ type rerunSegment struct {
 	jobFile, program string
 	args             []string
 	workdir          string
+	changed          []string // input files and script whose content differs from the record
 }
 
 func newRerunSegment(prov results.Provenance, i int, tmp, program, file string, stderr io.Writer) (*rerunSegment, error) {
@@ -183,7 +188,44 @@ func newRerunSegment(prov results.Provenance, i int, tmp, program, file string, 
 			s.workdir = filepath.Dir(filepath.Dir(filepath.Dir(seg.JobFile)))
 		}
 	}
+	// The files the tasks read and the script, checked first: a changed
+	// one explains a mismatch before any row runs.
+	s.changed = changedSince(seg, s.workdir)
+	if len(s.changed) > 0 {
+		fmt.Fprintf(stderr, "warning: changed since segment %d ran (results may differ): %s\n", i, strings.Join(s.changed, "; "))
+	}
 	return s, nil
+}
+
+// changedSince names the input files (relative to workdir) and the script
+// of seg whose SHA-256 differs now, or that cannot be read.
+func changedSince(seg results.Segment, workdir string) []string {
+	var out []string
+	check := func(what, path, recorded string) {
+		p := path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(workdir, p)
+		}
+		sum, err := results.FileSHA256(p)
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s %s (cannot be read: %v)", what, path, err))
+		case sum != recorded:
+			out = append(out, fmt.Sprintf("%s %s (SHA-256 %.12s…, recorded %.12s…)", what, path, sum, recorded))
+		}
+	}
+	names := make([]string, 0, len(seg.Inputs))
+	for f := range seg.Inputs {
+		names = append(names, f)
+	}
+	slices.Sort(names)
+	for _, f := range names {
+		check("input", f, seg.Inputs[f])
+	}
+	if seg.Script != "" && seg.ScriptSHA256 != "" {
+		check("script", seg.Script, seg.ScriptSHA256)
+	}
+	return out
 }
 
 func describe(job *jobs.Job, row results.Row) string {

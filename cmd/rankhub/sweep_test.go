@@ -330,3 +330,94 @@ func fileRows(t *testing.T, path string) []results.Row {
 	defer f.Close()
 	return f.Rows()
 }
+
+// Issue 11 point 2: the files a task reads (stdin, inputs) and the script
+// its command runs are hashed into the run's segment; rerun names every
+// file that changed; --resume refuses changed inputs unless --force.
+func TestShellSweepInputsAndScriptInProvenance(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "tables"), 0o755)
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("input.txt", "3\n")
+	write("tables/a.dat", "10\n")
+	write("tables/b.dat", "20\n")
+	write("sim.sh", "read k\necho \"# k $k\"\necho $(( $1 * k + $(cat tables/a.dat) + $(cat tables/b.dat) ))\n")
+	job := `[job]
+name = "inputs"
+ranks = 2
+
+[task]
+command = "sh sim.sh {L}"
+stdin = "input.txt"
+inputs = ["tables/*.dat"]
+outputs = ["e"]
+
+[sweep]
+L = [1, 2]
+
+[results]
+path = "in.arrow"
+`
+	write("in.toml", job)
+	if r := rh(t, dir, "run", "in.toml"); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	f, err := results.Open(filepath.Join(dir, "in.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, prov := f.Rows(), f.Provenance()
+	f.Close()
+	for _, row := range rows {
+		if want := float64(3*row.Values[0].Int + 30); row.Err != "" || row.Outputs[0] != want {
+			t.Fatalf("L=%d: %q %v, want %v (stdin and inputs read)", row.Values[0].Int, row.Err, row.Outputs, want)
+		}
+	}
+	seg, _ := prov.Segment(0)
+	sum := func(name string) string {
+		s, err := results.FileSHA256(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if len(seg.Inputs) != 3 || seg.Inputs["input.txt"] != sum("input.txt") || seg.Inputs["tables/b.dat"] != sum("tables/b.dat") {
+		t.Fatalf("segment inputs %v", seg.Inputs)
+	}
+	if filepath.Base(seg.Script) != "sim.sh" || seg.ScriptSHA256 != sum("sim.sh") || prov.ScriptSHA256 != seg.ScriptSHA256 {
+		t.Fatalf("script %q %q", seg.Script, seg.ScriptSHA256)
+	}
+	if r := rh(t, dir, "rerun", "in.arrow", "--row", "0", "--row", "1"); r.code != 0 || strings.Count(r.stdout, "match") != 2 {
+		t.Fatalf("rerun: %+v", r)
+	}
+	// A changed input and an edited script: rerun names both before the
+	// mismatch.
+	write("input.txt", "4\n")
+	write("sim.sh", "# edited\nread k\necho $(( $1 * k + $(cat tables/a.dat) + $(cat tables/b.dat) ))\n")
+	r := rh(t, dir, "rerun", "in.arrow", "--row", "0")
+	if r.code == 0 || !strings.Contains(r.stdout, "MISMATCH") || !strings.Contains(r.stdout+r.stderr, "input.txt") ||
+		!strings.Contains(r.stdout+r.stderr, "sim.sh") || strings.Contains(r.stdout+r.stderr, "a.dat") {
+		t.Fatalf("rerun after edits: %+v", r)
+	}
+	// Growing the sweep with a changed input is refused, naming it;
+	// --force goes on and records the change in the segment.
+	write("in.toml", strings.Replace(job, "L = [1, 2]", "L = [1, 2, 3]", 1))
+	r = rh(t, dir, "run", "--resume", "in.toml")
+	if r.code != 1 || !strings.Contains(r.stderr, "input input.txt") || !strings.Contains(r.stderr, "script ") {
+		t.Fatalf("resume with changed inputs: %+v", r)
+	}
+	if r := rh(t, dir, "run", "--resume", "--force", "in.toml"); r.code != 0 {
+		t.Fatalf("forced resume: %+v", r)
+	}
+	f, _ = results.Open(filepath.Join(dir, "in.arrow"))
+	defer f.Close()
+	seg1, err := f.Provenance().Segment(1)
+	if err != nil || f.NumRows() != 3 || !seg1.Forced || seg1.Inputs["input.txt"] != sum("input.txt") || !strings.Contains(strings.Join(seg1.Changes, ";"), "input.txt") {
+		t.Fatalf("segment 1 %+v %v, %d rows", seg1, err, f.NumRows())
+	}
+}
