@@ -420,4 +420,14 @@ path = "in.arrow"
 	if err != nil || f.NumRows() != 3 || !seg1.Forced || seg1.Inputs["input.txt"] != sum("input.txt") || !strings.Contains(strings.Join(seg1.Changes, ";"), "input.txt") {
 		t.Fatalf("segment 1 %+v %v, %d rows", seg1, err, f.NumRows())
 	}
+	// results show gives a row's own run: segment, script, inputs.
+	for row, want := range map[string][]string{"0": {"segment      0 of 2", "input        input.txt (SHA-256 " + seg.Inputs["input.txt"], "script       " + seg.Script + " (SHA-256 " + seg.ScriptSHA256},
+		"2": {"segment      1 of 2", "forced       ", "input        input.txt (SHA-256 " + sum("input.txt"), "L = [1, 2, 3]"}} {
+		r := rh(t, dir, "results", "show", "in.arrow", "--row", row)
+		for _, w := range want {
+			if r.code != 0 || !strings.Contains(r.stdout, w) {
+				t.Errorf("results show --row %s lacks %q: %+v", row, w, r)
+			}
+		}
+	}
 }
