@@ -91,7 +91,7 @@ type TaskSpec struct {
 	Command  string   `toml:"command"`  // template with {param} and {seed}
 	Function string   `toml:"function"` // name registered in a program built with rankhub
 	Outputs  []string `toml:"outputs"`  // named numeric outputs
-	Parse    string   `toml:"parse"`    // "last-line" (default) or "key-value"
+	Parse    string   `toml:"parse"`    // "last-line" (default), "key-value" or "table" (every line a row; list outputs)
 	Timeout  Duration `toml:"timeout"`  // per task; 0 = none
 	Retries  int      `toml:"retries"`  // on engine or task failure
 	Shell    string   `toml:"shell"`    // "" = /bin/sh
@@ -106,6 +106,9 @@ type TaskSpec struct {
 	// their SHA-256 are recorded per run, rerun and --resume check them.
 	Inputs []string `toml:"inputs"`
 }
+
+// Table tells whether the task's outputs are lists (parse = "table").
+func (t *TaskSpec) Table() bool { return t != nil && t.Parse == "table" }
 
 // CommentPrefix is what starts a comment line of a task's stdout.
 func (t *TaskSpec) CommentPrefix() string {

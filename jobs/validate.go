@@ -49,7 +49,7 @@ var (
 	transports  = []string{"auto", "tcp"}
 	pbsDialects = []string{"pro", "torque"}
 	starters    = []string{"mpiexec", "pbsdsh", "pbs_tmrsh"}
-	parsers     = []string{"last-line", "key-value"}
+	parsers     = []string{"last-line", "key-value", "table"}
 )
 
 // Defaults fills every unset field with its default, in one place:
@@ -402,6 +402,12 @@ func (j *Job) validateTask(d *diags) {
 	}
 	if !oneOf(t.Parse, parsers) {
 		d.errorf(key("parse"), "unknown parse %q (want %s)", t.Parse, strings.Join(parsers, ", "))
+	}
+	if t.Parse == "table" && t.Function != "" {
+		d.errorf(key("parse"), `"table" reads a shell command's stdout; a function returns its outputs itself`)
+	}
+	if t.Parse == "table" && j.Sweep != nil && j.Sweep.Adaptive != nil {
+		d.errorf(key("parse"), `"table" outputs are lists; adaptive replicates need one number per output (use last-line or key-value)`)
 	}
 	if t.Retries < 0 {
 		d.errorf(key("retries"), "%d is negative", t.Retries)

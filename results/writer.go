@@ -63,6 +63,10 @@ type Row struct {
 	// written as null. The Writer bounds each to its TextLimit, keeping the
 	// head and the tail around a marked cut (Truncate).
 	Stdout, Stderr string
+	// Lists holds a table job's outputs (parse = "table": list<float64>
+	// columns), one list per output; Outputs is then ignored. A nil list
+	// is written as null.
+	Lists [][]float64
 }
 
 // Failed reports whether the row records a failed task.
@@ -140,6 +144,7 @@ type Writer struct {
 	schema   *arrow.Schema
 	kinds    []jobs.Kind
 	nOutputs int
+	table    bool // parse = "table": list<float64> output columns
 	opt      options
 
 	mu        sync.Mutex
@@ -215,6 +220,7 @@ func newWriter(path string, f *os.File, unlock func(), job *jobs.Job, prov Prove
 		path:     path,
 		schema:   schema,
 		nOutputs: len(outputs(job)),
+		table:    job.Task.Table(),
 		opt:      o,
 		bld:      array.NewRecordBuilder(o.mem, schema),
 		f:        f,
@@ -304,7 +310,11 @@ func (w *Writer) Write(r Row) error {
 	if len(r.Values) != len(w.kinds) {
 		return fmt.Errorf("results: %s: task %d: %d parameter values, the job has %d", w.path, r.Task, len(r.Values), len(w.kinds))
 	}
-	if !r.Failed() && len(r.Outputs) != w.nOutputs {
+	if w.table {
+		if !r.Failed() && len(r.Lists) != w.nOutputs {
+			return fmt.Errorf("results: %s: task %d: %d output lists, the job has %d", w.path, r.Task, len(r.Lists), w.nOutputs)
+		}
+	} else if !r.Failed() && len(r.Outputs) != w.nOutputs {
 		return fmt.Errorf("results: %s: task %d: %d outputs, the job has %d", w.path, r.Task, len(r.Outputs), w.nOutputs)
 	}
 	if len(r.Outputs) > w.nOutputs {
@@ -371,7 +381,23 @@ func (w *Writer) append(r Row) {
 	appendText(b.Field(i+11).(*array.StringBuilder), Truncate(r.Stderr, w.opt.textLimit))
 	i += 12
 	failed := r.Failed()
-	for k := 0; k < w.nOutputs; k++ {
+	for k := 0; k < w.nOutputs && w.table; k++ {
+		lb := b.Field(i + k).(*array.ListBuilder)
+		if failed || k >= len(r.Lists) || r.Lists[k] == nil {
+			lb.AppendNull()
+			continue
+		}
+		lb.Append(true)
+		vb := lb.ValueBuilder().(*array.Float64Builder)
+		for _, v := range r.Lists[k] {
+			if math.IsNaN(v) {
+				vb.AppendNull()
+			} else {
+				vb.Append(v)
+			}
+		}
+	}
+	for k := 0; k < w.nOutputs && !w.table; k++ {
 		ob := b.Field(i + k).(*array.Float64Builder)
 		if failed || k >= len(r.Outputs) || math.IsNaN(r.Outputs[k]) {
 			ob.AppendNull()

@@ -43,6 +43,11 @@ type ChunkResult struct {
 	// rows' stdout and stderr columns (issue 11).
 	Stdout, Stderr           []string
 	StdoutBytes, StderrBytes []int64
+	// parse = "table" only: each task's outputs are lists. TableLen holds
+	// len(Index) × outputs list lengths (row-major), Table their values
+	// one after the other; Out is NaN.
+	Table    []float64
+	TableLen []int64
 }
 
 // Pairs encodes refs for the wire: point, replicate, point, replicate, ...
@@ -135,6 +140,22 @@ func runTask(ctx context.Context, c *views.Context, job *jobs.Job, t jobs.Task, 
 	if so != nil {
 		res.Stdout[i], res.StdoutBytes[i] = so.Text(), so.total
 		res.Stderr[i], res.StderrBytes[i] = se.Text(), se.total
+	}
+	if job.Task.Table() {
+		if res.TableLen == nil {
+			res.TableLen = make([]int64, len(res.Index)*len(job.Task.Outputs))
+		}
+		if msg == "" && so != nil {
+			lists, err := so.table(job.Task.CommentPrefix(), job.Task.Outputs)
+			if err != nil {
+				return exit, err.Error()
+			}
+			// Only a successful attempt (the last) appends its lists.
+			for j, l := range lists {
+				res.TableLen[i*len(lists)+j] = int64(len(l))
+				res.Table = append(res.Table, l...)
+			}
+		}
 	}
 	return exit, msg
 }
@@ -301,6 +322,10 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 		}
 		return code, msg, so, se
 	}
+	if job.Task.Table() {
+		fillNaN(out) // the lists are read by runTask
+		return 0, "", so, se
+	}
 	if err := so.parse(job.Task.Parse, job.Task.CommentPrefix(), job.Task.Outputs, out); err != nil {
 		if strings.TrimSpace(tail) != "" {
 			return 0, err.Error() + "; stderr: " + strings.TrimSpace(tail), so, se
@@ -392,6 +417,20 @@ func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) er
 	}
 	reps := int64(max(job.Sweep.Replicates, 1))
 	points := int64(job.NumPoints())
+	table := job.Task.Table()
+	if table {
+		total := int64(0)
+		for _, l := range r.TableLen {
+			if l < 0 {
+				return errors.New("sweep: malformed chunk result from engine (negative list length)")
+			}
+			total += l
+		}
+		if len(r.TableLen) != n*k || total != int64(len(r.Table)) {
+			return errors.New("sweep: malformed chunk result from engine (table lengths)")
+		}
+	}
+	next := 0 // position in r.Table
 	for i, ix := range r.Index {
 		if ix < 0 || ix/reps >= points {
 			return fmt.Errorf("sweep: engine answered for task %d, outside the sweep", ix)
@@ -405,6 +444,14 @@ func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) er
 			// A shell task's own words (bounded by the engine, then by
 			// the writer's TextLimit).
 			row.Stdout, row.Stderr = r.Stdout[i], r.Stderr[i]
+		}
+		if table {
+			row.Lists = make([][]float64, k)
+			for j := range k {
+				l := int(r.TableLen[i*k+j])
+				row.Lists[j] = r.Table[next : next+l : next+l]
+				next += l
+			}
 		}
 		if err := w.Write(row); err != nil {
 			return err

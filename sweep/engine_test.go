@@ -108,3 +108,19 @@ func TestExecChunkShell(t *testing.T) {
 		t.Fatalf("task 1: exit %d error %q", res.Exit[1], res.Err[1])
 	}
 }
+
+func TestParseTable(t *testing.T) {
+	lists, err := ParseTable("#", "# head\n1 2\n  # mid\n3,4\n\n5\t6\n# tail", []string{"a", "b"})
+	if err != nil || len(lists) != 2 || len(lists[0]) != 3 || lists[0][2] != 5 || lists[1][1] != 4 {
+		t.Fatalf("%v %v", lists, err)
+	}
+	for stdout, want := range map[string]string{
+		"1 2\n3\n":   "line 2 of stdout has 1 field(s), want 2",
+		"1 2\n3 x\n": `line 2 of stdout: output b: "x" is not a number`,
+		"# only\n":   "no table line",
+	} {
+		if _, err := ParseTable("#", stdout, []string{"a", "b"}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", stdout, err, want)
+		}
+	}
+}

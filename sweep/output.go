@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -175,6 +176,44 @@ func (b *boundedOutput) parse(rule, comment string, names []string, out []float6
 		}
 	}
 	return ParseOutputs(rule, comment, tail, names, out)
+}
+
+// table reads every line of what was kept that is neither blank nor a
+// comment as one number per output (parse = "table"): output j's list is
+// column j. The whole output must have been kept.
+func (b *boundedOutput) table(comment string, names []string) ([][]float64, error) {
+	if b.full && b.total > outputTail {
+		return nil, fmt.Errorf("a table output must fit the %d bytes kept of stdout; this one has %d", outputTail, b.total)
+	}
+	return ParseTable(comment, b.Tail(), names)
+}
+
+// ParseTable implements parse = "table": every line of stdout that is
+// neither blank nor a comment holds one number per output (blanks or
+// commas between); output j's list is their column j, in order.
+func ParseTable(comment, stdout string, names []string) ([][]float64, error) {
+	lists := make([][]float64, len(names))
+	for n, line := range strings.Split(stdout, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || (comment != "" && strings.HasPrefix(line, comment)) {
+			continue
+		}
+		fields := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' })
+		if len(fields) != len(names) {
+			return nil, fmt.Errorf("line %d of stdout has %d field(s), want %d (%s): %q", n+1, len(fields), len(names), strings.Join(names, " "), truncate(line, 200))
+		}
+		for j, f := range fields {
+			v, err := strconv.ParseFloat(f, 64)
+			if err != nil {
+				return nil, fmt.Errorf("line %d of stdout: output %s: %q is not a number", n+1, names[j], f)
+			}
+			lists[j] = append(lists[j], v)
+		}
+	}
+	if len(lists) > 0 && len(lists[0]) == 0 {
+		return nil, fmt.Errorf("stdout has no table line; want %d number(s) per line (%s)", len(names), strings.Join(names, " "))
+	}
+	return lists, nil
 }
 
 // lastDataLine is the offset in s of its last line that is neither blank

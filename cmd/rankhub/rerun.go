@@ -117,6 +117,12 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 		var diffs []string
 		if (out.Err != "") != (row.Err != "") || out.ExitStatus != row.ExitStatus {
 			diffs = append(diffs, fmt.Sprintf("exit status %d (%q) now, %d (%q) in the file", out.ExitStatus, out.Err, row.ExitStatus, row.Err))
+		} else if row.Err == "" && job.Task.Table() {
+			for j, name := range job.Task.Outputs {
+				if j >= len(out.Lists) || j >= len(row.Lists) || !sameBits(out.Lists[j], row.Lists[j]) {
+					diffs = append(diffs, fmt.Sprintf("%s differs: %d value(s) now, %d in the file", name, listLen(out.Lists, j), listLen(row.Lists, j)))
+				}
+			}
 		} else if row.Err == "" {
 			for j, name := range job.Task.Outputs {
 				was := math.Float64bits(row.Outputs[j])
@@ -237,4 +243,24 @@ func describe(job *jobs.Job, row results.Row) string {
 	}
 	parts = append(parts, fmt.Sprintf("replicate %d", row.Replicate), fmt.Sprintf("seed %d", row.Seed))
 	return strings.Join(parts, " ")
+}
+
+// sameBits tells whether a list of bit patterns is the list of numbers.
+func sameBits(bits []uint64, vals []float64) bool {
+	if len(bits) != len(vals) {
+		return false
+	}
+	for i, b := range bits {
+		if b != math.Float64bits(vals[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func listLen[T any](l [][]T, j int) int {
+	if j < len(l) {
+		return len(l[j])
+	}
+	return 0
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"os"
@@ -281,14 +282,7 @@ path = "sim.arrow"
 func TestShellSweepCommentsKeptAndIgnored(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "sim.sh"), []byte(simScript), 0o644)
-	os.WriteFile(filepath.Join(dir, "sim.toml"), []byte(simSweep), 0o644)
-	if r := rh(t, dir, "run", "sim.toml"); r.code != 0 {
-		t.Fatalf("run: %+v", r)
-	}
-	rows := fileRows(t, filepath.Join(dir, "sim.arrow"))
-	if len(rows) != 4 {
-		t.Fatalf("%d rows", len(rows))
-	}
+	rows := runRows(t, dir, "sim", simSweep, 4)
 	for _, row := range rows {
 		L := row.Values[0].Int
 		if row.Err != "" || row.Outputs[0] != float64(L) || row.Outputs[1] != float64(2*L) {
@@ -430,4 +424,83 @@ path = "in.arrow"
 			}
 		}
 	}
+}
+
+// parse = "table": a task printing a 4-line `r C(r)` table (with comment
+// lines around it) gets list columns; peek averages them element-wise,
+// export and rerun see every element. Issue 11 point 1.
+func TestShellSweepTableOutputs(t *testing.T) {
+	dir := t.TempDir()
+	job := `[job]
+name = "corr"
+ranks = 2
+
+[task]
+command = '''echo "# corr 0.1 L={L}"; for r in 1 2 3 4; do echo "$r $(( {L} * r + {replicate} ))"; done; echo "# done"'''
+parse = "table"
+outputs = ["r", "C"]
+
+[sweep]
+L = [10, 20]
+replicates = 3
+
+[results]
+path = "corr.arrow"
+group_by = ["L"]
+`
+	rows := runRows(t, dir, "corr", job, 6)
+	for _, row := range rows {
+		L, rep := int(row.Values[0].Int), row.Replicate
+		if row.Err != "" || len(row.Lists) != 2 || fmt.Sprint(row.Lists[0]) != "[1 2 3 4]" ||
+			fmt.Sprint(row.Lists[1]) != fmt.Sprint([]int{L + rep, 2*L + rep, 3*L + rep, 4*L + rep}) {
+			t.Fatalf("L=%d replicate %d: %q %v", L, rep, row.Err, row.Lists)
+		}
+	}
+	// Element-wise means over the 3 replicates: C[e] = (e+1)·L + 1.
+	r := rh(t, dir, "peek", "corr.arrow", "--format", "json")
+	var got struct {
+		Groups []struct {
+			Key   []any `json:"key"`
+			Stats map[string]struct {
+				N    int     `json:"n"`
+				Mean float64 `json:"mean"`
+			} `json:"stats"`
+		} `json:"groups"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 || len(got.Groups) != 2 {
+		t.Fatalf("peek: %v %+v", err, r)
+	}
+	for _, g := range got.Groups {
+		L := g.Key[0].(float64)
+		for e := range 4 {
+			c, rr := g.Stats[fmt.Sprintf("C[%d]", e)], g.Stats[fmt.Sprintf("r[%d]", e)]
+			if c.N != 3 || c.Mean != float64(e+1)*L+1 || rr.Mean != float64(e+1) {
+				t.Fatalf("L=%v element %d: C %+v, r %+v\n%s", L, e, c, rr, r.stdout)
+			}
+		}
+	}
+	if r := rh(t, dir, "results", "export", "corr.arrow", "--columns", "L,replicate,C"); r.code != 0 || !strings.Contains(r.stdout, "10\t0\t10,20,30,40\n") {
+		t.Fatalf("export: %+v", r)
+	}
+	if r := rh(t, dir, "rerun", "corr.arrow", "--sample", "3"); r.code != 0 || strings.Count(r.stdout, "match, 2 outputs") != 3 {
+		t.Fatalf("rerun: %+v", r)
+	}
+	if r := rh(t, dir, "results", "show", "corr.arrow", "--row", "0"); r.code != 0 || !strings.Contains(r.stdout, "# corr 0.1") {
+		t.Fatalf("show: %+v", r)
+	}
+}
+
+// runRows runs the job text as name.toml in dir, which must succeed, and
+// returns the n rows of its result file name.arrow.
+func runRows(t *testing.T, dir, name, text string, n int) []results.Row {
+	t.Helper()
+	os.WriteFile(filepath.Join(dir, name+".toml"), []byte(text), 0o644)
+	if r := rh(t, dir, "run", name+".toml"); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	rows := fileRows(t, filepath.Join(dir, name+".arrow"))
+	if len(rows) != n {
+		t.Fatalf("%d rows, want %d", len(rows), n)
+	}
+	return rows
 }
