@@ -62,14 +62,8 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		// their hashes go into this run's segment; --resume and rerun
 		// check them. Paths are relative to the tasks' working directory.
 		wd, _ := os.Getwd()
-		if pats := sweep.InputPatterns(job); len(pats) > 0 {
-			key := "inputs"
-			if job.Task.Stdin != "" && len(job.Task.Inputs) == 0 {
-				key = "stdin"
-			}
-			if prov.Inputs, err = results.HashInputs(wd, pats); err != nil {
-				return jobdir.Fail(jobdir.BadInput, job.ErrorAt([]string{"task", key}, "%v", err))
-			}
+		if prov.Inputs, err = sweep.HashInputs(job, wd); err != nil {
+			return jobdir.Fail(jobdir.BadInput, err)
 		}
 		if s := sweep.CommandScript(job, wd); s != "" {
 			sum, err := results.FileSHA256(s)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/results"
 )
 
 // interpreter matches the programs that run a script named on their
@@ -98,4 +99,23 @@ func InputPatterns(job *jobs.Job) []string {
 		p = append(p, job.Task.Stdin)
 	}
 	return append(p, job.Task.Inputs...)
+}
+
+// HashInputs is the SHA-256 of every file the job's tasks read (stdin and
+// inputs, relative to dir: the tasks' working directory), nil when it names
+// none; a missing file is an error at its key's position in the job file.
+func HashInputs(job *jobs.Job, dir string) (map[string]string, error) {
+	pats := InputPatterns(job)
+	if len(pats) == 0 {
+		return nil, nil
+	}
+	sums, err := results.HashInputs(dir, pats)
+	if err != nil {
+		key := "inputs"
+		if _, serr := results.HashInputs(dir, pats[:1]); job.Task.Stdin != "" && serr != nil {
+			key = "stdin"
+		}
+		return nil, job.ErrorAt([]string{"task", key}, "%v", err)
+	}
+	return sums, nil
 }

@@ -357,6 +357,12 @@ L = [1, 2]
 [results]
 path = "in.arrow"
 `
+	// A missing input is refused at its key before any rank starts.
+	write("in.toml", strings.Replace(job, `"tables/*.dat"`, `"tables/*.dat", "nope/*.dat"`, 1))
+	if r := rh(t, dir, "run", "in.toml"); r.code != 1 || !strings.Contains(r.stderr, "in.toml:8:1: task.inputs: ") ||
+		!strings.Contains(r.stderr, `"nope/*.dat": no file matches`) || strings.Contains(r.stderr, "[rank") {
+		t.Fatalf("missing input: %+v", r)
+	}
 	write("in.toml", job)
 	if r := rh(t, dir, "run", "in.toml"); r.code != 0 {
 		t.Fatalf("run: %+v", r)
