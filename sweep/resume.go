@@ -35,23 +35,37 @@ type Continuation struct {
 // without a default, or a file written before task identities (version 1),
 // is refused even with force.
 func Resume(path string, job *jobs.Job, prov results.Provenance, force bool) (*Continuation, error) {
-	return resume(path, job, prov, force, true)
+	return resume(path, job, prov, force, true, true)
 }
 
 // Precheck runs Resume's checks of job against the result file at path
 // (when there is one) before any rank starts, all but the program's hash,
 // which only the ranks know: `rankhub run --resume` reports a new parameter
 // without a default, a file of an older rankhub, or a changed task without
-// --force at once, with the job file's positions.
-func Precheck(path string, job *jobs.Job, force bool) error {
+// --force at once, with the job file's positions. With workdir (the tasks'
+// working directory) it checks the input files and the script too.
+func Precheck(path string, job *jobs.Job, force bool, workdir string) error {
 	if job.Sweep == nil || job.Task == nil || !Exists(path) {
 		return nil
 	}
-	_, err := resume(path, job, results.Provenance{JobText: string(job.Source), JobFile: job.File, Seed: job.Job.Seed}, force, false)
+	prov := results.Provenance{JobText: string(job.Source), JobFile: job.File, Seed: job.Job.Seed}
+	if workdir != "" {
+		var err error
+		if prov.Inputs, err = HashInputs(job, workdir); err != nil {
+			return err
+		}
+		if s := CommandScript(job, workdir); s != "" {
+			prov.Script = s
+			if prov.ScriptSHA256, err = results.FileSHA256(s); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := resume(path, job, prov, force, false, workdir != "")
 	return err
 }
 
-func resume(path string, job *jobs.Job, prov results.Provenance, force, checkProgram bool) (*Continuation, error) {
+func resume(path string, job *jobs.Job, prov results.Provenance, force, checkProgram, checkFiles bool) (*Continuation, error) {
 	r, err := results.Open(path)
 	if err != nil {
 		return nil, err
@@ -79,7 +93,7 @@ func resume(path string, job *jobs.Job, prov results.Provenance, force, checkPro
 	if checkProgram && last.ProgramSHA256 != prov.ProgramSHA256 {
 		changes = append(changes, fmt.Sprintf("program SHA-256 %.12s… (segment %d) → %.12s…", last.ProgramSHA256, last.Index, prov.ProgramSHA256))
 	}
-	if checkProgram {
+	if checkFiles {
 		changes = append(changes, changedFiles(last, prov)...)
 	}
 	seg := results.SegmentOf(prov)

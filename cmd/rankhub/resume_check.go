@@ -28,5 +28,5 @@ func sweepPrecheck(job *jobs.Job, force bool) error {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(launcher.JobWorkdir(job), path)
 	}
-	return sweep.Precheck(path, job, force)
+	return sweep.Precheck(path, job, force, launcher.JobWorkdir(job))
 }
