@@ -196,7 +196,10 @@ func showRow(path string, row int, stdout, stderr io.Writer) error {
 	w.printf("outputs\n")
 	for i, o := range r.Outputs() {
 		v := "missing"
-		if !math.IsNaN(x.Outputs[i]) {
+		switch {
+		case i < len(x.Lists) && x.Lists[i] != nil: // parse = "table"
+			v = strings.Trim(fmt.Sprint(x.Lists[i]), "[]")
+		case !math.IsNaN(x.Outputs[i]):
 			v = fmt.Sprint(x.Outputs[i])
 		}
 		w.printf("  %-12s %s\n", o, v)

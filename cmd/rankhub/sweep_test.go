@@ -491,7 +491,8 @@ group_by = ["L"]
 	if r := rh(t, dir, "rerun", "corr.arrow", "--sample", "3"); r.code != 0 || strings.Count(r.stdout, "match, 2 outputs") != 3 {
 		t.Fatalf("rerun: %+v", r)
 	}
-	if r := rh(t, dir, "results", "show", "corr.arrow", "--row", "0"); r.code != 0 || !strings.Contains(r.stdout, "# corr 0.1") {
+	if r := rh(t, dir, "results", "show", "corr.arrow", "--row", "0"); r.code != 0 || !strings.Contains(r.stdout, "# corr 0.1") ||
+		!strings.Contains(r.stdout, "  r            1 2 3 4\n") {
 		t.Fatalf("show: %+v", r)
 	}
 }
