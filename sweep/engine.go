@@ -80,6 +80,10 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 	if c != nil {
 		res.Rank, res.Host = c.Rank, c.Host
 	}
+	if job.Task.Table() {
+		// Every task has its list lengths, 0 for one that did not run.
+		res.TableLen = make([]int64, n*k)
+	}
 	ctx := context.Background()
 	if c != nil && c.Context != nil {
 		ctx = c.Context
@@ -142,9 +146,6 @@ func runTask(ctx context.Context, c *views.Context, job *jobs.Job, t jobs.Task, 
 		res.Stderr[i], res.StderrBytes[i] = se.Text(), se.total
 	}
 	if job.Task.Table() {
-		if res.TableLen == nil {
-			res.TableLen = make([]int64, len(res.Index)*len(job.Task.Outputs))
-		}
 		if msg == "" && so != nil {
 			lists, err := so.table(job.Task.CommentPrefix(), job.Task.Outputs)
 			if err != nil {

@@ -1,12 +1,16 @@
 package sweep
 
 import (
+	"context"
+	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/results"
 	"github.com/rankhub/rankhub/views"
 )
 
@@ -122,5 +126,34 @@ func TestParseTable(t *testing.T) {
 		if _, err := ParseTable("#", stdout, []string{"a", "b"}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", stdout, err, want)
 		}
+	}
+}
+
+// TestTableChunkWithTasksThatDidNotRun: a table job's chunk whose tasks
+// did not run (the engine is stopping) still has a list length per task
+// and output, and WriteChunk writes their failed rows.
+func TestTableChunkWithTasksThatDidNotRun(t *testing.T) {
+	job := engineJob(t, "command = \"echo {x}; echo 1\"\nparse = \"table\"")
+	res := ExecChunk(nil, job, []int64{1, 0})
+	if res.Err[0] != "" || fmt.Sprint(res.Table) != "[2.5 1]" || fmt.Sprint(res.TableLen) != "[2]" {
+		t.Fatalf("%+v", res)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stopped := ExecChunk(&views.Context{Context: ctx}, job, []int64{0, 0, 1, 1})
+	if stopped.Err[0] == "" || len(stopped.TableLen) != 2 {
+		t.Fatalf("%+v", stopped)
+	}
+	w, err := results.Create(filepath.Join(t.TempDir(), "t.arrow"), job, results.Provenance{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []ChunkResult{res, stopped} {
+		if err := WriteChunk(w, job, r, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close("completed"); err != nil {
+		t.Fatal(err)
 	}
 }
