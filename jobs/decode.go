@@ -423,6 +423,7 @@ func (dec *decoder) results(s *ResultsSpec, path []string, t map[string]any) {
 		"group_by":       strs(&s.GroupBy),
 		"flush_interval": duration(&s.FlushInterval),
 		"flush_rows":     integer(&s.FlushRows),
+		"text_limit":     integer(&s.TextLimit),
 	})
 }
 

@@ -191,6 +191,10 @@ type ResultsSpec struct {
 	GroupBy       []string `toml:"group_by"`       // default peek grouping
 	FlushInterval Duration `toml:"flush_interval"` // 0 = 2s
 	FlushRows     int      `toml:"flush_rows"`     // 0 = 1024
+	// TextLimit bounds the stdout and the stderr kept per row, in bytes
+	// (0 = 32 KiB; at least 64): longer text keeps its head and tail
+	// around a marked cut. The engine keeps at most 4 KiB + 64 KiB.
+	TextLimit int `toml:"text_limit"`
 }
 
 // Task is one element of a sweep's expansion.

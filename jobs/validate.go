@@ -446,6 +446,9 @@ func (j *Job) validateResults(d *diags) {
 		}
 		seen[name] = true
 	}
+	if r.TextLimit != 0 && r.TextLimit < 64 {
+		d.errorf(key("text_limit"), "%d bytes: keep at least 64 of each task's stdout and stderr (0 = the default, 32 KiB)", r.TextLimit)
+	}
 	if r.FlushRows < 0 {
 		d.errorf(key("flush_rows"), "%d is negative", r.FlushRows)
 	}

@@ -117,6 +117,9 @@ func newOptions(job *jobs.Job, opt []Option) options {
 		if job.Results.FlushInterval.Duration > 0 {
 			o.flushInterval = job.Results.FlushInterval.Duration
 		}
+		if job.Results.TextLimit > 0 {
+			o.textLimit = max(job.Results.TextLimit, 64)
+		}
 	}
 	for _, f := range opt {
 		f(&o)

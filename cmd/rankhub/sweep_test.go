@@ -294,6 +294,13 @@ func TestShellSweepCommentsKeptAndIgnored(t *testing.T) {
 			}
 		}
 	}
+	// [results] text_limit bounds what a row keeps, head and tail.
+	short := strings.Replace(strings.Replace(simSweep, "sim.arrow", "short.arrow", 1), "[results]\n", "[results]\ntext_limit = 64\n", 1)
+	for _, row := range runRows(t, dir, "short", short, 4) {
+		if len(row.Stdout) > 64 || !strings.HasPrefix(row.Stdout, "# sim") || !strings.HasSuffix(row.Stdout, "3.2s\n") || !strings.Contains(row.Stdout, "bytes cut]") {
+			t.Errorf("text_limit 64: stdout %q", row.Stdout)
+		}
+	}
 	// results show prints the simulation's own words with the row.
 	r := rh(t, dir, "results", "show", "sim.arrow", "--row", "1")
 	if r.code != 0 || !strings.Contains(r.stdout, "# sim 1.3.0") || !strings.Contains(r.stdout, "# wall time 3.2s") || !strings.Contains(r.stdout, "% note energy=7") {
