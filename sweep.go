@@ -2,6 +2,7 @@ package rankhub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
 	"github.com/rankhub/rankhub/results"
@@ -56,6 +58,20 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 				}
 			}
 		}
+		// The files the tasks read and the script the command runs:
+		// their hashes go into this run's segment; --resume and rerun
+		// check them. Paths are relative to the tasks' working directory.
+		wd, _ := os.Getwd()
+		if prov.Inputs, err = sweep.HashInputs(job, wd); err != nil {
+			return jobdir.Fail(jobdir.BadInput, err)
+		}
+		if s := sweep.CommandScript(job, wd); s != "" {
+			sum, err := results.FileSHA256(s)
+			if err != nil {
+				return jobdir.Fail(jobdir.BadInput, err)
+			}
+			prov.Script, prov.ScriptSHA256 = s, sum
+		}
 		prov.Scheduler = job.Job.Scheduler
 		hosts := map[string]bool{}
 		for _, e := range c.Engines() {
@@ -67,9 +83,13 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		}
 		sort.Strings(prov.Hosts)
 
-		w, pl, segment, err := sweep.OpenFile(path, job, prov, os.Getenv(EnvResume) == "1", os.Getenv(EnvResumeForce) == "1")
+		// The result file and progress.json follow the job directory's
+		// modes (0600, or 0640 group-readable).
+		perm := jobdir.PermOf(job)
+		w, pl, segment, err := sweep.OpenFile(path, job, prov, os.Getenv(EnvResume) == "1", os.Getenv(EnvResumeForce) == "1",
+			results.Mode(perm.File))
 		if err != nil {
-			return err
+			return sweepOutcome(err)
 		}
 		status := "completed"
 		defer func() {
@@ -79,7 +99,18 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		}()
 		log.Info().Str("results", path).Int("tasks", pl.Total()).Int("todo", pl.Todo()).Int("present", pl.Present()).
 			Int("segment", segment).Msg("sweep starts")
-		err = sweep.Drive(ctx, c, job, w, pl, segment, id.JobDir, log)
+		var progress func(sweep.Progress) error
+		if id.JobDir != "" {
+			jd := jobdir.Dir{Path: id.JobDir, Perm: perm}
+			progress = func(p sweep.Progress) error {
+				b, err := json.Marshal(p)
+				if err != nil {
+					return err
+				}
+				return jd.WriteFile(jobdir.ProgressFile, b)
+			}
+		}
+		err = sweep.Drive(ctx, c, job, w, pl, segment, progress, log)
 		switch {
 		case err == nil, errors.As(err, new(*sweep.TasksFailedError)):
 		case ctx.Err() != nil:
@@ -87,8 +118,28 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		default:
 			status = "failed"
 		}
-		return err
+		return sweepOutcome(err)
 	}
+}
+
+// sweepOutcome gives the sweep's errors their outcome (jobdir/outcome.go):
+// rows that record failures are tasks-failed (3), tasks left without a row
+// incomplete (4), a refusal to continue a file (changed task, input file or
+// script) bad-input (1); a stop by a signal keeps the signal's outcome
+// (endJob).
+func sweepOutcome(err error) error {
+	var tf *sweep.TasksFailedError
+	var ic *sweep.IncompleteError
+	switch {
+	case errors.As(err, &tf):
+		return jobdir.Fail(jobdir.TasksFailed, err)
+	case errors.As(err, &ic):
+		return jobdir.Fail(jobdir.Incomplete, err)
+	case errors.Is(err, sweep.ErrChanged), errors.Is(err, results.ErrMismatch):
+		// Refused to continue a file (changed task, input or script).
+		return jobdir.Fail(jobdir.BadInput, err)
+	}
+	return err
 }
 
 // commandExecutable resolves the first word of a shell task's command.

@@ -65,6 +65,8 @@ type CallOutcome struct {
 	ExitStatus int      `json:"exit_status"`
 	Err        string   `json:"error"`
 	Outputs    []uint64 `json:"output_bits"`
+	// parse = "table": each output's list, as bit patterns.
+	Lists [][]uint64 `json:"list_bits,omitempty"`
 }
 
 func callMode(spec string) error {
@@ -81,6 +83,15 @@ func callMode(spec string) error {
 	out := CallOutcome{Task: idx, ExitStatus: int(res.Exit[0]), Err: res.Err[0]}
 	for _, v := range res.Out {
 		out.Outputs = append(out.Outputs, math.Float64bits(v))
+	}
+	next := 0
+	for _, l := range res.TableLen {
+		var bits []uint64
+		for _, v := range res.Table[next : next+int(l)] {
+			bits = append(bits, math.Float64bits(v))
+		}
+		out.Lists = append(out.Lists, bits)
+		next += int(l)
 	}
 	return json.NewEncoder(os.Stdout).Encode(out)
 }

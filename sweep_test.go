@@ -288,6 +288,10 @@ func TestSweepFailsClearlyWhenEveryEngineDies(t *testing.T) {
 	if !strings.Contains(string(end), `"failed"`) || !strings.Contains(string(end), "every engine died") {
 		t.Fatalf("end status %s", end)
 	}
+	// Fewer tasks ran than asked: the outcome is incomplete (exit 4).
+	if st, err := (jobdir.Dir{Path: dir}).ReadStatus(); err != nil || st.Outcome != jobdir.Incomplete {
+		t.Fatalf("status.json: %+v %v", st, err)
+	}
 	r, err := results.Open(filepath.Join(dir, "out.arrow"))
 	if err != nil {
 		t.Fatal(err)

@@ -413,6 +413,9 @@ func (dec *decoder) task(s *TaskSpec, path []string, t map[string]any) {
 		"timeout":  duration(&s.Timeout),
 		"retries":  integer(&s.Retries),
 		"shell":    str(&s.Shell),
+		"comment":  str(&s.Comment),
+		"stdin":    str(&s.Stdin),
+		"inputs":   strs(&s.Inputs),
 	})
 }
 
@@ -422,6 +425,7 @@ func (dec *decoder) results(s *ResultsSpec, path []string, t map[string]any) {
 		"group_by":       strs(&s.GroupBy),
 		"flush_interval": duration(&s.FlushInterval),
 		"flush_rows":     integer(&s.FlushRows),
+		"text_limit":     integer(&s.TextLimit),
 	})
 }
 

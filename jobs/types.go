@@ -100,10 +100,31 @@ type TaskSpec struct {
 	Command  string   `toml:"command"`  // template with {param} and {seed}
 	Function string   `toml:"function"` // name registered in a program built with rankhub
 	Outputs  []string `toml:"outputs"`  // named numeric outputs
-	Parse    string   `toml:"parse"`    // "last-line" (default) or "key-value"
+	Parse    string   `toml:"parse"`    // "last-line" (default), "key-value" or "table" (every line a row; list outputs)
 	Timeout  Duration `toml:"timeout"`  // per task; 0 = none
 	Retries  int      `toml:"retries"`  // on engine or task failure
 	Shell    string   `toml:"shell"`    // "" = /bin/sh
+	// Comment starts the lines of stdout that parsing ignores, wherever
+	// they are ("" = "#"; see CommentPrefix): a simulation's header and
+	// trailing notes are kept in the row's stdout, not read as outputs.
+	Comment string `toml:"comment"`
+	// Stdin is a file fed to each task's standard input, relative to the
+	// job file; its SHA-256 is recorded with the run like Inputs'.
+	Stdin string `toml:"stdin"`
+	// Inputs are files (globs) the tasks read, relative to the job file:
+	// their SHA-256 are recorded per run, rerun and --resume check them.
+	Inputs []string `toml:"inputs"`
+}
+
+// Table tells whether the task's outputs are lists (parse = "table").
+func (t *TaskSpec) Table() bool { return t != nil && t.Parse == "table" }
+
+// CommentPrefix is what starts a comment line of a task's stdout.
+func (t *TaskSpec) CommentPrefix() string {
+	if t == nil || t.Comment == "" {
+		return "#"
+	}
+	return t.Comment
 }
 
 // SweepSpec is the [sweep] table. Params keep the order of the file.
@@ -179,6 +200,10 @@ type ResultsSpec struct {
 	GroupBy       []string `toml:"group_by"`       // default peek grouping
 	FlushInterval Duration `toml:"flush_interval"` // 0 = 2s
 	FlushRows     int      `toml:"flush_rows"`     // 0 = 1024
+	// TextLimit bounds the stdout and the stderr kept per row, in bytes
+	// (0 = 32 KiB; at least 64): longer text keeps its head and tail
+	// around a marked cut. The engine keeps at most 4 KiB + 64 KiB.
+	TextLimit int `toml:"text_limit"`
 }
 
 // Task is one element of a sweep's expansion.

@@ -50,7 +50,7 @@ var (
 	tlsModes    = []string{TLSClients, TLSAll, TLSOff}
 	pbsDialects = []string{"pro", "torque"}
 	starters    = []string{"mpiexec", "pbsdsh", "pbs_tmrsh"}
-	parsers     = []string{"last-line", "key-value"}
+	parsers     = []string{"last-line", "key-value", "table"}
 )
 
 // Defaults fills every unset field with its default, in one place:
@@ -415,6 +415,12 @@ func (j *Job) validateTask(d *diags) {
 	if !oneOf(t.Parse, parsers) {
 		d.errorf(key("parse"), "unknown parse %q (want %s)", t.Parse, strings.Join(parsers, ", "))
 	}
+	if t.Parse == "table" && t.Function != "" {
+		d.errorf(key("parse"), `"table" reads a shell command's stdout; a function returns its outputs itself`)
+	}
+	if t.Parse == "table" && j.Sweep != nil && j.Sweep.Adaptive != nil {
+		d.errorf(key("parse"), `"table" outputs are lists; adaptive replicates need one number per output (use last-line or key-value)`)
+	}
 	if t.Retries < 0 {
 		d.errorf(key("retries"), "%d is negative", t.Retries)
 	}
@@ -451,6 +457,9 @@ func (j *Job) validateResults(d *diags) {
 			d.errorf(key("group_by"), "element %d: %q is listed twice", i, name)
 		}
 		seen[name] = true
+	}
+	if r.TextLimit != 0 && r.TextLimit < 64 {
+		d.errorf(key("text_limit"), "%d bytes: keep at least 64 of each task's stdout and stderr (0 = the default, 32 KiB)", r.TextLimit)
 	}
 	if r.FlushRows < 0 {
 		d.errorf(key("flush_rows"), "%d is negative", r.FlushRows)

@@ -26,7 +26,10 @@
 //	                               around a "[rankhub: N bytes cut]" line);
 //	                               absent in files of older rankhubs
 //	<output>...  float64, nullable one column per job output, in job order;
-//	                               null when the task failed or the output is missing
+//	                               null when the task failed or the output is missing;
+//	                               list<float64> for a table job (parse = "table":
+//	                               Row.Lists), which Peek averages element-wise
+//	                               as outputs "name[0]", "name[1]", ...
 //
 // A row is failed when exit_status != 0 or error is not null. In a Row,
 // Outputs uses NaN for a missing output (written as null, read back as NaN);

@@ -143,7 +143,7 @@ func PeekFiles(rs []*Reader, by []string) (*Summary, error) {
 		}
 		idx[i] = r.Schema().FieldIndices(name)[0]
 	}
-	s := &Summary{By: slices.Clone(by), Outputs: r.Outputs(), Complete: true}
+	s := &Summary{By: slices.Clone(by), Complete: true}
 	if st, ok := r.Status(); ok {
 		s.Status = st.State
 	}
@@ -155,15 +155,37 @@ func PeekFiles(rs []*Reader, by []string) (*Summary, error) {
 		}
 		recs = append(recs, f.Records()...)
 	}
+	// A list output (parse = "table") is averaged element-wise: its
+	// element e is the output "name[e]", as many as its longest list.
+	width := make([]int, len(r.outputs))
+	for k, o := range r.outputs {
+		width[k] = 1
+		if !o.list {
+			s.Outputs = append(s.Outputs, o.name)
+			continue
+		}
+		width[k] = 0
+		for _, rec := range recs {
+			l := rec.Column(o.idx).(*array.List)
+			for i := 0; i < l.Len(); i++ {
+				if a, b := l.ValueOffsets(i); l.IsValid(i) {
+					width[k] = max(width[k], int(b-a))
+				}
+			}
+		}
+		for e := range width[k] {
+			s.Outputs = append(s.Outputs, fmt.Sprintf("%s[%d]", o.name, e))
+		}
+	}
 	groups := map[string]*Group{}
 	var kb []byte
 	key := make([]any, len(by))
 	for _, rec := range recs {
 		exit := rec.Column(r.fixed[ColExitStatus]).(*array.Int32)
 		errc := rec.Column(r.fixed[ColError])
-		outs := make([]*array.Float64, len(r.outputs))
+		outs := make([]arrow.Array, len(r.outputs))
 		for k, o := range r.outputs {
-			outs[k] = rec.Column(o.idx).(*array.Float64)
+			outs[k] = rec.Column(o.idx)
 		}
 		for i := 0; i < int(rec.NumRows()); i++ {
 			kb = kb[:0]
@@ -173,7 +195,7 @@ func PeekFiles(rs []*Reader, by []string) (*Summary, error) {
 			}
 			g := groups[string(kb)]
 			if g == nil {
-				g = &Group{Key: slices.Clone(key), Stats: make([]Stat, len(outs))}
+				g = &Group{Key: slices.Clone(key), Stats: make([]Stat, len(s.Outputs))}
 				for k := range g.Stats {
 					g.Stats[k] = newStat()
 				}
@@ -186,10 +208,25 @@ func PeekFiles(rs []*Reader, by []string) (*Summary, error) {
 				s.Failed++
 				continue
 			}
-			for k, a := range outs {
-				if a.IsValid(i) && !math.IsNaN(a.Value(i)) {
-					g.Stats[k].add(a.Value(i))
+			at := 0 // g.Stats of output k start here
+			for k, c := range outs {
+				switch a := c.(type) {
+				case *array.Float64:
+					if a.IsValid(i) && !math.IsNaN(a.Value(i)) {
+						g.Stats[at].add(a.Value(i))
+					}
+				case *array.List:
+					if a.IsValid(i) {
+						vals := a.ListValues().(*array.Float64)
+						start, end := a.ValueOffsets(i)
+						for e := start; e < end; e++ {
+							if v := vals.Value(int(e)); vals.IsValid(int(e)) && !math.IsNaN(v) {
+								g.Stats[at+int(e-start)].add(v)
+							}
+						}
+					}
 				}
+				at += width[k]
 			}
 		}
 	}

@@ -51,6 +51,7 @@ type column struct {
 	name string
 	idx  int
 	kind jobs.Kind // parameters only
+	list bool      // outputs: list<float64> (parse = "table")
 }
 
 // Open reads the result file at path through its last footer whose
@@ -408,10 +409,11 @@ func (r *Reader) index() error {
 		}
 	}
 	for i := first; i < len(fields); i++ {
-		if fields[i].Type.ID() != arrow.FLOAT64 {
-			return fmt.Errorf("output column %q is %s, want float64", fields[i].Name, fields[i].Type)
+		list := arrow.TypeEqual(fields[i].Type, listFloat64)
+		if fields[i].Type.ID() != arrow.FLOAT64 && !list {
+			return fmt.Errorf("output column %q is %s, want float64 or list<float64>", fields[i].Name, fields[i].Type)
 		}
-		r.outputs = append(r.outputs, column{name: fields[i].Name, idx: i})
+		r.outputs = append(r.outputs, column{name: fields[i].Name, idx: i, list: list})
 	}
 	return nil
 }
@@ -580,6 +582,14 @@ func (r *Reader) appendRows(out []Row, rec arrow.RecordBatch) []Row {
 			row.Values[k] = paramValue(rec.Column(p.idx), p.kind, i)
 		}
 		for k, o := range r.outputs {
+			if o.list {
+				row.Outputs[k] = math.NaN()
+				if row.Lists == nil {
+					row.Lists = make([][]float64, len(r.outputs))
+				}
+				row.Lists[k] = listAt(rec.Column(o.idx).(*array.List), i)
+				continue
+			}
 			a := rec.Column(o.idx).(*array.Float64)
 			if a.IsValid(i) {
 				row.Outputs[k] = a.Value(i)
@@ -617,4 +627,33 @@ func (r *Reader) release() {
 		rec.Release()
 	}
 	r.recs, r.rows, r.status = nil, 0, nil
+}
+
+// listAt is row i of a list<float64> column, nil for a null, NaN for a
+// null element.
+func listAt(a *array.List, i int) []float64 {
+	if !a.IsValid(i) {
+		return nil
+	}
+	vals := a.ListValues().(*array.Float64)
+	start, end := a.ValueOffsets(i)
+	out := make([]float64, 0, end-start)
+	for k := start; k < end; k++ {
+		if vals.IsValid(int(k)) {
+			out = append(out, vals.Value(int(k)))
+		} else {
+			out = append(out, math.NaN())
+		}
+	}
+	return out
+}
+
+// ListOutputs tells, per output column, whether it is a list (parse =
+// "table").
+func (r *Reader) ListOutputs() []bool {
+	out := make([]bool, len(r.outputs))
+	for k, o := range r.outputs {
+		out[k] = o.list
+	}
+	return out
 }

@@ -81,7 +81,7 @@ func Recover(path string, opt ...Option) (kept int, err error) {
 	if err := x.Commit(); err != nil {
 		return 0, fmt.Errorf("results: recover %s: write %s: %w", path, tmp.Name(), err)
 	}
-	if err := replace(tmp, path); err != nil {
+	if err := replace(tmp, path, st.Mode().Perm()); err != nil {
 		return 0, fmt.Errorf("results: recover %s: %w", path, err)
 	}
 	done = true
@@ -116,9 +116,10 @@ func writeClosing(fw *ipcFile, schema *arrow.Schema, o options, s Status) error 
 	return fw.Write(rec)
 }
 
-// replace fsyncs and closes tmp, renames it to path and fsyncs the directory.
-func replace(tmp *os.File, path string) error {
-	if err := tmp.Chmod(0o644); err != nil {
+// replace fsyncs and closes tmp, renames it to path (keeping the file's
+// mode) and fsyncs the directory.
+func replace(tmp *os.File, path string, mode fs.FileMode) error {
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -175,6 +176,10 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if err != nil {
 		return nil, nil, fmt.Errorf("results: append: %w", err)
 	}
+	if o.mode == 0 {
+		o.mode = st.Mode().Perm()
+		opt = append(opt[:len(opt):len(opt)], Mode(o.mode))
+	}
 	r, err := openReaderAt(path, old, st.Size(), o.mem)
 	if err != nil {
 		return nil, nil, err
@@ -211,6 +216,11 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 		if o.segment.Forced {
 			diff = o.segment.Changes
 		}
+	}
+	if o.segment != nil {
+		// The caller compared the files with the last segment's (the
+		// file-level record is the first run's).
+		inputDiff = nil
 	}
 	if len(inputDiff) > 0 && !o.force {
 		return nil, nil, fmt.Errorf("results: append %s: %w: %v differ; rerun with force to continue anyway, or write a new file", path, ErrMismatch, inputDiff)
@@ -289,7 +299,7 @@ func Append(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 		}
 	}
 	w.rows = r.NumRows()
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(o.mode); err != nil {
 		return fail(err)
 	}
 	if err := tmp.Sync(); err != nil {

@@ -39,6 +39,9 @@ var fixedAfterParams = []string{
 	ColAttempt, ColExitStatus, ColError, ColSegment,
 }
 
+// listFloat64 is the type of a table job's output columns.
+var listFloat64 = arrow.ListOf(arrow.PrimitiveTypes.Float64)
+
 var timestampUTC = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 
 // params returns the job's sweep parameters, nil when the job has no sweep.
@@ -105,8 +108,12 @@ func schemaWith(job *jobs.Job, md *arrow.Metadata) *arrow.Schema {
 		arrow.Field{Name: ColStdout, Type: arrow.BinaryTypes.String, Nullable: true},
 		arrow.Field{Name: ColStderr, Type: arrow.BinaryTypes.String, Nullable: true},
 	)
+	var ot arrow.DataType = arrow.PrimitiveTypes.Float64
+	if job != nil && job.Task.Table() {
+		ot = listFloat64
+	}
 	for _, o := range outs {
-		fields = append(fields, arrow.Field{Name: o, Type: arrow.PrimitiveTypes.Float64, Nullable: true})
+		fields = append(fields, arrow.Field{Name: o, Type: ot, Nullable: true})
 	}
 	return arrow.NewSchema(fields, md)
 }

@@ -37,6 +37,8 @@ type Segment struct {
 	Program       string            `json:"program,omitempty"`
 	ProgramSHA256 string            `json:"program_sha256,omitempty"`
 	Inputs        map[string]string `json:"inputs,omitempty"` // input file path → hex SHA-256
+	Script        string            `json:"script,omitempty"` // the script the command runs through an interpreter
+	ScriptSHA256  string            `json:"script_sha256,omitempty"`
 	Seed          uint64            `json:"seed"`
 	Version       string            `json:"version,omitempty"`
 	Revision      string            `json:"revision,omitempty"`
@@ -52,7 +54,8 @@ type Segment struct {
 // SegmentOf fills a Segment from a run's provenance.
 func SegmentOf(p Provenance) Segment {
 	return Segment{Started: p.Started.UTC(), JobText: p.JobText, JobFile: p.JobFile, Program: p.Program,
-		ProgramSHA256: p.ProgramSHA256, Seed: p.Seed, Version: p.Version, Revision: p.Revision, JobID: p.JobID}
+		ProgramSHA256: p.ProgramSHA256, Inputs: p.Inputs, Script: p.Script, ScriptSHA256: p.ScriptSHA256,
+		Seed: p.Seed, Version: p.Version, Revision: p.Revision, JobID: p.JobID}
 }
 
 // NewSegment makes Append record seg as the file's next segment (its Index

@@ -1,7 +1,9 @@
 package results
 
 import (
+	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -65,6 +67,49 @@ func TestSegmentsRecordEachRun(t *testing.T) {
 		}
 		if row.Segment != want || row.Task != i {
 			t.Fatalf("row %d: task %d segment %d, want segment %d", i, row.Task, row.Segment, want)
+		}
+	}
+}
+
+// TestModeOption: Create and Append give the file the mode asked for,
+// whatever the umask; Append without Mode keeps the file's mode (a private
+// file never becomes world-readable by being continued).
+func TestModeOption(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	path := filepath.Join(t.TempDir(), "out.arrow")
+	mode := func() os.FileMode {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	w, err := Create(path, testJob(), testProv(), Mode(0o600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(testRow(0))
+	if err := w.Close("completed"); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(); m != 0o600 {
+		t.Fatalf("created %o, want 600", m)
+	}
+	for _, tc := range []struct {
+		opt  []Option
+		want os.FileMode
+	}{{nil, 0o600}, {[]Option{Mode(0o640)}, 0o640}, {nil, 0o640}} {
+		w, _, err := Append(path, testJob(), testProv(), tc.opt...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := mode(); m != tc.want {
+			t.Fatalf("appending with %d options: %o, want %o", len(tc.opt), m, tc.want)
+		}
+		if err := w.Close("completed"); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

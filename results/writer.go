@@ -3,6 +3,7 @@ package results
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -62,6 +63,10 @@ type Row struct {
 	// written as null. The Writer bounds each to its TextLimit, keeping the
 	// head and the tail around a marked cut (Truncate).
 	Stdout, Stderr string
+	// Lists holds a table job's outputs (parse = "table": list<float64>
+	// columns), one list per output; Outputs is then ignored. A nil list
+	// is written as null.
+	Lists [][]float64
 }
 
 // Failed reports whether the row records a failed task.
@@ -77,6 +82,7 @@ type options struct {
 	mem           memory.Allocator
 	force         bool
 	segment       *Segment // Append: record this run as a new segment (segment.go)
+	mode          fs.FileMode
 }
 
 // FlushRows flushes a batch whenever n rows are buffered (n >= 1).
@@ -88,6 +94,12 @@ func FlushInterval(d time.Duration) Option { return func(o *options) { o.flushIn
 // TextLimit bounds the stdout and the stderr stored per row to n bytes
 // each (n >= 64); longer text keeps its head and tail (Truncate).
 func TextLimit(n int) Option { return func(o *options) { o.textLimit = max(n, 64) } }
+
+// Mode sets the result file's mode, whatever the umask: a job's file
+// follows its job directory's modes (0600, or 0640 group-readable), which
+// the caller passes (jobdir.PermOf). Without it Create makes 0644 and
+// Append keeps the file's mode.
+func Mode(m fs.FileMode) Option { return func(o *options) { o.mode = m.Perm() } }
 
 // Allocator sets the Arrow allocator used for batches.
 func Allocator(mem memory.Allocator) Option { return func(o *options) { o.mem = mem } }
@@ -104,6 +116,9 @@ func newOptions(job *jobs.Job, opt []Option) options {
 		}
 		if job.Results.FlushInterval.Duration > 0 {
 			o.flushInterval = job.Results.FlushInterval.Duration
+		}
+		if job.Results.TextLimit > 0 {
+			o.textLimit = max(job.Results.TextLimit, 64)
 		}
 	}
 	for _, f := range opt {
@@ -132,6 +147,7 @@ type Writer struct {
 	schema   *arrow.Schema
 	kinds    []jobs.Kind
 	nOutputs int
+	table    bool // parse = "table": list<float64> output columns
 	opt      options
 
 	mu        sync.Mutex
@@ -158,8 +174,18 @@ func Create(path string, job *jobs.Job, prov Provenance, opt ...Option) (*Writer
 	if err := checkJob(job); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	o := newOptions(job, opt)
+	if o.mode == 0 {
+		o.mode = 0o644
+		opt = append(opt[:len(opt):len(opt)], Mode(o.mode))
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, o.mode)
 	if err != nil {
+		return nil, fmt.Errorf("results: create: %w", err)
+	}
+	if err := f.Chmod(o.mode); err != nil {
+		f.Close()
+		os.Remove(path)
 		return nil, fmt.Errorf("results: create: %w", err)
 	}
 	unlock, err := lockFile(f)
@@ -197,6 +223,7 @@ func newWriter(path string, f *os.File, unlock func(), job *jobs.Job, prov Prove
 		path:     path,
 		schema:   schema,
 		nOutputs: len(outputs(job)),
+		table:    job.Task.Table(),
 		opt:      o,
 		bld:      array.NewRecordBuilder(o.mem, schema),
 		f:        f,
@@ -286,7 +313,11 @@ func (w *Writer) Write(r Row) error {
 	if len(r.Values) != len(w.kinds) {
 		return fmt.Errorf("results: %s: task %d: %d parameter values, the job has %d", w.path, r.Task, len(r.Values), len(w.kinds))
 	}
-	if !r.Failed() && len(r.Outputs) != w.nOutputs {
+	if w.table {
+		if !r.Failed() && len(r.Lists) != w.nOutputs {
+			return fmt.Errorf("results: %s: task %d: %d output lists, the job has %d", w.path, r.Task, len(r.Lists), w.nOutputs)
+		}
+	} else if !r.Failed() && len(r.Outputs) != w.nOutputs {
 		return fmt.Errorf("results: %s: task %d: %d outputs, the job has %d", w.path, r.Task, len(r.Outputs), w.nOutputs)
 	}
 	if len(r.Outputs) > w.nOutputs {
@@ -353,7 +384,23 @@ func (w *Writer) append(r Row) {
 	appendText(b.Field(i+11).(*array.StringBuilder), Truncate(r.Stderr, w.opt.textLimit))
 	i += 12
 	failed := r.Failed()
-	for k := 0; k < w.nOutputs; k++ {
+	for k := 0; k < w.nOutputs && w.table; k++ {
+		lb := b.Field(i + k).(*array.ListBuilder)
+		if failed || k >= len(r.Lists) || r.Lists[k] == nil {
+			lb.AppendNull()
+			continue
+		}
+		lb.Append(true)
+		vb := lb.ValueBuilder().(*array.Float64Builder)
+		for _, v := range r.Lists[k] {
+			if math.IsNaN(v) {
+				vb.AppendNull()
+			} else {
+				vb.Append(v)
+			}
+		}
+	}
+	for k := 0; k < w.nOutputs && !w.table; k++ {
 		ob := b.Field(i + k).(*array.Float64Builder)
 		if failed || k >= len(r.Outputs) || math.IsNaN(r.Outputs[k]) {
 			ob.AppendNull()
@@ -553,7 +600,7 @@ func (w *Writer) compact() error {
 		oldUnlock()
 		old.Close()
 	}()
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(w.opt.mode); err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {

@@ -9,7 +9,7 @@
 //
 //	w, pl, segment, err := sweep.OpenFile(path, job, prov, resume, force)
 //	defer w.Close(status)
-//	err = sweep.Drive(ctx, client, job, w, pl, segment, jobDir, log)
+//	err = sweep.Drive(ctx, client, job, w, pl, segment, writeProgress, log)
 //
 // and on every engine, for the builtin sweep.BuiltinName:
 //

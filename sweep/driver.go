@@ -2,11 +2,8 @@ package sweep
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -49,12 +46,13 @@ type chunkDone struct {
 
 // Drive runs the planner's tasks through the client's load-balanced view
 // and writes every row to w as its chunk arrives, as segment of the file;
-// it reports progress.json in jobDir (when not empty) and to log. It returns
+// it reports progress to progress (when not nil: the root writes
+// progress.json through the job directory, with its modes) and to log. It returns
 // nil when every task it was to run has a row and none failed, an
 // *IncompleteError when tasks are left without a row (stopped, every engine
 // dead, chunks failed after their retries) and a *TasksFailedError when rows
 // record failures.
-func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Writer, pl *Planner, segment int, jobDir string, log zerolog.Logger) error {
+func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Writer, pl *Planner, segment int, progress func(Progress) error, log zerolog.Logger) error {
 	path := w.Path()
 	engines := len(c.IDs())
 	if engines == 0 {
@@ -129,11 +127,9 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 			prog.Total = prog.Skipped + prog.Done + pl.Estimate()
 		}
 		prog.Updated = now.UTC()
-		if jobDir != "" {
-			b, _ := json.Marshal(prog)
-			tmp := filepath.Join(jobDir, "."+ProgressFile)
-			if os.WriteFile(tmp, b, 0o644) == nil {
-				os.Rename(tmp, filepath.Join(jobDir, ProgressFile))
+		if progress != nil {
+			if err := progress(prog); err != nil && force {
+				log.Warn().Err(err).Msg("progress not written")
 			}
 		}
 		if force || now.Sub(lastLog) >= 10*time.Second {

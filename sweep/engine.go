@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"os/exec"
 	"reflect"
 	"strconv"
@@ -42,6 +43,11 @@ type ChunkResult struct {
 	// rows' stdout and stderr columns (issue 11).
 	Stdout, Stderr           []string
 	StdoutBytes, StderrBytes []int64
+	// parse = "table" only: each task's outputs are lists. TableLen holds
+	// len(Index) × outputs list lengths (row-major), Table their values
+	// one after the other; Out is NaN.
+	Table    []float64
+	TableLen []int64
 }
 
 // Pairs encodes refs for the wire: point, replicate, point, replicate, ...
@@ -73,6 +79,10 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 		Exit: make([]int64, n), Err: make([]string, n), Out: make([]float64, n*k)}
 	if c != nil {
 		res.Rank, res.Host = c.Rank, c.Host
+	}
+	if job.Task.Table() {
+		// Every task has its list lengths, 0 for one that did not run.
+		res.TableLen = make([]int64, n*k)
 	}
 	ctx := context.Background()
 	if c != nil && c.Context != nil {
@@ -134,6 +144,19 @@ func runTask(ctx context.Context, c *views.Context, job *jobs.Job, t jobs.Task, 
 	if so != nil {
 		res.Stdout[i], res.StdoutBytes[i] = so.Text(), so.total
 		res.Stderr[i], res.StderrBytes[i] = se.Text(), se.total
+	}
+	if job.Task.Table() {
+		if msg == "" && so != nil {
+			lists, err := so.table(job.Task.CommentPrefix(), job.Task.Outputs)
+			if err != nil {
+				return exit, err.Error()
+			}
+			// Only a successful attempt (the last) appends its lists.
+			for j, l := range lists {
+				res.TableLen[i*len(lists)+j] = int64(len(l))
+				res.Table = append(res.Table, l...)
+			}
+		}
 	}
 	return exit, msg
 }
@@ -265,7 +288,17 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 	if job.Task.Parse == "key-value" {
 		names = job.Task.Outputs
 	}
+	if job.Task.Stdin != "" {
+		// Relative to the tasks' working directory, as the command's paths.
+		f, err := os.Open(job.Task.Stdin)
+		if err != nil {
+			return -1, fmt.Sprintf("task.stdin: %v", err), nil, nil
+		}
+		defer f.Close()
+		cmd.Stdin = f
+	}
 	so, se = newBoundedOutput(names), newBoundedOutput(nil)
+	so.prefix = job.Task.CommentPrefix()
 	cmd.Stdout, cmd.Stderr = so, se
 	err = cmd.Run()
 	tail := se.Tail()
@@ -290,7 +323,11 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 		}
 		return code, msg, so, se
 	}
-	if err := so.parse(job.Task.Parse, job.Task.Outputs, out); err != nil {
+	if job.Task.Table() {
+		fillNaN(out) // the lists are read by runTask
+		return 0, "", so, se
+	}
+	if err := so.parse(job.Task.Parse, job.Task.CommentPrefix(), job.Task.Outputs, out); err != nil {
 		if strings.TrimSpace(tail) != "" {
 			return 0, err.Error() + "; stderr: " + strings.TrimSpace(tail), so, se
 		}
@@ -299,16 +336,23 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 	return 0, "", so, se
 }
 
-// ParseOutputs implements the two documented rules:
+// ParseOutputs implements the two documented rules; lines whose first
+// non-blank bytes are comment ("" = no comments) are not read:
 //
 //   - "last-line": the last non-blank line of stdout holds exactly one number
 //     per output, in order, separated by blanks or commas.
 //   - "key-value": stdout holds name=value pairs (separated by blanks or
 //     lines); the last value of each output name wins; every output must appear.
-func ParseOutputs(rule, stdout string, names []string, out []float64) error {
+func ParseOutputs(rule, comment, stdout string, names []string, out []float64) error {
 	if rule == "key-value" {
 		seen := make([]bool, len(names))
-		for _, tok := range strings.Fields(stdout) {
+		var fields []string
+		for _, line := range strings.Split(stdout, "\n") {
+			if comment == "" || !strings.HasPrefix(strings.TrimSpace(line), comment) {
+				fields = append(fields, strings.Fields(line)...)
+			}
+		}
+		for _, tok := range fields {
 			k, v, ok := strings.Cut(tok, "=")
 			if !ok {
 				continue
@@ -334,11 +378,15 @@ func ParseOutputs(rule, stdout string, names []string, out []float64) error {
 		}
 		return nil
 	}
-	lines := strings.Split(strings.TrimRight(stdout, "\n\r\t "), "\n")
-	last := strings.TrimSpace(lines[len(lines)-1])
-	if last == "" {
+	i := lastDataLine(stdout, comment)
+	if i < 0 {
+		if strings.TrimSpace(stdout) != "" {
+			return fmt.Errorf("stdout has no line but blanks and comments (%q); want %d number(s) on the last line (%s)", comment, len(names), strings.Join(names, " "))
+		}
 		return fmt.Errorf("stdout is empty; want %d number(s) on the last line (%s)", len(names), strings.Join(names, " "))
 	}
+	last, _, _ := strings.Cut(stdout[i:], "\n")
+	last = strings.TrimSpace(last)
 	fields := strings.FieldsFunc(last, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' })
 	if len(fields) != len(names) {
 		return fmt.Errorf("the last line of stdout has %d field(s), want %d (%s): %q", len(fields), len(names), strings.Join(names, " "), truncate(last, 200))
@@ -370,6 +418,20 @@ func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) er
 	}
 	reps := int64(max(job.Sweep.Replicates, 1))
 	points := int64(job.NumPoints())
+	table := job.Task.Table()
+	if table {
+		total := int64(0)
+		for _, l := range r.TableLen {
+			if l < 0 {
+				return errors.New("sweep: malformed chunk result from engine (negative list length)")
+			}
+			total += l
+		}
+		if len(r.TableLen) != n*k || total != int64(len(r.Table)) {
+			return errors.New("sweep: malformed chunk result from engine (table lengths)")
+		}
+	}
+	next := 0 // position in r.Table
 	for i, ix := range r.Index {
 		if ix < 0 || ix/reps >= points {
 			return fmt.Errorf("sweep: engine answered for task %d, outside the sweep", ix)
@@ -379,6 +441,19 @@ func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) er
 		row := results.Row{Task: int(ix), Values: job.PointAt(int(ix / reps)), Replicate: int(ix % reps), Seed: r.Seed[i], Rank: r.Rank, Host: r.Host,
 			Started: time.UnixMicro(r.Started[i]), Finished: time.UnixMicro(r.Finished[i]), Attempt: int(r.Attempt[i]),
 			ExitStatus: int(r.Exit[i]), Err: r.Err[i], Outputs: append([]float64(nil), r.Out[i*k:(i+1)*k]...), Segment: segment}
+		if len(r.Stdout) == n && len(r.Stderr) == n {
+			// A shell task's own words (bounded by the engine, then by
+			// the writer's TextLimit).
+			row.Stdout, row.Stderr = r.Stdout[i], r.Stderr[i]
+		}
+		if table {
+			row.Lists = make([][]float64, k)
+			for j := range k {
+				l := int(r.TableLen[i*k+j])
+				row.Lists[j] = r.Table[next : next+l : next+l]
+				next += l
+			}
+		}
 		if err := w.Write(row); err != nil {
 			return err
 		}

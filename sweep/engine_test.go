@@ -1,12 +1,16 @@
 package sweep
 
 import (
+	"context"
+	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/results"
 	"github.com/rankhub/rankhub/views"
 )
 
@@ -24,9 +28,13 @@ func TestParseOutputs(t *testing.T) {
 		{"key-value", "a=1 b=2\nb=3", []float64{1, 3}, ""},
 		{"key-value", "a=1", nil, "no name=value for b"},
 		{"key-value", "a=1 b=zz", nil, `output b="zz" is not a number`},
+		// Comment lines are not read, wherever they are.
+		{"", "# sim 1.3.0\n1 2\n# wall time 3.2s\n  # indented\n\n", []float64{1, 2}, ""},
+		{"", "# only\n# comments\n", nil, "no line but blanks and comments"},
+		{"key-value", "# a=9 b=9\na=1 b=2\n  #b=8\n", []float64{1, 2}, ""},
 	} {
 		out := make([]float64, 2)
-		err := ParseOutputs(tc.rule, tc.stdout, []string{"a", "b"}, out)
+		err := ParseOutputs(tc.rule, "#", tc.stdout, []string{"a", "b"}, out)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s %q: error %v, want %q", tc.rule, tc.stdout, err, tc.err)
@@ -49,7 +57,7 @@ func FuzzParseOutputs(f *testing.F) {
 			rule = "key-value"
 		}
 		out := []float64{-7, -7}
-		if err := ParseOutputs(rule, stdout, []string{"a", "b"}, out); err == nil {
+		if err := ParseOutputs(rule, "#", stdout, []string{"a", "b"}, out); err == nil {
 			for _, v := range out {
 				if v == -7 && !strings.Contains(stdout, "-7") {
 					t.Fatalf("%q: success without writing every output: %v", stdout, out)
@@ -102,5 +110,50 @@ func TestExecChunkShell(t *testing.T) {
 	seed := job.PointTask(1, 1).Seed
 	if res.Exit[1] != 1 || !strings.Contains(res.Err[1], "exit status 1") || !strings.Contains(res.Err[1], strconv.FormatUint(seed, 10)) {
 		t.Fatalf("task 1: exit %d error %q", res.Exit[1], res.Err[1])
+	}
+}
+
+func TestParseTable(t *testing.T) {
+	lists, err := ParseTable("#", "# head\n1 2\n  # mid\n3,4\n\n5\t6\n# tail", []string{"a", "b"})
+	if err != nil || len(lists) != 2 || len(lists[0]) != 3 || lists[0][2] != 5 || lists[1][1] != 4 {
+		t.Fatalf("%v %v", lists, err)
+	}
+	for stdout, want := range map[string]string{
+		"1 2\n3\n":   "line 2 of stdout has 1 field(s), want 2",
+		"1 2\n3 x\n": `line 2 of stdout: output b: "x" is not a number`,
+		"# only\n":   "no table line",
+	} {
+		if _, err := ParseTable("#", stdout, []string{"a", "b"}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", stdout, err, want)
+		}
+	}
+}
+
+// TestTableChunkWithTasksThatDidNotRun: a table job's chunk whose tasks
+// did not run (the engine is stopping) still has a list length per task
+// and output, and WriteChunk writes their failed rows.
+func TestTableChunkWithTasksThatDidNotRun(t *testing.T) {
+	job := engineJob(t, "command = \"echo {x}; echo 1\"\nparse = \"table\"")
+	res := ExecChunk(nil, job, []int64{1, 0})
+	if res.Err[0] != "" || fmt.Sprint(res.Table) != "[2.5 1]" || fmt.Sprint(res.TableLen) != "[2]" {
+		t.Fatalf("%+v", res)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stopped := ExecChunk(&views.Context{Context: ctx}, job, []int64{0, 0, 1, 1})
+	if stopped.Err[0] == "" || len(stopped.TableLen) != 2 {
+		t.Fatalf("%+v", stopped)
+	}
+	w, err := results.Create(filepath.Join(t.TempDir(), "t.arrow"), job, results.Provenance{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []ChunkResult{res, stopped} {
+		if err := WriteChunk(w, job, r, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close("completed"); err != nil {
+		t.Fatal(err)
 	}
 }

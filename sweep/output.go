@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -28,6 +29,13 @@ type boundedOutput struct {
 	last  []string // last token of each name
 	tok   []byte   // token being read
 	long  bool     // the token being read is too long to keep
+
+	// Comment lines (their first non-blank bytes are prefix) hold no
+	// name=value pairs: the scan skips them.
+	prefix    string
+	midLine   bool // past the start of the current line's text
+	matched   int  // bytes of prefix matched at the line's start
+	inComment bool // the current line is a comment
 }
 
 func newBoundedOutput(names []string) *boundedOutput {
@@ -79,6 +87,29 @@ func isSpace(c byte) bool {
 
 func (b *boundedOutput) scan(p []byte) {
 	for _, c := range p {
+		if c == '\n' {
+			b.endToken()
+			b.midLine, b.matched, b.inComment = false, 0, false
+			continue
+		}
+		if b.inComment {
+			continue
+		}
+		if !b.midLine && b.prefix != "" {
+			if b.matched == 0 && isSpace(c) {
+				continue
+			}
+			if c == b.prefix[b.matched] {
+				b.matched++
+				if b.matched == len(b.prefix) {
+					b.inComment, b.tok, b.long = true, b.tok[:0], false
+				} else {
+					b.tok = append(b.tok, c)
+				}
+				continue
+			}
+		}
+		b.midLine = true
 		if !isSpace(c) {
 			if len(b.tok) < kvTokenMax {
 				b.tok = append(b.tok, c)
@@ -127,19 +158,76 @@ func (b *boundedOutput) Text() string {
 	return b.Tail()
 }
 
-// parse applies the job's parse rule to what was kept.
-func (b *boundedOutput) parse(rule string, names []string, out []float64) error {
+// parse applies the job's parse rule to what was kept; lines starting
+// with comment are not read.
+func (b *boundedOutput) parse(rule, comment string, names []string, out []float64) error {
 	if rule == "key-value" {
-		b.endToken()
-		return ParseOutputs(rule, strings.Join(b.last, " "), names, out)
+		if !b.inComment {
+			b.endToken()
+		}
+		return ParseOutputs(rule, "", strings.Join(b.last, " "), names, out)
 	}
 	tail := b.Tail()
 	if b.full && b.total > outputTail {
-		// The last line must lie wholly in what was kept.
-		trimmed := strings.TrimRight(tail, "\n\r\t ")
-		if !strings.Contains(trimmed, "\n") {
+		// The last result line must lie wholly in what was kept: a line
+		// break before it.
+		if i := lastDataLine(tail, comment); i <= 0 && strings.TrimSpace(tail) != "" {
 			return fmt.Errorf("the last line of stdout is longer than the %d bytes kept of a %d-byte output", outputTail, b.total)
 		}
 	}
-	return ParseOutputs(rule, tail, names, out)
+	return ParseOutputs(rule, comment, tail, names, out)
+}
+
+// table reads every line of what was kept that is neither blank nor a
+// comment as one number per output (parse = "table"): output j's list is
+// column j. The whole output must have been kept.
+func (b *boundedOutput) table(comment string, names []string) ([][]float64, error) {
+	if b.full && b.total > outputTail {
+		return nil, fmt.Errorf("a table output must fit the %d bytes kept of stdout; this one has %d", outputTail, b.total)
+	}
+	return ParseTable(comment, b.Tail(), names)
+}
+
+// ParseTable implements parse = "table": every line of stdout that is
+// neither blank nor a comment holds one number per output (blanks or
+// commas between); output j's list is their column j, in order.
+func ParseTable(comment, stdout string, names []string) ([][]float64, error) {
+	lists := make([][]float64, len(names))
+	for n, line := range strings.Split(stdout, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || (comment != "" && strings.HasPrefix(line, comment)) {
+			continue
+		}
+		fields := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' })
+		if len(fields) != len(names) {
+			return nil, fmt.Errorf("line %d of stdout has %d field(s), want %d (%s): %q", n+1, len(fields), len(names), strings.Join(names, " "), truncate(line, 200))
+		}
+		for j, f := range fields {
+			v, err := strconv.ParseFloat(f, 64)
+			if err != nil {
+				return nil, fmt.Errorf("line %d of stdout: output %s: %q is not a number", n+1, names[j], f)
+			}
+			lists[j] = append(lists[j], v)
+		}
+	}
+	if len(lists) > 0 && len(lists[0]) == 0 {
+		return nil, fmt.Errorf("stdout has no table line; want %d number(s) per line (%s)", len(names), strings.Join(names, " "))
+	}
+	return lists, nil
+}
+
+// lastDataLine is the offset in s of its last line that is neither blank
+// nor a comment (its first non-blank bytes are comment; "" = none), -1
+// when there is none.
+func lastDataLine(s, comment string) int {
+	end := len(s)
+	for end > 0 {
+		start := strings.LastIndexByte(s[:end], '\n') + 1
+		line := strings.TrimSpace(s[start:end])
+		if line != "" && (comment == "" || !strings.HasPrefix(line, comment)) {
+			return start
+		}
+		end = max(start-1, 0)
+	}
+	return -1
 }

@@ -47,14 +47,24 @@ func TestBoundedOutputKeyValueAcrossWrites(t *testing.T) {
 	b.Write([]byte("5 a=" + strings.Repeat("9", kvTokenMax) + " "))
 	b.Write(bytes.Repeat([]byte("y\n"), outputTail))
 	out := make([]float64, 2)
-	if err := b.parse("key-value", []string{"a", "b"}, out); err != nil || out[0] != 1 || out[1] != 35 {
+	if err := b.parse("key-value", "#", []string{"a", "b"}, out); err != nil || out[0] != 1 || out[1] != 35 {
 		t.Fatalf("%v %v", out, err)
+	}
+	// A pair in a comment line is not read, however the line is split
+	// between writes.
+	c := newBoundedOutput([]string{"a", "b"})
+	c.prefix = "%%"
+	for _, s := range []string{"a=1 b=2\n  %", "%b=7 a=7\n%", "x b=3\n %%", " a=4"} {
+		c.Write([]byte(s))
+	}
+	if err := c.parse("key-value", c.prefix, []string{"a", "b"}, out); err != nil || out[0] != 1 || out[1] != 3 {
+		t.Fatalf("comments: %v %v", out, err)
 	}
 	// The last-line rule refuses a last line longer than what is kept.
 	l := newBoundedOutput(nil)
 	l.Write([]byte("1\n"))
 	l.Write(bytes.Repeat([]byte("2 "), outputTail))
-	if err := l.parse("", []string{"y"}, out[:1]); err == nil || !strings.Contains(err.Error(), "longer than") {
+	if err := l.parse("", "#", []string{"y"}, out[:1]); err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Fatalf("a cut last line: %v", err)
 	}
 }

@@ -35,23 +35,37 @@ type Continuation struct {
 // without a default, or a file written before task identities (version 1),
 // is refused even with force.
 func Resume(path string, job *jobs.Job, prov results.Provenance, force bool) (*Continuation, error) {
-	return resume(path, job, prov, force, true)
+	return resume(path, job, prov, force, true, true)
 }
 
 // Precheck runs Resume's checks of job against the result file at path
 // (when there is one) before any rank starts, all but the program's hash,
 // which only the ranks know: `rankhub run --resume` reports a new parameter
 // without a default, a file of an older rankhub, or a changed task without
-// --force at once, with the job file's positions.
-func Precheck(path string, job *jobs.Job, force bool) error {
+// --force at once, with the job file's positions. With workdir (the tasks'
+// working directory) it checks the input files and the script too.
+func Precheck(path string, job *jobs.Job, force bool, workdir string) error {
 	if job.Sweep == nil || job.Task == nil || !Exists(path) {
 		return nil
 	}
-	_, err := resume(path, job, results.Provenance{JobText: string(job.Source), JobFile: job.File, Seed: job.Job.Seed}, force, false)
+	prov := results.Provenance{JobText: string(job.Source), JobFile: job.File, Seed: job.Job.Seed}
+	if workdir != "" {
+		var err error
+		if prov.Inputs, err = HashInputs(job, workdir); err != nil {
+			return err
+		}
+		if s := CommandScript(job, workdir); s != "" {
+			prov.Script = s
+			if prov.ScriptSHA256, err = results.FileSHA256(s); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := resume(path, job, prov, force, false, workdir != "")
 	return err
 }
 
-func resume(path string, job *jobs.Job, prov results.Provenance, force, checkProgram bool) (*Continuation, error) {
+func resume(path string, job *jobs.Job, prov results.Provenance, force, checkProgram, checkFiles bool) (*Continuation, error) {
 	r, err := results.Open(path)
 	if err != nil {
 		return nil, err
@@ -78,6 +92,9 @@ func resume(path string, job *jobs.Job, prov results.Provenance, force, checkPro
 	changes := Changes(prev, job)
 	if checkProgram && last.ProgramSHA256 != prov.ProgramSHA256 {
 		changes = append(changes, fmt.Sprintf("program SHA-256 %.12s… (segment %d) → %.12s…", last.ProgramSHA256, last.Index, prov.ProgramSHA256))
+	}
+	if checkFiles {
+		changes = append(changes, changedFiles(last, prov)...)
 	}
 	seg := results.SegmentOf(prov)
 	seg.Index = len(fp.Segments)
@@ -123,6 +140,29 @@ func resume(path string, job *jobs.Job, prov results.Provenance, force, checkPro
 	return c, nil
 }
 
+// changedFiles names the input files and the script of the last segment
+// whose content differs now (or that are gone); a file the last segment
+// did not record is not a change.
+func changedFiles(last results.Segment, prov results.Provenance) []string {
+	var out []string
+	for _, f := range results.ChangedInputs(last.Inputs, prov.Inputs) {
+		was, ok := last.Inputs[f]
+		if !ok {
+			continue
+		}
+		now, ok := prov.Inputs[f]
+		if !ok {
+			out = append(out, fmt.Sprintf("input %s: gone or no longer listed (segment %d: SHA-256 %.12s…)", f, last.Index, was))
+			continue
+		}
+		out = append(out, fmt.Sprintf("input %s: SHA-256 %.12s… (segment %d) → %.12s…", f, was, last.Index, now))
+	}
+	if last.ScriptSHA256 != "" && last.Script == prov.Script && last.ScriptSHA256 != prov.ScriptSHA256 {
+		out = append(out, fmt.Sprintf("script %s: SHA-256 %.12s… (segment %d) → %.12s…", last.Script, last.ScriptSHA256, last.Index, prov.ScriptSHA256))
+	}
+	return out
+}
+
 // newParams refuses parameters of job that prev lacks and that have no
 // default: the earlier tasks would have no value for them.
 func newParams(prev, job *jobs.Job) error {
@@ -164,6 +204,8 @@ func Changes(prev, job *jobs.Job) []string {
 	diff("task.outputs", strings.Join(pt.Outputs, ", "), strings.Join(jt.Outputs, ", "))
 	diff("task.parse", pt.Parse, jt.Parse)
 	diff("task.shell", pt.Shell, jt.Shell)
+	diff("task.comment", pt.CommentPrefix(), jt.CommentPrefix())
+	diff("task.stdin", pt.Stdin, jt.Stdin)
 	diff("job.seed", fmt.Sprint(max(prev.Job.Seed, 1)), fmt.Sprint(max(job.Job.Seed, 1)))
 	if prev.Sweep == nil {
 		return out
@@ -199,9 +241,11 @@ func Exists(path string) bool {
 // OpenFile opens the result file of a run: with resume and a file at path,
 // it continues it as a new segment (Resume's checks, then results.Append)
 // and plans only the tasks without a row; otherwise it creates the file
-// (refusing to overwrite one) with prov as segment 0. The caller closes w.
-func OpenFile(path string, job *jobs.Job, prov results.Provenance, resume, force bool) (w *results.Writer, pl *Planner, segment int, err error) {
-	opts := []results.Option{results.FlushRows(job.Results.FlushRows), results.FlushInterval(job.Results.FlushInterval.Duration)}
+// (refusing to overwrite one) with prov as segment 0; opt go to the
+// results writer (results.Mode: the job directory's file mode). The caller
+// closes w.
+func OpenFile(path string, job *jobs.Job, prov results.Provenance, resume, force bool, opt ...results.Option) (w *results.Writer, pl *Planner, segment int, err error) {
+	opts := append([]results.Option{results.FlushRows(job.Results.FlushRows), results.FlushInterval(job.Results.FlushInterval.Duration)}, opt...)
 	var done Done
 	var prior map[string]*Stats
 	if resume && Exists(path) {

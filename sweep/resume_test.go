@@ -89,7 +89,7 @@ func TestResumeRefusesAnotherJobsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Precheck(path, job, false)
+	err = Precheck(path, job, false, "")
 	if err == nil || !strings.Contains(err.Error(), `other.toml:12:1: results.path: `) || !strings.Contains(err.Error(), `holds the results of job "t"`) {
 		t.Fatalf("another job's file: %v", err)
 	}
@@ -133,7 +133,7 @@ func TestResumeRefusesVersion1File(t *testing.T) {
 		t.Fatalf("%d rows, version %q", len(rows), r.Provenance().ResultsVersion)
 	}
 	for _, force := range []bool{false, true} {
-		err := Precheck(path, job, force)
+		err := Precheck(path, job, force, "")
 		if err == nil || !strings.Contains(err.Error(), "results version 1") || !strings.Contains(err.Error(), "seeds follow the task's position") {
 			t.Fatalf("force %v: %v", force, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/rankhub/rankhub"
@@ -116,6 +117,12 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 		var diffs []string
 		if (out.Err != "") != (row.Err != "") || out.ExitStatus != row.ExitStatus {
 			diffs = append(diffs, fmt.Sprintf("exit status %d (%q) now, %d (%q) in the file", out.ExitStatus, out.Err, row.ExitStatus, row.Err))
+		} else if row.Err == "" && job.Task.Table() {
+			for j, name := range job.Task.Outputs {
+				if j >= len(out.Lists) || j >= len(row.Lists) || !sameBits(out.Lists[j], row.Lists[j]) {
+					diffs = append(diffs, fmt.Sprintf("%s differs: %d value(s) now, %d in the file", name, listLen(out.Lists, j), listLen(row.Lists, j)))
+				}
+			}
 		} else if row.Err == "" {
 			for j, name := range job.Task.Outputs {
 				was := math.Float64bits(row.Outputs[j])
@@ -127,6 +134,9 @@ func runRerun(args []string, stdout, stderr io.Writer) error {
 					diffs = append(diffs, fmt.Sprintf("%s = %v now, %v in the file", name, now, row.Outputs[j]))
 				}
 			}
+		}
+		if len(diffs) > 0 && len(seg.changed) > 0 {
+			diffs = append(diffs, "changed since segment "+fmt.Sprint(row.Segment)+" ran: "+strings.Join(seg.changed, ", "))
 		}
 		if len(diffs) == 0 {
 			fmt.Fprintf(stdout, "row %d (%s): match, %d outputs bit for bit\n", i, desc, len(job.Task.Outputs))
@@ -147,6 +157,7 @@ type rerunSegment struct {
 	jobFile, program string
 	args             []string
 	workdir          string
+	changed          []string // input files and script whose content differs from the record
 }
 
 func newRerunSegment(prov results.Provenance, i int, tmp, program, file string, stderr io.Writer) (*rerunSegment, error) {
@@ -183,7 +194,44 @@ func newRerunSegment(prov results.Provenance, i int, tmp, program, file string, 
 			s.workdir = filepath.Dir(filepath.Dir(filepath.Dir(seg.JobFile)))
 		}
 	}
+	// The files the tasks read and the script, checked first: a changed
+	// one explains a mismatch before any row runs.
+	s.changed = changedSince(seg, s.workdir)
+	if len(s.changed) > 0 {
+		fmt.Fprintf(stderr, "warning: changed since segment %d ran (results may differ): %s\n", i, strings.Join(s.changed, "; "))
+	}
 	return s, nil
+}
+
+// changedSince names the input files (relative to workdir) and the script
+// of seg whose SHA-256 differs now, or that cannot be read.
+func changedSince(seg results.Segment, workdir string) []string {
+	var out []string
+	check := func(what, path, recorded string) {
+		p := path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(workdir, p)
+		}
+		sum, err := results.FileSHA256(p)
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s %s (cannot be read: %v)", what, path, err))
+		case sum != recorded:
+			out = append(out, fmt.Sprintf("%s %s (SHA-256 %.12s…, recorded %.12s…)", what, path, sum, recorded))
+		}
+	}
+	names := make([]string, 0, len(seg.Inputs))
+	for f := range seg.Inputs {
+		names = append(names, f)
+	}
+	slices.Sort(names)
+	for _, f := range names {
+		check("input", f, seg.Inputs[f])
+	}
+	if seg.Script != "" && seg.ScriptSHA256 != "" {
+		check("script", seg.Script, seg.ScriptSHA256)
+	}
+	return out
 }
 
 func describe(job *jobs.Job, row results.Row) string {
@@ -195,4 +243,24 @@ func describe(job *jobs.Job, row results.Row) string {
 	}
 	parts = append(parts, fmt.Sprintf("replicate %d", row.Replicate), fmt.Sprintf("seed %d", row.Seed))
 	return strings.Join(parts, " ")
+}
+
+// sameBits tells whether a list of bit patterns is the list of numbers.
+func sameBits(bits []uint64, vals []float64) bool {
+	if len(bits) != len(vals) {
+		return false
+	}
+	for i, b := range bits {
+		if b != math.Float64bits(vals[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func listLen[T any](l [][]T, j int) int {
+	if j < len(l) {
+		return len(l[j])
+	}
+	return 0
 }

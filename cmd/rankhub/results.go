@@ -196,7 +196,10 @@ func showRow(path string, row int, stdout, stderr io.Writer) error {
 	w.printf("outputs\n")
 	for i, o := range r.Outputs() {
 		v := "missing"
-		if !math.IsNaN(x.Outputs[i]) {
+		switch {
+		case i < len(x.Lists) && x.Lists[i] != nil: // parse = "table"
+			v = strings.Trim(fmt.Sprint(x.Lists[i]), "[]")
+		case !math.IsNaN(x.Outputs[i]):
 			v = fmt.Sprint(x.Outputs[i])
 		}
 		w.printf("  %-12s %s\n", o, v)
@@ -221,18 +224,28 @@ func showRow(path string, row int, stdout, stderr io.Writer) error {
 		w.printf("  job id       %s (%s)\n  hosts        %s\n", orDash(p.JobID), orDash(p.Scheduler), strings.Join(p.Hosts, " "))
 		w.printf("  rankhub      %s, revision %s, %s\n  program      %s (SHA-256 %s)\n", orDash(p.Version), orDash(p.Revision), p.GoVersion, p.Program, orDash(p.ProgramSHA256))
 	}
-	w.printf("  job file     %s; seed %d\n", orDash(p.JobFile), p.Seed)
-	if p.Script != "" {
-		w.printf("  script       %s (SHA-256 %s)\n", p.Script, orDash(p.ScriptSHA256))
-	}
-	inputs := p.Inputs
+	jobFile, seed, jobText, script, scriptSum, inputs := p.JobFile, p.Seed, p.JobText, p.Script, p.ScriptSHA256, p.Inputs
 	if resumed && run.Inputs != nil {
 		inputs = run.Inputs
+	}
+	if len(p.Segments) > 0 {
+		// The row's own run: its job text, script and input files.
+		if seg, err := p.Segment(x.Segment); err == nil {
+			w.printf("  segment      %d of %d, started %s\n", seg.Index, len(p.Segments), seg.Started.Format("2006-01-02T15:04:05Z07:00"))
+			if seg.Forced {
+				w.printf("  forced       %s\n", indent(strings.Join(seg.Changes, "\n")))
+			}
+			jobFile, seed, jobText, script, scriptSum, inputs = seg.JobFile, seg.Seed, seg.JobText, seg.Script, seg.ScriptSHA256, seg.Inputs
+		}
+	}
+	w.printf("  job file     %s; seed %d\n", orDash(jobFile), seed)
+	if script != "" {
+		w.printf("  script       %s (SHA-256 %s)\n", script, orDash(scriptSum))
 	}
 	for _, k := range slices.Sorted(maps.Keys(inputs)) {
 		w.printf("  input        %s (SHA-256 %s)\n", k, inputs[k])
 	}
-	w.printf("job text\n%s", indentBlock(p.JobText))
+	w.printf("job text\n%s", indentBlock(jobText))
 	return w.err
 }
 

@@ -8,6 +8,16 @@ import (
 	"github.com/rankhub/rankhub/sweep"
 )
 
+// inputsPrecheck checks, before any rank starts or anything is queued, that
+// every file the job's tasks read (stdin, inputs) is there.
+func inputsPrecheck(job *jobs.Job) error {
+	if job.Task == nil {
+		return nil
+	}
+	_, err := sweep.HashInputs(job, launcher.JobWorkdir(job))
+	return err
+}
+
 // sweepPrecheck checks, before any rank starts, that a --resume may continue
 // the job's result file (see sweep.Precheck).
 func sweepPrecheck(job *jobs.Job, force bool) error {
@@ -18,5 +28,5 @@ func sweepPrecheck(job *jobs.Job, force bool) error {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(launcher.JobWorkdir(job), path)
 	}
-	return sweep.Precheck(path, job, force)
+	return sweep.Precheck(path, job, force, launcher.JobWorkdir(job))
 }

@@ -128,6 +128,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if fl.force && !fl.resume {
 		return &usageError{msg: "--force goes with --resume"}
 	}
+	if err := inputsPrecheck(job); err != nil {
+		return err
+	}
 	if fl.resume {
 		env[rankhub.EnvResume] = "1"
 		if fl.force {

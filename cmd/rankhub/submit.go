@@ -114,6 +114,9 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if err := launcher.Preflight(job, false); err != nil {
 		return err
 	}
+	if err := inputsPrecheck(job); err != nil {
+		return err
+	}
 	if fl.resume {
 		// Refuse a resume that cannot work before anything is queued.
 		if err := sweepPrecheck(job, fl.force); err != nil {
