@@ -107,10 +107,12 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 		}
 	}()
 
-	// One spin rule for the views and the mesh (launcher.SpinFor): off
-	// when the ranks outnumber the cores.
+	// Spinning (launcher.SpinFor for the mesh, ViewsSpinFor for the hub's
+	// and engines' connections): off when the ranks outnumber the cores,
+	// twice over for the views.
 	spin := set.SpinFor(id.Size, runtime.GOMAXPROCS(0), runtime.NumCPU())
-	copts := comm.Options{Heartbeat: set.Heartbeat, HeartbeatMisses: launcher.HeartbeatMisses, Logger: log, Spin: max(spin, 0)}
+	vspin := set.ViewsSpinFor(id.Size, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	copts := comm.Options{Heartbeat: set.Heartbeat, HeartbeatMisses: launcher.HeartbeatMisses, Logger: log, Spin: max(vspin, 0)}
 	host, _ := os.Hostname()
 	transport := set.Transport
 	join := os.Getenv(launcher.EnvJoin)

@@ -136,7 +136,12 @@ func TestOversubscribed(t *testing.T) {
 	if got := Oversubscribed(base, fits, env()); got.Spin != base.Spin || got.HeartbeatMisses != 5 || got.HandshakeTimeout != 0 {
 		t.Errorf("%d ranks of %d threads on %d cores: %+v, want the options unchanged", fits, procs, cores, got)
 	}
-	over := cores + 1
+	if mild := ViewsOversubscription * cores / procs; mild > fits {
+		if got := Oversubscribed(base, mild, env()); got.Spin != base.Spin {
+			t.Errorf("%d ranks of %d threads on %d cores: spin %v, want it kept (at most %d per core)", mild, procs, cores, got.Spin, ViewsOversubscription)
+		}
+	}
+	over := ViewsOversubscription*cores/procs + 1
 	if got := Oversubscribed(base, over, env()); got.Spin != 0 {
 		t.Errorf("%d ranks on %d cores: spin %v, want 0", over, cores, got.Spin)
 	}

@@ -78,3 +78,29 @@ func TestJobSettingsCarryTLSAndMaxFrame(t *testing.T) {
 		t.Fatalf("defaults %+v", d)
 	}
 }
+
+// The hub's and engines' connections spin up to two schedulers per core
+// (3 ranks on 2 cores: a hub and two engines), the mesh up to one.
+func TestViewsSpinFor(t *testing.T) {
+	for _, tc := range []struct {
+		spin              time.Duration
+		size, procs, cpus int
+		views, mesh       time.Duration
+	}{
+		{0, 2, 1, 2, DefaultSpin, DefaultSpin},
+		{0, 3, 1, 2, DefaultSpin, -1},
+		{0, 4, 1, 2, DefaultSpin, -1},
+		{0, 5, 1, 2, -1, -1},
+		{0, 1025, 1, 2, -1, -1},
+		{50 * time.Microsecond, 1025, 1, 2, 50 * time.Microsecond, 50 * time.Microsecond},
+		{-1, 2, 1, 2, -1, -1},
+	} {
+		s := RankSettings{Spin: tc.spin}
+		if got := s.ViewsSpinFor(tc.size, tc.procs, tc.cpus); got != tc.views {
+			t.Errorf("%+v: views spin %v, want %v", tc, got, tc.views)
+		}
+		if got := s.SpinFor(tc.size, tc.procs, tc.cpus); got != tc.mesh {
+			t.Errorf("%+v: mesh spin %v, want %v", tc, got, tc.mesh)
+		}
+	}
+}

@@ -172,10 +172,10 @@ func StopOwnStep() (bool, error) {
 // job with more ranks than cores degrades instead of collapsing:
 //
 //   - No spinning when the ranks, GOMAXPROCS threads each, outnumber the
-//     cores, unless RANKHUB_SPIN sets it: the caller's spin window comes
-//     from RankSettings.SpinFor, the one spin rule of views and mesh (513
-//     ranks on 2 cores failed with spinning on); this only repeats it for
-//     callers that did not ask it.
+//     cores ViewsOversubscription times, unless RANKHUB_SPIN sets it: the
+//     caller's spin window comes from RankSettings.ViewsSpinFor (513 ranks
+//     on 2 cores failed with spinning on); this only repeats it for callers
+//     that did not ask it.
 //   - More missed heartbeats before a peer is declared dead when there are
 //     8 ranks per core or more: 5 per 8 ranks per core, at most 60. While
 //     1024 ranks start on 2 cores, the hub waits seconds for a time slice
@@ -187,7 +187,7 @@ func StopOwnStep() (bool, error) {
 func Oversubscribed(opts comm.Options, size int, getenv func(string) string) comm.Options {
 	threads := size * max(runtime.GOMAXPROCS(0), 1)
 	cores := max(runtime.NumCPU(), 1)
-	if threads > cores && getenv(EnvSpin) == "" {
+	if threads > ViewsOversubscription*cores && getenv(EnvSpin) == "" {
 		opts.Spin = 0
 	}
 	if perCore := threads / cores; perCore >= 8 {
