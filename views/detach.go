@@ -21,7 +21,7 @@ import (
 func detach(v any) any {
 	switch x := v.(type) {
 	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64, string,
-		arrow.Array, arrow.Record, *arrow.Chunked:
+		arrow.Array, arrow.RecordBatch, *arrow.Chunked:
 		return v
 	case []float64:
 		return append([]float64(nil), x...)
