@@ -21,7 +21,7 @@ var allowed = map[string][]string{
 	"collective": {"comm"},
 	"views":      {"collective", "comm"},
 	"results":    {"jobs", "internal"},
-	"sweep":      {"jobs", "results", "views", "collective", "comm"},
+	"sweep":      {"jobs", "jobdir", "results", "views", "collective", "comm"},
 	// The root package is the program entry: it ties the launcher's
 	// bootstrap to the views' hub and engine and runs the sweep driver.
 	"":           {"jobs", "jobdir", "comm", "launcher", "collective", "views", "results", "sweep", "internal"},

@@ -2,7 +2,6 @@ package rankhub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -102,13 +101,7 @@ func sweepDriver(job *jobs.Job, id launcher.Identity, log zerolog.Logger) Driver
 		var progress func(sweep.Progress) error
 		if id.JobDir != "" {
 			jd := jobdir.Dir{Path: id.JobDir, Perm: perm}
-			progress = func(p sweep.Progress) error {
-				b, err := json.Marshal(p)
-				if err != nil {
-					return err
-				}
-				return jd.WriteFile(jobdir.ProgressFile, b)
-			}
+			progress = jd.WriteProgress
 		}
 		err = sweep.Drive(ctx, c, job, w, pl, segment, progress, log)
 		switch {

@@ -213,6 +213,10 @@ type Progress struct {
 	ETA     float64   `json:"eta_seconds"`
 	Updated time.Time `json:"updated"`
 	Results string    `json:"results"`
+	// Adaptive sweeps: Total is done plus the estimate of what remains;
+	// Active counts the groups that have not stopped.
+	Adaptive bool `json:"adaptive,omitempty"`
+	Active   int  `json:"active_groups,omitempty"`
 }
 
 // WriteProgress replaces progress.json.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/results"
 	"github.com/rankhub/rankhub/views"
@@ -21,21 +22,9 @@ const ProgressFile = "progress.json"
 const BuiltinName = "rankhub.sweep"
 
 // Progress is what Drive reports in progress.json in the job directory
-// (the `rankhub run` process draws its bar from it).
-type Progress struct {
-	Done    int       `json:"done"`
-	Failed  int       `json:"failed"`
-	Total   int       `json:"total"`
-	Skipped int       `json:"skipped"` // already in the file when resuming
-	Rate    float64   `json:"rate"`    // rows per second since the start
-	ETA     float64   `json:"eta_seconds"`
-	Updated time.Time `json:"updated"`
-	Results string    `json:"results"`
-	// Adaptive sweeps: Total is done plus the estimate of what remains;
-	// Active counts the groups that have not stopped.
-	Adaptive bool `json:"adaptive,omitempty"`
-	Active   int  `json:"active_groups,omitempty"`
-}
+// (the `rankhub run` process draws its bar from it): the job directory's
+// record, jobdir.Progress.
+type Progress = jobdir.Progress
 
 type chunkDone struct {
 	res  ChunkResult
