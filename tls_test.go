@@ -223,3 +223,44 @@ func TestTLSAllRankLinks(t *testing.T) {
 		}
 	}
 }
+
+// An outside client pings at the hub's own heartbeat interval, which the
+// connection file records: with a job heartbeat of 200 ms (the hub drops a
+// peer silent for 1 s) a client that pinged every second, as Connect did,
+// was dropped while idle.
+func TestOutsideClientUsesTheHubsHeartbeat(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, done := start(t, ctx, "serve", 2, true)
+	waitNote(t, dir, "ready", 30*time.Second)
+	path := filepath.Join(dir, jobdir.ConnFile)
+	ci, err := comm.ReadConnInfo(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.Heartbeat() != 200*time.Millisecond {
+		t.Fatalf("hub.json records heartbeat %v, want the job's 200ms", ci.Heartbeat())
+	}
+	c, err := views.ConnectContext(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(4 * time.Second) // idle: only heartbeats flow
+	dv, err := c.DirectView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar, err := dv.Apply("where")
+	if err != nil {
+		t.Fatalf("after 4 s idle: %v", err)
+	}
+	if _, err := ar.Get(20 * time.Second); err != nil {
+		t.Fatalf("after 4 s idle: %v", err)
+	}
+	c.Close()
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}

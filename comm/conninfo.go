@@ -25,6 +25,18 @@ type ConnInfo struct {
 	// (Listener.TLSFingerprint) when its TCP socket speaks TLS; dialers over
 	// TCP pass it as Options.TLSFingerprint.
 	TLS string `json:"tls_sha256,omitempty"`
+	// HeartbeatMS is the hub's heartbeat interval in milliseconds: a peer
+	// silent for HeartbeatMisses (default 5) of them is dropped, so a
+	// client must ping at least as often. 0: not recorded (1 s).
+	HeartbeatMS int64 `json:"heartbeat_ms,omitempty"`
+}
+
+// Heartbeat is the hub's heartbeat interval, 1 s when not recorded.
+func (ci *ConnInfo) Heartbeat() time.Duration {
+	if ci.HeartbeatMS <= 0 {
+		return time.Second
+	}
+	return time.Duration(ci.HeartbeatMS) * time.Millisecond
 }
 
 // KeyBytes decodes the key.

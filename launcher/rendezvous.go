@@ -81,6 +81,7 @@ func ListenHub(id Identity, listen string, opts comm.Options, tls comm.TLSMode) 
 	ci := &comm.ConnInfo{TCP: net.JoinHostPort(adv, port), Unix: ln.UnixAddr(), Host: host, PID: os.Getpid(), JobID: id.JobID, Ranks: id.Size, Created: time.Now().UTC()}
 	ci.SetKey(key)
 	ci.TLS = ln.TLSFingerprint()
+	ci.HeartbeatMS = opts.Heartbeat.Milliseconds()
 	path := filepath.Join(id.JobDir, ConnFile)
 	if err := comm.WriteConnInfo(path, ci); err != nil {
 		ln.Close()

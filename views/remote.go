@@ -435,7 +435,9 @@ func ConnectContext(ctx context.Context, path string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := comm.Options{Heartbeat: time.Second}
+	// The hub's interval: a client that pinged less often than the hub
+	// expects would be dropped while idle.
+	opts := comm.Options{Heartbeat: ci.Heartbeat()}
 	host, _ := os.Hostname()
 	var conn *comm.Conn
 	var errs []error
