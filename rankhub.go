@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -231,7 +232,7 @@ func runHub(ctx context.Context, id launcher.Identity, driver Driver, copts comm
 	err = client.WaitForEngines(wctx, id.Size-1)
 	wcancel()
 	if err != nil {
-		return endJob(ctx, id, client, jobdir.Fail(jobdir.StartFailed, fmt.Errorf("rank 0: %w", err)))
+		return endJob(ctx, id, client, jobdir.Fail(jobdir.StartFailed, startFailure(id, client.Engines(), o.StartTimeout, err)))
 	}
 	log.Info().Ints("engines", client.IDs()).Msg("all engines registered")
 	if driver == nil {
@@ -392,4 +393,42 @@ func envLabels() []string {
 		}
 	}
 	return out
+}
+
+// starters names who starts the ranks, by where their identity came from.
+var starters = map[string]string{
+	"rankhub": "rankhub's local launcher",
+	"slurm":   "srun (SLURM)",
+	"openmpi": "Open MPI's mpiexec",
+	"pmi":     "a PMI launcher (mpiexec of MPICH/Hydra, or srun --mpi)",
+	"pbs":     "the PBS starter (pbsdsh, pbs_tmrsh or mpiexec)",
+}
+
+// startFailure says which ranks never reached the hub within the start
+// timeout, and who was to start them, instead of only a count.
+func startFailure(id launcher.Identity, engines []views.EngineInfo, timeout time.Duration, err error) error {
+	seen := map[int]bool{}
+	for _, e := range engines {
+		seen[e.Rank] = true
+	}
+	var missing []string
+	for r := 1; r < id.Size; r++ {
+		if !seen[r] {
+			missing = append(missing, strconv.Itoa(r))
+		}
+	}
+	if len(missing) == 0 {
+		return fmt.Errorf("rank 0: %w", err)
+	}
+	who := starters[id.Source]
+	if who == "" {
+		who = "the starter (" + id.Source + ")"
+	}
+	const show = 32
+	list := strings.Join(missing[:min(len(missing), show)], " ")
+	if len(missing) > show {
+		list += fmt.Sprintf(" ... (%d in all)", len(missing))
+	}
+	return fmt.Errorf("rank 0: %d of %d engine ranks never reached the hub within %v; missing ranks: %s; they are started by %s: see its output and the ranks' logs in %s (%w)",
+		len(missing), id.Size-1, timeout, list, who, id.JobDir, err)
 }

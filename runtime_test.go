@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 	if role == "" {
 		os.Exit(m.Run())
 	}
+	if role == "rank2missing" && os.Getenv(launcher.EnvRank) == "2" {
+		os.Exit(0) // a rank its starter never really started
+	}
 	rankhub.Register("where", func(c *views.Context) where {
 		h, _ := os.Hostname()
 		return where{c.EngineID, c.Rank, os.Getpid(), h}
@@ -431,5 +434,25 @@ func TestInterruptStopsEveryRank(t *testing.T) {
 	st, _ := os.ReadFile(filepath.Join(dir, jobdir.StatusFile))
 	if !strings.Contains(string(st), `"signalled"`) {
 		t.Fatalf("end status: %s", st)
+	}
+}
+
+// Issue 13: when ranks never reach the hub, the job fails start-failed
+// naming the missing ranks and who was to start them, not only a count.
+func TestMissingRanksNamed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, done := startEnv(t, ctx, "rank2missing", 4, false, map[string]string{"RANKHUB_START_TIMEOUT": "2s"})
+	if err := <-done; err == nil {
+		t.Fatal("run succeeded with rank 2 missing")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, jobdir.StatusFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"start-failed", "1 of 3 engine ranks never reached the hub", "missing ranks: 2;", "rankhub's local launcher"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("status.json lacks %q:\n%s", want, b)
+		}
 	}
 }
