@@ -22,6 +22,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/internal/netnstest"
 )
 
 // Real-process tests: the test binary re-runs itself as N ranks (TestMain
@@ -803,53 +804,13 @@ func checkDeadRankOutput(t *testing.T, j *job, n, victim int, errs []error) {
 // TestMeshNetns runs one rank in each of two network namespaces joined by a
 // veth pair, so the cross-host path runs over real separate addresses.
 func TestMeshNetns(t *testing.T) {
-	require := os.Getenv("RANKHUB_REQUIRE_NETNS") == "1"
-	skip := func(why string) {
-		if require {
-			t.Fatalf("netns test required (RANKHUB_REQUIRE_NETNS=1) but %s", why)
-		}
-		t.Skipf("SKIPPING the cross-host netns test: %s (set RANKHUB_REQUIRE_NETNS=1 to fail instead)", why)
-	}
-	if os.Geteuid() != 0 {
-		skip("not root")
-	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		skip("`ip` (iproute2) is not installed")
-	}
-	suffix := fmt.Sprintf("%d", os.Getpid()%100000)
-	nsA, nsB := "rhta"+suffix, "rhtb"+suffix
-	vethA, vethB := "rhva"+suffix, "rhvb"+suffix
-	ip := func(args ...string) error {
-		out, err := exec.Command(ipPath, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	t.Cleanup(func() {
-		ip("netns", "del", nsA)
-		ip("netns", "del", nsB)
-	})
-	steps := [][]string{
-		{"netns", "add", nsA}, {"netns", "add", nsB},
-		{"link", "add", vethA, "type", "veth", "peer", "name", vethB},
-		{"link", "set", vethA, "netns", nsA}, {"link", "set", vethB, "netns", nsB},
-		{"-n", nsA, "addr", "add", "10.231.0.1/24", "dev", vethA}, {"-n", nsB, "addr", "add", "10.231.0.2/24", "dev", vethB},
-		{"-n", nsA, "link", "set", vethA, "up"}, {"-n", nsB, "link", "set", vethB, "up"},
-		{"-n", nsA, "link", "set", "lo", "up"}, {"-n", nsB, "link", "set", "lo", "up"},
-	}
-	for _, s := range steps {
-		if err := ip(s...); err != nil {
-			skip(err.Error())
-		}
-	}
-	ns := []string{nsA, nsB}
+	p := netnstest.New(t, "rht", "10.231.0")
+	ns := []string{p.NSA, p.NSB}
 	j := startJob(t, "netns", 2, false,
 		func(r int) []string {
 			return []string{fmt.Sprintf("%s=netns-host-%d", EnvMeshHost, r), fmt.Sprintf("%s=10.231.0.%d", EnvMeshAddr, r+1)}
 		},
-		func(r int, argv []string) []string { return append([]string{ipPath, "netns", "exec", ns[r]}, argv...) })
+		func(r int, argv []string) []string { return append(p.Exec(ns[r]), argv...) })
 	for r, err := range j.wait(t, 60*time.Second) {
 		out := j.outs[r].String()
 		if err != nil || !strings.HasSuffix(strings.TrimSpace(out), "OK") || !strings.Contains(out, "LINK 10.231.0.") {
