@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rankhub/rankhub/jobdir"
 )
 
 // conf is the emulated cluster's configuration (scripts/slurm-multi.sh).
@@ -327,6 +329,15 @@ func TestMultiNodeCrash(t *testing.T) {
 	}
 	if strings.Contains(out, "already exists") {
 		t.Errorf("the job ran again and refused its own result file:\n%s", out)
+	}
+	// What happened, in the job's own record: every task ran, a node's
+	// engines were lost (not "completed", not "failed").
+	st, err := jobdir.Dir{Path: jobDir}.ReadStatus()
+	if err != nil {
+		t.Fatalf("status.json: %v", err)
+	}
+	if st.Outcome != jobdir.NodeLost || st.ExitStatus != jobdir.NodeLost.ExitCode() || len(st.Attempts) != 1 {
+		t.Errorf("status.json after losing n3: %+v, want one attempt, outcome %s (exit %d)", st, jobdir.NodeLost, jobdir.NodeLost.ExitCode())
 	}
 }
 
