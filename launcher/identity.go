@@ -171,11 +171,9 @@ func StopOwnStep() (bool, error) {
 // connections in a job of size ranks to the cores they share, so that a
 // job with more ranks than cores degrades instead of collapsing:
 //
-//   - No spinning when the ranks, GOMAXPROCS threads each, outnumber the
-//     cores ViewsOversubscription times, unless RANKHUB_SPIN sets it: the
-//     caller's spin window comes from RankSettings.ViewsSpinFor (513 ranks
-//     on 2 cores failed with spinning on); this only repeats it for callers
-//     that did not ask it.
+//   - (Spinning is the caller's: RankSettings.ViewsSpinFor turns it off
+//     when the ranks outnumber the cores twice; 513 ranks on 2 cores
+//     failed with spinning on.)
 //   - More missed heartbeats before a peer is declared dead when there are
 //     8 ranks per core or more: 5 per 8 ranks per core, at most 60. While
 //     1024 ranks start on 2 cores, the hub waits seconds for a time slice
@@ -184,12 +182,9 @@ func StopOwnStep() (bool, error) {
 //     The handshake may take as long (10 s per 8 ranks per core, at most
 //     2 minutes): an engine whose handshake timed out used to exit, and
 //     with it the job.
-func Oversubscribed(opts comm.Options, size int, getenv func(string) string) comm.Options {
+func Oversubscribed(opts comm.Options, size int) comm.Options {
 	threads := size * max(runtime.GOMAXPROCS(0), 1)
 	cores := max(runtime.NumCPU(), 1)
-	if threads > ViewsOversubscription*cores && getenv(EnvSpin) == "" {
-		opts.Spin = 0
-	}
 	if perCore := threads / cores; perCore >= 8 {
 		misses := opts.HeartbeatMisses
 		if misses <= 0 {

@@ -52,7 +52,7 @@ func ListenHub(id Identity, listen string, opts comm.Options, tls comm.TLSMode) 
 	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() && UnderScheduler(os.Getenv) {
 		tcp, h = "0.0.0.0:0", "0.0.0.0"
 	}
-	opts = Oversubscribed(opts, id.Size, os.Getenv)
+	opts = Oversubscribed(opts, id.Size)
 	adv := h
 	if ip := net.ParseIP(h); ip == nil || ip.IsUnspecified() {
 		a, err := ChooseAddr(HostNet(), os.Getenv)
@@ -237,7 +237,7 @@ func DialHub(ctx context.Context, ci *comm.ConnInfo, transport string, opts comm
 	if err != nil {
 		return nil, err
 	}
-	opts = Oversubscribed(opts, ci.Ranks, os.Getenv)
+	opts = Oversubscribed(opts, ci.Ranks)
 	host, _ := os.Hostname()
 	var errs []error
 	if transport != "tcp" && ci.Unix != "" && host == ci.Host {
