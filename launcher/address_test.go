@@ -126,8 +126,7 @@ func TestUnderScheduler(t *testing.T) {
 
 // TestOversubscribed: heartbeats and handshakes tolerate long waits from 8
 // ranks per core on (spinning is ViewsSpinFor's, TestViewsSpinFor); a job
-// that fits the cores
-// keeps its options.
+// that fits the cores keeps its options.
 func TestOversubscribed(t *testing.T) {
 	cores := runtime.NumCPU()
 	procs := runtime.GOMAXPROCS(0)
