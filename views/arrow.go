@@ -2,6 +2,9 @@ package views
 
 import (
 	"fmt"
+	"os"
+	"runtime"
+	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -13,9 +16,10 @@ import (
 
 // Arrow values travel with their buffers as out-of-band frame buffers: the
 // frame points at the arrays' own memory (no copy on send), and received
-// arrays are built on the frame's memory (no copy on receive). Received
-// arrays are read-only, as all Arrow arrays are: to change values, copy
-// them into a builder.
+// arrays are built on the frame's memory (no copy on receive), except
+// arrays of at least a page (readOnlyMin), which are copied once into
+// read-only memory (readOnlyArray). Received arrays are read-only, as all
+// Arrow arrays are: to change values, copy them into a builder.
 //
 // Supported: arrays of int8..int64, uint8..uint64, float32, float64,
 // boolean and utf8 strings (nulls included, slices included), records of
@@ -342,6 +346,11 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 			return nil, d.corrupt("Arrow data buffer too short")
 		}
 	}
+	if len(validity)+len(offsets)+len(data) >= readOnlyMin {
+		if a := readOnlyArray(dt, int(n), int(nulls), int(bit), validity, offsets, data); a != nil {
+			return a, nil
+		}
+	}
 	bufs := []*memory.Buffer{nil, memory.NewBufferBytes(data)}
 	if validity != nil {
 		bufs[0] = memory.NewBufferBytes(validity)
@@ -354,6 +363,59 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 	ad.Release()
 	return a, nil
 }
+
+// readOnlyMin is the size from which a received array's buffers (validity,
+// offsets and data together) are copied out of the frame into memory that
+// faults on write: a page, the unit of protection. Smaller arrays stay in
+// the frame (their copy and collection would cost more than their
+// transfer); detach copies them for a driver in the hub's process.
+var readOnlyMin = os.Getpagesize()
+
+// readOnlyArray builds an array over read-only copies of its buffers
+// (collective.ReadOnlyCopy): a write through Float64Values or the like
+// faults instead of changing what the sender, the hub or another client
+// holds. The copies' lifetime is the garbage collector's, as for bulk
+// arrays (gcOwned): they are freed once neither the array nor any Arrow
+// object built on its buffers is reachable. nil when no read-only memory
+// could be had (the caller keeps the frame's bytes).
+func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, data []byte) arrow.Array {
+	bufs, err := collective.ReadOnlyBuffers(validity, data, offsets)
+	if err != nil {
+		return nil
+	}
+	if offsets != nil {
+		bufs = []*memory.Buffer{bufs[0], bufs[2], bufs[1]}
+	} else {
+		bufs = bufs[:2]
+	}
+	ad := array.NewData(dt, n, bufs, nil, nulls, offset)
+	for _, b := range bufs {
+		if b != nil {
+			b.Release()
+		}
+	}
+	a := array.MakeFromData(ad)
+	ad.Release()
+	if roSinceGC.Add(int64(len(validity)+len(offsets)+len(data))) >= readOnlyGCBytes && roGC.CompareAndSwap(false, true) {
+		roSinceGC.Store(0)
+		go func() {
+			runtime.GC()
+			roGC.Store(false)
+		}()
+	}
+	return gcOwned(a)
+}
+
+// readOnlyGCBytes is how much may be copied into read-only memory between
+// collections started for it: its memory is reused (already faulted in)
+// only once the arrays in it were collected, and the collector does not
+// count it.
+const readOnlyGCBytes = 32 << 20
+
+var (
+	roSinceGC atomic.Int64 // bytes copied into read-only memory since the last collection for them
+	roGC      atomic.Bool  // a collection for them runs
+)
 
 // bulkArray receives an array sent on the bulk path (after its marker).
 func (d *decoder) bulkArray(want arrow.Type) (arrow.Array, error) {

@@ -164,3 +164,28 @@ func rawSocket(b *testing.B, size int) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkPushArrow: push a float64 Arrow array of 4 KiB to 32 MiB to one
+// engine and wait for the answer (the push round trip). Arrays of a page or
+// more are received into read-only memory (one copy); compare with a build
+// without that, interleaved.
+func BenchmarkPushArrow(b *testing.B) {
+	pc := startProcs(b, 1, HubConfig{})
+	one := must[*DirectView](b)(pc.cl.View(0))
+	for _, size := range []int{4 << 10, 64 << 10, 1 << 20, 32 << 20} {
+		x := roRamp(size / 8)
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for i := 0; i < b.N; i++ {
+				ar, err := one.Push(map[string]any{"x": x})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := ar.Get(-1); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		x.Release()
+	}
+}

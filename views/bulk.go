@@ -180,6 +180,17 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	if err != nil {
 		return nil, fmt.Errorf("views: bulk receive from rank %d: %w", from, err)
 	}
+	if !w.ReadOnly(a) { // received over a socket: writable, copied once into read-only memory
+		d := a.Data()
+		var validity []byte
+		if b := d.Buffers()[0]; b != nil {
+			validity = b.Bytes()
+		}
+		if ro := readOnlyArray(d.DataType(), d.Len(), d.NullN(), d.Offset(), validity, nil, d.Buffers()[1].Bytes()); ro != nil {
+			a.Release()
+			return ro, nil
+		}
+	}
 	return gcOwned(a), nil
 }
 

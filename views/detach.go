@@ -4,6 +4,8 @@ import (
 	"reflect"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // Received values are read-only in the sense that matters: the hub keeps
@@ -11,18 +13,36 @@ import (
 // through detach, so a write into a received slice or map changes only
 // the writer's copy, never what the hub stores, what a later Get returns or
 // what another client fetches by message id. Outside clients and engines
-// decode their own copies from frames. Arrow arrays, records and chunked
-// arrays are not copied: their API has no setters (to modify one, copy it
-// into a builder).
+// decode their own copies from frames. Arrow arrays have no setters, but
+// their values can be written through Float64Values and the like: arrays
+// of at least a page are received into read-only memory (readOnlyArray, or
+// a peer's arena mapped read-only on the bulk path), so such a write
+// faults; smaller ones are copied here.
 
 // detach returns a copy of v that shares no mutable memory with it: slices,
 // maps and pointers are copied, deeply; scalars, strings and Arrow values
 // are returned as they are.
 func detach(v any) any {
 	switch x := v.(type) {
-	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64, string,
-		arrow.Array, arrow.RecordBatch, *arrow.Chunked:
+	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64, string:
 		return v
+	case arrow.Array:
+		return detachArray(x)
+	case arrow.RecordBatch:
+		cols := make([]arrow.Array, x.NumCols())
+		for i := range cols {
+			cols[i] = detachArray(x.Column(i))
+		}
+		return array.NewRecordBatch(x.Schema(), cols, x.NumRows())
+	case *arrow.Chunked:
+		if x == nil {
+			return v
+		}
+		chunks := make([]arrow.Array, len(x.Chunks()))
+		for i, c := range x.Chunks() {
+			chunks[i] = detachArray(c)
+		}
+		return arrow.NewChunked(x.DataType(), chunks)
 	case []float64:
 		return append([]float64(nil), x...)
 	case []int64:
@@ -46,6 +66,25 @@ func detach(v any) any {
 		return v
 	}
 	return out.Interface()
+}
+
+// detachArray returns a itself when its buffers hold at least readOnlyMin
+// bytes (received read-only), else a copy on the Go heap.
+func detachArray(a arrow.Array) arrow.Array {
+	size := 0
+	for _, b := range a.Data().Buffers() {
+		if b != nil {
+			size += b.Len()
+		}
+	}
+	if size >= readOnlyMin {
+		return a
+	}
+	c, err := array.Concatenate([]arrow.Array{a}, memory.DefaultAllocator)
+	if err != nil {
+		return a // a type Concatenate cannot copy: none the codec decodes
+	}
+	return c
 }
 
 // detachValue copies slices, maps, pointers and arrays deeply; other

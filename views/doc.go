@@ -62,11 +62,22 @@
 //
 // Arrow arrays and large numeric slices are handed to the transport as they
 // are: do not modify them until the result's Sent channel is closed.
-// Received arrays alias the received memory and are read-only; copy into a
-// builder to change values. Field metadata of records is not sent. No
-// write into a received value changes what the hub stores or what another
-// client sees: a driver in the hub's process receives deep copies of
-// slices and maps (detach.go), outside clients and engines decode their own.
+// Received arrays are read-only; copy into a builder to change values.
+// Field metadata of records is not sent. No write into a received value
+// changes what the hub stores or what another client or engine sees: a
+// driver in the hub's process receives deep copies of slices, maps and
+// Arrow arrays smaller than a page (detach.go), outside clients and
+// engines decode their own. An Arrow array of at least a page (4 KiB,
+// validity, offsets and data together) is read-only in memory as well,
+// wherever it arrives (an engine's push, a pull or Get, by an outside
+// client or the driver on rank 0; in frames over TCP or a Unix socket, or
+// on the mesh): a write through Float64Values() or the like faults
+// (SIGSEGV, a recoverable panic under debug.SetPanicOnFault). Arrays in
+// frames and arrays that crossed nodes on the mesh are copied once into
+// read-only memory (collective.ReadOnlyCopy: a memory file mapped twice,
+// reused without system calls); on one node the mesh maps the sender's
+// arena read-only and copies nothing. Received []float64 and other Go
+// slices are yours to modify.
 //
 // Push, Set and Scatter from a driver on rank 0, and the engines' answers
 // to Pull, Get and Gather, move numeric Arrow arrays of 1 MiB and more over
@@ -74,8 +85,9 @@
 // one node the engine maps the sender's shared-memory arena read-only (an
 // array not allocated there, from collective.Comm.Arena().Allocator(), is
 // copied into it once for all the engines of the call), across nodes the
-// buffers are written straight from the array. Like arrays decoded from
-// frames, received arrays are managed by the garbage collector: their
+// buffers are written straight from the array (and copied once into
+// read-only memory on arrival). Like arrays decoded from frames, received
+// arrays are managed by the garbage collector: their
 // memory goes back to its owner when nothing built on them is reachable (a
 // Go slice such as Float64Values() is valid only while the array is). Do
 // not Release arrays a result or a namespace hands you; Retain is not

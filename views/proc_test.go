@@ -27,6 +27,7 @@ const envEngine = "VIEWS_TEST_ENGINE" // connection file path
 const envEngineRank = "VIEWS_TEST_RANK"
 const envHeartbeat = "VIEWS_TEST_HEARTBEAT"    // the engines' heartbeat interval (default 200ms)
 const envMaxControl = "VIEWS_TEST_MAX_CONTROL" // the engines' largest control payload (default comm's)
+const envEngineNet = "VIEWS_TEST_NET"          // how the engine dials the hub: "unix" (default) or "tcp"
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(envEngine); path != "" {
@@ -53,7 +54,11 @@ func engineMain(path string) int {
 		opts.Limits = comm.DefaultLimits
 		opts.Limits.MaxControl = n
 	}
-	c, err := comm.Dial(ctx, "unix", ci.Unix, key, opts)
+	network, addr := "unix", ci.Unix
+	if os.Getenv(envEngineNet) == "tcp" {
+		network, addr = "tcp", ci.TCP
+	}
+	c, err := comm.Dial(ctx, network, addr, key, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -123,6 +128,21 @@ func startProcs(t testing.TB, n int, cfg HubConfig) *procCluster {
 // silence for death.
 func startProcsWith(t testing.TB, n int, cfg HubConfig, hb time.Duration, maxControl int) *procCluster {
 	t.Helper()
+	return startProcsOver(t, make([]string, n), cfg, hb, maxControl)
+}
+
+// startProcsNet is startProcs with one engine per entry of nets, which
+// dials the hub over that network ("unix" or "tcp").
+func startProcsNet(t testing.TB, nets []string) *procCluster {
+	t.Helper()
+	return startProcsOver(t, nets, HubConfig{}, 200*time.Millisecond, 0)
+}
+
+// startProcsOver starts len(nets) engines, engine r-1 dialing over nets[r-1]
+// ("": unix).
+func startProcsOver(t testing.TB, nets []string, cfg HubConfig, hb time.Duration, maxControl int) *procCluster {
+	t.Helper()
+	n := len(nets)
 	key, _ := comm.NewKey()
 	opts := comm.Options{Heartbeat: hb}
 	if maxControl > 0 {
@@ -148,7 +168,7 @@ func startProcsWith(t testing.TB, n int, cfg HubConfig, hb time.Duration, maxCon
 	pc := &procCluster{hub: h, cl: NewClient(h), path: path}
 	for r := 1; r <= n; r++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), envEngine+"="+path, envEngineRank+"="+strconv.Itoa(r), envHeartbeat+"="+hb.String())
+		cmd.Env = append(os.Environ(), envEngine+"="+path, envEngineRank+"="+strconv.Itoa(r), envHeartbeat+"="+hb.String(), envEngineNet+"="+nets[r-1])
 		if maxControl > 0 {
 			cmd.Env = append(cmd.Env, envMaxControl+"="+strconv.Itoa(maxControl))
 		}
