@@ -137,6 +137,7 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 	wctx, wcancel := context.WithTimeout(ctx, o.StartTimeout)
 	ci, conn, err := launcher.JoinHub(wctx, hubFile, time.Now(), transport, copts, set.RankTLS())
 	wcancel()
+	joined := err == nil
 	if err == nil {
 		cfg := views.EngineConfig{Rank: id.Rank, Host: host, Logger: log, Labels: envLabels(), CaptureOutput: true}
 		if join != "" {
@@ -154,10 +155,38 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 		err = views.ServeEngine(ectx, conn, cfg)
 		served()
 	}
+	if join != "" && id.Rank == 0 && id.Source != "rankhub" {
+		// A batch job of engines joining a running hub (submit --join):
+		// its rank 0 records how the job ended.
+		return joinEnd(id.JobDir, join, joined, context.Cause(ctx), err)
+	}
 	if cause := context.Cause(ctx); cause != nil && errors.As(cause, new(*SignalError)) {
 		return nil // stopped on request: not a failure of this rank
 	}
 	return err
+}
+
+// joinEnd records in status.json how a batch job of engines that joined
+// the hub of hubFile ended, and returns rank 0's error: the engines could
+// not join (start-failed); a signal stopped them (scancel, qdel, the
+// walltime: its outcome); or the hub shut them down or went away, which
+// ends their service (completed, the reason says which).
+func joinEnd(jobDir, hubFile string, joined bool, cause, err error) error {
+	var se *SignalError
+	switch {
+	case errors.As(cause, &se):
+		recordEnd(jobDir, se.Outcome, fmt.Sprintf("stopped by %s: the engines left the hub of %s", se.Signal, hubFile))
+		return nil
+	case !joined:
+		err = jobdir.Failf(jobdir.StartFailed, "could not join the hub of %s: %v", hubFile, err)
+		recordEnd(jobDir, jobdir.StartFailed, err.Error())
+		return err
+	case err != nil:
+		recordEnd(jobDir, jobdir.Completed, fmt.Sprintf("the hub of %s went away (%v): the engines' service ended", hubFile, err))
+		return nil
+	}
+	recordEnd(jobDir, jobdir.Completed, fmt.Sprintf("the hub of %s shut its engines down", hubFile))
+	return nil
 }
 
 // engineLinger is how long an engine stays connected after a signal,

@@ -65,24 +65,9 @@ func runEngines(args []string, stdout, stderr io.Writer) error {
 	if fl.n < 1 {
 		return &usageError{msg: "-n N is required (N engines to start)"}
 	}
-	path := target
-	if st, err := os.Stat(target); err == nil && st.IsDir() {
-		path = filepath.Join(target, launcher.ConnFile)
-	}
-	path, err := filepath.Abs(path)
+	path, ci, c, err := liveHub(target)
 	if err != nil {
 		return err
-	}
-	ci, err := comm.ReadConnInfo(path)
-	if err != nil {
-		return fmt.Errorf("%s: no hub to join: %w", target, err)
-	}
-	// The hub must answer now: engines would otherwise wait their whole
-	// start timeout for nothing.
-	c, err := views.Connect(path)
-	if err != nil {
-		return fmt.Errorf("the hub of %s (%s, pid %d on %s, written %s) does not answer: %w",
-			path, ci.TCP, ci.PID, ci.Host, ci.Created.Format(time.RFC3339), err)
 	}
 	defer c.Close()
 	before := c.IDs()
@@ -132,6 +117,28 @@ func runEngines(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// liveHub finds the connection file of target (a job directory or the
+// file itself) and connects to its hub, which must answer now: engines
+// would otherwise wait their whole start timeout for nothing. path is
+// absolute.
+func liveHub(target string) (path string, ci *comm.ConnInfo, c *views.Client, err error) {
+	path = target
+	if st, err := os.Stat(target); err == nil && st.IsDir() {
+		path = filepath.Join(target, launcher.ConnFile)
+	}
+	if path, err = filepath.Abs(path); err != nil {
+		return "", nil, nil, err
+	}
+	if ci, err = comm.ReadConnInfo(path); err != nil {
+		return "", nil, nil, fmt.Errorf("%s: no hub to join: %w", target, err)
+	}
+	if c, err = views.Connect(path); err != nil {
+		return "", nil, nil, fmt.Errorf("the hub of %s (%s, pid %d on %s, written %s) does not answer: %w",
+			path, ci.TCP, ci.PID, ci.Host, ci.Created.Format(time.RFC3339), err)
+	}
+	return path, ci, c, nil
 }
 
 // waitJoined waits until n engines not in before are registered and

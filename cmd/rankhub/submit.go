@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"time"
 
@@ -19,6 +20,9 @@ type submitFlags struct {
 	dryRun bool
 	resume bool
 	force  bool
+	join   string // a running hub's job directory or hub.json: every rank is an engine joining it
+	// hubFile is join's connection file, absolute, once checked.
+	hubFile string
 }
 
 func newSubmitFlags(name string, fl *submitFlags) *flag.FlagSet {
@@ -35,14 +39,15 @@ func newSubmitFlags(name string, fl *submitFlags) *flag.FlagSet {
 	}
 	fs.BoolVar(&fl.resume, "resume", false, "sweep: run only the tasks whose rows are missing from the result file, appending to it")
 	fs.BoolVar(&fl.force, "force", false, "with --resume: continue even if the job text or program differ from the file's provenance")
+	fs.StringVar(&fl.join, "join", "", "a running hub's job directory or hub.json: every rank of the job is an engine joining it (like ipcluster engines)")
 	return fs
 }
 
 func init() {
 	register(&command{name: "submit", summary: "write the job directory and batch script and submit it to SLURM or PBS",
-		usage: "[--dry-run] [--ranks N] [--walltime T] [--partition P|--queue Q] [--account A] job.toml", run: runSubmit})
+		usage: "[--dry-run] [--ranks N] [--walltime T] [--partition P|--queue Q] [--account A] [--join JOBDIR|hub.json] job.toml", run: runSubmit})
 	register(&command{name: "script", summary: "print the batch script `submit` would submit (nothing is written)",
-		usage: "[--ranks N] [--walltime T] [--partition P|--queue Q] [--account A] job.toml", run: runScript})
+		usage: "[--ranks N] [--walltime T] [--partition P|--queue Q] [--account A] [--join JOBDIR|hub.json] job.toml", run: runScript})
 	flagSets["submit"] = func() *flag.FlagSet { return newSubmitFlags("submit", &submitFlags{}) }
 	flagSets["script"] = func() *flag.FlagSet { return newSubmitFlags("script", &submitFlags{}) }
 }
@@ -73,7 +78,44 @@ func loadBatchJob(name string, args []string, stdout, stderr io.Writer) (*jobs.J
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if fl.join != "" {
+		if fl.hubFile, err = joinable(job, &fl, stderr); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	return job, &fl, be, nil
+}
+
+// joinable checks that job can run as engines joining the hub of fl.join
+// and returns the hub's connection file: the job does no work of its own,
+// the hub answers now, and the nodes can reach it (a hub on a loopback
+// address is refused for a job that may span nodes, and warned about for
+// one on a single node, which must be the hub's host).
+func joinable(job *jobs.Job, fl *submitFlags, stderr io.Writer) (string, error) {
+	if job.Task != nil || job.Sweep != nil {
+		return "", fmt.Errorf("%s: --join: the job has a [task] or [sweep]; an engines job only serves the hub it joins (remove them, or submit without --join)", job.File)
+	}
+	if fl.resume {
+		return "", &usageError{msg: "--resume does not go with --join (an engines job has no sweep)"}
+	}
+	path, ci, c, err := liveHub(fl.join)
+	if err != nil {
+		return "", fmt.Errorf("--join: %w", err)
+	}
+	c.Close()
+	host, _, err := net.SplitHostPort(ci.TCP)
+	if err != nil {
+		return "", fmt.Errorf("--join: %s: the hub's address %q: %w", path, ci.TCP, err)
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		msg := fmt.Sprintf("%s: the hub listens on %s, which only its own host (%s) reaches; for engines on other nodes start it with `rankhub start --listen 0.0.0.0` (or --interface IF)", path, ci.TCP, ci.Host)
+		j := job.Job
+		if j.Nodes != 1 && (j.RanksPerNode == 0 || j.RanksPerNode < j.Ranks) {
+			return "", fmt.Errorf("--join: %s; this job may span nodes ([job].nodes is not 1)", msg)
+		}
+		fmt.Fprintf(stderr, "warning: %s; this job's node must be %s\n", msg, ci.Host)
+	}
+	return path, nil
 }
 
 // reorder moves a leading job file behind the flags, so both
@@ -95,7 +137,7 @@ func runScript(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := resumeEnv(fl, l.Env); err != nil {
+	if err := launchEnv(fl, l.Env); err != nil {
 		return err
 	}
 	s, err := be.Script(job, l)
@@ -132,7 +174,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := resumeEnv(fl, l.Env); err != nil {
+	if err := launchEnv(fl, l.Env); err != nil {
 		return err
 	}
 	s, err := be.Script(job, l)
@@ -162,8 +204,12 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// resumeEnv exports the resume request to the ranks of a batch job.
-func resumeEnv(fl *submitFlags, env map[string]string) error {
+// launchEnv exports the resume request, or the hub to join, to the ranks
+// of a batch job.
+func launchEnv(fl *submitFlags, env map[string]string) error {
+	if fl.hubFile != "" {
+		env[launcher.EnvJoin] = fl.hubFile
+	}
 	if fl.force && !fl.resume {
 		return &usageError{msg: "--force goes with --resume"}
 	}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rankhub/rankhub/launcher"
+	"github.com/rankhub/rankhub/views"
+)
+
+// enginesJob writes an engines job file: ranks engines, scheduler sched,
+// with extra lines in [job].
+func enginesJob(t *testing.T, dir, sched string, ranks int, extra string) string {
+	t.Helper()
+	job := fmt.Sprintf("[job]\nname = \"engines\"\nscheduler = %q\nranks = %d\nwalltime = \"5m\"\n%s", sched, ranks, extra)
+	p := filepath.Join(dir, "engines.toml")
+	if err := os.WriteFile(p, []byte(job), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestScriptJoin: `script|submit engines.toml --join JOBDIR` renders a
+// SLURM or PBS job whose ranks all join the running hub, and refuses what
+// cannot work before anything is queued: a hub on 127.0.0.1 for a job that
+// may span nodes, a hub that does not answer, a job with work of its own.
+func TestScriptJoin(t *testing.T) {
+	dir := t.TempDir()
+	jobDir, _ := startHub(t, dir, "-n", "2")
+	hubFile := filepath.Join(jobDir, launcher.ConnFile)
+	for _, c := range []struct{ sched, extra string }{
+		{"slurm", "nodes = 1\npartition = \"debug\"\n"},
+		{"pbs", "nodes = 1\nstarter = \"mpiexec\"\n"},
+	} {
+		p := enginesJob(t, dir, c.sched, 3, c.extra)
+		r := rh(t, dir, "script", p, "--join", jobDir)
+		if r.code != 0 {
+			t.Fatalf("%s script --join: %d\n%s", c.sched, r.code, r.stderr)
+		}
+		for _, want := range []string{"export RANKHUB_JOIN=" + hubFile, "RANKHUB_SIZE=3"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("%s script lacks %q:\n%s", c.sched, want, r.stdout)
+			}
+		}
+		if !strings.Contains(r.stderr, "127.0.0.1") {
+			t.Errorf("%s: no warning that the hub listens on 127.0.0.1 only:\n%s", c.sched, r.stderr)
+		}
+	}
+	// The same job on any number of nodes: the hub cannot be reached.
+	p := enginesJob(t, dir, "slurm", 3, "partition = \"debug\"\n")
+	r := rh(t, dir, "submit", p, "--join", jobDir)
+	if r.code == 0 || !strings.Contains(r.stderr, hubFile) || !strings.Contains(r.stderr, "127.0.0.1") || !strings.Contains(r.stderr, "--listen") {
+		t.Fatalf("a multi-node join to a hub on 127.0.0.1: %d\n%s", r.code, r.stderr)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(dir, ".rankhub", "engines-*")); len(dirs) != 0 {
+		t.Errorf("a refused join left job directories %v", dirs)
+	}
+	// A job with a task of its own.
+	p = enginesJob(t, dir, "slurm", 2, "nodes = 1\n[task]\ncommand = \"true\"\n")
+	if r := rh(t, dir, "script", p, "--join", jobDir); r.code == 0 || !strings.Contains(r.stderr, "[task]") {
+		t.Fatalf("a join job with a [task]: %d\n%s", r.code, r.stderr)
+	}
+	// No hub there.
+	p = enginesJob(t, dir, "slurm", 2, "nodes = 1\n")
+	if r := rh(t, dir, "script", p, "--join", dir); r.code == 0 || !strings.Contains(r.stderr, filepath.Join(dir, launcher.ConnFile)) {
+		t.Fatalf("a join without a hub: %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestSubmitJoin: on the one-node SLURM, `submit engines.toml --join` adds
+// the job's ranks as engines of a `rankhub start` hub: new ids, reached by
+// a load-balanced map; scancel takes them away, the hub serves on with its
+// own engine, and the job's status.json says it was terminated.
+func TestSubmitJoin(t *testing.T) {
+	needSLURM(t)
+	dir := t.TempDir()
+	prog := filepath.Join(bin, "userprog")
+	jobDir, _ := startHub(t, dir, "-n", "2", "--", prog)
+	hubFile := filepath.Join(jobDir, launcher.ConnFile)
+	c, err := views.Connect(hubFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := enginesJob(t, dir, "slurm", 2, fmt.Sprintf("nodes = 1\npartition = \"debug\"\nprogram = [%q]\n", prog))
+	r := rh(t, dir, "submit", p, "--join", jobDir)
+	if r.code != 0 {
+		t.Fatalf("submit --join: %d\n%s", r.code, r.stderr)
+	}
+	id := strings.TrimSpace(r.stdout)
+	t.Cleanup(func() { rh(t, dir, "cancel", id) })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.WaitForEngines(ctx, 3); err != nil {
+		t.Fatalf("the job's engines did not join: %v\n%s", err, rh(t, dir, "status", id).stdout)
+	}
+	if ids := c.IDs(); !slices.Equal(ids, []int{0, 1, 2}) {
+		t.Fatalf("engine ids %v, want [0 1 2]", ids)
+	}
+	byID := map[int]int{}
+	for _, e := range c.Engines() {
+		byID[e.ID] = e.PID
+	}
+	pids := lbPids(t, c, 200)
+	for _, e := range []int{1, 2} {
+		if !pids[byID[e]] {
+			t.Errorf("a load-balanced map of 200 tasks never reached joined engine %d (pid %d): %v", e, byID[e], pids)
+		}
+	}
+	if r := rh(t, dir, "cancel", id); r.code != 0 {
+		t.Fatalf("cancel: %+v", r)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.Equal(c.IDs(), []int{0}) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ids := c.IDs(); !slices.Equal(ids, []int{0}) {
+		t.Fatalf("after scancel: engines %v, want [0]", ids)
+	}
+	if pids := lbPids(t, c, 10); len(pids) != 1 || !pids[byID[0]] {
+		t.Fatalf("after scancel the hub's own engine does not serve: %v", pids)
+	}
+	r = rh(t, dir, "wait", "--timeout", "40s", id)
+	if !strings.Contains(r.stdout, "CANCELLED") {
+		t.Fatalf("wait after cancel: %+v", r)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(dir, ".rankhub", "engines-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("job directories %v", dirs)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for endStatus(dirs[0]) == "" && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := endStatus(dirs[0]); !strings.Contains(s, `"terminated"`) || !strings.Contains(s, hubFile) {
+		t.Fatalf("status.json of the engines job: %q", s)
+	}
+}
