@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -140,5 +141,80 @@ func TestSubmitJoin(t *testing.T) {
 	}
 	if s := endStatus(dirs[0]); !strings.Contains(s, `"terminated"`) || !strings.Contains(s, hubFile) {
 		t.Fatalf("status.json of the engines job: %q", s)
+	}
+}
+
+// TestPBSJoinScriptRunsEngines renders a PBS engines job with `submit
+// --dry-run --join` and runs the script as PBS would (bash, PBS_* set, Open
+// MPI's mpiexec): its ranks join the running hub as new engines, and when
+// the hub stops they end, the script exits 0 and status.json says so.
+func TestPBSJoinScriptRunsEngines(t *testing.T) {
+	mpi, err := exec.LookPath("mpirun.openmpi")
+	if err != nil {
+		msg := "OPEN MPI NOT INSTALLED (mpirun.openmpi): apt-get install openmpi-bin"
+		if os.Getenv("RANKHUB_REQUIRE_SLURM") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dir := t.TempDir()
+	prog := filepath.Join(bin, "userprog")
+	hubDir, _ := startHub(t, dir, "-n", "2", "--", prog)
+	hubFile := filepath.Join(hubDir, launcher.ConnFile)
+	p := enginesJob(t, dir, "pbs", 2, fmt.Sprintf("nodes = 1\nstarter = \"mpiexec\"\nprogram = [%q]\n", prog))
+	r := rh(t, dir, "submit", "--dry-run", "--join", hubDir, p)
+	if r.code != 0 {
+		t.Fatalf("dry run: %+v", r)
+	}
+	jobDir := strings.TrimSpace(r.stdout)
+	script := filepath.Join(jobDir, "job.pbs")
+	text, _ := os.ReadFile(script)
+	for _, want := range []string{"#PBS -l select=1:ncpus=2:mpiprocs=2", "export RANKHUB_JOIN=" + hubFile} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("script lacks %q:\n%s", want, text)
+		}
+	}
+	nodefile := filepath.Join(dir, "nodefile")
+	os.WriteFile(nodefile, []byte("localhost\nlocalhost\n"), 0o644)
+	cmd := exec.Command("bash", script)
+	cmd.Dir = jobDir
+	cmd.Env = append(os.Environ(), "PBS_JOBID=4343.pbsserver", "PBS_JOBNAME=engines", "PBS_NODEFILE="+nodefile,
+		"PBS_O_WORKDIR="+jobDir, "PBS_ENVIRONMENT=PBS_BATCH",
+		"RANKHUB_MPIEXEC="+mpi+" --allow-run-as-root --oversubscribe", "OMPI_MCA_plm_rsh_agent=false")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	c, err := views.Connect(hubFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.WaitForEngines(ctx, 3); err != nil {
+		t.Fatalf("the PBS job's engines did not join: %v\n%s", err, out.String())
+	}
+	dv, _ := c.View(2)
+	if v, err := dv.ApplySync("add_ab", 2, 3); err != nil || v != 5 {
+		t.Fatalf("add_ab on a joined engine: %v %v", v, err)
+	}
+	if r := rh(t, dir, "stop", hubDir); r.code != 0 {
+		t.Fatalf("stop: %+v", r)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the PBS script: %v\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the PBS engines job did not end when the hub stopped\n%s", out.String())
+	}
+	if s := endStatus(jobDir); !strings.Contains(s, `"completed"`) || !strings.Contains(s, "shut its engines down") {
+		t.Errorf("status.json of the engines job: %q", s)
 	}
 }
