@@ -16,14 +16,7 @@ import (
 // MPI's mpiexec: every rank must find its identity (OMPI_COMM_WORLD_RANK)
 // and the hello driver must reach every engine.
 func TestPBSScriptRunsRealRanks(t *testing.T) {
-	mpi, err := exec.LookPath("mpirun.openmpi")
-	if err != nil {
-		msg := "OPEN MPI NOT INSTALLED (mpirun.openmpi): apt-get install openmpi-bin"
-		if os.Getenv("RANKHUB_REQUIRE_SLURM") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	mpi := needOpenMPI(t)
 	dir := t.TempDir()
 	job := fmt.Sprintf("[job]\nname = \"pbshello\"\nscheduler = \"pbs\"\nranks = 3\nwalltime = \"0:05:00\"\nstarter = \"mpiexec\"\nprogram = [%q]\n", filepath.Join(bin, "hello"))
 	os.WriteFile(filepath.Join(dir, "pbshello.toml"), []byte(job), 0o644)
@@ -39,15 +32,10 @@ func TestPBSScriptRunsRealRanks(t *testing.T) {
 			t.Errorf("script lacks %q:\n%s", want, text)
 		}
 	}
-	nodefile := filepath.Join(dir, "nodefile")
-	os.WriteFile(nodefile, []byte("localhost\nlocalhost\nlocalhost\n"), 0o644)
-	cmd := exec.Command("bash", script)
-	cmd.Dir = jobDir
-	cmd.Env = append(os.Environ(), "PBS_JOBID=4242.pbsserver", "PBS_JOBNAME=pbshello", "PBS_NODEFILE="+nodefile,
-		"PBS_O_WORKDIR="+jobDir, "PBS_ENVIRONMENT=PBS_BATCH",
-		"RANKHUB_MPIEXEC="+mpi+" --allow-run-as-root --oversubscribe", "OMPI_MCA_plm_rsh_agent=false")
+	cmd := pbsCommand(t, mpi, dir, jobDir, "4242.pbsserver", "pbshello", 3)
 	done := make(chan struct{})
 	var out []byte
+	var err error
 	go func() { out, err = cmd.CombinedOutput(); close(done) }()
 	select {
 	case <-done:
@@ -66,4 +54,34 @@ func TestPBSScriptRunsRealRanks(t *testing.T) {
 	if s := endStatus(jobDir); !strings.Contains(s, `"completed"`) {
 		t.Errorf("end status %q", s)
 	}
+}
+
+// needOpenMPI returns Open MPI's mpirun, or skips loudly without it (fails
+// when CI requires the scheduler tier, RANKHUB_REQUIRE_SLURM=1).
+func needOpenMPI(t *testing.T) string {
+	t.Helper()
+	mpi, err := exec.LookPath("mpirun.openmpi")
+	if err != nil {
+		msg := "OPEN MPI NOT INSTALLED (mpirun.openmpi): apt-get install openmpi-bin"
+		if os.Getenv("RANKHUB_REQUIRE_SLURM") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return mpi
+}
+
+// pbsCommand runs the job's job.pbs as PBS would: bash in the job
+// directory with PBS_* set, a node file of slots lines of localhost, the
+// ranks started by Open MPI's mpirun.
+func pbsCommand(t *testing.T, mpi, dir, jobDir, jobID, name string, slots int) *exec.Cmd {
+	t.Helper()
+	nodefile := filepath.Join(dir, "nodefile")
+	os.WriteFile(nodefile, []byte(strings.Repeat("localhost\n", slots)), 0o644)
+	cmd := exec.Command("bash", filepath.Join(jobDir, "job.pbs"))
+	cmd.Dir = jobDir
+	cmd.Env = append(os.Environ(), "PBS_JOBID="+jobID, "PBS_JOBNAME="+name, "PBS_NODEFILE="+nodefile,
+		"PBS_O_WORKDIR="+jobDir, "PBS_ENVIRONMENT=PBS_BATCH",
+		"RANKHUB_MPIEXEC="+mpi+" --allow-run-as-root --oversubscribe", "OMPI_MCA_plm_rsh_agent=false")
+	return cmd
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -149,14 +148,7 @@ func TestSubmitJoin(t *testing.T) {
 // MPI's mpiexec): its ranks join the running hub as new engines, and when
 // the hub stops they end, the script exits 0 and status.json says so.
 func TestPBSJoinScriptRunsEngines(t *testing.T) {
-	mpi, err := exec.LookPath("mpirun.openmpi")
-	if err != nil {
-		msg := "OPEN MPI NOT INSTALLED (mpirun.openmpi): apt-get install openmpi-bin"
-		if os.Getenv("RANKHUB_REQUIRE_SLURM") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	mpi := needOpenMPI(t)
 	dir := t.TempDir()
 	prog := filepath.Join(bin, "userprog")
 	hubDir, _ := startHub(t, dir, "-n", "2", "--", prog)
@@ -174,13 +166,7 @@ func TestPBSJoinScriptRunsEngines(t *testing.T) {
 			t.Errorf("script lacks %q:\n%s", want, text)
 		}
 	}
-	nodefile := filepath.Join(dir, "nodefile")
-	os.WriteFile(nodefile, []byte("localhost\nlocalhost\n"), 0o644)
-	cmd := exec.Command("bash", script)
-	cmd.Dir = jobDir
-	cmd.Env = append(os.Environ(), "PBS_JOBID=4343.pbsserver", "PBS_JOBNAME=engines", "PBS_NODEFILE="+nodefile,
-		"PBS_O_WORKDIR="+jobDir, "PBS_ENVIRONMENT=PBS_BATCH",
-		"RANKHUB_MPIEXEC="+mpi+" --allow-run-as-root --oversubscribe", "OMPI_MCA_plm_rsh_agent=false")
+	cmd := pbsCommand(t, mpi, dir, jobDir, "4343.pbsserver", "engines", 2)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
