@@ -4,7 +4,7 @@ GO ?= go
 REV := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/rankhub/rankhub/internal/buildinfo.Revision=$(REV)
 export CGO_ENABLED ?= 0
-BINS := bin/rankhub bin/hello $(if $(wildcard examples/ising),bin/ising)
+BINS := bin/rankhub bin/hello bin/interactive bin/interactive-client $(if $(wildcard examples/ising),bin/ising)
 
 .PHONY: help build test check demo bench fuzz clean slurm-up slurm-down slurm-multi-up slurm-multi-down jsreaders
 
@@ -15,6 +15,8 @@ build: ## build bin/rankhub and the examples (static, cgo-free)
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/rankhub ./cmd/rankhub
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/hello ./examples/hello
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/interactive ./examples/interactive
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/interactive-client ./examples/interactive/client
 	@if [ -d examples/ising ]; then $(GO) build -ldflags "$(LDFLAGS)" -o bin/ising ./examples/ising; fi
 
 jsreaders: ## install the Arrow readers that are not ours (Arrow JS, DuckDB) for the results tests
