@@ -11,17 +11,17 @@ import (
 	"github.com/rankhub/rankhub/comm"
 )
 
-// Read-only copies of received bytes (ReadOnlyCopy) live in memory mapped
-// twice: a shared memory file (memfd) mapped read-write, where the bytes
-// are copied, and mapped read-only, which is what callers get. A write
-// through a copy faults (SIGSEGV; a recoverable panic under
-// debug.SetPanicOnFault), and no copy costs a system call once memory is
-// there: the mappings are made once per region, and a region is reused,
-// already faulted in, when every copy in it was freed. Copies share
-// regions of frozenChunk bytes (a copy still in use keeps its region); a
-// copy of more than half of that has a region of its own, reused for a
-// copy of at least half its size. At most frozenIdle bytes of free regions
-// are kept.
+// Read-only copies of received bytes (ReadOnlyCopy). A write through a
+// copy faults (SIGSEGV; a recoverable panic under debug.SetPanicOnFault).
+// Copies up to half of frozenChunk share chunks of a shared memory file
+// (memfd) mapped twice, read-write where the bytes are copied and
+// read-only for callers: no system call per copy, and a chunk is reused,
+// already faulted in, once every copy in it was freed (a copy still in use
+// keeps its chunk). A larger copy has anonymous memory of its own (huge
+// pages asked for: fresh memory is faulted in 512 times fewer faults than
+// a memory file's), made read-only once written; freed, it is kept and
+// reused for a copy of at least half its size (two mprotect calls, against
+// a copy of megabytes). At most frozenIdle bytes of free memory are kept.
 const (
 	frozenChunk = 8 << 20
 	frozenIdle  = 64 << 20
@@ -30,14 +30,17 @@ const (
 // frozenPool hands out ranges of regions; one per process.
 type frozenPool struct {
 	mu        sync.Mutex
-	cur       *frozenMem   // the region small copies go to
-	idle      []*frozenMem // free regions, by size
+	cur       *frozenMem   // the chunk small copies go to
+	chunks    []*frozenMem // free chunks
+	bigs      []*frozenMem // free large copies' memory, by size
 	idleBytes int
 }
 
-// frozenMem is one region: the same pages mapped read-write and read-only.
+// frozenMem is a chunk (the same pages mapped read-write and read-only) or
+// a large copy's memory (one mapping, read-only but while copying).
 type frozenMem struct {
 	rw, ro []byte
+	big    bool
 	used   int // bytes handed out from the start
 	live   int // copies not yet freed
 }
@@ -64,6 +67,12 @@ func ReadOnlyCopy(parts ...[]byte) (copies [][]byte, free func(), err error) {
 		copies[i] = m.ro[off : off+len(p) : off+len(p)]
 		off += alignUp(len(p))
 	}
+	if m.big {
+		if err := unix.Mprotect(m.rw, unix.PROT_READ); err != nil {
+			_ = unix.Munmap(m.rw)
+			return nil, nil, fmt.Errorf("collective: read-only memory: %w", err)
+		}
+	}
 	return copies, func() { frozen.free(m) }, nil
 }
 
@@ -89,18 +98,14 @@ func ReadOnlyBuffers(parts ...[]byte) ([]*memory.Buffer, error) {
 func alignUp(n int) int { return (n + comm.Align - 1) &^ (comm.Align - 1) }
 
 func (p *frozenPool) alloc(n int) (*frozenMem, int, error) {
+	if n > frozenChunk/2 {
+		m, err := p.big(n)
+		return m, 0, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n > frozenChunk/2 {
-		m, err := p.region(n)
-		if err != nil {
-			return nil, 0, err
-		}
-		m.used, m.live = n, 1
-		return m, 0, nil
-	}
 	if p.cur == nil || p.cur.used+n > len(p.cur.rw) {
-		m, err := p.region(frozenChunk)
+		m, err := p.chunk()
 		if err != nil {
 			return nil, 0, err
 		}
@@ -129,52 +134,85 @@ func (p *frozenPool) free(m *frozenMem) {
 	}
 }
 
-// region returns a free region of at least n bytes and at most twice that,
-// or maps a new one. p.mu is held.
-func (p *frozenPool) region(n int) (*frozenMem, error) {
-	i := sort.Search(len(p.idle), func(k int) bool { return len(p.idle[k].rw) >= n })
-	if i < len(p.idle) && len(p.idle[i].rw) <= 2*n {
-		m := p.idle[i]
-		p.idle = append(p.idle[:i], p.idle[i+1:]...)
+// chunk returns a free chunk, or maps a new one. p.mu is held.
+func (p *frozenPool) chunk() (*frozenMem, error) {
+	if k := len(p.chunks); k > 0 {
+		m := p.chunks[k-1]
+		p.chunks = p.chunks[:k-1]
 		p.idleBytes -= len(m.rw)
 		m.used = 0
 		return m, nil
 	}
-	size := (n + 2<<20 - 1) &^ (2<<20 - 1)
 	fd, err := unix.MemfdCreate("rankhub-readonly", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("collective: read-only memory: %w", err)
 	}
 	defer unix.Close(fd) // the mappings keep the file
-	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		return nil, fmt.Errorf("collective: read-only memory of %d bytes: %w", size, err)
+	if err := unix.Ftruncate(fd, frozenChunk); err != nil {
+		return nil, fmt.Errorf("collective: read-only memory of %d bytes: %w", frozenChunk, err)
 	}
-	rw, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	rw, err := unix.Mmap(fd, 0, frozenChunk, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
-		return nil, fmt.Errorf("collective: read-only memory of %d bytes: %w", size, err)
+		return nil, fmt.Errorf("collective: read-only memory of %d bytes: %w", frozenChunk, err)
 	}
-	ro, err := unix.Mmap(fd, 0, size, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	ro, err := unix.Mmap(fd, 0, frozenChunk, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		_ = unix.Munmap(rw)
-		return nil, fmt.Errorf("collective: read-only memory of %d bytes: %w", size, err)
+		return nil, fmt.Errorf("collective: read-only memory of %d bytes: %w", frozenChunk, err)
 	}
 	return &frozenMem{rw: rw, ro: ro}, nil
 }
 
-// retire keeps a region none of whose copies is in use for reuse, or
-// unmaps it (or the largest kept, if larger) beyond frozenIdle bytes.
-// p.mu is held.
+// big returns writable memory of at least n bytes for one large copy: a
+// free one of at most twice that, or a new mapping.
+func (p *frozenPool) big(n int) (*frozenMem, error) {
+	p.mu.Lock()
+	i := sort.Search(len(p.bigs), func(k int) bool { return len(p.bigs[k].rw) >= n })
+	if i < len(p.bigs) && len(p.bigs[i].rw) <= 2*n {
+		m := p.bigs[i]
+		p.bigs = append(p.bigs[:i], p.bigs[i+1:]...)
+		p.idleBytes -= len(m.rw)
+		p.mu.Unlock()
+		if err := unix.Mprotect(m.rw, unix.PROT_READ|unix.PROT_WRITE); err != nil {
+			_ = unix.Munmap(m.rw)
+			return nil, fmt.Errorf("collective: read-only memory: %w", err)
+		}
+		m.live = 1
+		return m, nil
+	}
+	p.mu.Unlock()
+	size := (n + 2<<20 - 1) &^ (2<<20 - 1)
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("collective: read-only memory of %d bytes: %w", size, err)
+	}
+	return &frozenMem{rw: mem, ro: mem, big: true, live: 1}, nil
+}
+
+// retire keeps free memory for reuse, dropping the largest kept beyond
+// frozenIdle bytes. p.mu is held.
 func (p *frozenPool) retire(m *frozenMem) {
-	i := sort.Search(len(p.idle), func(k int) bool { return len(p.idle[k].rw) >= len(m.rw) })
-	p.idle = append(p.idle, nil)
-	copy(p.idle[i+1:], p.idle[i:])
-	p.idle[i] = m
+	if m.big {
+		i := sort.Search(len(p.bigs), func(k int) bool { return len(p.bigs[k].rw) >= len(m.rw) })
+		p.bigs = append(p.bigs, nil)
+		copy(p.bigs[i+1:], p.bigs[i:])
+		p.bigs[i] = m
+	} else {
+		p.chunks = append(p.chunks, m)
+	}
 	p.idleBytes += len(m.rw)
 	for p.idleBytes > frozenIdle {
-		last := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
+		var last *frozenMem
+		if k := len(p.bigs); k > 0 {
+			last, p.bigs = p.bigs[k-1], p.bigs[:k-1]
+		} else {
+			k := len(p.chunks)
+			last, p.chunks = p.chunks[k-1], p.chunks[:k-1]
+		}
 		p.idleBytes -= len(last.rw)
 		_ = unix.Munmap(last.rw)
-		_ = unix.Munmap(last.ro)
+		if !last.big {
+			_ = unix.Munmap(last.ro)
+		}
 	}
 }
