@@ -17,13 +17,15 @@ import (
 // (memfd) mapped twice, read-write where the bytes are copied and
 // read-only for callers: no system call per copy, and a chunk is reused,
 // already faulted in, once every copy in it was freed (a copy still in use
-// keeps its chunk). A larger copy has anonymous memory of its own (huge
-// pages asked for: fresh memory is faulted in 512 times fewer faults than
-// a memory file's), made read-only once written; freed, it is kept and
-// reused for a copy of at least half its size (two mprotect calls, against
-// a copy of megabytes). At most frozenIdle bytes of free memory are kept.
+// keeps its chunk: a long-lived array pins at most frozenChunk bytes). A
+// larger copy has anonymous memory of its own (populating a memory file is
+// slower; no huge pages: their compaction stalled first touches for
+// hundreds of milliseconds), made read-only once written; freed, it is
+// kept and reused for a copy of at least half its size (two mprotect
+// calls, against a copy of megabytes). At most frozenIdle bytes of free
+// memory are kept.
 const (
-	frozenChunk = 8 << 20
+	frozenChunk = 2 << 20
 	frozenIdle  = 64 << 20
 )
 

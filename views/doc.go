@@ -74,7 +74,7 @@
 // on the mesh): a write through Float64Values() or the like faults
 // (SIGSEGV, a recoverable panic under debug.SetPanicOnFault). Arrays in
 // frames and arrays that crossed nodes on the mesh are copied once into
-// read-only memory (collective.ReadOnlyCopy: up to 4 MiB in chunks of a
+// read-only memory (collective.ReadOnlyCopy: up to 1 MiB in chunks of a
 // memory file mapped twice, reused without system calls; larger ones in
 // memory of their own, protected once written); on one node the mesh maps
 // the sender's arena read-only and copies nothing. That copy is the cost:
