@@ -2,6 +2,7 @@ package views
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
@@ -172,4 +173,47 @@ func TestReadOnlyDecode(t *testing.T) {
 // tryWriteByte is tryWrite for a byte (it writes back what was there).
 func tryWriteByte(b []byte) bool {
 	return faulttest.Faults(func() { v := b[0]; b[0] = v })
+}
+
+// TestReadOnlyReuse: read-only memory is reused only once no array uses
+// it. Arrays of 4 KiB to 1.6 MiB (shared chunks and memory of their own) are
+// decoded while some are kept and others dropped and collected; every kept
+// one still holds what was sent.
+func TestReadOnlyReuse(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	type kept struct {
+		a    *array.Float64
+		base float64
+	}
+	var live []kept
+	for i := 0; i < 120; i++ {
+		n := 512 + r.IntN(200000)
+		if i%2 == 0 {
+			n = 512 + r.IntN(8000)
+		}
+		b := array.NewFloat64Builder(memory.DefaultAllocator)
+		base := float64(i) * 1e6
+		for k := 0; k < n; k++ {
+			b.Append(base + float64(k))
+		}
+		x := b.NewFloat64Array()
+		b.Release()
+		a := roundTrip(t, x).(*array.Float64)
+		x.Release()
+		if r.IntN(4) == 0 {
+			live = append(live, kept{a, base})
+		}
+		if len(live) > 20 {
+			live = live[1+r.IntN(5):]
+		}
+		if i%20 == 0 {
+			runtime.GC()
+		}
+		for _, k := range live {
+			v := k.a.Float64Values()
+			if v[0] != k.base || v[len(v)-1] != k.base+float64(len(v)-1) {
+				t.Fatalf("round %d: the array sent from %g now holds %g..%g", i, k.base, v[0], v[len(v)-1])
+			}
+		}
+	}
 }
