@@ -346,7 +346,7 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 			return nil, d.corrupt("Arrow data buffer too short")
 		}
 	}
-	if len(validity)+len(offsets)+len(data) >= readOnlyMin {
+	if len(validity)+len(offsets)+len(data) >= readOnlyMin && !d.check {
 		if a := readOnlyArray(dt, int(n), int(nulls), int(bit), validity, offsets, data); a != nil {
 			return a, nil
 		}
@@ -396,8 +396,8 @@ func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, d
 	}
 	a := array.MakeFromData(ad)
 	ad.Release()
-	if roSinceGC.Add(int64(len(validity)+len(offsets)+len(data))) >= readOnlyGCBytes && roGC.CompareAndSwap(false, true) {
-		roSinceGC.Store(0)
+	if total := roCopied.Add(int64(len(validity) + len(offsets) + len(data))); total-roGCAt.Load() >= readOnlyGCBytes && roGC.CompareAndSwap(false, true) {
+		roGCAt.Store(total)
 		go func() {
 			runtime.GC()
 			roGC.Store(false)
@@ -413,8 +413,9 @@ func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, d
 const readOnlyGCBytes = 32 << 20
 
 var (
-	roSinceGC atomic.Int64 // bytes copied into read-only memory since the last collection for them
-	roGC      atomic.Bool  // a collection for them runs
+	roCopied atomic.Int64 // bytes copied into read-only memory, ever
+	roGCAt   atomic.Int64 // roCopied when the last collection for them started
+	roGC     atomic.Bool  // a collection for them runs
 )
 
 // bulkArray receives an array sent on the bulk path (after its marker).

@@ -417,6 +417,9 @@ type decoder struct {
 	bulk  *bulkReceiver // nil: bulk references are refused
 	// bulkBytes counts the data received on the bulk path.
 	bulkBytes int64
+	// check: the values are only checked and dropped; arrays stay in the
+	// frame instead of being copied into read-only memory (arrow.go).
+	check bool
 }
 
 func (d *decoder) corrupt(what string) error {
@@ -798,6 +801,14 @@ func decodeValues(ctrl []byte, bufs [][]byte, n int) ([]any, error) {
 func decodeBulk(ctrl []byte, bufs [][]byte, n int, r *bulkReceiver) ([]any, error) {
 	d := &decoder{b: ctrl, bufs: bufs, bulk: r}
 	return d.values(n)
+}
+
+// checkValues reports whether a payload decodes as exactly n values, as
+// decodeValues, without keeping them (no copy of their arrays).
+func checkValues(ctrl []byte, bufs [][]byte, n int) error {
+	d := &decoder{b: ctrl, bufs: bufs, check: true}
+	_, err := d.values(n)
+	return err
 }
 
 // values decodes exactly n values, the whole payload.

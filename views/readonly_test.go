@@ -70,6 +70,12 @@ func TestReceivedArraysReadOnly(t *testing.T) {
 			}
 		}
 	}
+	// The hub checks an outside client's payload without copying its arrays.
+	copied := roCopied.Load()
+	must[any](t)(must[*AsyncResult](t)(must[*DirectView](t)(outside.View(0)).Push(map[string]any{"y": big})).Get(5 * time.Second))
+	if n := roCopied.Load() - copied; n != 0 {
+		t.Errorf("the hub copied %d bytes of an outside client's push", n)
+	}
 	for _, cl := range []*Client{pc.cl, outside} {
 		name := map[*Client]string{pc.cl: "in-process driver", outside: "outside client"}[cl]
 		one := must[*DirectView](t)(cl.View(1))

@@ -320,7 +320,7 @@ func (cc *clientConn) handle(f *comm.Frame) {
 			// sees it: a corrupt payload, or a reference to a bulk array
 			// (outside clients are not on the mesh: an engine would wait
 			// for it in vain), is this client's error, not the engines'.
-			if _, err := decodeValues(ps[i].ctrl, ps[i].bufs, 3); err != nil {
+			if err := checkValues(ps[i].ctrl, ps[i].bufs, 3); err != nil {
 				cc.reply(f.ID, fmt.Errorf("hub: bad request: payload %d: %w", i, err), nil, nil)
 				return
 			}
