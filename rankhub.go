@@ -155,10 +155,16 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 		err = views.ServeEngine(ectx, conn, cfg)
 		served()
 	}
-	if join != "" && id.Rank == 0 && id.Source != "rankhub" {
+	if join != "" && id.Source != "rankhub" {
 		// A batch job of engines joining a running hub (submit --join):
-		// its rank 0 records how the job ended.
-		return joinEnd(id.JobDir, join, joined, context.Cause(ctx), err)
+		// the hub going away ends their service, not in failure; rank 0
+		// records how the job ended.
+		if id.Rank == 0 {
+			return joinEnd(id.JobDir, join, joined, context.Cause(ctx), err)
+		}
+		if joined {
+			return nil
+		}
 	}
 	if cause := context.Cause(ctx); cause != nil && errors.As(cause, new(*SignalError)) {
 		return nil // stopped on request: not a failure of this rank

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,12 +147,19 @@ func TestSubmitJoin(t *testing.T) {
 // TestPBSJoinScriptRunsEngines renders a PBS engines job with `submit
 // --dry-run --join` and runs the script as PBS would (bash, PBS_* set, Open
 // MPI's mpiexec): its ranks join the running hub as new engines, and when
-// the hub stops they end, the script exits 0 and status.json says so.
+// the hub stops, or dies, they end, the script exits 0 and status.json says
+// which.
 func TestPBSJoinScriptRunsEngines(t *testing.T) {
 	mpi := needOpenMPI(t)
+	for _, end := range []string{"stop", "kill"} {
+		t.Run(end, func(t *testing.T) { pbsJoin(t, mpi, end) })
+	}
+}
+
+func pbsJoin(t *testing.T, mpi, end string) {
 	dir := t.TempDir()
 	prog := filepath.Join(bin, "userprog")
-	hubDir, _ := startHub(t, dir, "-n", "2", "--", prog)
+	hubDir, ci := startHub(t, dir, "-n", "2", "--", prog)
 	hubFile := filepath.Join(hubDir, launcher.ConnFile)
 	p := enginesJob(t, dir, "pbs", 2, fmt.Sprintf("nodes = 1\nstarter = \"mpiexec\"\nprogram = [%q]\n", prog))
 	r := rh(t, dir, "submit", "--dry-run", "--join", hubDir, p)
@@ -167,6 +175,7 @@ func TestPBSJoinScriptRunsEngines(t *testing.T) {
 		}
 	}
 	cmd := pbsCommand(t, mpi, dir, jobDir, "4343.pbsserver", "engines", 2)
+	cmd.Env = append(cmd.Env, "RANKHUB_HEARTBEAT=200ms") // a dead hub is noticed within a second
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -189,8 +198,14 @@ func TestPBSJoinScriptRunsEngines(t *testing.T) {
 	if v, err := dv.ApplySync("add_ab", 2, 3); err != nil || v != 5 {
 		t.Fatalf("add_ab on a joined engine: %v %v", v, err)
 	}
-	if r := rh(t, dir, "stop", hubDir); r.code != 0 {
-		t.Fatalf("stop: %+v", r)
+	want := "shut its engines down"
+	if end == "stop" {
+		if r := rh(t, dir, "stop", hubDir); r.code != 0 {
+			t.Fatalf("stop: %+v", r)
+		}
+	} else {
+		syscall.Kill(ci.PID, syscall.SIGKILL)
+		want = "went away"
 	}
 	select {
 	case err := <-done:
@@ -198,9 +213,9 @@ func TestPBSJoinScriptRunsEngines(t *testing.T) {
 			t.Fatalf("the PBS script: %v\n%s", err, out.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("the PBS engines job did not end when the hub stopped\n%s", out.String())
+		t.Fatalf("the PBS engines job did not end when the hub ended (%s)\n%s", end, out.String())
 	}
-	if s := endStatus(jobDir); !strings.Contains(s, `"completed"`) || !strings.Contains(s, "shut its engines down") {
+	if s := endStatus(jobDir); !strings.Contains(s, `"completed"`) || !strings.Contains(s, want) {
 		t.Errorf("status.json of the engines job: %q", s)
 	}
 }
