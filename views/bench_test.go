@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
 )
 
 // Benchmarks on real engine processes (the lead's `make bench` runs them):
@@ -166,14 +168,34 @@ func rawSocket(b *testing.B, size int) {
 }
 
 // BenchmarkPushArrow: push a float64 Arrow array of 4 KiB to 32 MiB to one
-// engine and wait for the answer (the push round trip). Arrays of a page or
-// more are received into read-only memory (one copy); compare with a build
-// without that, interleaved.
+// engine and wait for the answer (the push round trip); pull it back from
+// an outside client (engine, hub, client: copied into read-only memory at
+// the hub and at the client). Arrays of a page or more are received into
+// read-only memory (one copy); compare with a build without that,
+// interleaved.
 func BenchmarkPushArrow(b *testing.B) {
-	pc := startProcs(b, 1, HubConfig{})
+	pc := startProcsWith(b, 1, HubConfig{}, time.Second, 0)
 	one := must[*DirectView](b)(pc.cl.View(0))
+	outside := must[*DirectView](b)(pc.connect(b).View(0))
 	for _, size := range []int{4 << 10, 64 << 10, 1 << 20, 32 << 20} {
 		x := roRamp(size / 8)
+		b.Run(fmt.Sprintf("pull-outside/%dKiB", size>>10), func(b *testing.B) {
+			if err := one.Set("x", x); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				v, err := outside.Get("x")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if v.(arrow.Array).Len() != size/8 {
+					b.Fatal("short array")
+				}
+				pc.cl.PurgeAll()
+			}
+		})
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
 			b.SetBytes(int64(size))
 			for i := 0; i < b.N; i++ {
