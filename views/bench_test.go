@@ -176,7 +176,8 @@ func rawSocket(b *testing.B, size int) {
 func BenchmarkPushArrow(b *testing.B) {
 	pc := startProcsWith(b, 1, HubConfig{}, time.Second, 0)
 	one := must[*DirectView](b)(pc.cl.View(0))
-	outside := must[*DirectView](b)(pc.connect(b).View(0))
+	oc := pc.connect(b)
+	outside := must[*DirectView](b)(oc.View(0))
 	for _, size := range []int{4 << 10, 64 << 10, 1 << 20, 32 << 20} {
 		x := roRamp(size / 8)
 		b.Run(fmt.Sprintf("pull-outside/%dKiB", size>>10), func(b *testing.B) {
@@ -193,7 +194,7 @@ func BenchmarkPushArrow(b *testing.B) {
 				if v.(arrow.Array).Len() != size/8 {
 					b.Fatal("short array")
 				}
-				pc.cl.PurgeAll()
+				oc.PurgeAll() // the hub's results and this client's
 			}
 		})
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {

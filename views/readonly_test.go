@@ -223,3 +223,33 @@ func TestReadOnlyReuse(t *testing.T) {
 		}
 	}
 }
+
+// TestClientKeepsNoFinishedResults: a client that waits for each pull
+// before the next and purges keeps none of the pulled arrays (the
+// in-process client's list of outstanding tasks held every finished task,
+// value and all, until 1024 had piled up: a GiB for pulls of 1 MiB).
+func TestClientKeepsNoFinishedResults(t *testing.T) {
+	pc := startProcsWith(t, 1, HubConfig{}, time.Second, 0)
+	x := roRamp(1 << 20 / 8)
+	defer x.Release()
+	if err := must[*DirectView](t)(pc.cl.View(0)).Set("x", x); err != nil {
+		t.Fatal(err)
+	}
+	for ci, cl := range []*Client{pc.cl, pc.connect(t)} {
+		one := must[*DirectView](t)(cl.View(0))
+		runtime.GC()
+		base := bulkLive.Load()
+		for i := 0; i < 40; i++ {
+			must[any](t)(one.Get("x"))
+			cl.PurgeAll()
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for bulkLive.Load()-base > 4<<20 {
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d: %d MiB of the 40 arrays of 1 MiB pulled and purged are still held", ci, (bulkLive.Load()-base)>>20)
+			}
+			runtime.GC()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

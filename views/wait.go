@@ -9,8 +9,10 @@ import (
 
 // ownTasks are the tasks one Client submitted that may not have finished
 // (IPython's client.outstanding), in submission order. Adding costs an
-// append: finished tasks are dropped when the list has doubled since the
-// last sweep, and when it is read.
+// append: finished tasks at the front are dropped then (a finished task
+// holds its result's value: a client that waits for each call before the
+// next keeps none), the others when the list has doubled since the last
+// sweep, and when it is read.
 type ownTasks struct {
 	mu      sync.Mutex // a leaf
 	ts      []*task
@@ -19,6 +21,12 @@ type ownTasks struct {
 
 func (o *ownTasks) add(ts []*task) {
 	o.mu.Lock()
+	k := 0
+	for k < len(o.ts) && o.ts[k].isDone() {
+		k++
+	}
+	clear(o.ts[:k])
+	o.ts = o.ts[k:]
 	o.ts = append(o.ts, ts...)
 	if len(o.ts) >= o.sweepAt {
 		o.sweepLocked()
