@@ -77,9 +77,11 @@
 // read-only memory (collective.ReadOnlyCopy: up to 1 MiB in chunks of a
 // memory file mapped twice, reused without system calls; larger ones in
 // memory of their own, protected once written); on one node the mesh maps
-// the sender's arena read-only and copies nothing. That copy is the cost:
-// none measurable up to 64 KiB, up to a third more for a push of 1 MiB and
-// about half more for 32 MiB through frames (BenchmarkPushArrow). Received []float64 and other Go
+// the sender's arena read-only and copies nothing. That copy is the cost
+// (BenchmarkPushArrow, 2 shared cores): none measurable at 4 KiB; a push
+// through frames up to about 1.2 times as long at 64 KiB and 1 MiB and up
+// to twice at 32 MiB; a pull by an outside client (copied at the hub, which
+// keeps the result, and at the client) up to twice as long from 64 KiB. Received []float64 and other Go
 // slices are yours to modify.
 //
 // Push, Set and Scatter from a driver on rank 0, and the engines' answers
