@@ -28,7 +28,12 @@
 #               and more (default 3); the table shows median and minimum
 #   RAW_MIB     bytes of each raw stream (default 2048)
 #   SKIP        any of raw,mpi,rankhub: leave that column out
+#   HEARTBEAT   the rankhub job's heartbeat interval (default 5s: a peer is
+#               dead after 5 silent intervals; with the default 1s a rank
+#               of a 512 MiB Allreduce on 3x2 was declared dead while the
+#               machine's load was 12 on its 2 cores)
 #   OUT         directory for the logs (default a fresh temporary one)
+#   TABLE_ONLY  an all.log of an earlier run: only print its table
 #   SAVE        where the table goes (default
 #               benchmarks/results/multinode-<date>.txt; SAVE=- only prints)
 set -euo pipefail
@@ -45,6 +50,8 @@ RAW_MIB=${RAW_MIB:-2048}
 SKIP=${SKIP:-}
 OUT=${OUT:-$(mktemp -d /tmp/rankhub-mnbench.XXXXXX)}
 SAVE=${SAVE:-$ROOT/benchmarks/results/multinode-$(date -u +%F).txt}
+HEARTBEAT=${HEARTBEAT:-5s}
+TABLE_ONLY=${TABLE_ONLY:-}
 PY=/usr/bin/python3
 AGENT=$HERE/ompi-rsh.sh
 NET=10.231.0
@@ -55,6 +62,94 @@ LOG=$OUT/all.log
 die() { echo "run.sh: $*" >&2; exit 1; }
 skip() { [[ ",$SKIP," == *",$1,"* ]]; }
 node_ip() { echo "$NET.$((10 + ${1#n}))"; }
+
+# table prints the side-by-side table of the log $LOG.
+table() {
+	$PY - "$LOG" <<'EOF'
+import os, re, statistics, sys
+reps, raw, loads, heads = {}, {}, [], []
+for line in open(sys.argv[1]):
+    m = re.match(r'RESULT (\S+) (\S+) (\S+)', line)
+    if m:
+        (reps if m.group(3) == 'ms_rep' else raw).setdefault(m.group(1), []).append(float(m.group(2)))
+    elif line.startswith('LOAD '):
+        loads.append(line[5:].strip())
+    elif line.startswith('# '):
+        heads.append(line.strip())
+fails = [l.strip() for l in open(sys.argv[1]) if l.startswith('FAILED ')]
+keys = [re.match(r'(?:rankhub|mpi)_(\d+x\d+)_\w+?_(\d+)MiB$', k) for k in reps]
+sizes = sorted({int(m.group(2)) for m in keys if m})
+layouts = sorted({m.group(1) for m in keys if m})
+stream = statistics.median(raw['raw_stream']) if 'raw_stream' in raw else None
+agg = statistics.median(raw['raw_aggregate']) if 'raw_aggregate' in raw else None
+def med(k): return statistics.median(reps[k]) if k in reps else None
+def mn(k): return min(reps[k]) if k in reps else None
+def f(x, w, p):
+    return f"{x:>{w}{p}}" if x is not None else f"{'-':>{w}}"
+# Cross-node bytes the operation must move at least, in units of S (N nodes,
+# p ranks): what the wire bound column divides by the raw aggregate.
+def wire(op, N, p, k):
+    return {'Bcast': N - 1, 'Scatter': (p - k) / p, 'Gather': (p - k) / p, 'Allgather': (N - 1),
+            'Reduce': N - 1, 'Allreduce': 2 * (N - 1), 'SendRecv_p2p': 1, 'ViewPush': N - 1,
+            'ViewPull': p - k, 'ViewScatter': (p - k) / (p - 1), 'ViewGather': (p - k) / (p - 1),
+            'ViewPushOne': 1, 'ViewPullOne': 1}[op]
+mpi_peer = {'ViewScatter': 'Scatter', 'ViewGather': 'Gather', 'ViewPush': 'Bcast'}
+for h in heads:
+    print(h)
+print(f"raw TCP stream n1->n2: {f(stream, 0, '.3g')} GB/s; three streams at once (n1->n2, n2->n3, n3->n1), sum: {f(agg, 0, '.3g')} GB/s")
+print("time: median (min) of the repetitions in ms; GB/s = S / median; xMPI = rankhub / Open MPI time (View rows: beside")
+print("MPI's Bcast/Scatter/Gather); xraw = rankhub GB/s / raw stream; wire = ms for the op's fewest cross-node bytes at the")
+print("raw aggregate. Targets (issue 15): p2p, PushOne, PullOne xraw >= 0.8; collectives xMPI <= 0.8; Push <= Bcast +10%.")
+hdr = f"{'layout':<6} {'op':<13} {'MiB':>4} {'OpenMPI':>16} {'rankhub':>16} {'GB/s':>6} {'xMPI':>6} {'xraw':>6} {'wire':>7} {'target':<16} {'met':<3}"
+print(hdr); print('-' * len(hdr))
+ops = ['Bcast', 'Scatter', 'Gather', 'Reduce', 'Allreduce', 'Allgather', 'SendRecv_p2p',
+       'ViewPush', 'ViewPull', 'ViewScatter', 'ViewGather', 'ViewPushOne', 'ViewPullOne']
+met_all = []
+for l in layouts:
+    N, k = (int(x) for x in l.split('x'))
+    p = N * k
+    for op in ops:
+        for mib in sizes:
+            rk, mk = f'rankhub_{l}_{op}_{mib}MiB', f'mpi_{l}_{mpi_peer.get(op, op)}_{mib}MiB'
+            if rk not in reps and mk not in reps:
+                continue
+            S = mib << 20
+            r, m = med(rk), med(mk)
+            gbs = S / (r / 1e3) / 1e9 if r else None
+            xm = r / m if r and m else None
+            xr = gbs / stream if gbs and stream else None
+            w = wire(op, N, p, k) * S / (agg * 1e9) * 1e3 if agg else None
+            target, ok = '', None
+            if op in ('SendRecv_p2p', 'ViewPushOne', 'ViewPullOne'):
+                target = 'xraw >= 0.8'
+                ok = xr >= 0.8 if xr else None
+            elif not op.startswith('View'):
+                target = 'xMPI <= 0.8'
+                ok = xm <= 0.8 if xm else None
+            elif op == 'ViewPush':
+                b = med(f'rankhub_{l}_Bcast_{mib}MiB')
+                target = f"<= Bcast+10% {f(b * 1.1 if b else None, 0, '.4g')}"
+                ok = r <= 1.1 * b if r and b else None
+            met = '-' if ok is None else ('yes' if ok else 'NO')
+            if ok is not None:
+                met_all.append(ok)
+            mt = f"{f(m, 7, '.4g')} ({f(mn(mk), 6, '.4g')})" if m else f"{'-':>16}"
+            rt = f"{f(r, 7, '.4g')} ({f(mn(rk), 6, '.4g')})" if r else f"{'-':>16}"
+            print(f"{l:<6} {op:<13} {mib:>4} {mt} {rt} {f(gbs, 6, '.3g')} {f(xm, 6, '.2f')} {f(xr, 6, '.2f')} {f(w, 7, '.4g')} {target:<16} {met:<3}")
+print()
+print(f"targets met: {sum(met_all)} of {len(met_all)}")
+for x in fails:
+    print(x)
+print("machine during each phase (every core, every process on it; busy = non-idle CPU time):")
+for x in loads:
+    print("  " + x)
+EOF
+}
+if [ -n "$TABLE_ONLY" ]; then
+	LOG=$TABLE_ONLY
+	table
+	exit
+fi
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (nsenter into the node namespaces)"
 [ -s "$CONF" ] || die "the emulated cluster is not up ($CONF missing): make slurm-multi-up"
@@ -150,6 +245,7 @@ scheduler = "slurm"
 ranks = $np
 ranks_per_node = $per
 walltime = "30m"
+heartbeat = "$HEARTBEAT"
 network = "$NET.0/24"
 program = ["$ROOT/bin/mnbench", "-layout", "$l", "-sizes", "$SIZES_MIB", "-reps", "$REPS", "-reps-large", "$REPS_LARGE", "-ops", "$OPS"]
 EOF
@@ -158,89 +254,14 @@ EOF
 		id=${BASH_REMATCH[1]}
 		jd=${BASH_REMATCH[2]}
 		if ! phase "rankhub $l" waitjob "$jd" "$d/wait.out"; then
-			die "rankhub $l (job $id): $(cat "$d/wait.out"; tail -n 30 "$jd/slurm-$id.out")"
+			# The rows it finished still count; the table names the failure.
+			echo "FAILED rankhub $l (job $id, $jd): $(head -n 3 "$d/wait.out" | tr '\n' ' ')" | tee -a "$LOG" >&2
+			failed=1
 		fi
-		cat "$jd/slurm-$id.out" >>"$LOG"
+		grep '^RESULT \|^# ' "$jd/slurm-$id.out" >>"$LOG" || true
 	fi
 done
 
-table() {
-	$PY - "$LOG" <<'EOF'
-import os, re, statistics, sys
-reps, raw, loads, heads = {}, {}, [], []
-for line in open(sys.argv[1]):
-    m = re.match(r'RESULT (\S+) (\S+) (\S+)', line)
-    if m:
-        (reps if m.group(3) == 'ms_rep' else raw).setdefault(m.group(1), []).append(float(m.group(2)))
-    elif line.startswith('LOAD '):
-        loads.append(line[5:].strip())
-    elif line.startswith('# '):
-        heads.append(line.strip())
-sizes = [int(s) for s in os.environ['SIZES_MIB'].split(',')]
-layouts = os.environ['LAYOUTS'].split(',')
-stream = statistics.median(raw['raw_stream']) if 'raw_stream' in raw else None
-agg = statistics.median(raw['raw_aggregate']) if 'raw_aggregate' in raw else None
-def med(k): return statistics.median(reps[k]) if k in reps else None
-def mn(k): return min(reps[k]) if k in reps else None
-def f(x, w, p):
-    return f"{x:>{w}{p}}" if x is not None else f"{'-':>{w}}"
-# Cross-node bytes the operation must move at least, in units of S (N nodes,
-# p ranks): what the wire bound column divides by the raw aggregate.
-def wire(op, N, p, k):
-    return {'Bcast': N - 1, 'Scatter': (p - k) / p, 'Gather': (p - k) / p, 'Allgather': (N - 1),
-            'Reduce': N - 1, 'Allreduce': 2 * (N - 1), 'SendRecv_p2p': 1, 'ViewPush': N - 1,
-            'ViewPull': p - k, 'ViewScatter': (p - k) / (p - 1), 'ViewGather': (p - k) / (p - 1),
-            'ViewPushOne': 1, 'ViewPullOne': 1}[op]
-mpi_peer = {'ViewScatter': 'Scatter', 'ViewGather': 'Gather', 'ViewPush': 'Bcast'}
-for h in heads:
-    print(h)
-print(f"raw TCP stream n1->n2: {f(stream, 0, '.3g')} GB/s; three streams at once (n1->n2, n2->n3, n3->n1), sum: {f(agg, 0, '.3g')} GB/s")
-print("time: median (min) of the repetitions in ms; GB/s = S / median; xMPI = rankhub / Open MPI time (View rows: beside")
-print("MPI's Bcast/Scatter/Gather); xraw = rankhub GB/s / raw stream; wire = ms for the op's fewest cross-node bytes at the")
-print("raw aggregate. Targets (issue 15): p2p, PushOne, PullOne xraw >= 0.8; collectives xMPI <= 0.8; Push <= Bcast +10%.")
-hdr = f"{'layout':<6} {'op':<13} {'MiB':>4} {'OpenMPI':>16} {'rankhub':>16} {'GB/s':>6} {'xMPI':>6} {'xraw':>6} {'wire':>7} {'target':<16} {'met':<3}"
-print(hdr); print('-' * len(hdr))
-ops = ['Bcast', 'Scatter', 'Gather', 'Reduce', 'Allreduce', 'Allgather', 'SendRecv_p2p',
-       'ViewPush', 'ViewPull', 'ViewScatter', 'ViewGather', 'ViewPushOne', 'ViewPullOne']
-met_all = []
-for l in layouts:
-    N, k = (int(x) for x in l.split('x'))
-    p = N * k
-    for op in ops:
-        for mib in sizes:
-            rk, mk = f'rankhub_{l}_{op}_{mib}MiB', f'mpi_{l}_{mpi_peer.get(op, op)}_{mib}MiB'
-            if rk not in reps and mk not in reps:
-                continue
-            S = mib << 20
-            r, m = med(rk), med(mk)
-            gbs = S / (r / 1e3) / 1e9 if r else None
-            xm = r / m if r and m else None
-            xr = gbs / stream if gbs and stream else None
-            w = wire(op, N, p, k) * S / (agg * 1e9) * 1e3 if agg else None
-            target, ok = '', None
-            if op in ('SendRecv_p2p', 'ViewPushOne', 'ViewPullOne'):
-                target = 'xraw >= 0.8'
-                ok = xr >= 0.8 if xr else None
-            elif not op.startswith('View'):
-                target = 'xMPI <= 0.8'
-                ok = xm <= 0.8 if xm else None
-            elif op == 'ViewPush':
-                b = med(f'rankhub_{l}_Bcast_{mib}MiB')
-                target = f"<= Bcast+10% {f(b * 1.1 if b else None, 0, '.4g')}"
-                ok = r <= 1.1 * b if r and b else None
-            met = '-' if ok is None else ('yes' if ok else 'NO')
-            if ok is not None:
-                met_all.append(ok)
-            mt = f"{f(m, 7, '.4g')} ({f(mn(mk), 6, '.4g')})" if m else f"{'-':>16}"
-            rt = f"{f(r, 7, '.4g')} ({f(mn(rk), 6, '.4g')})" if r else f"{'-':>16}"
-            print(f"{l:<6} {op:<13} {mib:>4} {mt} {rt} {f(gbs, 6, '.3g')} {f(xm, 6, '.2f')} {f(xr, 6, '.2f')} {f(w, 7, '.4g')} {target:<16} {met:<3}")
-print()
-print(f"targets met: {sum(met_all)} of {len(met_all)}")
-print("machine during each phase (every core, every process on it; busy = non-idle CPU time):")
-for x in loads:
-    print("  " + x)
-EOF
-}
 table | tee "$OUT/table.txt"
 if [ "$SAVE" != "-" ]; then
 	mkdir -p "$(dirname "$SAVE")"
@@ -248,3 +269,4 @@ if [ "$SAVE" != "-" ]; then
 	echo "saved: $SAVE"
 fi
 echo "logs: $OUT"
+[ -z "${failed:-}" ] || die "some rankhub jobs failed (see FAILED above); their finished rows are in the table"

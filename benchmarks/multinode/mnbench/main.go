@@ -159,9 +159,24 @@ func drive(ctx context.Context, c *views.Client) error {
 	if err != nil {
 		return err
 	}
-	cerr := collectives(ctx, w, cfg)
-	if _, err := ar.Get(-1); err != nil || cerr != nil {
-		return errors.Join(cerr, err)
+	// An engine that fails stops the driver's part, which would wait for
+	// it until the walltime.
+	cctx, cancel := context.WithCancel(ctx)
+	engines := make(chan error, 1)
+	go func() {
+		_, err := ar.Get(-1)
+		if err != nil {
+			cancel()
+		}
+		engines <- err
+	}()
+	cerr := collectives(cctx, w, cfg)
+	cancel()
+	if err := <-engines; err != nil {
+		return fmt.Errorf("engines: %w", err)
+	}
+	if cerr != nil {
+		return cerr
 	}
 	one, err := c.View(peerID)
 	if err != nil {
