@@ -215,7 +215,15 @@ raw() {
 }
 skip raw || phase raw raw
 
-waitjob() { SLURM_CONF=$CONF "$ROOT/bin/rankhub" wait "$1" >"$2" 2>&1; }
+waitjob() { # jobdir out: rankhub wait, again while the scheduler is too busy to answer
+	local i
+	for i in 1 2 3 4 5; do
+		SLURM_CONF=$CONF "$ROOT/bin/rankhub" wait "$1" >"$2" 2>&1 && return 0
+		grep -q 'context deadline exceeded' "$2" || return 1
+		sleep 5
+	done
+	return 1
+}
 for l in ${LAYOUTS//,/ }; do
 	nodes=${l%x*}
 	per=${l#*x}
