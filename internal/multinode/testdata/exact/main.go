@@ -16,6 +16,8 @@
 // array of more than 2 GiB of uint8 (checked word by word on every rank).
 // It prints "EXACT OK" when everything held; any wrong element is an error
 // naming the operation, the rank, the element, what it got and wanted.
+// With EXACT_TRACE=dir every rank appends each step it starts to
+// dir/trace-<rank> (to find the step a hang is in).
 package main
 
 import (
