@@ -157,8 +157,17 @@ fi
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (nsenter into the node namespaces)"
 [ -s "$CONF" ] || die "the emulated cluster is not up ($CONF missing): make slurm-multi-up"
-idle=$(SLURM_CONF=$CONF sinfo -h -N -o '%N %T' | awk '$2 == "idle" || $2 == "mixed"' | wc -l)
-[ "$idle" -ge 3 ] || die "fewer than 3 nodes idle in the emulated cluster: $(SLURM_CONF=$CONF sinfo -h -N -o '%N %T' | tr '\n' ' ')"
+# Nodes in use by other jobs still run ours (the partition oversubscribes),
+# but their load is in our numbers: wait a minute for idle nodes, then go
+# on with the nodes that are up and say so in the log.
+nodes_in() { SLURM_CONF=$CONF sinfo -h -N -o '%N %T' | awk -v s="$1" '$2 ~ s' | wc -l; }
+for _ in $(seq 30); do
+	[ "$(nodes_in '^idle$')" -ge 3 ] && break
+	sleep 2
+done
+idle=$(nodes_in '^(idle|mixed|allocated)$')
+[ "$idle" -ge 3 ] || die "fewer than 3 nodes up in the emulated cluster: $(SLURM_CONF=$CONF sinfo -h -N -o '%N %T' | tr '\n' ' ')"
+busy_nodes=$(SLURM_CONF=$CONF sinfo -h -N -o '%N %T' | awk '$2 != "idle"' | tr '\n' ' ')
 for tool in mpirun.openmpi gcc nsenter; do
 	command -v $tool >/dev/null || die "$tool is missing (apt-get install -y openmpi-bin python3-mpi4py python3-numpy gcc)"
 done
@@ -192,6 +201,7 @@ phase() { # name command...: runs it, logs the machine's load around it
 
 : >"$LOG"
 echo "# $(date -u -Is) $(uname -r) $(nproc) cores, load: $(cat /proc/loadavg)" | tee -a "$LOG"
+[ -z "$busy_nodes" ] || echo "# nodes running other jobs at the start: $busy_nodes" | tee -a "$LOG"
 echo "# sizes ${SIZES_MIB} MiB, layouts ${LAYOUTS}, reps ${REPS} (${REPS_LARGE} at 512 MiB and more)${OPS:+, ops $OPS}" | tee -a "$LOG"
 
 # 1. The raw limit: tcpstream receivers first, then the senders.
