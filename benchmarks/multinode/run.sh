@@ -22,7 +22,9 @@
 #   OPS         operations, comma-separated (default all): Bcast, Scatter,
 #               Gather, Reduce, Allreduce, Allgather, SendRecv_p2p (both
 #               sides), ViewPush, ViewPull, ViewScatter, ViewGather,
-#               ViewPushOne, ViewPullOne (rankhub only); the raw streams
+#               ViewPushOne, ViewPullOne (rankhub only; ViewPull, ViewGather
+#               and ViewPullOne need ViewPush, ViewScatter, ViewPushOne
+#               before them); the raw streams
 #               always run (the ratios need them) unless SKIP has raw
 #   REPS        repetitions under 512 MiB (default 5); REPS_LARGE at 512 MiB
 #               and more (default 3); the table shows median and minimum
@@ -32,9 +34,6 @@
 #               dead after 5 silent intervals; with the default 1s a rank
 #               of a 512 MiB Allreduce on 3x2 was declared dead while the
 #               machine's load was 12 on its 2 cores)
-#   GOMEMLIMIT_RANK  GOMEMLIMIT of every rankhub rank (default 4GiB): without
-#               it the driver of 3x2 reached 12-13.5 GB resident in the
-#               512 MiB views rows and was OOM-killed (24 GiB machine)
 #   OUT         directory for the logs (default a fresh temporary one)
 #   TABLE_ONLY  an all.log of an earlier run: only print its table
 #   SAVE        where the table goes (default
@@ -54,7 +53,6 @@ SKIP=${SKIP:-}
 OUT=${OUT:-$(mktemp -d /tmp/rankhub-mnbench.XXXXXX)}
 SAVE=${SAVE:-$ROOT/benchmarks/results/multinode-$(date -u +%F).txt}
 HEARTBEAT=${HEARTBEAT:-5s}
-GOMEMLIMIT_RANK=${GOMEMLIMIT_RANK:-4GiB}
 TABLE_ONLY=${TABLE_ONLY:-}
 PY=/usr/bin/python3
 AGENT=$HERE/ompi-rsh.sh
@@ -270,9 +268,6 @@ walltime = "30m"
 heartbeat = "$HEARTBEAT"
 network = "$NET.0/24"
 program = ["$ROOT/bin/mnbench", "-layout", "$l", "-sizes", "$SIZES_MIB", "-reps", "$REPS", "-reps-large", "$REPS_LARGE", "-ops", "$OPS"]
-
-[job.env]
-GOMEMLIMIT = "$GOMEMLIMIT_RANK"
 EOF
 		sub=$(cd "$d" && SLURM_CONF=$CONF "$ROOT/bin/rankhub" submit mnbench.toml 2>&1) || die "rankhub submit $l: $sub"
 		[[ $sub =~ slurm\ job\ ([0-9]+),\ job\ directory\ ([^[:space:]]+) ]] || die "rankhub submit $l: $sub"
