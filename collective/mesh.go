@@ -230,7 +230,7 @@ func JoinMesh(ctx context.Context, cfg MeshConfig) (*Mesh, error) {
 		return nil, fmt.Errorf("%w: mesh exchange returned %d peers for %d ranks", ErrProtocol, len(peers), cfg.Size)
 	}
 	m.peers = peers
-	opts := append([]Option(nil), cfg.Options...)
+	opts := append(algorithmsFromEnv(), cfg.Options...)
 	if !cfg.ForceTCP && m.anySameNode() {
 		dir := cfg.ArenaDir
 		if dir == "" {
@@ -368,6 +368,15 @@ func (m *Mesh) SameNode(peer int) bool {
 		return false
 	}
 	return m.peers[peer].Host == m.cfg.Host
+}
+
+// NodeOf names rank p's node: its advertised host identity, or the rank
+// itself with ForceTCP (every peer "not on this node").
+func (m *Mesh) NodeOf(p int) string {
+	if m.cfg.ForceTCP || p < 0 || p >= len(m.peers) {
+		return fmt.Sprint("rank ", p)
+	}
+	return m.peers[p].Host
 }
 
 // peerName names a peer in errors.
