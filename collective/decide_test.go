@@ -17,8 +17,12 @@ import (
 
 // lay builds a layout for the table tests: ranks, nodes, most per node.
 func lay(ranks, nodes, perNode int) layout {
-	return layout{ranks: ranks, nodes: nodes, perNode: perNode, shm: true, sizeKnown: true,
-		crossPair: ranks == 2 && nodes == 2, largeBytes: 256 << 10}
+	l := layout{ranks: ranks, nodes: nodes, perNode: perNode, shm: true, sizeKnown: true,
+		crossPair: ranks == 2 && nodes == 2, largeBytes: 256 << 10, others: nodes - 1}
+	if nodes > 1 {
+		l.perOther = perNode
+	}
+	return l
 }
 
 func TestDecideTable(t *testing.T) {
@@ -60,9 +64,13 @@ func TestDecideTable(t *testing.T) {
 		{opAllgather, 64 * MiB, lay(6, 1, 6), "", AlgShm, 0},
 		{opAllgather, 64 * MiB, lay(6, 3, 2), "", AlgRing, 0},
 		{opMulticast, 64 * MiB, lay(6, 3, 2), "", AlgChain, maxSegment},
-		{opMulticast, 64 * MiB, lay(3, 3, 1), "", AlgChain, maxSegment},
+		{opMulticast, 64 * MiB, lay(3, 3, 1), "", AlgDirect, 0},
+		{opMulticast, 64 * MiB, lay(4, 4, 1), "", AlgChain, maxSegment},
+		{opMulticast, 4 * MiB, lay(6, 3, 2), "", AlgDirect, 0},
+		{opMulticast, 8 * MiB, lay(6, 3, 2), "", AlgChain, minSegment},
 		{opMulticast, 64 * MiB, lay(2, 2, 1), "", AlgDirect, 0},
 		{opMulticast, 64 * MiB, lay(6, 1, 6), "", AlgDirect, 0},
+		{opMulticast, 64 * MiB, layout{ranks: 3, nodes: 2, perNode: 2, others: 1, perOther: 1, shm: true, largeBytes: 256 << 10}, "", AlgDirect, 0},
 		{opMulticast, 100, lay(6, 3, 2), "", AlgDirect, 0},
 		{opMulticast, 100, lay(6, 3, 2), "multicast:chain", AlgChain, minSegment},
 		{opScatter, 64 * MiB, lay(6, 3, 2), "", AlgDirect, 0},

@@ -67,6 +67,12 @@ func (c *Comm) layoutOf(set []int, sizeKnown bool) layout {
 	// member of a mesh, where every rank with a node-mate has an arena.
 	l.shm = c.w.opts.arena != nil || len(t.members[t.node[c.rank]]) == 1
 	l.crossPair = len(set) == 2 && t.node[set[0]] != t.node[set[1]]
+	for n, k := range perNode {
+		if n != t.node[c.rank] {
+			l.others++
+			l.perOther = max(l.perOther, k)
+		}
+	}
 	return l
 }
 

@@ -1,0 +1,96 @@
+package views
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/rankhub/rankhub/collective"
+)
+
+// nodesWorld is ranks on emulated nodes (nodes[r] is rank r's), each with
+// an arena, in process; multicasts take the chain whatever their size.
+func nodesWorld(t *testing.T, nodes []int) ([]*collective.LocalTransport, []*collective.Comm, []*collective.Arena) {
+	t.Helper()
+	ts := collective.NewLocalNetwork(len(nodes), collective.LocalOptions{Nodes: nodes})
+	var cs []*collective.Comm
+	var as []*collective.Arena
+	for i, tr := range ts {
+		a, err := collective.NewArena(t.TempDir(), fmt.Sprintf("mc%d", i), 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := collective.New(tr, collective.WithArena(a), collective.WithAllocator(a.Allocator()), collective.WithAlgorithm("multicast:chain"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, as = append(cs, c), append(as, a)
+	}
+	t.Cleanup(func() {
+		for i := range cs {
+			cs[i].Close()
+			as[i].Close()
+		}
+	})
+	return ts, cs, as
+}
+
+// TestBulkPushAcrossNodesMulticast: a push to the 5 engines of 3 nodes x 2
+// goes down the chain; every engine gets the array exactly, and every
+// arena (the hub's staging, the leaders' assembled copies the node-mates
+// alias) is empty again once the engines dropped their arrays. With
+// engine rank 2, a leader, dead, the engines behind it fail naming it and
+// the hub's node-mate still gets the array.
+func TestBulkPushAcrossNodesMulticast(t *testing.T) {
+	for _, dead := range []int{-1, 2} {
+		ts, cs, as := nodesWorld(t, []int{0, 0, 1, 1, 2, 2})
+		big := float64Ramp(memory.DefaultAllocator, 1<<19) // 4 MiB
+		if dead >= 0 {
+			ts[dead].Close()
+		}
+		send := &bulkSender{ctx: context.Background(), world: cs[0], to: []int{1, 2, 3, 4, 5}, tags: &bulkTags{}}
+		ctrl, bufs, err := encodeBulk(send, big)
+		big.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make([]error, 6)
+		var wg sync.WaitGroup
+		for r := 1; r < 6; r++ {
+			if r == dead {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				vals, err := decodeBulk(ctrl, bufs, 1, receiverOf(cs[r], 0))
+				if err == nil {
+					if got := vals[0].(*array.Float64); got.Len() != 1<<19 || got.Value(1<<19-1) != 1<<19-1 {
+						err = fmt.Errorf("rank %d: %d values, last %v", r, got.Len(), got.Value(got.Len()-1))
+					}
+				}
+				errs[r] = err
+			}()
+		}
+		wg.Wait()
+		for r := 1; r < 6; r++ {
+			switch {
+			case r == dead:
+			case dead < 0 || r == 1:
+				if errs[r] != nil {
+					t.Errorf("dead %d: rank %d: %v", dead, r, errs[r])
+				}
+			case errs[r] == nil || !strings.Contains(errs[r].Error(), fmt.Sprintf("peer rank %d", dead)):
+				t.Errorf("dead %d: rank %d: %v, want an error naming rank %d", dead, r, errs[r], dead)
+			}
+		}
+		for i, a := range as {
+			waitInUse(t, a, 0, fmt.Sprintf("dead %d: arena of rank %d after every engine dropped the array", dead, i))
+		}
+	}
+}
