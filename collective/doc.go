@@ -63,9 +63,12 @@
 //     sends a descriptor to each peer); else ring.
 //   - Scatter/Gather: direct from/to the root (descriptors on one node).
 //   - Multicast (one array from one rank to a set of ranks, what the views'
-//     Push uses): direct (SendTo), or for large arrays to several other
-//     nodes the chain above over the receivers, announced to each by a
-//     small route notice so that a plain Recv follows it.
+//     Push uses): direct (SendTo); from 8 MiB, when several receivers share
+//     another node or they are on 3 or more other nodes, the chain above
+//     over the receivers, announced to each by a small route notice so
+//     that a plain Recv follows it. A receiver starts forwarding when the
+//     notice arrives, not when it calls Recv; a leader that fails sends the
+//     ranks behind it a failure notice (ErrUpstream, naming the cause).
 //
 // "Large" is WithLargeThreshold (256 KiB). The reductions are not
 // node-aware: their combination order is fixed (see Reductions), every

@@ -152,7 +152,10 @@ func TestMulticastBusyLeader(t *testing.T) {
 				select {
 				case <-others:
 				case <-ctx.Done():
+				}
+				if ctx.Err() != nil {
 					err = fmt.Errorf("rank 1: the others never got the array")
+					break
 				}
 				fallthrough
 			default:

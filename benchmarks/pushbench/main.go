@@ -4,9 +4,14 @@
 // (issue 15: Push no slower than Bcast + 10%). Start it as a rankhub
 // program (rank 0 drives, the others are engines), e.g. on the emulated
 // 3-node cluster with ranks = 6, ranks_per_node = 2. SIZES_MIB (default
-// 8,64,512) and REPS (default 3) choose what runs; it prints
+// 8,64,512) and REPS (default 3) choose what runs, ARENA=1 builds the
+// array in the driver's arena (as collbench does) instead of the Go heap;
+// it prints
 //
 //	RESULT rankhub_np<N>_{push,bcast}_<MiB>MiB_time <median ms> ms
+//
+// and the round trip of an apply of a no-op to every engine (what both
+// carry beside the data: the bcast runs inside an apply).
 package main
 
 import (
@@ -42,6 +47,7 @@ func main() {
 		// driver checks the length and a few values
 		return probe(got), nil
 	})
+	rankhub.Register("noop", func() int { return 0 })
 	rankhub.Register("sumof", func(c *views.Context, name string) (float64, error) {
 		v, ok := c.NS.Get(name)
 		if !ok {
@@ -98,15 +104,24 @@ func drive(ctx context.Context, c *views.Client) error {
 			return fmt.Errorf("SIZES_MIB: bad size %q", f)
 		}
 		n := mib << 20 / 8
-		b := array.NewFloat64Builder(memory.DefaultAllocator)
+		mem := memory.Allocator(memory.DefaultAllocator)
+		if os.Getenv("ARENA") != "" && w.Arena() != nil {
+			mem = w.Arena().Allocator() // node-mates alias it: no staging copy
+		}
+		b := array.NewFloat64Builder(mem)
 		b.Reserve(n)
 		for i := 0; i < n; i++ {
 			b.UnsafeAppend(float64(i))
 		}
 		arr := b.NewArray()
 		b.Release()
-		var push, bc []time.Duration
+		var push, bc, noop []time.Duration
 		for r := 0; r < reps; r++ {
+			t0 := time.Now()
+			if _, err := dv.ApplySync("noop"); err != nil {
+				return err
+			}
+			noop = append(noop, time.Since(t0))
 			t := time.Now()
 			if err := dv.Set("a", arr); err != nil {
 				return fmt.Errorf("push %d MiB: %w", mib, err)
@@ -150,6 +165,7 @@ func drive(ctx context.Context, c *views.Client) error {
 		}
 		arr.Release()
 		fmt.Printf("RESULT rankhub_np%d_push_%dMiB_time %.4g ms\n", np, mib, median(push))
+		fmt.Printf("RESULT rankhub_np%d_apply_noop_time %.4g ms\n", np, median(noop))
 		fmt.Printf("RESULT rankhub_np%d_bcast_%dMiB_time %.4g ms\n", np, mib, median(bc))
 	}
 	return nil
