@@ -74,6 +74,14 @@ func (t *LocalTransport) PeerExited(peer int) bool {
 	return peer >= 0 && peer < len(t.net.dead) && isClosed(t.net.dead[peer])
 }
 
+// LinkErr returns errPeerClosed once peer's transport was closed.
+func (t *LocalTransport) LinkErr(peer int) error {
+	if t.PeerExited(peer) {
+		return errPeerClosed
+	}
+	return nil
+}
+
 // Rank implements Transport.
 func (t *LocalTransport) Rank() int { return t.rank }
 

@@ -745,6 +745,18 @@ func (m *Mesh) DropQueued(pred func(tag uint64) bool, fn func(from int, msg *Mes
 	}
 }
 
+// LinkErr returns why the link to peer failed, or nil while it lives (or
+// was never used).
+func (m *Mesh) LinkErr(peer int) error {
+	if peer < 0 || peer >= len(m.links) || peer == m.cfg.Rank {
+		return nil
+	}
+	l := m.links[peer]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
 // fail marks the link dead: pending and later receives from the peer return
 // err once its queued messages are consumed; sends fail at once.
 func (m *Mesh) fail(l *link, err error) {

@@ -60,10 +60,24 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 	if d.alg != AlgChain {
 		return c.sendTo(ctx, set[1:], tag, col)
 	}
-	pl := planChain(c.topology(), c.rank, set[1:])
+	// Receivers whose link is known to have failed stay out of the chain,
+	// so that nobody waits behind them.
+	var live []int
+	if le, ok := c.w.t.(linkErrer); ok {
+		for _, q := range set[1:] {
+			if lerr := le.LinkErr(c.ranks[q]); lerr != nil {
+				err = errors.Join(err, &PeerError{Op: "multicast", Rank: c.rank, Peer: q, Err: lerr})
+				continue
+			}
+			live = append(live, q)
+		}
+	} else {
+		live = set[1:]
+	}
+	pl := planChain(c.topology(), c.rank, live)
 	ut := userTag(c.ctxID, tag)
 	reached := map[int]bool{}
-	for _, q := range set[1:] {
+	for _, q := range live {
 		if serr := c.send(ctx, "multicast", q, ut, c.routeValue(pl, q), nil); serr != nil {
 			err = errors.Join(err, serr)
 			continue
@@ -122,6 +136,12 @@ func (c *Comm) routeValue(pl chainPlan, q int) value {
 		add(c.ranks[m])
 	}
 	return v
+}
+
+// linkErrer is a Transport that knows which links have failed (Mesh,
+// LocalTransport).
+type linkErrer interface {
+	LinkErr(peer int) error
 }
 
 // relayTimeout bounds a relay whose upstream stays silent but alive.

@@ -3,7 +3,6 @@ package views
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 
@@ -44,8 +43,8 @@ func nodesWorld(t *testing.T, nodes []int) ([]*collective.LocalTransport, []*col
 // goes down the chain; every engine gets the array exactly, and every
 // arena (the hub's staging, the leaders' assembled copies the node-mates
 // alias) is empty again once the engines dropped their arrays. With
-// engine rank 2, a leader, dead, the engines behind it fail naming it and
-// the hub's node-mate still gets the array.
+// engine rank 2, a leader, known dead before the push, the chain goes
+// around it: every other engine gets the array.
 func TestBulkPushAcrossNodesMulticast(t *testing.T) {
 	for _, dead := range []int{-1, 2} {
 		ts, cs, as := nodesWorld(t, []int{0, 0, 1, 1, 2, 2})
@@ -81,12 +80,8 @@ func TestBulkPushAcrossNodesMulticast(t *testing.T) {
 		for r := 1; r < 6; r++ {
 			switch {
 			case r == dead:
-			case dead < 0 || r == 1:
-				if errs[r] != nil {
-					t.Errorf("dead %d: rank %d: %v", dead, r, errs[r])
-				}
-			case errs[r] == nil || !strings.Contains(errs[r].Error(), fmt.Sprintf("peer rank %d", dead)):
-				t.Errorf("dead %d: rank %d: %v, want an error naming rank %d", dead, r, errs[r], dead)
+			case errs[r] != nil:
+				t.Errorf("dead %d: rank %d: %v", dead, r, errs[r])
 			}
 		}
 		for i, a := range as {
