@@ -773,6 +773,18 @@ func (c *Comm) decode(m *Message, from int) (*got, error) {
 	return g, nil
 }
 
+// track counts a goroutine about to start in w.wg (it calls w.wg.Done),
+// unless Close began: then it returns false and nothing may start.
+func (w *world) track() bool {
+	w.wgMu.Lock()
+	defer w.wgMu.Unlock()
+	if w.closed.Load() {
+		return false
+	}
+	w.wg.Add(1)
+	return true
+}
+
 // sendRelease tells the arena owner that this rank dropped its views.
 func (w *world) sendRelease(owner int, tok uint64, offs []int64) {
 	b := binary.AppendUvarint(nil, tok)
@@ -780,13 +792,9 @@ func (w *world) sendRelease(owner int, tok uint64, offs []int64) {
 	for _, o := range offs {
 		b = binary.AppendUvarint(b, uint64(o))
 	}
-	w.wgMu.Lock()
-	if w.closed.Load() {
-		w.wgMu.Unlock()
+	if !w.track() {
 		return
 	}
-	w.wg.Add(1)
-	w.wgMu.Unlock()
 	go func() {
 		defer w.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -172,13 +172,9 @@ func (w *world) startRelay(from int, tag uint64, m *Message) {
 		return
 	}
 	r := &relay{done: make(chan struct{})}
-	w.wgMu.Lock()
-	if w.closed.Load() {
-		w.wgMu.Unlock()
+	if !w.track() {
 		return
 	}
-	w.wg.Add(1)
-	w.wgMu.Unlock()
 	w.mu.Lock()
 	w.relays[relayKey{from, tag}] = r
 	w.mu.Unlock()

@@ -16,27 +16,7 @@ import (
 // an arena, in process; multicasts take the chain whatever their size.
 func nodesWorld(t *testing.T, nodes []int) ([]*collective.LocalTransport, []*collective.Comm, []*collective.Arena) {
 	t.Helper()
-	ts := collective.NewLocalNetwork(len(nodes), collective.LocalOptions{Nodes: nodes})
-	var cs []*collective.Comm
-	var as []*collective.Arena
-	for i, tr := range ts {
-		a, err := collective.NewArena(t.TempDir(), fmt.Sprintf("mc%d", i), 64<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := collective.New(tr, collective.WithArena(a), collective.WithAllocator(a.Allocator()), collective.WithAlgorithm("multicast:chain"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs, as = append(cs, c), append(as, a)
-	}
-	t.Cleanup(func() {
-		for i := range cs {
-			cs[i].Close()
-			as[i].Close()
-		}
-	})
-	return ts, cs, as
+	return arenaWorld(t, collective.LocalOptions{Nodes: nodes}, len(nodes), 64<<20, collective.WithAlgorithm("multicast:chain"))
 }
 
 // TestBulkPushAcrossNodesMulticast: a push to the 5 engines of 3 nodes x 2
