@@ -33,28 +33,46 @@ func protoErr(op string, rank, peer int, format string, args ...any) error {
 }
 
 // Bcast sends root's arr to every rank and returns it (on root: arr,
-// retained). Algorithms: shared memory when every member is on this node
-// (root stages the data in its arena once and sends a descriptor to each
-// rank: receivers alias it); otherwise a binomial tree for small payloads
-// or 2 ranks, and van de Geijn (scatter, then ring allgather) for payloads
-// of at least the large threshold.
+// retained). The algorithm comes from the decision table (decide.go):
+// shared memory when every member is on this node (root stages the data in
+// its arena once and sends a descriptor to each rank: receivers alias it);
+// across nodes with several members on a node, a pipelined chain of node
+// leaders (chain.go) and descriptors inside each node; one member per node:
+// a binomial tree for small payloads or 2 ranks, the chain for large ones.
+// Non-roots do not know the size: what the root chose beyond the tree is
+// announced through the binomial tree.
 func (c *Comm) Bcast(ctx context.Context, root int, arr arrow.Array) (arrow.Array, error) {
 	tag, err := c.nextRooted("bcast", root)
 	if err != nil {
 		return nil, err
 	}
 	var v value
+	bytes := int64(-1)
 	if c.rank == root {
 		col, err := columnOf(arr)
 		if err != nil {
 			return nil, err
 		}
 		v = arrayValue(col)
+		bytes = bytesOf(col)
 	}
-	if c.rank == root && !c.allShm() && len(c.ranks) > 2 && bytesOf(v.cols[0]) >= c.w.opts.largeBytes {
-		v.aux = 1 // van de Geijn, announced to the others through the tree
+	// Non-roots decide without the size: chain and shm are chosen from the
+	// layout alone, then every member runs them at once; anything else
+	// starts with the binomial tree that carries root's choice.
+	d := c.decide(opBcast, bytes, c.rank == root)
+	var g *got
+	switch blind := c.decide(opBcast, -1, false).alg; {
+	case blind == AlgChain:
+		g, err = c.bcastChain(ctx, "bcast", root, v, d.segment, tag)
+	case c.rank == root && d.alg == AlgChain:
+		v.aux = auxChain
+		fallthrough
+	default:
+		if c.rank == root && d.alg == AlgVanDeGeijn {
+			v.aux = auxVanDeGeijn
+		}
+		g, err = c.bcastValue(ctx, "bcast", root, v, d.alg == AlgShm, d.segment, tag)
 	}
-	g, err := c.bcastValue(ctx, "bcast", root, v, tag)
 	if err != nil {
 		return nil, err
 	}
@@ -62,20 +80,31 @@ func (c *Comm) Bcast(ctx context.Context, root int, arr arrow.Array) (arrow.Arra
 		arr.Retain()
 		return arr, nil
 	}
-	if g.kind != kindArray || len(g.arrs) != 1 {
-		g.release()
+	if g == nil || g.kind != kindArray || len(g.arrs) != 1 {
+		if g != nil {
+			g.release()
+		}
 		return nil, protoErr("bcast", c.rank, root, "expected one array")
 	}
 	return g.arrs[0], nil
 }
 
+// What a bcast's root announces through the binomial tree in aux.
+const (
+	auxVanDeGeijn = 1
+	auxChain      = 2
+)
+
 // bcastValue moves v from root to all. Non-roots get the value; root gets nil.
-func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, tag func(uint8) uint64) (*got, error) {
+// With shm (every member on this node, arenas) root sends a descriptor to
+// every rank; otherwise a binomial tree carries v, or what root announces
+// in v.aux (van de Geijn; the chain with segments of seg bytes).
+func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, shm bool, seg int64, tag func(uint8) uint64) (*got, error) {
 	p, r := len(c.ranks), c.rank
 	if p == 1 {
 		return nil, nil
 	}
-	if c.allShm() {
+	if shm {
 		if r != root {
 			return c.recv(ctx, op, root, tag(0))
 		}
@@ -98,13 +127,16 @@ func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, tag
 		if g, err = c.recv(ctx, op, (parent+root)%p, tag(0)); err != nil {
 			return nil, err
 		}
-		if g.kind == kindNone && g.aux == 1 {
-			// van de Geijn announced through the tree: pass it on, then
-			// take part in the scatter and the ring.
+		if g.kind == kindNone && (g.aux == auxVanDeGeijn || g.aux == auxChain) {
+			// van de Geijn or the chain announced through the tree: pass
+			// it on, then take part.
 			for _, ch := range children {
-				if err := c.send(ctx, op, (ch+root)%p, tag(0), value{aux: 1}, nil); err != nil {
+				if err := c.send(ctx, op, (ch+root)%p, tag(0), value{aux: g.aux}, nil); err != nil {
 					return nil, err
 				}
+			}
+			if g.aux == auxChain {
+				return c.bcastChain(ctx, op, root, value{}, 0, tag)
 			}
 			first, err := c.recv(ctx, op, root, tag(2))
 			if err != nil {
@@ -121,11 +153,15 @@ func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, tag
 			}
 			v.cols = append(v.cols, col)
 		}
-	} else if v.kind == kindArray && v.aux == 1 {
+	} else if v.kind == kindArray && (v.aux == auxVanDeGeijn || v.aux == auxChain) {
 		for _, ch := range children {
-			if err := c.send(ctx, op, (ch+root)%p, tag(0), value{aux: 1}, nil); err != nil {
+			if err := c.send(ctx, op, (ch+root)%p, tag(0), value{aux: v.aux}, nil); err != nil {
 				return nil, err
 			}
+		}
+		if v.aux == auxChain {
+			v.aux = 0
+			return c.bcastChain(ctx, op, root, v, seg, tag)
 		}
 		return nil, c.vdgRoot(ctx, op, v.cols[0], tag)
 	}
@@ -437,7 +473,7 @@ func (c *Comm) Allgather(ctx context.Context, arr arrow.Array, opts ...GatherOpt
 		}
 		return nil
 	}
-	if c.allShm() {
+	if c.decide(opAllgather, bytesOf(col), true).alg == AlgShm {
 		staged, done := c.stage(arrayValue(col))
 		defer done()
 		if err := c.sendAll(ctx, op, staged, tag); err != nil {

@@ -21,6 +21,8 @@ type options struct {
 	mem        memory.Allocator
 	arena      *Arena
 	largeBytes int64
+	algSpec    string
+	algs       map[string]Alg
 }
 
 // WithAllocator sets where results that need new memory (reductions,
@@ -37,6 +39,13 @@ func WithArena(a *Arena) Option { return func(o *options) { o.arena = a } }
 // scatter+allgather and reduce/allreduce use recursive halving (default
 // 256 KiB). Every rank must pass the same value.
 func WithLargeThreshold(n int64) Option { return func(o *options) { o.largeBytes = n } }
+
+// WithAlgorithm overrides the decision table (decide.go) with
+// "op:alg[,op:alg...]", e.g. "bcast:vandegeijn,allreduce:halving", where
+// the algorithm can run on the communicator's layout (elsewhere the table
+// decides). Every rank must pass the same. JoinMesh reads $RANKHUB_COLL_ALG.
+// An unknown op or algorithm makes New fail.
+func WithAlgorithm(spec string) Option { return func(o *options) { o.algSpec = spec } }
 
 // world is what all communicators over one Transport share.
 type world struct {
@@ -56,7 +65,13 @@ type world struct {
 	aborted     map[uint64]error // collective key -> why
 	abortNotify chan struct{}    // closed and replaced at every abort
 
+	// relays are the multicasts this rank forwards, by route notice
+	// (under mu); relayComm is the world in transport ranks they use.
+	relays    map[relayKey]*relay
+	relayComm *Comm
+
 	closed atomic.Bool
+	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	// wgMu orders Close against goroutines started later (release
@@ -77,6 +92,9 @@ type Comm struct {
 
 	subMu  sync.Mutex
 	subCnt map[string]int64
+
+	topoOnce sync.Once
+	tp       *topo
 }
 
 // New returns the world communicator over t. With an arena it starts one
@@ -90,6 +108,13 @@ func New(t Transport, opts ...Option) (*Comm, error) {
 	for _, f := range opts {
 		f(&o)
 	}
+	if o.algSpec != "" {
+		algs, err := parseAlgorithms(o.algSpec)
+		if err != nil {
+			return nil, err
+		}
+		o.algs = algs
+	}
 	w := &world{t: t, opts: o, maps: map[string]*Mapping{}, pending: map[uint64]*Tracker{}, held: map[int]map[uint64][]int64{},
 		aborted: map[uint64]error{}, abortNotify: make(chan struct{})}
 	ranks := make([]int, t.Size())
@@ -98,7 +123,9 @@ func New(t Transport, opts ...Option) (*Comm, error) {
 	}
 	c := &Comm{w: w, ranks: ranks, rank: t.Rank(), subCnt: map[string]int64{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel = cancel
+	w.ctx, w.cancel = ctx, cancel
+	w.relays = map[relayKey]*relay{}
+	w.relayComm = &Comm{w: w, ranks: ranks, rank: t.Rank(), subCnt: map[string]int64{}}
 	for p := 0; p < t.Size(); p++ {
 		if p != t.Rank() {
 			w.wg.Add(1)
@@ -107,6 +134,10 @@ func New(t Transport, opts ...Option) (*Comm, error) {
 	}
 	if d, ok := t.(dropper); ok {
 		d.SetDrop(func(from int, tag uint64, m *Message) bool {
+			if tag>>62 == classUser {
+				w.startRelay(from, tag, m)
+				return false
+			}
 			if !isCollTag(tag) {
 				return false
 			}
@@ -157,6 +188,12 @@ func (c *Comm) Close() error {
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for k, r := range w.relays { // multicasts nobody received
+		if r.arr != nil {
+			r.arr.Release()
+		}
+		delete(w.relays, k)
+	}
 	var err error
 	for p, m := range w.maps {
 		err = errors.Join(err, m.Close())
@@ -736,6 +773,18 @@ func (c *Comm) decode(m *Message, from int) (*got, error) {
 	return g, nil
 }
 
+// track counts a goroutine about to start in w.wg (it calls w.wg.Done),
+// unless Close began: then it returns false and nothing may start.
+func (w *world) track() bool {
+	w.wgMu.Lock()
+	defer w.wgMu.Unlock()
+	if w.closed.Load() {
+		return false
+	}
+	w.wg.Add(1)
+	return true
+}
+
 // sendRelease tells the arena owner that this rank dropped its views.
 func (w *world) sendRelease(owner int, tok uint64, offs []int64) {
 	b := binary.AppendUvarint(nil, tok)
@@ -743,13 +792,9 @@ func (w *world) sendRelease(owner int, tok uint64, offs []int64) {
 	for _, o := range offs {
 		b = binary.AppendUvarint(b, uint64(o))
 	}
-	w.wgMu.Lock()
-	if w.closed.Load() {
-		w.wgMu.Unlock()
+	if !w.track() {
 		return
 	}
-	w.wg.Add(1)
-	w.wgMu.Unlock()
 	go func() {
 		defer w.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -822,18 +867,25 @@ func (c *Comm) SendTo(ctx context.Context, tos []int, tag uint64, arr arrow.Arra
 	if tag > MaxTag {
 		return 0, fmt.Errorf("%w: send tag %d", ErrArgument, tag)
 	}
-	local := 0
 	for _, to := range tos {
 		if to < 0 || to >= len(c.ranks) {
 			return 0, fmt.Errorf("%w: send to rank %d", ErrArgument, to)
-		}
-		if to != c.rank && c.shm(to) {
-			local++
 		}
 	}
 	col, err := columnOf(arr)
 	if err != nil {
 		return 0, err
+	}
+	return c.sendTo(ctx, tos, tag, col)
+}
+
+// sendTo is SendTo after the checks.
+func (c *Comm) sendTo(ctx context.Context, tos []int, tag uint64, col column) (sent int, err error) {
+	local := 0
+	for _, to := range tos {
+		if to != c.rank && c.shm(to) {
+			local++
+		}
 	}
 	v := arrayValue(col)
 	if local > 1 {
@@ -851,7 +903,9 @@ func (c *Comm) SendTo(ctx context.Context, tos []int, tag uint64, arr arrow.Arra
 	return sent, err
 }
 
-// Recv receives the next array sent by communicator rank `from` with tag.
+// Recv receives the next array sent by communicator rank `from` with tag
+// (Send, SendTo, Multicast: following a multicast's route, it may come from
+// another rank, which this rank may also forward it to).
 // The array is read-only and aliases the received memory; Release it.
 func (c *Comm) Recv(ctx context.Context, from int, tag uint64) (arrow.Array, error) {
 	if c.w.closed.Load() {
@@ -860,9 +914,13 @@ func (c *Comm) Recv(ctx context.Context, from int, tag uint64) (arrow.Array, err
 	if from < 0 || from >= len(c.ranks) || tag > MaxTag {
 		return nil, fmt.Errorf("%w: receive from rank %d tag %d", ErrArgument, from, tag)
 	}
-	g, err := c.recv(ctx, "recv", from, userTag(c.ctxID, tag))
+	ut := userTag(c.ctxID, tag)
+	g, err := c.recv(ctx, "recv", from, ut)
 	if err != nil {
 		return nil, err
+	}
+	if g.kind == kindNone && g.aux == auxRoute {
+		return c.takeRoute(ctx, from, g.fields, ut)
 	}
 	if g.kind != kindArray || len(g.arrs) != 1 {
 		g.release()

@@ -33,25 +33,57 @@
 //
 // # Algorithms
 //
-// Bcast: binomial tree (small, or 2 ranks), van de Geijn scatter + ring
-// allgather (large). Reduce: binomial tree (small), recursive halving and
-// block gather (large). Allreduce: recursive doubling (small), recursive
-// halving + recursive doubling (large). When all members share a node,
-// large Reduce and Allreduce take one round instead: every input goes to
-// every rank as a descriptor, each rank computes its share of the result
-// (cut on page boundaries) from all inputs in the documented order, chunk
-// by chunk in cache, and the shares are stitched: mapped read-only side by
-// side in a new address range, no byte copied (they are copied instead
-// when a share has nulls or went inline). Stitched results are read-only
-// like received arrays and like them must be released before the Comm is
-// closed. Over sockets, large reductions move their ranges in 2 MiB
-// pieces, sent beside the receives and combined while the next piece
-// arrives; a Reduce of two ranks on different nodes sends the other input
-// straight to root that way.
-// ReduceScatter: recursive halving,
-// then each block goes straight to the ranks whose counts it covers.
-// Allgather: ring. Scatter/Gather: linear from/to the root. "Large" is
-// WithLargeThreshold (256 KiB). Reductions fill their result lazily: a rank
+// One function decides, as Open MPI's tuned decision table does: decide
+// (decide.go) maps the operation, the payload size and the layout of the
+// members over nodes (ranks, nodes, most ranks on a node, arenas; learnt
+// from the transport: Mesh.NodeOf, the advertised host identity) to an
+// algorithm and a segment size. WithAlgorithm, or $RANKHUB_COLL_ALG for a
+// Mesh ("bcast:chain,allreduce:halving"), overrides it where the algorithm
+// can run on the layout. The table:
+//
+//   - Bcast: all members on this node: shm (root stages the array in its
+//     arena once, every rank gets a descriptor). Several members on some
+//     node, or large payloads with one member per node: chain (chain.go):
+//     root, then one leader per other node (its lowest member), each
+//     forwarding segments (a sixteenth of the payload, 512 KiB to 4 MiB)
+//     to the next as they arrive, so that every link between nodes carries
+//     the payload once and all at the same time; each leader assembles it
+//     (in its arena) and hands it to its node-mates as one descriptor.
+//     Small payloads with one member per node, or 2 ranks: binomial tree.
+//     Non-roots do not know the size: the chain on a flat layout (and van
+//     de Geijn, scatter + ring allgather, by override) is announced
+//     through the binomial tree.
+//   - Reduce: binomial tree (small); one round (below) on one node; two
+//     ranks on two nodes: the other input straight to root in 2 MiB
+//     pieces, combined while the next arrives; else recursive halving and
+//     block gather.
+//   - Allreduce: recursive doubling (small); one round on one node; else
+//     recursive halving + recursive doubling.
+//   - Allgather: shm on one node (every rank stages its array once and
+//     sends a descriptor to each peer); else ring.
+//   - Scatter/Gather: direct from/to the root (descriptors on one node).
+//   - Multicast (one array from one rank to a set of ranks, what the views'
+//     Push uses): direct (SendTo); from 8 MiB, when several receivers share
+//     another node or they are on 3 or more other nodes, the chain above
+//     over the receivers, announced to each by a small route notice so
+//     that a plain Recv follows it. A receiver starts forwarding when the
+//     notice arrives, not when it calls Recv; a leader that fails sends the
+//     ranks behind it a failure notice (ErrUpstream, naming the cause).
+//
+// "Large" is WithLargeThreshold (256 KiB). The reductions are not
+// node-aware: their combination order is fixed (see Reductions), every
+// algorithm realises the same tree whatever the layout.
+// One round, on one node: every input goes to every rank as a descriptor,
+// each rank computes its share of the result (cut on page boundaries) from
+// all inputs in the documented order, chunk by chunk in cache, and the
+// shares are stitched: mapped read-only side by side in a new address
+// range, no byte copied (they are copied instead when a share has nulls or
+// went inline). Stitched results are read-only like received arrays and
+// like them must be released before the Comm is closed. Over sockets,
+// large reductions move their ranges in 2 MiB pieces, sent beside the
+// receives and combined while the next piece arrives. ReduceScatter:
+// recursive halving, then each block goes straight to the ranks whose
+// counts it covers. Reductions fill their result lazily: a rank
 // sends its input in place until it has combined something, and the first
 // combination reads input and message and writes the result in one pass.
 // A type or length mismatch found by one rank aborts the collective on all.
@@ -83,6 +115,8 @@
 // its lifetime, so ranks in other PID namespaces are judged right.
 // When all members share a node, Bcast, Scatter, Gather and Allgather send
 // descriptors directly (no tree): the payload is copied at most once.
+// Across nodes, a chain's leader assembles what it receives in its arena
+// and sends its node-mates descriptors of it: no further copy.
 //
 // # Between processes: Mesh
 //

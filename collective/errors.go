@@ -23,6 +23,9 @@ var (
 	// ErrArenaFull is returned by Arena.Alloc when no free range is large
 	// enough.
 	ErrArenaFull = errors.New("collective: arena full")
+	// ErrUpstream is returned by Recv of a multicast (Multicast) when a rank
+	// that was to forward the array failed; the message names it and why.
+	ErrUpstream = errors.New("collective: multicast broken upstream")
 )
 
 // PeerError reports that a collective failed because of one peer: the

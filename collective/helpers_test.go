@@ -28,19 +28,26 @@ type worldOpts struct {
 	// arenaMem allocates results in each rank's arena (as a Mesh does), so
 	// large reductions stitch their blocks instead of copying them.
 	arenaMem bool
+	// nodes emulates several nodes (node number per rank; every rank has
+	// an arena); alg overrides the decision table (WithAlgorithm).
+	nodes []int
+	alg   string
 }
 
 func newTestWorld(t *testing.T, n int, wo worldOpts) *testWorld {
 	t.Helper()
 	w := &testWorld{net: memory.NewCheckedAllocator(memory.DefaultAllocator), mem: memory.NewCheckedAllocator(memory.DefaultAllocator)}
-	w.ts = NewLocalNetwork(n, LocalOptions{Alloc: w.net, SameNode: wo.shm})
+	w.ts = NewLocalNetwork(n, LocalOptions{Alloc: w.net, SameNode: wo.shm, Nodes: wo.nodes})
 	dir := t.TempDir()
 	for r := 0; r < n; r++ {
 		opts := []Option{WithAllocator(w.mem)}
 		if wo.large > 0 {
 			opts = append(opts, WithLargeThreshold(wo.large))
 		}
-		if wo.shm {
+		if wo.alg != "" {
+			opts = append(opts, WithAlgorithm(wo.alg))
+		}
+		if wo.shm || wo.nodes != nil {
 			a, err := NewArena(dir, fmt.Sprintf("t%d", r), 64<<20)
 			if err != nil {
 				t.Fatal(err)

@@ -19,6 +19,10 @@ type LocalOptions struct {
 	Alloc memory.Allocator
 	// SameNode makes every pair of ranks report SameNode, enabling arenas.
 	SameNode bool
+	// Nodes, when set (one entry per rank), emulates several nodes: ranks
+	// with equal entries are on one node (SameNode, NodeOf); it overrides
+	// SameNode.
+	Nodes []int
 }
 
 // LocalTransport is one rank of an in-process network made by
@@ -70,6 +74,14 @@ func (t *LocalTransport) PeerExited(peer int) bool {
 	return peer >= 0 && peer < len(t.net.dead) && isClosed(t.net.dead[peer])
 }
 
+// LinkErr returns errPeerClosed once peer's transport was closed.
+func (t *LocalTransport) LinkErr(peer int) error {
+	if t.PeerExited(peer) {
+		return errPeerClosed
+	}
+	return nil
+}
+
 // Rank implements Transport.
 func (t *LocalTransport) Rank() int { return t.rank }
 
@@ -77,7 +89,24 @@ func (t *LocalTransport) Rank() int { return t.rank }
 func (t *LocalTransport) Size() int { return len(t.net.dead) }
 
 // SameNode implements Transport.
-func (t *LocalTransport) SameNode(peer int) bool { return t.net.opts.SameNode }
+func (t *LocalTransport) SameNode(peer int) bool {
+	if n := t.net.opts.Nodes; n != nil {
+		return peer >= 0 && peer < len(n) && n[peer] == n[t.rank]
+	}
+	return t.net.opts.SameNode
+}
+
+// NodeOf names the node of rank p (Nodes, or one node for all with
+// SameNode, or one node per rank).
+func (t *LocalTransport) NodeOf(p int) string {
+	switch {
+	case t.net.opts.Nodes != nil && p >= 0 && p < len(t.net.opts.Nodes):
+		return fmt.Sprint("node", t.net.opts.Nodes[p])
+	case t.net.opts.SameNode:
+		return "node"
+	}
+	return fmt.Sprint("rank", p)
+}
 
 // Close marks this rank as gone: its pending and future receives fail, and
 // peers waiting for a message from it fail once its queued messages are

@@ -230,7 +230,7 @@ func JoinMesh(ctx context.Context, cfg MeshConfig) (*Mesh, error) {
 		return nil, fmt.Errorf("%w: mesh exchange returned %d peers for %d ranks", ErrProtocol, len(peers), cfg.Size)
 	}
 	m.peers = peers
-	opts := append([]Option(nil), cfg.Options...)
+	opts := append(algorithmsFromEnv(), cfg.Options...)
 	if !cfg.ForceTCP && m.anySameNode() {
 		dir := cfg.ArenaDir
 		if dir == "" {
@@ -368,6 +368,15 @@ func (m *Mesh) SameNode(peer int) bool {
 		return false
 	}
 	return m.peers[peer].Host == m.cfg.Host
+}
+
+// NodeOf names rank p's node: its advertised host identity, or the rank
+// itself with ForceTCP (every peer "not on this node").
+func (m *Mesh) NodeOf(p int) string {
+	if m.cfg.ForceTCP || p < 0 || p >= len(m.peers) {
+		return fmt.Sprint("rank ", p)
+	}
+	return m.peers[p].Host
 }
 
 // peerName names a peer in errors.
@@ -734,6 +743,18 @@ func (m *Mesh) DropQueued(pred func(tag uint64) bool, fn func(from int, msg *Mes
 			fn(l.peer, msg)
 		}
 	}
+}
+
+// LinkErr returns why the link to peer failed, or nil while it lives (or
+// was never used).
+func (m *Mesh) LinkErr(peer int) error {
+	if peer < 0 || peer >= len(m.links) || peer == m.cfg.Rank {
+		return nil
+	}
+	l := m.links[peer]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }
 
 // fail marks the link dead: pending and later receives from the peer return

@@ -316,10 +316,6 @@ func (s *reduceState) release() {
 	s.old = nil
 }
 
-func (c *Comm) large(arr arrow.Array) bool {
-	return len(c.ranks) >= 2 && int64(arr.Len())*width(arr.DataType()) >= c.w.opts.largeBytes
-}
-
 // Reduce combines every rank's arr element-wise with o, in the fixed order
 // documented in plan.go, and returns the result on root (nil elsewhere).
 // All ranks must pass arrays of one type and length. Small payloads: fold,
@@ -341,7 +337,8 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 	}
 	f := makeFold(p, r)
 	const toRoot = 60
-	if !c.large(arr) {
+	alg := c.decide(opReduce, bytesOf(s.col), true).alg
+	if alg == AlgBinomial {
 		on, err := s.foldIn(ctx, f)
 		if err != nil {
 			return nil, err
@@ -377,10 +374,10 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 		}
 		return nil, nil
 	}
-	if c.allShm() {
+	if alg == AlgOneRound {
 		return s.oneRound(ctx, root)
 	}
-	if other := 1 - r; p == 2 && !c.w.t.SameNode(c.ranks[other]) {
+	if other := 1 - r; alg == AlgDirect {
 		// Two ranks over a socket: the other input straight to root, cut
 		// in pieces that root combines while the next arrives. Halving
 		// would move as many bytes, in two rounds instead of one.
@@ -538,7 +535,8 @@ func (c *Comm) Allreduce(ctx context.Context, arr arrow.Array, o Op) (arrow.Arra
 	if p == 1 {
 		return s.finish(), nil
 	}
-	if c.large(arr) && c.allShm() {
+	alg := c.decide(opAllreduce, bytesOf(s.col), true).alg
+	if alg == AlgOneRound {
 		return s.oneRound(ctx, -1)
 	}
 	f := makeFold(p, r)
@@ -558,7 +556,7 @@ func (c *Comm) Allreduce(ctx context.Context, arr arrow.Array, o Op) (arrow.Arra
 		}
 		return g.arrs[0], nil
 	}
-	if !c.large(arr) {
+	if alg == AlgDoubling {
 		step := uint8(1)
 		for mask := 1; mask < f.p2; mask <<= 1 {
 			partner := f.newRank ^ mask

@@ -22,7 +22,9 @@ import (
 // maps the sender's pages read-only, no byte copied; an array not yet in
 // the arena is copied into it once, for all the engines of the call),
 // across nodes written straight from the Arrow buffers and read into
-// pooled buffers. The frame carries (source rank, tag) in the array's
+// pooled buffers; a large array for several engines on other nodes goes
+// as a multicast (collective.Multicast: once per node down a chain of
+// engines that forward it, then as descriptors inside each node). The frame carries (source rank, tag) in the array's
 // place; the receiver accepts references only from its peer (the hub's
 // rank on an engine, the engine's rank on the hub).
 //
@@ -143,7 +145,7 @@ func (s *bulkSender) send(a arrow.Array) (tag uint64, ok bool) {
 		s.pending = append(s.pending, bulkSend{tag, a})
 		return tag, true
 	}
-	sent, _ := s.world.SendTo(s.ctx, s.to, tag, a)
+	sent, _ := s.world.Multicast(s.ctx, s.to, tag, a)
 	return tag, sent > 0
 }
 
@@ -154,7 +156,7 @@ func (s *bulkSender) flush() {
 		return
 	}
 	for _, p := range s.pending {
-		_, _ = s.world.SendTo(s.ctx, s.to, p.tag, p.a)
+		_, _ = s.world.Multicast(s.ctx, s.to, p.tag, p.a)
 	}
 	s.pending = nil
 }

@@ -17,15 +17,22 @@ import (
 // localWorld is n ranks on one node with arenas, in process.
 func localWorld(t *testing.T, n int) ([]*collective.LocalTransport, []*collective.Comm, []*collective.Arena) {
 	t.Helper()
-	ts := collective.NewLocalNetwork(n, collective.LocalOptions{SameNode: true})
+	return arenaWorld(t, collective.LocalOptions{SameNode: true}, n, 256<<20)
+}
+
+// arenaWorld is n ranks of a local network with opts, each with an arena
+// of arenaSize and the extra options.
+func arenaWorld(t *testing.T, opts collective.LocalOptions, n int, arenaSize int64, extra ...collective.Option) ([]*collective.LocalTransport, []*collective.Comm, []*collective.Arena) {
+	t.Helper()
+	ts := collective.NewLocalNetwork(n, opts)
 	var cs []*collective.Comm
 	var as []*collective.Arena
 	for i, tr := range ts {
-		a, err := collective.NewArena(t.TempDir(), fmt.Sprintf("bulk%d", i), 256<<20)
+		a, err := collective.NewArena(t.TempDir(), fmt.Sprintf("bulk%d", i), arenaSize)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := collective.New(tr, collective.WithArena(a))
+		c, err := collective.New(tr, append([]collective.Option{collective.WithArena(a)}, extra...)...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,251 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// The node-aware pipelined chain (AlgChain) of Bcast and Multicast: the
+// source, then one leader per other node (its lowest member of the set),
+// each forwarding the segments it receives to the next leader as they
+// arrive, so that every link between nodes carries the payload once and
+// all of them at the same time. Every leader assembles the payload (in its
+// arena when it has node-mates to serve) and hands it to its node-mates as
+// one arena descriptor: one transfer per node across the wire, no copy
+// inside the node beyond the leader's assembly. The source stages its
+// array in its arena once for its own node-mates.
+
+// chainPlan is who does what in a chain over a set of communicator ranks.
+type chainPlan struct {
+	leaders []int         // chain order; leaders[0] is the source
+	local   map[int][]int // leader -> its node-mates in the set
+	leader  map[int]int   // member of the set -> its node's leader
+}
+
+// planChain plans the chain from src over set (communicator ranks,
+// without src; repeats ignored) on the layout t. Nodes follow in the order
+// of t's node numbers (their lowest members), src's node first.
+func planChain(t *topo, src int, set []int) chainPlan {
+	pl := chainPlan{leaders: []int{src}, local: map[int][]int{}, leader: map[int]int{src: src}}
+	in := map[int]bool{src: true}
+	byNode := make([][]int, len(t.members))
+	for _, q := range set {
+		if !in[q] {
+			in[q] = true
+			byNode[t.node[q]] = append(byNode[t.node[q]], q)
+		}
+	}
+	srcNode := t.node[src]
+	for _, q := range byNode[srcNode] {
+		pl.local[src] = append(pl.local[src], q)
+		pl.leader[q] = src
+	}
+	for n, qs := range byNode {
+		if n == srcNode || len(qs) == 0 {
+			continue
+		}
+		lo := qs[0]
+		for _, q := range qs {
+			lo = min(lo, q)
+		}
+		pl.leaders = append(pl.leaders, lo)
+		for _, q := range qs {
+			pl.leader[q] = lo
+			if q != lo {
+				pl.local[lo] = append(pl.local[lo], q)
+			}
+		}
+	}
+	return pl
+}
+
+// position returns r's place in the chain (-1: r is no leader).
+func (pl chainPlan) position(r int) int {
+	for i, l := range pl.leaders {
+		if l == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// chainTags are the tags of a chain's two kinds of messages.
+type chainTags struct{ seg, local uint64 }
+
+// bcastChain runs the chain over every member for Bcast. On root v is the
+// array; the others get it.
+func (c *Comm) bcastChain(ctx context.Context, op string, root int, v value, seg int64, tag func(uint8) uint64) (*got, error) {
+	all := make([]int, 0, len(c.ranks))
+	for q := range c.ranks {
+		if q != root {
+			all = append(all, q)
+		}
+	}
+	pl := planChain(c.topology(), root, all)
+	return c.runChain(ctx, op, pl, v, seg, chainTags{seg: tag(3), local: tag(4)}, nil)
+}
+
+// runChain takes this rank's part in pl. On the source v is the array and
+// the result is nil; a leader and a member return the payload. tr (source
+// only, may be nil) tracks the arena descriptors the source sends.
+func (c *Comm) runChain(ctx context.Context, op string, pl chainPlan, v value, seg int64, tags chainTags, tr *Tracker) (*got, error) {
+	r := c.rank
+	pos := pl.position(r)
+	next := -1
+	if pos >= 0 && pos+1 < len(pl.leaders) {
+		next = pl.leaders[pos+1]
+	}
+	switch {
+	case pos == 0:
+		return nil, c.chainSource(ctx, op, pl.local[r], v.cols[0], next, seg, tags, tr)
+	case pos > 0:
+		return c.chainRelay(ctx, op, pl.leaders[pos-1], next, pl.local[r], tags)
+	}
+	ld, ok := pl.leader[r]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: rank %d is not in the chain", ErrArgument, op, r)
+	}
+	return c.chainRecv(ctx, op, ld, tags.local)
+}
+
+// auxChainFail marks a chain's failure notice (kindNone, the reason in the
+// first field): a leader that cannot go on tells the ranks it serves, so
+// that they fail at once naming the cause instead of waiting. Collectives
+// have aborts for that; multicasts (user tags) use the notice.
+const auxChainFail = 4
+
+// chainRecv receives the next chain message from `from`: a failure notice
+// becomes an ErrUpstream error.
+func (c *Comm) chainRecv(ctx context.Context, op string, from int, tag uint64) (*got, error) {
+	g, err := c.recv(ctx, op, from, tag)
+	if err != nil || g.kind != kindNone || g.aux != auxChainFail {
+		return g, err
+	}
+	reason := "no reason given"
+	if len(g.fields) > 0 {
+		reason = g.fields[0].name
+	}
+	return nil, &PeerError{Op: op, Rank: c.rank, Peer: from, Err: fmt.Errorf("%w: %s", ErrUpstream, reason)}
+}
+
+// chainFail tells next (-1: none) and mates that this leader failed with
+// cause (best effort; collectives abort instead). It returns cause.
+func (c *Comm) chainFail(next int, mates []int, tags chainTags, cause error) error {
+	if isCollTag(tags.seg) {
+		return cause
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v := value{kind: kindNone, aux: auxChainFail, fields: []fieldMeta{{name: cause.Error()}}}
+	if next >= 0 {
+		_ = c.send(ctx, "multicast", next, tags.seg, v, nil)
+	}
+	for _, q := range mates {
+		_ = c.send(ctx, "multicast", q, tags.local, v, nil)
+	}
+	return cause
+}
+
+// chainRelay is a leader's part: receive the segments from prev, forward
+// each to next (-1: none) as it arrives, assemble them (in the arena when
+// there are mates), then hand the payload to mates.
+func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates []int, tags chainTags) (*got, error) {
+	r := c.rank
+	var asm *assembler
+	var dt arrow.DataType
+	var n, at int64
+	fail := func(err error) (*got, error) {
+		if asm != nil {
+			asm.release()
+		}
+		return nil, c.chainFail(next, mates, tags, err)
+	}
+	for first := true; first || at < n; first = false {
+		g, err := c.chainRecv(ctx, op, prev, tags.seg)
+		if err != nil {
+			return fail(err)
+		}
+		var col column
+		if g.kind == kindArray && len(g.arrs) == 1 {
+			col, err = columnOf(g.arrs[0])
+		}
+		if first && err == nil && g.kind == kindArray && len(g.arrs) == 1 && g.aux >= col.n {
+			n, dt = g.aux, col.dt
+			mem := c.w.opts.mem
+			if a := c.w.opts.arena; a != nil && len(mates) > 0 {
+				mem = a.Allocator() // node-mates alias the assembled payload
+			}
+			asm = newAssembler(dt, n, mem)
+		}
+		if asm == nil || g.kind != kindArray || len(g.arrs) != 1 || err != nil || !arrow.TypeEqual(col.dt, dt) || col.n > n-at || (col.n == 0 && n > 0) {
+			g.release()
+			return fail(c.failColl(tags.seg, protoErr(op, r, prev, "chain segment at element %d of %d is not a segment of %v", at, n, dt)))
+		}
+		if next >= 0 {
+			fwd := arrayValue(col)
+			fwd.aux = n
+			if err := c.send(ctx, op, next, tags.seg, fwd, nil); err != nil {
+				g.release()
+				next = -1 // gone: the others are still told
+				return fail(err)
+			}
+		}
+		asm.put(at, col)
+		at += col.n
+		g.release()
+	}
+	res := asm.finish()
+	rc, err := columnOf(res)
+	if err == nil {
+		err = c.chainLocal(ctx, op, mates, rc, tags, nil)
+	}
+	if err != nil {
+		res.Release()
+		return nil, c.chainFail(-1, mates, tags, err)
+	}
+	return &got{kind: kindArray, arrs: []arrow.Array{res}}, nil
+}
+
+// chainSource sends col down the chain in segments of seg bytes while its
+// node-mates get it as descriptors.
+func (c *Comm) chainSource(ctx context.Context, op string, mates []int, col column, next int, seg int64, tags chainTags, tr *Tracker) error {
+	localErr := make(chan error, 1)
+	go func() { localErr <- c.chainLocal(ctx, op, mates, col, tags, tr) }()
+	var err error
+	if next >= 0 {
+		per := max(1, seg/width(col.dt))
+		for lo := int64(0); ; lo += per {
+			hi := min(col.n, lo+per)
+			sv := arrayValue(col.slice(lo, hi))
+			sv.aux = col.n
+			if err = c.send(ctx, op, next, tags.seg, sv, nil); err != nil || hi >= col.n {
+				break
+			}
+		}
+	}
+	return errors.Join(err, <-localErr)
+}
+
+// chainLocal gives col to a leader's node-mates: staged in the arena once
+// (nothing to copy when it lies there already), one descriptor each.
+func (c *Comm) chainLocal(ctx context.Context, op string, mates []int, col column, tags chainTags, tr *Tracker) error {
+	if len(mates) == 0 {
+		return nil
+	}
+	v := arrayValue(col)
+	if c.w.opts.arena != nil {
+		staged, done := c.stage(v)
+		defer done()
+		v = staged
+	}
+	for _, q := range mates {
+		if err := c.send(ctx, op, q, tags.local, v, tr); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package collective
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// The one place that decides which algorithm a collective runs, as Open
+// MPI's tuned decision table does: decide is a pure function of the
+// operation, the payload size and the layout of the communicator's ranks
+// over nodes. Every collective asks it; an override (WithAlgorithm,
+// $RANKHUB_COLL_ALG) replaces the table's answer where the algorithm can
+// run on the layout, so that tests and benchmarks can run every algorithm
+// on every layout.
+
+// EnvCollAlg names the environment variable JoinMesh reads for
+// WithAlgorithm: "op:alg[,op:alg...]", e.g. "bcast:binomial,allreduce:halving".
+const EnvCollAlg = "RANKHUB_COLL_ALG"
+
+// Alg names an algorithm.
+type Alg string
+
+// Algorithms. Which operations each applies to is in algsOf.
+const (
+	// AlgShm: all members on one node: descriptors into the sender's arena
+	// go straight to every rank (no tree; the payload is copied at most
+	// once, into the arena).
+	AlgShm Alg = "shm"
+	// AlgBinomial: a binomial tree (bcast; reduce to rank 0, then root).
+	AlgBinomial Alg = "binomial"
+	// AlgVanDeGeijn: bcast as scatter + ring allgather.
+	AlgVanDeGeijn Alg = "vandegeijn"
+	// AlgChain: node-aware pipelined chain. Bcast: root, then one leader
+	// per node (the lowest rank there), each forwarding segments as they
+	// arrive, so that every link carries data at once; inside a node the
+	// leader hands the result on as arena descriptors. Multicast: the same
+	// over the target ranks.
+	AlgChain Alg = "chain"
+	// AlgDirect: one message from the source to every destination (scatter,
+	// gather, multicast), or, in a reduce of two ranks on two nodes, the
+	// other input straight to root in pieces.
+	AlgDirect Alg = "direct"
+	// AlgRing: allgather ring.
+	AlgRing Alg = "ring"
+	// AlgOneRound: reduce/allreduce on one node: every input to every rank
+	// as descriptors, each rank combines its share, shares stitched.
+	AlgOneRound Alg = "oneround"
+	// AlgDoubling: allreduce by recursive doubling.
+	AlgDoubling Alg = "doubling"
+	// AlgHalving: reduce by recursive halving + block gather; allreduce by
+	// recursive halving + recursive doubling (Rabenseifner).
+	AlgHalving Alg = "halving"
+)
+
+// Operations the table knows.
+const (
+	opBcast     = "bcast"
+	opReduce    = "reduce"
+	opAllreduce = "allreduce"
+	opAllgather = "allgather"
+	opScatter   = "scatter"
+	opGather    = "gather"
+	opMulticast = "multicast"
+)
+
+// algsOf lists, per operation, the algorithms it implements.
+var algsOf = map[string][]Alg{
+	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain},
+	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect},
+	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving},
+	opAllgather: {AlgShm, AlgRing},
+	opScatter:   {AlgDirect},
+	opGather:    {AlgDirect},
+	opMulticast: {AlgDirect, AlgChain},
+}
+
+// layout is how a communicator's members sit on nodes, the same on every
+// member.
+type layout struct {
+	ranks      int
+	nodes      int
+	perNode    int  // most members on one node
+	shm        bool // members on one node reach each other through arenas
+	crossPair  bool // exactly two members, on different nodes
+	others     int  // nodes other than this rank's with members (multicast)
+	perOther   int  // most members on one of them
+	sizeKnown  bool // false: bytes is not known here (a bcast's non-root)
+	largeBytes int64
+}
+
+// decision is what decide returns.
+type decision struct {
+	alg     Alg
+	segment int64 // bytes per pipelined message (chain); 0: whole
+}
+
+// Segment sizes of pipelined algorithms: about a sixteenth of the payload,
+// so that the pipeline fills quickly, within [minSegment, maxSegment].
+const (
+	minSegment = 512 << 10
+	maxSegment = 4 << 20
+)
+
+// minMulticastChain is the least payload a multicast chains (views' Push
+// to 5 engines of 3 nodes x 2 on the emulated cluster, medians of 5:
+// 8 MiB direct 31.7 ms, chain 31.4 ms; 16 MiB 81 / 36 ms; 32 MiB 170 / 66
+// ms). Below it nothing was measured: the relays' per-message costs are
+// not known to pay.
+const minMulticastChain = 8 << 20
+
+func segmentFor(bytes int64) int64 {
+	s := bytes / 16
+	s = min(max(s, minSegment), maxSegment)
+	return (s + 64<<10 - 1) / (64 << 10) * (64 << 10)
+}
+
+// decide returns the algorithm for op moving bytes (per rank: the array
+// each rank passes, or the root's array) on layout l. override (may be
+// nil) maps ops to algorithms; it is used where the algorithm can run on l.
+//
+// The table:
+//
+//	bcast      all on one node with arenas: shm; several members on a
+//	           node (arenas) or several nodes: chain; one member per node:
+//	           binomial below the large threshold or with 2 ranks, chain
+//	           above it (announced through the binomial tree: non-roots do
+//	           not know the size)
+//	reduce     small: binomial; one node with arenas: oneround; two ranks
+//	           on two nodes: direct; else halving
+//	allreduce  small: doubling; one node with arenas: oneround; else halving
+//	allgather  one node with arenas: shm; else ring
+//	scatter, gather: direct
+//	multicast  chain from minMulticastChain bytes when several receivers
+//	           share another node or they are on 3 or more other nodes;
+//	           else direct
+func decide(op string, bytes int64, l layout, override map[string]Alg) decision {
+	d := table(op, bytes, l)
+	if a, ok := override[op]; ok && applicable(op, a, l) {
+		d.alg = a
+	}
+	if d.alg == AlgChain {
+		d.segment = segmentFor(bytes)
+	}
+	return d
+}
+
+func table(op string, bytes int64, l layout) decision {
+	oneNode := l.nodes == 1 && l.shm && l.ranks > 1
+	large := l.ranks >= 2 && bytes >= l.largeBytes
+	switch op {
+	case opBcast:
+		switch {
+		case oneNode:
+			return decision{alg: AlgShm}
+		case l.perNode > 1 && l.shm:
+			return decision{alg: AlgChain}
+		case !l.sizeKnown || !large || l.ranks <= 2:
+			return decision{alg: AlgBinomial}
+		default:
+			return decision{alg: AlgChain}
+		}
+	case opReduce:
+		switch {
+		case !large:
+			return decision{alg: AlgBinomial}
+		case oneNode:
+			return decision{alg: AlgOneRound}
+		case l.crossPair:
+			return decision{alg: AlgDirect}
+		default:
+			return decision{alg: AlgHalving}
+		}
+	case opAllreduce:
+		switch {
+		case !large:
+			return decision{alg: AlgDoubling}
+		case oneNode:
+			return decision{alg: AlgOneRound}
+		default:
+			return decision{alg: AlgHalving}
+		}
+	case opAllgather:
+		if oneNode {
+			return decision{alg: AlgShm}
+		}
+		return decision{alg: AlgRing}
+	case opMulticast:
+		// The chain sends the array once per other node instead of once
+		// per receiver: worth its relays and assembly copies when some
+		// other node has several receivers, or when the sender's link
+		// would carry it to 3 or more nodes.
+		if large && bytes >= minMulticastChain && (l.perOther > 1 || l.others >= 3) {
+			return decision{alg: AlgChain}
+		}
+		return decision{alg: AlgDirect}
+	}
+	return decision{alg: AlgDirect}
+}
+
+// applicable reports whether alg can run op on l.
+func applicable(op string, alg Alg, l layout) bool {
+	oneNode := l.nodes == 1 && l.shm
+	switch {
+	case alg == AlgShm || alg == AlgOneRound:
+		return oneNode
+	case op == opBcast && alg == AlgVanDeGeijn:
+		return l.ranks > 2
+	case op == opReduce && alg == AlgDirect:
+		return l.crossPair
+	}
+	for _, a := range algsOf[op] {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+// parseAlgorithms reads "op:alg[,op:alg...]" (WithAlgorithm,
+// $RANKHUB_COLL_ALG); an unknown op or an algorithm the op does not have
+// is an error naming it and what exists.
+func parseAlgorithms(spec string) (map[string]Alg, error) {
+	out := map[string]Alg{}
+	for _, f := range strings.Split(spec, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		op, alg, ok := strings.Cut(f, ":")
+		algs, known := algsOf[op]
+		if !ok || !known {
+			return nil, fmt.Errorf("%w: algorithm override %q: want op:alg with op one of %s", ErrArgument, f, strings.Join(opNames(), ", "))
+		}
+		found := false
+		for _, a := range algs {
+			found = found || a == Alg(alg)
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: algorithm override %q: %s has %s", ErrArgument, f, op, joinAlgs(algs))
+		}
+		out[op] = Alg(alg)
+	}
+	return out, nil
+}
+
+func opNames() []string {
+	var ns []string
+	for op := range algsOf {
+		ns = append(ns, op)
+	}
+	sort.Strings(ns)
+	return ns
+}
+
+func joinAlgs(as []Alg) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ", ")
+}
