@@ -113,21 +113,28 @@ type clientConn struct {
 }
 
 // outbox writes frames to a connection from its own goroutine, so that no
-// reader goroutine ever blocks on a slow peer (a reader that blocks stops
-// reading, and its peer's heartbeats go unseen). Frames queued together
-// go in one write.
+// reader goroutine, and not the hub's run, ever blocks on a slow peer (a
+// reader that blocks stops reading, and its peer's heartbeats go unseen).
+// Frames queued together go in one write.
 type outbox struct {
-	c    *comm.Conn
-	mu   sync.Mutex
-	q    []*comm.Frame
-	alt  []func(error) *comm.Frame // per frame of q: what to send if it is too large for a frame
-	keep []any                     // what the queued frames' buffers alias (bulk arrays): held until written
-	wake chan struct{}
+	c     *comm.Conn
+	mu    sync.Mutex
+	q     []*comm.Frame
+	alt   []func(error) *comm.Frame // per frame of q: what to send if it is too large for a frame
+	keep  []any                     // what the queued frames' buffers alias (bulk arrays): held until written
+	after []func()                  // run once the queued frames are written
+	wake  chan struct{}
+	onErr func(error) // the write failed (nil: the connection's reader notices)
 }
 
-func newOutbox(c *comm.Conn) *outbox {
-	o := &outbox{c: c, wake: make(chan struct{}, 1)}
-	go o.run()
+// newOutbox starts c's outbox goroutine, counted in wg; it ends when c closes.
+func newOutbox(c *comm.Conn, wg *sync.WaitGroup, onErr func(error)) *outbox {
+	o := &outbox{c: c, wake: make(chan struct{}, 1), onErr: onErr}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.run()
+	}()
 	return o
 }
 
@@ -135,10 +142,22 @@ func newOutbox(c *comm.Conn) *outbox {
 // the frame is too large to send. keep stays reachable until the frame is
 // written (a frame's buffers do not keep arena memory alive).
 func (o *outbox) push(f *comm.Frame, alt func(error) *comm.Frame, keep ...any) {
+	o.pushBatch([]*comm.Frame{f}, []func(error) *comm.Frame{alt}, keep, nil)
+}
+
+// pushBatch queues frames (alts: one per frame, or nil) and what they
+// alias; after, if set, runs once they are written.
+func (o *outbox) pushBatch(fs []*comm.Frame, alts []func(error) *comm.Frame, keep []any, after func()) {
 	o.mu.Lock()
-	o.q = append(o.q, f)
-	o.alt = append(o.alt, alt)
+	o.q = append(o.q, fs...)
+	if alts == nil {
+		alts = make([]func(error) *comm.Frame, len(fs))
+	}
+	o.alt = append(o.alt, alts...)
 	o.keep = append(o.keep, keep...)
+	if after != nil {
+		o.after = append(o.after, after)
+	}
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
@@ -154,8 +173,8 @@ func (o *outbox) run() {
 			return
 		}
 		o.mu.Lock()
-		q, alt, keep := o.q, o.alt, o.keep
-		o.q, o.alt, o.keep = nil, nil, nil
+		q, alt, keep, after := o.q, o.alt, o.keep, o.after
+		o.q, o.alt, o.keep, o.after = nil, nil, nil, nil
 		o.mu.Unlock()
 		tooLarge := func(i int, err error) *comm.Frame {
 			if alt[i] == nil {
@@ -163,10 +182,18 @@ func (o *outbox) run() {
 			}
 			return alt[i](err)
 		}
-		if len(q) > 0 && sendEach(o.c, q, tooLarge) != nil {
-			return // the connection failed; its reader ends the client
+		if len(q) > 0 {
+			if err := sendEach(o.c, q, tooLarge); err != nil {
+				if o.onErr != nil {
+					o.onErr(err)
+				}
+				return // the connection failed; its reader ends the peer
+			}
 		}
 		runtime.KeepAlive(keep)
+		for _, fn := range after {
+			fn()
+		}
 	}
 }
 
@@ -175,8 +202,10 @@ func (h *Hub) serveClient(c *comm.Conn, hello *comm.Frame) {
 	if v, err := decodeValues(hello.Control, hello.Buffers, 3); err == nil {
 		who = fmt.Sprintf("%v (pid %v on %v)", v[0], v[1], v[2])
 	}
+	stopping := true
+	h.call(func() { stopping = h.core.Stopping() })
 	h.mu.Lock()
-	if h.closed || h.stopping {
+	if h.closed || stopping {
 		h.mu.Unlock()
 		c.Close()
 		return
@@ -184,7 +213,7 @@ func (h *Hub) serveClient(c *comm.Conn, hello *comm.Frame) {
 	h.clients[c] = true
 	h.mu.Unlock()
 	h.log.Info().Str("client", who).Msg("client connected")
-	cc := &clientConn{h: h, c: c, out: newOutbox(c), watched: map[uint64]bool{}}
+	cc := &clientConn{h: h, c: c, out: newOutbox(c, &h.wg, nil), watched: map[uint64]bool{}}
 	// Requests run in order on their own goroutine: the reader only reads,
 	// so the client's heartbeats are seen even while a request waits on a
 	// busy engine.
@@ -363,7 +392,7 @@ func (cc *clientConn) handle(f *comm.Frame) {
 			cc.reply(f.ID, fmt.Errorf("hub: bad control operation %d", c), nil, nil)
 			return
 		}
-		cc.reply(f.ID, h.control(targets, c, nil), nil, nil)
+		cc.reply(f.ID, h.control(targets, c), nil, nil)
 	case opQueueStatus:
 		q, n := h.queueStatus()
 		out := make([]any, len(q))

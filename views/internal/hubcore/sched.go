@@ -1,4 +1,4 @@
-package views
+package hubcore
 
 import (
 	"fmt"
@@ -55,18 +55,6 @@ type Dependency struct {
 	// only success counts.
 	Success bool
 	Failure bool
-}
-
-// On returns a dependency on every task of the given results, met by their
-// success (add .Failure = true to accept failures too).
-func On(results ...*AsyncResult) Dependency {
-	var d Dependency
-	for _, r := range results {
-		if r != nil {
-			d.MsgIDs = append(d.MsgIDs, r.MsgIDs()...)
-		}
-	}
-	return d
 }
 
 func (d Dependency) empty() bool { return len(d.MsgIDs) == 0 }
