@@ -139,7 +139,18 @@ func (h *Hub) run() {
 			armed = time.Time{}
 			h.core.Tick(time.Now())
 		case <-h.quit:
-			return
+			// What the connections reported before they ended still
+			// counts (engines lost: their tasks fail).
+			for {
+				select {
+				case fn := <-h.inbox:
+					fn()
+					h.flush()
+					continue
+				default:
+				}
+				return
+			}
 		}
 		h.flush()
 		if next := h.core.NextDeadline(); !next.Equal(armed) {

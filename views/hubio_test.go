@@ -1,0 +1,101 @@
+package views
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rankhub/rankhub/comm"
+)
+
+// hubGoroutines lists the stacks of goroutines running the hub's code
+// (connection handlers, outboxes, its event loop and timers), leaving out
+// Serve, which runs on its caller's goroutine.
+func hubGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "views.(*Hub).Serve(") {
+			continue // the caller's accept loop
+		}
+		if strings.Contains(g, "views.(*Hub)") || strings.Contains(g, "views.(*outbox).run") || strings.Contains(g, "views.newOutbox") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// TestShutdownWaitsForHubGoroutines: when Hub.Shutdown returns, every
+// goroutine the hub started (engine readers and outboxes, an outside
+// client's handler and outbox, the scheduler loop) has ended, with tasks
+// still running on the engines at the time.
+func TestShutdownWaitsForHubGoroutines(t *testing.T) {
+	key, _ := comm.NewKey()
+	ln, err := comm.Listen(comm.ListenConfig{Unix: "@rankhub-test-shutdown-" + fmt.Sprint(time.Now().UnixNano()), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	h := NewHub(HubConfig{Host: "testhost"})
+	go h.Serve(ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 2 {
+		c, err := comm.Dial(ctx, "unix", ln.UnixAddr(), key, comm.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ServeEngine(ctx, c, EngineConfig{Rank: i + 1, Host: fmt.Sprintf("node%d", i+1)})
+	}
+	cl := NewClient(h)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := cl.WaitForEngines(wctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	// An outside client, connected through a connection file.
+	host, _ := os.Hostname()
+	ci := &comm.ConnInfo{Unix: ln.UnixAddr(), Host: host, Ranks: 3, Created: time.Now()}
+	ci.SetKey(key)
+	path := filepath.Join(t.TempDir(), "hub.json")
+	if err := comm.WriteConnInfo(path, ci); err != nil {
+		t.Fatal(err)
+	}
+	oc, err := Connect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	dv, err := oc.DirectView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar, err := dv.Apply("sleep", 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := cl.LoadBalancedView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr, err := lb.Map("sleep", 1, []int{300, 300, 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Shutdown(2 * time.Second)
+	if gs := hubGoroutines(); len(gs) > 0 {
+		t.Fatalf("%d hub goroutine(s) still running after Shutdown returned:\n%s", len(gs), strings.Join(gs, "\n\n"))
+	}
+	if !mr.Ready() {
+		t.Fatal("Shutdown returned with the in-process client's tasks unfinished")
+	}
+	if !ar.Wait(5 * time.Second) {
+		t.Fatal("the outside client's task never finished after the hub shut down")
+	}
+}
