@@ -7,11 +7,30 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rs/zerolog"
 )
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // hubGoroutines lists the stacks of goroutines running the hub's code
 // (connection handlers, outboxes, its event loop and timers), leaving out
@@ -42,7 +61,8 @@ func TestShutdownWaitsForHubGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	h := NewHub(HubConfig{Host: "testhost"})
+	var logs lockedBuffer
+	h := NewHub(HubConfig{Host: "testhost", Logger: zerolog.New(&logs)})
 	go h.Serve(ln)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -89,8 +109,20 @@ func TestShutdownWaitsForHubGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Shutdown(2 * time.Second)
-	if gs := hubGoroutines(); len(gs) > 0 {
+	logged := logs.String()
+	var gs []string
+	for range 10 { // goroutines past their wg.Done are on their way out
+		if gs = hubGoroutines(); len(gs) == 0 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if len(gs) > 0 {
 		t.Fatalf("%d hub goroutine(s) still running after Shutdown returned:\n%s", len(gs), strings.Join(gs, "\n\n"))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after := strings.TrimPrefix(logs.String(), logged); after != "" {
+		t.Fatalf("the hub went on after Shutdown returned:\n%s", after)
 	}
 	if !mr.Ready() {
 		t.Fatal("Shutdown returned with the in-process client's tasks unfinished")
