@@ -249,6 +249,18 @@ func (h *Hub) flush() {
 			if ef.MsgID != 0 {
 				ev = ev.Uint64("msg", ef.MsgID)
 			}
+			for _, f := range ef.Fields {
+				switch v := f.Value.(type) {
+				case int:
+					ev = ev.Int(f.Key, v)
+				case string:
+					ev = ev.Str(f.Key, v)
+				case []string:
+					ev = ev.Strs(f.Key, v)
+				default:
+					ev = ev.Interface(f.Key, v)
+				}
+			}
 			ev.Msg(ef.Text)
 		}
 	}

@@ -175,6 +175,13 @@ type Note struct {
 	Engine int
 	MsgID  uint64
 	Text   string
+	Fields []Field // more to log, in order
+}
+
+// Field is one named value of a Note.
+type Field struct {
+	Key   string
+	Value any // int, string, []string or error text
 }
 
 func (Send) isEffect()           {}
@@ -250,8 +257,12 @@ func (c *Core) Ready() []Effect {
 
 func (c *Core) emit(e Effect) { c.out = append(c.out, e) }
 
-func (c *Core) note(level string, engine int, msg uint64, format string, args ...any) {
-	c.emit(Note{Level: level, Engine: engine, MsgID: msg, Text: fmt.Sprintf(format, args...)})
+func (c *Core) note(level string, engine int, msg uint64, text string, kv ...any) {
+	n := Note{Level: level, Engine: engine, MsgID: msg, Text: text}
+	for i := 0; i+1 < len(kv); i += 2 {
+		n.Fields = append(n.Fields, Field{Key: kv[i].(string), Value: kv[i+1]})
+	}
+	c.emit(n)
 }
 
 // Register gives a registering engine its id: rank-1 for a job rank (so
@@ -295,9 +306,10 @@ func (c *Core) Joined(id int) {
 	}
 	e.joined = true
 	c.lb.addEngine(id)
-	c.note("info", id, 0, "engine registered: rank %d on %s, pid %d, labels %v", e.reg.Rank, e.reg.Host, e.reg.PID, e.reg.Labels)
+	c.note("info", id, 0, "engine registered", "rank", e.reg.Rank, "host", e.reg.Host, "pid", e.reg.PID, "labels", e.reg.Labels)
 	if e.differs != "" {
-		c.note("warn", id, 0, "engine %d registers other functions than the engines before it (%s); accepted, but tasks naming those functions fail on the engines that lack them", id, e.differs)
+		c.note("warn", id, 0, fmt.Sprintf("engine %d registers other functions than the engines before it (%s); accepted, but tasks naming those functions fail on the engines that lack them", id, e.differs),
+			"host", e.reg.Host, "pid", e.reg.PID, "functions", e.differs)
 	}
 	c.emit(EnginesChanged{})
 	c.schedule()
@@ -320,9 +332,9 @@ func (c *Core) Lost(id int, why string) {
 	e.pending = map[uint64]*task{}
 	c.lb.removeEngine(id)
 	if (c.closed || c.stopping) && len(pending) == 0 {
-		c.note("info", id, 0, "engine left (rank %d)", e.reg.Rank)
+		c.note("info", id, 0, "engine left", "rank", e.reg.Rank)
 	} else {
-		c.note("error", id, 0, "engine lost: rank %d on %s with %d task(s) pending: %s", e.reg.Rank, e.reg.Host, len(pending), why)
+		c.note("error", id, 0, "engine lost", "rank", e.reg.Rank, "host", e.reg.Host, "error", why, "pending", len(pending))
 	}
 	for _, t := range pending {
 		if t.lb && t.retries > 0 && !c.stopping {
@@ -453,7 +465,7 @@ func (c *Core) Unsendable(engine int, msg uint64, why string) {
 	}
 	delete(e.pending, msg)
 	c.lb.busy(engine, -1)
-	c.note("error", engine, msg, "task too large for a frame: it fails: %s", why)
+	c.note("error", engine, msg, "task too large for a frame: it fails", "error", why)
 	c.complete(t, Complete{Engine: engine, Rank: e.reg.Rank, Host: e.reg.Host, Failed: true, Code: CodeNotSendable,
 		Message: "the task is too large to send to the engine: " + why})
 	c.schedule()
@@ -481,7 +493,7 @@ func (c *Core) Abort(ids []uint64) error {
 	}
 	for _, e := range sortedKeys(byEngine) {
 		if c.live(e) == nil {
-			c.note("warn", e, 0, "abort: %v: %d (live engines: %v)", ErrNoSuchEngine, e, c.Live())
+			c.note("warn", e, 0, "abort", "error", fmt.Sprintf("%v: %d (live engines: %v)", ErrNoSuchEngine, e, c.Live()))
 			continue
 		}
 		c.emit(Control{Engine: e, Op: CtlAbort, IDs: byEngine[e]})

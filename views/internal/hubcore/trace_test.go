@@ -335,7 +335,11 @@ func render(ef Effect) string {
 	case Purged:
 		return "purged " + join(e.IDs)
 	case Note:
-		return fmt.Sprintf("note %s engine=%d msg=%d: %s", e.Level, e.Engine, e.MsgID, e.Text)
+		s := fmt.Sprintf("note %s engine=%d msg=%d: %s", e.Level, e.Engine, e.MsgID, e.Text)
+		for _, f := range e.Fields {
+			s += fmt.Sprintf(" %s=%v", f.Key, f.Value)
+		}
+		return s
 	}
 	return fmt.Sprintf("unknown effect %#v", ef)
 }
