@@ -276,12 +276,13 @@ func (h *Hub) send(s hubcore.Send) {
 	fs := make([]*comm.Frame, len(s.Tasks))
 	alts := make([]func(error) *comm.Frame, len(s.Tasks))
 	keep := make([]any, 0, len(s.Tasks))
-	ts := make([]*task, len(s.Tasks))
+	ts := make([]*task, 0, len(s.Tasks))
 	for i, d := range s.Tasks {
-		t := h.futures[d.ID]
-		t.eng.Store(int64(e.id))
-		t.rank, t.host = e.rank, e.host
-		ts[i] = t
+		if t := h.futures[d.ID]; t != nil {
+			t.eng.Store(int64(e.id))
+			t.rank, t.host = e.rank, e.host
+			ts = append(ts, t)
+		}
 		ctrl := d.Payload.Ctrl
 		switch {
 		case d.Ranks != nil:

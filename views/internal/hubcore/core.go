@@ -560,13 +560,16 @@ func (c *Core) SetScheduler(s Scheme, hwm int) {
 	c.schedule()
 }
 
-// Tick moves the core's clock to now (never back) and runs the scheduler:
-// deadlines that passed fail their tasks.
+// Tick moves the core's clock to now (never back); when a waiting task's
+// deadline passed, the scheduler runs (and fails it). Nothing else
+// depends on time: every other event runs the scheduler itself.
 func (c *Core) Tick(now time.Time) {
 	if now.After(c.now) {
 		c.now = now
 	}
-	c.schedule()
+	if d := c.lb.nextDeadline(); !d.IsZero() && !c.now.Before(d) {
+		c.schedule()
+	}
 }
 
 // Shutdown begins the end: no more registrations or submissions, waiting

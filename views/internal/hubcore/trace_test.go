@@ -62,6 +62,7 @@ func TestTraces(t *testing.T) {
 // answers it.
 func replay(t *testing.T, path, text string) string {
 	c := New(Config{Host: "hub", Scheme: LeastLoad, Seed: 1})
+	c.Tick(time.Unix(0, 0)) // "tick D" is D after this
 	var out strings.Builder
 	for n, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
 		switch {
