@@ -1,6 +1,7 @@
 package views
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -117,6 +118,49 @@ func (r *fields) done(n int) error {
 		r.err = fmt.Errorf("%w: %s: %d values, want %d", errCorrupt, r.what, len(r.v), n)
 	}
 	return r.err
+}
+
+// hubError is an error answered by the hub; Is matches the sentinel of its code.
+type hubError struct {
+	code, msg string
+}
+
+func (e *hubError) Error() string { return e.msg }
+
+var hubErrCodes = map[string]error{
+	"no-such-engine": ErrNoSuchEngine, "shutdown": ErrShutdown, "unknown-result": ErrUnknownResult,
+	"no-engines": ErrNoEngines, "not-sendable": ErrNotSendable,
+}
+
+func (e *hubError) Is(target error) bool { return hubErrCodes[e.code] == target && target != nil }
+
+func hubErrCode(err error) string {
+	for code, s := range hubErrCodes {
+		if errors.Is(err, s) {
+			return code
+		}
+	}
+	return "error"
+}
+
+// encodeRequest encodes op and args followed by the payload descriptors
+// (ctrl, first buffer, buffer count); the payloads' buffers go first in the
+// frame, untouched.
+func encodeRequest(op int, args []any, ps []payload) ([]byte, [][]byte, error) {
+	e := &encoder{b: make([]byte, 0, 128)}
+	descs := make([]any, len(ps))
+	for i, p := range ps {
+		descs[i] = []any{p.ctrl, len(e.bufs), len(p.bufs)}
+		e.bufs = append(e.bufs, p.bufs...)
+	}
+	all := append(append([]any{}, args...), descs)
+	for i, v := range []any{op, all} {
+		e.path = append(e.path[:0], fmt.Sprintf("request value %d", i))
+		if err := e.encode(v); err != nil {
+			return nil, nil, err
+		}
+	}
+	return e.b, e.bufs, nil
 }
 
 // ----- hello -----
