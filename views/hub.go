@@ -60,6 +60,7 @@ type Hub struct {
 	futures    map[uint64]*task // the history's tasks, as clients see them
 	changed    chan struct{}    // closed and replaced when the engine set changes
 	afterFlush []func()
+	stoppedMu  sync.Mutex // serializes call once run has ended
 
 	// mu guards engines (written by run only), clients and closed.
 	mu      sync.Mutex
@@ -174,27 +175,34 @@ func (h *Hub) do(fn func()) bool {
 	}
 }
 
-// call runs fn on run and waits until its effects are carried out; false
-// if the hub shut down first (fn may not have run).
+// call runs fn on run and waits until its effects are carried out. Once
+// run has ended (the hub shut down), fn runs on the caller, one caller at
+// a time, and its effects are dropped: queries still answer, events find
+// the core closed. It reports whether run took fn.
 func (h *Hub) call(fn func()) bool {
 	done := make(chan struct{})
-	if !h.do(func() {
+	if h.do(func() {
 		fn()
 		h.afterFlush = append(h.afterFlush, func() { close(done) })
 	}) {
-		return false
-	}
-	select {
-	case <-done:
-		return true
-	case <-h.loopDone:
 		select {
 		case <-done:
 			return true
-		default:
-			return false
+		case <-h.loopDone:
+			select {
+			case <-done:
+				return true
+			default: // queued after run's last look at its inbox: never ran
+			}
 		}
 	}
+	<-h.loopDone
+	h.stoppedMu.Lock()
+	defer h.stoppedMu.Unlock()
+	fn()
+	h.core.Ready()
+	h.afterFlush = h.afterFlush[:0]
+	return false
 }
 
 // flush carries out the core's effects (on run).

@@ -124,6 +124,13 @@ func TestShutdownWaitsForHubGoroutines(t *testing.T) {
 	if after := strings.TrimPrefix(logs.String(), logged); after != "" {
 		t.Fatalf("the hub went on after Shutdown returned:\n%s", after)
 	}
+	// The hub still answers queries: every engine it had, all gone.
+	if es := cl.Engines(); len(es) != 2 || !es[0].Dead || !es[1].Dead {
+		t.Fatalf("engines after Shutdown: %+v", es)
+	}
+	if ids := cl.IDs(); len(ids) != 0 {
+		t.Fatalf("live engines after Shutdown: %v", ids)
+	}
 	if !mr.Ready() {
 		t.Fatal("Shutdown returned with the in-process client's tasks unfinished")
 	}
