@@ -111,11 +111,12 @@ func TestShutdownWaitsForHubGoroutines(t *testing.T) {
 	h.Shutdown(2 * time.Second)
 	logged := logs.String()
 	var gs []string
-	for range 10 { // goroutines past their wg.Done are on their way out
+	for range 100 { // goroutines past their wg.Done are on their way out (the log tells if they did more)
 		if gs = hubGoroutines(); len(gs) == 0 {
 			break
 		}
 		runtime.Gosched()
+		time.Sleep(time.Millisecond)
 	}
 	if len(gs) > 0 {
 		t.Fatalf("%d hub goroutine(s) still running after Shutdown returned:\n%s", len(gs), strings.Join(gs, "\n\n"))
