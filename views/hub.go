@@ -41,28 +41,43 @@ type HubConfig struct {
 // results stay in its history until purged, so any client can fetch them.
 //
 // The hub's state is a pure state machine (internal/hubcore: engines, the
-// history, the scheduler) owned by one goroutine, run: connection readers,
-// clients and its timer hand it events (do, call), and run carries out the
-// effects the core returns. Sends go through each engine's outbox, so run
-// never blocks on a peer. See LOCKS.md.
+// history, the scheduler) with one owner at a time: the goroutine holding
+// the turn. Connection readers, clients and the deadline timer hand it
+// events (do, call, submit); whoever takes the turn runs the events waiting
+// and carries out the effects the core returns, then leaves the turn. Sends
+// are queued on each engine's outbox under the turn; after leaving it, a
+// submitting client writes them itself when the outbox is idle, everyone
+// else leaves them to the outbox's goroutine, so no reader ever blocks on
+// a peer. See LOCKS.md.
 type Hub struct {
 	cfg HubConfig
 	log zerolog.Logger
 
 	bulkTags bulkTags // tags of arrays this process sends on the bulk path
 
-	inbox    chan func()   // events for run
+	// turn is held by the core's owner of the moment. Events that find it
+	// taken wait in queue; every holder runs them before and after its own
+	// and looks at queue again after leaving the turn (drive).
+	turn   sync.Mutex
+	qmu    sync.Mutex // guards queue; a leaf
+	queue  []func()
+	queued atomic.Int64 // len(queue), read without qmu
+	spare  []func()     // queue's previous array, reused (under turn)
+
+	kick     chan struct{} // wakes run: the queue is left to it
 	quit     chan struct{} // closed to stop run
 	loopDone chan struct{} // closed when run returned
 
-	// Owned by run.
-	core       *hubcore.Core
-	futures    map[uint64]*task // the history's tasks, as clients see them
-	changed    chan struct{}    // closed and replaced when the engine set changes
-	afterFlush []func()
-	stoppedMu  sync.Mutex // serializes call once run has ended
+	// Under the turn.
+	core    *hubcore.Core
+	futures futureTable   // the history's tasks, as clients see them
+	changed chan struct{} // closed and replaced when the engine set changes
+	dirty   []*outbox     // outboxes given frames in this turn
+	timer   *time.Timer   // fires at the core's next deadline (run ticks it)
+	armed   time.Time     // the deadline timer is set for
+	stopped bool          // Shutdown has ended: effects are dropped
 
-	// mu guards engines (written by run only), clients and closed.
+	// mu guards engines (written under the turn), clients and closed.
 	mu      sync.Mutex
 	engines map[int]*engineRec
 	clients map[*comm.Conn]bool
@@ -106,107 +121,171 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.Seed == 0 {
 		cfg.Seed = uint64(time.Now().UnixNano())
 	}
-	h := &Hub{cfg: cfg, log: cfg.Logger, inbox: make(chan func(), 256), quit: make(chan struct{}), loopDone: make(chan struct{}),
+	h := &Hub{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), quit: make(chan struct{}), loopDone: make(chan struct{}),
 		core:    hubcore.New(hubcore.Config{Host: cfg.Host, Scheme: cfg.Scheme, HWM: cfg.HWM, Seed: cfg.Seed}),
-		futures: map[uint64]*task{}, changed: make(chan struct{}), engines: map[int]*engineRec{}, clients: map[*comm.Conn]bool{},
-		done: make(chan struct{})}
+		changed: make(chan struct{}), timer: time.NewTimer(time.Hour),
+		engines: map[int]*engineRec{}, clients: map[*comm.Conn]bool{}, done: make(chan struct{})}
 	go h.run()
 	return h
 }
 
-// run owns the core: it runs the events handed to it, a batch at a time,
-// then carries out the effects; its timer ticks the core at the earliest
-// deadline of a waiting task.
+// run ticks the core at the earliest deadline of a waiting task, and takes
+// the turn for events a busy holder left to it (drive).
 func (h *Hub) run() {
 	defer close(h.loopDone)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	var armed time.Time
+	defer h.timer.Stop()
 	for {
 		select {
-		case fn := <-h.inbox:
-			h.core.Tick(time.Now())
-			fn()
-		drain:
-			for range 64 {
-				select {
-				case fn := <-h.inbox:
-					fn()
-				default:
-					break drain
-				}
-			}
-		case <-timer.C:
-			armed = time.Time{}
-			h.core.Tick(time.Now())
+		case <-h.timer.C:
+			var buf [8]*outbox
+			h.turn.Lock()
+			h.armed = time.Time{}
+			out := h.step(nil, buf[:0])
+			h.turn.Unlock()
+			flushOut(out, false)
+			h.drive(false)
+		case <-h.kick:
+			h.drive(false)
 		case <-h.quit:
-			// What the connections reported before they ended still
-			// counts (engines lost: their tasks fail).
-			for {
-				select {
-				case fn := <-h.inbox:
-					fn()
-					h.flush()
-					continue
-				default:
-				}
-				return
-			}
-		}
-		h.flush()
-		if next := h.core.NextDeadline(); !next.Equal(armed) {
-			armed = next
-			d := time.Hour
-			if !next.IsZero() {
-				d = max(time.Until(next), time.Millisecond)
-			}
-			timer.Reset(d)
+			return
 		}
 	}
 }
 
-// do hands fn to run; false once run ended (the hub shut down).
-func (h *Hub) do(fn func()) bool {
-	select {
-	case h.inbox <- fn:
-		return true
-	case <-h.loopDone:
-		return false
-	}
+// do hands fn to the core's owner: it runs now on this goroutine when
+// nobody holds the turn, else the holder runs it before leaving. It never
+// blocks for long (a holder's step is bounded work, no IO), and never
+// writes to a peer.
+func (h *Hub) do(fn func()) {
+	h.qmu.Lock()
+	h.queue = append(h.queue, fn)
+	h.queued.Store(int64(len(h.queue)))
+	h.qmu.Unlock()
+	h.drive(false)
 }
 
-// call runs fn on run and waits until its effects are carried out. Once
-// run has ended (the hub shut down), fn runs on the caller, one caller at
-// a time, and its effects are dropped: queries still answer, events find
-// the core closed. It reports whether run took fn.
-func (h *Hub) call(fn func()) bool {
-	done := make(chan struct{})
-	if h.do(func() {
-		fn()
-		h.afterFlush = append(h.afterFlush, func() { close(done) })
-	}) {
-		select {
-		case <-done:
-			return true
-		case <-h.loopDone:
+// call runs fn as the core's owner, after the events queued before it,
+// and carries out the effects before it returns; frames for peers go to
+// their outboxes' goroutines. Once the hub has shut down, fn still runs
+// (queries answer, events find the core closed) and its effects are
+// dropped. It reports whether the hub was running.
+func (h *Hub) call(fn func()) bool { return h.callOut(fn, false) }
+
+// submit is call for a client's requests: frames that fn's effects queue
+// on an idle outbox are written by this goroutine, after it left the turn
+// (a client waits for its tasks anyway; readers never do this).
+func (h *Hub) submit(fn func()) bool { return h.callOut(fn, true) }
+
+func (h *Hub) callOut(fn func(), direct bool) bool {
+	var buf [8]*outbox
+	h.turn.Lock()
+	running := !h.stopped
+	out := h.step(fn, buf[:0])
+	h.turn.Unlock()
+	flushOut(out, direct)
+	h.drive(direct)
+	return running
+}
+
+// drive takes the turn while events wait and nobody holds it. A holder
+// that ran many rounds leaves the rest to run, so a flood of events does
+// not hold one caller for ever.
+func (h *Hub) drive(direct bool) {
+	var buf [8]*outbox
+	for rounds := 1; ; rounds++ {
+		if h.queued.Load() == 0 || !h.turn.TryLock() {
+			return
+		}
+		out := h.step(nil, buf[:0])
+		h.turn.Unlock()
+		flushOut(out, direct)
+		if rounds%8 == 0 && h.queued.Load() > 0 {
 			select {
-			case <-done:
-				return true
-			default: // queued after run's last look at its inbox: never ran
+			case <-h.loopDone: // run has ended (shut down): go on here
+				continue
+			default:
 			}
+			select {
+			case h.kick <- struct{}{}:
+			default:
+			}
+			return
 		}
 	}
-	<-h.loopDone
-	h.stoppedMu.Lock()
-	defer h.stoppedMu.Unlock()
-	fn()
-	h.core.Ready()
-	h.afterFlush = h.afterFlush[:0]
-	return false
 }
 
-// flush carries out the core's effects (on run).
+// step runs, under the turn, the events queued, then fn, then what came
+// meanwhile, and carries out the effects. The frames stay in the outboxes:
+// it appends those it gave frames to out, for flushOut after the turn.
+func (h *Hub) step(fn func(), out []*outbox) []*outbox {
+	h.core.Tick(time.Now())
+	h.runQueued()
+	if fn != nil {
+		fn()
+		h.runQueued()
+	}
+	h.flush()
+	for h.queued.Load() > 0 { // events handed over by the effects (an outbox's error, say)
+		h.runQueued()
+		h.flush()
+	}
+	for _, o := range h.dirty {
+		o.listed = false
+	}
+	out = append(out, h.dirty...)
+	clear(h.dirty)
+	h.dirty = h.dirty[:0]
+	if h.stopped {
+		return out
+	}
+	if next := h.core.NextDeadline(); !next.Equal(h.armed) {
+		h.armed = next
+		d := time.Hour
+		if !next.IsZero() {
+			d = max(time.Until(next), time.Millisecond)
+		}
+		h.timer.Reset(d)
+	}
+	return out
+}
+
+// runQueued runs the events waiting in the queue, in order (under the turn).
+func (h *Hub) runQueued() {
+	for h.queued.Load() > 0 {
+		h.qmu.Lock()
+		q := h.queue
+		h.queue = h.spare[:0]
+		h.queued.Store(0)
+		h.qmu.Unlock()
+		for i, fn := range q {
+			fn()
+			q[i] = nil
+		}
+		h.spare = q
+	}
+}
+
+// flushOut sees to the frames queued in the turn just left: with direct,
+// written by this goroutine when their outbox is idle; else (or when the
+// outbox is busy) by the outbox's goroutine. Frames of one connection go
+// out in the order the turns queued them.
+func flushOut(out []*outbox, direct bool) {
+	for _, o := range out {
+		if direct {
+			o.writeNow()
+		} else {
+			o.kick()
+		}
+	}
+}
+
+// flush carries out the core's effects (under the turn); once the hub has
+// shut down they are dropped.
 func (h *Hub) flush() {
+	if h.stopped {
+		h.core.Ready()
+		return
+	}
 	for _, ef := range h.core.Ready() {
 		switch ef := ef.(type) {
 		case hubcore.Send:
@@ -214,12 +293,12 @@ func (h *Hub) flush() {
 		case hubcore.Control:
 			if e := h.engines[ef.Engine]; e != nil {
 				ctrl, _, _ := encodeValues(ef.Op, ef.IDs)
-				e.out.push(&comm.Frame{Type: fControl, Control: ctrl}, nil)
+				h.queueOut(e.out, []*comm.Frame{{Type: fControl, Control: ctrl}}, nil, nil, nil)
 			}
 		case hubcore.Complete:
 			h.finish(ef)
 		case hubcore.Requeue:
-			if t := h.futures[ef.ID]; t != nil {
+			if t := h.futures.get(ef.ID); t != nil {
 				t.eng.Store(-1)
 			}
 			if !ef.Unmet {
@@ -235,9 +314,9 @@ func (h *Hub) flush() {
 		case hubcore.Purged:
 			bulk := false
 			for _, id := range ef.IDs {
-				if t := h.futures[id]; t != nil {
+				if t := h.futures.get(id); t != nil {
 					bulk = bulk || t.bulkBytes > 0
-					delete(h.futures, id)
+					h.futures.drop(id)
 				}
 			}
 			if bulk {
@@ -272,21 +351,32 @@ func (h *Hub) flush() {
 			ev.Msg(ef.Text)
 		}
 	}
-	for _, fn := range h.afterFlush {
-		fn()
+}
+
+// queueOut queues frames on an engine's outbox without waking its
+// goroutine: the turn's holder sees to them after the turn (flushOut).
+func (h *Hub) queueOut(o *outbox, fs []*comm.Frame, alts []func(*comm.Frame, error) *comm.Frame, keep []any, after func()) {
+	o.enqueue(fs, alts, keep, after)
+	if !o.listed {
+		o.listed = true
+		h.dirty = append(h.dirty, o)
 	}
-	h.afterFlush = h.afterFlush[:0]
 }
 
 // send queues tasks on their engine's outbox: one write for the batch.
 func (h *Hub) send(s hubcore.Send) {
 	e := h.engines[s.Engine]
+	frames := make([]comm.Frame, len(s.Tasks)) // one allocation for the batch's frames
 	fs := make([]*comm.Frame, len(s.Tasks))
-	alts := make([]func(error) *comm.Frame, len(s.Tasks))
+	alts := make([]func(*comm.Frame, error) *comm.Frame, len(s.Tasks))
 	keep := make([]any, 0, len(s.Tasks))
 	ts := make([]*task, 0, len(s.Tasks))
+	unsendable := func(f *comm.Frame, err error) *comm.Frame { // a task too large for a frame fails
+		h.do(func() { h.core.Unsendable(e.id, f.ID, err.Error()) })
+		return nil
+	}
 	for i, d := range s.Tasks {
-		if t := h.futures[d.ID]; t != nil {
+		if t := h.futures.get(d.ID); t != nil {
 			t.eng.Store(int64(e.id))
 			t.rank, t.host = e.rank, e.host
 			ts = append(ts, t)
@@ -298,31 +388,28 @@ func (h *Hub) send(s hubcore.Send) {
 		case len(d.Payload.Suffix) > 0:
 			ctrl = append(ctrl[:len(ctrl):len(ctrl)], d.Payload.Suffix...)
 		}
-		fs[i] = &comm.Frame{Type: fTask, ID: d.ID, Control: ctrl, Buffers: d.Payload.Bufs}
+		frames[i] = comm.Frame{Type: fTask, ID: d.ID, Control: ctrl, Buffers: d.Payload.Bufs}
+		fs[i] = &frames[i]
 		if d.Payload.Keep != nil {
 			keep = append(keep, d.Payload.Keep)
 		}
-		id := d.ID
-		alts[i] = func(err error) *comm.Frame {
-			h.do(func() { h.core.Unsendable(e.id, id, err.Error()) })
-			return nil
-		}
+		alts[i] = unsendable
 	}
 	if hook := sendHook.Load(); hook != nil {
 		for _, f := range fs {
 			(*hook)(f.Buffers)
 		}
 	}
-	e.out.pushBatch(fs, alts, keep, func() {
+	h.queueOut(e.out, fs, alts, keep, func() {
 		for _, t := range ts {
 			t.markSent()
 		}
 	})
 }
 
-// finish completes a task's future as the core decided (on run).
+// finish completes a task's future as the core decided (under the turn).
 func (h *Hub) finish(c hubcore.Complete) {
-	t := h.futures[c.ID]
+	t := h.futures.get(c.ID)
 	if t == nil {
 		return
 	}
@@ -496,13 +583,11 @@ func (h *Hub) result(e *engineRec, f *comm.Frame) {
 	} else {
 		cr = hubcore.Result{Failed: r.Status != statusOK, Code: r.Code, Message: r.ErrMsg, Body: &answer{r: r, f: f, recv: recv}}
 	}
-	if !h.do(func() {
+	h.do(func() {
 		if !h.core.Result(e.id, f.ID, cr) {
 			f.Release()
 		}
-	}) {
-		f.Release()
-	}
+	})
 }
 
 // IDs returns the ids of the live engines, sorted.
@@ -552,7 +637,7 @@ func corePayloads(ps []payload, suffix []byte) []hubcore.Payload {
 }
 
 // newFutures makes the tasks clients hold for the message ids the core
-// gave out (on run).
+// gave out (under the turn).
 func (h *Hub) newFutures(ids []uint64, kind int, name string, now time.Time, init func(*task)) []*task {
 	tasks := make([]*task, len(ids))
 	for i, id := range ids {
@@ -560,7 +645,7 @@ func (h *Hub) newFutures(ids []uint64, kind int, name string, now time.Time, ini
 		if init != nil {
 			init(t)
 		}
-		h.futures[id] = t
+		h.futures.put(id, t)
 		tasks[i] = t
 	}
 	return tasks
@@ -572,7 +657,7 @@ func (h *Hub) submitDirect(kind int, name string, targets []int, payloads []payl
 	now := time.Now()
 	var tasks []*task
 	err := ErrShutdown
-	h.call(func() {
+	h.submit(func() {
 		var ids []uint64
 		if ids, err = h.core.SubmitDirect(targets, corePayloads(payloads, nil)); err == nil {
 			tasks = h.newFutures(ids, kind, name, now, nil)
@@ -605,7 +690,7 @@ func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) (
 	}
 	var tasks []*task
 	err := ErrShutdown
-	h.call(func() {
+	h.submit(func() {
 		var ids []uint64
 		if ids, err = h.core.SubmitLB(corePayloads(payloads, suffix), cs); err == nil {
 			tasks = h.newFutures(ids, kind, name, now, func(t *task) {
@@ -624,7 +709,7 @@ var sendHook atomic.Pointer[func(bufs [][]byte)]
 // Control frames bypass the engines' task queues.
 func (h *Hub) control(targets []int, op int) error {
 	err := ErrShutdown
-	h.call(func() { err = h.core.Control(targets, op) })
+	h.submit(func() { err = h.core.Control(targets, op) })
 	return err
 }
 
@@ -633,7 +718,7 @@ func (h *Hub) control(targets []int, op int) error {
 // there through the control channel. Finished tasks are left alone.
 func (h *Hub) abort(ids []uint64) error {
 	err := ErrShutdown
-	h.call(func() { err = h.core.Abort(ids) })
+	h.submit(func() { err = h.core.Abort(ids) })
 	return err
 }
 
@@ -645,7 +730,7 @@ func (h *Hub) fetch(ids []uint64) ([]*task, error) {
 		if err = h.core.Known(ids); err == nil {
 			out = make([]*task, len(ids))
 			for i, id := range ids {
-				out[i] = h.futures[id]
+				out[i] = h.futures.get(id)
 			}
 		}
 	})
@@ -716,10 +801,17 @@ func (h *Hub) Shutdown(timeout time.Duration) {
 			h.mu.Unlock()
 		})
 		// The connections' goroutines end now that their connections are
-		// closed; run still takes what they report (engines lost), then stops.
+		// closed; what they reported still counts (engines lost: their
+		// tasks fail), then the core's effects are dropped.
 		h.wg.Wait()
 		close(h.quit)
 		<-h.loopDone
+		h.turn.Lock()
+		out := h.step(nil, nil)
+		h.stopped = true
+		h.timer.Stop()
+		h.turn.Unlock()
+		flushOut(out, false)
 		close(h.done)
 	})
 	<-h.done

@@ -137,10 +137,13 @@ func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
 		ctrl, bufs, _ = (&replyWire{Code: "error", Message: "hub: cannot encode the reply: " + eerr.Error()}).encode()
 		tasks = nil
 	}
-	cc.out.push(&comm.Frame{Type: fReply, ID: id, Control: ctrl, Buffers: bufs}, func(err error) *comm.Frame {
+	// Written on this goroutine (the client's requests wait for it, its
+	// reader does not) unless the outbox is busy with a notification.
+	cc.out.enqueue([]*comm.Frame{{Type: fReply, ID: id, Control: ctrl, Buffers: bufs}}, []func(*comm.Frame, error) *comm.Frame{func(_ *comm.Frame, err error) *comm.Frame {
 		ctrl, _, _ := (&replyWire{Code: "error", Message: "hub: the reply is too large to send: " + err.Error()}).encode()
 		return &comm.Frame{Type: fReply, ID: id, Control: ctrl}
-	}, result)
+	}}, []any{result}, nil)
+	cc.out.writeNow()
 	for _, t := range tasks {
 		cc.mu.Lock()
 		seen := cc.watched[t.id]
@@ -151,7 +154,7 @@ func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
 				cc.mu.Lock()
 				delete(cc.watched, t.id)
 				cc.mu.Unlock()
-				cc.out.push(notifyFrame(t), func(err error) *comm.Frame {
+				cc.out.push(notifyFrame(t), func(_ *comm.Frame, err error) *comm.Frame {
 					return notSendableFrame(t, fmt.Errorf("hub: the result is too large to send to this client: %w", err))
 				}, t.value)
 			})

@@ -139,3 +139,56 @@ func TestShutdownWaitsForHubGoroutines(t *testing.T) {
 		t.Fatal("the outside client's task never finished after the hub shut down")
 	}
 }
+
+// TestHubTurnRunsEveryEventOnceInOrder: events handed over from many
+// goroutines at once, with do (queued when the turn is taken) and call,
+// each run exactly once, one at a time, in the order each goroutine handed
+// them over; when a goroutine's call returns, its earlier events have run.
+func TestHubTurnRunsEveryEventOnceInOrder(t *testing.T) {
+	h := NewHub(HubConfig{Host: "testhost"})
+	defer h.Shutdown(time.Second)
+	const workers, events = 6, 2000
+	var seen [workers][]int // written under the turn only (the race detector checks)
+	inTurn := false
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range events {
+				ev := func() {
+					if inTurn {
+						panic("two owners of the core at once")
+					}
+					inTurn = true
+					seen[w] = append(seen[w], i)
+					inTurn = false
+				}
+				if i%97 == 0 {
+					h.call(ev)
+					n := 0
+					h.call(func() { n = len(seen[w]) })
+					if n != i+1 {
+						t.Errorf("worker %d: after its call %d, %d of its events ran", w, i, n)
+					}
+				} else {
+					h.do(ev)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	h.call(func() {})
+	for w := range workers {
+		var got []int
+		h.call(func() { got = append(got, seen[w]...) })
+		if len(got) != events {
+			t.Fatalf("worker %d: %d events ran, want %d", w, len(got), events)
+		}
+		for i, v := range got {
+			if v != i {
+				t.Fatalf("worker %d: event %d ran as number %d", w, v, i)
+			}
+		}
+	}
+}

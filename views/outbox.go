@@ -7,19 +7,25 @@ import (
 	"github.com/rankhub/rankhub/comm"
 )
 
-// outbox writes frames to a connection from its own goroutine, so that no
-// reader goroutine, and not the hub's run, ever blocks on a slow peer (a
-// reader that blocks stops reading, and its peer's heartbeats go unseen).
-// Frames queued together go in one write.
+// outbox writes a connection's frames in the order they were queued, one
+// writer at a time: its own goroutine, or a goroutine that may wait on the
+// peer and finds it idle (writeNow: a client submitting tasks, after its
+// turn of the hub), so that no reader goroutine, and no holder of the hub's
+// turn, ever blocks on a slow peer (a reader that blocks stops reading, and
+// its peer's heartbeats go unseen). Frames queued together go in one write.
 type outbox struct {
-	c     *comm.Conn
-	mu    sync.Mutex
-	q     []*comm.Frame
-	alt   []func(error) *comm.Frame // per frame of q: what to send if it is too large for a frame
-	keep  []any                     // what the queued frames' buffers alias (bulk arrays): held until written
-	after []func()                  // run once the queued frames are written
-	wake  chan struct{}
-	onErr func(error) // the write failed (nil: the connection's reader notices)
+	c       *comm.Conn
+	mu      sync.Mutex
+	q       []*comm.Frame
+	alt     []func(*comm.Frame, error) *comm.Frame // per frame of q: what to send instead if it is too large for a frame (given the frame and why)
+	keep    []any                                  // what the queued frames' buffers alias (bulk arrays): held until written
+	after   []func()                               // run once the queued frames are written
+	writing bool                                   // a goroutine is writing q's frames (it writes those queued meanwhile too)
+	failed  bool                                   // a write failed: nothing more is written
+	wake    chan struct{}
+	onErr   func(error) // the write failed (nil: the connection's reader notices)
+
+	listed bool // in the hub's list of outboxes to see to after its turn (under the turn)
 }
 
 // newOutbox starts c's outbox goroutine, counted in wg; it ends when c closes.
@@ -33,20 +39,23 @@ func newOutbox(c *comm.Conn, wg *sync.WaitGroup, onErr func(error)) *outbox {
 	return o
 }
 
-// push queues a frame; it never blocks. alt makes what goes instead if
-// the frame is too large to send. keep stays reachable until the frame is
-// written (a frame's buffers do not keep arena memory alive).
-func (o *outbox) push(f *comm.Frame, alt func(error) *comm.Frame, keep ...any) {
-	o.pushBatch([]*comm.Frame{f}, []func(error) *comm.Frame{alt}, keep, nil)
+// push queues a frame for the outbox's goroutine; it never blocks. alt
+// makes what goes instead if the frame is too large to send. keep stays
+// reachable until the frame is written (a frame's buffers do not keep
+// arena memory alive).
+func (o *outbox) push(f *comm.Frame, alt func(*comm.Frame, error) *comm.Frame, keep ...any) {
+	o.enqueue([]*comm.Frame{f}, []func(*comm.Frame, error) *comm.Frame{alt}, keep, nil)
+	o.kick()
 }
 
-// pushBatch queues frames (alts: one per frame, or nil) and what they
-// alias; after, if set, runs once they are written.
-func (o *outbox) pushBatch(fs []*comm.Frame, alts []func(error) *comm.Frame, keep []any, after func()) {
+// enqueue queues frames (alts: one per frame, or nil) and what they alias;
+// after, if set, runs once they are written. Nothing is written until
+// kick or writeNow.
+func (o *outbox) enqueue(fs []*comm.Frame, alts []func(*comm.Frame, error) *comm.Frame, keep []any, after func()) {
 	o.mu.Lock()
 	o.q = append(o.q, fs...)
 	if alts == nil {
-		alts = make([]func(error) *comm.Frame, len(fs))
+		alts = make([]func(*comm.Frame, error) *comm.Frame, len(fs))
 	}
 	o.alt = append(o.alt, alts...)
 	o.keep = append(o.keep, keep...)
@@ -54,11 +63,19 @@ func (o *outbox) pushBatch(fs []*comm.Frame, alts []func(error) *comm.Frame, kee
 		o.after = append(o.after, after)
 	}
 	o.mu.Unlock()
+}
+
+// kick has the outbox's goroutine write what is queued.
+func (o *outbox) kick() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
 	}
 }
+
+// writeNow writes what is queued on this goroutine, unless another one is
+// writing already (it writes these frames too, after its own).
+func (o *outbox) writeNow() { o.drain() }
 
 func (o *outbox) run() {
 	for {
@@ -67,7 +84,23 @@ func (o *outbox) run() {
 		case <-o.c.Done():
 			return
 		}
-		o.mu.Lock()
+		if !o.drain() {
+			return // the connection failed; its reader ends the peer
+		}
+	}
+}
+
+// drain writes the queued frames until none is left, unless another
+// goroutine is at it; false once a write failed.
+func (o *outbox) drain() bool {
+	o.mu.Lock()
+	if o.writing || o.failed {
+		ok := !o.failed
+		o.mu.Unlock()
+		return ok
+	}
+	o.writing = true
+	for len(o.q) > 0 || len(o.after) > 0 {
 		q, alt, keep, after := o.q, o.alt, o.keep, o.after
 		o.q, o.alt, o.keep, o.after = nil, nil, nil, nil
 		o.mu.Unlock()
@@ -75,19 +108,26 @@ func (o *outbox) run() {
 			if alt[i] == nil {
 				return nil
 			}
-			return alt[i](err)
+			return alt[i](q[i], err)
 		}
 		if len(q) > 0 {
 			if err := sendEach(o.c, q, tooLarge); err != nil {
+				o.mu.Lock()
+				o.failed, o.writing = true, false
+				o.mu.Unlock()
 				if o.onErr != nil {
 					o.onErr(err)
 				}
-				return // the connection failed; its reader ends the peer
+				return false
 			}
 		}
 		runtime.KeepAlive(keep)
 		for _, fn := range after {
 			fn()
 		}
+		o.mu.Lock()
 	}
+	o.writing = false
+	o.mu.Unlock()
+	return true
 }

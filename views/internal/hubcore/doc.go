@@ -22,7 +22,7 @@
 //     requires)
 //   - CloseEngine, EnginesChanged, Purged, Note (something to log)
 //
-// Usage, as views.Hub does it from one goroutine:
+// Usage, as views.Hub does it (one caller at a time: the holder of its turn):
 //
 //	c := hubcore.New(hubcore.Config{Host: host, Scheme: hubcore.LeastLoad})
 //	c.Tick(time.Now())
