@@ -635,6 +635,12 @@ func (c *Core) schedule() {
 		sends := map[int][]Dispatch{}
 		var fails []*task
 		why := map[uint64]decision{}
+		count := map[int]int{} // each engine's slice gets its size at once (a round can place 100,000 tasks)
+		for _, d := range ds {
+			if d.code == "" {
+				count[d.engine]++
+			}
+		}
 		for _, d := range ds {
 			t := c.waiting[d.id]
 			delete(c.waiting, d.id)
@@ -649,10 +655,12 @@ func (c *Core) schedule() {
 			e := c.engines[d.engine]
 			t.engine = e.id
 			e.pending[t.id] = t
-			if _, ok := sends[e.id]; !ok {
+			batch, ok := sends[e.id]
+			if !ok {
 				order = append(order, e.id)
+				batch = make([]Dispatch, 0, count[e.id])
 			}
-			sends[e.id] = append(sends[e.id], Dispatch{ID: t.id, Payload: t.payload})
+			sends[e.id] = append(batch, Dispatch{ID: t.id, Payload: t.payload})
 			if t.retries == 0 && t.item.unmet == nil {
 				t.payload = Payload{} // nothing will need it again
 			}
