@@ -30,6 +30,19 @@ var allowed = map[string][]string{
 	"cmd":        {"*"},
 }
 
+// pure are packages that must stay free of IO: a state machine driven by
+// events, tested without sockets. They may import no rankhub package and
+// none of these standard ones (no sockets, files, processes, locks or
+// goroutine plumbing of their own).
+var pure = map[string]bool{"views/internal/hubcore": true}
+
+var impure = []string{"net", "os", "os/exec", "os/signal", "sync", "sync/atomic", "syscall", "io", "io/fs", "runtime", "context",
+	"log", "github.com/rs/zerolog"}
+
+// Inside views, imports point down too: the client API, hub IO and engine
+// (views) sit on the hub core (views/internal/hubcore), never the reverse.
+// TestImportDirection checks both with pure.
+
 // cliOnly are packages that only the CLI may import: they link large
 // libraries (gonum/plot and its fonts, the Parquet writer) that rank
 // binaries must not carry.
@@ -60,6 +73,18 @@ func TestImportDirection(t *testing.T) {
 			t.Fatal(err)
 		}
 		from := top(p.ImportPath)
+		if rel := strings.TrimPrefix(p.ImportPath, module+"/"); pure[rel] {
+			for _, imp := range p.Imports {
+				if imp == module || strings.HasPrefix(imp, module+"/") {
+					t.Errorf("%s imports %s: a pure core imports no rankhub package", p.ImportPath, imp)
+				}
+				for _, bad := range impure {
+					if imp == bad {
+						t.Errorf("%s imports %s: a pure core does no IO, locking or goroutine plumbing", p.ImportPath, imp)
+					}
+				}
+			}
+		}
 		ok, known := allowed[from]
 		if !known {
 			t.Errorf("package %s is in no folder of the layout (add it to DESIGN.md's table and to this test)", p.ImportPath)

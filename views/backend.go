@@ -43,7 +43,7 @@ func (b localBackend) submitLB(kind int, name string, p []payload, spec lbSpec) 
 }
 func (b localBackend) fetch(ids []uint64) ([]*task, error) { return b.h.fetch(ids) }
 func (b localBackend) abort(ids []uint64) error            { return b.h.abort(ids) }
-func (b localBackend) control(targets []int, op int) error { return b.h.control(targets, op, nil) }
+func (b localBackend) control(targets []int, op int) error { return b.h.control(targets, op) }
 func (b localBackend) queueStatus() ([]QueueStatus, int, error) {
 	q, n := b.h.queueStatus()
 	return q, n, nil

@@ -2,6 +2,7 @@ package views
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"testing"
@@ -211,6 +212,10 @@ func TestNamespaceKeepsDroppedValuesUntilBuried(t *testing.T) {
 var (
 	slowStarted = make(chan struct{}, 1)
 	slowGo      = make(chan struct{})
+	// bulk_hold's gate: it holds the engine until the test closes it
+	// (never longer than 10 s, so a failing test cannot hang the engine).
+	holdStarted = make(chan struct{}, 1)
+	holdGo      = make(chan struct{})
 )
 
 func init() {
@@ -230,6 +235,15 @@ func init() {
 		return s, nil
 	})
 	MustRegister("bulk_sleep", func(ms int) int { time.Sleep(time.Duration(ms) * time.Millisecond); return ms })
+	MustRegister("bulk_hold", func() error {
+		holdStarted <- struct{}{}
+		select {
+		case <-holdGo:
+			return nil
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("bulk_hold: the test never released the engine")
+		}
+	})
 }
 
 // meshCluster is a hub and n engines in process over a collective world
@@ -303,7 +317,28 @@ func TestBulkAbortedPushReturnsHubArena(t *testing.T) {
 	cl, as := meshCluster(t, 1)
 	dv, _ := cl.DirectView()
 	before := as[0].InUse()
-	busy, _ := dv.Apply("bulk_sleep", 300)
+	// The engine runs bulk_hold until the abort has been answered: the push
+	// waits in its queue however slow the machine (no timing window).
+	busy, err := dv.Apply("bulk_hold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-holdStarted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("bulk_hold did not start")
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			select {
+			case holdGo <- struct{}{}:
+			case <-time.After(10 * time.Second): // bulk_hold gave up already
+			}
+		}
+	}
+	defer release()
 	ar, err := dv.Push(map[string]any{"x": constArray(1<<18, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -314,10 +349,13 @@ func TestBulkAbortedPushReturnsHubArena(t *testing.T) {
 	if err := ar.Abort(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ar.Get(5 * time.Second); err == nil {
-		t.Fatal("the aborted push succeeded")
+	if _, err := ar.Get(5 * time.Second); !errors.Is(err, ErrAborted) {
+		t.Fatalf("the aborted push: %v, want %v", err, ErrAborted)
 	}
-	busy.Get(5 * time.Second)
+	release()
+	if _, err := busy.Get(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	waitInUse(t, as[0], before, "after an aborted push")
 }
 

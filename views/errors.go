@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/rankhub/rankhub/views/internal/hubcore"
 	"github.com/rs/zerolog"
 )
 
@@ -24,10 +25,10 @@ var (
 	// ErrNoEngines is returned when a view would have no engine.
 	ErrNoEngines = errors.New("views: no engines")
 	// ErrNoSuchEngine is returned for a target id that is not a live engine.
-	ErrNoSuchEngine = errors.New("views: no such engine")
+	ErrNoSuchEngine = hubcore.ErrNoSuchEngine
 	// ErrShutdown is returned by calls on a client or hub that shut down, and
 	// matches RemoteErrors of tasks that were still waiting at shutdown.
-	ErrShutdown = errors.New("views: shut down")
+	ErrShutdown = hubcore.ErrShutdown
 	// ErrDependencyTimeout matches RemoteErrors of load-balanced tasks whose
 	// dependencies were not met (or no engine was free) within their Timeout.
 	ErrDependencyTimeout = errors.New("views: dependency timeout")
@@ -37,7 +38,7 @@ var (
 	ErrImpossibleDependency = errors.New("views: impossible dependency")
 	// ErrUnknownResult is returned for a message id the hub does not know
 	// (never submitted, or purged).
-	ErrUnknownResult = errors.New("views: unknown result")
+	ErrUnknownResult = hubcore.ErrUnknownResult
 	// ErrCannotGather is returned by Gather when the engines' parts cannot be
 	// concatenated (different or unsupported types).
 	ErrCannotGather = errors.New("views: cannot gather")
@@ -45,18 +46,18 @@ var (
 
 // Codes carried by RemoteError.
 const (
-	CodeError                = "error"                 // the function returned an error
-	CodePanic                = "panic"                 // the function panicked
-	CodeUnknownFunction      = "unknown-function"      // no such registered function
-	CodeBadArguments         = "bad-arguments"         // arguments could not be converted
-	CodeExitStatus           = "exit-status"           // a shell command exited non-zero
-	CodeEngineDied           = "engine-died"           // the engine died or left with the task pending
-	CodeAborted              = "aborted"               // aborted before it ran
-	CodeNotSendable          = "not-sendable"          // the result could not be sent back
-	CodeDependencyTimeout    = "dependency-timeout"    // dependencies not met in time
-	CodeImpossibleDependency = "impossible-dependency" // dependencies can never be met
-	CodeUnmetRequirement     = "unmet-requirement"     // this engine lacks what the task requires (the hub tries another)
-	CodeShutdown             = "shutdown"              // the hub shut down with the task waiting
+	CodeError                = hubcore.CodeError                // the function returned an error
+	CodePanic                = "panic"                          // the function panicked
+	CodeUnknownFunction      = "unknown-function"               // no such registered function
+	CodeBadArguments         = "bad-arguments"                  // arguments could not be converted
+	CodeExitStatus           = "exit-status"                    // a shell command exited non-zero
+	CodeEngineDied           = hubcore.CodeEngineDied           // the engine died or left with the task pending
+	CodeAborted              = hubcore.CodeAborted              // aborted before it ran
+	CodeNotSendable          = hubcore.CodeNotSendable          // the result could not be sent back
+	CodeDependencyTimeout    = hubcore.CodeDependencyTimeout    // dependencies not met in time
+	CodeImpossibleDependency = hubcore.CodeImpossibleDependency // dependencies can never be met
+	CodeUnmetRequirement     = hubcore.CodeUnmetRequirement     // this engine lacks what the task requires (the hub tries another)
+	CodeShutdown             = hubcore.CodeShutdown             // the hub shut down with the task waiting
 )
 
 var codeSentinels = map[string]error{

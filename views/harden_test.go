@@ -571,49 +571,19 @@ func TestExecuteOutputMemoryIsBounded(t *testing.T) {
 // client goes on.
 func TestClientSurvivesPanicOnHubMessages(t *testing.T) {
 	t.Setenv(envPoison, "1")
-	key, _ := comm.NewKey()
-	ln, err := comm.Listen(comm.ListenConfig{Unix: fmt.Sprintf("@views-test-fakehub-%d-%d", os.Getpid(), time.Now().UnixNano()), Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	host, _ := os.Hostname()
-	ci := &comm.ConnInfo{Unix: ln.UnixAddr(), Host: host, PID: os.Getpid(), Ranks: 1, Created: time.Now()}
-	ci.SetKey(key)
-	path := filepath.Join(t.TempDir(), "hub.json")
-	if err := comm.WriteConnInfo(path, ci); err != nil {
-		t.Fatal(err)
-	}
 	// A fake hub: the history request is poisoned, a fetch announces task 5
 	// and then poisons its notification, other requests get an empty answer.
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+	path := fakeHub(t, func(op int, f *comm.Frame) []*comm.Frame {
+		ok, _, _ := encodeValues("", "", nil, nil)
+		switch op {
+		case opHistory:
+			return []*comm.Frame{{Type: fReply, ID: f.ID, Control: append(ok[:len(ok)-1:len(ok)-1], tPoison)}}
+		case opFetch:
+			hdr, _, _ := encodeValues("", "", nil, []any{[]any{uint64(5), 0, time.Now(), kindApply, "add3", []uint64(nil), []uint64(nil)}})
+			return []*comm.Frame{{Type: fReply, ID: f.ID, Control: hdr}, {Type: fNotify, ID: 5, Control: []byte{tPoison}}}
 		}
-		defer c.Close()
-		for {
-			f, err := c.Recv()
-			if err != nil {
-				return
-			}
-			if f.Type != fRequest {
-				continue
-			}
-			v, _ := decodeValues(f.Control, f.Buffers, 2)
-			ok, _, _ := encodeValues("", "", nil, nil)
-			switch v[0] {
-			case opHistory:
-				c.Send(&comm.Frame{Type: fReply, ID: f.ID, Control: append(ok[:len(ok)-1:len(ok)-1], tPoison)})
-			case opFetch:
-				hdr, _, _ := encodeValues("", "", nil, []any{[]any{uint64(5), 0, time.Now(), kindApply, "add3", []uint64(nil), []uint64(nil)}})
-				c.Send(&comm.Frame{Type: fReply, ID: f.ID, Control: hdr})
-				c.Send(&comm.Frame{Type: fNotify, ID: 5, Control: []byte{tPoison}})
-			default:
-				c.Send(&comm.Frame{Type: fReply, ID: f.ID, Control: ok})
-			}
-		}
-	}()
+		return nil
+	})
 	cl, err := Connect(path)
 	if err != nil {
 		t.Fatal(err)

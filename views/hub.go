@@ -4,16 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/hubcore"
 	"github.com/rs/zerolog"
 )
 
@@ -42,54 +40,70 @@ type HubConfig struct {
 // through it, and it routes tasks to engines and results back. Finished
 // results stay in its history until purged, so any client can fetch them.
 //
-// Locking (see LOCKS.md): h.mu guards engines, tasks, waiting, core, nextID,
-// clients and the dispatch fields of tasks. It is never held while sending
-// on a connection or while finishing a task (which runs watchers). A task's
-// own t.mu is taken after h.mu, never before.
+// The hub's state is a pure state machine (internal/hubcore: engines, the
+// history, the scheduler) with one owner at a time: the goroutine holding
+// the turn. Connection readers, clients and the deadline timer hand it
+// events (do, call, submit); whoever takes the turn runs the events waiting
+// and carries out the effects the core returns, then leaves the turn. Sends
+// are queued on each engine's outbox under the turn; after leaving it, a
+// submitting client writes them itself when the outbox is idle, everyone
+// else leaves them to the outbox's goroutine, so no reader ever blocks on
+// a peer. See LOCKS.md.
 type Hub struct {
 	cfg HubConfig
 	log zerolog.Logger
 
 	bulkTags bulkTags // tags of arrays this process sends on the bulk path
 
-	mu       sync.Mutex
-	engines  map[int]*engineRec
-	tasks    map[uint64]*task // history, until purged
-	waiting  map[uint64]*task // load-balanced tasks not yet on an engine
-	core     *lbCore
-	clients  map[*comm.Conn]bool
-	taken    map[int]bool // engine ids ever given out (never reused)
-	funcs    []string     // the first engine's registered functions: later ones are compared to them
-	nextID   int
-	changed  chan struct{} // closed and replaced when the engine set changes
-	closed   bool
-	stopping bool // shutdown requested: engines leaving is expected
-	msgSeq   atomic.Uint64
+	// turn is held by the core's owner of the moment. Events that find it
+	// taken wait in queue; every holder runs them before and after its own
+	// and looks at queue again after leaving the turn (drive).
+	turn   sync.Mutex
+	qmu    sync.Mutex // guards queue; a leaf
+	queue  []func()
+	queued atomic.Int64 // len(queue), read without qmu
+	spare  []func()     // queue's previous array, reused (under turn)
+
+	kick     chan struct{} // wakes run: the queue is left to it
+	quit     chan struct{} // closed to stop run
+	loopDone chan struct{} // closed when run returned
+
+	// Under the turn.
+	core    *hubcore.Core
+	futures futureTable   // the history's tasks, as clients see them
+	changed chan struct{} // closed and replaced when the engine set changes
+	dirty   []*outbox     // outboxes given frames in this turn
+	timer   *time.Timer   // fires at the core's next deadline (run ticks it)
+	armed   time.Time     // the deadline timer is set for
+	stopped bool          // Shutdown has ended: effects are dropped
+
+	// mu guards engines (written under the turn), clients and closed.
+	mu      sync.Mutex
+	engines map[int]*engineRec
+	clients map[*comm.Conn]bool
+	closed  bool
+
 	stopOnce sync.Once
 	done     chan struct{}
-	kick     chan struct{}
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // connection goroutines and outboxes
 }
 
-// engineRec is the hub's record of one engine.
+// engineRec is the IO side of one engine: its connection and outbox.
 type engineRec struct {
-	id      int
-	rank    int
-	host    string
-	pid     int
-	mesh    bool          // reachable on the bulk path
-	bulk    *bulkReceiver // its answers' bulk arrays; nil without a mesh
-	conn    *comm.Conn
-	pending map[uint64]*task
-	dead    bool
-	why     string
-	done    int // tasks completed
-	funcs   []string
-	labels  []string
+	id   int
+	rank int
+	host string
+	mesh bool          // reachable on the bulk path
+	bulk *bulkReceiver // its answers' bulk arrays; nil without a mesh
+	conn *comm.Conn
+	out  *outbox
 }
 
-func (e *engineRec) where() string {
-	return fmt.Sprintf("engine %d (rank %d on %s, pid %d)", e.id, e.rank, e.host, e.pid)
+// answer is an engine's decoded result, the Body of its core Result.
+type answer struct {
+	r    *resultMsg
+	f    *comm.Frame
+	recv time.Time
 }
 
 // NewHub makes a hub. Serve feeds it connections.
@@ -107,21 +121,324 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.Seed == 0 {
 		cfg.Seed = uint64(time.Now().UnixNano())
 	}
-	h := &Hub{cfg: cfg, log: cfg.Logger, engines: map[int]*engineRec{}, tasks: map[uint64]*task{},
-		waiting: map[uint64]*task{}, core: newLBCore(cfg.Scheme, cfg.HWM, cfg.Seed), clients: map[*comm.Conn]bool{},
-		changed: make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1)}
-	h.wg.Add(1)
-	go h.timers()
+	h := &Hub{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), quit: make(chan struct{}), loopDone: make(chan struct{}),
+		core:    hubcore.New(hubcore.Config{Host: cfg.Host, Scheme: cfg.Scheme, HWM: cfg.HWM, Seed: cfg.Seed}),
+		changed: make(chan struct{}), timer: time.NewTimer(time.Hour),
+		engines: map[int]*engineRec{}, clients: map[*comm.Conn]bool{}, done: make(chan struct{})}
+	go h.run()
 	return h
+}
+
+// run ticks the core at the earliest deadline of a waiting task, and takes
+// the turn for events a busy holder left to it (drive).
+func (h *Hub) run() {
+	defer close(h.loopDone)
+	defer h.timer.Stop()
+	for {
+		select {
+		case <-h.timer.C:
+			var buf [8]*outbox
+			h.turn.Lock()
+			h.armed = time.Time{}
+			out := h.step(nil, buf[:0])
+			h.turn.Unlock()
+			flushOut(out, false)
+			h.drive(false)
+		case <-h.kick:
+			h.drive(false)
+		case <-h.quit:
+			return
+		}
+	}
+}
+
+// do hands fn to the core's owner: it runs now on this goroutine when
+// nobody holds the turn, else the holder runs it before leaving. It never
+// blocks for long (a holder's step is bounded work, no IO), and never
+// writes to a peer.
+func (h *Hub) do(fn func()) {
+	h.qmu.Lock()
+	h.queue = append(h.queue, fn)
+	h.queued.Store(int64(len(h.queue)))
+	h.qmu.Unlock()
+	h.drive(false)
+}
+
+// call runs fn as the core's owner, after the events queued before it,
+// and carries out the effects before it returns; frames for peers go to
+// their outboxes' goroutines. Once the hub has shut down, fn still runs
+// (queries answer, events find the core closed) and its effects are
+// dropped. It reports whether the hub was running.
+func (h *Hub) call(fn func()) bool { return h.callOut(fn, false) }
+
+// submit is call for a client's requests: frames that fn's effects queue
+// on an idle outbox are written by this goroutine, after it left the turn
+// (a client waits for its tasks anyway; readers never do this).
+func (h *Hub) submit(fn func()) bool { return h.callOut(fn, true) }
+
+func (h *Hub) callOut(fn func(), direct bool) bool {
+	var buf [8]*outbox
+	h.turn.Lock()
+	running := !h.stopped
+	out := h.step(fn, buf[:0])
+	h.turn.Unlock()
+	flushOut(out, direct)
+	h.drive(direct)
+	return running
+}
+
+// drive takes the turn while events wait and nobody holds it. A holder
+// that ran many rounds leaves the rest to run, so a flood of events does
+// not hold one caller for ever.
+func (h *Hub) drive(direct bool) {
+	var buf [8]*outbox
+	for rounds := 1; ; rounds++ {
+		if h.queued.Load() == 0 || !h.turn.TryLock() {
+			return
+		}
+		out := h.step(nil, buf[:0])
+		h.turn.Unlock()
+		flushOut(out, direct)
+		if rounds%8 == 0 && h.queued.Load() > 0 {
+			select {
+			case <-h.loopDone: // run has ended (shut down): go on here
+				continue
+			default:
+			}
+			select {
+			case h.kick <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
+}
+
+// step runs, under the turn, the events queued, then fn, then what came
+// meanwhile, and carries out the effects. The frames stay in the outboxes:
+// it appends those it gave frames to out, for flushOut after the turn.
+func (h *Hub) step(fn func(), out []*outbox) []*outbox {
+	h.core.Tick(time.Now())
+	h.runQueued()
+	if fn != nil {
+		fn()
+		h.runQueued()
+	}
+	h.flush()
+	for h.queued.Load() > 0 { // events handed over by the effects (an outbox's error, say)
+		h.runQueued()
+		h.flush()
+	}
+	for _, o := range h.dirty {
+		o.listed = false
+	}
+	out = append(out, h.dirty...)
+	clear(h.dirty)
+	h.dirty = h.dirty[:0]
+	if h.stopped {
+		return out
+	}
+	if next := h.core.NextDeadline(); !next.Equal(h.armed) {
+		h.armed = next
+		d := time.Hour
+		if !next.IsZero() {
+			d = max(time.Until(next), time.Millisecond)
+		}
+		h.timer.Reset(d)
+	}
+	return out
+}
+
+// runQueued runs the events waiting in the queue, in order (under the turn).
+func (h *Hub) runQueued() {
+	for h.queued.Load() > 0 {
+		h.qmu.Lock()
+		q := h.queue
+		h.queue = h.spare[:0]
+		h.queued.Store(0)
+		h.qmu.Unlock()
+		for i, fn := range q {
+			fn()
+			q[i] = nil
+		}
+		h.spare = q
+	}
+}
+
+// flushOut sees to the frames queued in the turn just left: with direct,
+// written by this goroutine when their outbox is idle; else (or when the
+// outbox is busy) by the outbox's goroutine. Frames of one connection go
+// out in the order the turns queued them.
+func flushOut(out []*outbox, direct bool) {
+	for _, o := range out {
+		if direct {
+			o.writeNow()
+		} else {
+			o.kick()
+		}
+	}
+}
+
+// flush carries out the core's effects (under the turn); once the hub has
+// shut down they are dropped.
+func (h *Hub) flush() {
+	if h.stopped {
+		h.core.Ready()
+		return
+	}
+	for _, ef := range h.core.Ready() {
+		switch ef := ef.(type) {
+		case hubcore.Send:
+			h.send(ef)
+		case hubcore.Control:
+			if e := h.engines[ef.Engine]; e != nil {
+				ctrl, _, _ := encodeValues(ef.Op, ef.IDs)
+				h.queueOut(e.out, []*comm.Frame{{Type: fControl, Control: ctrl}}, nil, nil, nil)
+			}
+		case hubcore.Complete:
+			h.finish(ef)
+		case hubcore.Requeue:
+			if t := h.futures.get(ef.ID); t != nil {
+				t.eng.Store(-1)
+			}
+			if !ef.Unmet {
+				h.log.Info().Uint64("msg", ef.ID).Int("failed_on", ef.From).Int("retries_left", ef.RetriesLeft).Msg("task retried")
+			}
+		case hubcore.CloseEngine:
+			if e := h.engines[ef.Engine]; e != nil {
+				e.conn.Close()
+			}
+		case hubcore.EnginesChanged:
+			close(h.changed)
+			h.changed = make(chan struct{})
+		case hubcore.Purged:
+			bulk := false
+			for _, id := range ef.IDs {
+				if t := h.futures.get(id); t != nil {
+					bulk = bulk || t.bulkBytes > 0
+					h.futures.drop(id)
+				}
+			}
+			if bulk {
+				collectBulk() // purged results' bulk arrays go back to the engines
+			}
+		case hubcore.Note:
+			ev := h.log.Info()
+			switch ef.Level {
+			case "warn":
+				ev = h.log.Warn()
+			case "error":
+				ev = h.log.Error()
+			}
+			if ef.Engine >= 0 {
+				ev = ev.Int("engine", ef.Engine)
+			}
+			if ef.MsgID != 0 {
+				ev = ev.Uint64("msg", ef.MsgID)
+			}
+			for _, f := range ef.Fields {
+				switch v := f.Value.(type) {
+				case int:
+					ev = ev.Int(f.Key, v)
+				case string:
+					ev = ev.Str(f.Key, v)
+				case []string:
+					ev = ev.Strs(f.Key, v)
+				default:
+					ev = ev.Interface(f.Key, v)
+				}
+			}
+			ev.Msg(ef.Text)
+		}
+	}
+}
+
+// queueOut queues frames on an engine's outbox without waking its
+// goroutine: the turn's holder sees to them after the turn (flushOut).
+func (h *Hub) queueOut(o *outbox, fs []*comm.Frame, alts []func(*comm.Frame, error) *comm.Frame, keep []any, after func()) {
+	o.enqueue(fs, alts, keep, after)
+	if !o.listed {
+		o.listed = true
+		h.dirty = append(h.dirty, o)
+	}
+}
+
+// send queues tasks on their engine's outbox: one write for the batch.
+func (h *Hub) send(s hubcore.Send) {
+	e := h.engines[s.Engine]
+	frames := make([]comm.Frame, len(s.Tasks)) // one allocation for the batch's frames
+	fs := make([]*comm.Frame, len(s.Tasks))
+	alts := make([]func(*comm.Frame, error) *comm.Frame, len(s.Tasks))
+	keep := make([]any, 0, len(s.Tasks))
+	ts := make([]*task, 0, len(s.Tasks))
+	unsendable := func(f *comm.Frame, err error) *comm.Frame { // a task too large for a frame fails
+		h.do(func() { h.core.Unsendable(e.id, f.ID, err.Error()) })
+		return nil
+	}
+	for i, d := range s.Tasks {
+		if t := h.futures.get(d.ID); t != nil {
+			t.eng.Store(int64(e.id))
+			t.rank, t.host = e.rank, e.host
+			ts = append(ts, t)
+		}
+		ctrl := d.Payload.Ctrl
+		switch {
+		case d.Ranks != nil:
+			ctrl = append(ctrl[:len(ctrl):len(ctrl)], encodeTargets(d.Ranks)...)
+		case len(d.Payload.Suffix) > 0:
+			ctrl = append(ctrl[:len(ctrl):len(ctrl)], d.Payload.Suffix...)
+		}
+		frames[i] = comm.Frame{Type: fTask, ID: d.ID, Control: ctrl, Buffers: d.Payload.Bufs}
+		fs[i] = &frames[i]
+		if d.Payload.Keep != nil {
+			keep = append(keep, d.Payload.Keep)
+		}
+		alts[i] = unsendable
+	}
+	if hook := sendHook.Load(); hook != nil {
+		for _, f := range fs {
+			(*hook)(f.Buffers)
+		}
+	}
+	h.queueOut(e.out, fs, alts, keep, func() {
+		for _, t := range ts {
+			t.markSent()
+		}
+	})
+}
+
+// finish completes a task's future as the core decided (under the turn).
+func (h *Hub) finish(c hubcore.Complete) {
+	t := h.futures.get(c.ID)
+	if t == nil {
+		return
+	}
+	t.eng.Store(int64(c.Engine))
+	if c.Engine >= 0 {
+		t.rank, t.host = c.Rank, c.Host
+	}
+	if a, ok := c.Body.(*answer); ok {
+		r := a.r
+		t.started, t.completed = r.Started, r.Completed
+		t.stdout, t.stderr, t.exit = r.Stdout, r.Stderr, r.Exit
+		t.omitted = [2]int64{r.StdoutOmitted, r.StderrOmitted}
+		t.frame = a.f // keeps out-of-band buffers the value aliases
+		t.bulkBytes = r.bulkBytes
+		if r.Status != statusOK {
+			t.finish(nil, &RemoteError{EngineID: c.Engine, Rank: c.Rank, Host: c.Host, Code: r.Code, Type: r.ErrType,
+				Message: r.ErrMsg, Traceback: r.Traceback, MsgID: t.id}, a.recv)
+		} else {
+			t.finish(r.Value, nil, a.recv)
+		}
+		return
+	}
+	t.finish(nil, &RemoteError{EngineID: c.Engine, Rank: c.Rank, Host: c.Host, Code: c.Code, MsgID: t.id, Message: c.Message}, time.Now())
 }
 
 // SetScheduler changes the load-balanced scheme and high-water mark for the
 // tasks scheduled from now on.
 func (h *Hub) SetScheduler(s Scheme, hwm int) {
-	h.mu.Lock()
-	h.core.scheme, h.core.hwm = s, max(hwm, 0)
-	h.mu.Unlock()
-	h.pump()
+	h.call(func() { h.core.SetScheduler(s, hwm) })
 }
 
 // Serve accepts connections from ln until the hub shuts down or ln closes.
@@ -143,8 +460,9 @@ func (h *Hub) Serve(ln *comm.Listener) error {
 	}
 }
 
-// goHandle starts a connection's goroutine unless the hub is shutting down.
-func (h *Hub) goHandle(c *comm.Conn) bool {
+// goCounted starts fn on a goroutine that Shutdown waits for, unless the
+// hub is closing.
+func (h *Hub) goCounted(fn func()) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -153,10 +471,13 @@ func (h *Hub) goHandle(c *comm.Conn) bool {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		h.handle(c)
+		fn()
 	}()
 	return true
 }
+
+// goHandle starts a connection's goroutine unless the hub is shutting down.
+func (h *Hub) goHandle(c *comm.Conn) bool { return h.goCounted(func() { h.handle(c) }) }
 
 func (h *Hub) handle(c *comm.Conn) {
 	// The recovery boundary of this peer: a panic while handling its
@@ -193,45 +514,22 @@ func (h *Hub) handlePeer(c *comm.Conn) {
 }
 
 func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
-	h.mu.Lock()
-	if h.closed || h.stopping {
-		h.mu.Unlock()
+	id, err := -1, ErrShutdown
+	h.call(func() {
+		id, err = h.core.Register(hubcore.Registration{Rank: reg.Rank, Host: reg.Host, PID: reg.PID, Mesh: reg.Mesh, Funcs: reg.Funcs, Labels: reg.Labels})
+	})
+	if err != nil {
 		ctrl, _, _ := encodeValues("the hub is shutting down")
 		c.Send(&comm.Frame{Type: fReject, Control: ctrl})
 		c.Close()
 		return
 	}
-	// Job ranks get engine id rank-1 (so engine ids are 0..N-2 like
-	// IPython's); an id is never given twice, so a rank that comes back, or
-	// an engine without a rank, gets the next free id.
-	id := reg.Rank - 1
-	if h.taken[id] || id < 0 {
-		id = h.nextID
-	}
-	if id >= h.nextID {
-		h.nextID = id + 1
-	}
-	if h.taken == nil {
-		h.taken = map[int]bool{}
-	}
-	h.taken[id] = true // reserved now, published after the welcome
-	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, pid: reg.PID, mesh: reg.Mesh, conn: c, pending: map[uint64]*task{}, funcs: reg.Funcs, labels: reg.Labels}
-	var differs string
-	if h.funcs == nil {
-		h.funcs = reg.Funcs // the first engine's functions are the reference
-		if h.funcs == nil {
-			h.funcs = []string{}
-		}
-	} else {
-		differs = funcsDiff(h.funcs, reg.Funcs)
-	}
+	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, mesh: reg.Mesh, conn: c}
 	if h.cfg.World != nil && reg.Mesh {
 		e.bulk = &bulkReceiver{ctx: context.Background(), world: h.cfg.World, from: reg.Rank}
 	}
-	h.mu.Unlock()
-
-	// The welcome goes out before the engine is published: no task or
-	// control frame can overtake it. The id stays reserved either way.
+	// The welcome goes out before the engine joins the core: no task or
+	// control frame can overtake it. The id stays taken either way.
 	bulkRank := -1 // the rank engines send bulk arrays to; -1: none
 	if h.cfg.World != nil {
 		bulkRank = h.cfg.Rank
@@ -239,175 +537,74 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	ctrl, _, _ := encodeValues(id, bulkRank)
 	if err := c.Send(&comm.Frame{Type: fWelcome, Control: ctrl}); err != nil {
 		h.log.Warn().Int("engine", id).Err(err).Msg("engine left before its welcome")
+		h.do(func() { h.core.Lost(id, err.Error()) })
 		c.Close()
 		return
 	}
-	h.mu.Lock()
-	if h.closed || h.stopping {
+	e.out = newOutbox(c, &h.wg, func(err error) {
+		h.do(func() { h.core.Lost(id, err.Error()) })
+	})
+	if !h.call(func() {
+		h.mu.Lock()
+		h.engines[id] = e
 		h.mu.Unlock()
+		h.core.Joined(id)
+	}) {
 		c.Close()
 		return
 	}
-	h.engines[id] = e
-	h.core.addEngine(id)
-	h.mu.Unlock()
-	h.log.Info().Int("engine", id).Int("rank", reg.Rank).Str("host", reg.Host).Int("pid", reg.PID).Strs("labels", reg.Labels).Msg("engine registered")
-	if differs != "" {
-		h.log.Warn().Int("engine", id).Str("host", reg.Host).Int("pid", reg.PID).Str("functions", differs).
-			Msgf("engine %d registers other functions than the engines before it (%s); accepted, but tasks naming those functions fail on the engines that lack them", id, differs)
-	}
-	h.notify()
-	h.wake()
 	for {
 		f, err := c.Recv()
 		if err != nil {
-			h.engineGone(e, err)
+			h.do(func() { h.core.Lost(id, err.Error()) })
 			return
 		}
 		if f.Type != fResult {
 			h.log.Warn().Int("engine", id).Int("type", int(f.Type)).Msg("unexpected frame from engine; ignored")
 			continue
 		}
-		if err := recovered(func() { h.complete(e, f) }); err != nil {
-			withStack(h.log.Error().Str("engine", e.where()), err).Uint64("msg", f.ID).Msg("panic while handling an engine's result; engine closed")
-			h.engineGone(e, fmt.Errorf("the hub closed it after a panic while handling its result for message %d: %w", f.ID, err))
+		if err := recovered(func() { h.result(e, f) }); err != nil {
+			withStack(h.log.Error().Int("engine", id).Int("rank", e.rank).Str("host", e.host), err).Uint64("msg", f.ID).Msg("panic while handling an engine's result; engine closed")
+			h.do(func() {
+				h.core.Lost(id, fmt.Sprintf("the hub closed it after a panic while handling its result for message %d: %v", f.ID, err))
+			})
 			return
 		}
 	}
 }
 
-func (h *Hub) notify() {
-	h.mu.Lock()
-	close(h.changed)
-	h.changed = make(chan struct{})
-	h.mu.Unlock()
-}
-
-// engineGone fails the engine's pending tasks at once (or re-queues the
-// load-balanced ones that may be retried) and drops it.
-func (h *Hub) engineGone(e *engineRec, err error) {
-	h.mu.Lock()
-	if e.dead {
-		h.mu.Unlock()
-		return
-	}
-	e.dead = true
-	e.why = err.Error()
-	pending := e.pending
-	e.pending = map[uint64]*task{}
-	h.core.removeEngine(e.id)
-	expected := h.closed || h.stopping
-	var failed []*task
-	for _, t := range pending {
-		if t.lb && t.retries > 0 && !h.stopping {
-			h.requeueLocked(t, e.id)
-			continue
-		}
-		t.ctrl, t.bufs, t.keep = nil, nil, nil
-		failed = append(failed, t)
-	}
-	h.mu.Unlock()
-	e.conn.Close()
-	if expected && len(pending) == 0 {
-		h.log.Info().Int("engine", e.id).Int("rank", e.rank).Msg("engine left")
-	} else {
-		h.log.Error().Int("engine", e.id).Int("rank", e.rank).Str("host", e.host).Err(err).Int("pending", len(pending)).Msg("engine lost")
-	}
-	now := time.Now()
-	sort.Slice(failed, func(i, j int) bool { return failed[i].id < failed[j].id })
-	for _, t := range failed {
-		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: CodeEngineDied, MsgID: t.id,
-			Message: fmt.Sprintf("%s died with the task pending: %v", e.where(), err)}, now)
-	}
-	h.notify()
-	h.wake() // never dispatch from a reader goroutine
-}
-
-// requeueLocked puts a load-balanced task back in the scheduler to be retried
-// away from the engine it failed on.
-func (h *Hub) requeueLocked(t *task, failedOn int) {
-	t.retries--
-	if t.item.avoid == nil {
-		t.item.avoid = map[int]bool{}
-	}
-	t.item.avoid[failedOn] = true
-	t.eng.Store(-1)
-	h.waiting[t.id] = t
-	h.core.push(t.item)
-	h.log.Info().Uint64("msg", t.id).Int("failed_on", failedOn).Int("retries_left", t.retries).Msg("task retried")
-}
-
-func (h *Hub) complete(e *engineRec, f *comm.Frame) {
+// result decodes an engine's answer on its reader and hands it to the core.
+func (h *Hub) result(e *engineRec, f *comm.Frame) {
 	recv := time.Now()
 	r, perr := parseResult(f, e.bulk)
-	h.mu.Lock()
-	t := e.pending[f.ID]
-	delete(e.pending, f.ID)
-	h.core.busy(e.id, -1)
-	e.done++
-	if t != nil && perr == nil && r.Code == CodeUnmetRequirement && t.item != nil && t.item.unmet != nil && !h.stopping {
-		// This engine lacks what the task requires: another one, if any
-		// can (the scheduler fails it as impossible when none can).
-		t.item.unmet[e.id] = r.ErrMsg
-		t.eng.Store(-1)
-		h.waiting[t.id] = t
-		h.core.push(t.item)
-		h.mu.Unlock()
-		f.Release()
-		h.wake()
-		return
-	}
-	if t != nil && perr == nil && r.Status != statusOK && t.lb && t.retries > 0 && r.Code != CodeAborted && !h.stopping {
-		h.requeueLocked(t, e.id)
-		h.mu.Unlock()
-		f.Release()
-		h.wake()
-		return
-	}
-	if t != nil {
-		t.ctrl, t.bufs, t.keep = nil, nil, nil
-	}
-	h.mu.Unlock()
-	if t == nil {
-		h.log.Warn().Int("engine", e.id).Uint64("msg", f.ID).Msg("result for an unknown task; dropped")
-		f.Release()
-		return
-	}
-	t.rank, t.host = e.rank, e.host
+	var cr hubcore.Result
 	if perr != nil {
-		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: CodeError, MsgID: t.id,
-			Message: "undecodable result: " + perr.Error()}, recv)
-		h.wake()
-		return
-	}
-	t.started, t.completed = r.Started, r.Completed
-	t.stdout, t.stderr, t.exit = r.Stdout, r.Stderr, r.Exit
-	t.omitted = [2]int64{r.StdoutOmitted, r.StderrOmitted}
-	t.frame = f // keeps out-of-band buffers the value aliases
-	t.bulkBytes = r.bulkBytes
-	if r.Status != statusOK {
-		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: r.Code, Type: r.ErrType,
-			Message: r.ErrMsg, Traceback: r.Traceback, MsgID: t.id}, recv)
+		cr = hubcore.Result{Corrupt: true, Failed: true, Message: perr.Error()}
 	} else {
-		t.finish(r.Value, nil, recv)
+		cr = hubcore.Result{Failed: r.Status != statusOK, Code: r.Code, Message: r.ErrMsg, Body: &answer{r: r, f: f, recv: recv}}
 	}
-	h.wake()
+	h.do(func() {
+		if !h.core.Result(e.id, f.ID, cr) {
+			f.Release()
+		}
+	})
 }
 
 // IDs returns the ids of the live engines, sorted.
 func (h *Hub) IDs() []int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.liveLocked()
+	ids := []int{}
+	h.call(func() { ids = h.core.Live() })
+	return ids
 }
 
 // WaitForEngines blocks until at least n engines are registered.
 func (h *Hub) WaitForEngines(ctx context.Context, n int) error {
 	for {
-		h.mu.Lock()
-		live := len(h.liveLocked())
-		ch := h.changed
-		h.mu.Unlock()
+		live := 0
+		var ch chan struct{}
+		if !h.call(func() { live, ch = len(h.core.Live()), h.changed }) {
+			return ErrShutdown
+		}
 		if live >= n {
 			return nil
 		}
@@ -431,49 +628,42 @@ type payload struct {
 	keep any
 }
 
+func corePayloads(ps []payload, suffix []byte) []hubcore.Payload {
+	out := make([]hubcore.Payload, len(ps))
+	for i, p := range ps {
+		out[i] = hubcore.Payload{Ctrl: p.ctrl, Bufs: p.bufs, Keep: p.keep, Suffix: suffix}
+	}
+	return out
+}
+
+// newFutures makes the tasks clients hold for the message ids the core
+// gave out (under the turn).
+func (h *Hub) newFutures(ids []uint64, kind int, name string, now time.Time, init func(*task)) []*task {
+	tasks := make([]*task, len(ids))
+	for i, id := range ids {
+		t := newTask(id, kind, name, now)
+		if init != nil {
+			init(t)
+		}
+		h.futures.put(id, t)
+		tasks[i] = t
+	}
+	return tasks
+}
+
 // submitDirect sends one task to each target; payloads has one entry per
 // target, or one shared by all.
 func (h *Hub) submitDirect(kind int, name string, targets []int, payloads []payload) ([]*task, error) {
-	if len(targets) == 0 {
-		return nil, ErrNoEngines
-	}
 	now := time.Now()
-	h.mu.Lock()
-	if h.closed || h.stopping {
-		h.mu.Unlock()
-		return nil, ErrShutdown
-	}
-	recs := make([]*engineRec, len(targets))
-	for i, id := range targets {
-		e := h.engines[id]
-		if e == nil || e.dead {
-			h.mu.Unlock()
-			return nil, fmt.Errorf("%w: %d (live engines: %v)", ErrNoSuchEngine, id, h.liveLocked())
+	var tasks []*task
+	err := ErrShutdown
+	h.submit(func() {
+		var ids []uint64
+		if ids, err = h.core.SubmitDirect(targets, corePayloads(payloads, nil)); err == nil {
+			tasks = h.newFutures(ids, kind, name, now, nil)
 		}
-		recs[i] = e
-	}
-	ranks := make([]int, len(recs))
-	for i, e := range recs {
-		ranks[i] = e.rank
-	}
-	enc := encodeTargets(ranks)
-	tasks := make([]*task, len(targets))
-	for i, e := range recs {
-		t := newTask(h.msgSeq.Add(1), kind, name, now)
-		t.eng.Store(int64(e.id))
-		t.rank, t.host = e.rank, e.host
-		p := payloads[min(i, len(payloads)-1)]
-		t.ctrl, t.bufs, t.keep, t.targets = p.ctrl, p.bufs, p.keep, enc
-		e.pending[t.id] = t
-		h.core.busy(e.id, 1)
-		h.tasks[t.id] = t
-		tasks[i] = t
-	}
-	h.mu.Unlock()
-	for i, e := range recs {
-		h.dispatch(e, tasks[i])
-	}
-	return tasks, nil
+	})
+	return tasks, err
 }
 
 // lbSpec are a load-balanced submission's options.
@@ -491,450 +681,107 @@ type lbSpec struct {
 // them when their dependencies are met and an engine is eligible.
 func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) ([]*task, error) {
 	now := time.Now()
-	h.mu.Lock()
-	if h.closed || h.stopping {
-		h.mu.Unlock()
-		return nil, ErrShutdown
+	cs := hubcore.Spec{Targets: spec.targets, After: spec.after, Follow: spec.follow, Timeout: spec.timeout, Retries: spec.retries}
+	var suffix []byte
+	if len(spec.require) > 0 || spec.depend != "" {
+		// Checked by the engine (encodeRequirements); the core keeps the
+		// payload until done, for the next engine.
+		suffix, cs.Requires = encodeRequirements(spec.require, spec.depend), true
 	}
-	for _, d := range [][]uint64{spec.after.MsgIDs, spec.follow.MsgIDs} {
-		for _, id := range d {
-			if h.tasks[id] == nil {
-				h.mu.Unlock()
-				return nil, fmt.Errorf("%w: dependency on message %d", ErrUnknownResult, id)
-			}
+	var tasks []*task
+	err := ErrShutdown
+	h.submit(func() {
+		var ids []uint64
+		if ids, err = h.core.SubmitLB(corePayloads(payloads, suffix), cs); err == nil {
+			tasks = h.newFutures(ids, kind, name, now, func(t *task) {
+				t.lb = true
+				t.after, t.follow = spec.after.MsgIDs, spec.follow.MsgIDs
+			})
 		}
-	}
-	tasks := make([]*task, len(payloads))
-	for i, p := range payloads {
-		t := newTask(h.msgSeq.Add(1), kind, name, now)
-		t.lb = true
-		t.ctrl, t.bufs, t.keep = p.ctrl, p.bufs, p.keep
-		t.retries = spec.retries
-		t.after, t.follow = spec.after.MsgIDs, spec.follow.MsgIDs
-		t.item = &lbItem{id: t.id, after: spec.after, follow: spec.follow, targets: spec.targets}
-		if len(spec.require) > 0 || spec.depend != "" {
-			// Checked by the engine (encodeRequirements); the task keeps its
-			// payload until done, for the next engine.
-			t.targets = encodeRequirements(spec.require, spec.depend)
-			t.item.unmet = map[int]string{}
-		}
-		if spec.timeout > 0 {
-			t.item.deadline = now.Add(spec.timeout)
-		}
-		h.tasks[t.id] = t
-		h.waiting[t.id] = t
-		h.core.push(t.item)
-		tasks[i] = t
-	}
-	h.mu.Unlock()
-	if spec.timeout > 0 {
-		h.wake()
-	}
-	h.pump()
-	return tasks, nil
-}
-
-// dispatch sends a task to its engine.
-func (h *Hub) dispatch(e *engineRec, t *task) { h.dispatchBatch(e, []*task{t}) }
-
-// dispatchBatch sends tasks to one engine with a single write.
-func (h *Hub) dispatchBatch(e *engineRec, ts []*task) {
-	fs := make([]*comm.Frame, len(ts))
-	keep := make([]any, len(ts))
-	h.mu.Lock()
-	for i, t := range ts {
-		ctrl := t.ctrl
-		if len(t.targets) > 0 {
-			ctrl = append(ctrl[:len(ctrl):len(ctrl)], t.targets...)
-		}
-		fs[i] = &comm.Frame{Type: fTask, ID: t.id, Control: ctrl, Buffers: t.bufs}
-		keep[i] = t.keep
-		if t.retries == 0 && (t.item == nil || t.item.unmet == nil) {
-			t.ctrl, t.bufs, t.keep = nil, nil, nil // nothing will need them again
-		}
-	}
-	h.mu.Unlock()
-	if hook := sendHook.Load(); hook != nil {
-		for _, f := range fs {
-			(*hook)(f.Buffers)
-		}
-	}
-	var tooLarge []*task
-	var why []error
-	err := sendEach(e.conn, fs, func(i int, err error) *comm.Frame {
-		tooLarge, why = append(tooLarge, ts[i]), append(why, err)
-		return nil
 	})
-	runtime.KeepAlive(keep)
-	for _, t := range ts {
-		t.markSent()
-	}
-	if err != nil {
-		h.engineGone(e, err)
-	}
-	// A task too large for a frame fails, the engine is fine.
-	now := time.Now()
-	for i, t := range tooLarge {
-		h.mu.Lock()
-		delete(e.pending, t.id)
-		h.core.busy(e.id, -1)
-		t.ctrl, t.bufs, t.keep = nil, nil, nil
-		h.mu.Unlock()
-		h.log.Error().Int("engine", e.id).Uint64("msg", t.id).Err(why[i]).Msg("task too large for a frame: it fails")
-		t.finish(nil, &RemoteError{EngineID: e.id, Rank: e.rank, Host: e.host, Code: CodeNotSendable, MsgID: t.id,
-			Message: fmt.Sprintf("the task is too large to send to the engine: %v", why[i])}, now)
-	}
-	if len(tooLarge) > 0 {
-		h.wake()
-	}
+	return tasks, err
 }
 
 // sendHook, when set by a test, sees the buffers handed to comm for each task.
 var sendHook atomic.Pointer[func(bufs [][]byte)]
 
-// oracleLocked is the scheduler's view of earlier results.
-func (h *Hub) oracleLocked(id uint64) (depState, int) {
-	t := h.tasks[id]
-	if t == nil {
-		return depUnknown, -1
-	}
-	if !t.isDone() {
-		return depPending, -1
-	}
-	if t.err != nil {
-		return depFailed, int(t.eng.Load())
-	}
-	return depOK, int(t.eng.Load())
-}
-
-// pump runs the scheduler until it has nothing more to decide, sending the
-// tasks it placed and failing those it gave up on.
-func (h *Hub) pump() {
-	type run struct {
-		e *engineRec
-		t *task
-	}
-	type fail struct {
-		t         *task
-		code, why string
-	}
-	for {
-		h.mu.Lock()
-		if len(h.core.queue) == 0 {
-			h.mu.Unlock()
-			return
-		}
-		ds := h.core.schedule(time.Now(), h.oracleLocked)
-		if len(ds) == 0 {
-			h.mu.Unlock()
-			return
-		}
-		var runs []run
-		var fails []fail
-		for _, d := range ds {
-			t := h.waiting[d.id]
-			delete(h.waiting, d.id)
-			if t == nil {
-				continue
-			}
-			if d.code != "" {
-				t.ctrl, t.bufs, t.keep = nil, nil, nil
-				fails = append(fails, fail{t, d.code, d.why})
-				continue
-			}
-			e := h.engines[d.engine]
-			t.eng.Store(int64(e.id))
-			t.rank, t.host = e.rank, e.host
-			e.pending[t.id] = t
-			runs = append(runs, run{e, t})
-		}
-		h.mu.Unlock()
-		// One write per engine for everything placed on it in this round.
-		for len(runs) > 0 {
-			e := runs[0].e
-			var batch []*task
-			k := 0
-			for _, r := range runs {
-				if r.e == e {
-					batch = append(batch, r.t)
-				} else {
-					runs[k] = r
-					k++
-				}
-			}
-			runs = runs[:k]
-			h.dispatchBatch(e, batch)
-		}
-		now := time.Now()
-		for _, f := range fails {
-			f.t.finish(nil, &RemoteError{EngineID: -1, Rank: 0, Host: h.cfg.Host, Code: f.code, MsgID: f.t.id, Message: f.why}, now)
-		}
-	}
-}
-
-func (h *Hub) wake() {
-	select {
-	case h.kick <- struct{}{}:
-	default:
-	}
-}
-
-// timers fires dependency timeouts: it sleeps until the earliest deadline
-// of a waiting task, or until woken because a new deadline came.
-func (h *Hub) timers() {
-	defer h.wg.Done()
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	for {
-		h.mu.Lock()
-		next := h.core.nextDeadline()
-		h.mu.Unlock()
-		d := time.Hour
-		if !next.IsZero() {
-			d = max(time.Until(next), time.Millisecond)
-		}
-		t.Reset(d)
-		select {
-		case <-h.done:
-			return
-		case <-h.kick:
-			h.pump()
-		case <-t.C:
-			h.pump()
-		}
-	}
-}
-
-func (h *Hub) liveLocked() []int {
-	ids := []int{}
-	for id, e := range h.engines {
-		if !e.dead {
-			ids = append(ids, id)
-		}
-	}
-	sort.Ints(ids)
-	return ids
-}
-
 // control sends a control frame to the given engines (all live ones if nil).
 // Control frames bypass the engines' task queues.
-func (h *Hub) control(targets []int, op int, ids []uint64) error {
-	ctrl, _, err := encodeValues(op, ids)
-	if err != nil {
-		return err
-	}
-	h.mu.Lock()
-	var recs []*engineRec
-	if targets == nil {
-		for _, e := range h.engines {
-			if !e.dead {
-				recs = append(recs, e)
-			}
-		}
-	} else {
-		for _, id := range targets {
-			e := h.engines[id]
-			if e == nil || e.dead {
-				live := h.liveLocked()
-				h.mu.Unlock()
-				return fmt.Errorf("%w: %d (live engines: %v)", ErrNoSuchEngine, id, live)
-			}
-			recs = append(recs, e)
-		}
-	}
-	h.mu.Unlock()
-	for _, e := range recs {
-		if err := e.conn.Send(&comm.Frame{Type: fControl, Control: ctrl}); err != nil {
-			h.engineGone(e, err)
-		}
-	}
-	return nil
+func (h *Hub) control(targets []int, op int) error {
+	err := ErrShutdown
+	h.submit(func() { err = h.core.Control(targets, op) })
+	return err
 }
 
 // abort makes the given tasks fail with ErrAborted if they have not started:
 // tasks still in the hub fail at once, tasks queued on an engine are marked
 // there through the control channel. Finished tasks are left alone.
 func (h *Hub) abort(ids []uint64) error {
-	h.mu.Lock()
-	var local []*task
-	byEngine := map[int][]uint64{}
-	var unknown []uint64
-	for _, id := range ids {
-		t := h.tasks[id]
-		if t == nil {
-			unknown = append(unknown, id)
-			continue
-		}
-		if t.isDone() {
-			continue
-		}
-		if _, ok := h.waiting[id]; ok {
-			delete(h.waiting, id)
-			h.core.remove(id)
-			t.ctrl, t.bufs, t.keep = nil, nil, nil
-			local = append(local, t)
-			continue
-		}
-		if e := int(t.eng.Load()); e >= 0 {
-			byEngine[e] = append(byEngine[e], id)
-		}
-	}
-	h.mu.Unlock()
-	now := time.Now()
-	for _, t := range local {
-		t.finish(nil, &RemoteError{EngineID: -1, Host: h.cfg.Host, Code: CodeAborted, MsgID: t.id, Message: "aborted before it was sent to an engine"}, now)
-	}
-	for e, ids := range byEngine {
-		if err := h.control([]int{e}, ctlAbort, ids); err != nil {
-			h.log.Warn().Err(err).Int("engine", e).Msg("abort")
-		}
-	}
-	h.pump()
-	if len(unknown) > 0 {
-		return fmt.Errorf("%w: %v", ErrUnknownResult, unknown)
-	}
-	return nil
+	err := ErrShutdown
+	h.submit(func() { err = h.core.Abort(ids) })
+	return err
 }
 
 // fetch returns the tasks of the given message ids from the history.
 func (h *Hub) fetch(ids []uint64) ([]*task, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := make([]*task, len(ids))
-	for i, id := range ids {
-		t := h.tasks[id]
-		if t == nil {
-			return nil, fmt.Errorf("%w: %d", ErrUnknownResult, id)
+	var out []*task
+	err := ErrShutdown
+	h.call(func() {
+		if err = h.core.Known(ids); err == nil {
+			out = make([]*task, len(ids))
+			for i, id := range ids {
+				out[i] = h.futures.get(id)
+			}
 		}
-		out[i] = t
-	}
-	return out, nil
-}
-
-// QueueStatus is one engine's queue as the hub sees it.
-type QueueStatus struct {
-	EngineID  int
-	Queued    int // tasks sent and not answered
-	Completed int // tasks answered
+	})
+	return out, err
 }
 
 // queueStatus returns the live engines' queues and the number of
 // load-balanced tasks not yet on an engine.
 func (h *Hub) queueStatus() ([]QueueStatus, int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []QueueStatus
-	for _, id := range h.liveLocked() {
-		e := h.engines[id]
-		out = append(out, QueueStatus{EngineID: id, Queued: len(e.pending), Completed: e.done})
-	}
-	return out, len(h.waiting)
+	var q []QueueStatus
+	n := 0
+	h.call(func() { q, n = h.core.QueueStatus() })
+	return q, n
 }
 
 // resultStatus splits ids into pending and completed; unknown ids are an error.
 func (h *Hub) resultStatus(ids []uint64) (pending, completed []uint64, err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if ids == nil {
-		for id := range h.tasks {
-			ids = append(ids, id)
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	}
-	for _, id := range ids {
-		t := h.tasks[id]
-		switch {
-		case t == nil:
-			return nil, nil, fmt.Errorf("%w: %d", ErrUnknownResult, id)
-		case t.isDone():
-			completed = append(completed, id)
-		default:
-			pending = append(pending, id)
-		}
-	}
-	return pending, completed, nil
+	err = ErrShutdown
+	h.call(func() { pending, completed, err = h.core.ResultStatus(ids) })
+	return pending, completed, err
 }
 
 // purge drops finished results from the history: the given ids, or all
 // finished ones when ids is nil. Outstanding tasks are kept.
 func (h *Hub) purge(ids []uint64) (int, error) {
-	bulk := false
-	defer func() {
-		if bulk {
-			collectBulk() // purged results' bulk arrays go back to the engines
-		}
-	}()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	if ids == nil {
-		for id, t := range h.tasks {
-			if t.isDone() {
-				bulk = bulk || t.bulkBytes > 0
-				delete(h.tasks, id)
-				n++
-			}
-		}
-		return n, nil
-	}
-	var unknown []uint64
-	for _, id := range ids {
-		t := h.tasks[id]
-		if t == nil {
-			unknown = append(unknown, id)
-			continue
-		}
-		if t.isDone() {
-			bulk = bulk || t.bulkBytes > 0
-			delete(h.tasks, id)
-			n++
-		}
-	}
-	if len(unknown) > 0 {
-		return n, fmt.Errorf("%w: %v", ErrUnknownResult, unknown)
-	}
-	return n, nil
+	n, err := 0, ErrShutdown
+	h.call(func() { n, err = h.core.Purge(ids) })
+	return n, err
 }
 
 // history lists the message ids the hub holds, in submission order.
 func (h *Hub) history() []uint64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ids := make([]uint64, 0, len(h.tasks))
-	for id := range h.tasks {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	ids := []uint64{}
+	h.call(func() { ids = h.core.History() })
 	return ids
 }
 
 // Shutdown tells every engine to exit, waits up to timeout for them to
 // leave, and stops the hub: tasks still waiting in the hub fail with
-// ErrShutdown, outside clients are disconnected. It is idempotent.
+// ErrShutdown, outside clients are disconnected. It returns once the hub's
+// goroutines ended. It is idempotent; a second call waits for the first.
 func (h *Hub) Shutdown(timeout time.Duration) {
 	h.stopOnce.Do(func() {
-		h.mu.Lock()
-		h.stopping = true
-		var waiting []*task
-		for id, t := range h.waiting {
-			waiting = append(waiting, t)
-			h.core.remove(id)
-			delete(h.waiting, id)
-		}
-		h.mu.Unlock()
-		now := time.Now()
-		for _, t := range waiting {
-			t.finish(nil, &RemoteError{EngineID: -1, Host: h.cfg.Host, Code: CodeShutdown, MsgID: t.id, Message: "the hub shut down before the task ran"}, now)
-		}
-		h.control(nil, ctlShutdown, nil)
+		h.call(h.core.Shutdown)
 		deadline := time.NewTimer(timeout)
 		defer deadline.Stop()
 	wait:
 		for {
-			h.mu.Lock()
-			live := len(h.liveLocked())
-			ch := h.changed
-			h.mu.Unlock()
+			live := 0
+			var ch chan struct{}
+			h.call(func() { live, ch = len(h.core.Live()), h.changed })
 			if live == 0 {
 				break
 			}
@@ -944,47 +791,39 @@ func (h *Hub) Shutdown(timeout time.Duration) {
 				break wait
 			}
 		}
-		h.mu.Lock()
-		h.closed = true
-		var conns []*comm.Conn
-		for _, e := range h.engines {
-			conns = append(conns, e.conn)
-		}
-		for c := range h.clients {
-			conns = append(conns, c)
-		}
-		h.mu.Unlock()
+		h.call(func() {
+			h.core.Close()
+			h.mu.Lock()
+			h.closed = true
+			for c := range h.clients {
+				c.Close()
+			}
+			h.mu.Unlock()
+		})
+		// The connections' goroutines end now that their connections are
+		// closed; what they reported still counts (engines lost: their
+		// tasks fail), then the core's effects are dropped.
+		h.wg.Wait()
+		close(h.quit)
+		<-h.loopDone
+		h.turn.Lock()
+		out := h.step(nil, nil)
+		h.stopped = true
+		h.timer.Stop()
+		h.turn.Unlock()
+		flushOut(out, false)
 		close(h.done)
-		for _, c := range conns {
-			c.Close()
-		}
 	})
+	<-h.done
 }
 
 // Done is closed when the hub has shut down.
 func (h *Hub) Done() <-chan struct{} { return h.done }
 
-// EngineInfo describes one engine for status queries.
-type EngineInfo struct {
-	ID      int
-	Rank    int
-	Host    string
-	PID     int
-	Queued  int // tasks sent and not answered
-	Done    int // tasks answered
-	Dead    bool
-	DeadWhy string
-}
-
 // Engines lists every engine the hub has seen, dead ones included.
 func (h *Hub) Engines() []EngineInfo {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := make([]EngineInfo, 0, len(h.engines))
-	for _, e := range h.engines {
-		out = append(out, EngineInfo{ID: e.id, Rank: e.rank, Host: e.host, PID: e.pid, Queued: len(e.pending), Done: e.done, Dead: e.dead, DeadWhy: e.why})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	out := []EngineInfo{}
+	h.call(func() { out = h.core.Engines() })
 	return out
 }
 
@@ -994,17 +833,20 @@ func (h *Hub) bulkFor(targets []int) *bulkSender {
 	if h.cfg.World == nil {
 		return nil
 	}
-	h.mu.Lock()
-	ranks := make([]int, len(targets))
-	for i, id := range targets {
-		e := h.engines[id]
-		if e == nil || e.dead || !e.mesh {
-			h.mu.Unlock()
-			return nil
+	var ranks []int
+	h.call(func() {
+		for _, id := range targets {
+			reg, live, ok := h.core.Engine(id)
+			if !ok || !live || !reg.Mesh {
+				ranks = nil
+				return
+			}
+			ranks = append(ranks, reg.Rank)
 		}
-		ranks[i] = e.rank
+	})
+	if ranks == nil {
+		return nil
 	}
-	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), bulkReady)
 	defer cancel()
 	w, err := h.cfg.World(ctx)
@@ -1013,32 +855,4 @@ func (h *Hub) bulkFor(targets []int) *bulkSender {
 		return nil
 	}
 	return &bulkSender{ctx: context.Background(), world: w, to: ranks, tags: &h.bulkTags, deferred: true}
-}
-
-// funcsDiff says how an engine's registered functions differ from the
-// reference set (both sorted): "" when they are the same.
-func funcsDiff(ref, got []string) string {
-	in := func(list []string, name string) bool {
-		i := sort.SearchStrings(list, name)
-		return i < len(list) && list[i] == name
-	}
-	var missing, extra []string
-	for _, n := range ref {
-		if !in(got, n) {
-			missing = append(missing, n)
-		}
-	}
-	for _, n := range got {
-		if !in(ref, n) {
-			extra = append(extra, n)
-		}
-	}
-	var parts []string
-	if len(missing) > 0 {
-		parts = append(parts, "lacks "+strings.Join(missing, ", "))
-	}
-	if len(extra) > 0 {
-		parts = append(parts, "adds "+strings.Join(extra, ", "))
-	}
-	return strings.Join(parts, "; ")
 }

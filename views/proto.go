@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/hubcore"
 )
 
 // Frame types of the views protocol.
@@ -49,9 +50,9 @@ const (
 
 // Control operations.
 const (
-	ctlAbort    = 1
-	ctlClear    = 2
-	ctlShutdown = 3
+	ctlAbort    = hubcore.CtlAbort
+	ctlClear    = hubcore.CtlClear
+	ctlShutdown = hubcore.CtlShutdown
 )
 
 // Result statuses.

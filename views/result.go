@@ -12,8 +12,11 @@ import (
 	"github.com/rankhub/rankhub/comm"
 )
 
-// task is one message to one engine and its outcome. The same type is the
-// hub's record and, in an outside client, the client's proxy of that record.
+// task is one message to one engine and its outcome: the future behind an
+// AsyncResult, made by the hub's run (in process) or by an outside
+// client's reader. The hub's record of the task is in its core
+// (internal/hubcore); id, kind, name, submitted, lb, after and follow are
+// set before the task is shared; eng, and rank and host before done closes.
 type task struct {
 	id        uint64
 	kind      int
@@ -26,14 +29,6 @@ type task struct {
 	done      chan struct{}
 	sent      chan struct{}
 	sentOnce  sync.Once
-
-	// Dispatch state, guarded by the hub's mu.
-	ctrl    []byte
-	bufs    [][]byte
-	keep    any    // what bufs alias (payload.keep)
-	targets []byte // encoded target ranks of a DirectView call, appended to ctrl
-	retries int
-	item    *lbItem
 
 	// Written once before done is closed; read only after.
 	started, completed, received time.Time

@@ -1,4 +1,4 @@
-package views
+package hubcore
 
 import (
 	"fmt"
@@ -57,18 +57,6 @@ type Dependency struct {
 	Failure bool
 }
 
-// On returns a dependency on every task of the given results, met by their
-// success (add .Failure = true to accept failures too).
-func On(results ...*AsyncResult) Dependency {
-	var d Dependency
-	for _, r := range results {
-		if r != nil {
-			d.MsgIDs = append(d.MsgIDs, r.MsgIDs()...)
-		}
-	}
-	return d
-}
-
 func (d Dependency) empty() bool { return len(d.MsgIDs) == 0 }
 
 func (d Dependency) accepts(ok bool) bool {
@@ -120,6 +108,7 @@ type lbCore struct {
 	rr     int
 	load   map[int]int // tasks in flight per live engine
 	queue  []*lbItem
+	timed  int // items of queue with a deadline
 }
 
 func newLBCore(scheme Scheme, hwm int, seed uint64) *lbCore {
@@ -136,12 +125,25 @@ func (c *lbCore) busy(id int, d int) {
 		}
 	}
 }
-func (c *lbCore) push(it *lbItem) { c.queue = append(c.queue, it) }
+func (c *lbCore) push(it *lbItem) {
+	c.queue = append(c.queue, it)
+	if !it.deadline.IsZero() {
+		c.timed++
+	}
+}
+
+// left accounts for an item that left the queue.
+func (c *lbCore) left(it *lbItem) {
+	if !it.deadline.IsZero() {
+		c.timed--
+	}
+}
 
 // remove drops a waiting item (abort); it reports whether it was waiting.
 func (c *lbCore) remove(id uint64) bool {
 	for i, it := range c.queue {
 		if it.id == id {
+			c.left(it)
 			c.queue = append(c.queue[:i], c.queue[i+1:]...)
 			return true
 		}
@@ -152,6 +154,9 @@ func (c *lbCore) remove(id uint64) bool {
 // nextDeadline is the earliest deadline of a waiting item.
 func (c *lbCore) nextDeadline() time.Time {
 	var t time.Time
+	if c.timed == 0 {
+		return t
+	}
 	for _, it := range c.queue {
 		if !it.deadline.IsZero() && (t.IsZero() || it.deadline.Before(t)) {
 			t = it.deadline
@@ -225,6 +230,7 @@ func (c *lbCore) schedule(now time.Time, oracle depOracle) []decision {
 			// Every engine is at its high-water mark: only deadlines matter.
 			if !it.deadline.IsZero() && !now.Before(it.deadline) {
 				out = append(out, decision{id: it.id, code: CodeDependencyTimeout, why: "no engine became free before the timeout"})
+				c.left(it)
 				continue
 			}
 			keep = append(keep, it)
@@ -242,6 +248,7 @@ func (c *lbCore) schedule(now time.Time, oracle depOracle) []decision {
 			c.load[d.engine]++
 		}
 		out = append(out, d)
+		c.left(it)
 		if c.allFull() {
 			full = true
 		}

@@ -1,0 +1,224 @@
+package views
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rankhub/rankhub/comm"
+)
+
+// The hub side of outside clients: one goroutine reads a client's
+// requests, another runs them in order, its outbox writes the replies and
+// notifications.
+
+// clientConn is the hub's side of one outside client.
+type clientConn struct {
+	h       *Hub
+	c       *comm.Conn
+	who     string // the client, as logs name it
+	out     *outbox
+	mu      sync.Mutex
+	watched map[uint64]bool
+}
+
+// notifyFrame encodes a finished task for a client.
+func notifyFrame(t *task) *comm.Frame {
+	ctrl, bufs, err := encodeValues(notifyOf(t).values()...)
+	if err != nil {
+		return notSendableFrame(t, err)
+	}
+	return &comm.Frame{Type: fNotify, ID: t.id, Control: ctrl, Buffers: bufs}
+}
+
+// notSendableFrame is the notification of t that says its result cannot
+// be sent to the client, and why.
+func notSendableFrame(t *task, err error) *comm.Frame {
+	m := notifyOf(t)
+	m.Failed, m.Value, m.Code, m.Message = true, nil, CodeNotSendable, err.Error()
+	ctrl, bufs, _ := encodeValues(m.values()...)
+	return &comm.Frame{Type: fNotify, ID: t.id, Control: ctrl, Buffers: bufs}
+}
+
+// notifyOf is a finished task's notification.
+func notifyOf(t *task) *notifyMsg {
+	var re RemoteError
+	failed := t.err != nil
+	if failed && !errors.As(t.err, new(*RemoteError)) {
+		re = RemoteError{EngineID: int(t.eng.Load()), Code: CodeError, Message: t.err.Error()}
+	} else if failed {
+		var p *RemoteError
+		errors.As(t.err, &p)
+		re = *p
+	}
+	return &notifyMsg{Engine: int(t.eng.Load()), Rank: t.rank, Host: t.host, Started: t.started, Completed: t.completed, Received: t.received,
+		Failed: failed, Value: t.value, Code: re.Code, Type: re.Type, Message: re.Message, Traceback: re.Traceback,
+		Stdout: t.stdout, Stderr: t.stderr, Exit: t.exit, StdoutOmitted: t.omitted[0], StderrOmitted: t.omitted[1]}
+}
+
+func (h *Hub) serveClient(c *comm.Conn, hello *comm.Frame) {
+	who := c.RemoteAddr()
+	if m, err := parseHello(hello); err == nil {
+		who = fmt.Sprintf("%s (pid %d on %s, %s)", m.Kind, m.PID, m.Host, who)
+	} else {
+		h.log.Warn().Str("client", who).Err(err).Msg("bad hello from a client; closed")
+		c.Close()
+		return
+	}
+	stopping := true
+	h.call(func() { stopping = h.core.Stopping() })
+	h.mu.Lock()
+	if h.closed || stopping {
+		h.mu.Unlock()
+		c.Close()
+		return
+	}
+	h.clients[c] = true
+	h.mu.Unlock()
+	h.log.Info().Str("client", who).Msg("client connected")
+	cc := &clientConn{h: h, c: c, who: who, out: newOutbox(c, &h.wg, nil), watched: map[uint64]bool{}}
+	// Requests run in order on their own goroutine: the reader only reads,
+	// so the client's heartbeats are seen even while a request waits on a
+	// busy engine.
+	reqs := make(chan *comm.Frame, 64)
+	worked := make(chan struct{})
+	go func() {
+		defer close(worked)
+		for f := range reqs {
+			if err := recovered(func() { cc.handle(f) }); err != nil {
+				// This client's recovery boundary: it gets an error
+				// reply, then the hub closes it.
+				withStack(h.log.Error().Str("client", who), err).Uint64("request", f.ID).Msg("panic while handling a client's request; client closed")
+				ctrl, _, _ := encodeValues("error", fmt.Sprintf("hub: request %d: %v; the hub closes this connection", f.ID, err), nil, nil)
+				c.Send(&comm.Frame{Type: fReply, ID: f.ID, Control: ctrl})
+				c.Close()
+				break
+			}
+		}
+		for range reqs { // until the reader sees the connection closed
+		}
+	}()
+	for {
+		f, err := c.Recv()
+		if err != nil {
+			break
+		}
+		if f.Type != fRequest {
+			h.log.Warn().Str("client", who).Int("type", int(f.Type)).Msg("unexpected frame from client; ignored")
+			continue
+		}
+		select {
+		case reqs <- f:
+		case <-c.Done():
+		}
+	}
+	close(reqs)
+	<-worked
+	h.mu.Lock()
+	delete(h.clients, c)
+	h.mu.Unlock()
+	c.Close()
+	h.log.Info().Str("client", who).Msg("client left")
+}
+
+func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
+	m := &replyWire{Result: result}
+	if err != nil {
+		m.Code, m.Message = hubErrCode(err), err.Error()
+	}
+	if tasks != nil {
+		m.Tasks = make([]taskHeader, len(tasks))
+		for i, t := range tasks {
+			m.Tasks[i] = headerOf(t)
+		}
+	}
+	ctrl, bufs, eerr := m.encode()
+	if eerr != nil {
+		ctrl, bufs, _ = (&replyWire{Code: "error", Message: "hub: cannot encode the reply: " + eerr.Error()}).encode()
+		tasks = nil
+	}
+	// Written on this goroutine (the client's requests wait for it, its
+	// reader does not) unless the outbox is busy with a notification.
+	cc.out.enqueue([]*comm.Frame{{Type: fReply, ID: id, Control: ctrl, Buffers: bufs}}, []func(*comm.Frame, error) *comm.Frame{func(_ *comm.Frame, err error) *comm.Frame {
+		ctrl, _, _ := (&replyWire{Code: "error", Message: "hub: the reply is too large to send: " + err.Error()}).encode()
+		return &comm.Frame{Type: fReply, ID: id, Control: ctrl}
+	}}, []any{result}, nil)
+	cc.out.writeNow()
+	for _, t := range tasks {
+		cc.mu.Lock()
+		seen := cc.watched[t.id]
+		cc.watched[t.id] = true
+		cc.mu.Unlock()
+		if !seen {
+			t.watch(func(t *task) {
+				cc.mu.Lock()
+				delete(cc.watched, t.id)
+				cc.mu.Unlock()
+				cc.out.push(notifyFrame(t), func(_ *comm.Frame, err error) *comm.Frame {
+					return notSendableFrame(t, fmt.Errorf("hub: the result is too large to send to this client: %w", err))
+				}, t.value)
+			})
+		}
+	}
+}
+
+func (cc *clientConn) handle(f *comm.Frame) {
+	m, err := parseRequest(f)
+	if err != nil {
+		cc.h.log.Warn().Str("client", cc.who).Uint64("request", f.ID).Err(err).Msg("bad request from a client")
+		cc.reply(f.ID, fmt.Errorf("hub: bad request: %w", err), nil, nil)
+		return
+	}
+	h := cc.h
+	switch m.Op {
+	case opEngines:
+		cc.reply(f.ID, nil, engineListValue(h.Engines()), nil)
+	case opSubmit:
+		for i, p := range m.Payloads {
+			// An outside client's task is decoded here before any engine
+			// sees it: a corrupt payload, or a reference to a bulk array
+			// (outside clients are not on the mesh: an engine would wait
+			// for it in vain), is this client's error, not the engines'.
+			if err := checkValues(p.ctrl, p.bufs, 3); err != nil {
+				cc.reply(f.ID, fmt.Errorf("hub: bad request: payload %d: %w", i, err), nil, nil)
+				return
+			}
+		}
+		if len(m.Payloads) == 0 {
+			cc.reply(f.ID, fmt.Errorf("hub: bad request: no payload"), nil, nil)
+			return
+		}
+		var tasks []*task
+		if m.Direct {
+			tasks, err = h.submitDirect(m.Kind, m.Name, m.Targets, m.Payloads)
+		} else {
+			tasks, err = h.submitLB(m.Kind, m.Name, m.Payloads, m.Spec)
+		}
+		cc.reply(f.ID, err, nil, tasks)
+	case opFetch:
+		tasks, err := h.fetch(m.IDs)
+		cc.reply(f.ID, err, nil, tasks)
+	case opAbort:
+		cc.reply(f.ID, h.abort(m.IDs), nil, nil)
+	case opControl:
+		if m.Control != ctlClear && m.Control != ctlShutdown {
+			cc.reply(f.ID, fmt.Errorf("hub: bad control operation %d", m.Control), nil, nil)
+			return
+		}
+		cc.reply(f.ID, h.control(m.Targets, m.Control), nil, nil)
+	case opQueueStatus:
+		q, n := h.queueStatus()
+		cc.reply(f.ID, nil, queueStatusValue(q, n), nil)
+	case opResultStatus:
+		p, c, err := h.resultStatus(m.IDs)
+		cc.reply(f.ID, err, []any{p, c}, nil)
+	case opPurge:
+		n, err := h.purge(m.IDs)
+		cc.reply(f.ID, err, n, nil)
+	case opHistory:
+		cc.reply(f.ID, nil, h.history(), nil)
+	case opShutdown:
+		cc.reply(f.ID, nil, nil, nil)
+		go h.Shutdown(m.Timeout)
+	}
+}

@@ -1,0 +1,194 @@
+package views
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rankhub/rankhub/comm"
+	"github.com/rs/zerolog"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// hubGoroutines lists the stacks of goroutines running the hub's code
+// (connection handlers, outboxes, its event loop and timers), leaving out
+// Serve, which runs on its caller's goroutine.
+func hubGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "views.(*Hub).Serve(") {
+			continue // the caller's accept loop
+		}
+		if strings.Contains(g, "views.(*Hub)") || strings.Contains(g, "views.(*outbox).run") || strings.Contains(g, "views.newOutbox") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// TestShutdownWaitsForHubGoroutines: when Hub.Shutdown returns, every
+// goroutine the hub started (engine readers and outboxes, an outside
+// client's handler and outbox, the scheduler loop) has ended, with tasks
+// still running on the engines at the time.
+func TestShutdownWaitsForHubGoroutines(t *testing.T) {
+	key, _ := comm.NewKey()
+	ln, err := comm.Listen(comm.ListenConfig{Unix: "@rankhub-test-shutdown-" + fmt.Sprint(time.Now().UnixNano()), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var logs lockedBuffer
+	h := NewHub(HubConfig{Host: "testhost", Logger: zerolog.New(&logs)})
+	go h.Serve(ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 2 {
+		c, err := comm.Dial(ctx, "unix", ln.UnixAddr(), key, comm.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ServeEngine(ctx, c, EngineConfig{Rank: i + 1, Host: fmt.Sprintf("node%d", i+1)})
+	}
+	cl := NewClient(h)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := cl.WaitForEngines(wctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	// An outside client, connected through a connection file.
+	host, _ := os.Hostname()
+	ci := &comm.ConnInfo{Unix: ln.UnixAddr(), Host: host, Ranks: 3, Created: time.Now()}
+	ci.SetKey(key)
+	path := filepath.Join(t.TempDir(), "hub.json")
+	if err := comm.WriteConnInfo(path, ci); err != nil {
+		t.Fatal(err)
+	}
+	oc, err := Connect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	dv, err := oc.DirectView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar, err := dv.Apply("sleep", 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := cl.LoadBalancedView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr, err := lb.Map("sleep", 1, []int{300, 300, 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Shutdown(2 * time.Second)
+	logged := logs.String()
+	var gs []string
+	for range 100 { // goroutines past their wg.Done are on their way out (the log tells if they did more)
+		if gs = hubGoroutines(); len(gs) == 0 {
+			break
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	if len(gs) > 0 {
+		t.Fatalf("%d hub goroutine(s) still running after Shutdown returned:\n%s", len(gs), strings.Join(gs, "\n\n"))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after := strings.TrimPrefix(logs.String(), logged); after != "" {
+		t.Fatalf("the hub went on after Shutdown returned:\n%s", after)
+	}
+	// The hub still answers queries: every engine it had, all gone.
+	if es := cl.Engines(); len(es) != 2 || !es[0].Dead || !es[1].Dead {
+		t.Fatalf("engines after Shutdown: %+v", es)
+	}
+	if ids := cl.IDs(); len(ids) != 0 {
+		t.Fatalf("live engines after Shutdown: %v", ids)
+	}
+	if !mr.Ready() {
+		t.Fatal("Shutdown returned with the in-process client's tasks unfinished")
+	}
+	if !ar.Wait(5 * time.Second) {
+		t.Fatal("the outside client's task never finished after the hub shut down")
+	}
+}
+
+// TestHubTurnRunsEveryEventOnceInOrder: events handed over from many
+// goroutines at once, with do (queued when the turn is taken) and call,
+// each run exactly once, one at a time, in the order each goroutine handed
+// them over; when a goroutine's call returns, its earlier events have run.
+func TestHubTurnRunsEveryEventOnceInOrder(t *testing.T) {
+	h := NewHub(HubConfig{Host: "testhost"})
+	defer h.Shutdown(time.Second)
+	const workers, events = 6, 2000
+	var seen [workers][]int // written under the turn only (the race detector checks)
+	inTurn := false
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range events {
+				ev := func() {
+					if inTurn {
+						panic("two owners of the core at once")
+					}
+					inTurn = true
+					seen[w] = append(seen[w], i)
+					inTurn = false
+				}
+				if i%97 == 0 {
+					h.call(ev)
+					n := 0
+					h.call(func() { n = len(seen[w]) })
+					if n != i+1 {
+						t.Errorf("worker %d: after its call %d, %d of its events ran", w, i, n)
+					}
+				} else {
+					h.do(ev)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	h.call(func() {})
+	for w := range workers {
+		var got []int
+		h.call(func() { got = append(got, seen[w]...) })
+		if len(got) != events {
+			t.Fatalf("worker %d: %d events ran, want %d", w, len(got), events)
+		}
+		for i, v := range got {
+			if v != i {
+				t.Fatalf("worker %d: event %d ran as number %d", w, v, i)
+			}
+		}
+	}
+}
