@@ -180,7 +180,10 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	if err != nil {
 		return nil, fmt.Errorf("views: bulk receive from rank %d: %w", from, err)
 	}
-	if !w.ReadOnly(a) { // received over a socket: writable, copied once into read-only memory
+	// Received over a socket (another node): the receive mapping is made
+	// read-only in place; copied once into read-only memory only when it
+	// cannot be (a frame on the Go heap).
+	if !w.Protect(a) {
 		d := a.Data()
 		var validity []byte
 		if b := d.Buffers()[0]; b != nil {
