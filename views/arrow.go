@@ -346,7 +346,7 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 			return nil, d.corrupt("Arrow data buffer too short")
 		}
 	}
-	if len(validity)+len(offsets)+len(data) >= readOnlyMin && !d.check {
+	if len(validity)+len(offsets)+len(data) >= readOnlyMin && !d.check && !d.inFrame {
 		if a := readOnlyArray(dt, int(n), int(nulls), int(bit), validity, offsets, data); a != nil {
 			return a, nil
 		}
@@ -404,6 +404,27 @@ func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, d
 		}()
 	}
 	return gcOwned(a)
+}
+
+// readOnlyOf is readOnlyArray of a's buffers (a primitive, boolean or
+// string array, as the codec decodes): nil for another layout or when no
+// read-only memory could be had. a is not released.
+func readOnlyOf(a arrow.Array) arrow.Array {
+	d := a.Data()
+	bytesOf := func(b *memory.Buffer) []byte {
+		if b == nil {
+			return nil
+		}
+		return b.Bytes()
+	}
+	bufs := d.Buffers()
+	switch {
+	case len(bufs) == 2 && len(d.Children()) == 0:
+		return readOnlyArray(d.DataType(), d.Len(), d.NullN(), d.Offset(), bytesOf(bufs[0]), nil, bytesOf(bufs[1]))
+	case len(bufs) == 3 && d.DataType().ID() == arrow.STRING:
+		return readOnlyArray(d.DataType(), d.Len(), d.NullN(), d.Offset(), bytesOf(bufs[0]), bytesOf(bufs[1]), bytesOf(bufs[2]))
+	}
+	return nil
 }
 
 // readOnlyGCBytes is how much may be copied into read-only memory between

@@ -184,12 +184,7 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	// read-only in place; copied once into read-only memory only when it
 	// cannot be (a frame on the Go heap).
 	if !w.Protect(a) {
-		d := a.Data()
-		var validity []byte
-		if b := d.Buffers()[0]; b != nil {
-			validity = b.Bytes()
-		}
-		if ro := readOnlyArray(d.DataType(), d.Len(), d.NullN(), d.Offset(), validity, nil, d.Buffers()[1].Bytes()); ro != nil {
+		if ro := readOnlyOf(a); ro != nil {
 			a.Release()
 			return ro, nil
 		}

@@ -420,6 +420,9 @@ type decoder struct {
 	// check: the values are only checked and dropped; arrays stay in the
 	// frame instead of being copied into read-only memory (arrow.go).
 	check bool
+	// inFrame: arrays stay in the frame as well (the hub's results: a
+	// driver in the hub's process gets read-only copies at Get, detach).
+	inFrame bool
 }
 
 func (d *decoder) corrupt(what string) error {

@@ -75,3 +75,46 @@ func TestBulkTCPReadOnlyInPlace(t *testing.T) {
 		t.Errorf("%d bytes copied into read-only memory, want none (protected in place)", n)
 	}
 }
+
+// TestHubCopiesAtGet: the hub keeps an engine's result arrays in the
+// result's frame; only a driver in the hub's process pays a read-only copy,
+// when it gets the value. An outside client's pull of 64 KiB costs one
+// copy (its own decode), not two; the driver's Get one, and its array
+// faults on write while the hub's record keeps the values.
+func TestHubCopiesAtGet(t *testing.T) {
+	pc := startProcsNet(t, []string{"unix"})
+	outside := pc.connect(t)
+	x := roRamp(64 << 10 / 8)
+	defer x.Release()
+	if err := must[*DirectView](t)(pc.cl.View(0)).Set("x", x); err != nil {
+		t.Fatal(err)
+	}
+	const size = 64 << 10
+	copied := roCopied.Load()
+	ar := must[*AsyncResult](t)(must[*DirectView](t)(outside.View(0)).Pull("x"))
+	if a := must[any](t)(ar.Get(5 * time.Second)).(*array.Float64); a.Value(1) != 2 {
+		t.Fatalf("the outside client pulled x[1] = %g", a.Value(1))
+	}
+	if n := roCopied.Load() - copied; n != size {
+		t.Errorf("an outside client's pull of %d bytes copied %d bytes into read-only memory (hub and client), want %d (the client's)", size, n, size)
+	}
+	copied = roCopied.Load()
+	ar = must[*AsyncResult](t)(must[*DirectView](t)(pc.cl.View(0)).Pull("x"))
+	if !ar.Wait(5 * time.Second) {
+		t.Fatal("the pull did not finish")
+	}
+	if n := roCopied.Load() - copied; n != 0 {
+		t.Errorf("the hub copied %d bytes of a result on arrival, want none before Get", n)
+	}
+	a := must[any](t)(ar.Get(5 * time.Second)).(*array.Float64)
+	if n := roCopied.Load() - copied; n != size {
+		t.Errorf("the driver's Get copied %d bytes into read-only memory, want %d", n, size)
+	}
+	if !tryWrite(a.Float64Values(), -2) {
+		t.Error("a write into the driver's pulled array of 64 KiB did not fault")
+	}
+	r := must[*AsyncResult](t)(outside.Result(ar.MsgIDs()...))
+	if v := firstValue(must[any](t)(r.Get(5 * time.Second))).(*array.Float64); v.Value(0) != 1 {
+		t.Errorf("another client fetches x[0] = %g", v.Value(0))
+	}
+}
