@@ -15,7 +15,7 @@ import (
 // tcpMeshCluster is a hub and n engines whose bulk path is a collective
 // mesh over loopback TCP (as between nodes: arrays arrive in receive
 // buffers, not arenas).
-func tcpMeshCluster(t *testing.T, n int) *Client {
+func tcpMeshCluster(t testing.TB, n int) *Client {
 	t.Helper()
 	key, _ := comm.NewKey()
 	dir := t.TempDir()
