@@ -346,23 +346,67 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 			return nil, d.corrupt("Arrow data buffer too short")
 		}
 	}
-	if len(validity)+len(offsets)+len(data) >= readOnlyMin && !d.check && !d.inFrame {
+	if len(validity)+len(offsets)+len(data) >= readOnlyMin && !d.check && !d.inFrame && d.frame == nil {
 		if a := readOnlyArray(dt, int(n), int(nulls), int(bit), validity, offsets, data); a != nil {
 			return a, nil
 		}
 	}
-	bufs := []*memory.Buffer{nil, memory.NewBufferBytes(data)}
+	newBuf := memory.NewBufferBytes
+	if d.frame != nil {
+		newBuf = d.frame.buffer
+	}
+	bufs := []*memory.Buffer{nil, newBuf(data)}
 	if validity != nil {
-		bufs[0] = memory.NewBufferBytes(validity)
+		bufs[0] = newBuf(validity)
 	}
 	if offsets != nil {
-		bufs = []*memory.Buffer{bufs[0], memory.NewBufferBytes(offsets), memory.NewBufferBytes(data)}
+		bufs = []*memory.Buffer{bufs[0], newBuf(offsets), newBuf(data)}
 	}
 	ad := array.NewData(dt, int(n), bufs, nil, int(nulls), int(bit))
 	a := array.MakeFromData(ad)
 	ad.Release()
+	if d.frame != nil {
+		for _, b := range bufs {
+			if b != nil {
+				b.Release() // the array holds them
+			}
+		}
+		return gcOwned(a), nil
+	}
 	return a, nil
 }
+
+// frameOwner is a received frame whose memory is protected in place:
+// the arrays decoded from it hold it, and its memory goes back once the
+// last of them was released (collected, gcOwned) and the decoder let go.
+type frameOwner struct {
+	n       atomic.Int64
+	release func()
+}
+
+// newFrameOwner returns an owner held once by the decoder (drop it).
+func newFrameOwner(release func()) *frameOwner {
+	o := &frameOwner{release: release}
+	o.n.Add(1)
+	return o
+}
+
+// buffer returns a buffer over b that holds the frame until released.
+func (o *frameOwner) buffer(b []byte) *memory.Buffer {
+	o.n.Add(1)
+	return memory.NewBufferWithAllocator(b, o)
+}
+
+func (o *frameOwner) drop() {
+	if o.n.Add(-1) == 0 {
+		o.release()
+	}
+}
+
+// Allocate and Reallocate are never called: the buffers are not resized.
+func (o *frameOwner) Allocate(int) []byte           { return nil }
+func (o *frameOwner) Reallocate(int, []byte) []byte { return nil }
+func (o *frameOwner) Free([]byte)                   { o.drop() }
 
 // readOnlyMin is the size from which a received array's buffers (validity,
 // offsets and data together) are copied out of the frame into memory that

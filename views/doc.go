@@ -78,7 +78,10 @@
 // system calls; larger ones in memory of their own, protected once
 // written); the hub keeps its results' arrays in their frames, which no
 // client can write, and copies them when a driver in its process gets
-// them. Arrays that crossed nodes on the mesh are protected in place, in
+// them. An outside client receives frames of 1 MiB or more into pooled
+// memory made read-only in place: their arrays are not copied (Go slices
+// and byte strings in such a frame are copied out, being yours to
+// modify). Arrays that crossed nodes on the mesh are protected in place, in
 // their receive buffers (collective.Comm.Protect), and on one node the
 // mesh maps the sender's arena read-only: neither copies. The frame copy
 // is the cost (BenchmarkPushArrow, 2 shared cores): none measurable at

@@ -3,6 +3,7 @@ package views
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -116,5 +117,56 @@ func TestHubCopiesAtGet(t *testing.T) {
 	r := must[*AsyncResult](t)(outside.Result(ar.MsgIDs()...))
 	if v := firstValue(must[any](t)(r.Get(5 * time.Second))).(*array.Float64); v.Value(0) != 1 {
 		t.Errorf("another client fetches x[0] = %g", v.Value(0))
+	}
+}
+
+// TestOutsideClientReadOnlyInPlace: an outside client's pulls of 2 MiB
+// arrive in frames received into its pool and are made read-only there
+// (no copy): a write faults, the values are what was sent, the memory is
+// reused once the arrays are collected. A []float64 in such a frame is
+// copied out and stays the client's to modify.
+func TestOutsideClientReadOnlyInPlace(t *testing.T) {
+	pc := startProcs(t, 1, HubConfig{})
+	outside := pc.connect(t)
+	pool := outside.b.(*remoteBackend).pool
+	dv := must[*DirectView](t)(outside.View(0))
+	x := roRamp(1 << 18)
+	defer x.Release()
+	if err := dv.Set("x", x); err != nil {
+		t.Fatal(err)
+	}
+	copied := roCopied.Load()
+	for i := 0; i < 4; i++ {
+		a := must[any](t)(must[*AsyncResult](t)(dv.Pull("x")).Get(5 * time.Second)).(*array.Float64)
+		if !tryWrite(a.Float64Values(), -2) {
+			t.Fatalf("round %d: a write into an outside client's pulled array of 2 MiB did not fault", i)
+		}
+		if a.Value(0) != 1 || a.Value(a.Len()-1) != float64(a.Len()) {
+			t.Fatalf("round %d: the pulled array holds %g..%g", i, a.Value(0), a.Value(a.Len()-1))
+		}
+		a = nil
+		outside.PurgeAll()
+		runtime.GC()
+		runtime.GC()
+	}
+	if n := roCopied.Load() - copied; n != 0 {
+		t.Errorf("%d bytes copied into read-only memory (hub or client), want none", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pool.Idle() == 0 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pool.Idle() == 0 {
+		t.Error("no receive memory went back to the client's pool once the pulled arrays were collected")
+	}
+	s := make([]float64, 1<<18)
+	s[5] = 5
+	if err := dv.Set("s", s); err != nil {
+		t.Fatal(err)
+	}
+	got := must[any](t)(must[*AsyncResult](t)(dv.Pull("s")).Get(5 * time.Second)).([]float64)
+	if tryWrite(got, 7) || got[0] != 7 || got[5] != 5 {
+		t.Errorf("a pulled []float64 of 2 MiB: writable %v, [0] %g, [5] %g", got[0] == 7, got[0], got[5])
 	}
 }

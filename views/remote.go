@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
 )
 
@@ -407,6 +408,32 @@ type remoteBackend struct {
 	tasks   map[uint64]*task
 	err     error // why the connection ended
 	doneCh  chan struct{}
+	// pool receives frames of collective.MinPooled bytes and more, so
+	// that their arrays are made read-only in place (decodeFrame).
+	pool *collective.RecvPool
+}
+
+// clientPoolIdle is how much freed receive memory an outside client keeps
+// for its next large frames.
+const clientPoolIdle = 256 << 20
+
+// decodeFrame decodes n values of a frame from the hub. A frame received
+// into the pool is made read-only where it lies: its arrays stay in it and
+// hold it until collected, slices and byte strings are copied out. Other
+// frames are on the Go heap (arrays of a page or more are copied into
+// read-only memory, decodeValues).
+// inPlace says which: the frame's memory then goes back to the pool once
+// its arrays are collected, and nothing else may keep its buffers.
+func (b *remoteBackend) decodeFrame(f *comm.Frame, n int) (v []any, inPlace bool, err error) {
+	if b.pool == nil || !b.pool.Protect(f.Buffers...) {
+		v, err = decodeValues(f.Control, f.Buffers, n)
+		return v, false, err
+	}
+	o := newFrameOwner(f.Release)
+	defer o.drop()
+	d := &decoder{b: f.Control, bufs: f.Buffers, frame: o}
+	v, err = d.values(n)
+	return v, true, err
 }
 
 type replyMsg struct {
@@ -437,7 +464,8 @@ func ConnectContext(ctx context.Context, path string) (*Client, error) {
 	}
 	// The hub's interval: a client that pinged less often than the hub
 	// expects would be dropped while idle.
-	opts := comm.Options{Heartbeat: ci.Heartbeat()}
+	pool := collective.NewRecvPool(clientPoolIdle)
+	opts := comm.Options{Heartbeat: ci.Heartbeat(), Allocator: pool}
 	host, _ := os.Hostname()
 	var conn *comm.Conn
 	var errs []error
@@ -459,14 +487,16 @@ func ConnectContext(ctx context.Context, path string) (*Client, error) {
 		}
 	}
 	if conn == nil {
+		pool.Close()
 		return nil, fmt.Errorf("views: connect to the hub of %s: %w", path, errors.Join(errs...))
 	}
 	ctrl, _, _ := encodeValues("client", os.Getpid(), host)
 	if err := conn.Send(&comm.Frame{Type: fHello, Control: ctrl}); err != nil {
 		conn.Close()
+		pool.Close()
 		return nil, fmt.Errorf("views: connect to the hub of %s: %w", path, err)
 	}
-	b := &remoteBackend{conn: conn, pending: map[uint64]chan *replyMsg{}, tasks: map[uint64]*task{}, doneCh: make(chan struct{})}
+	b := &remoteBackend{conn: conn, pending: map[uint64]chan *replyMsg{}, tasks: map[uint64]*task{}, doneCh: make(chan struct{}), pool: pool}
 	go b.read()
 	return &Client{b: b}, nil
 }
@@ -515,7 +545,7 @@ func (b *remoteBackend) read() {
 
 func (b *remoteBackend) onReply(f *comm.Frame) {
 	rm := &replyMsg{}
-	v, err := decodeValues(f.Control, f.Buffers, 4)
+	v, _, err := b.decodeFrame(f, 4)
 	if err != nil {
 		rm.err = fmt.Errorf("views: bad reply from the hub: %w", err)
 	} else {
@@ -587,7 +617,7 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 	if t == nil {
 		return
 	}
-	v, err := decodeValues(f.Control, f.Buffers, 17)
+	v, inPlace, err := b.decodeFrame(f, 17)
 	if err != nil {
 		b.failTask(f.ID, "undecodable result from the hub: "+err.Error())
 		return
@@ -604,7 +634,9 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 	t.exit, _ = v[14].(int)
 	t.omitted[0], _ = v[15].(int64)
 	t.omitted[1], _ = v[16].(int64)
-	t.frame = f
+	if !inPlace {
+		t.frame = f // keeps out-of-band buffers the value aliases
+	}
 	if failed, _ := v[6].(bool); failed {
 		re := &RemoteError{EngineID: eng, Rank: t.rank, Host: t.host, MsgID: t.id}
 		re.Code, _ = v[8].(string)
@@ -829,6 +861,7 @@ func (b *remoteBackend) done() <-chan struct{} { return b.doneCh }
 func (b *remoteBackend) close() error {
 	b.conn.Close()
 	<-b.doneCh
+	b.pool.Close() // frames still held are unmapped when collected
 	return nil
 }
 
