@@ -25,7 +25,7 @@ func (p *RecvPool) mapped() int64 {
 	defer p.mu.Unlock()
 	var n int64
 	for _, s := range p.live {
-		n += s
+		n += s.size
 	}
 	return n
 }

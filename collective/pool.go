@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"unsafe"
@@ -24,8 +25,15 @@ type RecvPool struct {
 	mu     sync.Mutex
 	idle   []poolBuf // sorted by size
 	idleN  int64
-	live   map[uintptr]int64 // start -> mapping size, for buffers handed out
+	live   map[uintptr]liveBuf // by start, for buffers handed out
 	closed bool
+}
+
+// liveBuf is a mapping handed out: its size, and whether Protect made it
+// read-only (Free makes it writable again before anyone reuses it).
+type liveBuf struct {
+	size int64
+	ro   bool
 }
 
 type poolBuf struct {
@@ -37,7 +45,7 @@ const MinPooled = 1 << 20
 
 // NewRecvPool returns a pool keeping at most limit idle bytes.
 func NewRecvPool(limit int64) *RecvPool {
-	return &RecvPool{limit: limit, live: map[uintptr]int64{}}
+	return &RecvPool{limit: limit, live: map[uintptr]liveBuf{}}
 }
 
 var _ comm.Allocator = (*RecvPool)(nil)
@@ -70,7 +78,7 @@ func (p *RecvPool) Alloc(n int64) []byte {
 	// enough to miss heartbeats.
 	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
 	p.mu.Lock()
-	p.live[startOf(mem)] = size
+	p.live[startOf(mem)] = liveBuf{size: size}
 	p.mu.Unlock()
 	return mem[:n:n]
 }
@@ -99,7 +107,7 @@ func (p *RecvPool) take(i int) []byte {
 	b := p.idle[i].mem
 	p.idle = append(p.idle[:i], p.idle[i+1:]...)
 	p.idleN -= int64(len(b))
-	p.live[startOf(b)] = int64(len(b))
+	p.live[startOf(b)] = liveBuf{size: int64(len(b))}
 	return b
 }
 
@@ -111,7 +119,11 @@ func (p *RecvPool) Grow(b []byte, keep, n int64) []byte {
 		return b[:n:n]
 	}
 	p.mu.Lock()
-	size, ok := p.live[startOf(b)]
+	lb, ok := p.live[startOf(b)]
+	size := lb.size
+	if ok && lb.ro && p.writable(b, size) != nil {
+		ok = false // cannot be written: copied below, and unmapped by Free
+	}
 	p.mu.Unlock()
 	if ok && n <= size {
 		return unsafe.Slice(unsafe.SliceData(b), size)[:n:n]
@@ -123,7 +135,7 @@ func (p *RecvPool) Grow(b []byte, keep, n int64) []byte {
 			_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
 			p.mu.Lock()
 			delete(p.live, startOf(b))
-			p.live[startOf(mem)] = newSize
+			p.live[startOf(mem)] = liveBuf{size: newSize}
 			p.mu.Unlock()
 			return mem[:n:n]
 		}
@@ -140,14 +152,15 @@ func (p *RecvPool) Free(b []byte) {
 		return
 	}
 	p.mu.Lock()
-	size, ok := p.live[startOf(b)]
+	lb, ok := p.live[startOf(b)]
 	if !ok {
 		p.mu.Unlock()
 		return // a heap fallback buffer
 	}
+	size := lb.size
 	delete(p.live, startOf(b))
 	mem := unsafe.Slice(unsafe.SliceData(b), size)
-	if p.closed {
+	if p.closed || lb.ro && p.writable(b, size) != nil {
 		p.mu.Unlock()
 		_ = unix.Munmap(mem)
 		return
@@ -168,6 +181,75 @@ func (p *RecvPool) Free(b []byte) {
 	for _, m := range drop {
 		_ = unix.Munmap(m)
 	}
+}
+
+// writable makes a protected mapping of size bytes at b's start readable
+// and writable again. p.mu is held.
+func (p *RecvPool) writable(b []byte, size int64) error {
+	if err := unix.Mprotect(unsafe.Slice(unsafe.SliceData(b), size), unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		return err
+	}
+	lb := p.live[startOf(b)]
+	lb.ro = false
+	if _, ok := p.live[startOf(b)]; ok {
+		p.live[startOf(b)] = lb
+	}
+	return nil
+}
+
+// Protect makes the mappings that hold bufs read-only, in place: a write
+// through any of them faults until the mapping is freed (Free makes it
+// writable again before it is reused). It reports false, and protects
+// nothing, when a non-empty buffer does not lie in a mapping this pool
+// handed out (Go heap is never protected) or mprotect fails. Every byte of
+// those mappings must have been written already: a received frame's
+// memory, once its frame is complete, holds only that frame's buffers.
+func (p *RecvPool) Protect(bufs ...[]byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var maps [][]byte
+	for _, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		m, ok := p.mappingOf(b)
+		if !ok {
+			return false
+		}
+		if !slices.ContainsFunc(maps, func(x []byte) bool { return startOf(x) == startOf(m) }) {
+			maps = append(maps, m)
+		}
+	}
+	var done [][]byte
+	for _, m := range maps {
+		lb := p.live[startOf(m)]
+		if lb.ro {
+			continue
+		}
+		if err := unix.Mprotect(m, unix.PROT_READ); err != nil {
+			for _, u := range done { // all or nothing
+				_ = p.writable(u, int64(len(u)))
+			}
+			return false
+		}
+		lb.ro = true
+		p.live[startOf(m)] = lb
+		done = append(done, m)
+	}
+	return len(maps) > 0
+}
+
+// mappingOf returns the live mapping holding all of b. p.mu is held.
+func (p *RecvPool) mappingOf(b []byte) ([]byte, bool) {
+	lo := startOf(b)
+	hi := lo + uintptr(len(b))
+	for s, lb := range p.live {
+		if lo >= s && hi <= s+uintptr(lb.size) {
+			start := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), -int(lo-s))
+			return unsafe.Slice((*byte)(start), lb.size), true
+		}
+	}
+	return nil, false
 }
 
 // Idle returns the bytes kept for reuse.

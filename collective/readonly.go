@@ -27,3 +27,28 @@ func (c *Comm) ReadOnly(a arrow.Array) bool {
 	}
 	return true
 }
+
+// Protect makes a received array read-only where it lies: true when it is
+// in a peer's arena (read-only already) or in this rank's receive buffers
+// from the mesh (MinPooled bytes or more, over a socket), whose mapping
+// is made read-only in place (RecvPool.Protect) until the array's memory
+// is released. false when its memory cannot be protected (Go heap: small
+// frames, an in-process transport): a caller that must not let it change
+// copies it (ReadOnlyBuffers). Call it only on arrays from Recv: the
+// whole receive mapping is protected, which holds that message alone.
+func (c *Comm) Protect(a arrow.Array) bool {
+	if c.ReadOnly(a) {
+		return true
+	}
+	m, ok := c.w.t.(*Mesh)
+	if !ok {
+		return false
+	}
+	var bufs [][]byte
+	for _, b := range a.Data().Buffers() {
+		if b != nil && b.Len() > 0 {
+			bufs = append(bufs, b.Bytes())
+		}
+	}
+	return m.pool.Protect(bufs...)
+}

@@ -346,23 +346,67 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 			return nil, d.corrupt("Arrow data buffer too short")
 		}
 	}
-	if len(validity)+len(offsets)+len(data) >= readOnlyMin && !d.check {
+	if len(validity)+len(offsets)+len(data) >= readOnlyMin && !d.check && !d.inFrame && d.frame == nil {
 		if a := readOnlyArray(dt, int(n), int(nulls), int(bit), validity, offsets, data); a != nil {
 			return a, nil
 		}
 	}
-	bufs := []*memory.Buffer{nil, memory.NewBufferBytes(data)}
+	newBuf := memory.NewBufferBytes
+	if d.frame != nil {
+		newBuf = d.frame.buffer
+	}
+	bufs := []*memory.Buffer{nil, newBuf(data)}
 	if validity != nil {
-		bufs[0] = memory.NewBufferBytes(validity)
+		bufs[0] = newBuf(validity)
 	}
 	if offsets != nil {
-		bufs = []*memory.Buffer{bufs[0], memory.NewBufferBytes(offsets), memory.NewBufferBytes(data)}
+		bufs = []*memory.Buffer{bufs[0], newBuf(offsets), newBuf(data)}
 	}
 	ad := array.NewData(dt, int(n), bufs, nil, int(nulls), int(bit))
 	a := array.MakeFromData(ad)
 	ad.Release()
+	if d.frame != nil {
+		for _, b := range bufs {
+			if b != nil {
+				b.Release() // the array holds them
+			}
+		}
+		return gcOwned(a), nil
+	}
 	return a, nil
 }
+
+// frameOwner is a received frame whose memory is protected in place:
+// the arrays decoded from it hold it, and its memory goes back once the
+// last of them was released (collected, gcOwned) and the decoder let go.
+type frameOwner struct {
+	n       atomic.Int64
+	release func()
+}
+
+// newFrameOwner returns an owner held once by the decoder (drop it).
+func newFrameOwner(release func()) *frameOwner {
+	o := &frameOwner{release: release}
+	o.n.Add(1)
+	return o
+}
+
+// buffer returns a buffer over b that holds the frame until released.
+func (o *frameOwner) buffer(b []byte) *memory.Buffer {
+	o.n.Add(1)
+	return memory.NewBufferWithAllocator(b, o)
+}
+
+func (o *frameOwner) drop() {
+	if o.n.Add(-1) == 0 {
+		o.release()
+	}
+}
+
+// Allocate and Reallocate are never called: the buffers are not resized.
+func (o *frameOwner) Allocate(int) []byte           { return nil }
+func (o *frameOwner) Reallocate(int, []byte) []byte { return nil }
+func (o *frameOwner) Free([]byte)                   { o.drop() }
 
 // readOnlyMin is the size from which a received array's buffers (validity,
 // offsets and data together) are copied out of the frame into memory that
@@ -404,6 +448,27 @@ func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, d
 		}()
 	}
 	return gcOwned(a)
+}
+
+// readOnlyOf is readOnlyArray of a's buffers (a primitive, boolean or
+// string array, as the codec decodes): nil for another layout or when no
+// read-only memory could be had. a is not released.
+func readOnlyOf(a arrow.Array) arrow.Array {
+	d := a.Data()
+	bytesOf := func(b *memory.Buffer) []byte {
+		if b == nil {
+			return nil
+		}
+		return b.Bytes()
+	}
+	bufs := d.Buffers()
+	switch {
+	case len(bufs) == 2 && len(d.Children()) == 0:
+		return readOnlyArray(d.DataType(), d.Len(), d.NullN(), d.Offset(), bytesOf(bufs[0]), nil, bytesOf(bufs[1]))
+	case len(bufs) == 3 && d.DataType().ID() == arrow.STRING:
+		return readOnlyArray(d.DataType(), d.Len(), d.NullN(), d.Offset(), bytesOf(bufs[0]), bytesOf(bufs[1]), bytesOf(bufs[2]))
+	}
+	return nil
 }
 
 // readOnlyGCBytes is how much may be copied into read-only memory between

@@ -169,10 +169,11 @@ func rawSocket(b *testing.B, size int) {
 
 // BenchmarkPushArrow: push a float64 Arrow array of 4 KiB to 32 MiB to one
 // engine and wait for the answer (the push round trip); pull it back from
-// an outside client (engine, hub, client: copied into read-only memory at
-// the hub and at the client). Arrays of a page or more are received into
-// read-only memory (one copy); compare with a build without that,
-// interleaved.
+// an outside client (engine, hub, client: the hub keeps the frame, the
+// client copies into read-only memory below 1 MiB and protects the frame in
+// place from 1 MiB). Arrays of a page or more that an engine receives in
+// frames are copied into read-only memory once; compare with a build
+// without that, interleaved.
 func BenchmarkPushArrow(b *testing.B) {
 	pc := startProcsWith(b, 1, HubConfig{}, time.Second, 0)
 	one := must[*DirectView](b)(pc.cl.View(0))

@@ -182,13 +182,11 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	if err != nil {
 		return nil, fmt.Errorf("views: bulk receive from rank %d: %w", from, err)
 	}
-	if !w.ReadOnly(a) { // received over a socket: writable, copied once into read-only memory
-		d := a.Data()
-		var validity []byte
-		if b := d.Buffers()[0]; b != nil {
-			validity = b.Bytes()
-		}
-		if ro := readOnlyArray(d.DataType(), d.Len(), d.NullN(), d.Offset(), validity, nil, d.Buffers()[1].Bytes()); ro != nil {
+	// Received over a socket (another node): the receive mapping is made
+	// read-only in place; copied once into read-only memory only when it
+	// cannot be (a frame on the Go heap).
+	if !w.Protect(a) {
+		if ro := readOnlyOf(a); ro != nil {
 			a.Release()
 			return ro, nil
 		}

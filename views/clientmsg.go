@@ -371,8 +371,17 @@ func (m *replyWire) encode() ([]byte, [][]byte, error) {
 	return encodeValues(m.Code, m.Message, m.Result, hdrs)
 }
 
-func parseReply(f *comm.Frame) (*replyWire, error) {
-	v, err := decodeValues(f.Control, f.Buffers, 4)
+// frameDecoder decodes the n values of a frame from the hub.
+type frameDecoder func(f *comm.Frame, n int) ([]any, error)
+
+// heapDecode decodes a frame on the Go heap (arrays of a page or more are
+// copied into read-only memory).
+func heapDecode(f *comm.Frame, n int) ([]any, error) { return decodeValues(f.Control, f.Buffers, n) }
+
+func parseReply(f *comm.Frame) (*replyWire, error) { return parseReplyWith(f, heapDecode) }
+
+func parseReplyWith(f *comm.Frame, decode frameDecoder) (*replyWire, error) {
+	v, err := decode(f, 4)
 	if err != nil {
 		return nil, err
 	}
@@ -504,8 +513,10 @@ func (m *notifyMsg) values() []any {
 		m.Code, m.Type, m.Message, m.Traceback, m.Stdout, m.Stderr, m.Exit, m.StdoutOmitted, m.StderrOmitted}
 }
 
-func parseNotify(f *comm.Frame) (*notifyMsg, error) {
-	v, err := decodeValues(f.Control, f.Buffers, 17)
+func parseNotify(f *comm.Frame) (*notifyMsg, error) { return parseNotifyWith(f, heapDecode) }
+
+func parseNotifyWith(f *comm.Frame, decode frameDecoder) (*notifyMsg, error) {
+	v, err := decode(f, 17)
 	if err != nil {
 		return nil, err
 	}

@@ -420,6 +420,14 @@ type decoder struct {
 	// check: the values are only checked and dropped; arrays stay in the
 	// frame instead of being copied into read-only memory (arrow.go).
 	check bool
+	// inFrame: arrays stay in the frame as well (the hub's results: a
+	// driver in the hub's process gets read-only copies at Get, detach).
+	inFrame bool
+	// frame, when set, owns the out-of-band buffers: read-only memory
+	// protected in place (an outside client's large frames). Arrays stay
+	// in it and hold it (frameOwner); slices and byte strings are copied
+	// out, being the receiver's to modify.
+	frame *frameOwner
 }
 
 func (d *decoder) corrupt(what string) error {
@@ -588,6 +596,10 @@ func (d *decoder) decodeTag(tag byte) (any, error) {
 		}
 		return append([]byte(nil), b...), nil
 	case tBytesOOB:
+		if d.frame != nil {
+			b, err := d.buf()
+			return append([]byte(nil), b...), err
+		}
 		return d.buf()
 	case tNumSlice, tNumOOB:
 		et, err := d.byte1()
@@ -620,7 +632,7 @@ func (d *decoder) decodeTag(tag byte) (any, error) {
 			}
 			raw, _ = d.raw(int(n) * size)
 		}
-		return numSlice(et, raw, int(n), tag == tNumSlice), nil
+		return numSlice(et, raw, int(n), tag == tNumSlice || d.frame != nil), nil
 	case tStrings:
 		n, err := d.count()
 		if err != nil {

@@ -73,16 +73,24 @@
 // client or the driver on rank 0; in frames over TCP or a Unix socket, or
 // on the mesh): a write through Float64Values() or the like faults
 // (SIGSEGV, a recoverable panic under debug.SetPanicOnFault). Arrays in
-// frames and arrays that crossed nodes on the mesh are copied once into
-// read-only memory (collective.ReadOnlyCopy: up to 1 MiB in chunks of a
-// memory file mapped twice, reused without system calls; larger ones in
-// memory of their own, protected once written); on one node the mesh maps
-// the sender's arena read-only and copies nothing. That copy is the cost
-// (BenchmarkPushArrow, 2 shared cores): none measurable at 4 KiB; a push
-// through frames up to about 1.2 times as long at 64 KiB and 1 MiB and up
-// to twice at 32 MiB; a pull by an outside client (copied at the hub, which
-// keeps the result, and at the client) up to twice as long from 64 KiB. Received []float64 and other Go
-// slices are yours to modify.
+// frames are copied once into read-only memory (collective.ReadOnlyCopy:
+// up to 1 MiB in chunks of a memory file mapped twice, reused without
+// system calls; larger ones in memory of their own, protected once
+// written); the hub keeps its results' arrays in their frames, which no
+// client can write, and copies them when a driver in its process gets
+// them. An outside client receives frames of 1 MiB or more into pooled
+// memory made read-only in place: their arrays are not copied (Go slices
+// and byte strings in such a frame are copied out, being yours to
+// modify). Arrays that crossed nodes on the mesh are protected in place, in
+// their receive buffers (collective.Comm.Protect), and on one node the
+// mesh maps the sender's arena read-only: neither copies. The frame copy
+// is the cost (BenchmarkPushArrow, 2 shared cores): none measurable at
+// 4 KiB; a push through frames up to about 1.2 times as long at 64 KiB and
+// 1 MiB and up to twice at 32 MiB. A pull by an outside client copies
+// nothing from 1 MiB (3 interleaved rounds: 32 MiB 31-37 ms against 78-92
+// ms when the hub and the client copied, 1 MiB 1.4-1.6 against 2.7-3.2
+// ms), and below that once, at the client. Received []float64 and
+// other Go slices are yours to modify.
 //
 // Push, Set and Scatter from a driver on rank 0, and the engines' answers
 // to Pull, Get and Gather, move numeric Arrow arrays of 1 MiB and more over
@@ -90,8 +98,8 @@
 // one node the engine maps the sender's shared-memory arena read-only (an
 // array not allocated there, from collective.Comm.Arena().Allocator(), is
 // copied into it once for all the engines of the call), across nodes the
-// buffers are written straight from the array (and copied once into
-// read-only memory on arrival). Like arrays decoded from frames, received
+// buffers are written straight from the array and received into pooled
+// mappings made read-only in place until the array is collected. Like arrays decoded from frames, received
 // arrays are managed by the garbage collector: their
 // memory goes back to its owner when nothing built on them is reachable (a
 // Go slice such as Float64Values() is valid only while the array is). Do

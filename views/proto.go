@@ -134,8 +134,12 @@ func (r *resultMsg) encode() ([]byte, [][]byte, error) {
 		r.Started, r.Completed, r.Stdout, r.Stderr, r.Exit, r.StdoutOmitted, r.StderrOmitted)
 }
 
+// parseResult decodes an engine's result at the hub. Its arrays stay in
+// the frame (the hub's record, which no client can write: outside clients
+// and engines get it encoded, a driver in the hub's process a copy, see
+// detach).
 func parseResult(f *comm.Frame, b *bulkReceiver) (*resultMsg, error) {
-	d := &decoder{b: f.Control, bufs: f.Buffers, bulk: b}
+	d := &decoder{b: f.Control, bufs: f.Buffers, bulk: b, inFrame: true}
 	v, err := d.values(13)
 	if err != nil {
 		return nil, err

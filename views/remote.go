@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
 )
 
@@ -31,6 +32,32 @@ type remoteBackend struct {
 	tasks   map[uint64]*task
 	err     error // why the connection ended
 	doneCh  chan struct{}
+	// pool receives frames of collective.MinPooled bytes and more, so
+	// that their arrays are made read-only in place (decodeFrame).
+	pool *collective.RecvPool
+}
+
+// clientPoolIdle is how much freed receive memory an outside client keeps
+// for its next large frames.
+const clientPoolIdle = 256 << 20
+
+// decodeFrame decodes n values of a frame from the hub. A frame received
+// into the pool is made read-only where it lies: its arrays stay in it and
+// hold it until collected, slices and byte strings are copied out. Other
+// frames are on the Go heap (arrays of a page or more are copied into
+// read-only memory, decodeValues).
+// inPlace says which: the frame's memory then goes back to the pool once
+// its arrays are collected, and nothing else may keep its buffers.
+func (b *remoteBackend) decodeFrame(f *comm.Frame, n int) (v []any, inPlace bool, err error) {
+	if b.pool == nil || !b.pool.Protect(f.Buffers...) {
+		v, err = decodeValues(f.Control, f.Buffers, n)
+		return v, false, err
+	}
+	o := newFrameOwner(f.Release)
+	defer o.drop()
+	d := &decoder{b: f.Control, bufs: f.Buffers, frame: o}
+	v, err = d.values(n)
+	return v, true, err
 }
 
 type replyMsg struct {
@@ -61,7 +88,8 @@ func ConnectContext(ctx context.Context, path string) (*Client, error) {
 	}
 	// The hub's interval: a client that pinged less often than the hub
 	// expects would be dropped while idle.
-	opts := comm.Options{Heartbeat: ci.Heartbeat()}
+	pool := collective.NewRecvPool(clientPoolIdle)
+	opts := comm.Options{Heartbeat: ci.Heartbeat(), Allocator: pool}
 	host, _ := os.Hostname()
 	var conn *comm.Conn
 	var errs []error
@@ -83,13 +111,15 @@ func ConnectContext(ctx context.Context, path string) (*Client, error) {
 		}
 	}
 	if conn == nil {
+		pool.Close()
 		return nil, fmt.Errorf("views: connect to the hub of %s: %w", path, errors.Join(errs...))
 	}
 	if err := conn.Send((&helloMsg{Kind: "client", PID: os.Getpid(), Host: host}).frame()); err != nil {
 		conn.Close()
+		pool.Close()
 		return nil, fmt.Errorf("views: connect to the hub of %s: %w", path, err)
 	}
-	b := &remoteBackend{conn: conn, pending: map[uint64]chan *replyMsg{}, tasks: map[uint64]*task{}, doneCh: make(chan struct{})}
+	b := &remoteBackend{conn: conn, pending: map[uint64]chan *replyMsg{}, tasks: map[uint64]*task{}, doneCh: make(chan struct{}), pool: pool}
 	go b.read()
 	return &Client{b: b}, nil
 }
@@ -138,7 +168,10 @@ func (b *remoteBackend) read() {
 
 func (b *remoteBackend) onReply(f *comm.Frame) {
 	rm := &replyMsg{}
-	m, err := parseReply(f)
+	m, err := parseReplyWith(f, func(f *comm.Frame, n int) ([]any, error) {
+		v, _, err := b.decodeFrame(f, n)
+		return v, err
+	})
 	if err != nil {
 		rm.err = fmt.Errorf("views: bad reply from the hub (%s) to request %d: %w", b.conn.RemoteAddr(), f.ID, err)
 	} else {
@@ -197,7 +230,11 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 	if t == nil {
 		return
 	}
-	m, err := parseNotify(f)
+	inPlace := false
+	m, err := parseNotifyWith(f, func(f *comm.Frame, n int) (v []any, err error) {
+		v, inPlace, err = b.decodeFrame(f, n)
+		return v, err
+	})
 	if err != nil {
 		b.failTask(f.ID, fmt.Sprintf("undecodable result from the hub (%s): %v", b.conn.RemoteAddr(), err))
 		return
@@ -208,7 +245,9 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 	recv := time.Now() // Received is this client's clock (m.Received is the hub's)
 	t.stdout, t.stderr, t.exit = m.Stdout, m.Stderr, m.Exit
 	t.omitted = [2]int64{m.StdoutOmitted, m.StderrOmitted}
-	t.frame = f
+	if !inPlace {
+		t.frame = f // keeps out-of-band buffers the value aliases
+	}
 	if m.Failed {
 		t.finish(nil, &RemoteError{EngineID: m.Engine, Rank: m.Rank, Host: m.Host, MsgID: t.id, Code: m.Code, Type: m.Type,
 			Message: m.Message, Traceback: m.Traceback}, recv)
@@ -394,6 +433,7 @@ func (b *remoteBackend) done() <-chan struct{} { return b.doneCh }
 func (b *remoteBackend) close() error {
 	b.conn.Close()
 	<-b.doneCh
+	b.pool.Close() // frames still held are unmapped when collected
 	return nil
 }
 

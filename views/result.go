@@ -137,7 +137,11 @@ type AsyncResult struct {
 // the hub's record.
 func (r *AsyncResult) value(t *task) any {
 	if _, local := r.b.(localBackend); local {
-		return detach(t.value)
+		var frame [][]byte
+		if t.frame != nil {
+			frame = t.frame.Buffers
+		}
+		return detach(t.value, frame)
 	}
 	return t.value
 }

@@ -39,7 +39,7 @@ func cluster(t *testing.T, n int) (*Client, []context.CancelFunc) {
 
 // clusterWith is cluster with a collective world (world(rank); the hub is
 // rank 0), or none when world is nil.
-func clusterWith(t *testing.T, n int, world func(rank int) func(context.Context) (*collective.Comm, error)) (*Client, []context.CancelFunc) {
+func clusterWith(t testing.TB, n int, world func(rank int) func(context.Context) (*collective.Comm, error)) (*Client, []context.CancelFunc) {
 	t.Helper()
 	key, _ := comm.NewKey()
 	ln, err := comm.Listen(comm.ListenConfig{Unix: "@rankhub-test-" + fmt.Sprint(time.Now().UnixNano()), Key: key})
