@@ -6,10 +6,10 @@ LDFLAGS := -X github.com/rankhub/rankhub/internal/buildinfo.Revision=$(REV)
 export CGO_ENABLED ?= 0
 BINS := bin/rankhub bin/hello $(if $(wildcard examples/ising),bin/ising)
 
-.PHONY: help build test check demo bench fuzz clean slurm-up slurm-down slurm-multi-up slurm-multi-down jsreaders
+.PHONY: help build test check demo bench bench-multinode fuzz clean slurm-up slurm-down slurm-multi-up slurm-multi-down jsreaders
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## build bin/rankhub and the examples (static, cgo-free)
 	@mkdir -p bin
@@ -45,6 +45,9 @@ bench: build ## rankhub's benchmarks side by side with the anchors in ../shared/
 	$(GO) run ./benchmarks/cmd/bench
 	@if [ "$${BENCH_SKIP#*coll}" = "$${BENCH_SKIP}" ]; then bash benchmarks/collective/run.sh; fi
 	@if [ "$${BENCH_SKIP#*oversub}" = "$${BENCH_SKIP}" ]; then bash benchmarks/oversub/run.sh; fi
+
+bench-multinode: ## rankhub across the emulated 3-node cluster beside the raw wire and Open MPI (SIZES_MIB LAYOUTS OPS REPS narrow it)
+	bash benchmarks/multinode/run.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets); any crasher fails
 	@fail=0; for hit in $$(grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | sed 's/:func /:/' | sort); do \

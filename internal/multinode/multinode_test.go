@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		bin = dir
-		for name, pkg := range map[string]string{"rankhub": "./cmd/rankhub", "hello": "./examples/hello", "coll": "./internal/multinode/testdata/coll"} {
+		for name, pkg := range map[string]string{"rankhub": "./cmd/rankhub", "hello": "./examples/hello", "coll": "./internal/multinode/testdata/coll", "exact": "./internal/multinode/testdata/exact"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
