@@ -9,14 +9,32 @@ import (
 
 // ownTasks are the tasks one Client submitted that may not have finished
 // (IPython's client.outstanding), in submission order. Adding costs an
-// append: finished tasks at the front are dropped then (a finished task
-// holds its result's value: a client that waits for each call before the
-// next keeps none), the others when the list has doubled since the last
-// sweep, and when it is read.
+// append: finished tasks at the front are dropped then (a client that
+// waits for each call before the next keeps none), the others when the
+// list has doubled since the last sweep, and when it is read. Only a
+// task's id and done channel are kept, never the task: a finished task's
+// value (a pulled array) must not outlive its purge and the caller's last
+// reference because the list has not been swept yet (the hub's pulls from
+// engines on other nodes kept every array until 1024 tasks had been
+// submitted).
 type ownTasks struct {
 	mu      sync.Mutex // a leaf
-	ts      []*task
+	ts      []ownTask
 	sweepAt int
+}
+
+type ownTask struct {
+	id   uint64
+	done chan struct{}
+}
+
+func (o ownTask) isDone() bool {
+	select {
+	case <-o.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (o *ownTasks) add(ts []*task) {
@@ -25,9 +43,10 @@ func (o *ownTasks) add(ts []*task) {
 	for k < len(o.ts) && o.ts[k].isDone() {
 		k++
 	}
-	clear(o.ts[:k])
 	o.ts = o.ts[k:]
-	o.ts = append(o.ts, ts...)
+	for _, t := range ts {
+		o.ts = append(o.ts, ownTask{t.id, t.done})
+	}
 	if len(o.ts) >= o.sweepAt {
 		o.sweepLocked()
 		o.sweepAt = max(1024, 2*len(o.ts))
@@ -48,11 +67,17 @@ func (o *ownTasks) sweepLocked() {
 	o.ts = o.ts[:k]
 }
 
+// list returns the unfinished tasks as stand-ins holding the id and the
+// done channel (what Outstanding and Wait read).
 func (o *ownTasks) list() []*task {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.sweepLocked()
-	return append([]*task(nil), o.ts...)
+	out := make([]*task, len(o.ts))
+	for i, t := range o.ts {
+		out[i] = &task{id: t.id, done: t.done}
+	}
+	return out
 }
 
 func (c *Client) submitDirect(kind int, name string, targets []int, p []payload) ([]*task, error) {

@@ -310,9 +310,10 @@ func (b *bench) size(mib int) error {
 		{"Scatter", func(s bool) error {
 			var src arrow.Array
 			if r == 0 {
-				src = a
+				src = array.NewSlice(a, 0, int64(chunk*p))
+				defer src.Release()
 			}
-			got, err := c.Scatterv(ctx, 0, src, scatterCounts(n, chunk, p, r == 0))
+			got, err := c.Scatterv(ctx, 0, src, scatterCounts(chunk, p, r == 0))
 			if err != nil {
 				return err
 			}
@@ -492,9 +493,10 @@ func (b *bench) pingPong() error {
 	return nil
 }
 
-// scatterCounts gives every rank chunk elements (as mpi_bench.py: the
-// remainder of n/p stays unsent on root).
-func scatterCounts(n, chunk, p int, root bool) []int64 {
+// scatterCounts gives every rank chunk elements, as mpi_bench.py's
+// comm.Scatter: root sends the first chunk*p elements of its array and the
+// remainder of n/p is not sent (each rank's check expects chunk).
+func scatterCounts(chunk, p int, root bool) []int64 {
 	if !root {
 		return nil
 	}
@@ -502,7 +504,6 @@ func scatterCounts(n, chunk, p int, root bool) []int64 {
 	for i := range counts {
 		counts[i] = int64(chunk)
 	}
-	counts[0] += int64(n - chunk*p)
 	return counts
 }
 
