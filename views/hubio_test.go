@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,12 +144,14 @@ func TestShutdownWaitsForHubGoroutines(t *testing.T) {
 // TestHubTurnRunsEveryEventOnceInOrder: events handed over from many
 // goroutines at once, with do (queued when the turn is taken) and call,
 // each run exactly once, one at a time, in the order each goroutine handed
-// them over; when a goroutine's call returns, its earlier events have run.
+// them over, none left waiting; when a goroutine's call returns, its
+// earlier events have run.
 func TestHubTurnRunsEveryEventOnceInOrder(t *testing.T) {
 	h := NewHub(HubConfig{Host: "testhost"})
 	defer h.Shutdown(time.Second)
 	const workers, events = 6, 2000
 	var seen [workers][]int // written under the turn only (the race detector checks)
+	var ran atomic.Int64
 	inTurn := false
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -163,6 +166,7 @@ func TestHubTurnRunsEveryEventOnceInOrder(t *testing.T) {
 					inTurn = true
 					seen[w] = append(seen[w], i)
 					inTurn = false
+					ran.Add(1)
 				}
 				if i%97 == 0 {
 					h.call(ev)
@@ -178,7 +182,14 @@ func TestHubTurnRunsEveryEventOnceInOrder(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	h.call(func() {})
+	// No event is left behind: with nobody handing over more, those still
+	// queued when their do returned run anyway (whoever held the turn, or
+	// run, takes them).
+	for deadline := time.Now().Add(5 * time.Second); ran.Load() != workers*events; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events ran; the rest wait with nobody to run them", ran.Load(), workers*events)
+		}
+	}
 	for w := range workers {
 		var got []int
 		h.call(func() { got = append(got, seen[w]...) })
