@@ -62,12 +62,7 @@ func TestHubRefusesMistypedRequestFields(t *testing.T) {
 // frames that answer a request (nil: an empty success).
 func fakeHub(t *testing.T, answer func(op int, f *comm.Frame) []*comm.Frame) string {
 	t.Helper()
-	key, _ := comm.NewKey()
-	ln, err := comm.Listen(comm.ListenConfig{Unix: fmt.Sprintf("@views-test-fakehub-%d-%d", os.Getpid(), time.Now().UnixNano()), Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln, key := testListener(t, "fakehub")
 	host, _ := os.Hostname()
 	ci := &comm.ConnInfo{Unix: ln.UnixAddr(), Host: host, PID: os.Getpid(), Ranks: 1, Created: time.Now()}
 	ci.SetKey(key)

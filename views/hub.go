@@ -812,6 +812,7 @@ func (h *Hub) Shutdown(timeout time.Duration) {
 		h.timer.Stop()
 		h.turn.Unlock()
 		flushOut(out, false)
+		h.drive(false) // what came meanwhile (its effects dropped)
 		close(h.done)
 	})
 	<-h.done

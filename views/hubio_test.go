@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,12 +144,14 @@ func TestShutdownWaitsForHubGoroutines(t *testing.T) {
 // TestHubTurnRunsEveryEventOnceInOrder: events handed over from many
 // goroutines at once, with do (queued when the turn is taken) and call,
 // each run exactly once, one at a time, in the order each goroutine handed
-// them over; when a goroutine's call returns, its earlier events have run.
+// them over, none left waiting; when a goroutine's call returns, its
+// earlier events have run.
 func TestHubTurnRunsEveryEventOnceInOrder(t *testing.T) {
 	h := NewHub(HubConfig{Host: "testhost"})
 	defer h.Shutdown(time.Second)
 	const workers, events = 6, 2000
 	var seen [workers][]int // written under the turn only (the race detector checks)
+	var ran atomic.Int64
 	inTurn := false
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -163,6 +166,7 @@ func TestHubTurnRunsEveryEventOnceInOrder(t *testing.T) {
 					inTurn = true
 					seen[w] = append(seen[w], i)
 					inTurn = false
+					ran.Add(1)
 				}
 				if i%97 == 0 {
 					h.call(ev)
@@ -178,7 +182,14 @@ func TestHubTurnRunsEveryEventOnceInOrder(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	h.call(func() {})
+	// No event is left behind: with nobody handing over more, those still
+	// queued when their do returned run anyway (whoever held the turn, or
+	// run, takes them).
+	for deadline := time.Now().Add(5 * time.Second); ran.Load() != workers*events; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events ran; the rest wait with nobody to run them", ran.Load(), workers*events)
+		}
+	}
 	for w := range workers {
 		var got []int
 		h.call(func() { got = append(got, seen[w]...) })
@@ -191,4 +202,95 @@ func TestHubTurnRunsEveryEventOnceInOrder(t *testing.T) {
 			}
 		}
 	}
+}
+
+// testListener listens on a fresh abstract Unix socket with a new key,
+// closed when the test ends.
+func testListener(t *testing.T, name string) (*comm.Listener, []byte) {
+	t.Helper()
+	key, _ := comm.NewKey()
+	ln, err := comm.Listen(comm.ListenConfig{Unix: fmt.Sprintf("@views-test-%s-%d-%d", name, os.Getpid(), time.Now().UnixNano()), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, key
+}
+
+// connPair is two ends of an authenticated connection over a Unix socket.
+func connPair(t *testing.T) (a, b *comm.Conn) {
+	t.Helper()
+	ln, key := testListener(t, "pair")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a, err := comm.Dial(ctx, "unix", ln.UnixAddr(), key, comm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// TestOutboxWritesNowAndKeepsOrder: writeNow writes the queued frames on
+// its caller (the outbox's goroutine is never woken), and with writers of
+// both kinds at once (callers' writeNow, the goroutine after kick) every
+// frame arrives once, each sender's in the order it queued them: a writer
+// also writes what others queued while it wrote (they leave it to it).
+func TestOutboxWritesNowAndKeepsOrder(t *testing.T) {
+	a, b := connPair(t)
+	var wg sync.WaitGroup
+	o := newOutbox(a, &wg, nil)
+	sent := 0
+	o.enqueue([]*comm.Frame{{Type: fTask, ID: 1}, {Type: fTask, ID: 2}}, nil, nil, func() { sent++ })
+	o.writeNow()
+	if sent != 1 {
+		t.Fatalf("writeNow returned before the frames were written (after ran %d times)", sent)
+	}
+	// Frame 4 is queued while frame 3 is being written: its writeNow finds
+	// the outbox busy and leaves it to that writer, which writes it too.
+	o.enqueue([]*comm.Frame{{Type: fTask, ID: 3}}, nil, nil, func() {
+		o.enqueue([]*comm.Frame{{Type: fTask, ID: 4}}, nil, nil, nil)
+		o.writeNow()
+	})
+	o.writeNow()
+	b.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second)) // a lost frame fails, never hangs
+	for want := uint64(1); want <= 4; want++ {
+		f, err := b.Recv()
+		if err != nil || f.ID != want {
+			t.Fatalf("frame %v, %v; want id %d", f, err, want)
+		}
+	}
+
+	const senders, each = 4, 500
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				o.enqueue([]*comm.Frame{{Type: fTask, ID: uint64(s<<32 | i)}}, nil, nil, nil)
+				if i%3 == 0 {
+					o.kick()
+				} else {
+					o.writeNow()
+				}
+			}
+		}()
+	}
+	next := make([]int, senders)
+	for n := 0; n < senders*each; n++ {
+		f, err := b.Recv()
+		if err != nil {
+			t.Fatalf("after %d frames: %v", n, err)
+		}
+		s, i := int(f.ID>>32), int(f.ID&(1<<32-1))
+		if s >= senders || i != next[s] {
+			t.Fatalf("frame %d of sender %d arrived, want its frame %d", i, s, next[s])
+		}
+		next[s]++
+	}
+	a.Close()
+	wg.Wait() // the outbox's goroutine ends with its connection
 }
