@@ -73,7 +73,7 @@ func rankMain(role string) int {
 		cfg.Options = []Option{WithLargeThreshold(4 << 10)}
 	case "huge":
 		cfg.ArenaSize = 2*hugeN + 64<<20 // the input and the contiguous gather
-		cfg.Heartbeat = time.Second      // filling 3 GiB may stall a loaded machine
+		cfg.Heartbeat = 3 * time.Second  // filling 3 GiB stalls a loaded machine: a 1 s heartbeat (5 s to dead) failed once in CI-like runs beside other load
 	}
 	m, err := JoinMesh(ctx, cfg)
 	if err != nil {
