@@ -34,6 +34,9 @@ type outbox struct {
 	listed bool // in the hub's list of outboxes to see to after its turn (under the turn)
 }
 
+// maxSpare is the largest batch whose queues an outbox keeps for the next.
+const maxSpare = 256
+
 // newOutbox starts c's outbox goroutine, counted in wg; it ends when c closes.
 func newOutbox(c *comm.Conn, wg *sync.WaitGroup, onErr func(error)) *outbox {
 	o := &outbox{c: c, wake: make(chan struct{}, 1), onErr: onErr}
@@ -137,7 +140,9 @@ func (o *outbox) drain() bool {
 		clear(keep)
 		clear(after)
 		o.mu.Lock()
-		o.spareQ, o.spareAlt, o.spareKeep, o.spareAfter = q[:0], alt[:0], keep[:0], after[:0]
+		if cap(q) <= maxSpare && cap(keep) <= maxSpare && cap(after) <= maxSpare { // a burst's queues are not kept for ever
+			o.spareQ, o.spareAlt, o.spareKeep, o.spareAfter = q[:0], alt[:0], keep[:0], after[:0]
+		}
 	}
 	o.writing = false
 	o.mu.Unlock()
