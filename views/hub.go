@@ -97,6 +97,9 @@ type engineRec struct {
 	bulk *bulkReceiver // its answers' bulk arrays; nil without a mesh
 	conn *comm.Conn
 	out  *outbox
+	// unsendable is the alternative of its task frames (made once, not per
+	// send): a task too large for a frame fails.
+	unsendable func(*comm.Frame, error) *comm.Frame
 }
 
 // answer is an engine's decoded result, the Body of its core Result.
@@ -191,11 +194,11 @@ func (h *Hub) callOut(fn func(), direct bool) bool {
 // that ran many rounds leaves the rest to run, so a flood of events does
 // not hold one caller for ever.
 func (h *Hub) drive(direct bool) {
-	var buf [8]*outbox
 	for rounds := 1; ; rounds++ {
 		if h.queued.Load() == 0 || !h.turn.TryLock() {
 			return
 		}
+		var buf [8]*outbox // declared in the loop: outside it, it escapes (an allocation per call, on every result)
 		out := h.step(nil, buf[:0])
 		h.turn.Unlock()
 		flushOut(out, direct)
@@ -371,10 +374,6 @@ func (h *Hub) send(s hubcore.Send) {
 	alts := make([]func(*comm.Frame, error) *comm.Frame, len(s.Tasks))
 	keep := make([]any, 0, len(s.Tasks))
 	ts := make([]*task, 0, len(s.Tasks))
-	unsendable := func(f *comm.Frame, err error) *comm.Frame { // a task too large for a frame fails
-		h.do(func() { h.core.Unsendable(e.id, f.ID, err.Error()) })
-		return nil
-	}
 	for i, d := range s.Tasks {
 		if t := h.futures.get(d.ID); t != nil {
 			t.eng.Store(int64(e.id))
@@ -393,7 +392,7 @@ func (h *Hub) send(s hubcore.Send) {
 		if d.Payload.Keep != nil {
 			keep = append(keep, d.Payload.Keep)
 		}
-		alts[i] = unsendable
+		alts[i] = e.unsendable
 	}
 	if hook := sendHook.Load(); hook != nil {
 		for _, f := range fs {
@@ -544,6 +543,10 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	e.out = newOutbox(c, &h.wg, func(err error) {
 		h.do(func() { h.core.Lost(id, err.Error()) })
 	})
+	e.unsendable = func(f *comm.Frame, err error) *comm.Frame {
+		h.do(func() { h.core.Unsendable(id, f.ID, err.Error()) })
+		return nil
+	}
 	if !h.call(func() {
 		h.mu.Lock()
 		h.engines[id] = e

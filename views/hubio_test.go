@@ -294,3 +294,46 @@ func TestOutboxWritesNowAndKeepsOrder(t *testing.T) {
 	a.Close()
 	wg.Wait() // the outbox's goroutine ends with its connection
 }
+
+// TestApplyPathAllocatesNothingExtra: on the apply round trip (issue 14's
+// performance rule) the outbox writes a batch with no allocation of its own
+// (its queues are reused, batch after batch), and a holder's look at an
+// empty event queue (drive, after every result and every request) allocates
+// nothing: garbage on this path made the no-op round trip slower than the
+// lock-based hub's.
+func TestApplyPathAllocatesNothingExtra(t *testing.T) {
+	a, b := connPair(t)
+	var wg sync.WaitGroup
+	o := newOutbox(a, &wg, nil)
+	f := &comm.Frame{Type: fTask, ID: 1}
+	fs := []*comm.Frame{f}
+	alts := []func(*comm.Frame, error) *comm.Frame{func(*comm.Frame, error) *comm.Frame { return nil }}
+	after := func() {}
+	const runs = 50 // small frames: they all fit in the socket's buffer, read afterwards
+	direct := testing.AllocsPerRun(runs, func() {
+		if err := sendEach(a, fs, func(int, error) *comm.Frame { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	})
+	queued := testing.AllocsPerRun(runs, func() {
+		o.enqueue(fs, alts, nil, after)
+		o.writeNow()
+	})
+	if queued > direct {
+		t.Errorf("a frame through the outbox costs %.0f allocations, written directly %.0f: the outbox allocates per batch", queued, direct)
+	}
+	b.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+	for n := 0; n < 2*(runs+1); n++ {
+		if _, err := b.Recv(); err != nil {
+			t.Fatalf("frame %d: %v", n, err)
+		}
+	}
+
+	h := NewHub(HubConfig{Logger: zerolog.Nop()})
+	defer h.Shutdown(time.Second)
+	if n := testing.AllocsPerRun(runs, func() { h.drive(false) }); n != 0 {
+		t.Errorf("drive with no event queued allocates %.0f times per call, want 0", n)
+	}
+	a.Close()
+	wg.Wait()
+}

@@ -22,11 +22,20 @@ type outbox struct {
 	after   []func()                               // run once the queued frames are written
 	writing bool                                   // a goroutine is writing q's frames (it writes those queued meanwhile too)
 	failed  bool                                   // a write failed: nothing more is written
-	wake    chan struct{}
-	onErr   func(error) // the write failed (nil: the connection's reader notices)
+	// spare* are the slices of the last batch written, emptied, for the
+	// next one (no allocation per batch).
+	spareQ     []*comm.Frame
+	spareAlt   []func(*comm.Frame, error) *comm.Frame
+	spareKeep  []any
+	spareAfter []func()
+	wake       chan struct{}
+	onErr      func(error) // the write failed (nil: the connection's reader notices)
 
 	listed bool // in the hub's list of outboxes to see to after its turn (under the turn)
 }
+
+// maxSpare is the largest batch whose queues an outbox keeps for the next.
+const maxSpare = 256
 
 // newOutbox starts c's outbox goroutine, counted in wg; it ends when c closes.
 func newOutbox(c *comm.Conn, wg *sync.WaitGroup, onErr func(error)) *outbox {
@@ -102,7 +111,8 @@ func (o *outbox) drain() bool {
 	o.writing = true
 	for len(o.q) > 0 || len(o.after) > 0 {
 		q, alt, keep, after := o.q, o.alt, o.keep, o.after
-		o.q, o.alt, o.keep, o.after = nil, nil, nil, nil
+		o.q, o.alt, o.keep, o.after = o.spareQ, o.spareAlt, o.spareKeep, o.spareAfter
+		o.spareQ, o.spareAlt, o.spareKeep, o.spareAfter = nil, nil, nil, nil
 		o.mu.Unlock()
 		tooLarge := func(i int, err error) *comm.Frame {
 			if alt[i] == nil {
@@ -125,7 +135,14 @@ func (o *outbox) drain() bool {
 		for _, fn := range after {
 			fn()
 		}
+		clear(q) // nothing written stays reachable from the spares
+		clear(alt)
+		clear(keep)
+		clear(after)
 		o.mu.Lock()
+		if cap(q) <= maxSpare && cap(keep) <= maxSpare && cap(after) <= maxSpare { // a burst's queues are not kept for ever
+			o.spareQ, o.spareAlt, o.spareKeep, o.spareAfter = q[:0], alt[:0], keep[:0], after[:0]
+		}
 	}
 	o.writing = false
 	o.mu.Unlock()

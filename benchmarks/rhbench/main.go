@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/trace"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,19 @@ func drive(ctx context.Context, c *views.Client) error {
 	}
 	// (a) the no-op apply round trip from the hub to one engine, as
 	// ipp_bench.py's rc[0].apply_sync(noop): median and p90 of 1000.
+	// $RHBENCH_TRACE names a file for a runtime trace of rank 0 during (a).
+	if path := os.Getenv("RHBENCH_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		defer f.Close()
+		defer trace.Stop() // at the latest; stopped after (a) below
+	}
 	for r := 0; r < reps; r++ {
 		ts := make([]time.Duration, 1000)
 		for i := range ts {
@@ -53,6 +67,9 @@ func drive(ctx context.Context, c *views.Client) error {
 		sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
 		out("rankhub_apply_sync_noop_median", float64(ts[500].Nanoseconds())/1e3, "us")
 		out("rankhub_apply_sync_noop_p90", float64(ts[900].Nanoseconds())/1e3, "us")
+	}
+	if os.Getenv("RHBENCH_TRACE") != "" {
+		trace.Stop()
 	}
 	// (b) tiny tasks through the load-balanced map, one task per element
 	// (chunk size 1, as ipyparallel's map_async default).
