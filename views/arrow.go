@@ -3,7 +3,6 @@ package views
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -440,14 +439,12 @@ func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, d
 	}
 	a := array.MakeFromData(ad)
 	ad.Release()
-	if total := roCopied.Add(int64(len(validity) + len(offsets) + len(data))); total-roGCAt.Load() >= readOnlyGCBytes && roGC.CompareAndSwap(false, true) {
-		roGCAt.Store(total)
-		go func() {
-			runtime.GC()
-			roGC.Store(false)
-		}()
+	out := gcOwned(a)
+	total := roCopied.Add(int64(len(validity) + len(offsets) + len(data)))
+	if at := roGCAt.Load(); total-at >= readOnlyGCBytes && roGCAt.CompareAndSwap(at, total) {
+		collectBulk() // the bulk path's collection, sooner: see readOnlyGCBytes
 	}
-	return gcOwned(a)
+	return out
 }
 
 // readOnlyOf is readOnlyArray of a's buffers (a primitive, boolean or
@@ -480,7 +477,6 @@ const readOnlyGCBytes = 32 << 20
 var (
 	roCopied atomic.Int64 // bytes copied into read-only memory, ever
 	roGCAt   atomic.Int64 // roCopied when the last collection for them started
-	roGC     atomic.Bool  // a collection for them runs
 )
 
 // bulkArray receives an array sent on the bulk path (after its marker).
