@@ -138,14 +138,15 @@ func TestIntegrationCancel(t *testing.T) {
 	b := New(WithCacheTTL(200 * time.Millisecond))
 	id := submit(t, b, job, l)
 	waitState(t, b, id, 60*time.Second, StateRunning)
-	// Wait until both ranks run, so the cancel hits the step.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		a, _ := filepath.Glob(filepath.Join(jobDir, "started-*"))
-		if len(a) == 2 {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+	// Wait until both ranks run (their TERM trap is set before they write
+	// started-N), so the cancel hits the step. Going on without them would
+	// turn a slow start into "no rank saw SIGTERM".
+	var started []string
+	for end := time.Now().Add(90 * time.Second); len(started) < 2 && time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		started, _ = filepath.Glob(filepath.Join(jobDir, "started-*"))
+	}
+	if len(started) < 2 {
+		t.Fatalf("only %d of 2 ranks started within 90s of the job running (%v); cannot test scancel", len(started), started)
 	}
 	if err := b.Cancel(context.Background(), id); err != nil {
 		t.Fatal(err)
