@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
 // The client↔hub messages, typed: each has an encoder and a parser that
@@ -147,20 +148,19 @@ func hubErrCode(err error) string {
 // (ctrl, first buffer, buffer count); the payloads' buffers go first in the
 // frame, untouched.
 func encodeRequest(op int, args []any, ps []payload) ([]byte, [][]byte, error) {
-	e := &encoder{b: make([]byte, 0, 128)}
+	e := codec.NewEncoder(128)
 	descs := make([]any, len(ps))
 	for i, p := range ps {
-		descs[i] = []any{p.ctrl, len(e.bufs), len(p.bufs)}
-		e.bufs = append(e.bufs, p.bufs...)
+		descs[i] = []any{p.ctrl, e.AddBuffers(p.bufs), len(p.bufs)}
 	}
 	all := append(append([]any{}, args...), descs)
 	for i, v := range []any{op, all} {
-		e.path = append(e.path[:0], fmt.Sprintf("request value %d", i))
-		if err := e.encode(v); err != nil {
+		if err := e.Encode(fmt.Sprintf("request value %d", i), v); err != nil {
 			return nil, nil, err
 		}
 	}
-	return e.b, e.bufs, nil
+	ctrl, bufs := e.Result()
+	return ctrl, bufs, nil
 }
 
 // ----- hello -----

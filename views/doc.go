@@ -66,7 +66,7 @@
 // Field metadata of records is not sent. No write into a received value
 // changes what the hub stores or what another client or engine sees: a
 // driver in the hub's process receives deep copies of slices, maps and
-// Arrow arrays smaller than a page (detach.go), outside clients and
+// Arrow arrays smaller than a page (internal/codec/detach.go), outside clients and
 // engines decode their own. An Arrow array of at least a page (4 KiB,
 // validity, offsets and data together) is read-only in memory as well,
 // wherever it arrives (an engine's push, a pull or Get, by an outside

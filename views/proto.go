@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
 	"github.com/rankhub/rankhub/views/internal/hubcore"
 )
 
@@ -139,12 +140,12 @@ func (r *resultMsg) encode() ([]byte, [][]byte, error) {
 // and engines get it encoded, a driver in the hub's process a copy, see
 // detach).
 func parseResult(f *comm.Frame, b *bulkReceiver) (*resultMsg, error) {
-	d := &decoder{b: f.Control, bufs: f.Buffers, bulk: b, inFrame: true}
-	v, err := d.values(13)
+	d := codec.NewDecoder(f.Control, f.Buffers, bulkIn(b)).KeepInFrame()
+	v, err := d.Values(13)
 	if err != nil {
 		return nil, err
 	}
-	r := &resultMsg{Value: v[1], bulkBytes: d.bulkBytes}
+	r := &resultMsg{Value: v[1], bulkBytes: d.BulkBytes()}
 	ok := true
 	get := func(i int, dst *string) {
 		s, k := v[i].(string)
@@ -199,15 +200,15 @@ func encodeRequirements(require []string, depend string) []byte {
 // decodeTaskReq is decodeTask that also returns the task's requirements
 // (nil: none).
 func decodeTaskReq(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, req *requirements, err error) {
-	d := &decoder{b: f.Control, bufs: f.Buffers, bulk: r}
+	d := codec.NewDecoder(f.Control, f.Buffers, bulkIn(r))
 	v = make([]any, 3)
 	for i := range v {
-		if v[i], err = d.decode(); err != nil {
+		if v[i], err = d.Decode(); err != nil {
 			return nil, nil, nil, err
 		}
 	}
-	if d.pos < len(d.b) {
-		t, err := d.decode()
+	if d.More() {
+		t, err := d.Decode()
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -222,8 +223,8 @@ func decodeTaskReq(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, req 
 			}
 		}
 	}
-	if d.pos < len(d.b) {
-		t, err := d.decode()
+	if d.More() {
+		t, err := d.Decode()
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -244,8 +245,8 @@ func decodeTaskReq(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, req 
 			req.require = append(req.require, s)
 		}
 	}
-	if d.pos != len(d.b) {
-		return nil, nil, nil, d.corrupt("trailing bytes")
+	if d.More() {
+		return nil, nil, nil, d.Corrupt("trailing bytes")
 	}
 	return v, targets, req, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/rankhub/rankhub/collective"
+	"github.com/rankhub/rankhub/views/internal/codec"
 	"reflect"
 	"sort"
 	"strings"
@@ -180,7 +181,7 @@ func (f *function) call(ctx *Context, args []any) (out any, err error) {
 			}
 			a = v
 		}
-		v, err := convert(a, t)
+		v, err := codec.Convert(a, t)
 		if err != nil {
 			return nil, fmt.Errorf("argument %d of %s: %w", i+1, f.name, err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
 // Outside clients, the client side (the hub side is hubclients.go, the
@@ -53,10 +54,9 @@ func (b *remoteBackend) decodeFrame(f *comm.Frame, n int) (v []any, inPlace bool
 		v, err = decodeValues(f.Control, f.Buffers, n)
 		return v, false, err
 	}
-	o := newFrameOwner(f.Release)
-	defer o.drop()
-	d := &decoder{b: f.Control, bufs: f.Buffers, frame: o}
-	v, err = d.values(n)
+	o := codec.NewFrameOwner(f.Release)
+	defer o.Drop()
+	v, err = codec.NewDecoder(f.Control, f.Buffers, nil).InPlace(o).Values(n)
 	return v, true, err
 }
 
