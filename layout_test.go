@@ -41,14 +41,17 @@ var pure = map[string]bool{"views/internal/hubcore": true}
 var impure = []string{"net", "os", "os/exec", "os/signal", "sync", "sync/atomic", "syscall", "io", "io/fs", "runtime", "context",
 	"log", "github.com/rs/zerolog"}
 
-// Inside views, imports point down too, along its seams: the client API
-// and the hub's IO (views) sit on the hub core (views/internal/hubcore) and
-// the codec (views/internal/codec: values to bytes, Arrow without a copy,
-// read-only received memory). A package under views may import only the
+// Inside views, imports point down too, along its seams: the client API,
+// the hub's IO and the engine (views) sit on the protocol
+// (views/internal/proto: engine↔hub frames, typed client↔hub messages),
+// which sits on the hub core's types (views/internal/hubcore) and the codec
+// (views/internal/codec: values to bytes, Arrow without a copy, read-only
+// received memory). A package under views may import only the
 // ones listed for it; one not listed is an error (add it here and to
 // views/doc.go's overview). TestImportDirection checks it with pure.
 var viewsAllowed = map[string][]string{
-	"views":                  {"views/internal/hubcore", "views/internal/codec"},
+	"views":                  {"views/internal/hubcore", "views/internal/proto", "views/internal/codec"},
+	"views/internal/proto":   {"views/internal/hubcore", "views/internal/codec"},
 	"views/internal/hubcore": {},
 	"views/internal/codec":   {},
 }
@@ -175,6 +178,8 @@ func TestViewsLayersRefuseUpwardImports(t *testing.T) {
 		want    string
 	}{
 		{"views/internal/codec", []string{module + "/views"}, `"views/internal/codec" may import only []`},
+		{"views/internal/codec", []string{module + "/views/internal/proto"}, `"views/internal/codec" may import only []`},
+		{"views/internal/proto", []string{module + "/views/internal/codec", module + "/views"}, `"views/internal/proto" may import only`},
 		{"views/internal/hubcore", []string{module + "/views/internal/codec"}, `may import only []`},
 		{"views/internal/unlisted", nil, "in no layer of views"},
 	} {

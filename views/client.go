@@ -197,7 +197,7 @@ func (v *DirectView) submit(kind int, name string, args []any) (*AsyncResult, er
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.submitDirect(kind, name, v.targets, []payload{{ctrl, bufs, args}})
+	tasks, err := v.c.submitDirect(kind, name, v.targets, []payload{{Ctrl: ctrl, Bufs: bufs, Keep: args}})
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (v *DirectView) submitEach(kind int, name string, args [][]any) ([]*task, e
 		if err != nil {
 			return nil, fmt.Errorf("engine %d: %w", v.targets[i], err)
 		}
-		ps[i] = payload{ctrl, bufs, a}
+		ps[i] = payload{Ctrl: ctrl, Bufs: bufs, Keep: a}
 	}
 	tasks, err := v.c.submitDirect(kind, name, v.targets, ps)
 	if err != nil {

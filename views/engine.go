@@ -67,7 +67,7 @@ type Engine struct {
 	// the bulk path (bulk.go); -1: the hub has no mesh.
 	hubRank  int
 	bulkTags bulkTags
-	recv     *bulkReceiver // the worker's, from the hub's rank; nil without a mesh
+	recv     codecReceiver // the worker's, from the hub's rank; nil without a mesh
 	std      *stdCapture   // what functions print; nil: not captured
 }
 
@@ -75,7 +75,7 @@ type Engine struct {
 // shuts the engine down (nil) or the connection fails (an error naming why).
 func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
 	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid(), Mesh: cfg.World != nil, Funcs: Registered(), Labels: cfg.Labels}
-	f, err := reg.frame()
+	f, err := reg.Frame()
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (e *Engine) serve(ctx context.Context) error {
 	// its Context stops when the hub is lost, not hours later.
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
-	e.recv = e.bulkReceiver(wctx)
+	e.recv = bulkIn(e.bulkReceiver(wctx))
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
@@ -351,12 +351,12 @@ func (e *Engine) flush(fs []*comm.Frame, rs []*resultMsg) {
 }
 
 func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
-	ctrl, bufs, err := res.encode()
+	ctrl, bufs, err := res.Encode()
 	if err != nil {
 		// The value cannot be sent: report that instead of the value.
 		res.Value = nil
 		res.Status, res.Code, res.ErrType, res.ErrMsg = statusError, CodeNotSendable, "", err.Error()
-		ctrl, bufs, _ = res.encode()
+		ctrl, bufs, _ = res.Encode()
 	}
 	return &comm.Frame{Type: fResult, ID: id, Source: int32(e.id), Control: ctrl, Buffers: bufs}
 }
@@ -365,7 +365,7 @@ func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
 // was doing what (handling, encoding the result of) it.
 func (e *Engine) panicked(id uint64, res *resultMsg, err error, what string) {
 	withStack(e.cfg.Logger.Error().Int("engine", e.id), err).Uint64("msg", id).Msg("panic while " + what + " a task; the task fails")
-	res.Value, res.bulk = nil, nil
+	res.Value, res.Bulk = nil, nil
 	res.Status, res.Code, res.ErrType = statusError, CodePanic, ""
 	res.ErrMsg = fmt.Sprintf("engine %d: panic while %s task %d: %v", e.id, what, id, err)
 	var pe *panicError
@@ -496,7 +496,7 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 		if e.hubRank >= 0 && e.cfg.World != nil {
 			wctx, cancel := context.WithTimeout(ctx, bulkReady)
 			if w, err := e.cfg.World(wctx); err == nil {
-				res.bulk = &bulkSender{ctx: ctx, world: w, to: []int{e.hubRank}, tags: &e.bulkTags}
+				res.Bulk = &bulkSender{ctx: ctx, world: w, to: []int{e.hubRank}, tags: &e.bulkTags}
 			}
 			cancel()
 		}
@@ -604,7 +604,7 @@ func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res
 // the predicate's answer.
 func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) string {
 	var missing []string
-	for _, r := range req.require {
+	for _, r := range req.Require {
 		if slices.Contains(e.cfg.Labels, r) {
 			continue
 		}
@@ -620,17 +620,17 @@ func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) st
 	if len(missing) > 0 {
 		parts = append(parts, "lacks "+strings.Join(missing, ", ")+" (no such label, namespace name or function)")
 	}
-	if req.depend != "" {
-		fn, err := lookup(req.depend)
+	if req.Depend != "" {
+		fn, err := lookup(req.Depend)
 		if err != nil {
-			parts = append(parts, "has no predicate "+strconv.Quote(req.depend))
+			parts = append(parts, "has no predicate "+strconv.Quote(req.Depend))
 		} else {
 			c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
 			out, err := fn.call(c, nil)
 			if ok, _ := out.(bool); err != nil || !ok {
-				why := fmt.Sprintf("predicate %s returned %v", req.depend, out)
+				why := fmt.Sprintf("predicate %s returned %v", req.Depend, out)
 				if err != nil {
-					why = fmt.Sprintf("predicate %s failed: %v", req.depend, err)
+					why = fmt.Sprintf("predicate %s failed: %v", req.Depend, err)
 				}
 				parts = append(parts, why)
 			}

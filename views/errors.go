@@ -160,3 +160,26 @@ func withStack(ev *zerolog.Event, err error) *zerolog.Event {
 	}
 	return ev
 }
+
+// hubError is an error answered by the hub; Is matches the sentinel of its code.
+type hubError struct {
+	code, msg string
+}
+
+func (e *hubError) Error() string { return e.msg }
+
+var hubErrCodes = map[string]error{
+	"no-such-engine": ErrNoSuchEngine, "shutdown": ErrShutdown, "unknown-result": ErrUnknownResult,
+	"no-engines": ErrNoEngines, "not-sendable": ErrNotSendable,
+}
+
+func (e *hubError) Is(target error) bool { return hubErrCodes[e.code] == target && target != nil }
+
+func hubErrCode(err error) string {
+	for code, s := range hubErrCodes {
+		if errors.Is(err, s) {
+			return code
+		}
+	}
+	return "error"
+}

@@ -138,7 +138,7 @@ func TestHostileCorpusToLiveHubAndEngines(t *testing.T) {
 		add(append(binary.AppendVarint([]byte{tInt}, opEngines), e.ctrl...)) // as the request's arguments
 		// as a task's arguments and as a whole task, on both engines
 		for _, task := range [][]byte{asArgs(e.ctrl), e.ctrl} {
-			req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "add3", []int{0, 1}}, []payload{{ctrl: task, bufs: e.bufs}})
+			req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "add3", []int{0, 1}}, []payload{{Ctrl: task, Bufs: e.bufs}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +164,7 @@ func TestHostileCorpusToLiveHubAndEngines(t *testing.T) {
 		}
 		c.Close()
 		// The same entries through the in-process hub, to see the tasks' errors.
-		tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{ctrl: asArgs(e.ctrl), bufs: e.bufs}})
+		tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: asArgs(e.ctrl), Bufs: e.bufs}})
 		if err != nil {
 			t.Fatalf("%s: %v", e.name, err)
 		}
@@ -249,7 +249,7 @@ func TestPanicHandlingOnePeerIsContained(t *testing.T) {
 
 	// A task's arguments, on both engines.
 	head, _, _ := encodeValues(kindApply, "add3")
-	tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{ctrl: slices.Concat(head, []byte{tList, 1}, poison)}})
+	tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: slices.Concat(head, []byte{tList, 1}, poison)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +517,7 @@ func TestHubRefusesCorruptTaskFromOutsideClient(t *testing.T) {
 		{tList, 2, tInt}, // truncated
 		{tList, 1, tArrow, arrowRecord, 1, 1, 0, 0, byte(arrow.INT8), 0, 0, 0, 0, 0}, // the crasher
 	} {
-		req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "sum", []int{0}}, []payload{{ctrl: slices.Concat(head, args), bufs: [][]byte{nil}}})
+		req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "sum", []int{0}}, []payload{{Ctrl: slices.Concat(head, args), Bufs: [][]byte{nil}}})
 		if err != nil {
 			t.Fatal(err)
 		}
