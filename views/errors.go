@@ -3,7 +3,6 @@ package views
 import (
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strings"
 
 	"github.com/rankhub/rankhub/views/internal/hubcore"
@@ -120,23 +119,6 @@ func (e *CompositeError) Unwrap() []error {
 	return out
 }
 
-type panicError struct {
-	value any
-	stack string
-}
-
-func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
-
-func stackTrace() string {
-	s := string(debug.Stack())
-	// Drop the frames of the runtime and of our recover.
-	lines := strings.Split(s, "\n")
-	if len(lines) > 40 {
-		lines = lines[:40]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // recovered runs fn, the handling of one peer's message, and turns a panic
 // into an error with the panic value and its stack: a bug or a hostile
 // input the decoders did not foresee fails that message, or closes that
@@ -144,7 +126,7 @@ func stackTrace() string {
 func recovered(fn func()) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = &panicError{value: p, stack: stackTrace()}
+			err = &panicError{Value: p, Stack: stackTrace()}
 		}
 	}()
 	fn()
@@ -156,7 +138,7 @@ func withStack(ev *zerolog.Event, err error) *zerolog.Event {
 	ev = ev.Err(err)
 	var pe *panicError
 	if errors.As(err, &pe) {
-		ev = ev.Str("stack", pe.stack)
+		ev = ev.Str("stack", pe.Stack)
 	}
 	return ev
 }

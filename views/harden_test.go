@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/rankhub/rankhub/comm"
 	"github.com/rankhub/rankhub/views/internal/codec"
+	"github.com/rankhub/rankhub/views/internal/engine"
 )
 
 // Hardening tests (issue 12): hostile payloads, hints from the wire, output
@@ -399,31 +399,6 @@ func TestTooLargeForAFrameIsAnErrorResult(t *testing.T) {
 	}
 }
 
-// capture keeps exactly the first and last maxOutputKeep bytes of what is
-// written to it, whatever the sizes of the writes, and counts the rest.
-func TestCaptureKeepsHeadAndTail(t *testing.T) {
-	rng := rand.New(rand.NewPCG(12, 34))
-	for _, total := range []int{0, 10, maxOutputKeep, 2 * maxOutputKeep, 2*maxOutputKeep + 1, 5*maxOutputKeep + 12345} {
-		all := make([]byte, total)
-		rand.NewChaCha8([32]byte{byte(total)}).Read(all)
-		var c capture
-		for p := all; len(p) > 0; {
-			k := min(len(p), 1+rng.IntN([]int{7, 4096, 3 * maxOutputKeep}[rng.IntN(3)]))
-			c.Write(p[:k])
-			p = p[k:]
-		}
-		got, omitted := c.text("stdout")
-		want, wantOmitted := string(all), int64(0)
-		if total > 2*maxOutputKeep {
-			wantOmitted = int64(total - 2*maxOutputKeep)
-			want = string(all[:maxOutputKeep]) + omittedMark(wantOmitted, "stdout") + string(all[total-maxOutputKeep:])
-		}
-		if got != want || omitted != wantOmitted {
-			t.Fatalf("%d bytes: kept %d, %d omitted; want %d, %d omitted", total, len(got), omitted, len(want), wantOmitted)
-		}
-	}
-}
-
 func init() {
 	// vmhwm is the engine process's peak resident memory, in bytes.
 	MustRegister("vmhwm", func() (int64, error) {
@@ -537,6 +512,9 @@ func TestHubRefusesCorruptTaskFromOutsideClient(t *testing.T) {
 		t.Fatalf("tasks made of corrupt payloads: %v", h)
 	}
 }
+
+// omittedMark is the line that replaces the middle of a long output.
+func omittedMark(n int64, stream string) string { return engine.OmittedMark(n, stream) }
 
 // roCopied counts the bytes the codec copied into read-only memory.
 var roCopied = &codec.ROCopied

@@ -1,10 +1,14 @@
 package views
 
 import (
+	"context"
+
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
 	"github.com/rankhub/rankhub/views/internal/codec"
+	"github.com/rankhub/rankhub/views/internal/engine"
 	"github.com/rankhub/rankhub/views/internal/proto"
 )
 
@@ -196,4 +200,72 @@ func parseHistory(v any) ([]uint64, error) { return proto.ParseHistory(v) }
 // headerOf is what a reply says of t.
 func headerOf(t *task) taskHeader {
 	return taskHeader{ID: t.id, Engine: int(t.eng.Load()), Submitted: t.submitted, Kind: t.kind, Name: t.name, After: t.after, Follow: t.follow}
+}
+
+// What runs on an engine (the registry, a task's Context and the engine's
+// namespace, output capture) lives in views/internal/engine; the Engine's
+// connection to the hub (engine.go) stays here with the bulk path.
+
+// Context is passed to registered functions that take it as their first
+// parameter: the engine's identity and namespace (Context.NS), and its
+// communicators (Context.World, Context.Comm).
+type Context = engine.Context
+
+// Namespace is an engine's named values (push/pull, Ref); safe for
+// concurrent use.
+type Namespace = engine.Namespace
+
+// ErrNoCommunicator is returned by Context.Comm and Context.World when the
+// task has no communicator.
+var ErrNoCommunicator = engine.ErrNoCommunicator
+
+// ErrUnknownFunction is returned (wrapped in a RemoteError) when a task names
+// a function that the engine's program did not register.
+var ErrUnknownFunction = engine.ErrUnknownFunction
+
+// Register makes fn callable by name on every rank that registers it; all
+// ranks run the same binary, so register in init or before Main. fn may take
+// a leading *views.Context, then any sendable parameters (variadic allowed),
+// and return nothing, a value, an error, or a value and an error.
+func Register(name string, fn any) error { return engine.Register(name, fn) }
+
+// MustRegister is Register for init functions: it panics on a programming error.
+func MustRegister(name string, fn any) { engine.MustRegister(name, fn) }
+
+// Registered lists the registered function names, sorted.
+func Registered() []string { return engine.Registered() }
+
+// Lookup returns the function registered under name with Register, so that
+// other packages (the sweep engine) call the same registry; ok is false
+// when no function has that name.
+func Lookup(name string) (fn any, ok bool) { return engine.Lookup(name) }
+
+type (
+	function   = engine.Function
+	stdCapture = engine.StdCapture
+	capture    = engine.Capture
+	panicError = engine.PanicError
+)
+
+const maxOutputKeep = engine.MaxOutputKeep
+
+func lookup(name string) (*function, error) { return engine.Find(name) }
+func newNamespace() *Namespace              { return engine.NewNamespace() }
+func startStdCapture() (*stdCapture, error) { return engine.StartStdCapture() }
+func stackTrace() string                    { return engine.StackTrace() }
+
+// newContext is the Context of a task on e with these targets.
+func (e *Engine) newContext(ctx context.Context, targets []int) *Context {
+	c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets}
+	return engine.Bind(c, (*engineRunner)(e))
+}
+
+// engineRunner is an Engine as a Context reaches it (engine.Runner), without
+// adding methods to the exported Engine.
+type engineRunner Engine
+
+func (r *engineRunner) Mesh() func(ctx context.Context) (*collective.Comm, error) { return r.cfg.World }
+
+func (r *engineRunner) SubComm(w *collective.Comm, ranks []int) (*collective.Comm, error) {
+	return (*Engine)(r).subComm(w, ranks)
 }
