@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
 // The hub side of outside clients: one goroutine reads a client's
@@ -179,7 +180,7 @@ func (cc *clientConn) handle(f *comm.Frame) {
 			// sees it: a corrupt payload, or a reference to a bulk array
 			// (outside clients are not on the mesh: an engine would wait
 			// for it in vain), is this client's error, not the engines'.
-			if err := checkValues(p.Ctrl, p.Bufs, 3); err != nil {
+			if err := codec.CheckValues(p.Ctrl, p.Bufs, 3); err != nil {
 				cc.reply(f.ID, fmt.Errorf("hub: bad request: payload %d: %w", i, err), nil, nil)
 				return
 			}

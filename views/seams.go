@@ -14,10 +14,11 @@ import (
 
 // The codec lives in views/internal/codec. What users name from it stays
 // here (Ref, As, ErrNotSendable); the rest of views calls it through these
-// short names. The compiler inlines those on the apply path
-// (encodeValues, decodeValues, parseResult, decodeTaskReq: see
-// go build -gcflags=-m); encodeBulk, checkValues, decodeTask and
-// parseReply are over the inlining budget and cost one direct call.
+// short names, which the compiler inlines (go build -gcflags=-m=2), so
+// that the split adds no call on the hot paths. Over the inlining budget,
+// one direct call each: encodeBulk, decodeBulk and parseReply (used by
+// tests; client.go calls codec.EncodeBulk itself) and decodeTask (the
+// drain of an aborted task's arrays).
 
 // Ref names a value in an engine's namespace. Passed as an argument, the
 // engine substitutes the named value without moving it.
@@ -38,8 +39,6 @@ func encodeValues(vals ...any) ([]byte, [][]byte, error) { return codec.EncodeBu
 func decodeValues(ctrl []byte, bufs [][]byte, n int) ([]any, error) {
 	return codec.DecodeBulk(ctrl, bufs, n, nil)
 }
-
-func checkValues(ctrl []byte, bufs [][]byte, n int) error { return codec.CheckValues(ctrl, bufs, n) }
 
 // encodeBulk is encodeValues with large numeric Arrow arrays sent through
 // b (nil: none).
