@@ -2,8 +2,10 @@ package rankhub_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,9 +41,47 @@ var pure = map[string]bool{"views/internal/hubcore": true}
 var impure = []string{"net", "os", "os/exec", "os/signal", "sync", "sync/atomic", "syscall", "io", "io/fs", "runtime", "context",
 	"log", "github.com/rs/zerolog"}
 
-// Inside views, imports point down too: the client API, hub IO and engine
-// (views) sit on the hub core (views/internal/hubcore), never the reverse.
-// TestImportDirection checks both with pure.
+// Inside views, imports point down too, along its seams: the client API,
+// the hub's IO and the engine's connection (views) sit on what runs on an
+// engine (views/internal/engine: registry, Context, namespace, output
+// capture), which sits on the protocol (views/internal/proto: engine↔hub
+// frames, typed client↔hub messages),
+// which sits on the hub core's types (views/internal/hubcore) and the codec
+// (views/internal/codec: values to bytes, Arrow without a copy, read-only
+// received memory). A package under views may import only the
+// ones listed for it; one not listed is an error (add it here and to
+// views/doc.go's overview). TestImportDirection checks it with pure.
+var viewsAllowed = map[string][]string{
+	"views":                  {"views/internal/hubcore", "views/internal/engine", "views/internal/proto", "views/internal/codec"},
+	"views/internal/engine":  {"views/internal/proto", "views/internal/codec"},
+	"views/internal/proto":   {"views/internal/hubcore", "views/internal/codec"},
+	"views/internal/hubcore": {},
+	"views/internal/codec":   {},
+}
+
+// viewsImports returns the errors of one package's imports against
+// viewsAllowed (none for a package outside views).
+func viewsImports(path string, imports []string) []string {
+	rel := strings.TrimPrefix(path, module+"/")
+	if top(path) != "views" {
+		return nil
+	}
+	ok, known := viewsAllowed[rel]
+	if !known {
+		return []string{fmt.Sprintf("package %s is in no layer of views (add it to viewsAllowed and views/doc.go)", path)}
+	}
+	var errs []string
+	for _, imp := range imports {
+		to, inside := strings.CutPrefix(imp, module+"/")
+		if !inside || top(imp) != "views" || to == rel {
+			continue
+		}
+		if !slices.Contains(ok, to) {
+			errs = append(errs, fmt.Sprintf("%s imports %s: inside views, %q may import only %v", path, imp, rel, ok))
+		}
+	}
+	return errs
+}
 
 // cliOnly are packages that only the CLI may import: they link large
 // libraries (gonum/plot and its fonts, the Parquet writer) that rank
@@ -85,6 +125,9 @@ func TestImportDirection(t *testing.T) {
 				}
 			}
 		}
+		for _, e := range viewsImports(p.ImportPath, p.Imports) {
+			t.Error(e)
+		}
 		ok, known := allowed[from]
 		if !known {
 			t.Errorf("package %s is in no folder of the layout (add it to DESIGN.md's table and to this test)", p.ImportPath)
@@ -126,5 +169,31 @@ func TestRankBinaryLinksNoPlotting(t *testing.T) {
 		if strings.HasPrefix(dep, "gonum.org/v1/plot") || strings.Contains(dep, "arrow-go/v18/parquet") {
 			t.Errorf("examples/hello links %s", dep)
 		}
+	}
+}
+
+// The views layers refuse an import that points up, and a package in no
+// layer.
+func TestViewsLayersRefuseUpwardImports(t *testing.T) {
+	for _, c := range []struct {
+		from    string
+		imports []string
+		want    string
+	}{
+		{"views/internal/codec", []string{module + "/views"}, `"views/internal/codec" may import only []`},
+		{"views/internal/codec", []string{module + "/views/internal/proto"}, `"views/internal/codec" may import only []`},
+		{"views/internal/proto", []string{module + "/views/internal/codec", module + "/views"}, `"views/internal/proto" may import only`},
+		{"views/internal/proto", []string{module + "/views/internal/engine"}, `"views/internal/proto" may import only`},
+		{"views/internal/engine", []string{module + "/views/internal/hubcore"}, `"views/internal/engine" may import only`},
+		{"views/internal/hubcore", []string{module + "/views/internal/codec"}, `may import only []`},
+		{"views/internal/unlisted", nil, "in no layer of views"},
+	} {
+		errs := viewsImports(module+"/"+c.from, c.imports)
+		if len(errs) != 1 || !strings.Contains(errs[0], c.want) {
+			t.Errorf("%s importing %v: %q, want one error saying %q", c.from, c.imports, errs, c.want)
+		}
+	}
+	if errs := viewsImports(module+"/views", []string{module + "/views/internal/codec", module + "/comm"}); len(errs) != 0 {
+		t.Errorf("views importing the codec: %q", errs)
 	}
 }

@@ -3,14 +3,10 @@ package views
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/rankhub/rankhub/collective"
 )
@@ -61,40 +57,6 @@ const bulkTimeout = 30 * time.Second
 // bulkReady bounds the wait for the mesh before a send; without it by then
 // the arrays travel in frames.
 const bulkReady = 10 * time.Second
-
-// bulkGCBytes is how much may be received on the bulk path between
-// collections started for it.
-const bulkGCBytes = 256 << 20
-
-var (
-	bulkLive    atomic.Int64 // bytes of received bulk arrays not yet returned
-	bulkSinceGC atomic.Int64 // bytes received since the last collection started for them
-	gcPending   atomic.Bool  // a collection for them is scheduled
-	gcLast      atomic.Int64 // when the last one started (UnixNano)
-)
-
-// bulkGCEvery is the least time between collections started for bulk
-// arrays: requests in between are served by one collection at its end.
-const bulkGCEvery = 100 * time.Millisecond
-
-// collectBulk starts a collection when received bulk arrays are alive, so
-// that those no longer reachable go back to their owners: at once, or at
-// most one per bulkGCEvery.
-func collectBulk() {
-	if bulkLive.Load() == 0 || !gcPending.CompareAndSwap(false, true) {
-		return
-	}
-	wait := time.Duration(gcLast.Load() + int64(bulkGCEvery) - time.Now().UnixNano())
-	go func() {
-		if wait > 0 {
-			time.Sleep(wait)
-		}
-		gcLast.Store(time.Now().UnixNano())
-		bulkSinceGC.Store(0)
-		gcPending.Store(false)
-		runtime.GC()
-	}()
-}
 
 // bulkTags hands out the tags of one sending side.
 type bulkTags struct{ n atomic.Uint64 }
@@ -192,65 +154,4 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 		}
 	}
 	return gcOwned(a), nil
-}
-
-// gcOwned returns an array over a's memory that the garbage collector
-// manages: a is released once none of the returned array's buffers is
-// reachable. Release on the returned array does nothing. a is taken over.
-func gcOwned(a arrow.Array) arrow.Array {
-	d := a.Data()
-	h := &gcHold{a: a}
-	bufs := make([]*memory.Buffer, len(d.Buffers()))
-	for i, b := range d.Buffers() {
-		if b == nil {
-			continue
-		}
-		nb := memory.NewBufferBytes(b.Bytes())
-		h.bytes += int64(b.Len())
-		h.n.Add(1)
-		runtime.AddCleanup(nb, (*gcHold).drop, h)
-		bufs[i] = nb
-	}
-	bulkLive.Add(h.bytes)
-	if bulkSinceGC.Add(h.bytes) >= bulkGCBytes {
-		collectBulk()
-	}
-	nd := array.NewData(d.DataType(), d.Len(), bufs, nil, d.NullN(), d.Offset())
-	out := array.MakeFromData(nd)
-	nd.Release()
-	// The array object counts too: a Go slice of its values (Float64Values)
-	// aliases the memory without reaching any buffer object, but the array
-	// holds it while the caller does. An extra reference keeps one stray
-	// Release from detaching the array from its buffers.
-	out.Retain()
-	if od, ok := out.Data().(*array.Data); ok {
-		h.n.Add(1)
-		runtime.AddCleanup(od, (*gcHold).drop, h)
-	}
-	if h.n.Load() == 0 {
-		h.release()
-	}
-	return out
-}
-
-// gcHold is a received array, released when its last buffer object is
-// collected.
-type gcHold struct {
-	once  sync.Once
-	n     atomic.Int64
-	bytes int64
-	a     arrow.Array
-}
-
-func (h *gcHold) drop() {
-	if h.n.Add(-1) == 0 {
-		h.release()
-	}
-}
-
-func (h *gcHold) release() {
-	h.once.Do(func() {
-		h.a.Release()
-		bulkLive.Add(-h.bytes)
-	})
 }

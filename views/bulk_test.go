@@ -180,35 +180,6 @@ func TestBulkSendFailures(t *testing.T) {
 	waitInUse(t, as[0], 0, "after the live receiver dropped the array (the dead one held nothing)")
 }
 
-func TestNamespaceKeepsDroppedValuesUntilBuried(t *testing.T) {
-	ns := newNamespace()
-	a, b := constArray(10, 1), constArray(10, 2)
-	ns.Set("x", a)
-	ns.Set("x", b) // a dropped
-	ns.Set("y", 7)
-	ns.Delete("y")
-	ns.Clear() // b dropped
-	if len(ns.dropped) != 3 || ns.drops() != 3 || len(ns.Names()) != 0 {
-		t.Fatalf("dropped %d values, names %v", len(ns.dropped), ns.Names())
-	}
-	if !ns.buryBefore(1) || len(ns.dropped) != 2 || ns.drops() != 3 {
-		t.Fatal("buryBefore(1) did not forget exactly the first (Arrow) value")
-	}
-	if ns.buryBefore(2) || len(ns.dropped) != 1 {
-		t.Fatal("buryBefore(2) reported an Arrow value among plain ones, or kept it")
-	}
-	if !ns.buryBefore(-1) || len(ns.dropped) != 0 || ns.drops() != 3 {
-		t.Fatal("buryBefore(-1) did not forget the rest")
-	}
-	ns.Set("z", []any{1, map[string]any{"a": constArray(3, 1)}})
-	ns.Delete("z")
-	if !ns.buryBefore(-1) {
-		t.Fatal("an Arrow value nested in a list and a map was not reported")
-	}
-}
-
-// ---- hub and engines in process, with a collective world ----
-
 var (
 	slowStarted = make(chan struct{}, 1)
 	slowGo      = make(chan struct{})

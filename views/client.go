@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
 // Client is a driver's handle on the hub: in process on rank 0 (NewClient),
@@ -193,11 +195,11 @@ func (v *DirectView) submit(kind int, name string, args []any) (*AsyncResult, er
 	if kind == kindPush {
 		bulk = v.c.b.bulkFor(v.targets)
 	}
-	ctrl, bufs, err := encodeBulk(bulk, kind, name, args)
+	ctrl, bufs, err := codec.EncodeBulk(bulkOut(bulk), kind, name, args)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.submitDirect(kind, name, v.targets, []payload{{ctrl, bufs, args}})
+	tasks, err := v.c.submitDirect(kind, name, v.targets, []payload{{Ctrl: ctrl, Bufs: bufs, Keep: args}})
 	if err != nil {
 		return nil, err
 	}
@@ -213,11 +215,11 @@ func (v *DirectView) submitEach(kind int, name string, args [][]any) ([]*task, e
 		if kind == kindPush {
 			bulks[i] = v.c.b.bulkFor(v.targets[i : i+1])
 		}
-		ctrl, bufs, err := encodeBulk(bulks[i], kind, name, a)
+		ctrl, bufs, err := codec.EncodeBulk(bulkOut(bulks[i]), kind, name, a)
 		if err != nil {
 			return nil, fmt.Errorf("engine %d: %w", v.targets[i], err)
 		}
-		ps[i] = payload{ctrl, bufs, a}
+		ps[i] = payload{Ctrl: ctrl, Bufs: bufs, Keep: a}
 	}
 	tasks, err := v.c.submitDirect(kind, name, v.targets, ps)
 	if err != nil {

@@ -66,7 +66,7 @@
 // Field metadata of records is not sent. No write into a received value
 // changes what the hub stores or what another client or engine sees: a
 // driver in the hub's process receives deep copies of slices, maps and
-// Arrow arrays smaller than a page (detach.go), outside clients and
+// Arrow arrays smaller than a page (internal/codec/detach.go), outside clients and
 // engines decode their own. An Arrow array of at least a page (4 KiB,
 // validity, offsets and data together) is read-only in memory as well,
 // wherever it arrives (an engine's push, a pull or Get, by an outside
@@ -112,7 +112,7 @@
 //
 // Every byte from a peer is untrusted. The decoders return an error for
 // every input (they are fuzzed: FuzzDecodeValues, FuzzDecodeArrow, with
-// the crashers found kept in testdata/fuzz), and counts read from the wire
+// the crashers found kept in internal/codec/testdata/fuzz), and counts read from the wire
 // only size preallocations up to 1024 elements: memory follows the
 // elements actually received. The hub decodes an outside client's tasks
 // before forwarding them: a corrupt one is that client's bad request and
@@ -148,4 +148,24 @@
 // engines of the DirectView call, World() over every rank. The bulk path
 // uses world tags from BulkTagBase up; user Send/Recv on the world keeps
 // below it.
+//
+// # Layout of the code
+//
+// Users import views only. Below it, in the order imports may point (the
+// import-direction test in layout_test.go checks it):
+//
+//   - views: the client API (Client, DirectView, LoadBalancedView,
+//     AsyncResult, errors; client.go, lbview.go, result.go, wait.go, the
+//     outside client remote.go), the hub's IO (hub.go, outbox.go,
+//     hubclients.go), the Engine's connection to the hub (engine.go) and
+//     the bulk path both of them use (bulk.go). seams.go keeps the names
+//     users had (Context, Register, Ref, As, ...) as aliases and wrappers.
+//   - views/internal/engine: what runs on an engine: the registry of
+//     functions and their calls, Context, the namespace, output capture.
+//   - views/internal/proto: the engine↔hub frames (proto.go) and the typed
+//     client↔hub messages (clientmsg.go), each field checked.
+//   - views/internal/hubcore: the hub's state machine, without IO.
+//   - views/internal/codec: values to a control payload and raw buffers,
+//     Arrow without a copy, received arrays read-only and collected
+//     (detach.go, gc.go).
 package views

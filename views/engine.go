@@ -67,7 +67,7 @@ type Engine struct {
 	// the bulk path (bulk.go); -1: the hub has no mesh.
 	hubRank  int
 	bulkTags bulkTags
-	recv     *bulkReceiver // the worker's, from the hub's rank; nil without a mesh
+	recv     codecReceiver // the worker's, from the hub's rank; nil without a mesh
 	std      *stdCapture   // what functions print; nil: not captured
 }
 
@@ -75,7 +75,7 @@ type Engine struct {
 // shuts the engine down (nil) or the connection fails (an error naming why).
 func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
 	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid(), Mesh: cfg.World != nil, Funcs: Registered(), Labels: cfg.Labels}
-	f, err := reg.frame()
+	f, err := reg.Frame()
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (e *Engine) serve(ctx context.Context) error {
 	// its Context stops when the hub is lost, not hours later.
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
-	e.recv = e.bulkReceiver(wctx)
+	e.recv = bulkIn(e.bulkReceiver(wctx))
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
@@ -221,7 +221,7 @@ func (e *Engine) control(f *comm.Frame) bool {
 		e.outMu.Lock()
 		idle = idle && len(e.out) == 0
 		e.outMu.Unlock()
-		if idle && e.ns.buryBefore(-1) {
+		if idle && e.ns.BuryBefore(-1) {
 			collectBulk()
 		}
 	case ctlShutdown:
@@ -243,7 +243,7 @@ func (e *Engine) work(ctx context.Context) {
 			upTo = e.marks[0]
 		}
 		e.outMu.Unlock()
-		if e.ns.buryBefore(upTo) {
+		if e.ns.BuryBefore(upTo) {
 			collectBulk()
 		}
 		e.mu.Lock()
@@ -263,7 +263,7 @@ func (e *Engine) work(ctx context.Context) {
 		e.busy = true
 		e.mu.Unlock()
 
-		mark := e.ns.drops()
+		mark := e.ns.Drops()
 		res := &resultMsg{Started: time.Now()}
 		// Each task's recovery boundary: a panic while handling it (a
 		// function's own panics are caught closer, in call) fails the task
@@ -351,12 +351,12 @@ func (e *Engine) flush(fs []*comm.Frame, rs []*resultMsg) {
 }
 
 func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
-	ctrl, bufs, err := res.encode()
+	ctrl, bufs, err := res.Encode()
 	if err != nil {
 		// The value cannot be sent: report that instead of the value.
 		res.Value = nil
 		res.Status, res.Code, res.ErrType, res.ErrMsg = statusError, CodeNotSendable, "", err.Error()
-		ctrl, bufs, _ = res.encode()
+		ctrl, bufs, _ = res.Encode()
 	}
 	return &comm.Frame{Type: fResult, ID: id, Source: int32(e.id), Control: ctrl, Buffers: bufs}
 }
@@ -365,12 +365,12 @@ func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
 // was doing what (handling, encoding the result of) it.
 func (e *Engine) panicked(id uint64, res *resultMsg, err error, what string) {
 	withStack(e.cfg.Logger.Error().Int("engine", e.id), err).Uint64("msg", id).Msg("panic while " + what + " a task; the task fails")
-	res.Value, res.bulk = nil, nil
+	res.Value, res.Bulk = nil, nil
 	res.Status, res.Code, res.ErrType = statusError, CodePanic, ""
 	res.ErrMsg = fmt.Sprintf("engine %d: panic while %s task %d: %v", e.id, what, id, err)
 	var pe *panicError
 	if errors.As(err, &pe) {
-		res.Traceback = pe.stack
+		res.Traceback = pe.Stack
 	}
 }
 
@@ -425,14 +425,14 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			res.Status, res.Code, res.ErrMsg = statusError, CodeUnknownFunction, err.Error()
 			return
 		}
-		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
-		out, err := e.captured(res, func() (any, error) { return fn.call(c, args) })
+		c := e.newContext(ctx, targets)
+		out, err := e.captured(res, func() (any, error) { return fn.Call(c, args) })
 		if err != nil {
 			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
 			res.Code = CodeError
 			var pe *panicError
 			if errors.As(err, &pe) {
-				res.Code, res.Traceback = CodePanic, pe.stack
+				res.Code, res.Traceback = CodePanic, pe.Stack
 			}
 			return
 		}
@@ -451,14 +451,14 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			res.Status, res.Code, res.ErrMsg = statusError, CodeUnknownFunction, err.Error()
 			return
 		}
-		c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
+		c := e.newContext(ctx, targets)
 		out, err := e.captured(res, func() (any, error) { return mapChunk(c, fn, args) })
 		if err != nil {
 			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
 			res.Code = CodeError
 			var pe *panicError
 			if errors.As(err, &pe) {
-				res.Code, res.Traceback = CodePanic, pe.stack
+				res.Code, res.Traceback = CodePanic, pe.Stack
 			}
 			return
 		}
@@ -496,7 +496,7 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 		if e.hubRank >= 0 && e.cfg.World != nil {
 			wctx, cancel := context.WithTimeout(ctx, bulkReady)
 			if w, err := e.cfg.World(wctx); err == nil {
-				res.bulk = &bulkSender{ctx: ctx, world: w, to: []int{e.hubRank}, tags: &e.bulkTags}
+				res.Bulk = &bulkSender{ctx: ctx, world: w, to: []int{e.hubRank}, tags: &e.bulkTags}
 			}
 			cancel()
 		}
@@ -508,15 +508,15 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 // mapChunk calls fn on the elements of the chunk's sequences, in order.
 func mapChunk(c *Context, fn *function, seqs []any) ([]any, error) {
 	if len(seqs) == 0 {
-		return nil, fmt.Errorf("map of %s: no sequence", fn.name)
+		return nil, fmt.Errorf("map of %s: no sequence", fn.Name())
 	}
 	n, ok := rowsOf(seqs[0])
 	if !ok {
-		return nil, fmt.Errorf("map of %s: %T is not a sequence", fn.name, seqs[0])
+		return nil, fmt.Errorf("map of %s: %T is not a sequence", fn.Name(), seqs[0])
 	}
 	for j, s := range seqs[1:] {
 		if m, ok := rowsOf(s); !ok || m != n {
-			return nil, fmt.Errorf("map of %s: sequence %d has %d elements, sequence 1 has %d", fn.name, j+2, m, n)
+			return nil, fmt.Errorf("map of %s: sequence %d has %d elements, sequence 1 has %d", fn.Name(), j+2, m, n)
 		}
 	}
 	out := make([]any, n)
@@ -525,11 +525,11 @@ func mapChunk(c *Context, fn *function, seqs []any) ([]any, error) {
 		for j, s := range seqs {
 			v, err := elementAt(s, i)
 			if err != nil {
-				return nil, fmt.Errorf("map of %s, sequence %d: %w", fn.name, j+1, err)
+				return nil, fmt.Errorf("map of %s, sequence %d: %w", fn.Name(), j+1, err)
 			}
 			args[j] = v
 		}
-		v, err := fn.call(c, args)
+		v, err := fn.Call(c, args)
 		if err != nil {
 			return nil, fmt.Errorf("element %d: %w", i, err)
 		}
@@ -580,8 +580,8 @@ func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res
 	var out, errb capture // streams with a cap: see maxOutputKeep
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	res.Stdout, res.StdoutOmitted = out.text("stdout")
-	res.Stderr, res.StderrOmitted = errb.text("stderr")
+	res.Stdout, res.StdoutOmitted = out.Text("stdout")
+	res.Stderr, res.StderrOmitted = errb.Text("stderr")
 	if res.StdoutOmitted > 0 || res.StderrOmitted > 0 {
 		e.cfg.Logger.Warn().Int("engine", e.id).Str("command", cmdline).Int64("stdout_omitted", res.StdoutOmitted).
 			Int64("stderr_omitted", res.StderrOmitted).Msg("output too long: its middle was left out")
@@ -604,7 +604,7 @@ func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res
 // the predicate's answer.
 func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) string {
 	var missing []string
-	for _, r := range req.require {
+	for _, r := range req.Require {
 		if slices.Contains(e.cfg.Labels, r) {
 			continue
 		}
@@ -620,17 +620,17 @@ func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) st
 	if len(missing) > 0 {
 		parts = append(parts, "lacks "+strings.Join(missing, ", ")+" (no such label, namespace name or function)")
 	}
-	if req.depend != "" {
-		fn, err := lookup(req.depend)
+	if req.Depend != "" {
+		fn, err := lookup(req.Depend)
 		if err != nil {
-			parts = append(parts, "has no predicate "+strconv.Quote(req.depend))
+			parts = append(parts, "has no predicate "+strconv.Quote(req.Depend))
 		} else {
-			c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets, eng: e}
-			out, err := fn.call(c, nil)
+			c := e.newContext(ctx, targets)
+			out, err := fn.Call(c, nil)
 			if ok, _ := out.(bool); err != nil || !ok {
-				why := fmt.Sprintf("predicate %s returned %v", req.depend, out)
+				why := fmt.Sprintf("predicate %s returned %v", req.Depend, out)
 				if err != nil {
-					why = fmt.Sprintf("predicate %s failed: %v", req.depend, err)
+					why = fmt.Sprintf("predicate %s failed: %v", req.Depend, err)
 				}
 				parts = append(parts, why)
 			}
@@ -645,8 +645,8 @@ func (e *Engine) captured(res *resultMsg, call func() (any, error)) (any, error)
 	if e.std == nil {
 		return call()
 	}
-	e.std.begin()
-	defer e.std.end(res)
+	e.std.Begin()
+	defer e.std.End(res)
 	return call()
 }
 

@@ -3,7 +3,6 @@ package views
 import (
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strings"
 
 	"github.com/rankhub/rankhub/views/internal/hubcore"
@@ -120,23 +119,6 @@ func (e *CompositeError) Unwrap() []error {
 	return out
 }
 
-type panicError struct {
-	value any
-	stack string
-}
-
-func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
-
-func stackTrace() string {
-	s := string(debug.Stack())
-	// Drop the frames of the runtime and of our recover.
-	lines := strings.Split(s, "\n")
-	if len(lines) > 40 {
-		lines = lines[:40]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // recovered runs fn, the handling of one peer's message, and turns a panic
 // into an error with the panic value and its stack: a bug or a hostile
 // input the decoders did not foresee fails that message, or closes that
@@ -144,7 +126,7 @@ func stackTrace() string {
 func recovered(fn func()) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = &panicError{value: p, stack: stackTrace()}
+			err = &panicError{Value: p, Stack: stackTrace()}
 		}
 	}()
 	fn()
@@ -156,7 +138,30 @@ func withStack(ev *zerolog.Event, err error) *zerolog.Event {
 	ev = ev.Err(err)
 	var pe *panicError
 	if errors.As(err, &pe) {
-		ev = ev.Str("stack", pe.stack)
+		ev = ev.Str("stack", pe.Stack)
 	}
 	return ev
+}
+
+// hubError is an error answered by the hub; Is matches the sentinel of its code.
+type hubError struct {
+	code, msg string
+}
+
+func (e *hubError) Error() string { return e.msg }
+
+var hubErrCodes = map[string]error{
+	"no-such-engine": ErrNoSuchEngine, "shutdown": ErrShutdown, "unknown-result": ErrUnknownResult,
+	"no-engines": ErrNoEngines, "not-sendable": ErrNotSendable,
+}
+
+func (e *hubError) Is(target error) bool { return hubErrCodes[e.code] == target && target != nil }
+
+func hubErrCode(err error) string {
+	for code, s := range hubErrCodes {
+		if errors.Is(err, s) {
+			return code
+		}
+	}
+	return "error"
 }

@@ -1,16 +1,13 @@
 package views
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,14 +15,24 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
+	"github.com/rankhub/rankhub/views/internal/engine"
 )
 
 // Hardening tests (issue 12): hostile payloads, hints from the wire, output
 // and results too large for a frame.
+
+// Wire tags of the codec, for payloads built by hand.
+const (
+	tInt        = codec.TagInt
+	tList       = codec.TagList
+	tArrow      = codec.TagArrow
+	arrowArray  = codec.ArrowArray
+	arrowRecord = codec.ArrowRecord
+	arrowBulk   = codec.ArrowBulk
+)
 
 // fuzzEntry is one input of a decoder fuzz target: a control payload and
 // out-of-band buffers.
@@ -35,42 +42,21 @@ type fuzzEntry struct {
 	bufs [][]byte
 }
 
-// arrowFuzzSeeds are FuzzDecodeArrow's seeds: ctrl and three buffers.
-func arrowFuzzSeeds(tb testing.TB) [][4][]byte {
-	mem := memory.NewGoAllocator()
-	fb := float64s(mem, 20, 3)
-	sb := array.NewStringBuilder(mem)
-	sb.AppendValues([]string{"x", "yz", ""}, nil)
-	s := sb.NewStringArray()
-	var out [][4][]byte
-	for _, v := range []any{fb, array.NewSlice(fb, 3, 11), s} {
-		ctrl, bufs, err := encodeValues(v)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		for len(bufs) < 3 {
-			bufs = append(bufs, nil)
-		}
-		out = append(out, [4][]byte{ctrl, bufs[0], bufs[1], bufs[2]})
-	}
-	// a bulk reference: refused without a mesh, whatever follows it
-	out = append(out, [4][]byte{{tArrow, arrowArray, arrowBulk, byte(arrow.FLOAT64), 0, 1}})
-	return out
-}
+// codecCorpus holds the codec's fuzz corpora (FuzzDecodeArrow,
+// FuzzDecodeValues).
+var codecCorpus = filepath.Join("internal", "codec", "testdata", "fuzz")
 
-// valuesFuzzSeeds are FuzzDecodeValues' seeds.
-func valuesFuzzSeeds() [][]byte {
-	ctrl, _, _ := encodeValues(1, "x", []any{1.5, map[string]any{"a": []int{1}}}, time.Now())
-	return [][]byte{ctrl}
-}
-
-// readFuzzCorpus reads the stored corpus of a fuzz target (testdata/fuzz),
-// every argument a []byte.
-func readFuzzCorpus(t *testing.T, target string) []fuzzEntry {
+// readFuzzCorpus reads the stored corpus of a fuzz target (dir/target),
+// every argument a []byte. An empty or missing corpus is an error: the
+// tests that send it would prove nothing.
+func readFuzzCorpus(t *testing.T, dir, target string) []fuzzEntry {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*"))
+	files, err := filepath.Glob(filepath.Join(dir, target, "*"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no fuzz corpus in %s", filepath.Join(dir, target))
 	}
 	var out []fuzzEntry
 	for _, path := range files {
@@ -101,96 +87,14 @@ func readFuzzCorpus(t *testing.T, target string) []fuzzEntry {
 // the stored entries (the crashers found so far among them).
 func hostileCorpus(t *testing.T) []fuzzEntry {
 	var out []fuzzEntry
-	for i, s := range arrowFuzzSeeds(t) {
+	for i, s := range codec.ArrowFuzzSeeds() {
 		out = append(out, fuzzEntry{name: "FuzzDecodeArrow/seed#" + strconv.Itoa(i), ctrl: s[0], bufs: [][]byte{s[1], s[2], s[3]}})
 	}
-	for i, s := range valuesFuzzSeeds() {
+	for i, s := range codec.ValuesFuzzSeeds() {
 		out = append(out, fuzzEntry{name: "FuzzDecodeValues/seed#" + strconv.Itoa(i), ctrl: s})
 	}
-	out = append(out, readFuzzCorpus(t, "FuzzDecodeArrow")...)
-	return append(out, readFuzzCorpus(t, "FuzzDecodeValues")...)
-}
-
-// The crasher FuzzDecodeArrow found (issue 12, row 1): a record whose column
-// has fewer rows than the record announces. It is an error naming the
-// column, never a panic.
-func TestDecodeArrowRecordRowMismatchIsAnError(t *testing.T) {
-	ctrl := []byte{tArrow, arrowRecord, 1, 1, 0, 0, byte(arrow.INT8), 0, 0, 0, 0, 0}
-	_, err := decodeValues(ctrl, [][]byte{nil}, 1)
-	if !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), `record column "" has 0 rows, want 1`) {
-		t.Fatalf("got %v", err)
-	}
-}
-
-// A validity bitmap that disagrees with the null count it comes with is
-// refused: the array would otherwise report nulls that are not there.
-func TestDecodeArrowNullCountMustMatchBitmap(t *testing.T) {
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
-	f := float64s(mem, 20, 3) // 7 nulls
-	defer f.Release()
-	ctrl, bufs, err := encodeValues(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// the null count is the fourth byte: tArrow, kind, type, length, nulls
-	if ctrl[4] != 7 {
-		t.Fatalf("layout changed: %v", ctrl)
-	}
-	ctrl[4] = 2
-	if _, err := decodeValues(ctrl, bufs, 1); !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), "null count") {
-		t.Fatalf("got %v", err)
-	}
-}
-
-// allocated reports the bytes fn allocates.
-func allocated(fn func()) uint64 {
-	var a, b runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&a)
-	fn()
-	runtime.ReadMemStats(&b)
-	return b.TotalAlloc - a.TotalAlloc
-}
-
-// Counts from the wire are hints capped by what remains of the payload
-// (issue 12, row 3): payloads announcing 2^40 elements or 60 M map entries
-// cost the decoder less than 64 MiB and are refused with a clear error.
-func TestDecodeHintsBoundedByPayload(t *testing.T) {
-	uv := func(tag byte, n uint64, fill []byte) []byte {
-		return append(binary.AppendUvarint([]byte{tag}, n), fill...)
-	}
-	ffs := bytes.Repeat([]byte{0xff}, 60<<20) // after the count: an unknown tag, or a bad length
-	cases := []struct {
-		name string
-		ctrl []byte
-		want string
-	}{
-		{"map of 60M entries in 60 MiB", uv(tMapStr, 60_000_000, ffs), "bad uvarint"},
-		{"struct of 60M fields in 60 MiB", append(uv(tStruct, 0, nil), uv(0, 60_000_000, ffs)[1:]...), "bad uvarint"},
-		{"map of 60M any entries", uv(tMapAny, 60_000_000, ffs), "unknown tag 255"},
-		{"list of 60M", uv(tList, 60_000_000, ffs), "unknown tag 255"},
-		{"strings of 60M", uv(tStrings, 60_000_000, ffs), "bad uvarint"},
-		{"list of 2^40", uv(tList, 1<<40, nil), "count beyond payload"},
-		{"numeric slice of 2^40", append([]byte{tNumSlice, tFloat64}, binary.AppendUvarint(nil, 1<<40)...), "beyond payload"},
-		{"Arrow array of 2^40 rows", append(append([]byte{tArrow, arrowArray, byte(arrow.INT64)}, binary.AppendUvarint(nil, 1<<40)...), 0, 0, 0, 0), "data buffer too short"},
-		{"Arrow record of 2^40 fields", append([]byte{tArrow, arrowRecord, 0}, binary.AppendUvarint(nil, 1<<40)...), "count beyond payload"},
-		{"Arrow record of 60M fields", append(append([]byte{tArrow, arrowRecord, 0}, binary.AppendUvarint(nil, 60_000_000)...), ffs...), "bad uvarint"},
-		{"Arrow chunked of 60M chunks", append(append([]byte{tArrow, arrowChunked, byte(arrow.INT8)}, binary.AppendUvarint(nil, 60_000_000)...), ffs...), "unexpected Arrow type 255"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var err error
-			n := allocated(func() { _, err = decodeValues(c.ctrl, [][]byte{make([]byte, 8)}, 1) })
-			if err == nil || !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("error %v, want one saying %q", err, c.want)
-			}
-			if n >= 64<<20 {
-				t.Errorf("the decoder allocated %d MiB", n>>20)
-			}
-			t.Logf("%s: %d KiB allocated: %v", c.name, n>>10, err)
-		})
-	}
+	out = append(out, readFuzzCorpus(t, codecCorpus, "FuzzDecodeArrow")...)
+	return append(out, readFuzzCorpus(t, codecCorpus, "FuzzDecodeValues")...)
 }
 
 // rawClient is a connection to a hub that sends hand-made frames.
@@ -234,7 +138,7 @@ func TestHostileCorpusToLiveHubAndEngines(t *testing.T) {
 		add(append(binary.AppendVarint([]byte{tInt}, opEngines), e.ctrl...)) // as the request's arguments
 		// as a task's arguments and as a whole task, on both engines
 		for _, task := range [][]byte{asArgs(e.ctrl), e.ctrl} {
-			req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "add3", []int{0, 1}}, []payload{{ctrl: task, bufs: e.bufs}})
+			req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "add3", []int{0, 1}}, []payload{{Ctrl: task, Bufs: e.bufs}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -260,7 +164,7 @@ func TestHostileCorpusToLiveHubAndEngines(t *testing.T) {
 		}
 		c.Close()
 		// The same entries through the in-process hub, to see the tasks' errors.
-		tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{ctrl: asArgs(e.ctrl), bufs: e.bufs}})
+		tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: asArgs(e.ctrl), Bufs: e.bufs}})
 		if err != nil {
 			t.Fatalf("%s: %v", e.name, err)
 		}
@@ -304,18 +208,12 @@ const (
 type poisonValue struct{}
 
 func init() {
-	decodeHooks[tPoison] = func(d *decoder) (any, error) {
+	isPoison := func(v any) bool { _, ok := v.(poisonValue); return ok }
+	codec.AddTag(tPoison, isPoison, func(d *codec.Decoder) (any, error) {
 		if os.Getenv(envPoison) == "" {
-			return nil, d.corrupt(fmt.Sprintf("unknown tag %d", tPoison))
+			return nil, d.Corrupt(fmt.Sprintf("unknown tag %d", tPoison))
 		}
 		panic("poison: a decoder bug")
-	}
-	encodeHooks = append(encodeHooks, func(e *encoder, v any) (bool, error) {
-		if _, ok := v.(poisonValue); ok {
-			e.byte1(tPoison)
-			return true, nil
-		}
-		return false, nil
 	})
 	MustRegister("poisonresult", func() poisonValue { return poisonValue{} })
 }
@@ -351,7 +249,7 @@ func TestPanicHandlingOnePeerIsContained(t *testing.T) {
 
 	// A task's arguments, on both engines.
 	head, _, _ := encodeValues(kindApply, "add3")
-	tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{ctrl: slices.Concat(head, []byte{tList, 1}, poison)}})
+	tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: slices.Concat(head, []byte{tList, 1}, poison)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,10 +300,11 @@ func TestSubmitDescriptorOverflowIsABadRequest(t *testing.T) {
 	c := rawClient(t, pc.path)
 	defer c.Close()
 	task, _, _ := encodeValues(kindApply, "add3", []any{1, 2, 3})
-	e := &encoder{}
-	e.encode(opSubmit)
-	e.encode([]any{true, kindApply, "add3", []int{0}, []any{[]any{task, 1 << 62, 1 << 62}}})
-	if err := c.Send(&comm.Frame{Type: fRequest, ID: 7, Control: e.b}); err != nil {
+	e := codec.NewEncoder(0)
+	e.Encode("op", opSubmit)
+	e.Encode("args", []any{true, kindApply, "add3", []int{0}, []any{[]any{task, 1 << 62, 1 << 62}}})
+	bad, _ := e.Result()
+	if err := c.Send(&comm.Frame{Type: fRequest, ID: 7, Control: bad}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := c.Recv()
@@ -497,31 +396,6 @@ func TestTooLargeForAFrameIsAnErrorResult(t *testing.T) {
 	}
 	if v, err := must[*AsyncResult](t)(dv.Apply("add3", 1, 2, 3)).Get(10 * time.Second); err != nil || !reflect.DeepEqual(v, []any{6}) {
 		t.Fatalf("after the huge arguments: %v %v", v, err)
-	}
-}
-
-// capture keeps exactly the first and last maxOutputKeep bytes of what is
-// written to it, whatever the sizes of the writes, and counts the rest.
-func TestCaptureKeepsHeadAndTail(t *testing.T) {
-	rng := rand.New(rand.NewPCG(12, 34))
-	for _, total := range []int{0, 10, maxOutputKeep, 2 * maxOutputKeep, 2*maxOutputKeep + 1, 5*maxOutputKeep + 12345} {
-		all := make([]byte, total)
-		rand.NewChaCha8([32]byte{byte(total)}).Read(all)
-		var c capture
-		for p := all; len(p) > 0; {
-			k := min(len(p), 1+rng.IntN([]int{7, 4096, 3 * maxOutputKeep}[rng.IntN(3)]))
-			c.Write(p[:k])
-			p = p[k:]
-		}
-		got, omitted := c.text("stdout")
-		want, wantOmitted := string(all), int64(0)
-		if total > 2*maxOutputKeep {
-			wantOmitted = int64(total - 2*maxOutputKeep)
-			want = string(all[:maxOutputKeep]) + omittedMark(wantOmitted, "stdout") + string(all[total-maxOutputKeep:])
-		}
-		if got != want || omitted != wantOmitted {
-			t.Fatalf("%d bytes: kept %d, %d omitted; want %d, %d omitted", total, len(got), omitted, len(want), wantOmitted)
-		}
 	}
 }
 
@@ -618,7 +492,7 @@ func TestHubRefusesCorruptTaskFromOutsideClient(t *testing.T) {
 		{tList, 2, tInt}, // truncated
 		{tList, 1, tArrow, arrowRecord, 1, 1, 0, 0, byte(arrow.INT8), 0, 0, 0, 0, 0}, // the crasher
 	} {
-		req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "sum", []int{0}}, []payload{{ctrl: slices.Concat(head, args), bufs: [][]byte{nil}}})
+		req, bufs, err := encodeRequest(opSubmit, []any{true, kindApply, "sum", []int{0}}, []payload{{Ctrl: slices.Concat(head, args), Bufs: [][]byte{nil}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -638,3 +512,9 @@ func TestHubRefusesCorruptTaskFromOutsideClient(t *testing.T) {
 		t.Fatalf("tasks made of corrupt payloads: %v", h)
 	}
 }
+
+// omittedMark is the line that replaces the middle of a long output.
+func omittedMark(n int64, stream string) string { return engine.OmittedMark(n, stream) }
+
+// roCopied counts the bytes the codec copied into read-only memory.
+var roCopied = &codec.ROCopied

@@ -94,7 +94,7 @@ type engineRec struct {
 	rank int
 	host string
 	mesh bool          // reachable on the bulk path
-	bulk *bulkReceiver // its answers' bulk arrays; nil without a mesh
+	bulk codecReceiver // its answers' bulk arrays; nil without a mesh
 	conn *comm.Conn
 	out  *outbox
 	// unsendable is the alternative of its task frames (made once, not per
@@ -422,7 +422,7 @@ func (h *Hub) finish(c hubcore.Complete) {
 		t.stdout, t.stderr, t.exit = r.Stdout, r.Stderr, r.Exit
 		t.omitted = [2]int64{r.StdoutOmitted, r.StderrOmitted}
 		t.frame = a.f // keeps out-of-band buffers the value aliases
-		t.bulkBytes = r.bulkBytes
+		t.bulkBytes = r.BulkBytes
 		if r.Status != statusOK {
 			t.finish(nil, &RemoteError{EngineID: c.Engine, Rank: c.Rank, Host: c.Host, Code: r.Code, Type: r.ErrType,
 				Message: r.ErrMsg, Traceback: r.Traceback, MsgID: t.id}, a.recv)
@@ -621,20 +621,10 @@ func (h *Hub) WaitForEngines(ctx context.Context, n int) error {
 	}
 }
 
-// payload is one task's encoded (kind, name, args) and its out-of-band buffers.
-type payload struct {
-	ctrl []byte
-	bufs [][]byte
-	// keep is what bufs alias, held until they are sent: arrays received
-	// on the bulk path live in arena memory that their buffers' objects,
-	// not the bytes, keep (bulk.go).
-	keep any
-}
-
 func corePayloads(ps []payload, suffix []byte) []hubcore.Payload {
 	out := make([]hubcore.Payload, len(ps))
 	for i, p := range ps {
-		out[i] = hubcore.Payload{Ctrl: p.ctrl, Bufs: p.bufs, Keep: p.keep, Suffix: suffix}
+		out[i] = hubcore.Payload{Ctrl: p.Ctrl, Bufs: p.Bufs, Keep: p.Keep, Suffix: suffix}
 	}
 	return out
 }
@@ -669,27 +659,16 @@ func (h *Hub) submitDirect(kind int, name string, targets []int, payloads []payl
 	return tasks, err
 }
 
-// lbSpec are a load-balanced submission's options.
-type lbSpec struct {
-	targets []int // nil: any engine
-	after   Dependency
-	follow  Dependency
-	timeout time.Duration
-	retries int
-	require []string // TaskOptions.Require
-	depend  string   // TaskOptions.Depend
-}
-
 // submitLB queues one load-balanced task per payload; the scheduler sends
 // them when their dependencies are met and an engine is eligible.
 func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) ([]*task, error) {
 	now := time.Now()
-	cs := hubcore.Spec{Targets: spec.targets, After: spec.after, Follow: spec.follow, Timeout: spec.timeout, Retries: spec.retries}
+	cs := hubcore.Spec{Targets: spec.Targets, After: spec.After, Follow: spec.Follow, Timeout: spec.Timeout, Retries: spec.Retries}
 	var suffix []byte
-	if len(spec.require) > 0 || spec.depend != "" {
+	if len(spec.Require) > 0 || spec.Depend != "" {
 		// Checked by the engine (encodeRequirements); the core keeps the
 		// payload until done, for the next engine.
-		suffix, cs.Requires = encodeRequirements(spec.require, spec.depend), true
+		suffix, cs.Requires = encodeRequirements(spec.Require, spec.Depend), true
 	}
 	var tasks []*task
 	err := ErrShutdown
@@ -698,7 +677,7 @@ func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) (
 		if ids, err = h.core.SubmitLB(corePayloads(payloads, suffix), cs); err == nil {
 			tasks = h.newFutures(ids, kind, name, now, func(t *task) {
 				t.lb = true
-				t.after, t.follow = spec.after.MsgIDs, spec.follow.MsgIDs
+				t.after, t.follow = spec.After.MsgIDs, spec.Follow.MsgIDs
 			})
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
 // The hub side of outside clients: one goroutine reads a client's
@@ -24,7 +25,7 @@ type clientConn struct {
 
 // notifyFrame encodes a finished task for a client.
 func notifyFrame(t *task) *comm.Frame {
-	ctrl, bufs, err := encodeValues(notifyOf(t).values()...)
+	ctrl, bufs, err := encodeValues(notifyOf(t).Values()...)
 	if err != nil {
 		return notSendableFrame(t, err)
 	}
@@ -36,7 +37,7 @@ func notifyFrame(t *task) *comm.Frame {
 func notSendableFrame(t *task, err error) *comm.Frame {
 	m := notifyOf(t)
 	m.Failed, m.Value, m.Code, m.Message = true, nil, CodeNotSendable, err.Error()
-	ctrl, bufs, _ := encodeValues(m.values()...)
+	ctrl, bufs, _ := encodeValues(m.Values()...)
 	return &comm.Frame{Type: fNotify, ID: t.id, Control: ctrl, Buffers: bufs}
 }
 
@@ -132,15 +133,15 @@ func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
 			m.Tasks[i] = headerOf(t)
 		}
 	}
-	ctrl, bufs, eerr := m.encode()
+	ctrl, bufs, eerr := m.Encode()
 	if eerr != nil {
-		ctrl, bufs, _ = (&replyWire{Code: "error", Message: "hub: cannot encode the reply: " + eerr.Error()}).encode()
+		ctrl, bufs, _ = (&replyWire{Code: "error", Message: "hub: cannot encode the reply: " + eerr.Error()}).Encode()
 		tasks = nil
 	}
 	// Written on this goroutine (the client's requests wait for it, its
 	// reader does not) unless the outbox is busy with a notification.
 	cc.out.enqueue([]*comm.Frame{{Type: fReply, ID: id, Control: ctrl, Buffers: bufs}}, []func(*comm.Frame, error) *comm.Frame{func(_ *comm.Frame, err error) *comm.Frame {
-		ctrl, _, _ := (&replyWire{Code: "error", Message: "hub: the reply is too large to send: " + err.Error()}).encode()
+		ctrl, _, _ := (&replyWire{Code: "error", Message: "hub: the reply is too large to send: " + err.Error()}).Encode()
 		return &comm.Frame{Type: fReply, ID: id, Control: ctrl}
 	}}, []any{result}, nil)
 	cc.out.writeNow()
@@ -179,7 +180,7 @@ func (cc *clientConn) handle(f *comm.Frame) {
 			// sees it: a corrupt payload, or a reference to a bulk array
 			// (outside clients are not on the mesh: an engine would wait
 			// for it in vain), is this client's error, not the engines'.
-			if err := checkValues(p.ctrl, p.bufs, 3); err != nil {
+			if err := codec.CheckValues(p.Ctrl, p.Bufs, 3); err != nil {
 				cc.reply(f.ID, fmt.Errorf("hub: bad request: payload %d: %w", i, err), nil, nil)
 				return
 			}

@@ -67,8 +67,8 @@ func (v *LoadBalancedView) spec() (lbSpec, error) {
 	if v.opts.Retries < 0 || v.opts.Timeout < 0 {
 		return lbSpec{}, fmt.Errorf("views: TaskOptions: negative retries or timeout")
 	}
-	return lbSpec{targets: v.targets, after: v.opts.After, follow: v.opts.Follow, timeout: v.opts.Timeout, retries: v.opts.Retries,
-		require: v.opts.Require, depend: v.opts.Depend}, nil
+	return lbSpec{Targets: v.targets, After: v.opts.After, Follow: v.opts.Follow, Timeout: v.opts.Timeout, Retries: v.opts.Retries,
+		Require: v.opts.Require, Depend: v.opts.Depend}, nil
 }
 
 // Apply queues one call of the registered function; the scheduler runs it on
@@ -85,7 +85,7 @@ func (v *LoadBalancedView) Apply(name string, args ...any) (*AsyncResult, error)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.submitLB(kindApply, name, []payload{{ctrl, bufs, args}}, spec)
+	tasks, err := v.c.submitLB(kindApply, name, []payload{{Ctrl: ctrl, Bufs: bufs, Keep: args}}, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func (v *LoadBalancedView) Execute(command string) (*AsyncResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := v.c.submitLB(kindExecute, command, []payload{{ctrl, bufs, nil}}, spec)
+	tasks, err := v.c.submitLB(kindExecute, command, []payload{{Ctrl: ctrl, Bufs: bufs}}, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +156,7 @@ func (v *LoadBalancedView) Map(name string, chunkSize int, seqs ...any) (*AsyncR
 		if err != nil {
 			return nil, fmt.Errorf("chunk at element %d: %w", lo, err)
 		}
-		ps = append(ps, payload{ctrl, bufs, args})
+		ps = append(ps, payload{Ctrl: ctrl, Bufs: bufs, Keep: args})
 	}
 	var tasks []*task
 	if len(ps) > 0 {

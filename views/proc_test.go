@@ -230,7 +230,7 @@ func TestSeedExamples(t *testing.T) {
 			}
 			// push a=5, b=10; apply a+b+x for x=27 → [42, 42]
 			must[any](t)(must[*AsyncResult](t)(dv.Push(map[string]any{"a": 5, "b": 10})).Get(5 * time.Second))
-			v := must[any](t)(dv.ApplySync("add3", Ref{"a"}, Ref{"b"}, 27))
+			v := must[any](t)(dv.ApplySync("add3", Ref{Name: "a"}, Ref{Name: "b"}, 27))
 			if !reflect.DeepEqual(v, []any{42, 42}) {
 				t.Fatalf("apply: %v", v)
 			}
@@ -311,7 +311,7 @@ func TestSeedRecipe(t *testing.T) {
 	for _, cl := range []*Client{pc.cl, pc.connect(t)} {
 		lb := must[*LoadBalancedView](t)(cl.LoadBalancedView())
 		load := must[*AsyncResult](t)(lb.Apply("load_matrix", "A", 50))
-		norm := must[*AsyncResult](t)(lb.With(TaskOptions{Follow: On(load)}).Apply("norm2", Ref{"A"}))
+		norm := must[*AsyncResult](t)(lb.With(TaskOptions{Follow: On(load)}).Apply("norm2", Ref{Name: "A"}))
 		clean := must[*AsyncResult](t)(lb.With(TaskOptions{Follow: On(load), After: On(norm)}).Apply("cleanup", "A"))
 		where := must[any](t)(load.Get(5 * time.Second))
 		nv := must[any](t)(norm.Get(5 * time.Second)).(float64)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
 // Outside clients, the client side (the hub side is hubclients.go, the
@@ -53,10 +54,9 @@ func (b *remoteBackend) decodeFrame(f *comm.Frame, n int) (v []any, inPlace bool
 		v, err = decodeValues(f.Control, f.Buffers, n)
 		return v, false, err
 	}
-	o := newFrameOwner(f.Release)
-	defer o.drop()
-	d := &decoder{b: f.Control, bufs: f.Buffers, frame: o}
-	v, err = d.values(n)
+	o := codec.NewFrameOwner(f.Release)
+	defer o.Drop()
+	v, err = codec.NewDecoder(f.Control, f.Buffers, nil).InPlace(o).Values(n)
 	return v, true, err
 }
 
@@ -114,7 +114,7 @@ func ConnectContext(ctx context.Context, path string) (*Client, error) {
 		pool.Close()
 		return nil, fmt.Errorf("views: connect to the hub of %s: %w", path, errors.Join(errs...))
 	}
-	if err := conn.Send((&helloMsg{Kind: "client", PID: os.Getpid(), Host: host}).frame()); err != nil {
+	if err := conn.Send((&helloMsg{Kind: "client", PID: os.Getpid(), Host: host}).Frame()); err != nil {
 		conn.Close()
 		pool.Close()
 		return nil, fmt.Errorf("views: connect to the hub of %s: %w", path, err)
@@ -257,7 +257,7 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 }
 
 func (b *remoteBackend) request(m *requestMsg) (*replyMsg, error) {
-	ctrl, bufs, err := m.encode()
+	ctrl, bufs, err := m.Encode()
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +343,7 @@ func (b *remoteBackend) submitDirect(kind int, name string, targets []int, ps []
 }
 
 func (b *remoteBackend) submitLB(kind int, name string, ps []payload, s lbSpec) ([]*task, error) {
-	return b.submit(&requestMsg{Kind: kind, Name: name, Targets: s.targets, Spec: s, Payloads: ps})
+	return b.submit(&requestMsg{Kind: kind, Name: name, Targets: s.Targets, Spec: s, Payloads: ps})
 }
 
 func (b *remoteBackend) fetch(ids []uint64) ([]*task, error) {

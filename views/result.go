@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
 // task is one message to one engine and its outcome: the future behind an
@@ -133,7 +134,7 @@ type AsyncResult struct {
 }
 
 // value is what the caller receives of t's value: for a client in the
-// hub's process a detached copy (detach.go), so that its writes never reach
+// hub's process a detached copy (internal/codec/detach.go), so that its writes never reach
 // the hub's record.
 func (r *AsyncResult) value(t *task) any {
 	if _, local := r.b.(localBackend); local {
@@ -141,7 +142,7 @@ func (r *AsyncResult) value(t *task) any {
 		if t.frame != nil {
 			frame = t.frame.Buffers
 		}
-		return detach(t.value, frame)
+		return codec.Detach(t.value, frame)
 	}
 	return t.value
 }

@@ -1,4 +1,4 @@
-package views
+package engine
 
 // Lookup returns the function registered under name with Register, so that
 // other packages (the sweep engine) call the same registry; ok is false

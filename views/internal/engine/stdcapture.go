@@ -1,4 +1,4 @@
-package views
+package engine
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rankhub/rankhub/views/internal/proto"
 )
 
 // Output capture of registered functions (apply and map): an engine
@@ -23,7 +25,7 @@ import (
 // No output is lost at the end of a task: the pumps read only while
 // holding mu, and end takes mu and drains what is left in the pipes, so
 // every byte written before the function returned is the task's.
-type stdCapture struct {
+type StdCapture struct {
 	mu      sync.Mutex
 	streams [2]*stdStream
 }
@@ -32,7 +34,7 @@ type stdStream struct {
 	name string // "stdout", "stderr"
 	r    int    // the pipe's read end, non-blocking
 	orig *os.File
-	cur  *capture // the running task's; nil between tasks
+	cur  *Capture // the running task's; nil between tasks
 	buf  []byte
 }
 
@@ -41,13 +43,13 @@ var stdCaptureTaken atomic.Bool
 // errCaptureTaken: a process has one stdout; only one engine captures it.
 var errCaptureTaken = errors.New("views: output capture: another engine of this process captures stdout and stderr already")
 
-// startStdCapture redirects descriptors 1 and 2 into pipes and starts the
+// StartStdCapture redirects descriptors 1 and 2 into pipes and starts the
 // pumps. It is for processes that run one engine.
-func startStdCapture() (*stdCapture, error) {
+func StartStdCapture() (*StdCapture, error) {
 	if !stdCaptureTaken.CompareAndSwap(false, true) {
 		return nil, errCaptureTaken
 	}
-	s := &stdCapture{}
+	s := &StdCapture{}
 	for i, fd := range []int{1, 2} {
 		orig, err := unix.Dup(fd)
 		if err != nil {
@@ -76,7 +78,7 @@ func startStdCapture() (*stdCapture, error) {
 
 // readLocked reads what the pipe holds now and delivers it; it reports
 // whether the pipe is empty (EAGAIN) or ended. mu is held.
-func (s *stdCapture) readLocked(st *stdStream) (empty, ended bool) {
+func (s *StdCapture) readLocked(st *stdStream) (empty, ended bool) {
 	n, err := unix.Read(st.r, st.buf)
 	if n > 0 {
 		if st.cur != nil {
@@ -95,7 +97,7 @@ func (s *stdCapture) readLocked(st *stdStream) (empty, ended bool) {
 	return true, true // EOF or a broken descriptor
 }
 
-func (s *stdCapture) pump(st *stdStream) {
+func (s *StdCapture) pump(st *stdStream) {
 	fds := []unix.PollFd{{Fd: int32(st.r), Events: unix.POLLIN}}
 	for {
 		s.mu.Lock()
@@ -112,7 +114,7 @@ func (s *stdCapture) pump(st *stdStream) {
 
 // drainLocked delivers everything the pipes hold: one poll when they are
 // empty, as they are at the end of most tasks. mu is held.
-func (s *stdCapture) drainLocked() {
+func (s *StdCapture) drainLocked() {
 	fds := []unix.PollFd{{Fd: int32(s.streams[0].r), Events: unix.POLLIN}, {Fd: int32(s.streams[1].r), Events: unix.POLLIN}}
 	for {
 		n, err := unix.Poll(fds, 0)
@@ -132,24 +134,24 @@ func (s *stdCapture) drainLocked() {
 	}
 }
 
-// begin starts capturing for a task. Output the pumps have not read yet
+// Begin starts capturing for a task. Output the pumps have not read yet
 // (written just before) is the task's: draining here would cost the
 // load-balanced hot path a system call per task.
-func (s *stdCapture) begin() {
+func (s *StdCapture) Begin() {
 	s.mu.Lock()
 	for _, st := range s.streams {
-		st.cur = &capture{}
+		st.cur = &Capture{}
 	}
 	s.mu.Unlock()
 }
 
-// end stops capturing and puts what the task wrote into res.
-func (s *stdCapture) end(res *resultMsg) {
+// End stops capturing and puts what the task wrote into res.
+func (s *StdCapture) End(res *proto.Result) {
 	s.mu.Lock()
 	s.drainLocked()
 	out, errc := s.streams[0].cur, s.streams[1].cur
 	s.streams[0].cur, s.streams[1].cur = nil, nil
 	s.mu.Unlock()
-	res.Stdout, res.StdoutOmitted = out.text("stdout")
-	res.Stderr, res.StderrOmitted = errc.text("stderr")
+	res.Stdout, res.StdoutOmitted = out.Text("stdout")
+	res.Stderr, res.StderrOmitted = errc.Text("stderr")
 }

@@ -1,4 +1,4 @@
-package views
+package codec
 
 import (
 	"fmt"
@@ -62,7 +62,7 @@ func init() {
 	decodeHooks[tArrow] = decodeArrow
 }
 
-func encodeArrow(e *encoder, v any) (bool, error) {
+func encodeArrow(e *Encoder, v any) (bool, error) {
 	switch x := v.(type) {
 	case arrow.Array:
 		e.byte1(tArrow)
@@ -113,16 +113,16 @@ func encodeArrow(e *encoder, v any) (bool, error) {
 	return false, nil
 }
 
-func (e *encoder) arrowArray(a arrow.Array) error {
+func (e *Encoder) arrowArray(a arrow.Array) error {
 	dt := a.DataType()
 	if _, ok := arrowTypes[dt.ID()]; !ok {
 		return e.fail(nil, "Arrow type "+dt.String()+" is not supported (numeric, boolean and utf8 arrays are)")
 	}
-	if e.bulk != nil && bulkable(a) {
-		if tag, ok := e.bulk.send(a); ok {
+	if e.bulk != nil {
+		if tag, ok := e.bulk.Send(a); ok {
 			e.byte1(arrowBulk)
 			e.byte1(byte(dt.ID()))
-			e.uvarint(uint64(e.bulk.world.Rank()))
+			e.uvarint(uint64(e.bulk.Rank()))
 			e.uvarint(tag)
 			return nil
 		} // nobody got it: it goes in the frame
@@ -185,7 +185,7 @@ func (e *encoder) arrowArray(a arrow.Array) error {
 	return nil
 }
 
-func decodeArrow(d *decoder) (any, error) {
+func decodeArrow(d *Decoder) (any, error) {
 	kind, err := d.byte1()
 	if err != nil {
 		return nil, err
@@ -274,7 +274,7 @@ func decodeArrow(d *decoder) (any, error) {
 
 // arrowArray decodes one array whose buffers alias the frame's memory. want,
 // if not zero, is the type the array must have.
-func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
+func (d *Decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 	tb, err := d.byte1()
 	if err != nil {
 		return nil, err
@@ -370,42 +370,42 @@ func (d *decoder) arrowArray(want arrow.Type) (arrow.Array, error) {
 				b.Release() // the array holds them
 			}
 		}
-		return gcOwned(a), nil
+		return GCOwned(a), nil
 	}
 	return a, nil
 }
 
-// frameOwner is a received frame whose memory is protected in place:
+// FrameOwner is a received frame whose memory is protected in place:
 // the arrays decoded from it hold it, and its memory goes back once the
-// last of them was released (collected, gcOwned) and the decoder let go.
-type frameOwner struct {
+// last of them was released (collected, GCOwned) and the decoder let go.
+type FrameOwner struct {
 	n       atomic.Int64
 	release func()
 }
 
-// newFrameOwner returns an owner held once by the decoder (drop it).
-func newFrameOwner(release func()) *frameOwner {
-	o := &frameOwner{release: release}
+// NewFrameOwner returns an owner held once by the decoder (drop it).
+func NewFrameOwner(release func()) *FrameOwner {
+	o := &FrameOwner{release: release}
 	o.n.Add(1)
 	return o
 }
 
 // buffer returns a buffer over b that holds the frame until released.
-func (o *frameOwner) buffer(b []byte) *memory.Buffer {
+func (o *FrameOwner) buffer(b []byte) *memory.Buffer {
 	o.n.Add(1)
 	return memory.NewBufferWithAllocator(b, o)
 }
 
-func (o *frameOwner) drop() {
+func (o *FrameOwner) drop() {
 	if o.n.Add(-1) == 0 {
 		o.release()
 	}
 }
 
 // Allocate and Reallocate are never called: the buffers are not resized.
-func (o *frameOwner) Allocate(int) []byte           { return nil }
-func (o *frameOwner) Reallocate(int, []byte) []byte { return nil }
-func (o *frameOwner) Free([]byte)                   { o.drop() }
+func (o *FrameOwner) Allocate(int) []byte           { return nil }
+func (o *FrameOwner) Reallocate(int, []byte) []byte { return nil }
+func (o *FrameOwner) Free([]byte)                   { o.drop() }
 
 // readOnlyMin is the size from which a received array's buffers (validity,
 // offsets and data together) are copied out of the frame into memory that
@@ -418,7 +418,7 @@ var readOnlyMin = os.Getpagesize()
 // (collective.ReadOnlyCopy): a write through Float64Values or the like
 // faults instead of changing what the sender, the hub or another client
 // holds. The copies' lifetime is the garbage collector's, as for bulk
-// arrays (gcOwned): they are freed once neither the array nor any Arrow
+// arrays (GCOwned): they are freed once neither the array nor any Arrow
 // object built on its buffers is reachable. nil when no read-only memory
 // could be had (the caller keeps the frame's bytes).
 func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, data []byte) arrow.Array {
@@ -439,18 +439,18 @@ func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, d
 	}
 	a := array.MakeFromData(ad)
 	ad.Release()
-	out := gcOwned(a)
-	total := roCopied.Add(int64(len(validity) + len(offsets) + len(data)))
+	out := GCOwned(a)
+	total := ROCopied.Add(int64(len(validity) + len(offsets) + len(data)))
 	if at := roGCAt.Load(); total-at >= readOnlyGCBytes && roGCAt.CompareAndSwap(at, total) {
-		collectBulk() // the bulk path's collection, sooner: see readOnlyGCBytes
+		CollectBulk() // the bulk path's collection, sooner: see readOnlyGCBytes
 	}
 	return out
 }
 
-// readOnlyOf is readOnlyArray of a's buffers (a primitive, boolean or
+// ReadOnlyOf is readOnlyArray of a's buffers (a primitive, boolean or
 // string array, as the codec decodes): nil for another layout or when no
 // read-only memory could be had. a is not released.
-func readOnlyOf(a arrow.Array) arrow.Array {
+func ReadOnlyOf(a arrow.Array) arrow.Array {
 	d := a.Data()
 	bytesOf := func(b *memory.Buffer) []byte {
 		if b == nil {
@@ -475,12 +475,12 @@ func readOnlyOf(a arrow.Array) arrow.Array {
 const readOnlyGCBytes = 32 << 20
 
 var (
-	roCopied atomic.Int64 // bytes copied into read-only memory, ever
-	roGCAt   atomic.Int64 // roCopied when the last collection for them started
+	ROCopied atomic.Int64 // bytes copied into read-only memory, ever
+	roGCAt   atomic.Int64 // ROCopied when the last collection for them started
 )
 
 // bulkArray receives an array sent on the bulk path (after its marker).
-func (d *decoder) bulkArray(want arrow.Type) (arrow.Array, error) {
+func (d *Decoder) bulkArray(want arrow.Type) (arrow.Array, error) {
 	tb, err := d.byte1()
 	if err != nil {
 		return nil, err
@@ -502,7 +502,7 @@ func (d *decoder) bulkArray(want arrow.Type) (arrow.Array, error) {
 	if from > 1<<31 || tag > collective.MaxTag {
 		return nil, d.corrupt("bad bulk array reference")
 	}
-	a, err := d.bulk.recv(int(from), tag)
+	a, err := d.bulk.Recv(int(from), tag)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package views
+package engine
 
 import (
 	"sort"
@@ -21,7 +21,7 @@ type Namespace struct {
 	base    int
 }
 
-func newNamespace() *Namespace { return &Namespace{m: map[string]any{}} }
+func NewNamespace() *Namespace { return &Namespace{m: map[string]any{}} }
 
 // Get returns the value bound to name.
 func (n *Namespace) Get(name string) (any, bool) {
@@ -61,17 +61,17 @@ func (n *Namespace) Clear() {
 	n.mu.Unlock()
 }
 
-// drops is the number of values dropped so far: a task that starts now
+// Drops is the number of values dropped so far: a task that starts now
 // cannot see those (they are no longer bound).
-func (n *Namespace) drops() int {
+func (n *Namespace) Drops() int {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.base + len(n.dropped)
 }
 
-// buryBefore forgets the values dropped before drop number k (all of them
+// BuryBefore forgets the values dropped before drop number k (all of them
 // for k < 0); it reports whether an Arrow value was among them.
-func (n *Namespace) buryBefore(k int) (arrowDropped bool) {
+func (n *Namespace) BuryBefore(k int) (arrowDropped bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	cut := len(n.dropped)

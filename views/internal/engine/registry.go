@@ -1,10 +1,11 @@
-package views
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"github.com/rankhub/rankhub/collective"
+	"github.com/rankhub/rankhub/views/internal/codec"
 	"reflect"
 	"sort"
 	"strings"
@@ -24,8 +25,23 @@ type Context struct {
 	// in the view's order (nil for load-balanced tasks).
 	Targets []int
 
-	eng *Engine
+	eng Runner
 }
+
+// Runner is the engine a task runs on, as its Context needs it (views'
+// Engine).
+type Runner interface {
+	// Mesh is how the engine reaches the job's communicator; nil: it was
+	// started without a collective mesh.
+	Mesh() func(ctx context.Context) (*collective.Comm, error)
+	// SubComm is the communicator over the world ranks of a DirectView
+	// call's targets, in the view's order, shared by calls with the same
+	// targets.
+	SubComm(w *collective.Comm, ranks []int) (*collective.Comm, error)
+}
+
+// Bind makes c a Context of a task that runs on r.
+func Bind(c *Context, r Runner) *Context { c.eng = r; return c }
 
 // ErrNoCommunicator is returned by Context.Comm and Context.World when the
 // task has no communicator.
@@ -34,10 +50,10 @@ var ErrNoCommunicator = errors.New("views: no communicator")
 // World returns the communicator over every rank of the job, rank 0 (the
 // hub) included; every rank must take part in its collectives.
 func (c *Context) World() (*collective.Comm, error) {
-	if c.eng == nil || c.eng.cfg.World == nil {
+	if c.eng == nil || c.eng.Mesh() == nil {
 		return nil, fmt.Errorf("%w: this engine was started without a collective mesh", ErrNoCommunicator)
 	}
-	return c.eng.cfg.World(c)
+	return c.eng.Mesh()(c)
 }
 
 // Comm returns a communicator over the engines of the DirectView call that
@@ -53,13 +69,14 @@ func (c *Context) Comm() (*collective.Comm, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.eng.subComm(w, c.Targets)
+	return c.eng.SubComm(w, c.Targets)
 }
 
 var typeOfContext = reflect.TypeOf((*Context)(nil))
 var typeOfError = reflect.TypeOf((*error)(nil)).Elem()
 
-type function struct {
+// Function is a registered function and how to call it.
+type Function struct {
 	name    string
 	fn      reflect.Value
 	withCtx bool
@@ -71,8 +88,8 @@ type function struct {
 
 var registry = struct {
 	sync.RWMutex
-	m map[string]*function
-}{m: map[string]*function{}}
+	m map[string]*Function
+}{m: map[string]*Function{}}
 
 // ErrUnknownFunction is returned (wrapped in a RemoteError) when a task names
 // a function that the engine's program did not register.
@@ -91,7 +108,7 @@ func Register(name string, fn any) error {
 		return fmt.Errorf("views: Register(%q): %T is not a function", name, fn)
 	}
 	t := rv.Type()
-	f := &function{name: name, fn: rv, variad: t.IsVariadic()}
+	f := &Function{name: name, fn: rv, variad: t.IsVariadic()}
 	for i := 0; i < t.NumIn(); i++ {
 		if i == 0 && t.In(0) == typeOfContext {
 			f.withCtx = true
@@ -143,7 +160,12 @@ func Registered() []string {
 	return names
 }
 
-func lookup(name string) (*function, error) {
+// Name is the name the function was registered under.
+func (f *Function) Name() string { return f.name }
+
+// Find returns the function registered under name, or an error wrapping
+// ErrUnknownFunction that lists the registered ones.
+func Find(name string) (*Function, error) {
 	registry.RLock()
 	f := registry.m[name]
 	registry.RUnlock()
@@ -153,9 +175,9 @@ func lookup(name string) (*function, error) {
 	return f, nil
 }
 
-// call converts args to the parameter types and calls the function. Panics
+// Call converts args to the parameter types and calls the function. Panics
 // in the function are returned as errors with the stack's first lines.
-func (f *function) call(ctx *Context, args []any) (out any, err error) {
+func (f *Function) Call(ctx *Context, args []any) (out any, err error) {
 	n := len(f.in)
 	if f.variad {
 		if len(args) < n-1 {
@@ -173,14 +195,14 @@ func (f *function) call(ctx *Context, args []any) (out any, err error) {
 		if f.variad && i >= n-1 {
 			t = f.in[n-1].Elem()
 		}
-		if r, ok := a.(Ref); ok {
+		if r, ok := a.(codec.Ref); ok {
 			v, found := ctx.NS.Get(r.Name)
 			if !found {
 				return nil, fmt.Errorf("argument %d: Ref(%q): no such name in engine %d's namespace", i+1, r.Name, ctx.EngineID)
 			}
 			a = v
 		}
-		v, err := convert(a, t)
+		v, err := codec.Convert(a, t)
 		if err != nil {
 			return nil, fmt.Errorf("argument %d of %s: %w", i+1, f.name, err)
 		}
@@ -188,7 +210,7 @@ func (f *function) call(ctx *Context, args []any) (out any, err error) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			err = &panicError{value: p, stack: stackTrace()}
+			err = &PanicError{Value: p, Stack: StackTrace()}
 		}
 	}()
 	res := f.fn.Call(in)

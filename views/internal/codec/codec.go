@@ -1,4 +1,4 @@
-package views
+package codec
 
 import (
 	"encoding/binary"
@@ -67,22 +67,22 @@ const (
 // raw frame buffers instead of inside the control payload.
 const oobThreshold = 4096
 
-type encoder struct {
+type Encoder struct {
 	b    []byte
 	bufs [][]byte
 	// path describes where in the value the encoder is, for error messages.
 	path []string
-	// bulk, when set, takes large numeric Arrow arrays (bulk.go).
-	bulk *bulkSender
+	// bulk, when set, takes large numeric Arrow arrays (views' bulk.go).
+	bulk BulkSender
 }
 
-func (e *encoder) byte1(c byte)     { e.b = append(e.b, c) }
-func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
-func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
-func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
-func (e *encoder) oob(b []byte) int { e.bufs = append(e.bufs, b); return len(e.bufs) - 1 }
+func (e *Encoder) byte1(c byte)     { e.b = append(e.b, c) }
+func (e *Encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *Encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *Encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *Encoder) oob(b []byte) int { e.bufs = append(e.bufs, b); return len(e.bufs) - 1 }
 
-func (e *encoder) fail(t reflect.Type, why string) error {
+func (e *Encoder) fail(t reflect.Type, why string) error {
 	where := ""
 	if len(e.path) > 0 {
 		where = " at " + joinPath(e.path)
@@ -99,7 +99,7 @@ func joinPath(p []string) string {
 }
 
 // encode appends v. Fast paths for the common dynamic types avoid reflection.
-func (e *encoder) encode(v any) error {
+func (e *Encoder) encode(v any) error {
 	switch x := v.(type) {
 	case nil:
 		e.byte1(tNil)
@@ -175,7 +175,7 @@ func (e *encoder) encode(v any) error {
 	return nil
 }
 
-func (e *encoder) bytes(x []byte) {
+func (e *Encoder) bytes(x []byte) {
 	if len(x) >= oobThreshold {
 		e.byte1(tBytesOOB)
 		e.uvarint(uint64(e.oob(x)))
@@ -217,7 +217,7 @@ func numTag(k reflect.Kind) (byte, int) {
 
 var typeOfTime = reflect.TypeOf(time.Time{})
 
-func (e *encoder) reflectValue(rv reflect.Value) error {
+func (e *Encoder) reflectValue(rv reflect.Value) error {
 	if !rv.IsValid() {
 		e.byte1(tNil)
 		return nil
@@ -381,20 +381,20 @@ func (e *encoder) reflectValue(rv reflect.Value) error {
 }
 
 // Encode encodes values into a control payload and out-of-band buffers.
-func encodeValues(vals ...any) (ctrl []byte, bufs [][]byte, err error) {
-	return encodeBulk(nil, vals...)
+func EncodeValues(vals ...any) (ctrl []byte, bufs [][]byte, err error) {
+	return EncodeBulk(nil, vals...)
 }
 
-// encodeBulk is encodeValues with large numeric Arrow arrays sent through
+// EncodeBulk is encodeValues with large numeric Arrow arrays sent through
 // b (nil: none). The values are checked first, so that nothing is sent
 // for a payload that cannot be encoded.
-func encodeBulk(b *bulkSender, vals ...any) (ctrl []byte, bufs [][]byte, err error) {
+func EncodeBulk(b BulkSender, vals ...any) (ctrl []byte, bufs [][]byte, err error) {
 	if b != nil {
-		if _, _, err := encodeBulk(nil, vals...); err != nil {
+		if _, _, err := EncodeBulk(nil, vals...); err != nil {
 			return nil, nil, err
 		}
 	}
-	e := &encoder{b: make([]byte, 0, 64), bulk: b}
+	e := &Encoder{b: make([]byte, 0, 64), bulk: b}
 	for i, v := range vals {
 		e.path = append(e.path[:0], fmt.Sprintf("value %d", i))
 		if err := e.encode(v); err != nil {
@@ -406,15 +406,15 @@ func encodeBulk(b *bulkSender, vals ...any) (ctrl []byte, bufs [][]byte, err err
 
 // ----- decoding -----
 
-// errCorrupt is returned for malformed payloads (never a panic).
-var errCorrupt = errors.New("views: corrupt payload")
+// ErrCorrupt is returned for malformed payloads (never a panic).
+var ErrCorrupt = errors.New("views: corrupt payload")
 
-type decoder struct {
+type Decoder struct {
 	b     []byte
 	pos   int
 	bufs  [][]byte
 	depth int
-	bulk  *bulkReceiver // nil: bulk references are refused
+	bulk  BulkReceiver // nil: bulk references are refused
 	// bulkBytes counts the data received on the bulk path.
 	bulkBytes int64
 	// check: the values are only checked and dropped; arrays stay in the
@@ -427,14 +427,14 @@ type decoder struct {
 	// protected in place (an outside client's large frames). Arrays stay
 	// in it and hold it (frameOwner); slices and byte strings are copied
 	// out, being the receiver's to modify.
-	frame *frameOwner
+	frame *FrameOwner
 }
 
-func (d *decoder) corrupt(what string) error {
-	return fmt.Errorf("%w: %s at byte %d", errCorrupt, what, d.pos)
+func (d *Decoder) corrupt(what string) error {
+	return fmt.Errorf("%w: %s at byte %d", ErrCorrupt, what, d.pos)
 }
 
-func (d *decoder) byte1() (byte, error) {
+func (d *Decoder) byte1() (byte, error) {
 	if d.pos >= len(d.b) {
 		return 0, d.corrupt("truncated")
 	}
@@ -443,7 +443,7 @@ func (d *decoder) byte1() (byte, error) {
 	return c, nil
 }
 
-func (d *decoder) uvarint() (uint64, error) {
+func (d *Decoder) uvarint() (uint64, error) {
 	if d.pos >= len(d.b) {
 		return 0, d.corrupt("truncated")
 	}
@@ -455,7 +455,7 @@ func (d *decoder) uvarint() (uint64, error) {
 	return v, nil
 }
 
-func (d *decoder) varint() (int64, error) {
+func (d *Decoder) varint() (int64, error) {
 	if d.pos >= len(d.b) {
 		return 0, d.corrupt("truncated")
 	}
@@ -467,7 +467,7 @@ func (d *decoder) varint() (int64, error) {
 	return v, nil
 }
 
-func (d *decoder) count() (int, error) {
+func (d *Decoder) count() (int, error) {
 	v, err := d.uvarint()
 	if err != nil {
 		return 0, err
@@ -479,7 +479,7 @@ func (d *decoder) count() (int, error) {
 	return int(v), nil
 }
 
-func (d *decoder) raw(n int) ([]byte, error) {
+func (d *Decoder) raw(n int) ([]byte, error) {
 	if n < 0 || n > len(d.b)-d.pos {
 		return nil, d.corrupt("length beyond payload")
 	}
@@ -488,7 +488,7 @@ func (d *decoder) raw(n int) ([]byte, error) {
 	return b, nil
 }
 
-func (d *decoder) str() (string, error) {
+func (d *Decoder) str() (string, error) {
 	n, err := d.uvarint()
 	if err != nil {
 		return "", err
@@ -500,7 +500,7 @@ func (d *decoder) str() (string, error) {
 	return string(b), nil
 }
 
-func (d *decoder) buf() ([]byte, error) {
+func (d *Decoder) buf() ([]byte, error) {
 	i, err := d.uvarint()
 	if err != nil {
 		return nil, err
@@ -523,7 +523,7 @@ const maxHint = 1024
 
 func hint(n int) int { return min(n, maxHint) }
 
-func (d *decoder) decode() (any, error) {
+func (d *Decoder) decode() (any, error) {
 	tag, err := d.byte1()
 	if err != nil {
 		return nil, err
@@ -531,7 +531,7 @@ func (d *decoder) decode() (any, error) {
 	return d.decodeTag(tag)
 }
 
-func (d *decoder) decodeTag(tag byte) (any, error) {
+func (d *Decoder) decodeTag(tag byte) (any, error) {
 	switch tag {
 	case tNil:
 		return nil, nil
@@ -686,7 +686,7 @@ func (d *decoder) decodeTag(tag byte) (any, error) {
 	}
 }
 
-func (d *decoder) decodeContainer(tag byte) (any, error) {
+func (d *Decoder) decodeContainer(tag byte) (any, error) {
 	switch tag {
 	case tList:
 		n, err := d.count()
@@ -803,28 +803,28 @@ func numSlice(t byte, raw []byte, n int, inline bool) any {
 	}
 }
 
-// decodeValues decodes exactly n values from a payload.
-func decodeValues(ctrl []byte, bufs [][]byte, n int) ([]any, error) {
-	return decodeBulk(ctrl, bufs, n, nil)
+// DecodeValues decodes exactly n values from a payload.
+func DecodeValues(ctrl []byte, bufs [][]byte, n int) ([]any, error) {
+	return DecodeBulk(ctrl, bufs, n, nil)
 }
 
-// decodeBulk is decodeValues receiving the arrays the payload refers to
+// DecodeBulk is decodeValues receiving the arrays the payload refers to
 // through r.
-func decodeBulk(ctrl []byte, bufs [][]byte, n int, r *bulkReceiver) ([]any, error) {
-	d := &decoder{b: ctrl, bufs: bufs, bulk: r}
+func DecodeBulk(ctrl []byte, bufs [][]byte, n int, r BulkReceiver) ([]any, error) {
+	d := &Decoder{b: ctrl, bufs: bufs, bulk: r}
 	return d.values(n)
 }
 
-// checkValues reports whether a payload decodes as exactly n values, as
-// decodeValues, without keeping them (no copy of their arrays).
-func checkValues(ctrl []byte, bufs [][]byte, n int) error {
-	d := &decoder{b: ctrl, bufs: bufs, check: true}
+// CheckValues reports whether a payload decodes as exactly n values, as
+// DecodeValues, without keeping them (no copy of their arrays).
+func CheckValues(ctrl []byte, bufs [][]byte, n int) error {
+	d := &Decoder{b: ctrl, bufs: bufs, check: true}
 	_, err := d.values(n)
 	return err
 }
 
 // values decodes exactly n values, the whole payload.
-func (d *decoder) values(n int) ([]any, error) {
+func (d *Decoder) values(n int) ([]any, error) {
 	ctrl := d.b
 	out := make([]any, n)
 	for i := range out {

@@ -1,11 +1,12 @@
-package views
+package proto
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
+	"github.com/rankhub/rankhub/views/internal/hubcore"
 )
 
 // The client↔hub messages, typed: each has an encoder and a parser that
@@ -32,7 +33,7 @@ func (r *fields) fail(i int, name, want string) {
 			got = "nil"
 		}
 	}
-	r.err = fmt.Errorf("%w: %s: field %d (%s): want %s, got %s", errCorrupt, r.what, i, name, want, got)
+	r.err = fmt.Errorf("%w: %s: field %d (%s): want %s, got %s", codec.ErrCorrupt, r.what, i, name, want, got)
 }
 
 func (r *fields) get(i int) any {
@@ -74,7 +75,7 @@ func list[T any](r *fields, i int, name, want string) (out []T, isNil bool) {
 	if v == nil {
 		return nil, true
 	}
-	out, err := As[[]T](v)
+	out, err := codec.As[[]T](v)
 	if err != nil {
 		r.fail(i, name, want)
 	}
@@ -115,105 +116,102 @@ func (r *fields) list(i int, name string) []any {
 // done checks that there is no value past the n fields read.
 func (r *fields) done(n int) error {
 	if r.err == nil && len(r.v) != n {
-		r.err = fmt.Errorf("%w: %s: %d values, want %d", errCorrupt, r.what, len(r.v), n)
+		r.err = fmt.Errorf("%w: %s: %d values, want %d", codec.ErrCorrupt, r.what, len(r.v), n)
 	}
 	return r.err
 }
 
-// hubError is an error answered by the hub; Is matches the sentinel of its code.
-type hubError struct {
-	code, msg string
-}
-
-func (e *hubError) Error() string { return e.msg }
-
-var hubErrCodes = map[string]error{
-	"no-such-engine": ErrNoSuchEngine, "shutdown": ErrShutdown, "unknown-result": ErrUnknownResult,
-	"no-engines": ErrNoEngines, "not-sendable": ErrNotSendable,
-}
-
-func (e *hubError) Is(target error) bool { return hubErrCodes[e.code] == target && target != nil }
-
-func hubErrCode(err error) string {
-	for code, s := range hubErrCodes {
-		if errors.Is(err, s) {
-			return code
-		}
-	}
-	return "error"
-}
-
-// encodeRequest encodes op and args followed by the payload descriptors
+// EncodeRequest encodes op and args followed by the payload descriptors
 // (ctrl, first buffer, buffer count); the payloads' buffers go first in the
 // frame, untouched.
-func encodeRequest(op int, args []any, ps []payload) ([]byte, [][]byte, error) {
-	e := &encoder{b: make([]byte, 0, 128)}
+func EncodeRequest(op int, args []any, ps []Payload) ([]byte, [][]byte, error) {
+	e := codec.NewEncoder(128)
 	descs := make([]any, len(ps))
 	for i, p := range ps {
-		descs[i] = []any{p.ctrl, len(e.bufs), len(p.bufs)}
-		e.bufs = append(e.bufs, p.bufs...)
+		descs[i] = []any{p.Ctrl, e.AddBuffers(p.Bufs), len(p.Bufs)}
 	}
 	all := append(append([]any{}, args...), descs)
 	for i, v := range []any{op, all} {
-		e.path = append(e.path[:0], fmt.Sprintf("request value %d", i))
-		if err := e.encode(v); err != nil {
+		if err := e.Encode(fmt.Sprintf("request value %d", i), v); err != nil {
 			return nil, nil, err
 		}
 	}
-	return e.b, e.bufs, nil
+	ctrl, bufs := e.Result()
+	return ctrl, bufs, nil
 }
 
 // ----- hello -----
 
-// helloMsg is an outside client's first frame.
-type helloMsg struct {
+// Hello is an outside client's first frame.
+type Hello struct {
 	Kind string // "client"
 	PID  int
 	Host string
 }
 
-func (m *helloMsg) frame() *comm.Frame {
-	ctrl, _, _ := encodeValues(m.Kind, m.PID, m.Host)
-	return &comm.Frame{Type: fHello, Control: ctrl}
+func (m *Hello) Frame() *comm.Frame {
+	ctrl, _, _ := codec.EncodeValues(m.Kind, m.PID, m.Host)
+	return &comm.Frame{Type: FHello, Control: ctrl}
 }
 
-func parseHello(f *comm.Frame) (*helloMsg, error) {
-	v, err := decodeValues(f.Control, f.Buffers, 3)
+func ParseHello(f *comm.Frame) (*Hello, error) {
+	v, err := codec.DecodeValues(f.Control, f.Buffers, 3)
 	if err != nil {
 		return nil, err
 	}
 	r := &fields{what: "hello", v: v}
-	m := &helloMsg{Kind: r.str(0, "kind"), PID: r.int(1, "pid"), Host: r.str(2, "host")}
+	m := &Hello{Kind: r.str(0, "kind"), PID: r.int(1, "pid"), Host: r.str(2, "host")}
 	return m, r.done(3)
 }
 
 // ----- requests -----
 
-var opNames = map[int]string{opEngines: "engines", opSubmit: "submit", opFetch: "fetch", opAbort: "abort", opControl: "control",
-	opQueueStatus: "queue-status", opResultStatus: "result-status", opPurge: "purge", opHistory: "history", opShutdown: "shutdown"}
+// Payload is one task's encoded (kind, name, args) and its out-of-band buffers.
+type Payload struct {
+	Ctrl []byte
+	Bufs [][]byte
+	// Keep is what Bufs alias, held until they are sent: arrays received
+	// on the bulk path live in arena memory that their buffers' objects,
+	// not the bytes, keep (bulk.go).
+	Keep any
+}
 
-// requestMsg is one request of a client (fRequest); which fields count
+// Spec are a load-balanced submission's options.
+type Spec struct {
+	Targets []int // nil: any engine
+	After   hubcore.Dependency
+	Follow  hubcore.Dependency
+	Timeout time.Duration
+	Retries int
+	Require []string // TaskOptions.Require
+	Depend  string   // TaskOptions.Depend
+}
+
+var opNames = map[int]string{OpEngines: "engines", OpSubmit: "submit", OpFetch: "fetch", OpAbort: "abort", OpControl: "control",
+	OpQueueStatus: "queue-status", OpResultStatus: "result-status", OpPurge: "purge", OpHistory: "history", OpShutdown: "shutdown"}
+
+// Request is one request of a client (FRequest); which fields count
 // depends on Op.
-type requestMsg struct {
+type Request struct {
 	Op int
-	// opSubmit
+	// OpSubmit
 	Direct   bool
 	Kind     int
 	Name     string
-	Targets  []int // opSubmit, opControl (nil: every live engine)
-	Spec     lbSpec
-	Payloads []payload
-	// opFetch, opAbort; opResultStatus and opPurge, where nil means all
+	Targets  []int // OpSubmit, OpControl (nil: every live engine)
+	Spec     Spec
+	Payloads []Payload
+	// OpFetch, OpAbort; OpResultStatus and OpPurge, where nil means all
 	IDs []uint64
-	// opControl
+	// OpControl
 	Control int
-	// opShutdown
+	// OpShutdown
 	Timeout time.Duration
 }
 
 // encode writes the request: op, then a list of its arguments ending with
-// the payload descriptors (encodeRequest).
-func (m *requestMsg) encode() ([]byte, [][]byte, error) {
+// the payload descriptors (EncodeRequest).
+func (m *Request) Encode() ([]byte, [][]byte, error) {
 	var args []any
 	idsOrAll := func() any {
 		if m.IDs == nil {
@@ -222,34 +220,34 @@ func (m *requestMsg) encode() ([]byte, [][]byte, error) {
 		return m.IDs
 	}
 	switch m.Op {
-	case opSubmit:
+	case OpSubmit:
 		args = []any{m.Direct, m.Kind, m.Name, m.Targets}
 		if !m.Direct {
 			s := m.Spec
-			args = append(args, s.after.MsgIDs, s.after.Any, s.after.Success, s.after.Failure,
-				s.follow.MsgIDs, s.follow.Any, s.follow.Success, s.follow.Failure, s.timeout, s.retries, s.require, s.depend)
+			args = append(args, s.After.MsgIDs, s.After.Any, s.After.Success, s.After.Failure,
+				s.Follow.MsgIDs, s.Follow.Any, s.Follow.Success, s.Follow.Failure, s.Timeout, s.Retries, s.Require, s.Depend)
 		}
-	case opFetch, opAbort:
+	case OpFetch, OpAbort:
 		args = []any{m.IDs}
-	case opResultStatus, opPurge:
+	case OpResultStatus, OpPurge:
 		args = []any{idsOrAll()}
-	case opControl:
+	case OpControl:
 		args = []any{m.Targets, m.Control}
-	case opShutdown:
+	case OpShutdown:
 		args = []any{m.Timeout}
 	}
-	return encodeRequest(m.Op, args, m.Payloads)
+	return EncodeRequest(m.Op, args, m.Payloads)
 }
 
-// parseRequest decodes and checks a request; the error names the field.
-func parseRequest(f *comm.Frame) (*requestMsg, error) {
-	v, err := decodeValues(f.Control, f.Buffers, 2)
+// ParseRequest decodes and checks a request; the error names the field.
+func ParseRequest(f *comm.Frame) (*Request, error) {
+	v, err := codec.DecodeValues(f.Control, f.Buffers, 2)
 	if err != nil {
 		return nil, err
 	}
 	op, ok := v[0].(int)
 	if !ok {
-		return nil, fmt.Errorf("%w: request: field 0 (op): want an int, got %T", errCorrupt, v[0])
+		return nil, fmt.Errorf("%w: request: field 0 (op): want an int, got %T", codec.ErrCorrupt, v[0])
 	}
 	name, known := opNames[op]
 	if !known {
@@ -261,44 +259,44 @@ func parseRequest(f *comm.Frame) (*requestMsg, error) {
 	}
 	descs, ok := args[len(args)-1].([]any)
 	if !ok && args[len(args)-1] != nil {
-		return nil, fmt.Errorf("%w: %s: payload descriptors: want a list, got %T", errCorrupt, name, args[len(args)-1])
+		return nil, fmt.Errorf("%w: %s: payload descriptors: want a list, got %T", codec.ErrCorrupt, name, args[len(args)-1])
 	}
 	r := &fields{what: name, v: args[:len(args)-1]}
-	m := &requestMsg{Op: op}
+	m := &Request{Op: op}
 	n := 0
 	switch op {
-	case opEngines, opQueueStatus, opHistory:
-	case opSubmit:
+	case OpEngines, OpQueueStatus, OpHistory:
+	case OpSubmit:
 		m.Direct, m.Kind, m.Name, m.Targets = r.bool(0, "direct"), r.int(1, "kind"), r.str(2, "name"), r.ints(3, "targets")
 		n = 4
 		if !m.Direct && r.err == nil {
-			dep := func(i int, name string) Dependency {
-				return Dependency{MsgIDs: r.ids(i, name), Any: r.bool(i+1, name+".any"), Success: r.bool(i+2, name+".success"), Failure: r.bool(i+3, name+".failure")}
+			dep := func(i int, name string) hubcore.Dependency {
+				return hubcore.Dependency{MsgIDs: r.ids(i, name), Any: r.bool(i+1, name+".any"), Success: r.bool(i+2, name+".success"), Failure: r.bool(i+3, name+".failure")}
 			}
-			m.Spec = lbSpec{targets: m.Targets, after: dep(4, "after"), follow: dep(8, "follow"), timeout: r.dur(12, "timeout"),
-				retries: r.int(13, "retries"), require: r.strs(14, "require"), depend: r.str(15, "depend")}
+			m.Spec = Spec{Targets: m.Targets, After: dep(4, "after"), Follow: dep(8, "follow"), Timeout: r.dur(12, "timeout"),
+				Retries: r.int(13, "retries"), Require: r.strs(14, "require"), Depend: r.str(15, "depend")}
 			n = 16
 		}
-		if m.Payloads, err = parseDescriptors(descs, f.Buffers); err != nil {
+		if m.Payloads, err = ParseDescriptors(descs, f.Buffers); err != nil {
 			return nil, err
 		}
-	case opFetch, opAbort:
+	case OpFetch, OpAbort:
 		m.IDs, n = r.ids(0, "ids"), 1
-	case opResultStatus, opPurge:
+	case OpResultStatus, OpPurge:
 		var all bool
 		m.IDs, all = list[uint64](r, 0, "ids", "a list of message ids or nil")
 		if !all && len(m.IDs) == 0 {
 			m.IDs = []uint64{} // none, where nil is all
 		}
 		n = 1
-	case opControl:
+	case OpControl:
 		var all bool
 		m.Targets, all = list[int](r, 0, "targets", "a list of ints or nil")
 		if !all && len(m.Targets) == 0 {
 			m.Targets = []int{} // none, where nil is every live engine
 		}
 		m.Control, n = r.int(1, "operation"), 2
-	case opShutdown:
+	case OpShutdown:
 		m.Timeout, n = r.dur(0, "timeout"), 1
 	}
 	if err := r.done(n); err != nil {
@@ -307,10 +305,10 @@ func parseRequest(f *comm.Frame) (*requestMsg, error) {
 	return m, nil
 }
 
-// parseDescriptors reads a submission's payload descriptors (ctrl, first
+// ParseDescriptors reads a submission's payload descriptors (ctrl, first
 // buffer, buffer count) against the frame's buffers.
-func parseDescriptors(descs []any, bufs [][]byte) ([]payload, error) {
-	ps := make([]payload, len(descs))
+func ParseDescriptors(descs []any, bufs [][]byte) ([]Payload, error) {
+	ps := make([]Payload, len(descs))
 	for i, d := range descs {
 		l, _ := d.([]any)
 		if len(l) != 3 {
@@ -325,15 +323,15 @@ func parseDescriptors(descs []any, bufs [][]byte) ([]payload, error) {
 		if start < 0 || n < 0 || start > len(bufs) || n > len(bufs)-start {
 			return nil, fmt.Errorf("payload %d buffers [%d,+%d) of %d", i, start, n, len(bufs))
 		}
-		ps[i] = payload{ctrl: ctrl, bufs: bufs[start : start+n : start+n]}
+		ps[i] = Payload{Ctrl: ctrl, Bufs: bufs[start : start+n : start+n]}
 	}
 	return ps, nil
 }
 
 // ----- replies -----
 
-// taskHeader is what a reply says of each task it made or found.
-type taskHeader struct {
+// TaskHeader is what a reply says of each task it made or found.
+type TaskHeader struct {
 	ID        uint64
 	Engine    int
 	Submitted time.Time
@@ -343,50 +341,48 @@ type taskHeader struct {
 	Follow    []uint64
 }
 
-func headerOf(t *task) taskHeader {
-	return taskHeader{ID: t.id, Engine: int(t.eng.Load()), Submitted: t.submitted, Kind: t.kind, Name: t.name, After: t.after, Follow: t.follow}
-}
-
-func (h taskHeader) value() any {
+func (h TaskHeader) Value() any {
 	return []any{h.ID, h.Engine, h.Submitted, h.Kind, h.Name, h.After, h.Follow}
 }
 
-// replyWire is a reply (fReply) as it travels: an error code and message
+// Reply is a reply (FReply) as it travels: an error code and message
 // ("" when it succeeded), the op's result, and task headers.
-type replyWire struct {
+type Reply struct {
 	Code    string
 	Message string
 	Result  any
-	Tasks   []taskHeader
+	Tasks   []TaskHeader
 }
 
-func (m *replyWire) encode() ([]byte, [][]byte, error) {
+func (m *Reply) Encode() ([]byte, [][]byte, error) {
 	var hdrs []any
 	if m.Tasks != nil {
 		hdrs = make([]any, len(m.Tasks))
 		for i, h := range m.Tasks {
-			hdrs[i] = h.value()
+			hdrs[i] = h.Value()
 		}
 	}
-	return encodeValues(m.Code, m.Message, m.Result, hdrs)
+	return codec.EncodeValues(m.Code, m.Message, m.Result, hdrs)
 }
 
-// frameDecoder decodes the n values of a frame from the hub.
-type frameDecoder func(f *comm.Frame, n int) ([]any, error)
+// FrameDecoder decodes the n values of a frame from the hub.
+type FrameDecoder func(f *comm.Frame, n int) ([]any, error)
 
-// heapDecode decodes a frame on the Go heap (arrays of a page or more are
+// HeapDecode decodes a frame on the Go heap (arrays of a page or more are
 // copied into read-only memory).
-func heapDecode(f *comm.Frame, n int) ([]any, error) { return decodeValues(f.Control, f.Buffers, n) }
+func HeapDecode(f *comm.Frame, n int) ([]any, error) {
+	return codec.DecodeValues(f.Control, f.Buffers, n)
+}
 
-func parseReply(f *comm.Frame) (*replyWire, error) { return parseReplyWith(f, heapDecode) }
+func ParseReply(f *comm.Frame) (*Reply, error) { return ParseReplyWith(f, HeapDecode) }
 
-func parseReplyWith(f *comm.Frame, decode frameDecoder) (*replyWire, error) {
+func ParseReplyWith(f *comm.Frame, decode FrameDecoder) (*Reply, error) {
 	v, err := decode(f, 4)
 	if err != nil {
 		return nil, err
 	}
 	r := &fields{what: "reply", v: v}
-	m := &replyWire{Code: r.str(0, "code"), Message: r.str(1, "message"), Result: v[2]}
+	m := &Reply{Code: r.str(0, "code"), Message: r.str(1, "message"), Result: v[2]}
 	for i, x := range r.list(3, "tasks") {
 		l, ok := x.([]any)
 		if !ok {
@@ -394,7 +390,7 @@ func parseReplyWith(f *comm.Frame, decode frameDecoder) (*replyWire, error) {
 			break
 		}
 		h := &fields{what: fmt.Sprintf("reply: task header %d", i), v: l}
-		th := taskHeader{ID: h.u64(0, "id"), Engine: h.int(1, "engine"), Submitted: h.time(2, "submitted"), Kind: h.int(3, "kind"),
+		th := TaskHeader{ID: h.u64(0, "id"), Engine: h.int(1, "engine"), Submitted: h.time(2, "submitted"), Kind: h.int(3, "kind"),
 			Name: h.str(4, "name"), After: h.ids(5, "after"), Follow: h.ids(6, "follow")}
 		if err := h.done(7); err != nil {
 			return nil, err
@@ -406,7 +402,7 @@ func parseReplyWith(f *comm.Frame, decode frameDecoder) (*replyWire, error) {
 
 // The results of the requests that have one, as values and back.
 
-func engineListValue(es []EngineInfo) any {
+func EngineListValue(es []hubcore.EngineInfo) any {
 	out := make([]any, len(es))
 	for i, e := range es {
 		out[i] = []any{e.ID, e.Rank, e.Host, e.PID, e.Queued, e.Done, e.Dead, e.DeadWhy}
@@ -414,16 +410,16 @@ func engineListValue(es []EngineInfo) any {
 	return out
 }
 
-func parseEngineList(v any) ([]EngineInfo, error) {
+func ParseEngineList(v any) ([]hubcore.EngineInfo, error) {
 	l, ok := v.([]any)
 	if !ok && v != nil {
-		return nil, fmt.Errorf("%w: engines: want a list, got %T", errCorrupt, v)
+		return nil, fmt.Errorf("%w: engines: want a list, got %T", codec.ErrCorrupt, v)
 	}
-	out := make([]EngineInfo, 0, len(l))
+	out := make([]hubcore.EngineInfo, 0, len(l))
 	for i, x := range l {
 		e, _ := x.([]any)
 		r := &fields{what: fmt.Sprintf("engines: entry %d", i), v: e}
-		in := EngineInfo{ID: r.int(0, "id"), Rank: r.int(1, "rank"), Host: r.str(2, "host"), PID: r.int(3, "pid"),
+		in := hubcore.EngineInfo{ID: r.int(0, "id"), Rank: r.int(1, "rank"), Host: r.str(2, "host"), PID: r.int(3, "pid"),
 			Queued: r.int(4, "queued"), Done: r.int(5, "done"), Dead: r.bool(6, "dead"), DeadWhy: r.str(7, "dead why")}
 		if err := r.done(8); err != nil {
 			return nil, err
@@ -433,7 +429,7 @@ func parseEngineList(v any) ([]EngineInfo, error) {
 	return out, nil
 }
 
-func queueStatusValue(q []QueueStatus, waiting int) any {
+func QueueStatusValue(q []hubcore.QueueStatus, waiting int) any {
 	out := make([]any, len(q))
 	for i, s := range q {
 		out[i] = []any{s.EngineID, s.Queued, s.Completed}
@@ -441,18 +437,18 @@ func queueStatusValue(q []QueueStatus, waiting int) any {
 	return []any{out, waiting}
 }
 
-func parseQueueStatus(v any) ([]QueueStatus, int, error) {
+func ParseQueueStatus(v any) ([]hubcore.QueueStatus, int, error) {
 	l, _ := v.([]any)
 	r := &fields{what: "queue status", v: l}
 	qs, waiting := r.list(0, "engines"), r.int(1, "waiting")
 	if err := r.done(2); err != nil {
 		return nil, 0, err
 	}
-	out := make([]QueueStatus, 0, len(qs))
+	out := make([]hubcore.QueueStatus, 0, len(qs))
 	for i, x := range qs {
 		q, _ := x.([]any)
 		r := &fields{what: fmt.Sprintf("queue status: engine entry %d", i), v: q}
-		s := QueueStatus{EngineID: r.int(0, "engine"), Queued: r.int(1, "queued"), Completed: r.int(2, "completed")}
+		s := hubcore.QueueStatus{EngineID: r.int(0, "engine"), Queued: r.int(1, "queued"), Completed: r.int(2, "completed")}
 		if err := r.done(3); err != nil {
 			return nil, 0, err
 		}
@@ -461,25 +457,25 @@ func parseQueueStatus(v any) ([]QueueStatus, int, error) {
 	return out, waiting, nil
 }
 
-func parseResultStatus(v any) (pending, completed []uint64, err error) {
+func ParseResultStatus(v any) (pending, completed []uint64, err error) {
 	l, _ := v.([]any)
 	r := &fields{what: "result status", v: l}
 	pending, completed = r.ids(0, "pending"), r.ids(1, "completed")
 	return pending, completed, r.done(2)
 }
 
-// parsePurged reads purge's count; nil (a hub that did not count) is 0.
-func parsePurged(v any) (int, error) {
+// ParsePurged reads purge's count; nil (a hub that did not count) is 0.
+func ParsePurged(v any) (int, error) {
 	switch n := v.(type) {
 	case nil:
 		return 0, nil
 	case int:
 		return n, nil
 	}
-	return 0, fmt.Errorf("%w: purge: field count: want an int, got %T", errCorrupt, v)
+	return 0, fmt.Errorf("%w: purge: field count: want an int, got %T", codec.ErrCorrupt, v)
 }
 
-func parseHistory(v any) ([]uint64, error) {
+func ParseHistory(v any) ([]uint64, error) {
 	r := &fields{what: "history", v: []any{v}}
 	ids := r.ids(0, "ids")
 	return ids, r.done(1)
@@ -487,8 +483,8 @@ func parseHistory(v any) ([]uint64, error) {
 
 // ----- notifications -----
 
-// notifyMsg is a finished task's outcome (fNotify, ID = message id).
-type notifyMsg struct {
+// Notify is a finished task's outcome (FNotify, ID = message id).
+type Notify struct {
 	Engine        int
 	Rank          int
 	Host          string
@@ -508,20 +504,20 @@ type notifyMsg struct {
 	StderrOmitted int64
 }
 
-func (m *notifyMsg) values() []any {
+func (m *Notify) Values() []any {
 	return []any{m.Engine, m.Rank, m.Host, m.Started, m.Completed, m.Received, m.Failed, m.Value,
 		m.Code, m.Type, m.Message, m.Traceback, m.Stdout, m.Stderr, m.Exit, m.StdoutOmitted, m.StderrOmitted}
 }
 
-func parseNotify(f *comm.Frame) (*notifyMsg, error) { return parseNotifyWith(f, heapDecode) }
+func ParseNotify(f *comm.Frame) (*Notify, error) { return ParseNotifyWith(f, HeapDecode) }
 
-func parseNotifyWith(f *comm.Frame, decode frameDecoder) (*notifyMsg, error) {
+func ParseNotifyWith(f *comm.Frame, decode FrameDecoder) (*Notify, error) {
 	v, err := decode(f, 17)
 	if err != nil {
 		return nil, err
 	}
 	r := &fields{what: "notification", v: v}
-	m := &notifyMsg{Engine: r.int(0, "engine"), Rank: r.int(1, "rank"), Host: r.str(2, "host"), Started: r.time(3, "started"),
+	m := &Notify{Engine: r.int(0, "engine"), Rank: r.int(1, "rank"), Host: r.str(2, "host"), Started: r.time(3, "started"),
 		Completed: r.time(4, "completed"), Received: r.time(5, "received"), Failed: r.bool(6, "failed"), Value: v[7],
 		Code: r.str(8, "code"), Type: r.str(9, "type"), Message: r.str(10, "message"), Traceback: r.str(11, "traceback"),
 		Stdout: r.str(12, "stdout"), Stderr: r.str(13, "stderr"), Exit: r.int(14, "exit"),

@@ -1,4 +1,4 @@
-package views
+package codec
 
 import (
 	"fmt"
@@ -12,11 +12,11 @@ type Ref struct{ Name string }
 
 // encodeHook and decodeHook let other files add value kinds (Arrow arrays).
 var (
-	encodeHooks []func(e *encoder, v any) (bool, error)
-	decodeHooks = map[byte]func(d *decoder) (any, error){}
+	encodeHooks []func(e *Encoder, v any) (bool, error)
+	decodeHooks = map[byte]func(d *Decoder) (any, error){}
 )
 
-func (e *encoder) encodeHook(v any) (bool, error) {
+func (e *Encoder) encodeHook(v any) (bool, error) {
 	for _, h := range encodeHooks {
 		if ok, err := h(e, v); ok {
 			return true, err
@@ -25,7 +25,7 @@ func (e *encoder) encodeHook(v any) (bool, error) {
 	return false, nil
 }
 
-func (d *decoder) decodeHook(tag byte) (any, bool, error) {
+func (d *Decoder) decodeHook(tag byte) (any, bool, error) {
 	h, ok := decodeHooks[tag]
 	if !ok {
 		return nil, false, nil
@@ -36,9 +36,9 @@ func (d *decoder) decodeHook(tag byte) (any, bool, error) {
 
 var typeOfAny = reflect.TypeOf((*any)(nil)).Elem()
 
-// convert turns a decoded value into a value of type t: numeric conversions
+// Convert turns a decoded value into a value of type t: numeric conversions
 // that lose nothing, []any to typed slices, maps to structs or typed maps.
-func convert(v any, t reflect.Type) (reflect.Value, error) {
+func Convert(v any, t reflect.Type) (reflect.Value, error) {
 	if t == typeOfAny {
 		if v == nil {
 			return reflect.Zero(t), nil
@@ -108,7 +108,7 @@ func convert(v any, t reflect.Type) (reflect.Value, error) {
 			return out, nil
 		}
 	case reflect.Pointer:
-		inner, err := convert(v, t.Elem())
+		inner, err := Convert(v, t.Elem())
 		if err != nil {
 			return reflect.Value{}, err
 		}
@@ -130,7 +130,7 @@ func convert(v any, t reflect.Type) (reflect.Value, error) {
 			out = reflect.New(t).Elem()
 		}
 		for i := 0; i < n; i++ {
-			el, err := convert(rv.Index(i).Interface(), t.Elem())
+			el, err := Convert(rv.Index(i).Interface(), t.Elem())
 			if err != nil {
 				return reflect.Value{}, fmt.Errorf("[%d]: %w", i, err)
 			}
@@ -144,11 +144,11 @@ func convert(v any, t reflect.Type) (reflect.Value, error) {
 		out := reflect.MakeMapWithSize(t, rv.Len())
 		it := rv.MapRange()
 		for it.Next() {
-			k, err := convert(it.Key().Interface(), t.Key())
+			k, err := Convert(it.Key().Interface(), t.Key())
 			if err != nil {
 				return reflect.Value{}, fmt.Errorf("key %v: %w", it.Key(), err)
 			}
-			el, err := convert(it.Value().Interface(), t.Elem())
+			el, err := Convert(it.Value().Interface(), t.Elem())
 			if err != nil {
 				return reflect.Value{}, fmt.Errorf("[%v]: %w", it.Key(), err)
 			}
@@ -166,7 +166,7 @@ func convert(v any, t reflect.Type) (reflect.Value, error) {
 			if !ok || !f.IsExported() {
 				return reflect.Value{}, fmt.Errorf("%s has no field %s", t, name)
 			}
-			el, err := convert(fv, f.Type)
+			el, err := Convert(fv, f.Type)
 			if err != nil {
 				return reflect.Value{}, fmt.Errorf(".%s: %w", name, err)
 			}
@@ -206,7 +206,7 @@ func asUint(rv reflect.Value) (uint64, bool) {
 // map[string]any to a struct, or []any to []float64).
 func As[T any](v any) (T, error) {
 	var zero T
-	rv, err := convert(v, reflect.TypeOf((*T)(nil)).Elem())
+	rv, err := Convert(v, reflect.TypeOf((*T)(nil)).Elem())
 	if err != nil {
 		return zero, fmt.Errorf("views: %w", err)
 	}

@@ -1,4 +1,4 @@
-package views
+package codec
 
 import (
 	"reflect"
@@ -24,12 +24,12 @@ import (
 // the hub pays no copy for results that only outside clients fetch);
 // smaller ones onto the Go heap.
 
-// detach returns a copy of v that shares no mutable memory with it: slices,
+// Detach returns a copy of v that shares no mutable memory with it: slices,
 // maps and pointers are copied, deeply; scalars and strings are returned as
 // they are, Arrow arrays as detachArray says. frame holds the buffers of
 // the frame v was decoded from (the hub's record): arrays in them are
 // copied.
-func detach(v any, frame [][]byte) any {
+func Detach(v any, frame [][]byte) any {
 	return detacher{frame}.any(v)
 }
 
@@ -98,7 +98,7 @@ func (dt detacher) array(a arrow.Array) arrow.Array {
 		return a
 	}
 	if size >= readOnlyMin {
-		if ro := readOnlyOf(a); ro != nil {
+		if ro := ReadOnlyOf(a); ro != nil {
 			return ro
 		}
 	}

@@ -1,0 +1,115 @@
+package codec
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// Received arrays whose memory is not the Go heap's (arena pages mapped
+// from another rank, read-only copies, frames protected in place) are
+// handed to the garbage collector (GCOwned): their memory goes back to its
+// owner once nothing reachable refers to it. The collector does not see
+// that memory's pressure, so collections are started for it (CollectBulk),
+// rate-limited. views' bulk path (bulk.go) and the read-only copies of the
+// codec (arrow.go) share them.
+
+// bulkGCBytes is how much may be received on the bulk path between
+// collections started for it.
+const bulkGCBytes = 256 << 20
+
+var (
+	BulkLive    atomic.Int64 // bytes of received bulk arrays not yet returned
+	bulkSinceGC atomic.Int64 // bytes received since the last collection started for them
+	gcPending   atomic.Bool  // a collection for them is scheduled
+	gcLast      atomic.Int64 // when the last one started (UnixNano)
+)
+
+// bulkGCEvery is the least time between collections started for bulk
+// arrays: requests in between are served by one collection at its end.
+const bulkGCEvery = 100 * time.Millisecond
+
+// CollectBulk starts a collection when received bulk arrays are alive, so
+// that those no longer reachable go back to their owners: at once, or at
+// most one per bulkGCEvery.
+func CollectBulk() {
+	if BulkLive.Load() == 0 || !gcPending.CompareAndSwap(false, true) {
+		return
+	}
+	wait := time.Duration(gcLast.Load() + int64(bulkGCEvery) - time.Now().UnixNano())
+	go func() {
+		if wait > 0 {
+			time.Sleep(wait)
+		}
+		gcLast.Store(time.Now().UnixNano())
+		bulkSinceGC.Store(0)
+		gcPending.Store(false)
+		runtime.GC()
+	}()
+}
+
+// GCOwned returns an array over a's memory that the garbage collector
+// manages: a is released once none of the returned array's buffers is
+// reachable. Release on the returned array does nothing. a is taken over.
+func GCOwned(a arrow.Array) arrow.Array {
+	d := a.Data()
+	h := &gcHold{a: a}
+	bufs := make([]*memory.Buffer, len(d.Buffers()))
+	for i, b := range d.Buffers() {
+		if b == nil {
+			continue
+		}
+		nb := memory.NewBufferBytes(b.Bytes())
+		h.bytes += int64(b.Len())
+		h.n.Add(1)
+		runtime.AddCleanup(nb, (*gcHold).drop, h)
+		bufs[i] = nb
+	}
+	BulkLive.Add(h.bytes)
+	if bulkSinceGC.Add(h.bytes) >= bulkGCBytes {
+		CollectBulk()
+	}
+	nd := array.NewData(d.DataType(), d.Len(), bufs, nil, d.NullN(), d.Offset())
+	out := array.MakeFromData(nd)
+	nd.Release()
+	// The array object counts too: a Go slice of its values (Float64Values)
+	// aliases the memory without reaching any buffer object, but the array
+	// holds it while the caller does. An extra reference keeps one stray
+	// Release from detaching the array from its buffers.
+	out.Retain()
+	if od, ok := out.Data().(*array.Data); ok {
+		h.n.Add(1)
+		runtime.AddCleanup(od, (*gcHold).drop, h)
+	}
+	if h.n.Load() == 0 {
+		h.release()
+	}
+	return out
+}
+
+// gcHold is a received array, released when its last buffer object is
+// collected.
+type gcHold struct {
+	once  sync.Once
+	n     atomic.Int64
+	bytes int64
+	a     arrow.Array
+}
+
+func (h *gcHold) drop() {
+	if h.n.Add(-1) == 0 {
+		h.release()
+	}
+}
+
+func (h *gcHold) release() {
+	h.once.Do(func() {
+		h.a.Release()
+		BulkLive.Add(-h.bytes)
+	})
+}

@@ -1,0 +1,270 @@
+package views
+
+import (
+	"context"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/rankhub/rankhub/collective"
+	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/codec"
+	"github.com/rankhub/rankhub/views/internal/engine"
+	"github.com/rankhub/rankhub/views/internal/proto"
+)
+
+// The codec lives in views/internal/codec. What users name from it stays
+// here (Ref, As, ErrNotSendable); the rest of views calls it through these
+// short names, which the compiler inlines (go build -gcflags=-m=2), so
+// that the split adds no call on the hot paths. Over the inlining budget,
+// one direct call each: encodeBulk, decodeBulk and parseReply (used by
+// tests; client.go calls codec.EncodeBulk itself) and decodeTask (the
+// drain of an aborted task's arrays).
+
+// Ref names a value in an engine's namespace. Passed as an argument, the
+// engine substitutes the named value without moving it.
+type Ref = codec.Ref
+
+// ErrNotSendable is returned (wrapped) when a value cannot be sent.
+var ErrNotSendable = codec.ErrNotSendable
+
+// As converts a value received from an engine to T (for example a decoded
+// map[string]any to a struct, or []any to []float64).
+func As[T any](v any) (T, error) { return codec.As[T](v) }
+
+// errCorrupt is returned for malformed payloads (never a panic).
+var errCorrupt = codec.ErrCorrupt
+
+func encodeValues(vals ...any) ([]byte, [][]byte, error) { return codec.EncodeBulk(nil, vals...) }
+
+func decodeValues(ctrl []byte, bufs [][]byte, n int) ([]any, error) {
+	return codec.DecodeBulk(ctrl, bufs, n, nil)
+}
+
+// encodeBulk is encodeValues with large numeric Arrow arrays sent through
+// b (nil: none).
+func encodeBulk(b *bulkSender, vals ...any) ([]byte, [][]byte, error) {
+	return codec.EncodeBulk(bulkOut(b), vals...)
+}
+
+// bulkOut is b as the codec takes it (nil stays nil: no bulk path).
+func bulkOut(b *bulkSender) codec.BulkSender {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+// codecReceiver is how the hub and the engine hold their receivers: set once
+// per peer (bulkIn), so the per-frame decoders take it as it is.
+type codecReceiver = codec.BulkReceiver
+
+// bulkIn is r as the codec takes it (nil stays nil: references refused).
+func bulkIn(r *bulkReceiver) codec.BulkReceiver {
+	if r == nil {
+		return nil
+	}
+	return r
+}
+
+// Send and Rank make a bulkSender the codec's: only arrays that take the
+// bulk path (bulkable) are sent.
+func (s *bulkSender) Send(a arrow.Array) (uint64, bool) {
+	if !bulkable(a) {
+		return 0, false
+	}
+	return s.send(a)
+}
+
+func (s *bulkSender) Rank() int { return s.world.Rank() }
+
+func (r *bulkReceiver) Recv(from int, tag uint64) (arrow.Array, error) { return r.recv(from, tag) }
+
+func collectBulk()                         { codec.CollectBulk() }
+func gcOwned(a arrow.Array) arrow.Array    { return codec.GCOwned(a) }
+func readOnlyOf(a arrow.Array) arrow.Array { return codec.ReadOnlyOf(a) }
+
+// bulkLive counts the bytes of received arrays the collector manages, not
+// yet returned (tests watch it).
+var bulkLive = &codec.BulkLive
+
+// decodeBulk is decodeValues receiving the arrays the payload refers to
+// through r.
+func decodeBulk(ctrl []byte, bufs [][]byte, n int, r *bulkReceiver) ([]any, error) {
+	return codec.DecodeBulk(ctrl, bufs, n, bulkIn(r))
+}
+
+// The protocol lives in views/internal/proto: the engine↔hub frames
+// (proto.go) and the typed client↔hub messages (clientmsg.go). Its names
+// stay here under the names the hub, engine and client files use, so that
+// those files read (and merge) as before; the functions are inlined.
+
+const (
+	fRegister      = proto.FRegister
+	fWelcome       = proto.FWelcome
+	fTask          = proto.FTask
+	fResult        = proto.FResult
+	fControl       = proto.FControl
+	fReject        = proto.FReject
+	fHello         = proto.FHello
+	fRequest       = proto.FRequest
+	fReply         = proto.FReply
+	fNotify        = proto.FNotify
+	kindApply      = proto.KindApply
+	kindExecute    = proto.KindExecute
+	kindPush       = proto.KindPush
+	kindPull       = proto.KindPull
+	kindMap        = proto.KindMap
+	kindRun        = proto.KindRun
+	kindDelete     = proto.KindDelete
+	opEngines      = proto.OpEngines
+	opSubmit       = proto.OpSubmit
+	opFetch        = proto.OpFetch
+	opAbort        = proto.OpAbort
+	opControl      = proto.OpControl
+	opQueueStatus  = proto.OpQueueStatus
+	opResultStatus = proto.OpResultStatus
+	opPurge        = proto.OpPurge
+	opHistory      = proto.OpHistory
+	opShutdown     = proto.OpShutdown
+	ctlAbort       = proto.CtlAbort
+	ctlClear       = proto.CtlClear
+	ctlShutdown    = proto.CtlShutdown
+	statusOK       = proto.StatusOK
+	statusError    = proto.StatusError
+)
+
+type (
+	registerMsg  = proto.Register
+	resultMsg    = proto.Result
+	requirements = proto.Requirements
+	helloMsg     = proto.Hello
+	requestMsg   = proto.Request
+	replyWire    = proto.Reply
+	notifyMsg    = proto.Notify
+	taskHeader   = proto.TaskHeader
+	frameDecoder = proto.FrameDecoder
+	payload      = proto.Payload
+	lbSpec       = proto.Spec
+)
+
+func parseRegister(f *comm.Frame) (*registerMsg, error) { return proto.ParseRegister(f) }
+
+// parseResult decodes an engine's result at the hub (b: nil without a mesh).
+func parseResult(f *comm.Frame, b codecReceiver) (*resultMsg, error) { return proto.ParseResult(f, b) }
+
+func decodeTask(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, err error) {
+	return proto.DecodeTask(f, bulkIn(r))
+}
+
+func decodeTaskReq(f *comm.Frame, r codecReceiver) (v []any, targets []int, req *requirements, err error) {
+	return proto.DecodeTaskReq(f, r)
+}
+
+func encodeRequirements(require []string, depend string) []byte {
+	return proto.EncodeRequirements(require, depend)
+}
+
+func encodeTargets(ranks []int) []byte { return proto.EncodeTargets(ranks) }
+
+func sendEach(c *comm.Conn, fs []*comm.Frame, tooLarge func(i int, err error) *comm.Frame) error {
+	return proto.SendEach(c, fs, tooLarge)
+}
+
+func encodeRequest(op int, args []any, ps []payload) ([]byte, [][]byte, error) {
+	return proto.EncodeRequest(op, args, ps)
+}
+
+func parseHello(f *comm.Frame) (*helloMsg, error)     { return proto.ParseHello(f) }
+func parseRequest(f *comm.Frame) (*requestMsg, error) { return proto.ParseRequest(f) }
+func parseReply(f *comm.Frame) (*replyWire, error)    { return proto.ParseReply(f) }
+
+func parseReplyWith(f *comm.Frame, decode frameDecoder) (*replyWire, error) {
+	return proto.ParseReplyWith(f, decode)
+}
+
+func parseNotifyWith(f *comm.Frame, decode frameDecoder) (*notifyMsg, error) {
+	return proto.ParseNotifyWith(f, decode)
+}
+
+func engineListValue(es []EngineInfo) any                { return proto.EngineListValue(es) }
+func parseEngineList(v any) ([]EngineInfo, error)        { return proto.ParseEngineList(v) }
+func queueStatusValue(q []QueueStatus, waiting int) any  { return proto.QueueStatusValue(q, waiting) }
+func parseQueueStatus(v any) ([]QueueStatus, int, error) { return proto.ParseQueueStatus(v) }
+func parseResultStatus(v any) (pending, completed []uint64, err error) {
+	return proto.ParseResultStatus(v)
+}
+func parsePurged(v any) (int, error)       { return proto.ParsePurged(v) }
+func parseHistory(v any) ([]uint64, error) { return proto.ParseHistory(v) }
+
+// headerOf is what a reply says of t.
+func headerOf(t *task) taskHeader {
+	return taskHeader{ID: t.id, Engine: int(t.eng.Load()), Submitted: t.submitted, Kind: t.kind, Name: t.name, After: t.after, Follow: t.follow}
+}
+
+// What runs on an engine (the registry, a task's Context and the engine's
+// namespace, output capture) lives in views/internal/engine; the Engine's
+// connection to the hub (engine.go) stays here with the bulk path.
+
+// Context is passed to registered functions that take it as their first
+// parameter: the engine's identity and namespace (Context.NS), and its
+// communicators (Context.World, Context.Comm).
+type Context = engine.Context
+
+// Namespace is an engine's named values (push/pull, Ref); safe for
+// concurrent use.
+type Namespace = engine.Namespace
+
+// ErrNoCommunicator is returned by Context.Comm and Context.World when the
+// task has no communicator.
+var ErrNoCommunicator = engine.ErrNoCommunicator
+
+// ErrUnknownFunction is returned (wrapped in a RemoteError) when a task names
+// a function that the engine's program did not register.
+var ErrUnknownFunction = engine.ErrUnknownFunction
+
+// Register makes fn callable by name on every rank that registers it; all
+// ranks run the same binary, so register in init or before Main. fn may take
+// a leading *views.Context, then any sendable parameters (variadic allowed),
+// and return nothing, a value, an error, or a value and an error.
+func Register(name string, fn any) error { return engine.Register(name, fn) }
+
+// MustRegister is Register for init functions: it panics on a programming error.
+func MustRegister(name string, fn any) { engine.MustRegister(name, fn) }
+
+// Registered lists the registered function names, sorted.
+func Registered() []string { return engine.Registered() }
+
+// Lookup returns the function registered under name with Register, so that
+// other packages (the sweep engine) call the same registry; ok is false
+// when no function has that name.
+func Lookup(name string) (fn any, ok bool) { return engine.Lookup(name) }
+
+type (
+	function   = engine.Function
+	stdCapture = engine.StdCapture
+	capture    = engine.Capture
+	panicError = engine.PanicError
+)
+
+const maxOutputKeep = engine.MaxOutputKeep
+
+func lookup(name string) (*function, error) { return engine.Find(name) }
+func newNamespace() *Namespace              { return engine.NewNamespace() }
+func startStdCapture() (*stdCapture, error) { return engine.StartStdCapture() }
+func stackTrace() string                    { return engine.StackTrace() }
+
+// newContext is the Context of a task on e with these targets.
+func (e *Engine) newContext(ctx context.Context, targets []int) *Context {
+	c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets}
+	return engine.Bind(c, (*engineRunner)(e))
+}
+
+// engineRunner is an Engine as a Context reaches it (engine.Runner), without
+// adding methods to the exported Engine.
+type engineRunner Engine
+
+func (r *engineRunner) Mesh() func(ctx context.Context) (*collective.Comm, error) { return r.cfg.World }
+
+func (r *engineRunner) SubComm(w *collective.Comm, ranks []int) (*collective.Comm, error) {
+	return (*Engine)(r).subComm(w, ranks)
+}
