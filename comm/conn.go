@@ -138,7 +138,9 @@ type Options struct {
 	// sleeping until data arrives. A reply that comes within the window is
 	// read without a wakeup, which costs 10-50 µs on virtual machines whose
 	// vCPUs sleep (MPI busy-polls for the same reason). The poller yields to
-	// the process's other goroutines between polls. Zero: never spin.
+	// the process's other goroutines and the core to other threads between
+	// polls (a peer queued on this core would otherwise wait out the
+	// window). Zero: never spin.
 	Spin time.Duration
 	// SpinOnRecv opens the spin window after every read as well, not only
 	// after sends: for peers that exchange messages in tight sequences
@@ -239,6 +241,10 @@ func (c *Conn) spinRead(p []byte) (n int, err error, ok bool) {
 		switch {
 		case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
 			runtime.Gosched()
+			// And to the other processes: the peer this reader waits for
+			// may be queued on this very core (a wake-up puts the woken
+			// thread beside its waker), and would wait out the whole window.
+			yieldCPU()
 			continue
 		case rerr != nil:
 			return 0, os.NewSyscallError("read", rerr), true
