@@ -171,3 +171,22 @@ func spinPeer(role string) error {
 	fmt.Printf("median %v\n", rtts[len(rtts)/2])
 	return nil
 }
+
+// TestSpinningReadAllocatesNothing: a reader polls its socket about once
+// a microsecond while it spins; an allocation per poll (the read attempt's
+// closure and what it captured: three) made a waiting hub or engine
+// allocate ~100 times per round trip in issue 14's slow mode, and the
+// garbage collector run that much more often.
+func TestSpinningReadAllocatesNothing(t *testing.T) {
+	_, client, _ := pair(t, "unix", Options{Spin: 50 * time.Microsecond})
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(20, func() {
+		client.lastTx.Store(nanotime()) // open the window: nothing comes, it spins to its end
+		if n, err, ok := client.spinRead(buf); ok || n != 0 || err != nil {
+			t.Fatalf("spinRead with nothing sent: %d, %v, %v", n, err, ok)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a 50 µs spin with nothing to read allocates %.0f times, want 0", allocs)
+	}
+}
