@@ -96,11 +96,13 @@ func drive(ctx context.Context, c *views.Client) error {
 		xs[i] = i
 	}
 	for r := 0; r < reps; r++ {
+		pm.begin()
 		t := time.Now()
 		res, err := lb.MapSync("noop1", 1, xs)
 		if err != nil {
 			return err
 		}
+		pm.end("lbmap", len(xs))
 		if len(res) != len(xs) {
 			return fmt.Errorf("map returned %d results", len(res))
 		}
