@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,10 @@ type Hub struct {
 	timer   *time.Timer   // fires at the core's next deadline (run ticks it)
 	armed   time.Time     // the deadline timer is set for
 	stopped bool          // Shutdown has ended: effects are dropped
+	// targets and targetsEnc are the last direct task's target ranks and
+	// their encoding (encodedTargets).
+	targets    []int
+	targetsEnc []byte
 
 	// mu guards engines (written under the turn), clients and closed.
 	mu      sync.Mutex
@@ -383,7 +388,7 @@ func (h *Hub) send(s hubcore.Send) {
 		ctrl := d.Payload.Ctrl
 		switch {
 		case d.Ranks != nil:
-			ctrl = append(ctrl[:len(ctrl):len(ctrl)], encodeTargets(d.Ranks)...)
+			ctrl = append(ctrl[:len(ctrl):len(ctrl)], h.encodedTargets(d.Ranks)...)
 		case len(d.Payload.Suffix) > 0:
 			ctrl = append(ctrl[:len(ctrl):len(ctrl)], d.Payload.Suffix...)
 		}
@@ -404,6 +409,17 @@ func (h *Hub) send(s hubcore.Send) {
 			t.markSent()
 		}
 	})
+}
+
+// encodedTargets is encodeTargets(ranks), kept for the next direct task to
+// the same ranks (under the turn): a driver applying to one view again and
+// again encodes its targets once, not on every round trip. The bytes are
+// only ever copied (send appends them to a task's own control).
+func (h *Hub) encodedTargets(ranks []int) []byte {
+	if h.targetsEnc == nil || !slices.Equal(ranks, h.targets) {
+		h.targets, h.targetsEnc = slices.Clone(ranks), encodeTargets(ranks)
+	}
+	return h.targetsEnc
 }
 
 // finish completes a task's future as the core decided (under the turn).

@@ -295,13 +295,40 @@ func TestOutboxWritesNowAndKeepsOrder(t *testing.T) {
 	wg.Wait() // the outbox's goroutine ends with its connection
 }
 
+// applyRoundTripAllocs is the most allocations a no-op apply round trip of
+// a driver in the hub's process may make, hub, engine and client together
+// (81 before the core's effects and the hub's target encoding were reused,
+// 71 after).
+const applyRoundTripAllocs = 71
+
 // TestApplyPathAllocatesNothingExtra: on the apply round trip (issue 14's
 // performance rule) the outbox writes a batch with no allocation of its own
-// (its queues are reused, batch after batch), and a holder's look at an
-// empty event queue (drive, after every result and every request) allocates
-// nothing: garbage on this path made the no-op round trip slower than the
+// (its queues are reused, batch after batch), a holder's look at an empty
+// event queue (drive, after every result and every request) allocates
+// nothing, and the whole round trip stays within applyRoundTripAllocs:
+// garbage on this path made the no-op round trip slower than the
 // lock-based hub's.
 func TestApplyPathAllocatesNothingExtra(t *testing.T) {
+	c, _ := cluster(t, 1)
+	v, err := c.View(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 { // warm up: the queues and spares grow to their size
+		if _, err := v.ApplySync("noop"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rtt := testing.AllocsPerRun(300, func() {
+		if _, err := v.ApplySync("noop"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("%.0f allocations per apply round trip (%d of them the race detector's)", rtt, raceAllocs)
+	if rtt > applyRoundTripAllocs+raceAllocs {
+		t.Errorf("a no-op apply round trip allocates %.0f times, want at most %d", rtt-raceAllocs, applyRoundTripAllocs)
+	}
+
 	a, b := connPair(t)
 	var wg sync.WaitGroup
 	o := newOutbox(a, &wg, nil)

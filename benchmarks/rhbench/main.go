@@ -55,8 +55,14 @@ func drive(ctx context.Context, c *views.Client) error {
 		defer f.Close()
 		defer trace.Stop() // at the latest; stopped after (a) below
 	}
+	pm := newProcMeter() // $RHBENCH_PROCSTAT: the ranks' CPU and context switches per round trip
 	for r := 0; r < reps; r++ {
 		ts := make([]time.Duration, 1000)
+		var ms0, ms1 runtime.MemStats
+		if pm != nil {
+			runtime.ReadMemStats(&ms0)
+		}
+		pm.begin()
 		for i := range ts {
 			t := time.Now()
 			if _, err := e0.ApplySync("noop"); err != nil {
@@ -64,12 +70,20 @@ func drive(ctx context.Context, c *views.Client) error {
 			}
 			ts[i] = time.Since(t)
 		}
+		pm.end("apply", len(ts))
+		if pm != nil {
+			runtime.ReadMemStats(&ms1)
+			fmt.Printf("PROC apply r0 mallocs %.2f gc %d\n", float64(ms1.Mallocs-ms0.Mallocs)/float64(len(ts)), ms1.NumGC-ms0.NumGC)
+		}
 		sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
 		out("rankhub_apply_sync_noop_median", float64(ts[500].Nanoseconds())/1e3, "us")
 		out("rankhub_apply_sync_noop_p90", float64(ts[900].Nanoseconds())/1e3, "us")
 	}
 	if os.Getenv("RHBENCH_TRACE") != "" {
 		trace.Stop()
+	}
+	if os.Getenv("RHBENCH_ONLY") == "apply" {
+		return nil
 	}
 	// (b) tiny tasks through the load-balanced map, one task per element
 	// (chunk size 1, as ipyparallel's map_async default).
@@ -82,11 +96,13 @@ func drive(ctx context.Context, c *views.Client) error {
 		xs[i] = i
 	}
 	for r := 0; r < reps; r++ {
+		pm.begin()
 		t := time.Now()
 		res, err := lb.MapSync("noop1", 1, xs)
 		if err != nil {
 			return err
 		}
+		pm.end("lbmap", len(xs))
 		if len(res) != len(xs) {
 			return fmt.Errorf("map returned %d results", len(res))
 		}

@@ -240,6 +240,7 @@ type Core struct {
 	stopping bool
 	closed   bool
 	out      []Effect
+	spare    []Effect // the array Ready returned last, for the next effects
 }
 
 // New returns a core with no engines, at time zero until the first Tick.
@@ -249,11 +250,20 @@ func New(cfg Config) *Core {
 }
 
 // Ready returns the effects of the events since the last call, in order.
+// The slice is the core's: valid until the next call of Ready, whose
+// effects reuse its array (no allocation per event on the apply path).
 func (c *Core) Ready() []Effect {
 	out := c.out
-	c.out = nil
+	clear(c.spare) // the previous caller's effects: nothing keeps them reachable
+	c.out, c.spare = c.spare[:0], out
+	if cap(out) > maxSpareEffects { // a burst's array is not kept for ever
+		c.spare = nil
+	}
 	return out
 }
+
+// maxSpareEffects is the largest array of effects Ready keeps for reuse.
+const maxSpareEffects = 256
 
 func (c *Core) emit(e Effect) { c.out = append(c.out, e) }
 
