@@ -22,3 +22,13 @@ func Faults(write func()) (faulted bool) {
 	write()
 	return false
 }
+
+// RewriteFaults reports whether writing b[0] back unchanged faults: a real
+// store, which the compiler would drop if the test wrote `b[0] = b[0]`
+// itself (a store of the value just loaded from the same address is
+// eliminated, so a test doing that saw read-only memory as writable
+// whenever it ran without the race detector).
+func RewriteFaults(b []byte) bool { return Faults(func() { store(&b[0], b[0]) }) }
+
+//go:noinline
+func store(p *byte, v byte) { *p = v }

@@ -32,7 +32,7 @@ func (e *Encoder) AddBuffers(bufs [][]byte) int {
 
 // Encode appends v to the payload; where names v in an error.
 func (e *Encoder) Encode(where string, v any) error {
-	e.path = append(e.path[:0], where)
+	e.path = append(e.path[:0], pathStep{kind: 'w', s: where})
 	return e.encode(v)
 }
 

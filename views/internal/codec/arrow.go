@@ -82,7 +82,7 @@ func encodeArrow(e *Encoder, v any) (bool, error) {
 			} else {
 				e.byte1(0)
 			}
-			e.path = append(e.path, "."+f.Name)
+			e.path = append(e.path, pathStep{kind: 'f', s: f.Name})
 			if err := e.arrowArray(x.Column(i)); err != nil {
 				return true, err
 			}
@@ -102,7 +102,7 @@ func encodeArrow(e *Encoder, v any) (bool, error) {
 		e.byte1(byte(x.DataType().ID()))
 		e.uvarint(uint64(len(x.Chunks())))
 		for i, c := range x.Chunks() {
-			e.path = append(e.path, fmt.Sprintf("chunk %d", i))
+			e.path = append(e.path, pathStep{kind: 'c', i: i})
 			if err := e.arrowArray(c); err != nil {
 				return true, err
 			}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"reflect"
 	"sort"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -70,8 +71,10 @@ const oobThreshold = 4096
 type Encoder struct {
 	b    []byte
 	bufs [][]byte
-	// path describes where in the value the encoder is, for error messages.
-	path []string
+	// path describes where in the value the encoder is, for error
+	// messages; formatted only when one is made (pathStep.String), so
+	// encoding a value allocates nothing for it.
+	path []pathStep
 	// bulk, when set, takes large numeric Arrow arrays (views' bulk.go).
 	bulk BulkSender
 }
@@ -90,12 +93,39 @@ func (e *Encoder) fail(t reflect.Type, why string) error {
 	return fmt.Errorf("%w: %s%s: %s", ErrNotSendable, t, where, why)
 }
 
-func joinPath(p []string) string {
-	s := ""
-	for _, x := range p {
-		s += x
+// pathStep is one step into a value: the i-th top-level value, the i-th
+// element of a list, a string key, another key, or a struct field.
+type pathStep struct {
+	kind byte // 'v' value i, 'c' chunk i, 'i' [i], 's' [%q s], 'k' [%v key], 'f' .s, 'w' s
+	i    int
+	s    string
+	key  reflect.Value
+}
+
+func (p pathStep) String() string {
+	switch p.kind {
+	case 'v':
+		return fmt.Sprintf("value %d", p.i)
+	case 'c':
+		return fmt.Sprintf("chunk %d", p.i)
+	case 'w':
+		return p.s
+	case 'i':
+		return fmt.Sprintf("[%d]", p.i)
+	case 's':
+		return fmt.Sprintf("[%q]", p.s)
+	case 'k':
+		return fmt.Sprintf("[%v]", p.key)
 	}
-	return s
+	return "." + p.s
+}
+
+func joinPath(p []pathStep) string {
+	var b strings.Builder
+	for _, x := range p {
+		b.WriteString(x.String())
+	}
+	return b.String()
 }
 
 // encode appends v. Fast paths for the common dynamic types avoid reflection.
@@ -133,7 +163,7 @@ func (e *Encoder) encode(v any) error {
 		e.byte1(tList)
 		e.uvarint(uint64(len(x)))
 		for i, el := range x {
-			e.path = append(e.path, fmt.Sprintf("[%d]", i))
+			e.path = append(e.path, pathStep{kind: 'i', i: i})
 			if err := e.encode(el); err != nil {
 				return err
 			}
@@ -149,7 +179,7 @@ func (e *Encoder) encode(v any) error {
 		e.uvarint(uint64(len(keys)))
 		for _, k := range keys {
 			e.str(k)
-			e.path = append(e.path, "["+fmt.Sprintf("%q", k)+"]")
+			e.path = append(e.path, pathStep{kind: 's', s: k})
 			if err := e.encode(x[k]); err != nil {
 				return err
 			}
@@ -308,7 +338,7 @@ func (e *Encoder) reflectValue(rv reflect.Value) error {
 		e.byte1(tList)
 		e.uvarint(uint64(n))
 		for i := 0; i < n; i++ {
-			e.path = append(e.path, fmt.Sprintf("[%d]", i))
+			e.path = append(e.path, pathStep{kind: 'i', i: i})
 			if err := e.reflectValue(rv.Index(i)); err != nil {
 				return err
 			}
@@ -326,7 +356,7 @@ func (e *Encoder) reflectValue(rv reflect.Value) error {
 			e.uvarint(uint64(len(keys)))
 			for _, k := range keys {
 				e.str(k.String())
-				e.path = append(e.path, fmt.Sprintf("[%q]", k.String()))
+				e.path = append(e.path, pathStep{kind: 's', s: k.String()})
 				if err := e.reflectValue(rv.MapIndex(k)); err != nil {
 					return err
 				}
@@ -340,7 +370,7 @@ func (e *Encoder) reflectValue(rv reflect.Value) error {
 			if err := e.reflectValue(k); err != nil {
 				return err
 			}
-			e.path = append(e.path, fmt.Sprintf("[%v]", k))
+			e.path = append(e.path, pathStep{kind: 'k', key: k})
 			if err := e.reflectValue(rv.MapIndex(k)); err != nil {
 				return err
 			}
@@ -362,7 +392,7 @@ func (e *Encoder) reflectValue(rv reflect.Value) error {
 		for _, i := range idx {
 			f := t.Field(i)
 			e.str(f.Name)
-			e.path = append(e.path, "."+f.Name)
+			e.path = append(e.path, pathStep{kind: 'f', s: f.Name})
 			if err := e.reflectValue(rv.Field(i)); err != nil {
 				return err
 			}
@@ -396,7 +426,7 @@ func EncodeBulk(b BulkSender, vals ...any) (ctrl []byte, bufs [][]byte, err erro
 	}
 	e := &Encoder{b: make([]byte, 0, 64), bulk: b}
 	for i, v := range vals {
-		e.path = append(e.path[:0], fmt.Sprintf("value %d", i))
+		e.path = append(e.path[:0], pathStep{kind: 'v', i: i})
 		if err := e.encode(v); err != nil {
 			return nil, nil, err
 		}

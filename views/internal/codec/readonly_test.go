@@ -86,9 +86,7 @@ func TestReadOnlyDecode(t *testing.T) {
 }
 
 // tryWriteByte is tryWrite for a byte (it writes back what was there).
-func tryWriteByte(b []byte) bool {
-	return faulttest.Faults(func() { v := b[0]; b[0] = v })
-}
+func tryWriteByte(b []byte) bool { return faulttest.RewriteFaults(b) }
 
 // TestReadOnlyReuse: read-only memory is reused only once no array uses
 // it. Arrays of 4 KiB to 1.6 MiB (shared chunks and memory of their own) are
