@@ -38,7 +38,8 @@ const (
 	// over the target ranks.
 	AlgChain Alg = "chain"
 	// AlgDirect: one message from the source to every destination (scatter,
-	// gather, multicast), or, in a reduce of two ranks on two nodes, the
+	// gather, multicast; scatter and bcast send them all at once, one
+	// writer per peer), or, in a reduce of two ranks on two nodes, the
 	// other input straight to root in pieces.
 	AlgDirect Alg = "direct"
 	// AlgRing: allgather ring.
@@ -66,7 +67,7 @@ const (
 
 // algsOf lists, per operation, the algorithms it implements.
 var algsOf = map[string][]Alg{
-	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain},
+	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain, AlgDirect},
 	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect},
 	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving},
 	opAllgather: {AlgShm, AlgRing},
@@ -109,6 +110,21 @@ const (
 // not known to pay.
 const minMulticastChain = 8 << 20
 
+// maxDirectBcast is the most ranks, one per node, that a bcast reaches
+// straight from root, all at once (AlgDirect), instead of the binomial
+// tree or the chain. On the emulated 3-node cluster (make bench-multinode,
+// 3 x 1, medians of 7 (5 at 512 MiB) in 3 rounds interleaved with the
+// others, load 4.5-7.8 on 2 cores), ms at 8 / 64 / 512 MiB:
+//
+//	direct                        12.7 11.4 19.6 / 85 109 164 / 1020 737 1227
+//	chain (copy into an assembly) 23.7 15.7 24.9 / 135 92 125 / 1023 896 950
+//	binomial, announcing chain    21.9 19.3 16.6 / 189 117 136 / 1506 1591 1155
+//
+// The "nodes" there share 2 cores: two streams at once move 2x what one
+// does, and every copy costs the same cores. On a fabric where root's link
+// is the limit the chain's one transfer per link would win from 3 nodes on.
+const maxDirectBcast = 3
+
 func segmentFor(bytes int64) int64 {
 	s := bytes / 16
 	s = min(max(s, minSegment), maxSegment)
@@ -123,9 +139,10 @@ func segmentFor(bytes int64) int64 {
 //
 //	bcast      all on one node with arenas: shm; several members on a
 //	           node (arenas) or several nodes: chain; one member per node:
-//	           binomial below the large threshold or with 2 ranks, chain
-//	           above it (announced through the binomial tree: non-roots do
-//	           not know the size)
+//	           up to maxDirectBcast ranks direct (root to all at once),
+//	           else binomial below the large threshold or with 2 ranks,
+//	           chain above it (announced through the binomial tree:
+//	           non-roots do not know the size)
 //	reduce     small: binomial; one node with arenas: oneround; two ranks
 //	           on two nodes: direct; else halving
 //	allreduce  small: doubling; one node with arenas: oneround; else halving
@@ -155,6 +172,8 @@ func table(op string, bytes int64, l layout) decision {
 			return decision{alg: AlgShm}
 		case l.perNode > 1 && l.shm:
 			return decision{alg: AlgChain}
+		case l.perNode == 1 && l.ranks > 2 && l.ranks <= maxDirectBcast:
+			return decision{alg: AlgDirect}
 		case !l.sizeKnown || !large || l.ranks <= 2:
 			return decision{alg: AlgBinomial}
 		default:
