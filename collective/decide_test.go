@@ -187,29 +187,8 @@ func TestBcastChainOneTransferPerNode(t *testing.T) {
 		}
 		const n = 1 << 18 // 2 MiB of float64
 		src := randArray(rand.New(rand.NewSource(1)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, 0)
-		var wg sync.WaitGroup
-		errs := make([]error, 6)
-		for r, c := range comms {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var in arrow.Array
-				if r == 0 {
-					in = src
-				}
-				got, err := c.Bcast(context.Background(), 0, in)
-				if err == nil {
-					err = sameFloats(got, src)
-					got.Release()
-				}
-				errs[r] = err
-			}()
-		}
-		wg.Wait()
+		bcastAll(t, comms, src)
 		src.Release()
-		if err := errors.Join(errs...); err != nil {
-			t.Fatal(err)
-		}
 		if want := int64(2 * n * 8); cross > want {
 			t.Errorf("bcast %q of %d bytes over 3 nodes x 2: %d bytes crossed nodes, want at most %d (one transfer per other node)", alg, n*8, cross, want)
 		}

@@ -157,3 +157,110 @@ func TestBcastOneRankPerNodeNoAssembly(t *testing.T) {
 		src.Release()
 	}
 }
+
+// countingAlloc counts every byte allocated through it.
+type countingAlloc struct {
+	memory.Allocator
+	total *atomic.Int64
+}
+
+func (a countingAlloc) Allocate(n int) []byte {
+	a.total.Add(int64(n))
+	return a.Allocator.Allocate(n)
+}
+
+// placeGate holds a rank's data sends to a peer until that peer has asked
+// its transport to place messages (SetPlace), or 2 s passed: the test then
+// sees the relays' placement whatever the goroutines' timing.
+type placeGate struct {
+	*LocalTransport
+	ready []chan struct{} // per rank: closed at its first SetPlace
+	once  []sync.Once
+}
+
+func (t placeGate) SetPlace(peer int, tag uint64, fn PlaceFunc) {
+	t.LocalTransport.SetPlace(peer, tag, fn)
+	if fn != nil {
+		t.once[t.Rank()].Do(func() { close(t.ready[t.Rank()]) })
+	}
+}
+
+func (t placeGate) Send(ctx context.Context, to int, tag uint64, header []byte, bufs [][]byte) error {
+	if isCollTag(tag) && len(bufs) > 0 {
+		select {
+		case <-t.ready[to]:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return t.LocalTransport.Send(ctx, to, tag, header, bufs)
+}
+
+// TestBcastChainRelaysReceiveInPlace: the chain's leaders read the
+// segments straight into their assembly (in the arena when they serve
+// node-mates) and forward them from there: the transport allocates no
+// receive memory for them and no relay copies a byte.
+func TestBcastChainRelaysReceiveInPlace(t *testing.T) {
+	for _, nodes := range [][]int{{0, 1, 2, 3}, {0, 0, 1, 1, 2, 2}} {
+		var netBytes atomic.Int64
+		ts := NewLocalNetwork(len(nodes), LocalOptions{Nodes: nodes, Alloc: countingAlloc{memory.DefaultAllocator, &netBytes}})
+		gate := placeGate{ready: make([]chan struct{}, len(nodes)), once: make([]sync.Once, len(nodes))}
+		for r := range gate.ready {
+			gate.ready[r] = make(chan struct{})
+		}
+		dir := t.TempDir()
+		comms := make([]*Comm, len(nodes))
+		for r := range comms {
+			a, err := NewArena(dir, fmt.Sprint("p", r), 64<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			g := gate
+			g.LocalTransport = ts[r]
+			c, err := New(g, WithArena(a), WithAlgorithm("bcast:chain"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			comms[r] = c
+		}
+		const n = 1 << 18 // 2 MiB of float64: 4 segments
+		src := randArray(rand.New(rand.NewSource(9)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, 0)
+		bcastAll(t, comms, src)
+		src.Release()
+		if b := netBytes.Load(); b != 0 {
+			t.Errorf("chain bcast of %d bytes over nodes %v: the transport allocated %d bytes of receive memory: segments were not read in place", n*8, nodes, b)
+		}
+		for r, c := range comms {
+			if b := c.w.relayCopied.Load(); b != 0 {
+				t.Errorf("nodes %v: rank %d copied %d bytes of segments into its assembly", nodes, r, b)
+			}
+		}
+	}
+}
+
+// bcastAll runs a Bcast of src from rank 0 on every comm and checks what
+// each got.
+func bcastAll(t *testing.T, comms []*Comm, src arrow.Array) {
+	t.Helper()
+	errs := make([]error, len(comms))
+	var wg sync.WaitGroup
+	for r, c := range comms {
+		wg.Go(func() {
+			var in arrow.Array
+			if r == 0 {
+				in = src
+			}
+			got, err := c.Bcast(context.Background(), 0, in)
+			if err == nil {
+				err = sameFloats(got, src)
+				got.Release()
+			}
+			errs[r] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
