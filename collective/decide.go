@@ -111,19 +111,26 @@ const (
 const minMulticastChain = 8 << 20
 
 // maxDirectBcast is the most ranks, one per node, that a bcast reaches
-// straight from root, all at once (AlgDirect), instead of the binomial
-// tree or the chain. On the emulated 3-node cluster (make bench-multinode,
-// 3 x 1, medians of 7 (5 at 512 MiB) in 3 rounds interleaved with the
-// others, load 4.5-7.8 on 2 cores), ms at 8 / 64 / 512 MiB:
+// straight from root, all at once (AlgDirect), below minChainDirect bytes;
+// from there root announces the chain through that direct tree. On the
+// emulated 3-node cluster (make bench-multinode, 3 x 1; medians of 7, of 5
+// from 256 MiB, per run; runs interleaved, load 3-8 on 2 cores from the
+// other engineers' work), ms:
 //
-//	direct                        12.7 11.4 19.6 / 85 109 164 / 1020 737 1227
-//	chain (copy into an assembly) 23.7 15.7 24.9 / 135 92 125 / 1023 896 950
-//	binomial, announcing chain    21.9 19.3 16.6 / 189 117 136 / 1506 1591 1155
+//	MiB  direct                      chain (relays read in place)
+//	8    19.4 13.6 10.6              14.2 18.4 12.6
+//	64   124 85 81 139 96 120        84 155 102 146 90 161
+//	256  560 384 391                 377 406 397
+//	512  1009 659 982 1123 1022 873  757 632 947 1128 752 1066
 //
-// The "nodes" there share 2 cores: two streams at once move 2x what one
-// does, and every copy costs the same cores. On a fabric where root's link
-// is the limit the chain's one transfer per link would win from 3 nodes on.
+// (binomial announcing the chain, as before: 23 / 130 / 1049.) The "nodes"
+// share 2 cores: two streams at once move about 2x what one does, and each
+// algorithm makes 4 copies of the payload in all, so they are close; the
+// chain wins where root's link is the limit (a real fabric).
 const maxDirectBcast = 3
+
+// minChainDirect: see maxDirectBcast. A variable for the tests.
+var minChainDirect int64 = 256 << 20
 
 func segmentFor(bytes int64) int64 {
 	s := bytes / 16
@@ -139,7 +146,8 @@ func segmentFor(bytes int64) int64 {
 //
 //	bcast      all on one node with arenas: shm; several members on a
 //	           node (arenas) or several nodes: chain; one member per node:
-//	           up to maxDirectBcast ranks direct (root to all at once),
+//	           up to maxDirectBcast ranks direct (root to all at once;
+//	           from minChainDirect bytes the chain, announced through it),
 //	           else binomial below the large threshold or with 2 ranks,
 //	           chain above it (announced through the binomial tree:
 //	           non-roots do not know the size)
@@ -173,6 +181,9 @@ func table(op string, bytes int64, l layout) decision {
 		case l.perNode > 1 && l.shm:
 			return decision{alg: AlgChain}
 		case l.perNode == 1 && l.ranks > 2 && l.ranks <= maxDirectBcast:
+			if l.sizeKnown && bytes >= minChainDirect {
+				return decision{alg: AlgChain} // announced through the direct tree
+			}
 			return decision{alg: AlgDirect}
 		case !l.sizeKnown || !large || l.ranks <= 2:
 			return decision{alg: AlgBinomial}

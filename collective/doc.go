@@ -51,10 +51,14 @@
 //     (in its arena) and hands it to its node-mates as one descriptor.
 //     Up to 3 ranks, one per node: direct, root sends the whole array to
 //     both others at once (one writer per peer; each keeps the buffer it
-//     received as its result, no copy). Small payloads with one member per
-//     node, or 2 ranks: binomial tree. Non-roots do not know the size: the
-//     chain on a flat layout (and van de Geijn, scatter + ring allgather,
-//     by override) is announced through the binomial (or direct) tree.
+//     received as its result, no copy); from 256 MiB the chain, announced
+//     through that direct tree. A chain's leaders read the segments from
+//     the socket straight into their assembly and forward them from there
+//     (into the arena only for collectives). Small payloads with one
+//     member per node, or 2 ranks: binomial tree. Non-roots do not know
+//     the size: the chain on a flat layout (and van de Geijn, scatter +
+//     ring allgather, by override) is announced through the binomial (or
+//     direct) tree.
 //   - Reduce: binomial tree (small); one round (below) on one node; two
 //     ranks on two nodes: the other input straight to root in 2 MiB
 //     pieces, combined while the next arrives; else recursive halving and

@@ -120,7 +120,7 @@ func TestBcastDirectSlowPeerDoesNotDelayOthers(t *testing.T) {
 // TestBcastOneRankPerNodeNoAssembly: with one rank on each of 3 nodes a
 // large bcast lands in the receive buffers of the transport and stays
 // there: no rank assembles it in memory of its own (the result allocator)
-// or stages it in an arena, whatever the size.
+// or stages it in an arena (below minChainDirect: the direct tree).
 func TestBcastOneRankPerNodeNoAssembly(t *testing.T) {
 	for _, n := range []int{1 << 15, 1 << 20} { // 256 KiB, 8 MiB of float64
 		src := randArray(rand.New(rand.NewSource(5)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, 0)
@@ -262,5 +262,45 @@ func bcastAll(t *testing.T, comms []*Comm, src arrow.Array) {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBcastChainAnnouncedThroughDirectTree: with one rank on each of 3
+// nodes root chains from minChainDirect bytes, announcing it through the
+// direct tree; the relay reads the segments in place.
+func TestBcastChainAnnouncedThroughDirectTree(t *testing.T) {
+	old := minChainDirect
+	minChainDirect = 1 << 20
+	t.Cleanup(func() { minChainDirect = old })
+	for _, n := range []int{1 << 16, 1 << 18} { // 512 KiB direct, 2 MiB chained
+		var netBytes atomic.Int64
+		nodes := []int{0, 1, 2}
+		ts := NewLocalNetwork(3, LocalOptions{Nodes: nodes, Alloc: countingAlloc{memory.DefaultAllocator, &netBytes}})
+		gate := placeGate{ready: make([]chan struct{}, 3), once: make([]sync.Once, 3)}
+		for r := range gate.ready {
+			gate.ready[r] = make(chan struct{})
+		}
+		comms := make([]*Comm, 3)
+		for r := range comms {
+			g := gate
+			g.LocalTransport = ts[r]
+			if r == 0 || n < 1<<18 {
+				g.once[r].Do(func() { close(g.ready[r]) }) // nobody places: do not wait
+			}
+			c, err := New(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			comms[r] = c
+		}
+		src := randArray(rand.New(rand.NewSource(13)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, 0)
+		bcastAll(t, comms, src)
+		src.Release()
+		chained := comms[1].w.relayCopied.Load() == 0 && netBytes.Load() < int64(n*8)
+		if want := n >= 1<<18; chained != want {
+			t.Errorf("bcast of %d bytes over 3 nodes x 1 (chain from %d): transport allocated %d bytes, relay copied %d: chained = %v, want %v",
+				n*8, minChainDirect, netBytes.Load(), comms[1].w.relayCopied.Load(), chained, want)
+		}
 	}
 }
