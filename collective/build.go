@@ -107,6 +107,20 @@ func (a *assembler) put(at int64, c column) {
 	bitutil.CopyBitmap(c.valid, int(c.off), int(c.n), a.valid.Bytes(), int(at))
 }
 
+// putPlaced is put for a piece that may lie in place already (a segment
+// the transport read straight into the assembly): then only its validity
+// is recorded. It reports whether it copied.
+func (a *assembler) putPlaced(at int64, c column) bool {
+	if c.valid != nil || c.n == 0 || at < 0 || (at+c.n)*a.w > int64(a.data.Len()) || &c.data[c.off*a.w] != &a.data.Bytes()[at*a.w] {
+		a.put(at, c)
+		return c.n > 0
+	}
+	if a.valid != nil {
+		bitutil.SetBitsTo(a.valid.Bytes(), at, c.n, true)
+	}
+	return false
+}
+
 // column views the assembled bytes.
 func (a *assembler) column() column {
 	c := column{dt: a.dt, n: a.n, data: a.data.Bytes()}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // The node-aware pipelined chain (AlgChain) of Bcast and Multicast: the
@@ -150,17 +153,120 @@ func (c *Comm) chainFail(next int, mates []int, tags chainTags, cause error) err
 	return cause
 }
 
+// segmentValue is a chain segment: col, the elements from at of an array
+// of n (in aux; at in the one field, so that the receiver can place it).
+func segmentValue(col column, at, n int64) value {
+	v := arrayValue(col)
+	v.aux = n
+	v.fields = []fieldMeta{{name: strconv.FormatInt(at, 10)}}
+	return v
+}
+
+// segmentAt reads the start a segment's header names (-1: none).
+func segmentAt(fields []fieldMeta) int64 {
+	if len(fields) != 1 {
+		return -1
+	}
+	at, err := strconv.ParseInt(fields[0].name, 10, 64)
+	if err != nil || at < 0 {
+		return -1
+	}
+	return at
+}
+
+// chainDest is a relay's assembly, shared with the transport's receiving
+// goroutine when the transport can place messages (placer): segments
+// without nulls are then read from the socket straight into the assembly
+// and forwarded from there, never copied (place); others, and those
+// queued before the relay began, are copied by the relay (put).
+type chainDest struct {
+	mem memory.Allocator
+
+	mu     sync.Mutex
+	asm    *assembler // nil until the first segment's header
+	n      int64
+	dt     arrow.DataType
+	closed bool // the relay is done with it: place nothing more
+}
+
+// close ends placing and returns the assembly (nil: none was made), which
+// the relay may then finish or release.
+func (d *chainDest) close() *assembler {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	return d.asm
+}
+
+// assembly returns the assembly of n elements of dt, made on first use; nil
+// when it exists for another type or length.
+func (d *chainDest) assembly(dt arrow.DataType, n int64) *assembler {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.asm == nil {
+		d.asm, d.n, d.dt = newAssembler(dt, n, d.mem), n, dt
+	}
+	if d.n != n || !arrow.TypeEqual(d.dt, dt) {
+		return nil
+	}
+	return d.asm
+}
+
+// place is the relay's PlaceFunc: a segment without nulls lands at the
+// place its header names in the assembly, which it holds a reference to
+// until released. Anything else is left to the transport (nil).
+func (d *chainDest) place(header []byte, lens []uint64) ([][]byte, func()) {
+	h, err := parseHeader(header)
+	if err != nil || h.kind != kindArray || len(h.cols) != 1 || len(h.refs) != 1 || h.refs[0].arena || len(lens) != 1 {
+		return nil, nil
+	}
+	cm, at := h.cols[0], segmentAt(h.fields)
+	dt := typeOf(cm.typ)
+	if dt == nil || cm.hasValid || cm.off != 0 || cm.n <= 0 || at < 0 || cm.n > h.aux-at {
+		return nil, nil
+	}
+	w := width(dt)
+	if int64(lens[0]) != cm.n*w {
+		return nil, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, nil
+	}
+	if d.asm == nil {
+		d.asm, d.n, d.dt = newAssembler(dt, h.aux, d.mem), h.aux, dt
+	}
+	if d.n != h.aux || !arrow.TypeEqual(d.dt, dt) {
+		return nil, nil
+	}
+	buf := d.asm.data
+	buf.Retain() // until the message is released
+	return [][]byte{buf.Bytes()[at*w : (at+cm.n)*w]}, buf.Release
+}
+
 // chainRelay is a leader's part: receive the segments from prev, forward
 // each to next (-1: none) as it arrives, assemble them (in the arena when
 // there are mates), then hand the payload to mates.
 func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates []int, tags chainTags) (*got, error) {
 	r := c.rank
+	dest := &chainDest{mem: c.w.opts.mem}
+	if a := c.w.opts.arena; a != nil && len(mates) > 0 {
+		dest.mem = a.Allocator() // node-mates alias the assembled payload
+	}
+	// Placed segments hold the assembly until they are consumed. Into the
+	// arena only for collectives, whose failures drop the messages left
+	// queued: a failed multicast's would pin arena memory.
+	if pl, ok := c.w.t.(placer); ok && (len(mates) == 0 || isCollTag(tags.seg)) {
+		pl.SetPlace(c.ranks[prev], tags.seg, dest.place)
+		defer pl.SetPlace(c.ranks[prev], tags.seg, nil)
+	}
 	var asm *assembler
 	var dt arrow.DataType
 	var n, at int64
 	fail := func(err error) (*got, error) {
-		if asm != nil {
-			asm.release()
+		if a := dest.close(); a != nil {
+			a.release()
 		}
 		return nil, c.chainFail(next, mates, tags, err)
 	}
@@ -175,29 +281,26 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 		}
 		if first && err == nil && g.kind == kindArray && len(g.arrs) == 1 && g.aux >= col.n {
 			n, dt = g.aux, col.dt
-			mem := c.w.opts.mem
-			if a := c.w.opts.arena; a != nil && len(mates) > 0 {
-				mem = a.Allocator() // node-mates alias the assembled payload
-			}
-			asm = newAssembler(dt, n, mem)
+			asm = dest.assembly(dt, n)
 		}
-		if asm == nil || g.kind != kindArray || len(g.arrs) != 1 || err != nil || !arrow.TypeEqual(col.dt, dt) || col.n > n-at || (col.n == 0 && n > 0) {
+		if asm == nil || g.kind != kindArray || len(g.arrs) != 1 || err != nil || !arrow.TypeEqual(col.dt, dt) || g.aux != n || col.n > n-at || (col.n == 0 && n > 0) || segmentAt(g.fields) != at {
 			g.release()
 			return fail(c.failColl(tags.seg, protoErr(op, r, prev, "chain segment at element %d of %d is not a segment of %v", at, n, dt)))
 		}
 		if next >= 0 {
-			fwd := arrayValue(col)
-			fwd.aux = n
-			if err := c.send(ctx, op, next, tags.seg, fwd, nil); err != nil {
+			if err := c.send(ctx, op, next, tags.seg, segmentValue(col, at, n), nil); err != nil {
 				g.release()
 				next = -1 // gone: the others are still told
 				return fail(err)
 			}
 		}
-		asm.put(at, col)
+		if asm.putPlaced(at, col) {
+			c.w.relayCopied.Add(bytesOf(col))
+		}
 		at += col.n
 		g.release()
 	}
+	dest.close()
 	res := asm.finish()
 	rc, err := columnOf(res)
 	if err == nil {
@@ -220,8 +323,7 @@ func (c *Comm) chainSource(ctx context.Context, op string, mates []int, col colu
 		per := max(1, seg/width(col.dt))
 		for lo := int64(0); ; lo += per {
 			hi := min(col.n, lo+per)
-			sv := arrayValue(col.slice(lo, hi))
-			sv.aux = col.n
+			sv := segmentValue(col.slice(lo, hi), lo, col.n)
 			if err = c.send(ctx, op, next, tags.seg, sv, nil); err != nil || hi >= col.n {
 				break
 			}

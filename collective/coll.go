@@ -2,7 +2,9 @@ package collective
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -71,7 +73,14 @@ func (c *Comm) Bcast(ctx context.Context, root int, arr arrow.Array) (arrow.Arra
 		if c.rank == root && d.alg == AlgVanDeGeijn {
 			v.aux = auxVanDeGeijn
 		}
-		g, err = c.bcastValue(ctx, "bcast", root, v, d.alg == AlgShm, d.segment, tag)
+		shape := treeBinomial
+		switch {
+		case d.alg == AlgShm:
+			shape = treeShm
+		case blind == AlgDirect:
+			shape = treeDirect
+		}
+		g, err = c.bcastValue(ctx, "bcast", root, v, shape, d.segment, tag)
 	}
 	if err != nil {
 		return nil, err
@@ -95,16 +104,41 @@ const (
 	auxChain      = 2
 )
 
+// bcastShape is the tree of a bcast that never chains (records, chunked
+// arrays): the same on every member.
+func (c *Comm) bcastShape() bcastTree {
+	switch {
+	case c.allShm():
+		return treeShm
+	case c.decide(opBcast, -1, false).alg == AlgDirect:
+		return treeDirect
+	}
+	return treeBinomial
+}
+
+// The shapes of bcastValue's tree.
+type bcastTree int
+
+const (
+	treeBinomial bcastTree = iota
+	// treeShm: root sends a descriptor into its arena to every rank.
+	treeShm
+	// treeDirect (AlgDirect): root sends to every rank at once, one writer
+	// per peer (sendEach).
+	treeDirect
+)
+
 // bcastValue moves v from root to all. Non-roots get the value; root gets nil.
-// With shm (every member on this node, arenas) root sends a descriptor to
-// every rank; otherwise a binomial tree carries v, or what root announces
-// in v.aux (van de Geijn; the chain with segments of seg bytes).
-func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, shm bool, seg int64, tag func(uint8) uint64) (*got, error) {
+// With treeShm (every member on this node, arenas) root sends a descriptor
+// to every rank; otherwise a binomial tree, or root straight to everyone
+// at once (treeDirect), carries v, or what root announces in v.aux (van de
+// Geijn; the chain with segments of seg bytes).
+func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, shape bcastTree, seg int64, tag func(uint8) uint64) (*got, error) {
 	p, r := len(c.ranks), c.rank
 	if p == 1 {
 		return nil, nil
 	}
-	if shm {
+	if shape == treeShm {
 		if r != root {
 			return c.recv(ctx, op, root, tag(0))
 		}
@@ -121,6 +155,26 @@ func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, shm
 	}
 	vr := (r - root + p) % p
 	parent, children := binomialBcast(p, vr)
+	if shape == treeDirect {
+		parent, children = directBcast(p, vr)
+	}
+	// toChildren sends w to every child: at once in the direct tree, in
+	// the binomial order (the farthest subtree first) otherwise.
+	toChildren := func(w value) error {
+		qs := make([]int, len(children))
+		for i, ch := range children {
+			qs[i] = (ch + root) % p
+		}
+		if shape == treeDirect {
+			return c.sendEach(ctx, op, qs, tag(0), func(int) value { return w })
+		}
+		for _, q := range qs {
+			if err := c.send(ctx, op, q, tag(0), w, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	var g *got
 	if parent >= 0 {
 		var err error
@@ -130,10 +184,8 @@ func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, shm
 		if g.kind == kindNone && (g.aux == auxVanDeGeijn || g.aux == auxChain) {
 			// van de Geijn or the chain announced through the tree: pass
 			// it on, then take part.
-			for _, ch := range children {
-				if err := c.send(ctx, op, (ch+root)%p, tag(0), value{aux: g.aux}, nil); err != nil {
-					return nil, err
-				}
+			if err := toChildren(value{aux: g.aux}); err != nil {
+				return nil, err
 			}
 			if g.aux == auxChain {
 				return c.bcastChain(ctx, op, root, value{}, 0, tag)
@@ -154,10 +206,8 @@ func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, shm
 			v.cols = append(v.cols, col)
 		}
 	} else if v.kind == kindArray && (v.aux == auxVanDeGeijn || v.aux == auxChain) {
-		for _, ch := range children {
-			if err := c.send(ctx, op, (ch+root)%p, tag(0), value{aux: v.aux}, nil); err != nil {
-				return nil, err
-			}
+		if err := toChildren(value{aux: v.aux}); err != nil {
+			return nil, err
 		}
 		if v.aux == auxChain {
 			v.aux = 0
@@ -165,13 +215,11 @@ func (c *Comm) bcastValue(ctx context.Context, op string, root int, v value, shm
 		}
 		return nil, c.vdgRoot(ctx, op, v.cols[0], tag)
 	}
-	for _, ch := range children {
-		if err := c.send(ctx, op, (ch+root)%p, tag(0), v, nil); err != nil {
-			if g != nil {
-				g.release()
-			}
-			return nil, err
+	if err := toChildren(v); err != nil {
+		if g != nil {
+			g.release()
 		}
+		return nil, err
 	}
 	return g, nil
 }
@@ -307,13 +355,17 @@ func (c *Comm) Scatterv(ctx context.Context, root int, arr arrow.Array, counts [
 		defer done()
 		src = v.cols[0]
 	}
-	for q := range c.ranks {
-		if q == root {
-			continue
+	// Across nodes every piece goes at once, one writer per peer
+	// (sendEach); on one node they are small descriptors into the arena.
+	piece := func(q int) value { return arrayValue(src.slice(ds[q], ds[q]+counts[q])) }
+	if c.allShm() {
+		for _, q := range c.others() {
+			if err := c.send(ctx, "scatter", q, tag(0), piece(q), nil); err != nil {
+				return nil, err
+			}
 		}
-		if err := c.send(ctx, "scatter", q, tag(0), arrayValue(src.slice(ds[q], ds[q]+counts[q])), nil); err != nil {
-			return nil, err
-		}
+	} else if err := c.sendEach(ctx, "scatter", c.others(), tag(0), piece); err != nil {
+		return nil, err
 	}
 	return array.NewSlice(arr, ds[root], ds[root]+counts[root]), nil
 }
@@ -540,4 +592,35 @@ func (c *Comm) recvAll(ctx context.Context, op string, tag func(uint8) uint64, t
 		}
 	}
 	return nil
+}
+
+// sendEach sends vOf(q) to every communicator rank q in tos at once, one
+// writer per peer: a slow receiver does not hold back the others' data, and
+// the links from this rank carry data together (on the emulated cluster
+// three streams at once move 2x what one does). It returns when every send
+// has ended (the buffers are the caller's until then), with the failures
+// joined.
+func (c *Comm) sendEach(ctx context.Context, op string, tos []int, tag uint64, vOf func(q int) value) error {
+	if len(tos) == 1 {
+		return c.send(ctx, op, tos[0], tag, vOf(tos[0]), nil)
+	}
+	errs := make([]error, len(tos))
+	var wg sync.WaitGroup
+	for i, q := range tos {
+		v := vOf(q)
+		wg.Go(func() { errs[i] = c.send(ctx, op, q, tag, v, nil) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// others lists the communicator ranks but this one.
+func (c *Comm) others() []int {
+	qs := make([]int, 0, len(c.ranks)-1)
+	for q := range c.ranks {
+		if q != c.rank {
+			qs = append(qs, q)
+		}
+	}
+	return qs
 }

@@ -51,6 +51,9 @@ func WithAlgorithm(spec string) Option { return func(o *options) { o.algSpec = s
 type world struct {
 	t    Transport
 	opts options
+	// relayCopied counts the bytes chain relays copied into their
+	// assembly instead of receiving them in place (tests).
+	relayCopied atomic.Int64
 
 	mu      sync.Mutex
 	maps    map[string]*Mapping

@@ -38,7 +38,8 @@ const (
 	// over the target ranks.
 	AlgChain Alg = "chain"
 	// AlgDirect: one message from the source to every destination (scatter,
-	// gather, multicast), or, in a reduce of two ranks on two nodes, the
+	// gather, multicast; scatter and bcast send them all at once, one
+	// writer per peer), or, in a reduce of two ranks on two nodes, the
 	// other input straight to root in pieces.
 	AlgDirect Alg = "direct"
 	// AlgRing: allgather ring.
@@ -66,7 +67,7 @@ const (
 
 // algsOf lists, per operation, the algorithms it implements.
 var algsOf = map[string][]Alg{
-	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain},
+	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain, AlgDirect},
 	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect},
 	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving},
 	opAllgather: {AlgShm, AlgRing},
@@ -109,6 +110,28 @@ const (
 // not known to pay.
 const minMulticastChain = 8 << 20
 
+// maxDirectBcast is the most ranks, one per node, that a bcast reaches
+// straight from root, all at once (AlgDirect), below minChainDirect bytes;
+// from there root announces the chain through that direct tree. On the
+// emulated 3-node cluster (make bench-multinode, 3 x 1; medians of 7, of 5
+// from 256 MiB, per run; runs interleaved, load 3-8 on 2 cores from the
+// other engineers' work), ms:
+//
+//	MiB  direct                      chain (relays read in place)
+//	8    19.4 13.6 10.6              14.2 18.4 12.6
+//	64   124 85 81 139 96 120        84 155 102 146 90 161
+//	256  560 384 391                 377 406 397
+//	512  1009 659 982 1123 1022 873  757 632 947 1128 752 1066
+//
+// (binomial announcing the chain, as before: 23 / 130 / 1049.) The "nodes"
+// share 2 cores: two streams at once move about 2x what one does, and each
+// algorithm makes 4 copies of the payload in all, so they are close; the
+// chain wins where root's link is the limit (a real fabric).
+const maxDirectBcast = 3
+
+// minChainDirect: see maxDirectBcast. A variable for the tests.
+var minChainDirect int64 = 256 << 20
+
 func segmentFor(bytes int64) int64 {
 	s := bytes / 16
 	s = min(max(s, minSegment), maxSegment)
@@ -123,9 +146,11 @@ func segmentFor(bytes int64) int64 {
 //
 //	bcast      all on one node with arenas: shm; several members on a
 //	           node (arenas) or several nodes: chain; one member per node:
-//	           binomial below the large threshold or with 2 ranks, chain
-//	           above it (announced through the binomial tree: non-roots do
-//	           not know the size)
+//	           up to maxDirectBcast ranks direct (root to all at once;
+//	           from minChainDirect bytes the chain, announced through it),
+//	           else binomial below the large threshold or with 2 ranks,
+//	           chain above it (announced through the binomial tree:
+//	           non-roots do not know the size)
 //	reduce     small: binomial; one node with arenas: oneround; two ranks
 //	           on two nodes: direct; else halving
 //	allreduce  small: doubling; one node with arenas: oneround; else halving
@@ -155,6 +180,11 @@ func table(op string, bytes int64, l layout) decision {
 			return decision{alg: AlgShm}
 		case l.perNode > 1 && l.shm:
 			return decision{alg: AlgChain}
+		case l.perNode == 1 && l.ranks > 2 && l.ranks <= maxDirectBcast:
+			if l.sizeKnown && bytes >= minChainDirect {
+				return decision{alg: AlgChain} // announced through the direct tree
+			}
+			return decision{alg: AlgDirect}
 		case !l.sizeKnown || !large || l.ranks <= 2:
 			return decision{alg: AlgBinomial}
 		default:

@@ -29,6 +29,8 @@ func TestDecideTable(t *testing.T) {
 	const MiB = 1 << 20
 	blind := lay(3, 3, 1)
 	blind.sizeKnown = false
+	blind4 := lay(4, 4, 1)
+	blind4.sizeKnown = false
 	noArena := lay(4, 1, 4)
 	noArena.shm = false
 	cases := []struct {
@@ -42,10 +44,16 @@ func TestDecideTable(t *testing.T) {
 		{opBcast, 8 * MiB, lay(6, 1, 6), "", AlgShm, 0},
 		{opBcast, 100, lay(6, 3, 2), "", AlgChain, minSegment},
 		{opBcast, 64 * MiB, lay(6, 3, 2), "", AlgChain, maxSegment},
-		{opBcast, 8 * MiB, lay(3, 3, 1), "", AlgChain, minSegment},
-		{opBcast, 16 * MiB, lay(3, 3, 1), "", AlgChain, 1 * MiB},
-		{opBcast, 100, lay(3, 3, 1), "", AlgBinomial, 0},
-		{opBcast, 64 * MiB, blind, "", AlgBinomial, 0},
+		{opBcast, 8 * MiB, lay(3, 3, 1), "", AlgDirect, 0},
+		{opBcast, 64 * MiB, lay(3, 3, 1), "", AlgDirect, 0},
+		{opBcast, 256 * MiB, lay(3, 3, 1), "", AlgChain, maxSegment},
+		{opBcast, 512 * MiB, lay(3, 3, 1), "bcast:direct", AlgDirect, 0},
+		{opBcast, 100, lay(3, 3, 1), "", AlgDirect, 0},
+		{opBcast, 64 * MiB, blind, "", AlgDirect, 0},
+		{opBcast, 16 * MiB, lay(4, 4, 1), "", AlgChain, 1 * MiB},
+		{opBcast, 100, lay(4, 4, 1), "", AlgBinomial, 0},
+		{opBcast, 64 * MiB, blind4, "", AlgBinomial, 0},
+		{opBcast, 64 * MiB, lay(3, 3, 1), "bcast:chain", AlgChain, maxSegment},
 		{opBcast, 64 * MiB, lay(2, 2, 1), "", AlgBinomial, 0},
 		{opBcast, 64 * MiB, noArena, "", AlgChain, maxSegment}, // announced through the tree
 		{opBcast, 64 * MiB, lay(6, 3, 2), "bcast:vandegeijn", AlgVanDeGeijn, 0},
@@ -92,7 +100,7 @@ func TestParseAlgorithmsErrors(t *testing.T) {
 	for spec, want := range map[string]string{
 		"bcast":            "want op:alg",
 		"frobnicate:ring":  "want op:alg",
-		"bcast:ring":       "bcast has shm, binomial, vandegeijn, chain",
+		"bcast:ring":       "bcast has shm, binomial, vandegeijn, chain, direct",
 		"reduce:halving,x": "want op:alg",
 	} {
 		_, err := parseAlgorithms(spec)
@@ -181,29 +189,8 @@ func TestBcastChainOneTransferPerNode(t *testing.T) {
 		}
 		const n = 1 << 18 // 2 MiB of float64
 		src := randArray(rand.New(rand.NewSource(1)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, 0)
-		var wg sync.WaitGroup
-		errs := make([]error, 6)
-		for r, c := range comms {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var in arrow.Array
-				if r == 0 {
-					in = src
-				}
-				got, err := c.Bcast(context.Background(), 0, in)
-				if err == nil {
-					err = sameFloats(got, src)
-					got.Release()
-				}
-				errs[r] = err
-			}()
-		}
-		wg.Wait()
+		bcastAll(t, comms, src)
 		src.Release()
-		if err := errors.Join(errs...); err != nil {
-			t.Fatal(err)
-		}
 		if want := int64(2 * n * 8); cross > want {
 			t.Errorf("bcast %q of %d bytes over 3 nodes x 2: %d bytes crossed nodes, want at most %d (one transfer per other node)", alg, n*8, cross, want)
 		}
@@ -216,7 +203,7 @@ func TestBcastChainOneTransferPerNode(t *testing.T) {
 func TestBcastEveryAlgorithmEveryLayout(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	for li, nodes := range layouts {
-		for _, alg := range []string{"", "bcast:binomial", "bcast:vandegeijn", "bcast:chain", "bcast:shm"} {
+		for _, alg := range []string{"", "bcast:binomial", "bcast:vandegeijn", "bcast:chain", "bcast:shm", "bcast:direct"} {
 			for _, n := range []int{0, 1000, 70000} { // 70000: 2 chain segments
 				root := (li + n) % 6
 				nulls := 0.1

@@ -49,10 +49,16 @@
 //     to the next as they arrive, so that every link between nodes carries
 //     the payload once and all at the same time; each leader assembles it
 //     (in its arena) and hands it to its node-mates as one descriptor.
-//     Small payloads with one member per node, or 2 ranks: binomial tree.
-//     Non-roots do not know the size: the chain on a flat layout (and van
-//     de Geijn, scatter + ring allgather, by override) is announced
-//     through the binomial tree.
+//     Up to 3 ranks, one per node: direct, root sends the whole array to
+//     both others at once (one writer per peer; each keeps the buffer it
+//     received as its result, no copy); from 256 MiB the chain, announced
+//     through that direct tree. A chain's leaders read the segments from
+//     the socket straight into their assembly and forward them from there
+//     (into the arena only for collectives). Small payloads with one
+//     member per node, or 2 ranks: binomial tree. Non-roots do not know
+//     the size: the chain on a flat layout (and van de Geijn, scatter +
+//     ring allgather, by override) is announced through the binomial (or
+//     direct) tree.
 //   - Reduce: binomial tree (small); one round (below) on one node; two
 //     ranks on two nodes: the other input straight to root in 2 MiB
 //     pieces, combined while the next arrives; else recursive halving and
@@ -61,7 +67,9 @@
 //     recursive halving + recursive doubling.
 //   - Allgather: shm on one node (every rank stages its array once and
 //     sends a descriptor to each peer); else ring.
-//   - Scatter/Gather: direct from/to the root (descriptors on one node).
+//   - Scatter/Gather: direct from/to the root (descriptors on one node;
+//     across nodes the root sends every piece at once, one writer per
+//     peer, so that a slow peer holds back no other).
 //   - Multicast (one array from one rank to a set of ranks, what the views'
 //     Push uses): direct (SendTo); from 8 MiB, when several receivers share
 //     another node or they are on 3 or more other nodes, the chain above

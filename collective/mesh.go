@@ -128,6 +128,7 @@ type link struct {
 	err     error         // the link failed: the peer is gone
 	dead    chan struct{} // closed when err is set
 	qs      map[uint64]*tagQueue
+	place   map[uint64]PlaceFunc // SetPlace, by tag
 }
 
 type tagQueue struct {
@@ -678,12 +679,36 @@ func (m *Mesh) install(l *link, c *comm.Conn) {
 	go m.readLoop(l, c)
 }
 
+// SetPlace implements placer: the buffers of data frames from peer with
+// tag land where fn says (nil: in the receive pool).
+func (m *Mesh) SetPlace(peer int, tag uint64, fn PlaceFunc) {
+	if peer < 0 || peer >= len(m.links) {
+		return
+	}
+	l := m.links[peer]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	setPlace(&l.place, tag, fn)
+}
+
 // readLoop moves every frame from c into its (peer, tag) queue. It ends when
 // the connection fails: the peer closed, died or missed its heartbeats.
 func (m *Mesh) readLoop(l *link, c *comm.Conn) {
 	defer m.wg.Done()
+	place := func(f *comm.Frame, lens []uint64) ([][]byte, func()) {
+		if f.Type != frameData {
+			return nil, nil
+		}
+		l.mu.Lock()
+		fn := l.place[f.ID]
+		l.mu.Unlock()
+		if fn == nil {
+			return nil, nil
+		}
+		return fn(f.Control, lens)
+	}
 	for {
-		f, err := c.Recv()
+		f, err := c.RecvInto(place)
 		if err != nil {
 			if !m.closed.Load() {
 				m.fail(l, fmt.Errorf("mesh: connection to %s lost: %w", m.peerName(l.peer), err))

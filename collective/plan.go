@@ -129,3 +129,15 @@ func binomialBcast(p, vr int) (parent int, children []int) {
 	}
 	return parent, children
 }
+
+// directBcast is the tree of a direct bcast: virtual rank 0 (root) is the
+// parent of every other.
+func directBcast(p, vr int) (parent int, children []int) {
+	if vr != 0 {
+		return 0, nil
+	}
+	for ch := 1; ch < p; ch++ {
+		children = append(children, ch)
+	}
+	return -1, children
+}

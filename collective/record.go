@@ -155,7 +155,7 @@ func (c *Comm) BcastRecord(ctx context.Context, root int, rec arrow.RecordBatch)
 			return nil, c.failColl(tag(0), err)
 		}
 	}
-	g, err := c.bcastValue(ctx, op, root, v, c.allShm(), 0, tag)
+	g, err := c.bcastValue(ctx, op, root, v, c.bcastShape(), 0, tag)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func (c *Comm) BcastChunked(ctx context.Context, root int, ch *arrow.Chunked) (*
 		// the type must travel even without chunks
 		v.fields = []fieldMeta{{name: fmt.Sprint(int(ch.DataType().ID()))}}
 	}
-	g, err := c.bcastValue(ctx, op, root, v, c.allShm(), 0, tag)
+	g, err := c.bcastValue(ctx, op, root, v, c.bcastShape(), 0, tag)
 	if err != nil {
 		return nil, err
 	}

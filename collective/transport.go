@@ -28,6 +28,32 @@ type Transport interface {
 	SameNode(peer int) bool
 }
 
+// PlaceFunc chooses where the buffers of a message land, from its header
+// and its buffers' lengths, before any byte of them arrives: one slice per
+// buffer, of exactly its length, and what to call when the message is
+// released (or lost); nil: the transport's memory. It runs on the
+// transport's receiving goroutine and must not block.
+type PlaceFunc func(header []byte, lens []uint64) (bufs [][]byte, release func())
+
+// placer is an optional ability of a Transport (Mesh, LocalTransport):
+// messages from peer with tag that arrive after SetPlace land where fn
+// says; SetPlace(peer, tag, nil) ends it.
+type placer interface {
+	SetPlace(peer int, tag uint64, fn PlaceFunc)
+}
+
+// setPlace sets (fn nil: removes) the placement of key in *m.
+func setPlace[K comparable](m *map[K]PlaceFunc, key K, fn PlaceFunc) {
+	if fn == nil {
+		delete(*m, key)
+		return
+	}
+	if *m == nil {
+		*m = map[K]PlaceFunc{}
+	}
+	(*m)[key] = fn
+}
+
 // Message is one received message. Bufs usually alias one receive
 // allocation; Release returns it to the transport. Release is idempotent.
 type Message struct {

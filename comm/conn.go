@@ -509,9 +509,21 @@ func (c *Conn) wrapIOErr(err error) error {
 
 // Recv reads the next frame. Heartbeat frames are consumed here. Any error is
 // terminal: the connection is closed and every later call returns it.
-func (c *Conn) Recv() (*Frame, error) {
+func (c *Conn) Recv() (*Frame, error) { return c.RecvInto(nil) }
+
+// Place chooses where a frame's buffers land, from its header (Type,
+// Source, ID; Control read already) and its buffers' lengths, before any
+// byte of them is read: one slice per buffer, of exactly its length, and
+// what to call when the frame is released (or when reading it fails).
+// nil: the Allocator's memory, as usual. It runs on the reading goroutine.
+type Place func(f *Frame, lens []uint64) (bufs [][]byte, release func())
+
+// RecvInto is Recv with the buffers of frames that place accepts read
+// straight into the memory it names (a receiver that knows where the bytes
+// belong then copies nothing). place may be nil.
+func (c *Conn) RecvInto(place Place) (*Frame, error) {
 	for {
-		f, err := c.recv()
+		f, err := c.recv(place)
 		if err != nil {
 			c.fail(err)
 			return nil, c.closedErr()
@@ -523,7 +535,7 @@ func (c *Conn) Recv() (*Frame, error) {
 	}
 }
 
-func (c *Conn) recv() (*Frame, error) {
+func (c *Conn) recv(place Place) (*Frame, error) {
 	if c.closed.Load() {
 		return nil, c.closedErr()
 	}
@@ -557,6 +569,13 @@ func (c *Conn) recv() (*Frame, error) {
 				return nil, err
 			}
 		}
+		if place != nil {
+			if bufs, release := place(f, lens); placed(bufs, lens) {
+				return c.readPlaced(f, bufs, release)
+			} else if release != nil {
+				release()
+			}
+		}
 		mem, err := c.readBuffers(lens, offs, total)
 		if err != nil {
 			return nil, err
@@ -574,6 +593,33 @@ func (c *Conn) recv() (*Frame, error) {
 			return nil, err
 		}
 	}
+	return f, nil
+}
+
+// placed reports whether bufs has one slice of each length of lens.
+func placed(bufs [][]byte, lens []uint64) bool {
+	if bufs == nil || len(bufs) != len(lens) {
+		return false
+	}
+	for i, b := range bufs {
+		if uint64(len(b)) != lens[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// readPlaced reads f's buffers into bufs (Place).
+func (c *Conn) readPlaced(f *Frame, bufs [][]byte, release func()) (*Frame, error) {
+	for _, b := range bufs {
+		if _, err := io.ReadFull(c.r, b); err != nil {
+			if release != nil {
+				release()
+			}
+			return nil, c.wrapIOErr(err)
+		}
+	}
+	f.Buffers, f.release = bufs, release
 	return f, nil
 }
 

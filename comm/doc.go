@@ -9,6 +9,9 @@
 // copy. Recv reads the header and control through a small buffered reader and
 // the buffers into one Align-aligned allocation from the connection's
 // Allocator; the frame's Buffers alias it and Release hands it back.
+// RecvInto lets the reader name, from a frame's header and control, where its
+// buffers land instead (a Place: a collective's relay reads a segment
+// straight into the array it assembles and forwards it from there).
 //
 // Before any frame is read, both sides prove knowledge of the per-job 256-bit
 // key with an HMAC-SHA256 challenge-response (see auth.go). Frames announcing
