@@ -38,7 +38,10 @@ import (
 // dropped from their namespace until no task that could have seen them
 // runs and no result that could point at them waits to be written; tasks
 // keep their arguments until sent; the hub keeps results until they are
-// purged and written to every client.
+// purged and written to every client. An array a push bound that nothing
+// but the namespace (and the engine's own answers to pulls) ever held goes
+// back at once when dropped, without a collection (namespace.go): the
+// next push of that name lands in the same, already faulted-in memory.
 // Arena memory is not Go heap, so the collector does not see its pressure:
 // after every bulkGCBytes received, and after purges and namespace drops
 // of arrays, a collection is started to return what became unreachable.
@@ -166,6 +169,10 @@ type bulkReceiver struct {
 	ctx   context.Context
 	world func(ctx context.Context) (*collective.Comm, error)
 	from  int
+	// held, when set, learns each received array's hold (the engine's
+	// worker: a value a push binds goes back to its owner when replaced,
+	// if nothing else could have seen it; namespace.go).
+	held func(arrow.Array, *gcHold)
 }
 
 func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
@@ -185,19 +192,35 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	// Received over a socket (another node): the receive mapping is made
 	// read-only in place; copied once into read-only memory only when it
 	// cannot be (a frame on the Go heap).
+	var h *gcHold
+	out := a
 	if !w.Protect(a) {
-		if ro := readOnlyOf(a); ro != nil {
+		if ro, rh := readOnlyOfHold(a); ro != nil {
 			a.Release()
-			return ro, nil
+			out, h = ro, rh
 		}
 	}
-	return gcOwned(a), nil
+	if h == nil {
+		out, h = gcOwnedHold(a)
+	}
+	if r.held != nil {
+		r.held(out, h)
+	}
+	return out, nil
 }
 
 // gcOwned returns an array over a's memory that the garbage collector
 // manages: a is released once none of the returned array's buffers is
 // reachable. Release on the returned array does nothing. a is taken over.
 func gcOwned(a arrow.Array) arrow.Array {
+	out, _ := gcOwnedHold(a)
+	return out
+}
+
+// gcOwnedHold is gcOwned that also returns the hold on a: h.release gives
+// a back at once, for a caller that knows nothing can reach the returned
+// array any more (nothing but it ever saw it).
+func gcOwnedHold(a arrow.Array) (arrow.Array, *gcHold) {
 	d := a.Data()
 	h := &gcHold{a: a}
 	bufs := make([]*memory.Buffer, len(d.Buffers()))
@@ -230,16 +253,39 @@ func gcOwned(a arrow.Array) arrow.Array {
 	if h.n.Load() == 0 {
 		h.release()
 	}
-	return out
+	return out, h
 }
 
 // gcHold is a received array, released when its last buffer object is
-// collected.
+// collected, or earlier by whoever knows the array can no longer be
+// reached (the namespace, for a value nothing else saw: seen).
 type gcHold struct {
 	once  sync.Once
 	n     atomic.Int64
 	bytes int64
 	a     arrow.Array
+	// seen says who besides the namespace may hold the array: heldAlone
+	// (nobody), heldByAnswer (the engine's answer to a pull, until
+	// written), heldByUser (user code: only the collector knows when it
+	// let go).
+	seen atomic.Int32
+}
+
+// Values of gcHold.seen, in increasing exposure.
+const (
+	heldAlone int32 = iota
+	heldByAnswer
+	heldByUser
+)
+
+// see records that who may hold h's array (it never goes back down).
+func (h *gcHold) see(who int32) {
+	for {
+		s := h.seen.Load()
+		if s >= who || h.seen.CompareAndSwap(s, who) {
+			return
+		}
+	}
 }
 
 func (h *gcHold) drop() {
