@@ -192,9 +192,13 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	// Received over a socket (another node): the receive mapping is made
 	// read-only in place; copied once into read-only memory only when it
 	// cannot be (a frame on the Go heap).
+	// A multicast leader's array lies in its own arena (its node-mates
+	// alias it there): seen through a read-only mapping of that arena.
 	var h *gcHold
 	out := a
-	if !w.Protect(a) {
+	if view, ok := w.ReadOnlyView(a); ok {
+		a = view
+	} else if !w.Protect(a) {
 		if ro, rh := readOnlyOfHold(a); ro != nil {
 			a.Release()
 			out, h = ro, rh
