@@ -189,3 +189,72 @@ func TestMulticastBusyLeader(t *testing.T) {
 	}
 	w.close(t)
 }
+
+// meetTransport is a transport whose sends wait until `want` of them are
+// in flight at once (or give up after a while with an error saying they
+// went one after another).
+type meetTransport struct {
+	*LocalTransport
+	want    int
+	mu      sync.Mutex
+	started int
+	all     chan struct{}
+}
+
+func (m *meetTransport) Send(ctx context.Context, to int, tag uint64, header []byte, bufs [][]byte) error {
+	m.mu.Lock()
+	m.started++
+	if m.started == m.want {
+		close(m.all)
+	}
+	m.mu.Unlock()
+	select {
+	case <-m.all:
+	case <-time.After(3 * time.Second):
+		return fmt.Errorf("the send to rank %d waited alone: the sends to other nodes go one after another", to)
+	}
+	return m.LocalTransport.Send(ctx, to, tag, header, bufs)
+}
+
+// TestMulticastDirectNodesAtOnce: a direct multicast to receivers on two
+// other nodes sends to both at once (a stream per node), not one after the
+// other: on the emulated cluster one stream carries 1.1 GB/s and three at
+// once 2.2 GB/s, and the driver's Push to the 2 engines of 3 x 1 (direct)
+// took 1.2-1.4 x rankhub's Bcast at 512 MiB.
+func TestMulticastDirectNodesAtOnce(t *testing.T) {
+	ts := NewLocalNetwork(3, LocalOptions{Nodes: []int{0, 1, 2}})
+	src := &meetTransport{LocalTransport: ts[0], want: 2, all: make(chan struct{})}
+	var cs []*Comm
+	for r, tr := range []Transport{src, ts[1], ts[2]} {
+		c, err := New(tr, WithAlgorithm("multicast:direct"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		defer c.Close()
+		defer ts[r].Close()
+	}
+	a := randArray(rand.New(rand.NewSource(3)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 70000, 0, 0)
+	defer a.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, 2)
+	for r := 1; r <= 2; r++ {
+		go func() {
+			got, err := cs[r].Recv(ctx, 0, 9)
+			if err == nil {
+				err = sameFloats(got, a)
+				got.Release()
+			}
+			errs <- err
+		}()
+	}
+	if sent, err := cs[0].Multicast(ctx, []int{1, 2}, 9, a); err != nil || sent != 2 {
+		t.Fatalf("multicast: sent %d, %v", sent, err)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
