@@ -19,7 +19,7 @@ const auxRoute = 3
 // with one user tag, as SendTo does, and each receiver takes it with
 // Recv(ctx, thisRank, tag). The decision table (decide.go) picks how:
 // direct (SendTo: one message each, staged in the arena once for this
-// node's receivers; the nodes at once, sendDirect), or, for large arrays to several other nodes or
+// node's receivers), or, for large arrays to several other nodes or
 // several receivers on another node, the node-aware chain of Bcast
 // (chain.go): this rank sends every receiver a small route notice, then the
 // array once down a pipelined chain of one receiver per node (each
@@ -58,7 +58,7 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 	}
 	d := decide(opMulticast, bytesOf(col), c.layoutOf(set, true), c.w.opts.algs)
 	if d.alg != AlgChain {
-		return c.sendDirect(ctx, set[1:], tag, col)
+		return c.sendTo(ctx, set[1:], tag, col)
 	}
 	// Receivers whose link is known to have failed stay out of the chain,
 	// so that nobody waits behind them.
@@ -102,42 +102,6 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 		return len(mates), errors.Join(err, cerr)
 	}
 	return len(reached), err
-}
-
-// sendDirect is the direct multicast: SendTo per node, every node at once
-// (a stream each: the sender's link carries more than one stream's rate),
-// this node's receivers as SendTo gives them (staged in the arena once).
-// sent and err sum up the nodes'.
-func (c *Comm) sendDirect(ctx context.Context, tos []int, tag uint64, col column) (sent int, err error) {
-	tp := c.topology()
-	var byNode [][]int
-	at := map[int]int{} // node -> index in byNode
-	for _, q := range tos {
-		i, ok := at[tp.node[q]]
-		if !ok {
-			i = len(byNode)
-			at[tp.node[q]] = i
-			byNode = append(byNode, nil)
-		}
-		byNode[i] = append(byNode[i], q)
-	}
-	if len(byNode) <= 1 {
-		return c.sendTo(ctx, tos, tag, col)
-	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, qs := range byNode {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n, serr := c.sendTo(ctx, qs, tag, col)
-			mu.Lock()
-			sent, err = sent+n, errors.Join(err, serr)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return sent, err
 }
 
 // dataTag is the tag of a multicast's segments and descriptors: the user
