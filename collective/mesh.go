@@ -253,6 +253,9 @@ func JoinMesh(ctx context.Context, cfg MeshConfig) (*Mesh, error) {
 			return nil, fmt.Errorf("collective: mesh rank %d: %w", cfg.Rank, err)
 		}
 		m.arena = a
+		// a full arena hands out receive-pool memory, not Go heap: read-only
+		// in place when received (Protect), back to the pool on Release
+		a.fall = zeroedAllocator{m.pool.Allocator()}
 		// results in the arena go on to same-node peers without a copy;
 		// the caller's options come after and may override it
 		opts = append([]Option{WithAllocator(a.Allocator())}, opts...)

@@ -305,3 +305,20 @@ func (a poolAllocator) Free(b []byte) {
 		a.p.Free(b)
 	}
 }
+
+// zeroedAllocator hands out zeroed memory (as the Go heap does) from an
+// allocator that reuses memory without clearing it.
+type zeroedAllocator struct{ memory.Allocator }
+
+func (z zeroedAllocator) Allocate(n int) []byte {
+	b := z.Allocator.Allocate(n)
+	clear(b)
+	return b
+}
+
+func (z zeroedAllocator) Reallocate(n int, b []byte) []byte {
+	if n <= len(b) {
+		return b[:n]
+	}
+	return moveTo(z, n, b)
+}

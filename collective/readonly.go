@@ -1,6 +1,10 @@
 package collective
 
-import "github.com/apache/arrow-go/v18/arrow"
+import (
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
 
 // ReadOnly reports whether every buffer of a received array lies in a
 // peer's arena, which this side maps read-only (a write through the
@@ -51,4 +55,58 @@ func (c *Comm) Protect(a arrow.Array) bool {
 		}
 	}
 	return m.pool.Protect(bufs...)
+}
+
+// ReadOnlyView returns an array over a's bytes seen through a read-only
+// mapping of this rank's own arena, when every buffer of a lies in that
+// arena (a multicast leader assembles the array there for its
+// node-mates): no byte is copied, and a write through the view faults as
+// through a peer's arena. a is taken over: it is released when the view's
+// last buffer is. ok is false, and a untouched, when a is not in this
+// rank's arena or the arena cannot be mapped.
+func (c *Comm) ReadOnlyView(a arrow.Array) (view arrow.Array, ok bool) {
+	ar := c.w.opts.arena
+	d := a.Data()
+	if ar == nil || len(d.Children()) > 0 {
+		return nil, false
+	}
+	m, err := c.w.mapping(ar.Path())
+	if err != nil {
+		return nil, false
+	}
+	ros := make([][]byte, len(d.Buffers()))
+	for i, b := range d.Buffers() {
+		if b == nil || b.Len() == 0 {
+			continue
+		}
+		off := ar.offsetOf(b.Bytes())
+		if off < 0 {
+			return nil, false
+		}
+		if ros[i], err = m.Bytes(off, int64(b.Len())); err != nil {
+			return nil, false
+		}
+	}
+	o := &msgOwner{done: a.Release}
+	o.n.Add(1) // held while the buffers are made
+	bufs := make([]*memory.Buffer, len(ros))
+	for i, b := range d.Buffers() {
+		switch {
+		case b == nil:
+		case ros[i] == nil:
+			bufs[i] = memory.NewBufferBytes(nil)
+		default:
+			bufs[i] = o.buffer(ros[i])
+		}
+	}
+	nd := array.NewData(d.DataType(), d.Len(), bufs, nil, d.NullN(), d.Offset())
+	for _, b := range bufs {
+		if b != nil {
+			b.Release()
+		}
+	}
+	view = array.MakeFromData(nd)
+	nd.Release()
+	o.Free(nil)
+	return view, true
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/rankhub/rankhub/collective"
+	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
 // Bulk path: push, scatter and Set from a driver in the hub's process, and
@@ -34,7 +35,10 @@ import (
 // dropped from their namespace until no task that could have seen them
 // runs and no result that could point at them waits to be written; tasks
 // keep their arguments until sent; the hub keeps results until they are
-// purged and written to every client.
+// purged and written to every client. An array a push bound that nothing
+// but the namespace (and the engine's own answers to pulls) ever held goes
+// back at once when dropped, without a collection (namespace.go): the
+// next push of that name lands in the same, already faulted-in memory.
 // Arena memory is not Go heap, so the collector does not see its pressure:
 // after every bulkGCBytes received, and after purges and namespace drops
 // of arrays, a collection is started to return what became unreachable.
@@ -128,6 +132,10 @@ type bulkReceiver struct {
 	ctx   context.Context
 	world func(ctx context.Context) (*collective.Comm, error)
 	from  int
+	// held, when set, learns each received array's hold (the engine's
+	// worker: a value a push binds goes back to its owner when replaced,
+	// if nothing else could have seen it; namespace.go).
+	held func(arrow.Array, *gcHold)
 }
 
 func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
@@ -147,11 +155,23 @@ func (r *bulkReceiver) recv(from int, tag uint64) (arrow.Array, error) {
 	// Received over a socket (another node): the receive mapping is made
 	// read-only in place; copied once into read-only memory only when it
 	// cannot be (a frame on the Go heap).
-	if !w.Protect(a) {
-		if ro := readOnlyOf(a); ro != nil {
+	// A multicast leader's array lies in its own arena (its node-mates
+	// alias it there): seen through a read-only mapping of that arena.
+	var h *gcHold
+	out := a
+	if view, ok := w.ReadOnlyView(a); ok {
+		a = view
+	} else if !w.Protect(a) {
+		if ro, rh := codec.ReadOnlyOfHold(a); ro != nil {
 			a.Release()
-			return ro, nil
+			out, h = ro, rh
 		}
 	}
-	return gcOwned(a), nil
+	if h == nil {
+		out, h = codec.GCOwnedHold(a)
+	}
+	if r.held != nil {
+		r.held(out, h)
+	}
+	return out, nil
 }

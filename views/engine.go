@@ -68,7 +68,10 @@ type Engine struct {
 	hubRank  int
 	bulkTags bulkTags
 	recv     codecReceiver // the worker's, from the hub's rank; nil without a mesh
-	std      *stdCapture   // what functions print; nil: not captured
+	// received are the holds of the bulk arrays the running task's frame
+	// brought (the worker's: cleared after each task).
+	received map[arrow.Array]*gcHold
+	std      *stdCapture // what functions print; nil: not captured
 }
 
 // ServeEngine registers with the hub over conn and serves tasks until the hub
@@ -118,7 +121,7 @@ func (e *Engine) serve(ctx context.Context) error {
 	// its Context stops when the hub is lost, not hours later.
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
-	e.recv = bulkIn(e.bulkReceiver(wctx))
+	e.recv = bulkIn(e.workerReceiver(wctx))
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
@@ -271,6 +274,7 @@ func (e *Engine) work(ctx context.Context) {
 		if err := recovered(func() { e.run(ctx, f, res) }); err != nil {
 			e.panicked(f.ID, res, err, "handling")
 		}
+		clear(e.received)
 		res.Completed = time.Now()
 		f.Release()
 		// Coalesce replies while more tasks wait: under load many results
@@ -387,6 +391,21 @@ func (e *Engine) bulkReceiver(ctx context.Context) *bulkReceiver {
 	return &bulkReceiver{ctx: ctx, world: e.cfg.World, from: e.hubRank}
 }
 
+// workerReceiver is the worker's bulkReceiver: it notes the holds of the
+// arrays it receives, so that a push binds them as received values.
+func (e *Engine) workerReceiver(ctx context.Context) *bulkReceiver {
+	r := e.bulkReceiver(ctx)
+	if r != nil {
+		r.held = func(a arrow.Array, h *gcHold) {
+			if e.received == nil {
+				e.received = map[arrow.Array]*gcHold{}
+			}
+			e.received[a] = h
+		}
+	}
+	return r
+}
+
 // drain receives the bulk arrays an aborted task refers to and drops them,
 // so that the hub gets its arena ranges back.
 func (e *Engine) drain(f *comm.Frame) {
@@ -479,13 +498,17 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 			return
 		}
 		for k, val := range m {
-			e.ns.Set(k, val)
+			var h *gcHold
+			if a, ok := val.(arrow.Array); ok {
+				h = e.received[a]
+			}
+			e.ns.SetReceived(k, val, h)
 		}
 	case kindPull:
 		out := make([]any, len(args))
 		for i, a := range args {
 			n, _ := a.(string)
-			val, ok := e.ns.Get(n)
+			val, ok := e.ns.Lend(n)
 			if !ok {
 				res.Status, res.Code, res.ErrMsg = statusError, CodeError, fmt.Sprintf("name %q is not defined on engine %d", n, e.id)
 				return
@@ -608,7 +631,7 @@ func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) st
 		if slices.Contains(e.cfg.Labels, r) {
 			continue
 		}
-		if _, ok := e.ns.Get(r); ok {
+		if e.ns.Has(r) {
 			continue
 		}
 		if _, err := lookup(r); err == nil {

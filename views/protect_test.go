@@ -18,13 +18,20 @@ import (
 // buffers, not arenas).
 func tcpMeshCluster(t testing.TB, n int) *Client {
 	t.Helper()
+	cl, _ := tcpMeshClusterMeshes(t, n)
+	return cl
+}
+
+// tcpMeshes is a collective mesh of n ranks over loopback TCP.
+func tcpMeshes(t testing.TB, n int) []*collective.Mesh {
+	t.Helper()
 	key, _ := comm.NewKey()
 	dir := t.TempDir()
-	ms := make([]*collective.Mesh, n+1)
-	errs := make(chan error, n+1)
+	ms := make([]*collective.Mesh, n)
+	errs := make(chan error, n)
 	for r := range ms {
 		go func(r int) {
-			m, err := collective.JoinMesh(context.Background(), collective.MeshConfig{Rank: r, Size: n + 1, Key: key,
+			m, err := collective.JoinMesh(context.Background(), collective.MeshConfig{Rank: r, Size: n, Key: key,
 				Exchange: collective.FileExchange(dir), Heartbeat: -1, ForceTCP: true, Host: "h", Addr: "127.0.0.1",
 				Name: fmt.Sprintf("ptcp%d", r)})
 			ms[r] = m
@@ -41,10 +48,7 @@ func tcpMeshCluster(t testing.TB, n int) *Client {
 			m.Close()
 		}
 	})
-	cl, _ := clusterWith(t, n, func(i int) func(context.Context) (*collective.Comm, error) {
-		return func(context.Context) (*collective.Comm, error) { return ms[i].World(), nil }
-	})
-	return cl
+	return ms
 }
 
 // TestBulkTCPReadOnlyInPlace: arrays of 2 MiB pushed to an engine and

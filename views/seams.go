@@ -58,6 +58,9 @@ func bulkOut(b *bulkSender) codec.BulkSender {
 // per peer (bulkIn), so the per-frame decoders take it as it is.
 type codecReceiver = codec.BulkReceiver
 
+// gcHold is a received array's hold (codec.GCOwnedHold).
+type gcHold = codec.GCHold
+
 // bulkIn is r as the codec takes it (nil stays nil: references refused).
 func bulkIn(r *bulkReceiver) codec.BulkReceiver {
 	if r == nil {
@@ -79,9 +82,7 @@ func (s *bulkSender) Rank() int { return s.world.Rank() }
 
 func (r *bulkReceiver) Recv(from int, tag uint64) (arrow.Array, error) { return r.recv(from, tag) }
 
-func collectBulk()                         { codec.CollectBulk() }
-func gcOwned(a arrow.Array) arrow.Array    { return codec.GCOwned(a) }
-func readOnlyOf(a arrow.Array) arrow.Array { return codec.ReadOnlyOf(a) }
+func collectBulk() { codec.CollectBulk() }
 
 // bulkLive counts the bytes of received arrays the collector manages, not
 // yet returned (tests watch it).

@@ -422,9 +422,16 @@ var readOnlyMin = os.Getpagesize()
 // object built on its buffers is reachable. nil when no read-only memory
 // could be had (the caller keeps the frame's bytes).
 func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, data []byte) arrow.Array {
+	a, _ := readOnlyArrayHold(dt, n, nulls, offset, validity, offsets, data)
+	return a
+}
+
+// readOnlyArrayHold is readOnlyArray that also returns the copies' hold
+// (gcOwnedHold).
+func readOnlyArrayHold(dt arrow.DataType, n, nulls, offset int, validity, offsets, data []byte) (arrow.Array, *GCHold) {
 	bufs, err := collective.ReadOnlyBuffers(validity, data, offsets)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	if offsets != nil {
 		bufs = []*memory.Buffer{bufs[0], bufs[2], bufs[1]}
@@ -439,18 +446,24 @@ func readOnlyArray(dt arrow.DataType, n, nulls, offset int, validity, offsets, d
 	}
 	a := array.MakeFromData(ad)
 	ad.Release()
-	out := GCOwned(a)
+	out, h := GCOwnedHold(a)
 	total := ROCopied.Add(int64(len(validity) + len(offsets) + len(data)))
 	if at := roGCAt.Load(); total-at >= readOnlyGCBytes && roGCAt.CompareAndSwap(at, total) {
 		CollectBulk() // the bulk path's collection, sooner: see readOnlyGCBytes
 	}
-	return out
+	return out, h
 }
 
 // ReadOnlyOf is readOnlyArray of a's buffers (a primitive, boolean or
 // string array, as the codec decodes): nil for another layout or when no
 // read-only memory could be had. a is not released.
 func ReadOnlyOf(a arrow.Array) arrow.Array {
+	ro, _ := ReadOnlyOfHold(a)
+	return ro
+}
+
+// ReadOnlyOfHold is ReadOnlyOf that also returns the copy's hold.
+func ReadOnlyOfHold(a arrow.Array) (arrow.Array, *GCHold) {
 	d := a.Data()
 	bytesOf := func(b *memory.Buffer) []byte {
 		if b == nil {
@@ -461,11 +474,11 @@ func ReadOnlyOf(a arrow.Array) arrow.Array {
 	bufs := d.Buffers()
 	switch {
 	case len(bufs) == 2 && len(d.Children()) == 0:
-		return readOnlyArray(d.DataType(), d.Len(), d.NullN(), d.Offset(), bytesOf(bufs[0]), nil, bytesOf(bufs[1]))
+		return readOnlyArrayHold(d.DataType(), d.Len(), d.NullN(), d.Offset(), bytesOf(bufs[0]), nil, bytesOf(bufs[1]))
 	case len(bufs) == 3 && d.DataType().ID() == arrow.STRING:
-		return readOnlyArray(d.DataType(), d.Len(), d.NullN(), d.Offset(), bytesOf(bufs[0]), bytesOf(bufs[1]), bytesOf(bufs[2]))
+		return readOnlyArrayHold(d.DataType(), d.Len(), d.NullN(), d.Offset(), bytesOf(bufs[0]), bytesOf(bufs[1]), bytesOf(bufs[2]))
 	}
-	return nil
+	return nil, nil
 }
 
 // readOnlyGCBytes is how much may be copied into read-only memory between

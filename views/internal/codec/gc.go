@@ -57,8 +57,16 @@ func CollectBulk() {
 // manages: a is released once none of the returned array's buffers is
 // reachable. Release on the returned array does nothing. a is taken over.
 func GCOwned(a arrow.Array) arrow.Array {
+	out, _ := GCOwnedHold(a)
+	return out
+}
+
+// GCOwnedHold is GCOwned that also returns the hold on a: h.Release gives
+// a back at once, for a caller that knows nothing can reach the returned
+// array any more (nothing but it ever saw it).
+func GCOwnedHold(a arrow.Array) (arrow.Array, *GCHold) {
 	d := a.Data()
-	h := &gcHold{a: a}
+	h := &GCHold{a: a}
 	bufs := make([]*memory.Buffer, len(d.Buffers()))
 	for i, b := range d.Buffers() {
 		if b == nil {
@@ -67,7 +75,7 @@ func GCOwned(a arrow.Array) arrow.Array {
 		nb := memory.NewBufferBytes(b.Bytes())
 		h.bytes += int64(b.Len())
 		h.n.Add(1)
-		runtime.AddCleanup(nb, (*gcHold).drop, h)
+		runtime.AddCleanup(nb, (*GCHold).drop, h)
 		bufs[i] = nb
 	}
 	BulkLive.Add(h.bytes)
@@ -84,30 +92,57 @@ func GCOwned(a arrow.Array) arrow.Array {
 	out.Retain()
 	if od, ok := out.Data().(*array.Data); ok {
 		h.n.Add(1)
-		runtime.AddCleanup(od, (*gcHold).drop, h)
+		runtime.AddCleanup(od, (*GCHold).drop, h)
 	}
 	if h.n.Load() == 0 {
-		h.release()
+		h.Release()
 	}
-	return out
+	return out, h
 }
 
-// gcHold is a received array, released when its last buffer object is
-// collected.
-type gcHold struct {
+// GCHold is a received array, released when its last buffer object is
+// collected, or earlier by whoever knows the array can no longer be
+// reached (the namespace, for a value nothing else saw: Seen).
+type GCHold struct {
 	once  sync.Once
 	n     atomic.Int64
 	bytes int64
 	a     arrow.Array
+	// seen says who besides the namespace may hold the array: HeldAlone
+	// (nobody), HeldByAnswer (the engine's answer to a pull, until
+	// written), HeldByUser (user code: only the collector knows when it
+	// let go).
+	seen atomic.Int32
 }
 
-func (h *gcHold) drop() {
-	if h.n.Add(-1) == 0 {
-		h.release()
+// Values of GCHold.Seen, in increasing exposure.
+const (
+	HeldAlone int32 = iota
+	HeldByAnswer
+	HeldByUser
+)
+
+// See records that who may hold h's array (it never goes back down).
+func (h *GCHold) See(who int32) {
+	for {
+		s := h.seen.Load()
+		if s >= who || h.seen.CompareAndSwap(s, who) {
+			return
+		}
 	}
 }
 
-func (h *gcHold) release() {
+// Seen is who may hold h's array besides the namespace.
+func (h *GCHold) Seen() int32 { return h.seen.Load() }
+
+func (h *GCHold) drop() {
+	if h.n.Add(-1) == 0 {
+		h.Release()
+	}
+}
+
+// Release gives the array back now (once).
+func (h *GCHold) Release() {
 	h.once.Do(func() {
 		h.a.Release()
 		BulkLive.Add(-h.bytes)

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
 // Namespace is an engine's named values (IPython's engine namespace).
@@ -14,51 +16,136 @@ import (
 // it waits to be written: a function holding only a Go slice of an Arrow
 // array it found here, or a result frame pointing into one, never sees the
 // array's memory go back to its owner underneath (bulk.go).
+//
+// An array a push received on the bulk path and bound here (SetReceived)
+// goes back to its owner (the receive pool, already faulted in, or the
+// sender's arena) as soon as it is dropped when nothing but the namespace
+// ever held it: no user code got it (Get, a Ref argument) and no answer to
+// a pull sent it. One a pull sent goes back when buried (that answer was
+// written). One user code got waits for the garbage collector, as every
+// other value: user code may have kept it, or a Go slice of it, anywhere.
 type Namespace struct {
 	mu      sync.RWMutex
 	m       map[string]any
-	dropped []any // in drop order; dropped[0] is drop number base
+	held    map[string]*codec.GCHold // the holds of the bulk arrays bound by SetReceived
+	dropped []droppedValue           // in drop order; dropped[0] is drop number base
 	base    int
 }
 
-func NewNamespace() *Namespace { return &Namespace{m: map[string]any{}} }
+// droppedValue is a dropped value and, for a bulk array bound by
+// SetReceived, its hold.
+type droppedValue struct {
+	v any
+	h *codec.GCHold
+}
 
-// Get returns the value bound to name.
-func (n *Namespace) Get(name string) (any, bool) {
+func NewNamespace() *Namespace {
+	return &Namespace{m: map[string]any{}, held: map[string]*codec.GCHold{}}
+}
+
+// Get returns the value bound to name. The caller may keep it: a bulk
+// array got here waits for the collector once dropped.
+func (n *Namespace) Get(name string) (any, bool) { return n.get(name, codec.HeldByUser) }
+
+// get returns the value bound to name for who (gcHold.seen).
+func (n *Namespace) get(name string, who int32) (any, bool) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	v, ok := n.m[name]
+	if h := n.held[name]; h != nil {
+		h.See(who)
+	}
 	return v, ok
 }
 
+// Has reports whether name is bound, handing its value to nobody.
+func (n *Namespace) Has(name string) bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	_, ok := n.m[name]
+	return ok
+}
+
+// Lend returns the value bound to name for the engine's answer to a pull:
+// once dropped, it goes back when buried (no unwritten answer refers to it).
+func (n *Namespace) Lend(name string) (any, bool) { return n.get(name, codec.HeldByAnswer) }
+
 // Set binds name to v.
 func (n *Namespace) Set(name string, v any) {
+	n.SetReceived(name, v, nil)
+}
+
+// SetReceived binds name to v, an array received on the bulk path whose
+// hold is h (nil: any other value). Nothing but the namespace may hold v
+// yet (the engine's push binds what it decoded).
+func (n *Namespace) SetReceived(name string, v any, h *codec.GCHold) {
 	n.mu.Lock()
-	if old, ok := n.m[name]; ok {
-		n.dropped = append(n.dropped, old)
-	}
+	free := n.dropLocked(name)
 	n.m[name] = v
+	if h != nil && !n.holds(h) {
+		n.held[name] = h
+	} else if h != nil {
+		h.See(codec.HeldByUser) // bound twice: one name's drop must not free it
+	}
 	n.mu.Unlock()
+	free.release()
+}
+
+// holds reports whether h is bound to a name already. n.mu is held.
+func (n *Namespace) holds(h *codec.GCHold) bool {
+	for _, x := range n.held {
+		if x == h {
+			return true
+		}
+	}
+	return false
 }
 
 // Delete removes name.
 func (n *Namespace) Delete(name string) {
 	n.mu.Lock()
-	if old, ok := n.m[name]; ok {
-		n.dropped = append(n.dropped, old)
-		delete(n.m, name)
-	}
+	free := n.dropLocked(name)
+	delete(n.m, name)
 	n.mu.Unlock()
+	free.release()
 }
 
 // Clear removes every name.
 func (n *Namespace) Clear() {
 	n.mu.Lock()
-	for _, v := range n.m {
-		n.dropped = append(n.dropped, v)
+	var free holds
+	for name := range n.m {
+		free = append(free, n.dropLocked(name)...)
 	}
 	n.m = map[string]any{}
 	n.mu.Unlock()
+	free.release()
+}
+
+// holds are bulk arrays' holds to release (outside n.mu).
+type holds []*codec.GCHold
+
+func (hs holds) release() {
+	for _, h := range hs {
+		h.Release()
+	}
+}
+
+// dropLocked drops the value bound to name, if any: a bulk array nothing
+// else ever held is returned for release, anything else goes to the
+// dropped list. The caller rebinds or deletes name. n.mu is held.
+func (n *Namespace) dropLocked(name string) holds {
+	old, ok := n.m[name]
+	if !ok {
+		return nil
+	}
+	h := n.held[name]
+	delete(n.held, name)
+	if h != nil && h.Seen() == codec.HeldAlone {
+		return holds{h}
+	}
+	n.dropped = append(n.dropped, droppedValue{old, h})
+	return nil
 }
 
 // Drops is the number of values dropped so far: a task that starts now
@@ -70,22 +157,31 @@ func (n *Namespace) Drops() int {
 }
 
 // BuryBefore forgets the values dropped before drop number k (all of them
-// for k < 0); it reports whether an Arrow value was among them.
+// for k < 0): bulk arrays only the namespace and the engine's answers held
+// go back to their owners now; it reports whether another Arrow value was
+// among them (the collector returns those).
 func (n *Namespace) BuryBefore(k int) (arrowDropped bool) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	cut := len(n.dropped)
 	if k >= 0 {
 		cut = min(max(k-n.base, 0), cut)
 	}
 	if cut == 0 {
+		n.mu.Unlock()
 		return false
 	}
-	for _, v := range n.dropped[:cut] {
-		arrowDropped = arrowDropped || holdsArrow(v, 4)
+	var free holds
+	for _, d := range n.dropped[:cut] {
+		if d.h != nil && d.h.Seen() < codec.HeldByUser {
+			free = append(free, d.h)
+			continue
+		}
+		arrowDropped = arrowDropped || holdsArrow(d.v, 4)
 	}
-	n.dropped = append([]any(nil), n.dropped[cut:]...)
+	n.dropped = append([]droppedValue(nil), n.dropped[cut:]...)
 	n.base += cut
+	n.mu.Unlock()
+	free.release()
 	return arrowDropped
 }
 

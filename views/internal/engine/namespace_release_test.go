@@ -1,0 +1,76 @@
+package engine
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/rankhub/rankhub/views/internal/codec"
+)
+
+// TestNamespaceReleasesReceivedValues: which dropped bulk values the
+// namespace gives back at once, at burial, or never (the collector's):
+// observed through the checked allocator the received arrays' memory
+// comes from.
+func TestNamespaceReleasesReceivedValues(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	const size = 1024 * 8
+	received := func() (arrow.Array, *codec.GCHold) {
+		b := array.NewFloat64Builder(mem)
+		defer b.Release()
+		for i := range 1024 {
+			b.Append(float64(i))
+		}
+		return codec.GCOwnedHold(b.NewArray())
+	}
+	live := func() int { return mem.CurrentAlloc() / size }
+	ns := NewNamespace()
+	a, ha := received()
+	ns.SetReceived("a", a, ha)
+	b, hb := received()
+	ns.SetReceived("a", b, hb) // a: nobody saw it
+	if n := live(); n != 1 {
+		t.Fatalf("after rebinding a value nobody saw: %d arrays live, want 1", n)
+	}
+	ns.Delete("a") // b too
+	if n := live(); n != 0 {
+		t.Fatalf("after deleting it: %d arrays live, want 0", n)
+	}
+	c, hc := received()
+	ns.SetReceived("c", c, hc)
+	if v, ok := ns.Lend("c"); !ok || v != c {
+		t.Fatal("lend")
+	}
+	u, hu := received()
+	ns.SetReceived("u", u, hu)
+	if v, ok := ns.Get("u"); !ok || v != u {
+		t.Fatal("Get")
+	}
+	k := ns.Drops()
+	ns.Clear()
+	if n := live(); n != 2 {
+		t.Fatalf("after Clear: %d arrays live, want 2 (one a pull sent, one user code got)", n)
+	}
+	if ns.BuryBefore(k) || live() != 2 {
+		t.Fatal("buryBefore a drop count taken before the drops released something")
+	}
+	if !ns.BuryBefore(-1) {
+		t.Error("burying the value user code got did not ask for a collection")
+	}
+	if n := live(); n != 1 {
+		t.Fatalf("after burying: %d arrays live, want 1 (user code's: the collector's to free)", n)
+	}
+	// One array bound under two names is never given back by either.
+	d, hd := received()
+	ns.SetReceived("d1", d, hd)
+	ns.SetReceived("d2", d, hd)
+	ns.Delete("d1")
+	ns.BuryBefore(-1)
+	if v, ok := ns.Get("d2"); !ok || v.(*array.Float64).Value(1023) != 1023 {
+		t.Fatal("d2 lost its value")
+	}
+	runtime.KeepAlive(u)
+}
