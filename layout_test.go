@@ -48,11 +48,14 @@ var impure = []string{"net", "os", "os/exec", "os/signal", "sync", "sync/atomic"
 // frames, typed client↔hub messages),
 // which sits on the hub core's types (views/internal/hubcore) and the codec
 // (views/internal/codec: values to bytes, Arrow without a copy, read-only
-// received memory). A package under views may import only the
+// received memory). The bulk path (views/internal/bulk: large arrays over
+// the collective mesh) sits beside the engine and the protocol, on the
+// codec only. A package under views may import only the
 // ones listed for it; one not listed is an error (add it here and to
 // views/doc.go's overview). TestImportDirection checks it with pure.
 var viewsAllowed = map[string][]string{
-	"views":                  {"views/internal/hubcore", "views/internal/engine", "views/internal/proto", "views/internal/codec"},
+	"views":                  {"views/internal/hubcore", "views/internal/engine", "views/internal/proto", "views/internal/bulk", "views/internal/codec"},
+	"views/internal/bulk":    {"views/internal/codec"},
 	"views/internal/engine":  {"views/internal/proto", "views/internal/codec"},
 	"views/internal/proto":   {"views/internal/hubcore", "views/internal/codec"},
 	"views/internal/hubcore": {},
@@ -186,6 +189,10 @@ func TestViewsLayersRefuseUpwardImports(t *testing.T) {
 		{"views/internal/proto", []string{module + "/views/internal/engine"}, `"views/internal/proto" may import only`},
 		{"views/internal/engine", []string{module + "/views/internal/hubcore"}, `"views/internal/engine" may import only`},
 		{"views/internal/hubcore", []string{module + "/views/internal/codec"}, `may import only []`},
+		{"views/internal/bulk", []string{module + "/views/internal/codec", module + "/views"}, `"views/internal/bulk" may import only`},
+		{"views/internal/bulk", []string{module + "/views/internal/proto"}, `"views/internal/bulk" may import only`},
+		{"views/internal/bulk", []string{module + "/views/internal/engine"}, `"views/internal/bulk" may import only`},
+		{"views/internal/codec", []string{module + "/views/internal/bulk"}, `"views/internal/codec" may import only []`},
 		{"views/internal/unlisted", nil, "in no layer of views"},
 	} {
 		errs := viewsImports(module+"/"+c.from, c.imports)

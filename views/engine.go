@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/rankhub/rankhub/collective"
+	"github.com/rankhub/rankhub/views/internal/bulk"
 	"os"
 	"os/exec"
 	"reflect"
@@ -64,7 +65,7 @@ type Engine struct {
 	comms  map[string]*collective.Comm
 
 	// hubRank is the world rank answers to pulls send large arrays to on
-	// the bulk path (bulk.go); -1: the hub has no mesh.
+	// the bulk path (internal/bulk); -1: the hub has no mesh.
 	hubRank  int
 	bulkTags bulkTags
 	recv     codecReceiver // the worker's, from the hub's rank; nil without a mesh
@@ -388,7 +389,7 @@ func (e *Engine) bulkReceiver(ctx context.Context) *bulkReceiver {
 	if e.cfg.World == nil || e.hubRank < 0 {
 		return nil
 	}
-	return &bulkReceiver{ctx: ctx, world: e.cfg.World, from: e.hubRank}
+	return bulk.NewReceiver(ctx, e.cfg.World, e.hubRank)
 }
 
 // workerReceiver is the worker's bulkReceiver: it notes the holds of the
@@ -396,7 +397,7 @@ func (e *Engine) bulkReceiver(ctx context.Context) *bulkReceiver {
 func (e *Engine) workerReceiver(ctx context.Context) *bulkReceiver {
 	r := e.bulkReceiver(ctx)
 	if r != nil {
-		r.held = func(a arrow.Array, h *gcHold) {
+		r.Held = func(a arrow.Array, h *gcHold) {
 			if e.received == nil {
 				e.received = map[arrow.Array]*gcHold{}
 			}
@@ -519,7 +520,7 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 		if e.hubRank >= 0 && e.cfg.World != nil {
 			wctx, cancel := context.WithTimeout(ctx, bulkReady)
 			if w, err := e.cfg.World(wctx); err == nil {
-				res.Bulk = &bulkSender{ctx: ctx, world: w, to: []int{e.hubRank}, tags: &e.bulkTags}
+				res.Bulk = bulk.NewSender(ctx, w, []int{e.hubRank}, &e.bulkTags)
 			}
 			cancel()
 		}

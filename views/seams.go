@@ -3,10 +3,9 @@ package views
 import (
 	"context"
 
-	"github.com/apache/arrow-go/v18/arrow"
-
 	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/bulk"
 	"github.com/rankhub/rankhub/views/internal/codec"
 	"github.com/rankhub/rankhub/views/internal/engine"
 	"github.com/rankhub/rankhub/views/internal/proto"
@@ -69,18 +68,23 @@ func bulkIn(r *bulkReceiver) codec.BulkReceiver {
 	return r
 }
 
-// Send and Rank make a bulkSender the codec's: only arrays that take the
-// bulk path (bulkable) are sent.
-func (s *bulkSender) Send(a arrow.Array) (uint64, bool) {
-	if !bulkable(a) {
-		return 0, false
-	}
-	return s.send(a)
-}
+// The bulk path lives in views/internal/bulk (below the hub, the engine
+// and the client, which all send and receive on it).
 
-func (s *bulkSender) Rank() int { return s.world.Rank() }
+// BulkTagBase is the first world-communicator user tag the views' bulk
+// path uses; tags below it are free for user Send/Recv.
+const BulkTagBase = bulk.TagBase
 
-func (r *bulkReceiver) Recv(from int, tag uint64) (arrow.Array, error) { return r.recv(from, tag) }
+type (
+	bulkSender   = bulk.Sender
+	bulkReceiver = bulk.Receiver
+	bulkTags     = bulk.Tags
+)
+
+const (
+	bulkTimeout = bulk.Timeout
+	bulkReady   = bulk.Ready
+)
 
 func collectBulk() { codec.CollectBulk() }
 
@@ -204,7 +208,7 @@ func headerOf(t *task) taskHeader {
 
 // What runs on an engine (the registry, a task's Context and the engine's
 // namespace, output capture) lives in views/internal/engine; the Engine's
-// connection to the hub (engine.go) stays here with the bulk path.
+// connection to the hub (engine.go) stays here.
 
 // Context is passed to registered functions that take it as their first
 // parameter: the engine's identity and namespace (Context.NS), and its
