@@ -156,17 +156,18 @@
 //
 //   - views: the client API (Client, DirectView, LoadBalancedView,
 //     AsyncResult, errors; client.go, lbview.go, result.go, wait.go, the
-//     outside client remote.go), the hub's IO (hub.go, outbox.go,
-//     hubclients.go) and the Engine's connection to the hub (engine.go).
-//     seams.go keeps the names users had (Context, Register, Ref, As,
-//     BulkTagBase, ...) as aliases and wrappers.
-//   - views/internal/engine: what runs on an engine: the registry of
+//     outside client remote.go) and the hub's IO (hub.go, outbox.go,
+//     hubclients.go). seams.go keeps the names users had (Context,
+//     Register, Ref, As, BulkTagBase, ServeEngine, EngineConfig, ...) as
+//     aliases and wrappers.
+//   - views/internal/engine: what runs on an engine: its connection to the
+//     hub (engine.go: Serve, the reader and the worker), the registry of
 //     functions and their calls, Context, the namespace, output capture.
 //   - views/internal/proto: the engine↔hub frames (proto.go) and the typed
 //     client↔hub messages (clientmsg.go), each field checked.
 //   - views/internal/bulk: the bulk path (large numeric arrays over the
 //     collective mesh) that the hub, the engine and the client's Push and
-//     Pull use; beside engine and proto, on the codec only.
+//     Pull use; below the engine, beside proto, on the codec only.
 //   - views/internal/hubcore: the hub's state machine, without IO.
 //   - views/internal/codec: values to a control payload and raw buffers,
 //     Arrow without a copy, received arrays read-only and collected

@@ -211,3 +211,19 @@ func (r *Receiver) Recv(from int, tag uint64) (arrow.Array, error) {
 	}
 	return out, nil
 }
+
+// Out is s as the codec takes it (nil stays nil: no bulk path).
+func Out(s *Sender) codec.BulkSender {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+// In is r as the codec takes it (nil stays nil: references refused).
+func In(r *Receiver) codec.BulkReceiver {
+	if r == nil {
+		return nil
+	}
+	return r
+}
