@@ -41,19 +41,21 @@ var pure = map[string]bool{"views/internal/hubcore": true}
 var impure = []string{"net", "os", "os/exec", "os/signal", "sync", "sync/atomic", "syscall", "io", "io/fs", "runtime", "context",
 	"log", "github.com/rs/zerolog"}
 
-// Inside views, imports point down too, along its seams: the client API,
-// the hub's IO and the engine's connection (views) sit on what runs on an
-// engine (views/internal/engine: registry, Context, namespace, output
-// capture), which sits on the protocol (views/internal/proto: engine↔hub
-// frames, typed client↔hub messages),
-// which sits on the hub core's types (views/internal/hubcore) and the codec
-// (views/internal/codec: values to bytes, Arrow without a copy, read-only
-// received memory). A package under views may import only the
+// Inside views, imports point down too, along its seams: the client API
+// and the hub's IO (views) sit on the engine (views/internal/engine: its
+// connection to the hub, registry, Context, namespace, output capture),
+// which sits on the protocol (views/internal/proto: engine↔hub frames,
+// typed client↔hub messages) and the bulk path (views/internal/bulk: large
+// arrays over the collective mesh); the protocol sits on the hub core's
+// types (views/internal/hubcore) and the codec (views/internal/codec:
+// values to bytes, Arrow without a copy, read-only received memory), the
+// bulk path on the codec only. A package under views may import only the
 // ones listed for it; one not listed is an error (add it here and to
 // views/doc.go's overview). TestImportDirection checks it with pure.
 var viewsAllowed = map[string][]string{
-	"views":                  {"views/internal/hubcore", "views/internal/engine", "views/internal/proto", "views/internal/codec"},
-	"views/internal/engine":  {"views/internal/proto", "views/internal/codec"},
+	"views":                  {"views/internal/hubcore", "views/internal/engine", "views/internal/proto", "views/internal/bulk", "views/internal/codec"},
+	"views/internal/bulk":    {"views/internal/codec"},
+	"views/internal/engine":  {"views/internal/proto", "views/internal/bulk", "views/internal/codec"},
 	"views/internal/proto":   {"views/internal/hubcore", "views/internal/codec"},
 	"views/internal/hubcore": {},
 	"views/internal/codec":   {},
@@ -185,7 +187,12 @@ func TestViewsLayersRefuseUpwardImports(t *testing.T) {
 		{"views/internal/proto", []string{module + "/views/internal/codec", module + "/views"}, `"views/internal/proto" may import only`},
 		{"views/internal/proto", []string{module + "/views/internal/engine"}, `"views/internal/proto" may import only`},
 		{"views/internal/engine", []string{module + "/views/internal/hubcore"}, `"views/internal/engine" may import only`},
+		{"views/internal/engine", []string{module + "/views/internal/bulk", module + "/views"}, `"views/internal/engine" may import only`},
 		{"views/internal/hubcore", []string{module + "/views/internal/codec"}, `may import only []`},
+		{"views/internal/bulk", []string{module + "/views/internal/codec", module + "/views"}, `"views/internal/bulk" may import only`},
+		{"views/internal/bulk", []string{module + "/views/internal/proto"}, `"views/internal/bulk" may import only`},
+		{"views/internal/bulk", []string{module + "/views/internal/engine"}, `"views/internal/bulk" may import only`},
+		{"views/internal/codec", []string{module + "/views/internal/bulk"}, `"views/internal/codec" may import only []`},
 		{"views/internal/unlisted", nil, "in no layer of views"},
 	} {
 		errs := viewsImports(module+"/"+c.from, c.imports)

@@ -11,6 +11,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/rankhub/rankhub/collective"
+	"github.com/rankhub/rankhub/views/internal/bulk"
 )
 
 // nodesWorld is ranks on emulated nodes (nodes[r] is rank r's), each with
@@ -117,7 +118,7 @@ func TestBulkMulticastLeadersReadOnlyWithoutCopy(t *testing.T) {
 // ranks 1-5 on the bulk path and returns the task's payload.
 func pushFromRank0(t *testing.T, w *collective.Comm, big arrow.Array) (ctrl []byte, bufs [][]byte) {
 	t.Helper()
-	send := &bulkSender{ctx: context.Background(), world: w, to: []int{1, 2, 3, 4, 5}, tags: &bulkTags{}}
+	send := bulk.NewSender(context.Background(), w, []int{1, 2, 3, 4, 5}, &bulkTags{})
 	ctrl, bufs, err := encodeBulk(send, big)
 	big.Release()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/rankhub/rankhub/collective"
+	"github.com/rankhub/rankhub/views/internal/bulk"
 )
 
 // localWorld is n ranks on one node with arenas, in process.
@@ -80,7 +81,7 @@ func waitInUse(t *testing.T, a *collective.Arena, want int64, what string) {
 }
 
 func receiverOf(c *collective.Comm, from int) *bulkReceiver {
-	return &bulkReceiver{ctx: context.Background(), world: func(context.Context) (*collective.Comm, error) { return c, nil }, from: from}
+	return bulk.NewReceiver(context.Background(), func(context.Context) (*collective.Comm, error) { return c, nil }, from)
 }
 
 func TestBulkRoundTripThroughArena(t *testing.T) {
@@ -95,7 +96,7 @@ func TestBulkRoundTripThroughArena(t *testing.T) {
 	}
 	bools := flags.NewArray() // 256 KiB of bits, but boolean: frames
 	flags.Release()
-	send := &bulkSender{ctx: context.Background(), world: cs[0], to: []int{1}, tags: &bulkTags{}}
+	send := bulk.NewSender(context.Background(), cs[0], []int{1}, &bulkTags{})
 	ctrl, bufs, err := encodeBulk(send, map[string]any{"big": big, "small": small, "bools": bools})
 	big.Release()
 	small.Release()
@@ -158,7 +159,8 @@ func TestBulkSendFailures(t *testing.T) {
 	big := float64Ramp(memory.DefaultAllocator, 1<<18)
 	defer big.Release()
 	ts[2].Close() // rank 2 is gone
-	send := &bulkSender{ctx: context.Background(), world: cs[0], to: []int{2}, tags: &bulkTags{}}
+	tags := &bulkTags{}
+	send := bulk.NewSender(context.Background(), cs[0], []int{2}, tags)
 	ctrl, bufs, err := encodeBulk(send, big)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +169,7 @@ func TestBulkSendFailures(t *testing.T) {
 		t.Fatalf("nobody reached: the frame should carry the array: %v", err)
 	}
 	waitInUse(t, as[0], 0, "after a send that reached nobody")
-	send.to = []int{1, 2}
+	send = bulk.NewSender(context.Background(), cs[0], []int{1, 2}, tags)
 	ctrl, bufs, err = encodeBulk(send, big)
 	if err != nil {
 		t.Fatal(err)

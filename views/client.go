@@ -203,7 +203,7 @@ func (v *DirectView) submit(kind int, name string, args []any) (*AsyncResult, er
 	if err != nil {
 		return nil, err
 	}
-	bulk.flush() // the tasks exist: their arrays may go
+	bulk.Flush() // the tasks exist: their arrays may go
 	return &AsyncResult{b: v.c.b, tasks: tasks, single: v.single}, nil
 }
 
@@ -226,7 +226,7 @@ func (v *DirectView) submitEach(kind int, name string, args [][]any) ([]*task, e
 		return nil, err // deferred senders: nothing was sent
 	}
 	for _, b := range bulks {
-		b.flush()
+		b.Flush()
 	}
 	return tasks, nil
 }

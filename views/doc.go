@@ -94,7 +94,7 @@
 //
 // Push, Set and Scatter from a driver on rank 0, and the engines' answers
 // to Pull, Get and Gather, move numeric Arrow arrays of 1 MiB and more over
-// the job's collective mesh (bulk.go), the path of package collective: on
+// the job's collective mesh (views/internal/bulk), the path of package collective: on
 // one node the engine maps the sender's shared-memory arena read-only (an
 // array not allocated there, from collective.Comm.Arena().Allocator(), is
 // copied into it once for all the engines of the call), across nodes the
@@ -156,14 +156,18 @@
 //
 //   - views: the client API (Client, DirectView, LoadBalancedView,
 //     AsyncResult, errors; client.go, lbview.go, result.go, wait.go, the
-//     outside client remote.go), the hub's IO (hub.go, outbox.go,
-//     hubclients.go), the Engine's connection to the hub (engine.go) and
-//     the bulk path both of them use (bulk.go). seams.go keeps the names
-//     users had (Context, Register, Ref, As, ...) as aliases and wrappers.
-//   - views/internal/engine: what runs on an engine: the registry of
+//     outside client remote.go) and the hub's IO (hub.go, outbox.go,
+//     hubclients.go). seams.go keeps the names users had (Context,
+//     Register, Ref, As, BulkTagBase, ServeEngine, EngineConfig, ...) as
+//     aliases and wrappers.
+//   - views/internal/engine: what runs on an engine: its connection to the
+//     hub (engine.go: Serve, the reader and the worker), the registry of
 //     functions and their calls, Context, the namespace, output capture.
 //   - views/internal/proto: the engine↔hub frames (proto.go) and the typed
 //     client↔hub messages (clientmsg.go), each field checked.
+//   - views/internal/bulk: the bulk path (large numeric arrays over the
+//     collective mesh) that the hub, the engine and the client's Push and
+//     Pull use; below the engine, beside proto, on the codec only.
 //   - views/internal/hubcore: the hub's state machine, without IO.
 //   - views/internal/codec: values to a control payload and raw buffers,
 //     Arrow without a copy, received arrays read-only and collected

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/rankhub/rankhub/views/internal/hubcore"
-	"github.com/rs/zerolog"
+	"github.com/rankhub/rankhub/views/internal/proto"
 )
 
 // Sentinel errors. A RemoteError matches the sentinel of its Code with errors.Is.
@@ -46,10 +46,10 @@ var (
 // Codes carried by RemoteError.
 const (
 	CodeError                = hubcore.CodeError                // the function returned an error
-	CodePanic                = "panic"                          // the function panicked
-	CodeUnknownFunction      = "unknown-function"               // no such registered function
-	CodeBadArguments         = "bad-arguments"                  // arguments could not be converted
-	CodeExitStatus           = "exit-status"                    // a shell command exited non-zero
+	CodePanic                = proto.CodePanic                  // the function panicked
+	CodeUnknownFunction      = proto.CodeUnknownFunction        // no such registered function
+	CodeBadArguments         = proto.CodeBadArguments           // arguments could not be converted
+	CodeExitStatus           = proto.CodeExitStatus             // a shell command exited non-zero
 	CodeEngineDied           = hubcore.CodeEngineDied           // the engine died or left with the task pending
 	CodeAborted              = hubcore.CodeAborted              // aborted before it ran
 	CodeNotSendable          = hubcore.CodeNotSendable          // the result could not be sent back
@@ -117,30 +117,6 @@ func (e *CompositeError) Unwrap() []error {
 		out[i] = r
 	}
 	return out
-}
-
-// recovered runs fn, the handling of one peer's message, and turns a panic
-// into an error with the panic value and its stack: a bug or a hostile
-// input the decoders did not foresee fails that message, or closes that
-// peer, instead of the rank.
-func recovered(fn func()) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = &panicError{Value: p, Stack: stackTrace()}
-		}
-	}()
-	fn()
-	return nil
-}
-
-// withStack adds a recovered panic (and its stack) to an error log event.
-func withStack(ev *zerolog.Event, err error) *zerolog.Event {
-	ev = ev.Err(err)
-	var pe *panicError
-	if errors.As(err, &pe) {
-		ev = ev.Str("stack", pe.Stack)
-	}
-	return ev
 }
 
 // hubError is an error answered by the hub; Is matches the sentinel of its code.

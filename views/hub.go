@@ -12,6 +12,7 @@ import (
 
 	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/bulk"
 	"github.com/rankhub/rankhub/views/internal/hubcore"
 	"github.com/rs/zerolog"
 )
@@ -29,7 +30,7 @@ type HubConfig struct {
 	// Seed seeds the Random scheme (0: from the clock).
 	Seed uint64
 	// World returns the communicator over every rank of the job, waiting
-	// until it is ready; nil: no bulk path (bulk.go). With it, pushes and
+	// until it is ready; nil: no bulk path (internal/bulk). With it, pushes and
 	// scatters of a driver in this process and the engines' answers to
 	// pulls and gathers move large numeric Arrow arrays over the mesh.
 	World func(ctx context.Context) (*collective.Comm, error)
@@ -541,7 +542,7 @@ func (h *Hub) serveEngine(c *comm.Conn, reg *registerMsg) {
 	}
 	e := &engineRec{id: id, rank: reg.Rank, host: reg.Host, mesh: reg.Mesh, conn: c}
 	if h.cfg.World != nil && reg.Mesh {
-		e.bulk = &bulkReceiver{ctx: context.Background(), world: h.cfg.World, from: reg.Rank}
+		e.bulk = bulk.NewReceiver(context.Background(), h.cfg.World, reg.Rank)
 	}
 	// The welcome goes out before the engine joins the core: no task or
 	// control frame can overtake it. The id stays taken either way.
@@ -853,5 +854,5 @@ func (h *Hub) bulkFor(targets []int) *bulkSender {
 		h.log.Warn().Err(err).Msg("no collective mesh: large arrays travel in frames")
 		return nil
 	}
-	return &bulkSender{ctx: context.Background(), world: w, to: ranks, tags: &h.bulkTags, deferred: true}
+	return bulk.NewDeferredSender(context.Background(), w, ranks, &h.bulkTags)
 }

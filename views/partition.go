@@ -23,25 +23,6 @@ func partition(n, k int) []int {
 	return b
 }
 
-// rowsOf is the number of rows of a sequence, or false if v is not one.
-func rowsOf(v any) (int, bool) {
-	switch x := v.(type) {
-	case arrow.Array:
-		return x.Len(), true
-	case arrow.RecordBatch:
-		return int(x.NumRows()), true
-	case *arrow.Chunked:
-		return x.Len(), true
-	case arrow.Table:
-		return int(x.NumRows()), true
-	}
-	rv := reflect.ValueOf(v)
-	if rv.Kind() == reflect.Slice || rv.Kind() == reflect.Array {
-		return rv.Len(), true
-	}
-	return 0, false
-}
-
 // seqsLen checks that every sequence has the same number of rows.
 func seqsLen(seqs []any) (int, error) {
 	if len(seqs) == 0 {

@@ -3,10 +3,10 @@ package views
 import (
 	"context"
 
-	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/rs/zerolog"
 
-	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/bulk"
 	"github.com/rankhub/rankhub/views/internal/codec"
 	"github.com/rankhub/rankhub/views/internal/engine"
 	"github.com/rankhub/rankhub/views/internal/proto"
@@ -17,8 +17,7 @@ import (
 // short names, which the compiler inlines (go build -gcflags=-m=2), so
 // that the split adds no call on the hot paths. Over the inlining budget,
 // one direct call each: encodeBulk, decodeBulk and parseReply (used by
-// tests; client.go calls codec.EncodeBulk itself) and decodeTask (the
-// drain of an aborted task's arrays).
+// tests; client.go calls codec.EncodeBulk itself).
 
 // Ref names a value in an engine's namespace. Passed as an argument, the
 // engine substitutes the named value without moving it.
@@ -30,9 +29,6 @@ var ErrNotSendable = codec.ErrNotSendable
 // As converts a value received from an engine to T (for example a decoded
 // map[string]any to a struct, or []any to []float64).
 func As[T any](v any) (T, error) { return codec.As[T](v) }
-
-// errCorrupt is returned for malformed payloads (never a panic).
-var errCorrupt = codec.ErrCorrupt
 
 func encodeValues(vals ...any) ([]byte, [][]byte, error) { return codec.EncodeBulk(nil, vals...) }
 
@@ -47,40 +43,32 @@ func encodeBulk(b *bulkSender, vals ...any) ([]byte, [][]byte, error) {
 }
 
 // bulkOut is b as the codec takes it (nil stays nil: no bulk path).
-func bulkOut(b *bulkSender) codec.BulkSender {
-	if b == nil {
-		return nil
-	}
-	return b
-}
+func bulkOut(b *bulkSender) codec.BulkSender { return bulk.Out(b) }
 
 // codecReceiver is how the hub and the engine hold their receivers: set once
 // per peer (bulkIn), so the per-frame decoders take it as it is.
 type codecReceiver = codec.BulkReceiver
 
-// gcHold is a received array's hold (codec.GCOwnedHold).
-type gcHold = codec.GCHold
-
 // bulkIn is r as the codec takes it (nil stays nil: references refused).
-func bulkIn(r *bulkReceiver) codec.BulkReceiver {
-	if r == nil {
-		return nil
-	}
-	return r
-}
+func bulkIn(r *bulkReceiver) codec.BulkReceiver { return bulk.In(r) }
 
-// Send and Rank make a bulkSender the codec's: only arrays that take the
-// bulk path (bulkable) are sent.
-func (s *bulkSender) Send(a arrow.Array) (uint64, bool) {
-	if !bulkable(a) {
-		return 0, false
-	}
-	return s.send(a)
-}
+// The bulk path lives in views/internal/bulk (below the hub, the engine
+// and the client, which all send and receive on it).
 
-func (s *bulkSender) Rank() int { return s.world.Rank() }
+// BulkTagBase is the first world-communicator user tag the views' bulk
+// path uses; tags below it are free for user Send/Recv.
+const BulkTagBase = bulk.TagBase
 
-func (r *bulkReceiver) Recv(from int, tag uint64) (arrow.Array, error) { return r.recv(from, tag) }
+type (
+	bulkSender   = bulk.Sender
+	bulkReceiver = bulk.Receiver
+	bulkTags     = bulk.Tags
+)
+
+const (
+	bulkTimeout = bulk.Timeout
+	bulkReady   = bulk.Ready
+)
 
 func collectBulk() { codec.CollectBulk() }
 
@@ -137,7 +125,6 @@ const (
 type (
 	registerMsg  = proto.Register
 	resultMsg    = proto.Result
-	requirements = proto.Requirements
 	helloMsg     = proto.Hello
 	requestMsg   = proto.Request
 	replyWire    = proto.Reply
@@ -152,14 +139,6 @@ func parseRegister(f *comm.Frame) (*registerMsg, error) { return proto.ParseRegi
 
 // parseResult decodes an engine's result at the hub (b: nil without a mesh).
 func parseResult(f *comm.Frame, b codecReceiver) (*resultMsg, error) { return proto.ParseResult(f, b) }
-
-func decodeTask(f *comm.Frame, r *bulkReceiver) (v []any, targets []int, err error) {
-	return proto.DecodeTask(f, bulkIn(r))
-}
-
-func decodeTaskReq(f *comm.Frame, r codecReceiver) (v []any, targets []int, req *requirements, err error) {
-	return proto.DecodeTaskReq(f, r)
-}
 
 func encodeRequirements(require []string, depend string) []byte {
 	return proto.EncodeRequirements(require, depend)
@@ -203,8 +182,25 @@ func headerOf(t *task) taskHeader {
 }
 
 // What runs on an engine (the registry, a task's Context and the engine's
-// namespace, output capture) lives in views/internal/engine; the Engine's
-// connection to the hub (engine.go) stays here with the bulk path.
+// namespace, output capture) and the Engine's connection to the hub
+// (ServeEngine) live in views/internal/engine.
+
+// EngineConfig describes the engine side of a rank: Rank, Host, Logger,
+// World (the collective mesh, nil: no collectives), Labels (for
+// TaskOptions.Require) and CaptureOutput (what functions print comes back
+// in Metadata.Stdout and Stderr; for processes that run this one engine).
+type EngineConfig = engine.Config
+
+// Engine executes tasks sent by the hub, one at a time in arrival order,
+// while a reader goroutine handles control messages (abort, clear,
+// shutdown) at once, even when a long task is running.
+type Engine = engine.Engine
+
+// ServeEngine registers with the hub over conn and serves tasks until the hub
+// shuts the engine down (nil) or the connection fails (an error naming why).
+func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
+	return engine.Serve(ctx, conn, cfg)
+}
 
 // Context is passed to registered functions that take it as their first
 // parameter: the engine's identity and namespace (Context.NS), and its
@@ -240,32 +236,8 @@ func Registered() []string { return engine.Registered() }
 // when no function has that name.
 func Lookup(name string) (fn any, ok bool) { return engine.Lookup(name) }
 
-type (
-	function   = engine.Function
-	stdCapture = engine.StdCapture
-	capture    = engine.Capture
-	panicError = engine.PanicError
-)
-
 const maxOutputKeep = engine.MaxOutputKeep
 
-func lookup(name string) (*function, error) { return engine.Find(name) }
-func newNamespace() *Namespace              { return engine.NewNamespace() }
-func startStdCapture() (*stdCapture, error) { return engine.StartStdCapture() }
-func stackTrace() string                    { return engine.StackTrace() }
-
-// newContext is the Context of a task on e with these targets.
-func (e *Engine) newContext(ctx context.Context, targets []int) *Context {
-	c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets}
-	return engine.Bind(c, (*engineRunner)(e))
-}
-
-// engineRunner is an Engine as a Context reaches it (engine.Runner), without
-// adding methods to the exported Engine.
-type engineRunner Engine
-
-func (r *engineRunner) Mesh() func(ctx context.Context) (*collective.Comm, error) { return r.cfg.World }
-
-func (r *engineRunner) SubComm(w *collective.Comm, ranks []int) (*collective.Comm, error) {
-	return (*Engine)(r).subComm(w, ranks)
-}
+func recovered(fn func()) error                             { return engine.Recovered(fn) }
+func withStack(ev *zerolog.Event, err error) *zerolog.Event { return engine.WithStack(ev, err) }
+func rowsOf(v any) (int, bool)                              { return codec.RowsOf(v) }

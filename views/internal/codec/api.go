@@ -2,7 +2,7 @@ package codec
 
 import "github.com/apache/arrow-go/v18/arrow"
 
-// BulkSender is the sending side of views' bulk path (views/bulk.go): it
+// BulkSender is the sending side of views' bulk path (views/internal/bulk): it
 // takes the large numeric Arrow arrays of one encoding out of the frame.
 type BulkSender interface {
 	// Send sends a on the bulk path and returns the tag it travels with;

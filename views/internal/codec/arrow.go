@@ -33,7 +33,7 @@ import (
 //
 // A sliced array sends only the bytes its rows use (from the byte holding
 // its first row), so scattering a large array sends each engine its part.
-// On the bulk path (bulk.go) an array is replaced by arrowBulk, its type
+// On the bulk path (views/internal/bulk) an array is replaced by arrowBulk, its type
 // byte, the sending world rank and the tag it travels with on the mesh.
 const (
 	arrowArray   byte = 1
@@ -45,7 +45,7 @@ const (
 const maxArrowRows = 1 << 40
 
 // arrowBulk, in place of an array's type byte, says the array travels on
-// the bulk path: type byte, source world rank, tag follow (bulk.go).
+// the bulk path: type byte, source world rank, tag follow (views/internal/bulk).
 const arrowBulk byte = 0xfe
 
 var arrowTypes = map[arrow.Type]arrow.DataType{

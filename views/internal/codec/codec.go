@@ -75,7 +75,7 @@ type Encoder struct {
 	// messages; formatted only when one is made (pathStep.String), so
 	// encoding a value allocates nothing for it.
 	path []pathStep
-	// bulk, when set, takes large numeric Arrow arrays (views' bulk.go).
+	// bulk, when set, takes large numeric Arrow arrays (views/internal/bulk).
 	bulk BulkSender
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+
+	"github.com/apache/arrow-go/v18/arrow"
 )
 
 // Ref names a value in an engine's namespace. Passed as an argument, the
@@ -211,4 +213,23 @@ func As[T any](v any) (T, error) {
 		return zero, fmt.Errorf("views: %w", err)
 	}
 	return rv.Interface().(T), nil
+}
+
+// RowsOf is the number of rows of a sequence, or false if v is not one.
+func RowsOf(v any) (int, bool) {
+	switch x := v.(type) {
+	case arrow.Array:
+		return x.Len(), true
+	case arrow.RecordBatch:
+		return int(x.NumRows()), true
+	case *arrow.Chunked:
+		return x.Len(), true
+	case arrow.Table:
+		return int(x.NumRows()), true
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Slice || rv.Kind() == reflect.Array {
+		return rv.Len(), true
+	}
+	return 0, false
 }

@@ -16,7 +16,7 @@ import (
 // handed to the garbage collector (GCOwned): their memory goes back to its
 // owner once nothing reachable refers to it. The collector does not see
 // that memory's pressure, so collections are started for it (CollectBulk),
-// rate-limited. views' bulk path (bulk.go) and the read-only copies of the
+// rate-limited. views' bulk path (views/internal/bulk) and the read-only copies of the
 // codec (arrow.go) share them.
 
 // bulkGCBytes is how much may be received on the bulk path between

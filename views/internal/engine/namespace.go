@@ -15,7 +15,7 @@ import (
 // no task that could have seen it runs and no result that could refer to
 // it waits to be written: a function holding only a Go slice of an Arrow
 // array it found here, or a result frame pointing into one, never sees the
-// array's memory go back to its owner underneath (bulk.go).
+// array's memory go back to its owner underneath (views/internal/bulk).
 //
 // An array a push received on the bulk path and bound here (SetReceived)
 // goes back to its owner (the receive pool, already faulted in, or the

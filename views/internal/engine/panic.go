@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"strings"
+
+	"github.com/rs/zerolog"
 )
 
 // PanicError is a panic recovered from a registered function or from the
@@ -24,4 +27,28 @@ func StackTrace() string {
 		lines = lines[:40]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Recovered runs fn, the handling of one peer's message, and turns a panic
+// into an error with the panic value and its stack: a bug or a hostile
+// input the decoders did not foresee fails that message, or closes that
+// peer, instead of the rank.
+func Recovered(fn func()) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: StackTrace()}
+		}
+	}()
+	fn()
+	return nil
+}
+
+// WithStack adds a recovered panic (and its stack) to an error log event.
+func WithStack(ev *zerolog.Event, err error) *zerolog.Event {
+	ev = ev.Err(err)
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		ev = ev.Str("stack", pe.Stack)
+	}
+	return ev
 }

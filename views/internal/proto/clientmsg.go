@@ -172,7 +172,7 @@ type Payload struct {
 	Bufs [][]byte
 	// Keep is what Bufs alias, held until they are sent: arrays received
 	// on the bulk path live in arena memory that their buffers' objects,
-	// not the bytes, keep (bulk.go).
+	// not the bytes, keep (views/internal/bulk).
 	Keep any
 }
 

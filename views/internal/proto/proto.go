@@ -56,6 +56,19 @@ const (
 	CtlShutdown = hubcore.CtlShutdown
 )
 
+// Codes of a failed result (views.RemoteError.Code; the hub's own are
+// hubcore's).
+const (
+	CodeError            = hubcore.CodeError            // the function returned an error
+	CodePanic            = "panic"                      // the function panicked
+	CodeUnknownFunction  = "unknown-function"           // no such registered function
+	CodeBadArguments     = "bad-arguments"              // arguments could not be converted
+	CodeExitStatus       = "exit-status"                // a shell command exited non-zero
+	CodeAborted          = hubcore.CodeAborted          // aborted before it ran
+	CodeNotSendable      = hubcore.CodeNotSendable      // the result could not be sent back
+	CodeUnmetRequirement = hubcore.CodeUnmetRequirement // this engine lacks what the task requires
+)
+
 // Result statuses.
 const (
 	StatusOK    = 0

@@ -1,10 +1,9 @@
-package views
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rankhub/rankhub/collective"
 	"os"
 	"os/exec"
 	"reflect"
@@ -16,12 +15,17 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/rankhub/rankhub/comm"
 	"github.com/rs/zerolog"
+
+	"github.com/rankhub/rankhub/collective"
+	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/bulk"
+	"github.com/rankhub/rankhub/views/internal/codec"
+	"github.com/rankhub/rankhub/views/internal/proto"
 )
 
-// EngineConfig describes the engine side of a rank.
-type EngineConfig struct {
+// Config describes the engine side of a rank (views.EngineConfig).
+type Config struct {
 	Rank   int
 	Host   string
 	Logger zerolog.Logger
@@ -42,7 +46,7 @@ type EngineConfig struct {
 // while a reader goroutine handles control messages (abort, clear,
 // shutdown) at once, even when a long task is running.
 type Engine struct {
-	cfg  EngineConfig
+	cfg  Config
 	conn *comm.Conn
 	id   int
 	ns   *Namespace
@@ -56,28 +60,28 @@ type Engine struct {
 
 	outMu    sync.Mutex // a leaf: guards out, keep and outTimer
 	out      []*comm.Frame
-	keep     []*resultMsg // the results of out: their values stay reachable until written
-	marks    []int        // per result of out: the namespace's drop count when its task started
+	keep     []*proto.Result // the results of out: their values stay reachable until written
+	marks    []int           // per result of out: the namespace's drop count when its task started
 	outTimer *time.Timer
 
 	commMu sync.Mutex // a leaf: guards comms
 	comms  map[string]*collective.Comm
 
 	// hubRank is the world rank answers to pulls send large arrays to on
-	// the bulk path (bulk.go); -1: the hub has no mesh.
+	// the bulk path (internal/bulk); -1: the hub has no mesh.
 	hubRank  int
-	bulkTags bulkTags
-	recv     codecReceiver // the worker's, from the hub's rank; nil without a mesh
+	bulkTags bulk.Tags
+	recv     codec.BulkReceiver // the worker's, from the hub's rank; nil without a mesh
 	// received are the holds of the bulk arrays the running task's frame
 	// brought (the worker's: cleared after each task).
-	received map[arrow.Array]*gcHold
-	std      *stdCapture // what functions print; nil: not captured
+	received map[arrow.Array]*codec.GCHold
+	std      *StdCapture // what functions print; nil: not captured
 }
 
-// ServeEngine registers with the hub over conn and serves tasks until the hub
+// Serve registers with the hub over conn and serves tasks until the hub
 // shuts the engine down (nil) or the connection fails (an error naming why).
-func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
-	reg := &registerMsg{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid(), Mesh: cfg.World != nil, Funcs: Registered(), Labels: cfg.Labels}
+func Serve(ctx context.Context, conn *comm.Conn, cfg Config) error {
+	reg := &proto.Register{Rank: cfg.Rank, Host: cfg.Host, PID: os.Getpid(), Mesh: cfg.World != nil, Funcs: Registered(), Labels: cfg.Labels}
 	f, err := reg.Frame()
 	if err != nil {
 		return err
@@ -89,14 +93,14 @@ func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
 	if err != nil {
 		return fmt.Errorf("views: register with hub: %w", err)
 	}
-	if wf.Type == fReject {
-		v, _ := decodeValues(wf.Control, nil, 1)
+	if wf.Type == proto.FReject {
+		v, _ := codec.DecodeValues(wf.Control, nil, 1)
 		return fmt.Errorf("views: hub refused registration: %v", v)
 	}
-	if wf.Type != fWelcome {
+	if wf.Type != proto.FWelcome {
 		return fmt.Errorf("views: register with hub: unexpected frame type %d", wf.Type)
 	}
-	v, err := decodeValues(wf.Control, wf.Buffers, 2)
+	v, err := codec.DecodeValues(wf.Control, wf.Buffers, 2)
 	if err != nil {
 		return fmt.Errorf("views: welcome: %w", err)
 	}
@@ -105,9 +109,9 @@ func ServeEngine(ctx context.Context, conn *comm.Conn, cfg EngineConfig) error {
 	if !ok1 || !ok2 {
 		return fmt.Errorf("views: welcome: bad engine id or hub rank")
 	}
-	e := &Engine{cfg: cfg, conn: conn, id: id, ns: newNamespace(), hubRank: bulkRank}
+	e := &Engine{cfg: cfg, conn: conn, id: id, ns: NewNamespace(), hubRank: bulkRank}
 	if cfg.CaptureOutput {
-		if e.std, err = startStdCapture(); err != nil {
+		if e.std, err = StartStdCapture(); err != nil {
 			cfg.Logger.Warn().Err(err).Msg("what functions print stays in the rank's output")
 		}
 	}
@@ -121,7 +125,7 @@ func (e *Engine) serve(ctx context.Context) error {
 	// its Context stops when the hub is lost, not hours later.
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
-	e.recv = bulkIn(e.workerReceiver(wctx))
+	e.recv = bulk.In(e.workerReceiver(wctx))
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
@@ -137,16 +141,16 @@ func (e *Engine) serve(ctx context.Context) error {
 			break
 		}
 		switch f.Type {
-		case fTask:
+		case proto.FTask:
 			e.mu.Lock()
 			e.queue = append(e.queue, f)
 			e.cond.Signal()
 			e.mu.Unlock()
-		case fControl:
+		case proto.FControl:
 			stop := false
-			if perr := recovered(func() { stop = e.control(f) }); perr != nil {
+			if perr := Recovered(func() { stop = e.control(f) }); perr != nil {
 				// This message's recovery boundary: it is dropped.
-				withStack(e.cfg.Logger.Error().Int("engine", e.id), perr).Msg("panic while handling a control message from the hub; message dropped")
+				WithStack(e.cfg.Logger.Error().Int("engine", e.id), perr).Msg("panic while handling a control message from the hub; message dropped")
 			}
 			if stop {
 				err = nil
@@ -179,14 +183,14 @@ out:
 
 // control handles a control frame; it reports whether the engine must stop.
 func (e *Engine) control(f *comm.Frame) bool {
-	v, err := decodeValues(f.Control, f.Buffers, 2)
+	v, err := codec.DecodeValues(f.Control, f.Buffers, 2)
 	if err != nil {
 		e.cfg.Logger.Warn().Err(err).Msg("bad control frame")
 		return false
 	}
 	op, _ := v[0].(int)
 	switch op {
-	case ctlAbort:
+	case proto.CtlAbort:
 		ids, _ := v[1].([]uint64)
 		// Queued tasks are answered at once, ahead of the running one;
 		// a task not in the queue has started (or finished) already.
@@ -212,9 +216,9 @@ func (e *Engine) control(f *comm.Frame) bool {
 		now := time.Now()
 		for _, q := range gone {
 			go e.drain(q)
-			e.reply(q.ID, &resultMsg{Status: statusError, Code: CodeAborted, ErrMsg: "aborted before it ran", Started: now, Completed: now})
+			e.reply(q.ID, &proto.Result{Status: proto.StatusError, Code: proto.CodeAborted, ErrMsg: "aborted before it ran", Started: now, Completed: now})
 		}
-	case ctlClear:
+	case proto.CtlClear:
 		e.ns.Clear()
 		// An idle engine lets the values go now; a busy one after the
 		// running task (the worker buries them).
@@ -225,9 +229,9 @@ func (e *Engine) control(f *comm.Frame) bool {
 		idle = idle && len(e.out) == 0
 		e.outMu.Unlock()
 		if idle && e.ns.BuryBefore(-1) {
-			collectBulk()
+			codec.CollectBulk()
 		}
-	case ctlShutdown:
+	case proto.CtlShutdown:
 		return true
 	}
 	return false
@@ -247,7 +251,7 @@ func (e *Engine) work(ctx context.Context) {
 		}
 		e.outMu.Unlock()
 		if e.ns.BuryBefore(upTo) {
-			collectBulk()
+			codec.CollectBulk()
 		}
 		e.mu.Lock()
 		for len(e.queue) == 0 && !e.stopped {
@@ -267,11 +271,11 @@ func (e *Engine) work(ctx context.Context) {
 		e.mu.Unlock()
 
 		mark := e.ns.Drops()
-		res := &resultMsg{Started: time.Now()}
+		res := &proto.Result{Started: time.Now()}
 		// Each task's recovery boundary: a panic while handling it (a
 		// function's own panics are caught closer, in call) fails the task
 		// with an error naming it, and the engine goes on.
-		if err := recovered(func() { e.run(ctx, f, res) }); err != nil {
+		if err := Recovered(func() { e.run(ctx, f, res) }); err != nil {
 			e.panicked(f.ID, res, err, "handling")
 		}
 		clear(e.received)
@@ -282,7 +286,7 @@ func (e *Engine) work(ctx context.Context) {
 		// sends held results if the next task takes longer than
 		// maxReplyDelay, so no result waits behind a long task.
 		var rf *comm.Frame
-		if err := recovered(func() { rf = e.resultFrame(f.ID, res) }); err != nil { // outside outMu: it may send on the bulk path
+		if err := Recovered(func() { rf = e.resultFrame(f.ID, res) }); err != nil { // outside outMu: it may send on the bulk path
 			e.panicked(f.ID, res, err, "encoding the result of")
 			rf = e.resultFrame(f.ID, res)
 		}
@@ -334,14 +338,14 @@ func (e *Engine) flushLocked() {
 
 // flush sends the results fs of rs. A result too large for a frame is
 // replaced by an error result saying so, which reaches the caller at once.
-func (e *Engine) flush(fs []*comm.Frame, rs []*resultMsg) {
-	err := sendEach(e.conn, fs, func(i int, err error) *comm.Frame {
+func (e *Engine) flush(fs []*comm.Frame, rs []*proto.Result) {
+	err := proto.SendEach(e.conn, fs, func(i int, err error) *comm.Frame {
 		id, r := fs[i].ID, rs[i]
 		e.cfg.Logger.Error().Int("engine", e.id).Uint64("msg", id).Err(err).Msg("result too large for a frame: the task fails")
-		alt := &resultMsg{Status: statusError, Code: CodeNotSendable,
+		alt := &proto.Result{Status: proto.StatusError, Code: proto.CodeNotSendable,
 			ErrMsg:  fmt.Sprintf("engine %d: the result of task %d is too large to send: %v", e.id, id, err),
 			Started: r.Started, Completed: r.Completed, Exit: r.Exit}
-		if len(r.Stdout)+len(r.Stderr) <= 4*maxOutputKeep+1024 { // the outputs a command leaves (capture)
+		if len(r.Stdout)+len(r.Stderr) <= 4*MaxOutputKeep+1024 { // the outputs a command leaves (capture)
 			alt.Stdout, alt.Stderr, alt.StdoutOmitted, alt.StderrOmitted = r.Stdout, r.Stderr, r.StdoutOmitted, r.StderrOmitted
 		}
 		return e.resultFrame(id, alt)
@@ -354,51 +358,51 @@ func (e *Engine) flush(fs []*comm.Frame, rs []*resultMsg) {
 	}
 }
 
-func (e *Engine) resultFrame(id uint64, res *resultMsg) *comm.Frame {
+func (e *Engine) resultFrame(id uint64, res *proto.Result) *comm.Frame {
 	ctrl, bufs, err := res.Encode()
 	if err != nil {
 		// The value cannot be sent: report that instead of the value.
 		res.Value = nil
-		res.Status, res.Code, res.ErrType, res.ErrMsg = statusError, CodeNotSendable, "", err.Error()
+		res.Status, res.Code, res.ErrType, res.ErrMsg = proto.StatusError, proto.CodeNotSendable, "", err.Error()
 		ctrl, bufs, _ = res.Encode()
 	}
-	return &comm.Frame{Type: fResult, ID: id, Source: int32(e.id), Control: ctrl, Buffers: bufs}
+	return &comm.Frame{Type: proto.FResult, ID: id, Source: int32(e.id), Control: ctrl, Buffers: bufs}
 }
 
 // panicked makes res the error of task id after a panic while the engine
 // was doing what (handling, encoding the result of) it.
-func (e *Engine) panicked(id uint64, res *resultMsg, err error, what string) {
-	withStack(e.cfg.Logger.Error().Int("engine", e.id), err).Uint64("msg", id).Msg("panic while " + what + " a task; the task fails")
+func (e *Engine) panicked(id uint64, res *proto.Result, err error, what string) {
+	WithStack(e.cfg.Logger.Error().Int("engine", e.id), err).Uint64("msg", id).Msg("panic while " + what + " a task; the task fails")
 	res.Value, res.Bulk = nil, nil
-	res.Status, res.Code, res.ErrType = statusError, CodePanic, ""
+	res.Status, res.Code, res.ErrType = proto.StatusError, proto.CodePanic, ""
 	res.ErrMsg = fmt.Sprintf("engine %d: panic while %s task %d: %v", e.id, what, id, err)
-	var pe *panicError
+	var pe *PanicError
 	if errors.As(err, &pe) {
 		res.Traceback = pe.Stack
 	}
 }
 
-func (e *Engine) reply(id uint64, res *resultMsg) {
-	e.flush([]*comm.Frame{e.resultFrame(id, res)}, []*resultMsg{res})
+func (e *Engine) reply(id uint64, res *proto.Result) {
+	e.flush([]*comm.Frame{e.resultFrame(id, res)}, []*proto.Result{res})
 }
 
 // bulkReceiver receives the arrays tasks refer to from the hub's rank, or
 // is nil without a mesh on either side.
-func (e *Engine) bulkReceiver(ctx context.Context) *bulkReceiver {
+func (e *Engine) bulkReceiver(ctx context.Context) *bulk.Receiver {
 	if e.cfg.World == nil || e.hubRank < 0 {
 		return nil
 	}
-	return &bulkReceiver{ctx: ctx, world: e.cfg.World, from: e.hubRank}
+	return bulk.NewReceiver(ctx, e.cfg.World, e.hubRank)
 }
 
 // workerReceiver is the worker's bulkReceiver: it notes the holds of the
 // arrays it receives, so that a push binds them as received values.
-func (e *Engine) workerReceiver(ctx context.Context) *bulkReceiver {
+func (e *Engine) workerReceiver(ctx context.Context) *bulk.Receiver {
 	r := e.bulkReceiver(ctx)
 	if r != nil {
-		r.held = func(a arrow.Array, h *gcHold) {
+		r.Held = func(a arrow.Array, h *codec.GCHold) {
 			if e.received == nil {
-				e.received = map[arrow.Array]*gcHold{}
+				e.received = map[arrow.Array]*codec.GCHold{}
 			}
 			e.received[a] = h
 		}
@@ -410,27 +414,27 @@ func (e *Engine) workerReceiver(ctx context.Context) *bulkReceiver {
 // so that the hub gets its arena ranges back.
 func (e *Engine) drain(f *comm.Frame) {
 	defer f.Release()
-	ctx, cancel := context.WithTimeout(context.Background(), bulkTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), bulk.Timeout)
 	defer cancel()
 	var err error
-	if perr := recovered(func() { _, _, err = decodeTask(f, e.bulkReceiver(ctx)) }); perr != nil {
-		withStack(e.cfg.Logger.Error().Int("engine", e.id), perr).Uint64("msg", f.ID).Msg("panic while draining an aborted task")
+	if perr := Recovered(func() { _, _, err = proto.DecodeTask(f, e.bulkReceiver(ctx)) }); perr != nil {
+		WithStack(e.cfg.Logger.Error().Int("engine", e.id), perr).Uint64("msg", f.ID).Msg("panic while draining an aborted task")
 		return
 	}
 	if err == nil {
-		collectBulk()
+		codec.CollectBulk()
 	}
 }
 
-func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
-	v, targets, req, err := decodeTaskReq(f, e.recv)
+func (e *Engine) run(ctx context.Context, f *comm.Frame, res *proto.Result) {
+	v, targets, req, err := proto.DecodeTaskReq(f, e.recv)
 	if err != nil {
-		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, err.Error()
+		res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeBadArguments, err.Error()
 		return
 	}
 	if req != nil {
 		if lacks := e.unmet(ctx, req, targets); lacks != "" {
-			res.Status, res.Code, res.ErrMsg = statusError, CodeUnmetRequirement, fmt.Sprintf("engine %d on %s %s", e.id, e.cfg.Host, lacks)
+			res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeUnmetRequirement, fmt.Sprintf("engine %d on %s %s", e.id, e.cfg.Host, lacks)
 			return
 		}
 	}
@@ -438,107 +442,107 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *resultMsg) {
 	name, _ := v[1].(string)
 	args, _ := v[2].([]any)
 	switch kind {
-	case kindApply:
-		fn, err := lookup(name)
+	case proto.KindApply:
+		fn, err := Find(name)
 		if err != nil {
-			res.Status, res.Code, res.ErrMsg = statusError, CodeUnknownFunction, err.Error()
+			res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeUnknownFunction, err.Error()
 			return
 		}
 		c := e.newContext(ctx, targets)
 		out, err := e.captured(res, func() (any, error) { return fn.Call(c, args) })
 		if err != nil {
-			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
-			res.Code = CodeError
-			var pe *panicError
+			res.Status, res.ErrMsg, res.ErrType = proto.StatusError, err.Error(), fmt.Sprintf("%T", err)
+			res.Code = proto.CodeError
+			var pe *PanicError
 			if errors.As(err, &pe) {
-				res.Code, res.Traceback = CodePanic, pe.Stack
+				res.Code, res.Traceback = proto.CodePanic, pe.Stack
 			}
 			return
 		}
 		res.Value = out
-	case kindExecute:
+	case proto.KindExecute:
 		e.execute(ctx, name, []string{"/bin/sh", "-c", name}, res)
-	case kindRun:
+	case proto.KindRun:
 		text := ""
 		if len(args) == 1 {
 			text, _ = args[0].(string)
 		}
 		e.runScript(ctx, name, text, res)
-	case kindMap:
-		fn, err := lookup(name)
+	case proto.KindMap:
+		fn, err := Find(name)
 		if err != nil {
-			res.Status, res.Code, res.ErrMsg = statusError, CodeUnknownFunction, err.Error()
+			res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeUnknownFunction, err.Error()
 			return
 		}
 		c := e.newContext(ctx, targets)
 		out, err := e.captured(res, func() (any, error) { return mapChunk(c, fn, args) })
 		if err != nil {
-			res.Status, res.ErrMsg, res.ErrType = statusError, err.Error(), fmt.Sprintf("%T", err)
-			res.Code = CodeError
-			var pe *panicError
+			res.Status, res.ErrMsg, res.ErrType = proto.StatusError, err.Error(), fmt.Sprintf("%T", err)
+			res.Code = proto.CodeError
+			var pe *PanicError
 			if errors.As(err, &pe) {
-				res.Code, res.Traceback = CodePanic, pe.Stack
+				res.Code, res.Traceback = proto.CodePanic, pe.Stack
 			}
 			return
 		}
 		res.Value = out
-	case kindDelete:
+	case proto.KindDelete:
 		for _, a := range args {
 			n, _ := a.(string)
 			e.ns.Delete(n)
 		}
-	case kindPush:
+	case proto.KindPush:
 		if len(args) != 1 {
-			res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, "push takes one map"
+			res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeBadArguments, "push takes one map"
 			return
 		}
 		m, ok := args[0].(map[string]any)
 		if !ok {
-			res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, fmt.Sprintf("push takes a map of names, not %T", args[0])
+			res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeBadArguments, fmt.Sprintf("push takes a map of names, not %T", args[0])
 			return
 		}
 		for k, val := range m {
-			var h *gcHold
+			var h *codec.GCHold
 			if a, ok := val.(arrow.Array); ok {
 				h = e.received[a]
 			}
 			e.ns.SetReceived(k, val, h)
 		}
-	case kindPull:
+	case proto.KindPull:
 		out := make([]any, len(args))
 		for i, a := range args {
 			n, _ := a.(string)
 			val, ok := e.ns.Lend(n)
 			if !ok {
-				res.Status, res.Code, res.ErrMsg = statusError, CodeError, fmt.Sprintf("name %q is not defined on engine %d", n, e.id)
+				res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeError, fmt.Sprintf("name %q is not defined on engine %d", n, e.id)
 				return
 			}
 			out[i] = val
 		}
 		res.Value = out
 		if e.hubRank >= 0 && e.cfg.World != nil {
-			wctx, cancel := context.WithTimeout(ctx, bulkReady)
+			wctx, cancel := context.WithTimeout(ctx, bulk.Ready)
 			if w, err := e.cfg.World(wctx); err == nil {
-				res.Bulk = &bulkSender{ctx: ctx, world: w, to: []int{e.hubRank}, tags: &e.bulkTags}
+				res.Bulk = bulk.NewSender(ctx, w, []int{e.hubRank}, &e.bulkTags)
 			}
 			cancel()
 		}
 	default:
-		res.Status, res.Code, res.ErrMsg = statusError, CodeBadArguments, fmt.Sprintf("unknown task kind %d", kind)
+		res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeBadArguments, fmt.Sprintf("unknown task kind %d", kind)
 	}
 }
 
 // mapChunk calls fn on the elements of the chunk's sequences, in order.
-func mapChunk(c *Context, fn *function, seqs []any) ([]any, error) {
+func mapChunk(c *Context, fn *Function, seqs []any) ([]any, error) {
 	if len(seqs) == 0 {
 		return nil, fmt.Errorf("map of %s: no sequence", fn.Name())
 	}
-	n, ok := rowsOf(seqs[0])
+	n, ok := codec.RowsOf(seqs[0])
 	if !ok {
 		return nil, fmt.Errorf("map of %s: %T is not a sequence", fn.Name(), seqs[0])
 	}
 	for j, s := range seqs[1:] {
-		if m, ok := rowsOf(s); !ok || m != n {
+		if m, ok := codec.RowsOf(s); !ok || m != n {
 			return nil, fmt.Errorf("map of %s: sequence %d has %d elements, sequence 1 has %d", fn.Name(), j+2, m, n)
 		}
 	}
@@ -563,10 +567,10 @@ func mapChunk(c *Context, fn *function, seqs []any) ([]any, error) {
 
 // runScript runs a script's text as an executable file: its "#!" line picks
 // the interpreter, else /bin/sh runs it.
-func (e *Engine) runScript(ctx context.Context, name, text string, res *resultMsg) {
+func (e *Engine) runScript(ctx context.Context, name, text string, res *proto.Result) {
 	f, err := os.CreateTemp("", "rankhub-run-*")
 	if err != nil {
-		res.Status, res.Code, res.ErrMsg, res.Exit = statusError, CodeError, "run "+name+": "+err.Error(), -1
+		res.Status, res.Code, res.ErrMsg, res.Exit = proto.StatusError, proto.CodeError, "run "+name+": "+err.Error(), -1
 		return
 	}
 	path := f.Name()
@@ -574,7 +578,7 @@ func (e *Engine) runScript(ctx context.Context, name, text string, res *resultMs
 	_, werr := f.WriteString(text)
 	cerr := f.Close()
 	if werr != nil || cerr != nil {
-		res.Status, res.Code, res.ErrMsg, res.Exit = statusError, CodeError, fmt.Sprintf("run %s: writing the script: %v %v", name, werr, cerr), -1
+		res.Status, res.Code, res.ErrMsg, res.Exit = proto.StatusError, proto.CodeError, fmt.Sprintf("run %s: writing the script: %v %v", name, werr, cerr), -1
 		return
 	}
 	argv := []string{"/bin/sh", path}
@@ -586,7 +590,7 @@ func (e *Engine) runScript(ctx context.Context, name, text string, res *resultMs
 }
 
 // execute runs a command, capturing its output.
-func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res *resultMsg) {
+func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res *proto.Result) {
 	cctx, cancel := context.WithCancel(ctx)
 	e.mu.Lock()
 	e.running = cancel
@@ -600,7 +604,7 @@ func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out, errb capture // streams with a cap: see maxOutputKeep
+	var out, errb Capture // streams with a cap: see maxOutputKeep
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	res.Stdout, res.StdoutOmitted = out.Text("stdout")
@@ -610,22 +614,22 @@ func (e *Engine) execute(ctx context.Context, cmdline string, argv []string, res
 			Int64("stderr_omitted", res.StderrOmitted).Msg("output too long: its middle was left out")
 	}
 	if err != nil {
-		res.Status, res.ErrType = statusError, fmt.Sprintf("%T", err)
+		res.Status, res.ErrType = proto.StatusError, fmt.Sprintf("%T", err)
 		var xe *exec.ExitError
 		if errors.As(err, &xe) {
 			res.Exit = xe.ExitCode()
-			res.Code = CodeExitStatus
+			res.Code = proto.CodeExitStatus
 			res.ErrMsg = fmt.Sprintf("command %q: %v", cmdline, err)
 			return
 		}
-		res.Code, res.ErrMsg, res.Exit = CodeError, err.Error(), -1
+		res.Code, res.ErrMsg, res.Exit = proto.CodeError, err.Error(), -1
 	}
 }
 
 // unmet says what of req this engine lacks ("" when it meets them): each
 // required name as a label, a namespace name or a registered function, and
 // the predicate's answer.
-func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) string {
+func (e *Engine) unmet(ctx context.Context, req *proto.Requirements, targets []int) string {
 	var missing []string
 	for _, r := range req.Require {
 		if slices.Contains(e.cfg.Labels, r) {
@@ -634,7 +638,7 @@ func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) st
 		if e.ns.Has(r) {
 			continue
 		}
-		if _, err := lookup(r); err == nil {
+		if _, err := Find(r); err == nil {
 			continue
 		}
 		missing = append(missing, r)
@@ -644,7 +648,7 @@ func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) st
 		parts = append(parts, "lacks "+strings.Join(missing, ", ")+" (no such label, namespace name or function)")
 	}
 	if req.Depend != "" {
-		fn, err := lookup(req.Depend)
+		fn, err := Find(req.Depend)
 		if err != nil {
 			parts = append(parts, "has no predicate "+strconv.Quote(req.Depend))
 		} else {
@@ -664,7 +668,7 @@ func (e *Engine) unmet(ctx context.Context, req *requirements, targets []int) st
 
 // captured runs a registered function's call, with what it prints captured
 // into res when the engine captures output.
-func (e *Engine) captured(res *resultMsg, call func() (any, error)) (any, error) {
+func (e *Engine) captured(res *proto.Result, call func() (any, error)) (any, error) {
 	if e.std == nil {
 		return call()
 	}
@@ -708,4 +712,20 @@ func (e *Engine) subComm(w *collective.Comm, ranks []int) (*collective.Comm, err
 	}
 	e.comms[key] = c
 	return c, nil
+}
+
+// newContext is the Context of a task on e with these targets.
+func (e *Engine) newContext(ctx context.Context, targets []int) *Context {
+	c := &Context{Context: ctx, EngineID: e.id, Rank: e.cfg.Rank, Host: e.cfg.Host, NS: e.ns, Targets: targets}
+	return Bind(c, (*engineRunner)(e))
+}
+
+// engineRunner is an Engine as a Context reaches it (engine.Runner), without
+// adding methods to Engine.
+type engineRunner Engine
+
+func (r *engineRunner) Mesh() func(ctx context.Context) (*collective.Comm, error) { return r.cfg.World }
+
+func (r *engineRunner) SubComm(w *collective.Comm, ranks []int) (*collective.Comm, error) {
+	return (*Engine)(r).subComm(w, ranks)
 }
