@@ -433,8 +433,8 @@ func (v *DirectView) Abort(rs ...*AsyncResult) error {
 	var ids []uint64
 	for _, r := range rs {
 		for _, t := range r.tasks {
-			if !t.isDone() {
-				ids = append(ids, t.id)
+			if !t.IsDone() {
+				ids = append(ids, t.ID)
 			}
 		}
 	}

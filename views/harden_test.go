@@ -170,16 +170,16 @@ func TestHostileCorpusToLiveHubAndEngines(t *testing.T) {
 		}
 		for _, tk := range tasks {
 			select {
-			case <-tk.done:
+			case <-tk.Done:
 			case <-time.After(10 * time.Second):
-				t.Fatalf("%s: task %d never finished", e.name, tk.id)
+				t.Fatalf("%s: task %d never finished", e.name, tk.ID)
 			}
 			var re *RemoteError
-			if tk.err != nil && (!errors.As(tk.err, &re) || re.EngineID < 0 || re.Message == "") {
-				t.Fatalf("%s: task error %v does not name the engine and why", e.name, tk.err)
+			if tk.Err != nil && (!errors.As(tk.Err, &re) || re.EngineID < 0 || re.Message == "") {
+				t.Fatalf("%s: task error %v does not name the engine and why", e.name, tk.Err)
 			}
 			if strings.Contains(e.name, "record-column-rows-mismatch") && (re == nil || re.Code != CodeBadArguments || !strings.Contains(re.Message, "record column")) {
-				t.Fatalf("%s: crasher's task: %v", e.name, tk.err)
+				t.Fatalf("%s: crasher's task: %v", e.name, tk.Err)
 			}
 		}
 	}
@@ -254,11 +254,11 @@ func TestPanicHandlingOnePeerIsContained(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, tk := range tasks {
-		<-tk.done
+		<-tk.Done
 		var re *RemoteError
-		if !errors.As(tk.err, &re) || re.EngineID != i || re.Code != CodePanic || !strings.Contains(re.Message, "poison") ||
-			!strings.Contains(re.Message, fmt.Sprint("task ", tk.id)) || re.Traceback == "" {
-			t.Fatalf("poisoned task on engine %d: %#v", i, tk.err)
+		if !errors.As(tk.Err, &re) || re.EngineID != i || re.Code != CodePanic || !strings.Contains(re.Message, "poison") ||
+			!strings.Contains(re.Message, fmt.Sprint("task ", tk.ID)) || re.Traceback == "" {
+			t.Fatalf("poisoned task on engine %d: %#v", i, tk.Err)
 		}
 	}
 

@@ -308,7 +308,7 @@ func (h *Hub) flush() {
 			h.finish(ef)
 		case hubcore.Requeue:
 			if t := h.futures.get(ef.ID); t != nil {
-				t.eng.Store(-1)
+				t.Eng.Store(-1)
 			}
 			if !ef.Unmet {
 				h.log.Info().Uint64("msg", ef.ID).Int("failed_on", ef.From).Int("retries_left", ef.RetriesLeft).Msg("task retried")
@@ -324,7 +324,7 @@ func (h *Hub) flush() {
 			bulk := false
 			for _, id := range ef.IDs {
 				if t := h.futures.get(id); t != nil {
-					bulk = bulk || t.bulkBytes > 0
+					bulk = bulk || t.BulkBytes > 0
 					h.futures.drop(id)
 				}
 			}
@@ -382,8 +382,8 @@ func (h *Hub) send(s hubcore.Send) {
 	ts := make([]*task, 0, len(s.Tasks))
 	for i, d := range s.Tasks {
 		if t := h.futures.get(d.ID); t != nil {
-			t.eng.Store(int64(e.id))
-			t.rank, t.host = e.rank, e.host
+			t.Eng.Store(int64(e.id))
+			t.Rank, t.Host = e.rank, e.host
 			ts = append(ts, t)
 		}
 		ctrl := d.Payload.Ctrl
@@ -407,7 +407,7 @@ func (h *Hub) send(s hubcore.Send) {
 	}
 	h.queueOut(e.out, fs, alts, keep, func() {
 		for _, t := range ts {
-			t.markSent()
+			t.MarkSent()
 		}
 	})
 }
@@ -429,26 +429,26 @@ func (h *Hub) finish(c hubcore.Complete) {
 	if t == nil {
 		return
 	}
-	t.eng.Store(int64(c.Engine))
+	t.Eng.Store(int64(c.Engine))
 	if c.Engine >= 0 {
-		t.rank, t.host = c.Rank, c.Host
+		t.Rank, t.Host = c.Rank, c.Host
 	}
 	if a, ok := c.Body.(*answer); ok {
 		r := a.r
-		t.started, t.completed = r.Started, r.Completed
-		t.stdout, t.stderr, t.exit = r.Stdout, r.Stderr, r.Exit
-		t.omitted = [2]int64{r.StdoutOmitted, r.StderrOmitted}
-		t.frame = a.f // keeps out-of-band buffers the value aliases
-		t.bulkBytes = r.BulkBytes
+		t.Started, t.Completed = r.Started, r.Completed
+		t.Stdout, t.Stderr, t.Exit = r.Stdout, r.Stderr, r.Exit
+		t.Omitted = [2]int64{r.StdoutOmitted, r.StderrOmitted}
+		t.Frame = a.f // keeps out-of-band buffers the value aliases
+		t.BulkBytes = r.BulkBytes
 		if r.Status != statusOK {
-			t.finish(nil, &RemoteError{EngineID: c.Engine, Rank: c.Rank, Host: c.Host, Code: r.Code, Type: r.ErrType,
-				Message: r.ErrMsg, Traceback: r.Traceback, MsgID: t.id}, a.recv)
+			t.Finish(nil, &RemoteError{EngineID: c.Engine, Rank: c.Rank, Host: c.Host, Code: r.Code, Type: r.ErrType,
+				Message: r.ErrMsg, Traceback: r.Traceback, MsgID: t.ID}, a.recv)
 		} else {
-			t.finish(r.Value, nil, a.recv)
+			t.Finish(r.Value, nil, a.recv)
 		}
 		return
 	}
-	t.finish(nil, &RemoteError{EngineID: c.Engine, Rank: c.Rank, Host: c.Host, Code: c.Code, MsgID: t.id, Message: c.Message}, time.Now())
+	t.Finish(nil, &RemoteError{EngineID: c.Engine, Rank: c.Rank, Host: c.Host, Code: c.Code, MsgID: t.ID, Message: c.Message}, time.Now())
 }
 
 // SetScheduler changes the load-balanced scheme and high-water mark for the
@@ -651,7 +651,7 @@ func corePayloads(ps []payload, suffix []byte) []hubcore.Payload {
 func (h *Hub) newFutures(ids []uint64, kind int, name string, now time.Time, init func(*task)) []*task {
 	tasks := make([]*task, len(ids))
 	for i, id := range ids {
-		t := newTask(id, kind, name, now)
+		t := NewTask(id, kind, name, now)
 		if init != nil {
 			init(t)
 		}
@@ -693,8 +693,8 @@ func (h *Hub) submitLB(kind int, name string, payloads []payload, spec lbSpec) (
 		var ids []uint64
 		if ids, err = h.core.SubmitLB(corePayloads(payloads, suffix), cs); err == nil {
 			tasks = h.newFutures(ids, kind, name, now, func(t *task) {
-				t.lb = true
-				t.after, t.follow = spec.After.MsgIDs, spec.Follow.MsgIDs
+				t.LB = true
+				t.After, t.Follow = spec.After.MsgIDs, spec.Follow.MsgIDs
 			})
 		}
 	})

@@ -29,7 +29,7 @@ func notifyFrame(t *task) *comm.Frame {
 	if err != nil {
 		return notSendableFrame(t, err)
 	}
-	return &comm.Frame{Type: fNotify, ID: t.id, Control: ctrl, Buffers: bufs}
+	return &comm.Frame{Type: fNotify, ID: t.ID, Control: ctrl, Buffers: bufs}
 }
 
 // notSendableFrame is the notification of t that says its result cannot
@@ -38,23 +38,23 @@ func notSendableFrame(t *task, err error) *comm.Frame {
 	m := notifyOf(t)
 	m.Failed, m.Value, m.Code, m.Message = true, nil, CodeNotSendable, err.Error()
 	ctrl, bufs, _ := encodeValues(m.Values()...)
-	return &comm.Frame{Type: fNotify, ID: t.id, Control: ctrl, Buffers: bufs}
+	return &comm.Frame{Type: fNotify, ID: t.ID, Control: ctrl, Buffers: bufs}
 }
 
 // notifyOf is a finished task's notification.
 func notifyOf(t *task) *notifyMsg {
 	var re RemoteError
-	failed := t.err != nil
-	if failed && !errors.As(t.err, new(*RemoteError)) {
-		re = RemoteError{EngineID: int(t.eng.Load()), Code: CodeError, Message: t.err.Error()}
+	failed := t.Err != nil
+	if failed && !errors.As(t.Err, new(*RemoteError)) {
+		re = RemoteError{EngineID: int(t.Eng.Load()), Code: CodeError, Message: t.Err.Error()}
 	} else if failed {
 		var p *RemoteError
-		errors.As(t.err, &p)
+		errors.As(t.Err, &p)
 		re = *p
 	}
-	return &notifyMsg{Engine: int(t.eng.Load()), Rank: t.rank, Host: t.host, Started: t.started, Completed: t.completed, Received: t.received,
-		Failed: failed, Value: t.value, Code: re.Code, Type: re.Type, Message: re.Message, Traceback: re.Traceback,
-		Stdout: t.stdout, Stderr: t.stderr, Exit: t.exit, StdoutOmitted: t.omitted[0], StderrOmitted: t.omitted[1]}
+	return &notifyMsg{Engine: int(t.Eng.Load()), Rank: t.Rank, Host: t.Host, Started: t.Started, Completed: t.Completed, Received: t.Received,
+		Failed: failed, Value: t.Value, Code: re.Code, Type: re.Type, Message: re.Message, Traceback: re.Traceback,
+		Stdout: t.Stdout, Stderr: t.Stderr, Exit: t.Exit, StdoutOmitted: t.Omitted[0], StderrOmitted: t.Omitted[1]}
 }
 
 func (h *Hub) serveClient(c *comm.Conn, hello *comm.Frame) {
@@ -147,17 +147,17 @@ func (cc *clientConn) reply(id uint64, err error, result any, tasks []*task) {
 	cc.out.writeNow()
 	for _, t := range tasks {
 		cc.mu.Lock()
-		seen := cc.watched[t.id]
-		cc.watched[t.id] = true
+		seen := cc.watched[t.ID]
+		cc.watched[t.ID] = true
 		cc.mu.Unlock()
 		if !seen {
-			t.watch(func(t *task) {
+			t.Watch(func(t *task) {
 				cc.mu.Lock()
-				delete(cc.watched, t.id)
+				delete(cc.watched, t.ID)
 				cc.mu.Unlock()
 				cc.out.push(notifyFrame(t), func(_ *comm.Frame, err error) *comm.Frame {
 					return notSendableFrame(t, fmt.Errorf("hub: the result is too large to send to this client: %w", err))
-				}, t.value)
+				}, t.Value)
 			})
 		}
 	}

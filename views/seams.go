@@ -178,7 +178,7 @@ func parseHistory(v any) ([]uint64, error) { return proto.ParseHistory(v) }
 
 // headerOf is what a reply says of t.
 func headerOf(t *task) taskHeader {
-	return taskHeader{ID: t.id, Engine: int(t.eng.Load()), Submitted: t.submitted, Kind: t.kind, Name: t.name, After: t.after, Follow: t.follow}
+	return taskHeader{ID: t.ID, Engine: int(t.Eng.Load()), Submitted: t.Submitted, Kind: t.Kind, Name: t.Name, After: t.After, Follow: t.Follow}
 }
 
 // What runs on an engine (the registry, a task's Context and the engine's
