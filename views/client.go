@@ -20,7 +20,7 @@ type Client struct {
 }
 
 // NewClient returns a client of an in-process hub.
-func NewClient(h *Hub) *Client { return &Client{b: localBackend{h}} }
+func NewClient(h *Hub) *Client { return &Client{b: localBackend{h.h}} }
 
 // IDs returns the ids of the live engines, sorted. Ids are never reused
 // after an engine leaves.

@@ -164,7 +164,7 @@ func TestHostileCorpusToLiveHubAndEngines(t *testing.T) {
 		}
 		c.Close()
 		// The same entries through the in-process hub, to see the tasks' errors.
-		tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: asArgs(e.ctrl), Bufs: e.bufs}})
+		tasks, err := pc.hub.h.SubmitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: asArgs(e.ctrl), Bufs: e.bufs}})
 		if err != nil {
 			t.Fatalf("%s: %v", e.name, err)
 		}
@@ -249,7 +249,7 @@ func TestPanicHandlingOnePeerIsContained(t *testing.T) {
 
 	// A task's arguments, on both engines.
 	head, _, _ := encodeValues(kindApply, "add3")
-	tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: slices.Concat(head, []byte{tList, 1}, poison)}})
+	tasks, err := pc.hub.h.SubmitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: slices.Concat(head, []byte{tList, 1}, poison)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,9 +263,7 @@ func TestPanicHandlingOnePeerIsContained(t *testing.T) {
 	}
 
 	// A control message.
-	pc.hub.mu.Lock()
-	e0 := pc.hub.engines[0].conn
-	pc.hub.mu.Unlock()
+	e0 := pc.hub.h.EngineConn(0)
 	if err := e0.Send(&comm.Frame{Type: fControl, Control: poison}); err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +506,7 @@ func TestHubRefusesCorruptTaskFromOutsideClient(t *testing.T) {
 			t.Fatalf("payload %d: reply %v %v", i, v, err)
 		}
 	}
-	if h := pc.hub.history(); len(h) != 0 {
+	if h := pc.hub.h.History(); len(h) != 0 {
 		t.Fatalf("tasks made of corrupt payloads: %v", h)
 	}
 }

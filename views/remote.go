@@ -13,6 +13,8 @@ import (
 	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
 	"github.com/rankhub/rankhub/views/internal/codec"
+	"github.com/rankhub/rankhub/views/internal/hub"
+	"github.com/rankhub/rankhub/views/internal/proto"
 )
 
 // Outside clients, the client side (the hub side is hubclients.go, the
@@ -176,14 +178,14 @@ func (b *remoteBackend) onReply(f *comm.Frame) {
 		rm.err = fmt.Errorf("views: bad reply from the hub (%s) to request %d: %w", b.conn.RemoteAddr(), f.ID, err)
 	} else {
 		if m.Code != "" {
-			rm.err = &hubError{code: m.Code, msg: m.Message}
+			rm.err = &proto.HubError{Code: m.Code, Msg: m.Message}
 		}
 		rm.result = m.Result
 		b.mu.Lock()
 		for _, h := range m.Tasks {
 			t := b.tasks[h.ID]
 			if t == nil {
-				t = NewTask(h.ID, h.Kind, h.Name, h.Submitted)
+				t = hub.NewTask(h.ID, h.Kind, h.Name, h.Submitted)
 				t.MarkSent()
 				t.Eng.Store(int64(h.Engine))
 				t.After, t.Follow = h.After, h.Follow
