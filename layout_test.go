@@ -42,7 +42,9 @@ var impure = []string{"net", "os", "os/exec", "os/signal", "sync", "sync/atomic"
 	"log", "github.com/rs/zerolog"}
 
 // Inside views, imports point down too, along its seams: the client API
-// and the hub's IO (views) sit on the engine (views/internal/engine: its
+// (views) sits on the hub's IO (views/internal/hub: connections, outboxes,
+// outside clients, the owner of the hub core, the task records), which
+// sits on the engine (views/internal/engine: its
 // connection to the hub, registry, Context, namespace, output capture),
 // which sits on the protocol (views/internal/proto: engine↔hub frames,
 // typed client↔hub messages) and the bulk path (views/internal/bulk: large
@@ -53,7 +55,8 @@ var impure = []string{"net", "os", "os/exec", "os/signal", "sync", "sync/atomic"
 // ones listed for it; one not listed is an error (add it here and to
 // views/doc.go's overview). TestImportDirection checks it with pure.
 var viewsAllowed = map[string][]string{
-	"views":                  {"views/internal/hubcore", "views/internal/engine", "views/internal/proto", "views/internal/bulk", "views/internal/codec"},
+	"views":                  {"views/internal/hub", "views/internal/hubcore", "views/internal/engine", "views/internal/proto", "views/internal/bulk", "views/internal/codec"},
+	"views/internal/hub":     {"views/internal/hubcore", "views/internal/engine", "views/internal/proto", "views/internal/bulk", "views/internal/codec"},
 	"views/internal/bulk":    {"views/internal/codec"},
 	"views/internal/engine":  {"views/internal/proto", "views/internal/bulk", "views/internal/codec"},
 	"views/internal/proto":   {"views/internal/hubcore", "views/internal/codec"},
@@ -193,6 +196,12 @@ func TestViewsLayersRefuseUpwardImports(t *testing.T) {
 		{"views/internal/bulk", []string{module + "/views/internal/proto"}, `"views/internal/bulk" may import only`},
 		{"views/internal/bulk", []string{module + "/views/internal/engine"}, `"views/internal/bulk" may import only`},
 		{"views/internal/codec", []string{module + "/views/internal/bulk"}, `"views/internal/codec" may import only []`},
+		{"views/internal/hub", []string{module + "/views/internal/proto", module + "/views"}, `"views/internal/hub" may import only`},
+		{"views/internal/engine", []string{module + "/views/internal/hub"}, `"views/internal/engine" may import only`},
+		{"views/internal/proto", []string{module + "/views/internal/hub"}, `"views/internal/proto" may import only`},
+		{"views/internal/bulk", []string{module + "/views/internal/hub"}, `"views/internal/bulk" may import only`},
+		{"views/internal/hubcore", []string{module + "/views/internal/hub"}, `may import only []`},
+		{"views/internal/codec", []string{module + "/views/internal/hub"}, `"views/internal/codec" may import only []`},
 		{"views/internal/unlisted", nil, "in no layer of views"},
 	} {
 		errs := viewsImports(module+"/"+c.from, c.imports)
@@ -202,5 +211,13 @@ func TestViewsLayersRefuseUpwardImports(t *testing.T) {
 	}
 	if errs := viewsImports(module+"/views", []string{module + "/views/internal/codec", module + "/comm"}); len(errs) != 0 {
 		t.Errorf("views importing the codec: %q", errs)
+	}
+	down := []string{module + "/views/internal/engine", module + "/views/internal/proto", module + "/views/internal/bulk",
+		module + "/views/internal/hubcore", module + "/views/internal/codec"}
+	if errs := viewsImports(module+"/views", []string{module + "/views/internal/hub"}); len(errs) != 0 {
+		t.Errorf("views importing the hub: %q", errs)
+	}
+	if errs := viewsImports(module+"/views/internal/hub", down); len(errs) != 0 {
+		t.Errorf("the hub importing the layers below it: %q", errs)
 	}
 }

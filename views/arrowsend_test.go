@@ -10,6 +10,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/rankhub/rankhub/views/internal/hub"
 )
 
 // TestArrowZeroCopyAndTracking sends an array to an engine process and back:
@@ -35,9 +37,9 @@ func TestArrowZeroCopyAndTracking(t *testing.T) {
 		var mu sync.Mutex
 		var seen [][]byte
 		hook := func(bufs [][]byte) { mu.Lock(); seen = append(seen, bufs...); mu.Unlock() }
-		sendHook.Store(&hook)
+		hub.SendHook.Store(&hook)
 		ar, err := one.Push(map[string]any{"a": sl})
-		sendHook.Store(nil)
+		hub.SendHook.Store(nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,8 @@ package views
 import (
 	"context"
 	"time"
+
+	"github.com/rankhub/rankhub/views/internal/hub"
 )
 
 // backend is what a Client needs from a hub: the hub itself in process
@@ -28,7 +30,7 @@ type backend interface {
 }
 
 // localBackend is a client of the hub in the same process.
-type localBackend struct{ h *Hub }
+type localBackend struct{ h *hub.Hub }
 
 func (b localBackend) ids() []int                     { return b.h.IDs() }
 func (b localBackend) engines() ([]EngineInfo, error) { return b.h.Engines(), nil }
@@ -36,23 +38,23 @@ func (b localBackend) waitForEngines(ctx context.Context, n int) error {
 	return b.h.WaitForEngines(ctx, n)
 }
 func (b localBackend) submitDirect(kind int, name string, targets []int, p []payload) ([]*task, error) {
-	return b.h.submitDirect(kind, name, targets, p)
+	return b.h.SubmitDirect(kind, name, targets, p)
 }
 func (b localBackend) submitLB(kind int, name string, p []payload, spec lbSpec) ([]*task, error) {
-	return b.h.submitLB(kind, name, p, spec)
+	return b.h.SubmitLB(kind, name, p, spec)
 }
-func (b localBackend) fetch(ids []uint64) ([]*task, error) { return b.h.fetch(ids) }
-func (b localBackend) abort(ids []uint64) error            { return b.h.abort(ids) }
-func (b localBackend) control(targets []int, op int) error { return b.h.control(targets, op) }
+func (b localBackend) fetch(ids []uint64) ([]*task, error) { return b.h.Fetch(ids) }
+func (b localBackend) abort(ids []uint64) error            { return b.h.Abort(ids) }
+func (b localBackend) control(targets []int, op int) error { return b.h.Control(targets, op) }
 func (b localBackend) queueStatus() ([]QueueStatus, int, error) {
-	q, n := b.h.queueStatus()
+	q, n := b.h.QueueStatus()
 	return q, n, nil
 }
 func (b localBackend) resultStatus(ids []uint64) ([]uint64, []uint64, error) {
-	return b.h.resultStatus(ids)
+	return b.h.ResultStatus(ids)
 }
-func (b localBackend) purge(ids []uint64) (int, error) { return b.h.purge(ids) }
-func (b localBackend) history() ([]uint64, error)      { return b.h.history(), nil }
+func (b localBackend) purge(ids []uint64) (int, error) { return b.h.Purge(ids) }
+func (b localBackend) history() ([]uint64, error)      { return b.h.History(), nil }
 func (b localBackend) shutdown(timeout time.Duration) error {
 	b.h.Shutdown(timeout)
 	return nil
@@ -60,5 +62,5 @@ func (b localBackend) shutdown(timeout time.Duration) error {
 func (b localBackend) done() <-chan struct{} { return b.h.Done() }
 func (b localBackend) close() error          { return nil }
 func (b localBackend) bulkFor(targets []int) *bulkSender {
-	return b.h.bulkFor(targets)
+	return b.h.BulkFor(targets)
 }

@@ -20,7 +20,7 @@ type Client struct {
 }
 
 // NewClient returns a client of an in-process hub.
-func NewClient(h *Hub) *Client { return &Client{b: localBackend{h}} }
+func NewClient(h *Hub) *Client { return &Client{b: localBackend{h.h}} }
 
 // IDs returns the ids of the live engines, sorted. Ids are never reused
 // after an engine leaves.
@@ -433,8 +433,8 @@ func (v *DirectView) Abort(rs ...*AsyncResult) error {
 	var ids []uint64
 	for _, r := range rs {
 		for _, t := range r.tasks {
-			if !t.isDone() {
-				ids = append(ids, t.id)
+			if !t.IsDone() {
+				ids = append(ids, t.ID)
 			}
 		}
 	}

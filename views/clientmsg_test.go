@@ -52,7 +52,7 @@ func TestHubRefusesMistypedRequestFields(t *testing.T) {
 			t.Errorf("request %d: reply %+v %v; want an error naming %q", i+1, m, err, tc.field)
 		}
 	}
-	if h := pc.hub.history(); len(h) != 0 {
+	if h := pc.hub.h.History(); len(h) != 0 {
 		t.Fatalf("tasks made of mistyped requests: %v", h)
 	}
 }

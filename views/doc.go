@@ -156,15 +156,23 @@
 //
 //   - views: the client API (Client, DirectView, LoadBalancedView,
 //     AsyncResult, errors; client.go, lbview.go, result.go, wait.go, the
-//     outside client remote.go) and the hub's IO (hub.go, outbox.go,
-//     hubclients.go). seams.go keeps the names users had (Context,
-//     Register, Ref, As, BulkTagBase, ServeEngine, EngineConfig, ...) as
-//     aliases and wrappers.
+//     outside client remote.go). hub.go keeps Hub and HubConfig (a defined
+//     type forwarding to views/internal/hub, and an alias); seams.go keeps
+//     the names users had (Context, Register, Ref, As, BulkTagBase,
+//     ServeEngine, EngineConfig, ...) as aliases and wrappers; errors.go
+//     re-exports the sentinels and RemoteError of the layers below as the
+//     same variables and type (errors.Is holds across them).
+//   - views/internal/hub: the hub's IO: connections and their readers,
+//     outboxes (outbox.go), outside clients (hubclients.go), the owner of
+//     the hub's state machine (hub.go: the turn, its effects), and the task
+//     record that is also the future behind an AsyncResult (task.go,
+//     futures.go).
 //   - views/internal/engine: what runs on an engine: its connection to the
 //     hub (engine.go: Serve, the reader and the worker), the registry of
 //     functions and their calls, Context, the namespace, output capture.
-//   - views/internal/proto: the engine↔hub frames (proto.go) and the typed
-//     client↔hub messages (clientmsg.go), each field checked.
+//   - views/internal/proto: the engine↔hub frames (proto.go), the typed
+//     client↔hub messages (clientmsg.go), each field checked, and what the
+//     wire's error codes stand for (errors.go: RemoteError, the sentinels).
 //   - views/internal/bulk: the bulk path (large numeric arrays over the
 //     collective mesh) that the hub, the engine and the client's Push and
 //     Pull use; below the engine, beside proto, on the codec only.

@@ -16,13 +16,13 @@ var (
 	// ErrNotReady is returned by AsyncResult.Successful before the result is ready.
 	ErrNotReady = errors.New("views: result not ready")
 	// ErrEngineDied matches RemoteErrors of tasks whose engine died or left.
-	ErrEngineDied = errors.New("views: engine died")
+	ErrEngineDied = proto.ErrEngineDied
 	// ErrAborted matches RemoteErrors of tasks aborted before they ran.
-	ErrAborted = errors.New("views: task aborted")
+	ErrAborted = proto.ErrAborted
 	// ErrPanic matches RemoteErrors of tasks that panicked on the engine.
-	ErrPanic = errors.New("views: task panicked")
+	ErrPanic = proto.ErrPanic
 	// ErrNoEngines is returned when a view would have no engine.
-	ErrNoEngines = errors.New("views: no engines")
+	ErrNoEngines = proto.ErrNoEngines
 	// ErrNoSuchEngine is returned for a target id that is not a live engine.
 	ErrNoSuchEngine = hubcore.ErrNoSuchEngine
 	// ErrShutdown is returned by calls on a client or hub that shut down, and
@@ -30,11 +30,11 @@ var (
 	ErrShutdown = hubcore.ErrShutdown
 	// ErrDependencyTimeout matches RemoteErrors of load-balanced tasks whose
 	// dependencies were not met (or no engine was free) within their Timeout.
-	ErrDependencyTimeout = errors.New("views: dependency timeout")
+	ErrDependencyTimeout = proto.ErrDependencyTimeout
 	// ErrImpossibleDependency matches RemoteErrors of load-balanced tasks whose
 	// dependencies can no longer be met (a failed dependency, a follow on a
 	// dead engine, results that ran on different engines).
-	ErrImpossibleDependency = errors.New("views: impossible dependency")
+	ErrImpossibleDependency = proto.ErrImpossibleDependency
 	// ErrUnknownResult is returned for a message id the hub does not know
 	// (never submitted, or purged).
 	ErrUnknownResult = hubcore.ErrUnknownResult
@@ -59,41 +59,11 @@ const (
 	CodeShutdown             = hubcore.CodeShutdown             // the hub shut down with the task waiting
 )
 
-var codeSentinels = map[string]error{
-	CodeEngineDied:           ErrEngineDied,
-	CodeAborted:              ErrAborted,
-	CodePanic:                ErrPanic,
-	CodeUnknownFunction:      ErrUnknownFunction,
-	CodeNotSendable:          ErrNotSendable,
-	CodeDependencyTimeout:    ErrDependencyTimeout,
-	CodeImpossibleDependency: ErrImpossibleDependency,
-	CodeShutdown:             ErrShutdown,
-}
-
-// RemoteError is a task's failure on an engine, with where it happened.
-type RemoteError struct {
-	EngineID  int
-	Rank      int
-	Host      string
-	Code      string // one of the Code constants
-	Type      string // the Go type of the remote error, e.g. "*fs.PathError"
-	Message   string
-	Traceback string // for panics
-	MsgID     uint64
-}
-
-func (e *RemoteError) Error() string {
-	if e.EngineID < 0 {
-		return "hub: " + e.Message
-	}
-	return fmt.Sprintf("engine %d (rank %d on %s): %s", e.EngineID, e.Rank, e.Host, e.Message)
-}
-
-// Is reports whether target is the sentinel of e's code.
-func (e *RemoteError) Is(target error) bool {
-	s, ok := codeSentinels[e.Code]
-	return ok && s == target
-}
+// RemoteError is a task's failure on an engine, with where it happened:
+// EngineID, Rank, Host, Code (one of the Code constants), Type (the Go
+// type of the remote error, e.g. "*fs.PathError"), Message, Traceback (for
+// panics) and MsgID. errors.Is matches it with the sentinel of its Code.
+type RemoteError = proto.RemoteError
 
 // CompositeError holds the failures of a result over several engines.
 type CompositeError struct {
@@ -117,27 +87,4 @@ func (e *CompositeError) Unwrap() []error {
 		out[i] = r
 	}
 	return out
-}
-
-// hubError is an error answered by the hub; Is matches the sentinel of its code.
-type hubError struct {
-	code, msg string
-}
-
-func (e *hubError) Error() string { return e.msg }
-
-var hubErrCodes = map[string]error{
-	"no-such-engine": ErrNoSuchEngine, "shutdown": ErrShutdown, "unknown-result": ErrUnknownResult,
-	"no-engines": ErrNoEngines, "not-sendable": ErrNotSendable,
-}
-
-func (e *hubError) Is(target error) bool { return hubErrCodes[e.code] == target && target != nil }
-
-func hubErrCode(err error) string {
-	for code, s := range hubErrCodes {
-		if errors.Is(err, s) {
-			return code
-		}
-	}
-	return "error"
 }

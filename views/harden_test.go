@@ -164,22 +164,22 @@ func TestHostileCorpusToLiveHubAndEngines(t *testing.T) {
 		}
 		c.Close()
 		// The same entries through the in-process hub, to see the tasks' errors.
-		tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: asArgs(e.ctrl), Bufs: e.bufs}})
+		tasks, err := pc.hub.h.SubmitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: asArgs(e.ctrl), Bufs: e.bufs}})
 		if err != nil {
 			t.Fatalf("%s: %v", e.name, err)
 		}
 		for _, tk := range tasks {
 			select {
-			case <-tk.done:
+			case <-tk.Done:
 			case <-time.After(10 * time.Second):
-				t.Fatalf("%s: task %d never finished", e.name, tk.id)
+				t.Fatalf("%s: task %d never finished", e.name, tk.ID)
 			}
 			var re *RemoteError
-			if tk.err != nil && (!errors.As(tk.err, &re) || re.EngineID < 0 || re.Message == "") {
-				t.Fatalf("%s: task error %v does not name the engine and why", e.name, tk.err)
+			if tk.Err != nil && (!errors.As(tk.Err, &re) || re.EngineID < 0 || re.Message == "") {
+				t.Fatalf("%s: task error %v does not name the engine and why", e.name, tk.Err)
 			}
 			if strings.Contains(e.name, "record-column-rows-mismatch") && (re == nil || re.Code != CodeBadArguments || !strings.Contains(re.Message, "record column")) {
-				t.Fatalf("%s: crasher's task: %v", e.name, tk.err)
+				t.Fatalf("%s: crasher's task: %v", e.name, tk.Err)
 			}
 		}
 	}
@@ -249,23 +249,21 @@ func TestPanicHandlingOnePeerIsContained(t *testing.T) {
 
 	// A task's arguments, on both engines.
 	head, _, _ := encodeValues(kindApply, "add3")
-	tasks, err := pc.hub.submitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: slices.Concat(head, []byte{tList, 1}, poison)}})
+	tasks, err := pc.hub.h.SubmitDirect(kindApply, "add3", []int{0, 1}, []payload{{Ctrl: slices.Concat(head, []byte{tList, 1}, poison)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, tk := range tasks {
-		<-tk.done
+		<-tk.Done
 		var re *RemoteError
-		if !errors.As(tk.err, &re) || re.EngineID != i || re.Code != CodePanic || !strings.Contains(re.Message, "poison") ||
-			!strings.Contains(re.Message, fmt.Sprint("task ", tk.id)) || re.Traceback == "" {
-			t.Fatalf("poisoned task on engine %d: %#v", i, tk.err)
+		if !errors.As(tk.Err, &re) || re.EngineID != i || re.Code != CodePanic || !strings.Contains(re.Message, "poison") ||
+			!strings.Contains(re.Message, fmt.Sprint("task ", tk.ID)) || re.Traceback == "" {
+			t.Fatalf("poisoned task on engine %d: %#v", i, tk.Err)
 		}
 	}
 
 	// A control message.
-	pc.hub.mu.Lock()
-	e0 := pc.hub.engines[0].conn
-	pc.hub.mu.Unlock()
+	e0 := pc.hub.h.EngineConn(0)
 	if err := e0.Send(&comm.Frame{Type: fControl, Control: poison}); err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +506,7 @@ func TestHubRefusesCorruptTaskFromOutsideClient(t *testing.T) {
 			t.Fatalf("payload %d: reply %v %v", i, v, err)
 		}
 	}
-	if h := pc.hub.history(); len(h) != 0 {
+	if h := pc.hub.h.History(); len(h) != 0 {
 		t.Fatalf("tasks made of corrupt payloads: %v", h)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // tasks; another client's long task is neither listed nor waited for.
 func TestClientWaitOutstanding(t *testing.T) {
 	a, _ := cluster(t, 2)
-	b := NewClient(a.b.(localBackend).h)
+	b := NewClient(&Hub{h: a.b.(localBackend).h})
 	bv, _ := b.View(1)
 	long, err := bv.Apply("sleep", 3000)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/hub"
 )
 
 // Real-process tests: TestMain re-runs this test binary as an engine when
@@ -645,9 +646,9 @@ func TestSendErrors(t *testing.T) {
 		dv := must[*DirectView](t)(cl.DirectView())
 		var sent atomic.Int32
 		hook := func([][]byte) { sent.Add(1) }
-		sendHook.Store(&hook)
+		hub.SendHook.Store(&hook)
 		_, err := dv.Apply("add3", make(chan int), 1, 2)
-		sendHook.Store(nil)
+		hub.SendHook.Store(nil)
 		if !errors.Is(err, ErrNotSendable) || !strings.Contains(err.Error(), "channels cannot be sent") || sent.Load() != 0 {
 			t.Fatalf("unsendable: %v (sent %d)", err, sent.Load())
 		}

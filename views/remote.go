@@ -13,6 +13,8 @@ import (
 	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/comm"
 	"github.com/rankhub/rankhub/views/internal/codec"
+	"github.com/rankhub/rankhub/views/internal/hub"
+	"github.com/rankhub/rankhub/views/internal/proto"
 )
 
 // Outside clients, the client side (the hub side is hubclients.go, the
@@ -151,7 +153,7 @@ func (b *remoteBackend) read() {
 	b.pending = map[uint64]chan *replyMsg{}
 	var open []*task
 	for _, t := range b.tasks {
-		if !t.isDone() {
+		if !t.IsDone() {
 			open = append(open, t)
 		}
 	}
@@ -162,7 +164,7 @@ func (b *remoteBackend) read() {
 	}
 	now := time.Now()
 	for _, t := range open {
-		t.finish(nil, &RemoteError{EngineID: -1, Code: CodeShutdown, MsgID: t.id, Message: "connection to the hub lost before the result came: " + err.Error()}, now)
+		t.Finish(nil, &RemoteError{EngineID: -1, Code: CodeShutdown, MsgID: t.ID, Message: "connection to the hub lost before the result came: " + err.Error()}, now)
 	}
 }
 
@@ -176,17 +178,17 @@ func (b *remoteBackend) onReply(f *comm.Frame) {
 		rm.err = fmt.Errorf("views: bad reply from the hub (%s) to request %d: %w", b.conn.RemoteAddr(), f.ID, err)
 	} else {
 		if m.Code != "" {
-			rm.err = &hubError{code: m.Code, msg: m.Message}
+			rm.err = &proto.HubError{Code: m.Code, Msg: m.Message}
 		}
 		rm.result = m.Result
 		b.mu.Lock()
 		for _, h := range m.Tasks {
 			t := b.tasks[h.ID]
 			if t == nil {
-				t = newTask(h.ID, h.Kind, h.Name, h.Submitted)
-				t.markSent()
-				t.eng.Store(int64(h.Engine))
-				t.after, t.follow = h.After, h.Follow
+				t = hub.NewTask(h.ID, h.Kind, h.Name, h.Submitted)
+				t.MarkSent()
+				t.Eng.Store(int64(h.Engine))
+				t.After, t.Follow = h.After, h.Follow
 				b.tasks[h.ID] = t
 			}
 			rm.tasks = append(rm.tasks, t)
@@ -219,7 +221,7 @@ func (b *remoteBackend) failTask(id uint64, why string) {
 	t := b.tasks[id]
 	b.mu.Unlock()
 	if t != nil {
-		t.finish(nil, &RemoteError{EngineID: -1, Code: CodeError, MsgID: id, Message: why}, time.Now())
+		t.Finish(nil, &RemoteError{EngineID: -1, Code: CodeError, MsgID: id, Message: why}, time.Now())
 	}
 }
 
@@ -239,21 +241,21 @@ func (b *remoteBackend) onNotify(f *comm.Frame) {
 		b.failTask(f.ID, fmt.Sprintf("undecodable result from the hub (%s): %v", b.conn.RemoteAddr(), err))
 		return
 	}
-	t.eng.Store(int64(m.Engine))
-	t.rank, t.host = m.Rank, m.Host
-	t.started, t.completed = m.Started, m.Completed
+	t.Eng.Store(int64(m.Engine))
+	t.Rank, t.Host = m.Rank, m.Host
+	t.Started, t.Completed = m.Started, m.Completed
 	recv := time.Now() // Received is this client's clock (m.Received is the hub's)
-	t.stdout, t.stderr, t.exit = m.Stdout, m.Stderr, m.Exit
-	t.omitted = [2]int64{m.StdoutOmitted, m.StderrOmitted}
+	t.Stdout, t.Stderr, t.Exit = m.Stdout, m.Stderr, m.Exit
+	t.Omitted = [2]int64{m.StdoutOmitted, m.StderrOmitted}
 	if !inPlace {
-		t.frame = f // keeps out-of-band buffers the value aliases
+		t.Frame = f // keeps out-of-band buffers the value aliases
 	}
 	if m.Failed {
-		t.finish(nil, &RemoteError{EngineID: m.Engine, Rank: m.Rank, Host: m.Host, MsgID: t.id, Code: m.Code, Type: m.Type,
+		t.Finish(nil, &RemoteError{EngineID: m.Engine, Rank: m.Rank, Host: m.Host, MsgID: t.ID, Code: m.Code, Type: m.Type,
 			Message: m.Message, Traceback: m.Traceback}, recv)
 		return
 	}
-	t.finish(m.Value, nil, recv)
+	t.Finish(m.Value, nil, recv)
 }
 
 func (b *remoteBackend) request(m *requestMsg) (*replyMsg, error) {
@@ -392,7 +394,7 @@ func (b *remoteBackend) purge(ids []uint64) (int, error) {
 	// Forget the proxies of purged results (handles already given out keep working).
 	b.mu.Lock()
 	for id, t := range b.tasks {
-		if t.isDone() && (ids == nil || slices.Contains(ids, id)) {
+		if t.IsDone() && (ids == nil || slices.Contains(ids, id)) {
 			delete(b.tasks, id)
 		}
 	}

@@ -6,95 +6,10 @@ import (
 	"iter"
 	"reflect"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/rankhub/rankhub/comm"
 	"github.com/rankhub/rankhub/views/internal/codec"
 )
-
-// task is one message to one engine and its outcome: the future behind an
-// AsyncResult, made by the hub's run (in process) or by an outside
-// client's reader. The hub's record of the task is in its core
-// (internal/hubcore); id, kind, name, submitted, lb, after and follow are
-// set before the task is shared; eng, and rank and host before done closes.
-type task struct {
-	id        uint64
-	kind      int
-	name      string
-	submitted time.Time
-	eng       atomic.Int64 // engine id; -1 while a load-balanced task waits
-	lb        bool
-	after     []uint64
-	follow    []uint64
-	done      chan struct{}
-	sent      chan struct{}
-	sentOnce  sync.Once
-
-	// Written once before done is closed; read only after.
-	started, completed, received time.Time
-	value                        any
-	err                          error
-	stdout, stderr               string
-	omitted                      [2]int64 // bytes left out of stdout, stderr
-	exit                         int
-	rank                         int
-	host                         string
-	frame                        *comm.Frame
-	bulkBytes                    int64 // of value, received on the bulk path
-
-	mu       sync.Mutex
-	finished bool
-	watchers []func(*task)
-}
-
-func newTask(id uint64, kind int, name string, now time.Time) *task {
-	t := &task{id: id, kind: kind, name: name, submitted: now, done: make(chan struct{}), sent: make(chan struct{})}
-	t.eng.Store(-1)
-	return t
-}
-
-// finish records the outcome once and runs the watchers (outside any lock).
-func (t *task) finish(v any, err error, received time.Time) {
-	t.mu.Lock()
-	if t.finished {
-		t.mu.Unlock()
-		return
-	}
-	t.finished = true
-	t.value, t.err, t.received = v, err, received
-	ws := t.watchers
-	t.watchers = nil
-	close(t.done)
-	t.mu.Unlock()
-	t.markSent()
-	for _, w := range ws {
-		w(t)
-	}
-}
-
-// watch calls fn once the task is finished (at once if it is).
-func (t *task) watch(fn func(*task)) {
-	t.mu.Lock()
-	if t.finished {
-		t.mu.Unlock()
-		fn(t)
-		return
-	}
-	t.watchers = append(t.watchers, fn)
-	t.mu.Unlock()
-}
-
-func (t *task) markSent() { t.sentOnce.Do(func() { close(t.sent) }) }
-
-func (t *task) isDone() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
-	}
-}
 
 // Metadata is what is known about one task, as in IPython's AsyncResult.metadata.
 // Times are ordered: Submitted ≤ Started ≤ Completed ≤ Received (Started and
@@ -139,19 +54,19 @@ type AsyncResult struct {
 func (r *AsyncResult) value(t *task) any {
 	if _, local := r.b.(localBackend); local {
 		var frame [][]byte
-		if t.frame != nil {
-			frame = t.frame.Buffers
+		if t.Frame != nil {
+			frame = t.Frame.Buffers
 		}
-		return codec.Detach(t.value, frame)
+		return codec.Detach(t.Value, frame)
 	}
-	return t.value
+	return t.Value
 }
 
 // MsgIDs returns the message ids, one per task, in target order.
 func (r *AsyncResult) MsgIDs() []uint64 {
 	out := make([]uint64, len(r.tasks))
 	for i, t := range r.tasks {
-		out[i] = t.id
+		out[i] = t.ID
 	}
 	return out
 }
@@ -161,7 +76,7 @@ func (r *AsyncResult) MsgIDs() []uint64 {
 func (r *AsyncResult) EngineIDs() []int {
 	out := make([]int, len(r.tasks))
 	for i, t := range r.tasks {
-		out[i] = int(t.eng.Load())
+		out[i] = int(t.Eng.Load())
 	}
 	return out
 }
@@ -172,7 +87,7 @@ func (r *AsyncResult) Len() int { return len(r.tasks) }
 // Ready reports whether every task has finished.
 func (r *AsyncResult) Ready() bool {
 	for _, t := range r.tasks {
-		if !t.isDone() {
+		if !t.IsDone() {
 			return false
 		}
 	}
@@ -183,7 +98,7 @@ func (r *AsyncResult) Ready() bool {
 func (r *AsyncResult) Progress() int {
 	n := 0
 	for _, t := range r.tasks {
-		if t.isDone() {
+		if t.IsDone() {
 			n++
 		}
 	}
@@ -195,12 +110,12 @@ func (r *AsyncResult) Progress() int {
 // buffers of the arguments it passed, which were sent without a copy.
 func (r *AsyncResult) Sent() <-chan struct{} {
 	if len(r.tasks) == 1 {
-		return r.tasks[0].sent
+		return r.tasks[0].Sent
 	}
 	ch := make(chan struct{})
 	go func() {
 		for _, t := range r.tasks {
-			<-t.sent
+			<-t.Sent
 		}
 		close(ch)
 	}()
@@ -212,7 +127,7 @@ func (r *AsyncResult) Sent() <-chan struct{} {
 func (r *AsyncResult) Wait(timeout time.Duration) bool {
 	if timeout < 0 {
 		for _, t := range r.tasks {
-			<-t.done
+			<-t.Done
 		}
 		return true
 	}
@@ -220,7 +135,7 @@ func (r *AsyncResult) Wait(timeout time.Duration) bool {
 	defer timer.Stop()
 	for _, t := range r.tasks {
 		select {
-		case <-t.done:
+		case <-t.Done:
 		case <-timer.C:
 			return r.Ready()
 		}
@@ -232,7 +147,7 @@ func (r *AsyncResult) Wait(timeout time.Duration) bool {
 func (r *AsyncResult) WaitContext(ctx context.Context) error {
 	for _, t := range r.tasks {
 		select {
-		case <-t.done:
+		case <-t.Done:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -246,7 +161,7 @@ func (r *AsyncResult) Successful() (bool, error) {
 		return false, ErrNotReady
 	}
 	for _, t := range r.tasks {
-		if t.err != nil {
+		if t.Err != nil {
 			return false, nil
 		}
 	}
@@ -279,8 +194,8 @@ func (r *AsyncResult) GetEngine(id int, timeout time.Duration) (any, error) {
 		return nil, ErrTimeout
 	}
 	for _, t := range r.tasks {
-		if int(t.eng.Load()) == id {
-			return r.value(t), t.err
+		if int(t.Eng.Load()) == id {
+			return r.value(t), t.Err
 		}
 	}
 	return nil, ErrNoSuchEngine
@@ -341,14 +256,14 @@ func (r *AsyncResult) errors() error {
 	var errs []*RemoteError
 	var other error
 	for _, t := range r.tasks {
-		if t.err == nil {
+		if t.Err == nil {
 			continue
 		}
 		var re *RemoteError
-		if errors.As(t.err, &re) {
+		if errors.As(t.Err, &re) {
 			errs = append(errs, re)
 		} else if other == nil {
-			other = t.err
+			other = t.Err
 		}
 	}
 	if other != nil {
@@ -371,7 +286,7 @@ func (r *AsyncResult) errors() error {
 func (r *AsyncResult) Ordered() iter.Seq2[any, error] {
 	return func(yield func(any, error) bool) {
 		for _, t := range r.tasks {
-			<-t.done
+			<-t.Done
 			if !r.yieldTask(t, yield) {
 				return
 			}
@@ -386,7 +301,7 @@ func (r *AsyncResult) Unordered() iter.Seq2[any, error] {
 	return func(yield func(any, error) bool) {
 		arrived := make(chan *task, len(r.tasks)) // never blocks a watcher
 		for _, t := range r.tasks {
-			t.watch(func(t *task) { arrived <- t })
+			t.Watch(func(t *task) { arrived <- t })
 		}
 		for range r.tasks {
 			if !r.yieldTask(<-arrived, yield) {
@@ -397,8 +312,8 @@ func (r *AsyncResult) Unordered() iter.Seq2[any, error] {
 }
 
 func (r *AsyncResult) yieldTask(t *task, yield func(any, error) bool) bool {
-	if t.err != nil {
-		return yield(nil, t.err)
+	if t.Err != nil {
+		return yield(nil, t.Err)
 	}
 	if r.mapped {
 		for _, v := range chunkElems(r.value(t)) {
@@ -419,8 +334,8 @@ func (r *AsyncResult) Abort() error {
 	}
 	var ids []uint64
 	for _, t := range r.tasks {
-		if !t.isDone() {
-			ids = append(ids, t.id)
+		if !t.IsDone() {
+			ids = append(ids, t.ID)
 		}
 	}
 	if len(ids) == 0 {
@@ -433,13 +348,13 @@ func (r *AsyncResult) Abort() error {
 func (r *AsyncResult) Metadata() []Metadata {
 	out := make([]Metadata, len(r.tasks))
 	for i, t := range r.tasks {
-		m := Metadata{MsgID: t.id, EngineID: int(t.eng.Load()), Submitted: t.submitted, Status: "pending", After: t.after, Follow: t.follow}
-		if t.isDone() {
-			m.Started, m.Completed, m.Received = t.started, t.completed, t.received
-			m.Stdout, m.Stderr, m.ExitCode, m.Error = t.stdout, t.stderr, t.exit, t.err
-			m.StdoutOmitted, m.StderrOmitted = t.omitted[0], t.omitted[1]
+		m := Metadata{MsgID: t.ID, EngineID: int(t.Eng.Load()), Submitted: t.Submitted, Status: "pending", After: t.After, Follow: t.Follow}
+		if t.IsDone() {
+			m.Started, m.Completed, m.Received = t.Started, t.Completed, t.Received
+			m.Stdout, m.Stderr, m.ExitCode, m.Error = t.Stdout, t.Stderr, t.Exit, t.Err
+			m.StdoutOmitted, m.StderrOmitted = t.Omitted[0], t.Omitted[1]
 			m.Status = "ok"
-			if t.err != nil {
+			if t.Err != nil {
 				m.Status = "error"
 			}
 		}
@@ -453,16 +368,16 @@ func (r *AsyncResult) Metadata() []Metadata {
 func (r *AsyncResult) Elapsed() time.Duration {
 	var first, last time.Time
 	for _, t := range r.tasks {
-		if first.IsZero() || t.submitted.Before(first) {
-			first = t.submitted
+		if first.IsZero() || t.Submitted.Before(first) {
+			first = t.Submitted
 		}
 	}
 	for _, t := range r.tasks {
-		if !t.isDone() {
+		if !t.IsDone() {
 			return time.Since(first)
 		}
-		if t.received.After(last) {
-			last = t.received
+		if t.Received.After(last) {
+			last = t.Received
 		}
 	}
 	return last.Sub(first)
@@ -481,8 +396,8 @@ func (r *AsyncResult) WallTime() time.Duration {
 func (r *AsyncResult) SerialTime() time.Duration {
 	var s time.Duration
 	for _, t := range r.tasks {
-		if t.isDone() && !t.started.IsZero() {
-			s += t.completed.Sub(t.started)
+		if t.IsDone() && !t.Started.IsZero() {
+			s += t.Completed.Sub(t.Started)
 		}
 	}
 	return s

@@ -3,8 +3,6 @@ package views
 import (
 	"context"
 
-	"github.com/rs/zerolog"
-
 	"github.com/rankhub/rankhub/comm"
 	"github.com/rankhub/rankhub/views/internal/bulk"
 	"github.com/rankhub/rankhub/views/internal/codec"
@@ -45,10 +43,6 @@ func encodeBulk(b *bulkSender, vals ...any) ([]byte, [][]byte, error) {
 // bulkOut is b as the codec takes it (nil stays nil: no bulk path).
 func bulkOut(b *bulkSender) codec.BulkSender { return bulk.Out(b) }
 
-// codecReceiver is how the hub and the engine hold their receivers: set once
-// per peer (bulkIn), so the per-frame decoders take it as it is.
-type codecReceiver = codec.BulkReceiver
-
 // bulkIn is r as the codec takes it (nil stays nil: references refused).
 func bulkIn(r *bulkReceiver) codec.BulkReceiver { return bulk.In(r) }
 
@@ -65,13 +59,6 @@ type (
 	bulkTags     = bulk.Tags
 )
 
-const (
-	bulkTimeout = bulk.Timeout
-	bulkReady   = bulk.Ready
-)
-
-func collectBulk() { codec.CollectBulk() }
-
 // bulkLive counts the bytes of received arrays the collector manages, not
 // yet returned (tests watch it).
 var bulkLive = &codec.BulkLive
@@ -84,7 +71,7 @@ func decodeBulk(ctrl []byte, bufs [][]byte, n int, r *bulkReceiver) ([]any, erro
 
 // The protocol lives in views/internal/proto: the engine↔hub frames
 // (proto.go) and the typed client↔hub messages (clientmsg.go). Its names
-// stay here under the names the hub, engine and client files use, so that
+// stay here under the names the client files use, so that
 // those files read (and merge) as before; the functions are inlined.
 
 const (
@@ -123,40 +110,20 @@ const (
 )
 
 type (
-	registerMsg  = proto.Register
-	resultMsg    = proto.Result
 	helloMsg     = proto.Hello
 	requestMsg   = proto.Request
 	replyWire    = proto.Reply
 	notifyMsg    = proto.Notify
-	taskHeader   = proto.TaskHeader
 	frameDecoder = proto.FrameDecoder
 	payload      = proto.Payload
 	lbSpec       = proto.Spec
 )
 
-func parseRegister(f *comm.Frame) (*registerMsg, error) { return proto.ParseRegister(f) }
-
-// parseResult decodes an engine's result at the hub (b: nil without a mesh).
-func parseResult(f *comm.Frame, b codecReceiver) (*resultMsg, error) { return proto.ParseResult(f, b) }
-
-func encodeRequirements(require []string, depend string) []byte {
-	return proto.EncodeRequirements(require, depend)
-}
-
-func encodeTargets(ranks []int) []byte { return proto.EncodeTargets(ranks) }
-
-func sendEach(c *comm.Conn, fs []*comm.Frame, tooLarge func(i int, err error) *comm.Frame) error {
-	return proto.SendEach(c, fs, tooLarge)
-}
-
 func encodeRequest(op int, args []any, ps []payload) ([]byte, [][]byte, error) {
 	return proto.EncodeRequest(op, args, ps)
 }
 
-func parseHello(f *comm.Frame) (*helloMsg, error)     { return proto.ParseHello(f) }
-func parseRequest(f *comm.Frame) (*requestMsg, error) { return proto.ParseRequest(f) }
-func parseReply(f *comm.Frame) (*replyWire, error)    { return proto.ParseReply(f) }
+func parseReply(f *comm.Frame) (*replyWire, error) { return proto.ParseReply(f) }
 
 func parseReplyWith(f *comm.Frame, decode frameDecoder) (*replyWire, error) {
 	return proto.ParseReplyWith(f, decode)
@@ -166,20 +133,13 @@ func parseNotifyWith(f *comm.Frame, decode frameDecoder) (*notifyMsg, error) {
 	return proto.ParseNotifyWith(f, decode)
 }
 
-func engineListValue(es []EngineInfo) any                { return proto.EngineListValue(es) }
 func parseEngineList(v any) ([]EngineInfo, error)        { return proto.ParseEngineList(v) }
-func queueStatusValue(q []QueueStatus, waiting int) any  { return proto.QueueStatusValue(q, waiting) }
 func parseQueueStatus(v any) ([]QueueStatus, int, error) { return proto.ParseQueueStatus(v) }
 func parseResultStatus(v any) (pending, completed []uint64, err error) {
 	return proto.ParseResultStatus(v)
 }
 func parsePurged(v any) (int, error)       { return proto.ParsePurged(v) }
 func parseHistory(v any) ([]uint64, error) { return proto.ParseHistory(v) }
-
-// headerOf is what a reply says of t.
-func headerOf(t *task) taskHeader {
-	return taskHeader{ID: t.id, Engine: int(t.eng.Load()), Submitted: t.submitted, Kind: t.kind, Name: t.name, After: t.after, Follow: t.follow}
-}
 
 // What runs on an engine (the registry, a task's Context and the engine's
 // namespace, output capture) and the Engine's connection to the hub
@@ -238,6 +198,5 @@ func Lookup(name string) (fn any, ok bool) { return engine.Lookup(name) }
 
 const maxOutputKeep = engine.MaxOutputKeep
 
-func recovered(fn func()) error                             { return engine.Recovered(fn) }
-func withStack(ev *zerolog.Event, err error) *zerolog.Event { return engine.WithStack(ev, err) }
-func rowsOf(v any) (int, bool)                              { return codec.RowsOf(v) }
+func recovered(fn func()) error { return engine.Recovered(fn) }
+func rowsOf(v any) (int, bool)  { return codec.RowsOf(v) }

@@ -255,11 +255,9 @@ func TestEngineStopsRunningFunctionWhenHubIsGone(t *testing.T) {
 	v.Apply("waitctx")
 	time.Sleep(50 * time.Millisecond)
 	// The hub dies: its side of every connection closes.
-	h.mu.Lock()
-	for _, e := range h.engines {
-		e.conn.Close()
+	for _, id := range h.IDs() {
+		h.h.EngineConn(id).Close()
 	}
-	h.mu.Unlock()
 	select {
 	case err := <-served:
 		if err == nil {

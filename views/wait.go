@@ -45,7 +45,7 @@ func (o *ownTasks) add(ts []*task) {
 	}
 	o.ts = o.ts[k:]
 	for _, t := range ts {
-		o.ts = append(o.ts, ownTask{t.id, t.done})
+		o.ts = append(o.ts, ownTask{t.ID, t.Done})
 	}
 	if len(o.ts) >= o.sweepAt {
 		o.sweepLocked()
@@ -75,7 +75,7 @@ func (o *ownTasks) list() []*task {
 	o.sweepLocked()
 	out := make([]*task, len(o.ts))
 	for i, t := range o.ts {
-		out[i] = &task{id: t.id, done: t.done}
+		out[i] = &task{ID: t.id, Done: t.done}
 	}
 	return out
 }
@@ -103,7 +103,7 @@ func (c *Client) Outstanding() []uint64 {
 	ts := c.own.list()
 	out := make([]uint64, len(ts))
 	for i, t := range ts {
-		out[i] = t.id
+		out[i] = t.ID
 	}
 	return out
 }
@@ -136,7 +136,7 @@ func (r *AsyncResult) Done() <-chan struct{} {
 			}
 		}
 		for _, t := range r.tasks {
-			t.watch(finished)
+			t.Watch(finished)
 		}
 		finished(nil) // the +1: no close before every watcher is in place
 	})
@@ -156,7 +156,7 @@ func (r *AsyncResult) ByEngine(timeout time.Duration) (map[int]any, error) {
 	}
 	out := make(map[int]any, len(r.tasks))
 	for _, t := range r.tasks {
-		id := int(t.eng.Load())
+		id := int(t.Eng.Load())
 		if _, dup := out[id]; dup {
 			return nil, fmt.Errorf("views: ByEngine: engine %d ran more than one task of this result (messages %v)", id, r.MsgIDs())
 		}

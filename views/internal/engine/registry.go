@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/views/internal/codec"
+	"github.com/rankhub/rankhub/views/internal/proto"
 	"reflect"
 	"sort"
 	"strings"
@@ -93,7 +94,7 @@ var registry = struct {
 
 // ErrUnknownFunction is returned (wrapped in a RemoteError) when a task names
 // a function that the engine's program did not register.
-var ErrUnknownFunction = errors.New("views: unknown function")
+var ErrUnknownFunction = proto.ErrUnknownFunction
 
 // Register makes fn callable by name on every rank that registers it; all
 // ranks run the same binary, so register in init or before Main. fn may take

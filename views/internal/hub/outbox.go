@@ -1,10 +1,11 @@
-package views
+package hub
 
 import (
 	"runtime"
 	"sync"
 
 	"github.com/rankhub/rankhub/comm"
+	"github.com/rankhub/rankhub/views/internal/proto"
 )
 
 // outbox writes a connection's frames in the order they were queued, one
@@ -121,7 +122,7 @@ func (o *outbox) drain() bool {
 			return alt[i](q[i], err)
 		}
 		if len(q) > 0 {
-			if err := sendEach(o.c, q, tooLarge); err != nil {
+			if err := proto.SendEach(o.c, q, tooLarge); err != nil {
 				o.mu.Lock()
 				o.failed, o.writing = true, false
 				o.mu.Unlock()

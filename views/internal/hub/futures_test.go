@@ -1,4 +1,4 @@
-package views
+package hub
 
 import (
 	"math/rand/v2"
@@ -11,12 +11,12 @@ func TestFutureTableLikeAMap(t *testing.T) {
 	for seed := range uint64(20) {
 		r := rand.New(rand.NewPCG(seed, 1))
 		var ft futureTable
-		want := map[uint64]*task{}
+		want := map[uint64]*Task{}
 		next := uint64(1 + r.IntN(3))
 		for range 2000 {
 			switch k := r.IntN(10); {
 			case k < 5: // the core's next id
-				tk := &task{id: next}
+				tk := &Task{ID: next}
 				ft.put(next, tk)
 				want[next] = tk
 				next += uint64(1 + r.IntN(2)) // sometimes an id without a future
@@ -29,7 +29,7 @@ func TestFutureTableLikeAMap(t *testing.T) {
 			default: // an id not from the sequence
 				id := uint64(r.IntN(int(next) + 5))
 				if want[id] == nil {
-					tk := &task{id: id}
+					tk := &Task{ID: id}
 					ft.put(id, tk)
 					want[id] = tk
 					next = max(next, id+1)

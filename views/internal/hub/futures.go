@@ -1,4 +1,4 @@
-package views
+package hub
 
 // futureTable holds the hub's futures by message id. The core gives ids
 // out in sequence from 1, so the table is a slice from the oldest id still
@@ -7,10 +7,10 @@ package views
 // a nil slot (8 bytes) until the older one goes too.
 type futureTable struct {
 	base uint64  // the id of ts[0]
-	ts   []*task // nil: purged (or never given out)
+	ts   []*Task // nil: purged (or never given out)
 }
 
-func (ft *futureTable) get(id uint64) *task {
+func (ft *futureTable) get(id uint64) *Task {
 	if id < ft.base || id-ft.base >= uint64(len(ft.ts)) {
 		return nil
 	}
@@ -19,12 +19,12 @@ func (ft *futureTable) get(id uint64) *task {
 
 // put adds the future of id (in the core's sequence, above every id
 // the table holds; any other id works too, at the cost of a copy).
-func (ft *futureTable) put(id uint64, t *task) {
+func (ft *futureTable) put(id uint64, t *Task) {
 	if len(ft.ts) == 0 {
 		ft.base, ft.ts = id, ft.ts[:0]
 	}
 	if id < ft.base { // not from the core's sequence; kept all the same
-		ft.ts = append(make([]*task, ft.base-id), ft.ts...)
+		ft.ts = append(make([]*Task, ft.base-id), ft.ts...)
 		ft.base = id
 	}
 	for uint64(len(ft.ts)) < id-ft.base {
