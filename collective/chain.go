@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"golang.org/x/sys/unix"
 )
 
 // The node-aware pipelined chain (AlgChain) of Bcast and Multicast: the
@@ -174,6 +175,17 @@ func segmentAt(fields []fieldMeta) int64 {
 	return at
 }
 
+// assemblyMax is the most bytes a relay assembles: the node's memory (a
+// peer that declares more is refused by name instead of crashing the
+// process in the allocator).
+var assemblyMax = sync.OnceValue(func() int64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil || si.Totalram == 0 {
+		return 1 << 40
+	}
+	return int64(si.Totalram) * int64(si.Unit)
+})
+
 // chainDest is a relay's assembly, shared with the transport's receiving
 // goroutine when the transport can place messages (placer): segments
 // without nulls are then read from the socket straight into the assembly
@@ -186,7 +198,8 @@ type chainDest struct {
 	asm    *assembler // nil until the first segment's header
 	n      int64
 	dt     arrow.DataType
-	closed bool // the relay is done with it: place nothing more
+	next   int64 // end of the last placed segment: nothing is placed before it
+	closed bool  // the relay is done with it: place nothing more
 }
 
 // close ends placing and returns the assembly (nil: none was made), which
@@ -226,12 +239,16 @@ func (d *chainDest) place(header []byte, lens []uint64) ([][]byte, func()) {
 		return nil, nil
 	}
 	w := width(dt)
-	if int64(lens[0]) != cm.n*w {
-		return nil, nil
+	if w <= 0 || h.aux > assemblyMax()/w || int64(lens[0]) != cm.n*w {
+		return nil, nil // too large a declared array is the relay's error to name
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	// A segment is placed only after the ones placed before it: one that
+	// names an earlier place (a duplicate, a stale or hostile sender) would
+	// rewrite bytes already checked and forwarded, or, after the last one,
+	// the finished result. It goes to the queue, where the relay refuses it.
+	if d.closed || at < d.next {
 		return nil, nil
 	}
 	if d.asm == nil {
@@ -240,6 +257,7 @@ func (d *chainDest) place(header []byte, lens []uint64) ([][]byte, func()) {
 	if d.n != h.aux || !arrow.TypeEqual(d.dt, dt) {
 		return nil, nil
 	}
+	d.next = at + cm.n
 	buf := d.asm.data
 	buf.Retain() // until the message is released
 	return [][]byte{buf.Bytes()[at*w : (at+cm.n)*w]}, buf.Release
@@ -256,8 +274,10 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 	}
 	// Placed segments hold the assembly until they are consumed. Into the
 	// arena only for collectives, whose failures drop the messages left
-	// queued: a failed multicast's would pin arena memory.
-	if pl, ok := c.w.t.(placer); ok && (len(mates) == 0 || isCollTag(tags.seg)) {
+	// queued: a failed multicast's would pin arena memory (the mesh's
+	// default allocator is its arena, mates or not).
+	_, inArena := dest.mem.(arenaAllocator)
+	if pl, ok := c.w.t.(placer); ok && (!inArena || isCollTag(tags.seg)) {
 		pl.SetPlace(c.ranks[prev], tags.seg, dest.place)
 		defer pl.SetPlace(c.ranks[prev], tags.seg, nil)
 	}
@@ -280,6 +300,10 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 			col, err = columnOf(g.arrs[0])
 		}
 		if first && err == nil && g.kind == kindArray && len(g.arrs) == 1 && g.aux >= col.n {
+			if w := width(col.dt); w <= 0 || g.aux > assemblyMax()/w {
+				g.release()
+				return fail(c.failColl(tags.seg, protoErr(op, r, prev, "chain of %d elements of %v: more than this node's %d bytes of memory", g.aux, col.dt, assemblyMax())))
+			}
 			n, dt = g.aux, col.dt
 			asm = dest.assembly(dt, n)
 		}

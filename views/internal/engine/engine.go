@@ -228,7 +228,7 @@ func (e *Engine) control(f *comm.Frame) bool {
 		e.outMu.Lock()
 		idle = idle && len(e.out) == 0
 		e.outMu.Unlock()
-		if idle && e.ns.BuryBefore(-1) {
+		if idle && e.ns.buryBefore(-1) {
 			codec.CollectBulk()
 		}
 	case proto.CtlShutdown:
@@ -250,7 +250,7 @@ func (e *Engine) work(ctx context.Context) {
 			upTo = e.marks[0]
 		}
 		e.outMu.Unlock()
-		if e.ns.BuryBefore(upTo) {
+		if e.ns.buryBefore(upTo) {
 			codec.CollectBulk()
 		}
 		e.mu.Lock()
@@ -270,7 +270,7 @@ func (e *Engine) work(ctx context.Context) {
 		e.busy = true
 		e.mu.Unlock()
 
-		mark := e.ns.Drops()
+		mark := e.ns.drops()
 		res := &proto.Result{Started: time.Now()}
 		// Each task's recovery boundary: a panic while handling it (a
 		// function's own panics are caught closer, in call) fails the task
@@ -506,13 +506,13 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *proto.Result) {
 			if a, ok := val.(arrow.Array); ok {
 				h = e.received[a]
 			}
-			e.ns.SetReceived(k, val, h)
+			e.ns.setReceived(k, val, h)
 		}
 	case proto.KindPull:
 		out := make([]any, len(args))
 		for i, a := range args {
 			n, _ := a.(string)
-			val, ok := e.ns.Lend(n)
+			val, ok := e.ns.lend(n)
 			if !ok {
 				res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeError, fmt.Sprintf("name %q is not defined on engine %d", n, e.id)
 				return

@@ -17,7 +17,7 @@ import (
 // array it found here, or a result frame pointing into one, never sees the
 // array's memory go back to its owner underneath (views/internal/bulk).
 //
-// An array a push received on the bulk path and bound here (SetReceived)
+// An array a push received on the bulk path and bound here (setReceived)
 // goes back to its owner (the receive pool, already faulted in, or the
 // sender's arena) as soon as it is dropped when nothing but the namespace
 // ever held it: no user code got it (Get, a Ref argument) and no answer to
@@ -27,13 +27,13 @@ import (
 type Namespace struct {
 	mu      sync.RWMutex
 	m       map[string]any
-	held    map[string]*codec.GCHold // the holds of the bulk arrays bound by SetReceived
+	held    map[string]*codec.GCHold // the holds of the bulk arrays bound by setReceived
 	dropped []droppedValue           // in drop order; dropped[0] is drop number base
 	base    int
 }
 
 // droppedValue is a dropped value and, for a bulk array bound by
-// SetReceived, its hold.
+// setReceived, its hold.
 type droppedValue struct {
 	v any
 	h *codec.GCHold
@@ -66,20 +66,30 @@ func (n *Namespace) Has(name string) bool {
 	return ok
 }
 
-// Lend returns the value bound to name for the engine's answer to a pull:
+// lend returns the value bound to name for the engine's answer to a pull:
 // once dropped, it goes back when buried (no unwritten answer refers to it).
-func (n *Namespace) Lend(name string) (any, bool) { return n.get(name, codec.HeldByAnswer) }
+func (n *Namespace) lend(name string) (any, bool) { return n.get(name, codec.HeldByAnswer) }
 
 // Set binds name to v.
 func (n *Namespace) Set(name string, v any) {
-	n.SetReceived(name, v, nil)
+	n.setReceived(name, v, nil)
 }
 
-// SetReceived binds name to v, an array received on the bulk path whose
+// setReceived binds name to v, an array received on the bulk path whose
 // hold is h (nil: any other value). Nothing but the namespace may hold v
 // yet (the engine's push binds what it decoded).
-func (n *Namespace) SetReceived(name string, v any, h *codec.GCHold) {
+//
+// The engine's own bookkeeping, unexported: user code reaches the
+// namespace through Context.NS, and a value it could borrow as an
+// answer's (lend) or bury (buryBefore) would go back to the pool under
+// its feet.
+func (n *Namespace) setReceived(name string, v any, h *codec.GCHold) {
 	n.mu.Lock()
+	if h != nil && n.held[name] == h {
+		n.m[name] = v // the same array again: dropping it would free it
+		n.mu.Unlock()
+		return
+	}
 	free := n.dropLocked(name)
 	n.m[name] = v
 	if h != nil && !n.holds(h) {
@@ -148,19 +158,19 @@ func (n *Namespace) dropLocked(name string) holds {
 	return nil
 }
 
-// Drops is the number of values dropped so far: a task that starts now
+// drops is the number of values dropped so far: a task that starts now
 // cannot see those (they are no longer bound).
-func (n *Namespace) Drops() int {
+func (n *Namespace) drops() int {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.base + len(n.dropped)
 }
 
-// BuryBefore forgets the values dropped before drop number k (all of them
+// buryBefore forgets the values dropped before drop number k (all of them
 // for k < 0): bulk arrays only the namespace and the engine's answers held
 // go back to their owners now; it reports whether another Arrow value was
 // among them (the collector returns those).
-func (n *Namespace) BuryBefore(k int) (arrowDropped bool) {
+func (n *Namespace) buryBefore(k int) (arrowDropped bool) {
 	n.mu.Lock()
 	cut := len(n.dropped)
 	if k >= 0 {

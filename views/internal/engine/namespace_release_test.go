@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"reflect"
 	"runtime"
 	"testing"
 
@@ -29,9 +30,9 @@ func TestNamespaceReleasesReceivedValues(t *testing.T) {
 	live := func() int { return mem.CurrentAlloc() / size }
 	ns := NewNamespace()
 	a, ha := received()
-	ns.SetReceived("a", a, ha)
+	ns.setReceived("a", a, ha)
 	b, hb := received()
-	ns.SetReceived("a", b, hb) // a: nobody saw it
+	ns.setReceived("a", b, hb) // a: nobody saw it
 	if n := live(); n != 1 {
 		t.Fatalf("after rebinding a value nobody saw: %d arrays live, want 1", n)
 	}
@@ -40,24 +41,24 @@ func TestNamespaceReleasesReceivedValues(t *testing.T) {
 		t.Fatalf("after deleting it: %d arrays live, want 0", n)
 	}
 	c, hc := received()
-	ns.SetReceived("c", c, hc)
-	if v, ok := ns.Lend("c"); !ok || v != c {
+	ns.setReceived("c", c, hc)
+	if v, ok := ns.lend("c"); !ok || v != c {
 		t.Fatal("lend")
 	}
 	u, hu := received()
-	ns.SetReceived("u", u, hu)
+	ns.setReceived("u", u, hu)
 	if v, ok := ns.Get("u"); !ok || v != u {
 		t.Fatal("Get")
 	}
-	k := ns.Drops()
+	k := ns.drops()
 	ns.Clear()
 	if n := live(); n != 2 {
 		t.Fatalf("after Clear: %d arrays live, want 2 (one a pull sent, one user code got)", n)
 	}
-	if ns.BuryBefore(k) || live() != 2 {
+	if ns.buryBefore(k) || live() != 2 {
 		t.Fatal("buryBefore a drop count taken before the drops released something")
 	}
-	if !ns.BuryBefore(-1) {
+	if !ns.buryBefore(-1) {
 		t.Error("burying the value user code got did not ask for a collection")
 	}
 	if n := live(); n != 1 {
@@ -65,12 +66,42 @@ func TestNamespaceReleasesReceivedValues(t *testing.T) {
 	}
 	// One array bound under two names is never given back by either.
 	d, hd := received()
-	ns.SetReceived("d1", d, hd)
-	ns.SetReceived("d2", d, hd)
+	ns.setReceived("d1", d, hd)
+	ns.setReceived("d2", d, hd)
 	ns.Delete("d1")
-	ns.BuryBefore(-1)
+	ns.buryBefore(-1)
 	if v, ok := ns.Get("d2"); !ok || v.(*array.Float64).Value(1023) != 1023 {
 		t.Fatal("d2 lost its value")
 	}
 	runtime.KeepAlive(u)
+}
+
+// TestNamespaceBookkeepingIsNotUsers: user code reaches the namespace
+// through Context.NS; the methods that give values back to the pool are not
+// its to call (a function that kept what it borrowed through an exported
+// Lend had its memory reused by the next push), and binding the same
+// received array to its name again keeps it.
+func TestNamespaceBookkeepingIsNotUsers(t *testing.T) {
+	typ := reflect.TypeOf(&Namespace{})
+	for _, m := range []string{"Lend", "SetReceived", "Drops", "BuryBefore"} {
+		if _, ok := typ.MethodByName(m); ok {
+			t.Errorf("Namespace.%s is exported: user code could release memory it still uses", m)
+		}
+	}
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	b := array.NewFloat64Builder(mem)
+	for i := range 1024 {
+		b.Append(float64(i))
+	}
+	a, h := codec.GCOwnedHold(b.NewArray())
+	b.Release()
+	ns := NewNamespace()
+	ns.setReceived("x", a, h)
+	ns.setReceived("x", a, h)
+	if mem.CurrentAlloc() == 0 {
+		t.Fatal("binding the same array to its name again gave it back")
+	}
+	if v, ok := ns.Get("x"); !ok || v.(*array.Float64).Value(1023) != 1023 {
+		t.Fatal("x lost its value")
+	}
 }

@@ -22,21 +22,21 @@ func TestNamespaceKeepsDroppedValuesUntilBuried(t *testing.T) {
 	ns.Set("y", 7)
 	ns.Delete("y")
 	ns.Clear() // b dropped
-	if len(ns.dropped) != 3 || ns.Drops() != 3 || len(ns.Names()) != 0 {
+	if len(ns.dropped) != 3 || ns.drops() != 3 || len(ns.Names()) != 0 {
 		t.Fatalf("dropped %d values, names %v", len(ns.dropped), ns.Names())
 	}
-	if !ns.BuryBefore(1) || len(ns.dropped) != 2 || ns.Drops() != 3 {
+	if !ns.buryBefore(1) || len(ns.dropped) != 2 || ns.drops() != 3 {
 		t.Fatal("buryBefore(1) did not forget exactly the first (Arrow) value")
 	}
-	if ns.BuryBefore(2) || len(ns.dropped) != 1 {
+	if ns.buryBefore(2) || len(ns.dropped) != 1 {
 		t.Fatal("buryBefore(2) reported an Arrow value among plain ones, or kept it")
 	}
-	if !ns.BuryBefore(-1) || len(ns.dropped) != 0 || ns.Drops() != 3 {
+	if !ns.buryBefore(-1) || len(ns.dropped) != 0 || ns.drops() != 3 {
 		t.Fatal("buryBefore(-1) did not forget the rest")
 	}
 	ns.Set("z", []any{1, map[string]any{"a": constArray(3, 1)}})
 	ns.Delete("z")
-	if !ns.BuryBefore(-1) {
+	if !ns.buryBefore(-1) {
 		t.Fatal("an Arrow value nested in a list and a map was not reported")
 	}
 }
