@@ -442,14 +442,18 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *proto.Result) {
 	name, _ := v[1].(string)
 	args, _ := v[2].([]any)
 	switch kind {
-	case proto.KindApply:
+	case proto.KindApply, proto.KindMap:
 		fn, err := Find(name)
 		if err != nil {
 			res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeUnknownFunction, err.Error()
 			return
 		}
 		c := e.newContext(ctx, targets)
-		out, err := e.captured(res, func() (any, error) { return fn.Call(c, args) })
+		call := func() (any, error) { return fn.Call(c, args) }
+		if kind == proto.KindMap {
+			call = func() (any, error) { return mapChunk(c, fn, args) }
+		}
+		out, err := e.captured(res, call)
 		if err != nil {
 			res.Status, res.ErrMsg, res.ErrType = proto.StatusError, err.Error(), fmt.Sprintf("%T", err)
 			res.Code = proto.CodeError
@@ -468,24 +472,6 @@ func (e *Engine) run(ctx context.Context, f *comm.Frame, res *proto.Result) {
 			text, _ = args[0].(string)
 		}
 		e.runScript(ctx, name, text, res)
-	case proto.KindMap:
-		fn, err := Find(name)
-		if err != nil {
-			res.Status, res.Code, res.ErrMsg = proto.StatusError, proto.CodeUnknownFunction, err.Error()
-			return
-		}
-		c := e.newContext(ctx, targets)
-		out, err := e.captured(res, func() (any, error) { return mapChunk(c, fn, args) })
-		if err != nil {
-			res.Status, res.ErrMsg, res.ErrType = proto.StatusError, err.Error(), fmt.Sprintf("%T", err)
-			res.Code = proto.CodeError
-			var pe *PanicError
-			if errors.As(err, &pe) {
-				res.Code, res.Traceback = proto.CodePanic, pe.Stack
-			}
-			return
-		}
-		res.Value = out
 	case proto.KindDelete:
 		for _, a := range args {
 			n, _ := a.(string)
