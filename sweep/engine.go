@@ -16,6 +16,7 @@ import (
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/results"
 	"github.com/rankhub/rankhub/views"
+	"golang.org/x/sys/unix"
 )
 
 // The engine side of a sweep. Engines receive only (point, replicate)
@@ -48,6 +49,11 @@ type ChunkResult struct {
 	// one after the other; Out is NaN.
 	Table    []float64
 	TableLen []int64
+	// Interrupted marks the tasks that did not run to an answer because
+	// the engine was stopping (SIGTERM, scancel, a requeue, the walltime
+	// warning): they get no row and run again on --resume. Empty from an
+	// engine of an older rankhub.
+	Interrupted []bool
 }
 
 // Pairs encodes refs for the wire: point, replicate, point, replicate, ...
@@ -76,7 +82,7 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 	points := int64(job.NumPoints())
 	idx := make([]int64, n)
 	res := ChunkResult{Index: idx, Seed: make([]uint64, n), Started: make([]int64, n), Finished: make([]int64, n), Attempt: make([]int64, n),
-		Exit: make([]int64, n), Err: make([]string, n), Out: make([]float64, n*k)}
+		Exit: make([]int64, n), Err: make([]string, n), Out: make([]float64, n*k), Interrupted: make([]bool, n)}
 	if c != nil {
 		res.Rank, res.Host = c.Rank, c.Host
 	}
@@ -93,9 +99,10 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 		idx[i] = p*reps + r
 		out := res.Out[i*k : (i+1)*k]
 		if ctx.Err() != nil {
-			// The engine is stopping: this chunk's answer will not arrive,
-			// and its tasks run again elsewhere or on --resume.
-			res.Exit[i], res.Err[i] = -1, "engine stopped before the task ran"
+			// The engine is stopping: these tasks did not run. Should the
+			// chunk's answer still reach the driver, they get no row and
+			// run again on --resume.
+			res.Exit[i], res.Err[i], res.Interrupted[i] = -1, "interrupted: the engine stopped before the task ran", true
 			fillNaN(out)
 			continue
 		}
@@ -111,6 +118,16 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 			exit, msg := runTask(ctx, c, job, t, out, &res, i)
 			res.Started[i], res.Finished[i] = start.UnixMicro(), time.Now().UnixMicro()
 			res.Exit[i], res.Err[i], res.Attempt[i] = int64(exit), msg, int64(attempt)
+			if msg != "" && ctx.Err() != nil {
+				// The engine is stopping (SIGTERM, a requeue, the
+				// walltime warning): whatever ended this attempt (the
+				// stop's signal reaches the command too, a function
+				// returns when its Context ends), it is no answer, and
+				// no retry starts. The task is interrupted: no row, and
+				// --resume runs it again.
+				res.Err[i], res.Interrupted[i] = "interrupted: the engine was stopping: "+msg, true
+				break
+			}
 			if msg == "" || attempt >= job.Task.Retries {
 				break
 			}
@@ -120,6 +137,20 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 		}
 	}
 	return res
+}
+
+// interrupted reports whether task i of the chunk was interrupted.
+func (r *ChunkResult) interrupted(i int) bool { return i < len(r.Interrupted) && r.Interrupted[i] }
+
+// Ran is how many of the chunk's tasks ran to an answer (a row).
+func (r *ChunkResult) Ran() int {
+	n := len(r.Index)
+	for i := range r.Index {
+		if r.interrupted(i) {
+			n--
+		}
+	}
+	return n
 }
 
 func fillNaN(out []float64) {
@@ -263,6 +294,45 @@ func outputsFrom(v reflect.Value, names []string, out []float64) error {
 
 const stderrTail = 2048
 
+// stopGrace is how long the engine waits for its own stop when a task's
+// command died of a signal the engine did not send. A scheduler's stop
+// (scancel, a requeue, the walltime warning) signals every process of the
+// job at once, and the command may die of it before the engine's handler
+// has cancelled its context: within stopGrace that task is interrupted;
+// later it is a failed row (a crash, the OOM killer, a kill by the user).
+const stopGrace = 2 * time.Second
+
+// stoppingWithin reports whether ctx ends within d (at once when it has).
+func stoppingWithin(ctx context.Context, d time.Duration) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// signalOf is the signal a command died of: its own death by a signal, or
+// a shell's exit status 128+n for a child it ran; 0 for anything else.
+func signalOf(err error) syscall.Signal {
+	var xe *exec.ExitError
+	if !errors.As(err, &xe) {
+		return 0
+	}
+	if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal()
+	}
+	if c := xe.ExitCode(); c > 128 && c <= 128+64 {
+		return syscall.Signal(c - 128)
+	}
+	return 0
+}
+
 // runCommand runs a shell task. Its stdout and stderr are read as streams
 // into bounded buffers (boundedOutput): a task may print any amount, the
 // engine keeps a few tens of KiB of it.
@@ -312,11 +382,18 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 			code = xe.ExitCode()
 		}
 		msg := err.Error()
+		sig := signalOf(err)
 		switch {
 		case stopped.Err() != nil:
 			msg = "stopped: the engine is shutting down"
 		case ctx.Err() != nil:
 			msg = fmt.Sprintf("timed out after %v", job.Task.Timeout.Duration)
+		case sig != 0 && stoppingWithin(stopped, stopGrace):
+			// A signal rankhub did not send, and the engine's own stop
+			// followed: the scheduler's stop reached the command first.
+			msg = fmt.Sprintf("stopped: %s (%s), the engine is shutting down", msg, unix.SignalName(sig))
+		case sig != 0:
+			msg = fmt.Sprintf("%s (%s), not sent by rankhub: no timeout, the engine was not stopping", msg, unix.SignalName(sig))
 		}
 		if strings.TrimSpace(tail) != "" {
 			msg += ": " + strings.TrimSpace(tail)
@@ -413,7 +490,7 @@ func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) er
 	k := len(job.Task.Outputs)
 	n := len(r.Index)
 	if len(r.Out) != n*k || len(r.Started) != n || len(r.Finished) != n || len(r.Attempt) != n || len(r.Exit) != n ||
-		len(r.Err) != n || len(r.Seed) != n {
+		len(r.Err) != n || len(r.Seed) != n || len(r.Interrupted) != 0 && len(r.Interrupted) != n {
 		return errors.New("sweep: malformed chunk result from engine")
 	}
 	reps := int64(max(job.Sweep.Replicates, 1))
@@ -435,6 +512,16 @@ func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) er
 	for i, ix := range r.Index {
 		if ix < 0 || ix/reps >= points {
 			return fmt.Errorf("sweep: engine answered for task %d, outside the sweep", ix)
+		}
+		if r.interrupted(i) {
+			// No answer: no row; --resume runs it (an interrupted task
+			// has no lists).
+			if table {
+				for j := range k {
+					next += int(r.TableLen[i*k+j])
+				}
+			}
+			continue
 		}
 		// The engine computed the seed from the same job file
 		// (jobs.TaskSeed); the hub does not hash every row again.

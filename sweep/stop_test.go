@@ -1,0 +1,150 @@
+package sweep
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rankhub/rankhub/jobs"
+	"github.com/rankhub/rankhub/results"
+	"github.com/rankhub/rankhub/views"
+)
+
+// waitPid waits until the command of a running task wrote its pid (its
+// process group: the engine starts each command in its own) to path.
+func waitPid(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(path)
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if pid, err := strconv.Atoi(f[len(f)-1]); err == nil {
+				return pid
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no pid in %s", path)
+	return 0
+}
+
+// A scheduler's stop (scancel, a requeue, the walltime warning) signals
+// every process of the step: a task's command may die of the SIGTERM
+// before the engine's own context ends. Those tasks, and the ones after
+// them in the chunk, are interrupted (no row, run again on --resume), never
+// failed rows, and they are not retried while the engine stops.
+func TestStoppedEngineInterruptsTasks(t *testing.T) {
+	dir := t.TempDir()
+	pids := filepath.Join(dir, "pids")
+	job := engineJob(t, "command = \"echo $$ >> "+pids+"; sleep 5; echo {x}\"\nretries = 2")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan ChunkResult, 1)
+	go func() { got <- ExecChunk(&views.Context{Context: ctx}, job, []int64{0, 0, 1, 0, 1, 1}) }()
+	pid := waitPid(t, pids)
+	// The command's process group first, as SLURM's signal reaches it
+	// before the engine's handler has run; the engine a little later.
+	syscall.Kill(-pid, syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	var res ChunkResult
+	select {
+	case res = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the chunk did not return after the engine stopped")
+	}
+	for i := range res.Index {
+		if len(res.Interrupted) != len(res.Index) || !res.Interrupted[i] {
+			t.Errorf("task %d: not interrupted: exit %d, error %q", i, res.Exit[i], res.Err[i])
+		}
+	}
+	if b, _ := os.ReadFile(pids); len(strings.Fields(string(b))) != 1 {
+		t.Errorf("the task ran %d times while the engine stopped (retries = 2): pids %q", len(strings.Fields(string(b))), b)
+	}
+	// Such a chunk writes no row.
+	w := newTestWriter(t, job)
+	if err := WriteChunk(w, job, res, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := closeTestWriter(t, w); n != 0 {
+		t.Fatalf("%d rows written for interrupted tasks", n)
+	}
+}
+
+// A simulation that crashes (SIGSEGV), is killed by the OOM killer
+// (SIGKILL) or kills itself (kill -TERM $$) while the engine is not
+// stopping fails its row, with a message that names the signal.
+func TestCrashWhileNotStoppingIsAFailedRow(t *testing.T) {
+	for sig, want := range map[string]string{"SEGV": "segmentation fault", "KILL": "killed", "TERM": "terminated"} {
+		t.Run(sig, func(t *testing.T) {
+			t.Parallel()
+			job := engineJob(t, `command = "kill -`+sig+` $$; echo {x}"`)
+			res := ExecChunk(&views.Context{Context: context.Background()}, job, []int64{0, 0})
+			if len(res.Interrupted) == 1 && res.Interrupted[0] {
+				t.Fatalf("interrupted while the engine was not stopping: %q", res.Err[0])
+			}
+			if !strings.Contains(res.Err[0], want) || !strings.Contains(res.Err[0], "SIG"+sig) || !strings.Contains(res.Err[0], "not stopping") {
+				t.Fatalf("error %q, want the signal named (%s, SIG%s) and that the engine was not stopping", res.Err[0], want, sig)
+			}
+		})
+	}
+}
+
+// A function that watches its Context and returns when the engine stops
+// is interrupted, not failed; one that ends with an error while the engine
+// runs on is a failed row.
+func TestStoppedFunctionTaskIsInterrupted(t *testing.T) {
+	started := make(chan struct{}, 1)
+	views.MustRegister("sweep_test.wait", func(c *views.Context, p map[string]any) (map[string]float64, error) {
+		if p["x"].(float64) > 2 {
+			return nil, errors.New("x too large")
+		}
+		started <- struct{}{}
+		<-c.Done()
+		return nil, c.Err()
+	})
+	job := engineJob(t, `function = "sweep_test.wait"`)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan ChunkResult, 1)
+	go func() { got <- ExecChunk(&views.Context{Context: ctx}, job, []int64{0, 0, 0, 1}) }()
+	<-started
+	cancel()
+	res := <-got
+	if len(res.Interrupted) != 2 || !res.Interrupted[0] || !res.Interrupted[1] {
+		t.Fatalf("interrupted %v, errors %q", res.Interrupted, res.Err)
+	}
+	res = ExecChunk(&views.Context{Context: context.Background()}, job, []int64{1, 0})
+	if (len(res.Interrupted) == 1 && res.Interrupted[0]) || res.Err[0] != "x too large" {
+		t.Fatalf("interrupted %v, error %q", res.Interrupted, res.Err)
+	}
+}
+
+// newTestWriter is a result file for job in a temporary directory.
+func newTestWriter(t *testing.T, job *jobs.Job) *results.Writer {
+	t.Helper()
+	w, err := results.Create(filepath.Join(t.TempDir(), "t.arrow"), job, results.Provenance{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// closeTestWriter closes w and returns how many rows its file holds.
+func closeTestWriter(t *testing.T, w *results.Writer) int {
+	t.Helper()
+	if err := w.Close("completed"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := results.Open(w.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	return r.NumRows()
+}
