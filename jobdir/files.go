@@ -205,14 +205,18 @@ func (d Dir) SchedID() string {
 
 // Progress is what a sweep's driver reports in progress.json while it runs.
 type Progress struct {
-	Done    int       `json:"done"`
-	Failed  int       `json:"failed"`
-	Total   int       `json:"total"`
-	Skipped int       `json:"skipped"` // already in the file when resuming
-	Rate    float64   `json:"rate"`    // rows per second since the start
-	ETA     float64   `json:"eta_seconds"`
-	Updated time.Time `json:"updated"`
-	Results string    `json:"results"`
+	Done    int `json:"done"`
+	Failed  int `json:"failed"`
+	Total   int `json:"total"`
+	Skipped int `json:"skipped"` // already in the file when resuming
+	// Interrupted counts tasks whose engine was stopping (SIGTERM, a
+	// requeue, the walltime warning) while they ran: no row, left for
+	// --resume; never counted in Failed.
+	Interrupted int       `json:"interrupted,omitempty"`
+	Rate        float64   `json:"rate"` // rows per second since the start
+	ETA         float64   `json:"eta_seconds"`
+	Updated     time.Time `json:"updated"`
+	Results     string    `json:"results"`
 	// Adaptive sweeps: Total is done plus the estimate of what remains;
 	// Active counts the groups that have not stopped.
 	Adaptive bool `json:"adaptive,omitempty"`

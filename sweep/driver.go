@@ -39,8 +39,9 @@ type chunkDone struct {
 // progress.json through the job directory, with its modes) and to log. It returns
 // nil when every task it was to run has a row and none failed, an
 // *IncompleteError when tasks are left without a row (stopped, every engine
-// dead, chunks failed after their retries) and a *TasksFailedError when rows
-// record failures.
+// dead, chunks failed after their retries, tasks interrupted by their
+// engine's stop: ChunkResult.Interrupted, never written as failed rows)
+// and a *TasksFailedError when rows record failures.
 func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Writer, pl *Planner, segment int, progress func(Progress) error, log zerolog.Logger) error {
 	path := w.Path()
 	engines := len(c.IDs())
@@ -97,7 +98,7 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 		prog.Skipped = pl.Observed()
 		prog.Total = prog.Skipped + pl.Estimate()
 	}
-	firstFail := ""
+	firstFail, interrupted := "", ""
 	lastProg, lastLog := time.Time{}, time.Now()
 	report := func(force bool) {
 		now := time.Now()
@@ -178,29 +179,39 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 				firstErr = fmt.Errorf("%d task(s) from point %d replicate %d could not run: %w", len(d.refs), d.refs[0].Point, d.refs[0].Replicate, d.err)
 			}
 		} else {
+			// Tasks interrupted by their engine's stop get no row: they
+			// are no answer, and --resume runs them.
 			if err := WriteChunk(w, job, d.res, segment); err != nil {
 				return err
 			}
-			prog.Done += len(d.res.Index)
+			ran := d.res.Ran()
+			prog.Done += ran
+			if stopped := len(d.res.Index) - ran; stopped > 0 {
+				prog.Interrupted += stopped
+				log.Warn().Int("tasks", stopped).Int("rank", d.res.Rank).Str("host", d.res.Host).
+					Msg("tasks interrupted by their engine's stop; they have no row and are left for --resume")
+				if interrupted == "" {
+					interrupted = fmt.Sprintf("the engine of rank %d on %s was stopping", d.res.Rank, d.res.Host)
+				}
+			}
 			k, reps := len(job.Task.Outputs), int64(max(job.Sweep.Replicates, 1))
+			var spent int64
 			for i, ix := range d.res.Index {
+				if d.res.interrupted(i) {
+					continue
+				}
 				pl.Observe(Ref{Point: int(ix / reps), Replicate: int(ix % reps)}, d.res.Out[i*k:(i+1)*k], d.res.Err[i] != "",
 					time.Duration(d.res.Finished[i]-d.res.Started[i])*time.Microsecond)
-			}
-			for _, e := range d.res.Err {
-				if e != "" {
+				if e := d.res.Err[i]; e != "" {
 					prog.Failed++
 					if firstFail == "" {
 						firstFail = e
 					}
 				}
-			}
-			// Tasks too short for the clock count as 1 µs.
-			var spent int64
-			for i := range d.res.Index {
 				spent += d.res.Finished[i] - d.res.Started[i]
 			}
-			n := time.Duration(max(len(d.res.Index), 1))
+			// Tasks too short for the clock count as 1 µs.
+			n := time.Duration(max(ran, 1))
 			perTask = runningMean(perTask, d.took/n)
 			execTask = runningMean(execTask, max(time.Duration(spent)*time.Microsecond/n, time.Microsecond))
 		}
@@ -212,6 +223,10 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 	report(true)
 	if firstErr != nil {
 		return &IncompleteError{Wanted: wanted(), Done: prog.Done, Reason: "chunks failed after their retries", Err: firstErr}
+	}
+	if prog.Interrupted > 0 {
+		return &IncompleteError{Wanted: wanted(), Done: prog.Done,
+			Reason: fmt.Sprintf("%d task(s) interrupted: %s", prog.Interrupted, interrupted)}
 	}
 	if prog.Failed > 0 {
 		return &TasksFailedError{Failed: prog.Failed, Done: prog.Done, First: firstFail}

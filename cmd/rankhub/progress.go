@@ -55,6 +55,9 @@ func progressLine(p jobdir.Progress, width int) string {
 	if p.Failed > 0 {
 		s += fmt.Sprintf(", %d failed", p.Failed)
 	}
+	if p.Interrupted > 0 {
+		s += fmt.Sprintf(", %d interrupted (left for --resume)", p.Interrupted)
+	}
 	if p.ETA > 0 && done < p.Total {
 		s += ", ETA " + (time.Duration(p.ETA) * time.Second).Round(time.Second).String()
 	}
