@@ -151,6 +151,7 @@ func RunWith(ctx context.Context, driver Driver, o Options) error {
 			defer mesh.close()
 			cfg.World = mesh.world
 		}
+		rankStop.Store(&struct{ ctx context.Context }{ctx}) // sweep chunks stop at the signal
 		ectx, served := lingerOnSignal(ctx)
 		err = views.ServeEngine(ectx, conn, cfg)
 		served()

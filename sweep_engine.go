@@ -1,12 +1,14 @@
 package rankhub
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rankhub/rankhub/jobs"
 	"github.com/rankhub/rankhub/launcher"
@@ -50,8 +52,25 @@ func runChunk(c *views.Context, pairs []int64) (sweep.ChunkResult, error) {
 	if err != nil {
 		return sweep.ChunkResult{}, err
 	}
+	if s := rankStop.Load(); s != nil && c != nil && c.Context != nil {
+		// The chunk stops with the rank: at its stop signal, not when
+		// the lingering engine (lingerOnSignal) is shut down seconds
+		// later. The signal reaches the tasks' commands too, and the
+		// engine tells their death by it from a crash by this stop
+		// (sweep.ExecChunk: they are interrupted, not failed).
+		ctx, cancel := context.WithCancel(c.Context)
+		defer cancel()
+		defer context.AfterFunc(s.ctx, cancel)()
+		stopping := *c
+		stopping.Context = ctx
+		c = &stopping
+	}
 	return sweep.RunChunk(c, job, pairs)
 }
+
+// rankStop holds this engine rank's context (RunWith): it ends at the
+// rank's stop signal (SIGTERM, SIGINT, the walltime warning).
+var rankStop atomic.Pointer[struct{ ctx context.Context }]
 
 // EnvCall makes Main run one sweep task of the job in RANKHUB_JOBFILE in
 // this process, print its outcome as JSON and exit: `rankhub rerun` uses it
