@@ -302,3 +302,44 @@ func TestSweepFailsClearlyWhenEveryEngineDies(t *testing.T) {
 		t.Fatalf("results: complete %v, status %+v, %d rows", r.Complete(), st, r.NumRows())
 	}
 }
+
+// One engine rank is stopped (its command's process group gets SIGTERM
+// first, the rank 300 ms later) while the hub and the other engine go on:
+// the interrupted task reaches a driver that is not stopping. It must not
+// become a failed row (the engine's tasks stop at its signal, not when the
+// lingering engine is shut down seconds later); its chunk runs again on the
+// other engine, and every task has its row: the job ends completed, or
+// node-lost when the engine left before the end.
+func TestSweepStoppedEngineTaskRunsElsewhere(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	job := strings.NewReplacer(`function = "tiny"`, `command = 'if [ {x} -eq 0 ] && [ ! -e pid ]; then echo $$ > pid; sleep 30; fi; echo {x} 1'`,
+		"ranks = 4", "ranks = 3").Replace(sweepJob(20, 0, 1, ""))
+	done := runSweepRanks(t, ctx, dir, job, 3, nil)
+	var sh int
+	for deadline := time.Now().Add(30 * time.Second); sh == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("task 0 did not start")
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "pid"))
+		sh, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", sh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, _ := strconv.Atoi(strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))[1])
+	syscall.Kill(-sh, syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	syscall.Kill(engine, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the run did not end")
+	}
+	checkRows(t, filepath.Join(dir, "out.arrow"), 20).Close()
+	if st, err := (jobdir.Dir{Path: dir}).ReadStatus(); err != nil || st.Outcome != jobdir.Completed && st.Outcome != jobdir.NodeLost {
+		t.Fatalf("status.json: %+v %v", st, err)
+	}
+}

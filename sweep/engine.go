@@ -65,12 +65,24 @@ func Pairs(refs []Ref) []int64 {
 	return pairs
 }
 
-// RunChunk runs the tasks named by pairs (see Pairs) on this engine.
+// RunChunk runs the tasks named by pairs (see Pairs) on this engine. A
+// chunk the engine's stop interrupted before any of its tasks answered is
+// an error; one it interrupted part way has its interrupted tasks marked
+// (ChunkResult.Interrupted).
 func RunChunk(c *views.Context, job *jobs.Job, pairs []int64) (ChunkResult, error) {
 	if len(pairs)%2 != 0 {
 		return ChunkResult{}, fmt.Errorf("sweep chunk of %d numbers: want (point, replicate) pairs", len(pairs))
 	}
-	return ExecChunk(c, job, pairs), nil
+	res := ExecChunk(c, job, pairs)
+	if n := len(res.Index); n > 0 && res.Ran() == 0 {
+		// The engine is stopping and ran nothing of the chunk: an error,
+		// not an answer, so that the hub retries the chunk on another
+		// engine (retries avoid this one) when the job goes on; when the
+		// whole job stops, the hub retries nothing and the tasks wait for
+		// --resume.
+		return ChunkResult{}, fmt.Errorf("sweep chunk of %d task(s) not run: the engine (rank %d on %s) is stopping", n, res.Rank, res.Host)
+	}
+	return res, nil
 }
 
 // ExecChunk runs the tasks of pairs; the result's Index holds each task's

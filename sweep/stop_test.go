@@ -67,7 +67,12 @@ func TestStoppedEngineInterruptsTasks(t *testing.T) {
 	if b, _ := os.ReadFile(pids); len(strings.Fields(string(b))) != 1 {
 		t.Errorf("the task ran %d times while the engine stopped (retries = 2): pids %q", len(strings.Fields(string(b))), b)
 	}
-	// Such a chunk writes no row.
+	// Such a chunk writes no row, and as an engine's answer it is an
+	// error, so that the hub runs it on another engine while the job
+	// goes on.
+	if _, err := RunChunk(&views.Context{Context: ctx}, job, []int64{0, 0, 1, 0}); err == nil || !strings.Contains(err.Error(), "is stopping") {
+		t.Errorf("RunChunk on a stopped engine: %v", err)
+	}
 	w := newTestWriter(t, job)
 	if err := WriteChunk(w, job, res, 0); err != nil {
 		t.Fatal(err)
