@@ -24,6 +24,7 @@ const (
 	JobFile      = "job.toml"      // the job file's text, as submitted
 	ConnFile     = "hub.json"      // the hub's addresses and the job key (comm.WriteConnInfo writes it, 0600)
 	SchedIDFile  = "scheduler-id"  // the scheduler's job id, one line
+	JoinFile     = "join"          // an engines job's (submit --join) hub: its connection file, one line
 	StatusFile   = "status.json"   // how the job ended, every attempt (Status)
 	ProgressFile = "progress.json" // a sweep's progress while it runs (Progress)
 	StartLog     = "start.log"     // rankhub start's detached launcher
@@ -201,6 +202,29 @@ func (d Dir) SchedID() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// WriteJoin records that the job is an engines job joining the hub whose
+// connection file is hubFile (submit --join).
+func (d Dir) WriteJoin(hubFile string) error { return d.WriteFile(JoinFile, []byte(hubFile+"\n")) }
+
+// Join is the connection file of the hub an engines job joins, "" when the
+// job is not one (WriteJoin).
+func (d Dir) Join() string {
+	b, err := os.ReadFile(d.File(JoinFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// LoadJob loads the job file of the job directory, as an engines job
+// (jobs.LoadEngines) when it is one.
+func (d Dir) LoadJob() (*jobs.Job, error) {
+	if d.Join() != "" {
+		return jobs.LoadEngines(d.File(JobFile))
+	}
+	return jobs.Load(d.File(JobFile))
 }
 
 // Progress is what a sweep's driver reports in progress.json while it runs.

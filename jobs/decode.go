@@ -22,6 +22,23 @@ func Load(path string) (*Job, error) {
 	return Parse(path, data)
 }
 
+// LoadEngines is Load for an engines job (`rankhub submit --join`): every
+// rank is an engine joining a running hub and none is a hub, so one rank is
+// enough. See ParseEngines.
+func LoadEngines(path string) (*Job, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	return ParseEngines(path, data)
+}
+
+// ParseEngines is Parse for an engines job (see LoadEngines). Apply keeps
+// the job an engines job.
+func ParseEngines(file string, data []byte) (*Job, error) {
+	return parse(file, data, true)
+}
+
 // Parse decodes and validates a job file's contents; file names it in
 // diagnostics and anchors relative paths ("" for text held in memory).
 //
@@ -30,13 +47,17 @@ func Load(path string) (*Job, error) {
 // *Errors holding every problem found, each with file, line, column and
 // dotted key; nothing is returned for a job that has any error.
 func Parse(file string, data []byte) (*Job, error) {
+	return parse(file, data, false)
+}
+
+func parse(file string, data []byte, engines bool) (*Job, error) {
 	src := string(data)
 	var raw map[string]any
 	md, err := toml.Decode(src, &raw)
 	if err != nil {
 		return nil, &Errors{Diags: []Diag{syntaxDiag(file, err)}}
 	}
-	j := &Job{File: file, Source: slices.Clone(data), pos: scanKeys(src)}
+	j := &Job{File: file, Source: slices.Clone(data), pos: scanKeys(src), engines: engines}
 	d := newDiags(file, j.pos, nil)
 	dec := decoder{d: d, md: md, order: keyOrder(md.Keys())}
 	dec.document(j, raw)

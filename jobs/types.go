@@ -30,7 +30,13 @@ type Job struct {
 	// decodeWarns are the warnings found while decoding; Validate adds its
 	// own to them to form Warnings.
 	decodeWarns []Diag
+	// engines: every rank is an engine joining a running hub (LoadEngines,
+	// submit --join); no rank is a hub.
+	engines bool
 }
+
+// Engines reports whether the job is an engines job (LoadEngines).
+func (j *Job) Engines() bool { return j.engines }
 
 // Scheduler names accepted in [job].scheduler.
 const (
@@ -44,7 +50,7 @@ type JobSpec struct {
 	Name      string `toml:"name"`
 	Scheduler string `toml:"scheduler"` // local (default), slurm, pbs
 
-	Ranks        int      `toml:"ranks"`          // total ranks, rank 0 is the hub; >= 2
+	Ranks        int      `toml:"ranks"`          // total ranks, rank 0 is the hub; >= 2 (>= 1 for an engines job: LoadEngines)
 	Nodes        int      `toml:"nodes"`          // 0: derived from ranks / ranks_per_node
 	RanksPerNode int      `toml:"ranks_per_node"` // 0: scheduler decides
 	CPUsPerRank  int      `toml:"cpus_per_rank"`  // 0: 1

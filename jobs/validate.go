@@ -239,16 +239,20 @@ func (j *Job) validateJob(d *diags) {
 	if !oneOf(s.Scheduler, schedulers) {
 		d.errorf(key("scheduler"), "unknown scheduler %q (want %s)", s.Scheduler, strings.Join(schedulers, ", "))
 	}
+	minRanks, need := 2, "a job needs at least 2 ranks (rank 0 is the hub)"
+	if j.engines {
+		minRanks, need = 1, "an engines job (--join) needs at least 1 rank (every rank is an engine of the hub it joins)"
+	}
 	switch {
 	case s.Ranks == 0 && !j.written("job", "ranks") && j.flags["job.ranks"] == "":
-		d.errorf(key("ranks"), "missing: a job needs at least 2 ranks (rank 0 is the hub)")
-	case s.Ranks < 2:
-		d.errorf(key("ranks"), "%d is too few: a job needs at least 2 ranks (rank 0 is the hub)", s.Ranks)
+		d.errorf(key("ranks"), "missing: %s", need)
+	case s.Ranks < minRanks:
+		d.errorf(key("ranks"), "%d is too few: %s", s.Ranks, need)
 	}
 	switch {
 	case s.RanksPerNode < 0:
 		d.errorf(key("ranks_per_node"), "%d is negative", s.RanksPerNode)
-	case s.RanksPerNode > s.Ranks && s.Ranks >= 2:
+	case s.RanksPerNode > s.Ranks && s.Ranks >= minRanks:
 		d.warnf(key("ranks_per_node"), "%d is more than ranks (%d): only %d rank(s) will run per node", s.RanksPerNode, s.Ranks, s.Ranks)
 	}
 	switch {
@@ -257,7 +261,7 @@ func (j *Job) validateJob(d *diags) {
 	case s.Nodes > 0 && s.RanksPerNode > 0 && s.Nodes*s.RanksPerNode < s.Ranks:
 		d.errorf(key("nodes"), "%d nodes × %d ranks_per_node hold %d ranks, fewer than ranks = %d",
 			s.Nodes, s.RanksPerNode, s.Nodes*s.RanksPerNode, s.Ranks)
-	case s.Nodes > s.Ranks && s.Ranks >= 2:
+	case s.Nodes > s.Ranks && s.Ranks >= minRanks:
 		d.warnf(key("nodes"), "%d nodes for %d ranks: some nodes get no rank", s.Nodes, s.Ranks)
 	}
 	if s.CPUsPerRank < 0 {

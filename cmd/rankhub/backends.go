@@ -68,7 +68,7 @@ func resolveJob(arg string) (*jobRef, error) {
 	if err != nil {
 		return nil, err
 	}
-	job, err := jobs.Load(dir.File(jobdir.JobFile))
+	job, err := dir.LoadJob()
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a job directory: %w", path, err)
 	}

@@ -61,7 +61,12 @@ func loadBatchJob(name string, args []string, stdout, stderr io.Writer) (*jobs.J
 	if fs.NArg() != 1 {
 		return nil, nil, nil, &usageError{msg: "give one job file"}
 	}
-	job, err := jobs.Load(fs.Arg(0))
+	load := jobs.Load
+	if fl.join != "" {
+		// Every rank is an engine of the hub it joins: one is enough.
+		load = jobs.LoadEngines
+	}
+	job, err := load(fs.Arg(0))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -168,6 +173,12 @@ func runSubmit(args []string, stdout, stderr io.Writer) error {
 	jd, err := launcher.NewJobDir(job, "")
 	if err != nil {
 		return err
+	}
+	if fl.hubFile != "" {
+		// status, wait and cancel load the job as an engines job.
+		if err := jd.WriteJoin(fl.hubFile); err != nil {
+			return err
+		}
 	}
 	dir := jd.Path
 	l, err := batchLaunch(job, dir)

@@ -219,3 +219,33 @@ func pbsJoin(t *testing.T, mpi, end string) {
 		t.Errorf("status.json of the engines job: %q", s)
 	}
 }
+
+// An engines job (--join) has no hub of its own: every rank is an engine,
+// so one rank is a valid job, and the job directory of such a job serves
+// `status`. The same file without --join is a normal job, whose rank 0 is
+// the hub: 1 rank is too few, and the message says why.
+func TestJoinJobOfOneRank(t *testing.T) {
+	dir := t.TempDir()
+	jobDir, _ := startHub(t, dir, "-n", "2")
+	p := enginesJob(t, dir, "slurm", 1, "nodes = 1\npartition = \"debug\"\n")
+	r := rh(t, dir, "script", p, "--join", jobDir)
+	if r.code != 0 || !strings.Contains(r.stdout, "RANKHUB_SIZE=1") {
+		t.Fatalf("script --join of 1 rank: %d\n%s\n%s", r.code, r.stderr, r.stdout)
+	}
+	r = rh(t, dir, "submit", p, "--dry-run", "--join", jobDir)
+	if r.code != 0 {
+		t.Fatalf("submit --dry-run --join of 1 rank: %d\n%s", r.code, r.stderr)
+	}
+	if s := rh(t, dir, "status", strings.TrimSpace(r.stdout)); s.code != 0 || strings.Contains(s.stderr, "too few") {
+		t.Fatalf("status of the engines job: %+v", s)
+	}
+	for _, args := range [][]string{{"script", p}, {"validate", p}} {
+		if r := rh(t, dir, args...); r.code == 0 || !strings.Contains(r.stderr, "1 is too few: a job needs at least 2 ranks (rank 0 is the hub)") {
+			t.Errorf("%s of 1 rank without --join: %d\n%s", args[0], r.code, r.stderr)
+		}
+	}
+	p = enginesJob(t, dir, "slurm", 0, "nodes = 1\n")
+	if r := rh(t, dir, "script", p, "--join", jobDir); r.code == 0 || !strings.Contains(r.stderr, "0 is too few: an engines job (--join) needs at least 1 rank") {
+		t.Errorf("script --join of 0 ranks: %d\n%s", r.code, r.stderr)
+	}
+}
