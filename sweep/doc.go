@@ -15,6 +15,11 @@
 //
 //	res, err := sweep.RunChunk(ctx, job, pairs)
 //
+// A task the engine's stop interrupts (SIGTERM, a requeue, the walltime
+// warning: ChunkResult.Interrupted) is no answer: the driver writes no row
+// for it and --resume runs it; a chunk that ran nothing is an error, which
+// the hub retries on another engine while the job goes on.
+//
 // The Planner alone is pure: given the job, the tasks already in the file
 // (Done, and for adaptive replicates their rows through Prior) and what
 // completes (Observe), Next answers which (point, replicate) tasks to send.
