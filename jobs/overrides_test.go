@@ -123,3 +123,22 @@ func TestParseMemory(t *testing.T) {
 		}
 	}
 }
+
+// An engines job (ParseEngines: submit --join) has no hub rank: 1 rank is
+// enough, also through --ranks, and Apply keeps it an engines job.
+func TestEnginesJobRanks(t *testing.T) {
+	j, err := ParseEngines("e.toml", []byte("[job]\nranks = 1\n"))
+	if err != nil || !j.Engines() {
+		t.Fatalf("an engines job of 1 rank: %v", err)
+	}
+	if err := j.Apply(Overrides{Ranks: 1}); err != nil || !j.Engines() {
+		t.Fatalf("--ranks 1 on an engines job: %v", err)
+	}
+	got := diagLines(t, j.Apply(Overrides{Ranks: -1}))
+	if want := []string{"--ranks: -1 is too few: an engines job (--join) needs at least 1 rank (every rank is an engine of the hub it joins)"}; !slices.Equal(got, want) {
+		t.Fatalf("--ranks -1: %q, want %q", got, want)
+	}
+	if _, err := Parse("e.toml", []byte("[job]\nranks = 1\n")); err == nil {
+		t.Fatal("a job of 1 rank (rank 0 is the hub) was accepted")
+	}
+}

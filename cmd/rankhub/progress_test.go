@@ -17,4 +17,8 @@ func TestProgressLine(t *testing.T) {
 	if got := progressLine(jobdir.Progress{Done: 10, Total: 10, Rate: 5, ETA: 0}, 10); strings.Contains(got, "ETA") || !strings.Contains(got, "(100%)") {
 		t.Errorf("finished: %q", got)
 	}
+	// Tasks a stop interrupted are not failed ones: they wait for --resume.
+	if got := progressLine(jobdir.Progress{Done: 8, Total: 10, Interrupted: 2}, 10); strings.Contains(got, "failed") || !strings.Contains(got, "2 interrupted (left for --resume)") {
+		t.Errorf("interrupted: %q", got)
+	}
 }

@@ -98,7 +98,8 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "ended      unreadable: %v\n", err)
 	} else {
 		if p, err := ref.dir.ReadProgress(); err == nil && p.Total > 0 {
-			fmt.Fprintf(stdout, "progress   %d/%d tasks (%d failed) at %s\n", p.Done+p.Skipped, p.Total, p.Failed, p.Updated.Local().Format(time.DateTime))
+			fmt.Fprintf(stdout, "progress   %d/%d tasks (%d failed, %d interrupted) at %s\n", p.Done+p.Skipped, p.Total, p.Failed, p.Interrupted,
+				p.Updated.Local().Format(time.DateTime))
 		}
 		hubView(stdout, ref.dir)
 	}
