@@ -101,24 +101,29 @@ func TestCrashWhileNotStoppingIsAFailedRow(t *testing.T) {
 	}
 }
 
-// A function that watches its Context and returns when the engine stops
-// is interrupted, not failed; one that ends with an error while the engine
-// runs on is a failed row.
-func TestStoppedFunctionTaskIsInterrupted(t *testing.T) {
-	started := make(chan struct{}, 1)
+// waitStarted hears from sweep_test.wait when it waits for its Context.
+var waitStarted = make(chan struct{}, 1)
+
+func init() {
 	views.MustRegister("sweep_test.wait", func(c *views.Context, p map[string]any) (map[string]float64, error) {
 		if p["x"].(float64) > 2 {
 			return nil, errors.New("x too large")
 		}
-		started <- struct{}{}
+		waitStarted <- struct{}{}
 		<-c.Done()
 		return nil, c.Err()
 	})
+}
+
+// A function that watches its Context and returns when the engine stops
+// is interrupted, not failed; one that ends with an error while the engine
+// runs on is a failed row.
+func TestStoppedFunctionTaskIsInterrupted(t *testing.T) {
 	job := engineJob(t, `function = "sweep_test.wait"`)
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan ChunkResult, 1)
 	go func() { got <- ExecChunk(&views.Context{Context: ctx}, job, []int64{0, 0, 0, 1}) }()
-	<-started
+	<-waitStarted
 	cancel()
 	res := <-got
 	if len(res.Interrupted) != 2 || !res.Interrupted[0] || !res.Interrupted[1] {
