@@ -197,7 +197,7 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 			k, reps := len(job.Task.Outputs), int64(max(job.Sweep.Replicates, 1))
 			var spent int64
 			for i, ix := range d.res.Index {
-				if d.res.interrupted(i) {
+				if d.res.Interrupted(i) {
 					continue
 				}
 				pl.Observe(Ref{Point: int(ix / reps), Replicate: int(ix % reps)}, d.res.Out[i*k:(i+1)*k], d.res.Err[i] != "",

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,12 +50,17 @@ type ChunkResult struct {
 	// one after the other; Out is NaN.
 	Table    []float64
 	TableLen []int64
-	// Interrupted marks the tasks that did not run to an answer because
-	// the engine was stopping (SIGTERM, scancel, a requeue, the walltime
-	// warning): they get no row and run again on --resume. Empty from an
-	// engine of an older rankhub.
-	Interrupted []bool
 }
+
+// ExitInterrupted is the Exit of a task that did not run to an answer
+// because its engine was stopping (SIGTERM, scancel, a requeue, the
+// walltime warning); its Err says "interrupted: ...". The driver writes no
+// row for it: it runs again (elsewhere while the job goes on, else on
+// --resume). The state travels in the existing fields, not in a field of
+// its own, so that a driver of an older rankhub (whose codec refuses
+// unknown fields) still takes the answer and writes such a task as the
+// failed row it wrote before.
+const ExitInterrupted = -2
 
 // Pairs encodes refs for the wire: point, replicate, point, replicate, ...
 func Pairs(refs []Ref) []int64 {
@@ -94,7 +100,7 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 	points := int64(job.NumPoints())
 	idx := make([]int64, n)
 	res := ChunkResult{Index: idx, Seed: make([]uint64, n), Started: make([]int64, n), Finished: make([]int64, n), Attempt: make([]int64, n),
-		Exit: make([]int64, n), Err: make([]string, n), Out: make([]float64, n*k), Interrupted: make([]bool, n)}
+		Exit: make([]int64, n), Err: make([]string, n), Out: make([]float64, n*k)}
 	if c != nil {
 		res.Rank, res.Host = c.Rank, c.Host
 	}
@@ -106,15 +112,20 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 	if c != nil && c.Context != nil {
 		ctx = c.Context
 	}
+	stop := newStopClock(ctx)
+	defer stop.release()
+	// failEnd is when each task's last attempt failed (0: it answered or
+	// did not run); lastFail when any attempt of the chunk last failed.
+	failEnd := make([]time.Time, n)
+	var lastFail time.Time
 	for i := range idx {
 		p, r := pairs[2*i], pairs[2*i+1]
 		idx[i] = p*reps + r
 		out := res.Out[i*k : (i+1)*k]
 		if ctx.Err() != nil {
 			// The engine is stopping: these tasks did not run. Should the
-			// chunk's answer still reach the driver, they get no row and
-			// run again on --resume.
-			res.Exit[i], res.Err[i], res.Interrupted[i] = -1, "interrupted: the engine stopped before the task ran", true
+			// chunk's answer still reach the driver, they get no row.
+			res.Exit[i], res.Err[i] = ExitInterrupted, "interrupted: the engine stopped before the task ran"
 			fillNaN(out)
 			continue
 		}
@@ -128,19 +139,19 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 		for attempt := 0; ; attempt++ {
 			start := time.Now()
 			exit, msg := runTask(ctx, c, job, t, out, &res, i)
-			res.Started[i], res.Finished[i] = start.UnixMicro(), time.Now().UnixMicro()
+			end := time.Now()
+			res.Started[i], res.Finished[i] = start.UnixMicro(), end.UnixMicro()
 			res.Exit[i], res.Err[i], res.Attempt[i] = int64(exit), msg, int64(attempt)
-			if msg != "" && ctx.Err() != nil {
-				// The engine is stopping (SIGTERM, a requeue, the
-				// walltime warning): whatever ended this attempt (the
-				// stop's signal reaches the command too, a function
-				// returns when its Context ends), it is no answer, and
-				// no retry starts. The task is interrupted: no row, and
-				// --resume runs it again.
-				res.Err[i], res.Interrupted[i] = "interrupted: the engine was stopping: "+msg, true
+			if msg == "" {
+				failEnd[i] = time.Time{}
 				break
 			}
-			if msg == "" || attempt >= job.Task.Retries {
+			failEnd[i], lastFail = end, end
+			// No retry starts once the engine is stopping: whatever
+			// ended this attempt (the stop's signal reaches the command
+			// too, a function returns when its Context ends), it is no
+			// answer.
+			if ctx.Err() != nil || attempt >= job.Task.Retries {
 				break
 			}
 		}
@@ -148,17 +159,65 @@ func ExecChunk(c *views.Context, job *jobs.Job, pairs []int64) ChunkResult {
 			fillNaN(out)
 		}
 	}
+	// A scheduler's stop (scancel, a requeue, the walltime warning)
+	// signals every process of the step at once: a command may die of it,
+	// or handle it and exit 1, before the engine's own handler has ended
+	// ctx. So, once per chunk and only when an attempt failed within the
+	// last stopGrace, the answer waits for the rest of that stopGrace (the
+	// engine's stop ends the wait at once). Then every task whose failure
+	// ended within stopGrace before the stop (or after it) is interrupted.
+	if !lastFail.IsZero() && ctx.Done() != nil && ctx.Err() == nil {
+		if left := stopGrace - time.Since(lastFail); left > 0 {
+			t := time.NewTimer(left)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	if at, ok := stop.at(); ok {
+		for i, e := range failEnd {
+			if !e.IsZero() && !e.Before(at.Add(-stopGrace)) {
+				res.Exit[i], res.Err[i] = ExitInterrupted, "interrupted: the engine was stopping: "+res.Err[i]
+			}
+		}
+	}
 	return res
 }
 
-// interrupted reports whether task i of the chunk was interrupted.
-func (r *ChunkResult) interrupted(i int) bool { return i < len(r.Interrupted) && r.Interrupted[i] }
+// stopClock records when a context ended.
+type stopClock struct {
+	ctx     context.Context
+	when    atomic.Int64 // unix nanoseconds; 0 while ctx runs
+	release func() bool
+}
+
+func newStopClock(ctx context.Context) *stopClock {
+	s := &stopClock{ctx: ctx}
+	s.release = context.AfterFunc(ctx, func() { s.when.CompareAndSwap(0, time.Now().UnixNano()) })
+	return s
+}
+
+// at is when ctx ended, and whether it has.
+func (s *stopClock) at() (time.Time, bool) {
+	if s.ctx.Err() == nil {
+		return time.Time{}, false
+	}
+	// AfterFunc runs in a goroutine of its own: it may not have yet.
+	s.when.CompareAndSwap(0, time.Now().UnixNano())
+	return time.Unix(0, s.when.Load()), true
+}
+
+// Interrupted reports whether task i of the chunk was interrupted by its
+// engine's stop (Exit is ExitInterrupted): it has no answer and no row.
+func (r *ChunkResult) Interrupted(i int) bool { return i < len(r.Exit) && r.Exit[i] == ExitInterrupted }
 
 // Ran is how many of the chunk's tasks ran to an answer (a row).
 func (r *ChunkResult) Ran() int {
 	n := len(r.Index)
 	for i := range r.Index {
-		if r.interrupted(i) {
+		if r.Interrupted(i) {
 			n--
 		}
 	}
@@ -306,43 +365,32 @@ func outputsFrom(v reflect.Value, names []string, out []float64) error {
 
 const stderrTail = 2048
 
-// stopGrace is how long the engine waits for its own stop when a task's
-// command died of a signal the engine did not send. A scheduler's stop
-// (scancel, a requeue, the walltime warning) signals every process of the
-// job at once, and the command may die of it before the engine's handler
-// has cancelled its context: within stopGrace that task is interrupted;
-// later it is a failed row (a crash, the OOM killer, a kill by the user).
+// stopGrace is how long before its engine's stop a failed attempt counts
+// as interrupted by that stop. A scheduler's stop (scancel, a requeue, the
+// walltime warning) signals every process of the job at once, and the
+// command may die of it (or handle it and exit non-zero) before the
+// engine's handler has ended its context; a failure earlier than that (a
+// crash, the OOM killer, a kill by the user) is a failed row. ExecChunk
+// waits for it once per chunk, never per task.
 const stopGrace = 2 * time.Second
 
-// stoppingWithin reports whether ctx ends within d (at once when it has).
-func stoppingWithin(ctx context.Context, d time.Duration) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
-// signalOf is the signal a command died of: its own death by a signal, or
-// a shell's exit status 128+n for a child it ran; 0 for anything else.
-func signalOf(err error) syscall.Signal {
+// describeExit says how a command ended: the signal it died of, named
+// only when it did (a shell's exit status 129-192 may report a child's
+// death by signal 1-64, or be an ordinary exit status: it is a guess).
+func describeExit(err error) string {
 	var xe *exec.ExitError
 	if !errors.As(err, &xe) {
-		return 0
+		return err.Error()
 	}
 	if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return ws.Signal()
+		return fmt.Sprintf("%v (%s), not sent by rankhub (no timeout)", err, unix.SignalName(ws.Signal()))
 	}
 	if c := xe.ExitCode(); c > 128 && c <= 128+64 {
-		return syscall.Signal(c - 128)
+		if name := unix.SignalName(syscall.Signal(c - 128)); name != "" {
+			return fmt.Sprintf("exit %d (128+%s?)", c, name)
+		}
 	}
-	return 0
+	return err.Error()
 }
 
 // runCommand runs a shell task. Its stdout and stderr are read as streams
@@ -393,19 +441,16 @@ func runCommand(ctx context.Context, job *jobs.Job, t jobs.Task, out []float64) 
 		if errors.As(err, &xe) {
 			code = xe.ExitCode()
 		}
-		msg := err.Error()
-		sig := signalOf(err)
+		var msg string
 		switch {
 		case stopped.Err() != nil:
 			msg = "stopped: the engine is shutting down"
 		case ctx.Err() != nil:
 			msg = fmt.Sprintf("timed out after %v", job.Task.Timeout.Duration)
-		case sig != 0 && stoppingWithin(stopped, stopGrace):
-			// A signal rankhub did not send, and the engine's own stop
-			// followed: the scheduler's stop reached the command first.
-			msg = fmt.Sprintf("stopped: %s (%s), the engine is shutting down", msg, unix.SignalName(sig))
-		case sig != 0:
-			msg = fmt.Sprintf("%s (%s), not sent by rankhub: no timeout, the engine was not stopping", msg, unix.SignalName(sig))
+		default:
+			// Whether the engine's stop follows is decided once per
+			// chunk (ExecChunk), never here by waiting per task.
+			msg = describeExit(err)
 		}
 		if strings.TrimSpace(tail) != "" {
 			msg += ": " + strings.TrimSpace(tail)
@@ -502,7 +547,7 @@ func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) er
 	k := len(job.Task.Outputs)
 	n := len(r.Index)
 	if len(r.Out) != n*k || len(r.Started) != n || len(r.Finished) != n || len(r.Attempt) != n || len(r.Exit) != n ||
-		len(r.Err) != n || len(r.Seed) != n || len(r.Interrupted) != 0 && len(r.Interrupted) != n {
+		len(r.Err) != n || len(r.Seed) != n {
 		return errors.New("sweep: malformed chunk result from engine")
 	}
 	reps := int64(max(job.Sweep.Replicates, 1))
@@ -525,7 +570,7 @@ func WriteChunk(w *results.Writer, job *jobs.Job, r ChunkResult, segment int) er
 		if ix < 0 || ix/reps >= points {
 			return fmt.Errorf("sweep: engine answered for task %d, outside the sweep", ix)
 		}
-		if r.interrupted(i) {
+		if r.Interrupted(i) {
 			// No answer: no row; --resume runs it (an interrupted task
 			// has no lists).
 			if table {

@@ -139,7 +139,7 @@ func TestTableChunkWithTasksThatDidNotRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	stopped := ExecChunk(&views.Context{Context: ctx}, job, []int64{0, 0, 1, 1})
-	if !stopped.Interrupted[0] || !stopped.Interrupted[1] || len(stopped.TableLen) != 2 {
+	if !stopped.Interrupted(0) || !stopped.Interrupted(1) || len(stopped.TableLen) != 2 {
 		t.Fatalf("%+v", stopped)
 	}
 	w := newTestWriter(t, job)
