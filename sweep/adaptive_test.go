@@ -144,3 +144,54 @@ func TestAdaptiveTinyTargetDoesNotThrottle(t *testing.T) {
 		t.Fatalf("%d tasks handed out of 500 asked: the planner throttles a group that needs max", len(refs))
 	}
 }
+
+// Tasks given back (Again: their engine stopped) are handed out again,
+// first, each once more: a fixed sweep still runs every task exactly once,
+// and an adaptive group gets its replicates 0..n-1, none twice, and still
+// stops.
+func TestPlannerAgainRunsGivenBackTasksOnce(t *testing.T) {
+	for _, sw := range []string{"x = [0, 1, 2]\nreplicates = 7\n", "x = [0, 1, 2]\nreplicates = { min = 8, max = 60, sem = { y = 0.05 } }\n"} {
+		job := parse(t, sw)
+		pl := NewPlanner(job, nil)
+		sigma := []float64{0.1, 0.3, 5}
+		ran := map[Ref]int{}
+		for steps := 0; ; steps++ {
+			if steps > 100_000 {
+				t.Fatal("the planner does not stop")
+			}
+			refs := pl.Next(4)
+			if len(refs) == 0 {
+				break
+			}
+			if steps%3 == 1 && len(refs) > 1 {
+				// The engine ran the first task and stopped.
+				pl.Again(refs[1:])
+				refs = refs[:1]
+			}
+			for _, ref := range refs {
+				ran[ref]++
+				pl.Observe(ref, noisy(job, sigma, ref), false, time.Millisecond)
+			}
+		}
+		per := map[int]int{}
+		for ref, n := range ran {
+			if n != 1 {
+				t.Errorf("%s: task %+v ran %d times", sw, ref, n)
+			}
+			per[ref.Point]++
+		}
+		for p, n := range per {
+			for r := range n {
+				if ran[Ref{Point: p, Replicate: r}] != 1 {
+					t.Errorf("%s: group %d ran %d tasks but not replicate %d", sw, p, n, r)
+				}
+			}
+		}
+		if job.Sweep.Adaptive == nil && len(ran) != 21 {
+			t.Errorf("%s: %d tasks ran, want 21", sw, len(ran))
+		}
+		if pl.Left() != 0 {
+			t.Errorf("%s: %d left at the end", sw, pl.Left())
+		}
+	}
+}

@@ -16,8 +16,14 @@
 //	res, err := sweep.RunChunk(ctx, job, pairs)
 //
 // A task the engine's stop interrupts (SIGTERM, a requeue, the walltime
-// warning: ChunkResult.Interrupted) is no answer: the driver writes no row
-// for it and --resume runs it; a chunk that ran nothing is an error, which
+// warning: its Exit is ExitInterrupted, ChunkResult.Interrupted) is no
+// answer: the driver writes no row for it; while the driver goes on it
+// runs again on the other engines (Planner.Again), else --resume runs it.
+// A failed attempt counts as interrupted when it ended at most stopGrace
+// (2 s) before its engine's stop: the scheduler's signal may reach a
+// command (which dies of it, or handles it and exits non-zero) before the
+// engine's own handler runs; the engine waits for that once per chunk,
+// only after a recent failure. A chunk that ran nothing is an error, which
 // the hub retries on another engine while the job goes on.
 //
 // The Planner alone is pure: given the job, the tasks already in the file

@@ -40,7 +40,8 @@ type chunkDone struct {
 // nil when every task it was to run has a row and none failed, an
 // *IncompleteError when tasks are left without a row (stopped, every engine
 // dead, chunks failed after their retries, tasks interrupted by their
-// engine's stop: ChunkResult.Interrupted, never written as failed rows)
+// engine's stop while the driver stops too: ChunkResult.Interrupted, never
+// written as failed rows; while the driver goes on they run again)
 // and a *TasksFailedError when rows record failures.
 func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Writer, pl *Planner, segment int, progress func(Progress) error, log zerolog.Logger) error {
 	path := w.Path()
@@ -186,15 +187,30 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 			}
 			ran := d.res.Ran()
 			prog.Done += ran
+			k, reps := len(job.Task.Outputs), int64(max(job.Sweep.Replicates, 1))
 			if stopped := len(d.res.Index) - ran; stopped > 0 {
-				prog.Interrupted += stopped
-				log.Warn().Int("tasks", stopped).Int("rank", d.res.Rank).Str("host", d.res.Host).
-					Msg("tasks interrupted by their engine's stop; they have no row and are left for --resume")
-				if interrupted == "" {
-					interrupted = fmt.Sprintf("the engine of rank %d on %s was stopping", d.res.Rank, d.res.Host)
+				if ctx.Err() == nil {
+					// Only this engine stops (a joined engine's Ctrl-C,
+					// one node's stop): the job goes on, and so do these
+					// tasks, on the engines that remain.
+					again := make([]Ref, 0, stopped)
+					for i, ix := range d.res.Index {
+						if d.res.Interrupted(i) {
+							again = append(again, Ref{Point: int(ix / reps), Replicate: int(ix % reps)})
+						}
+					}
+					pl.Again(again)
+					log.Warn().Int("tasks", stopped).Int("rank", d.res.Rank).Str("host", d.res.Host).
+						Msg("tasks interrupted by their engine's stop; they run again on the other engines")
+				} else {
+					prog.Interrupted += stopped
+					log.Warn().Int("tasks", stopped).Int("rank", d.res.Rank).Str("host", d.res.Host).
+						Msg("tasks interrupted by their engine's stop; they have no row and are left for --resume")
+					if interrupted == "" {
+						interrupted = fmt.Sprintf("the engine of rank %d on %s was stopping", d.res.Rank, d.res.Host)
+					}
 				}
 			}
-			k, reps := len(job.Task.Outputs), int64(max(job.Sweep.Replicates, 1))
 			var spent int64
 			for i, ix := range d.res.Index {
 				if d.res.Interrupted(i) {

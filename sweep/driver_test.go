@@ -2,8 +2,9 @@ package sweep
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,32 +14,50 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// driverJob is the job the engines of driverCluster run chunks of; the
-// chunks with a task of point stopAt run on an engine that is stopping.
+// driverJob is the job the engines of driverCluster run chunks of. The
+// first chunk of at least 3 tasks runs on an engine that stops (its
+// Context ends) while its first task runs: that task answers, the rest of
+// the chunk is interrupted (counted in interrupted).
 var driverJob struct {
-	job    *jobs.Job
-	stopAt int64
+	job         *jobs.Job
+	stopped     atomic.Bool
+	stopping    atomic.Pointer[stoppingChunk]
+	interrupted atomic.Int64
+}
+
+type stoppingChunk struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func init() {
-	views.MustRegister("sweep_test.x", func(p map[string]any) (map[string]float64, error) {
+	views.MustRegister("sweep_test.x", func(c *views.Context, p map[string]any) (map[string]float64, error) {
+		if s := driverJob.stopping.Load(); s != nil && c.Context == s.ctx {
+			s.cancel() // the engine's SIGTERM, while this task runs
+		}
 		return map[string]float64{"y": float64(p["x"].(int64))}, nil
 	})
 	views.MustRegister(BuiltinName, func(c *views.Context, pairs []int64) (ChunkResult, error) {
-		for i := 0; i < len(pairs); i += 2 {
-			if pairs[i] == driverJob.stopAt {
-				// This engine stops (SIGTERM) while the chunk runs;
-				// its answer still reaches the driver.
-				ctx, cancel := context.WithCancel(c.Context)
-				cancel()
-				stopping := *c
-				stopping.Context = ctx
-				c = &stopping
-			}
+		if len(pairs) >= 6 && driverJob.stopped.CompareAndSwap(false, true) {
+			ctx, cancel := context.WithCancel(c.Context)
+			defer cancel()
+			stopping := *c
+			stopping.Context = ctx
+			c = &stopping
+			driverJob.stopping.Store(&stoppingChunk{ctx, cancel})
 		}
 		// An engine's answer with interrupted tasks (RunChunk would
 		// turn a chunk with no answer at all into an error).
-		return ExecChunk(c, driverJob.job, pairs), nil
+		res := ExecChunk(c, driverJob.job, pairs)
+		driverJob.interrupted.Add(int64(len(res.Index) - res.Ran()))
+		return res, nil
+	})
+	views.MustRegister("sweep_test.stopped_answer", func(c *views.Context) (ChunkResult, error) {
+		ctx, cancel := context.WithCancel(c.Context)
+		cancel()
+		stopping := *c
+		stopping.Context = ctx
+		return ExecChunk(&stopping, driverJob.job, []int64{0, 0, 1, 0}), nil
 	})
 }
 
@@ -74,30 +93,103 @@ func driverCluster(t *testing.T, n int) *views.Client {
 	return cl
 }
 
-// A chunk whose engine was stopping reaches the driver before the driver's
-// own stop: the tasks that ran get their rows, the interrupted ones none
-// (they stay for --resume), and Drive says incomplete, not tasks failed.
-func TestDriveLeavesInterruptedTasksForResume(t *testing.T) {
-	job, err := jobs.Parse("d.toml", []byte("[job]\nranks = 3\nseed = 5\n[task]\nfunction = \"sweep_test.x\"\noutputs = [\"y\"]\n"+
+func driverTestJob(t *testing.T) *jobs.Job {
+	t.Helper()
+	job, err := jobs.Parse("d.toml", []byte("[job]\nranks = 4\nseed = 5\n[task]\nfunction = \"sweep_test.x\"\noutputs = [\"y\"]\n"+
 		"[sweep]\nx = { start = 0, stop = 39, step = 1 }\n[results]\npath = \"d.arrow\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	driverJob.job, driverJob.stopAt = job, 17
-	cl := driverCluster(t, 2)
+	return job
+}
+
+// One engine of several stops part way through a chunk while the driver
+// goes on (a joined engine's Ctrl-C, one node's stop): the tasks it
+// interrupted run again on the other engines in the same run. The job
+// completes with every task's row exactly once and none failed.
+func TestDriveRerunsTasksOfAStoppedEngine(t *testing.T) {
+	job := driverTestJob(t)
+	driverJob.job = job
+	driverJob.stopped.Store(false)
+	driverJob.stopping.Store(nil)
+	driverJob.interrupted.Store(0)
+	cl := driverCluster(t, 3)
 	w := newTestWriter(t, job)
 	var last Progress
-	err = Drive(context.Background(), cl, job, w, NewPlanner(job, nil), 0, func(p Progress) error { last = p; return nil }, zerolog.Nop())
-	var ic *IncompleteError
-	if !errors.As(err, &ic) || ic.Done >= 40 || ic.Wanted != 40 {
-		t.Fatalf("Drive: %v (%T), want an IncompleteError with fewer than 40 of 40 done", err, err)
+	err := Drive(context.Background(), cl, job, w, NewPlanner(job, nil), 0, func(p Progress) error { last = p; return nil }, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("Drive: %v (%T), want every task done", err, err)
 	}
-	n := closeTestWriter(t, w)
-	if n != ic.Done || n == 0 {
-		t.Fatalf("%d rows, Drive says %d done", n, ic.Done)
+	if driverJob.interrupted.Load() == 0 {
+		t.Fatal("no task was interrupted: the test stopped no engine mid-chunk")
 	}
-	if last.Failed != 0 || last.Done != n {
-		t.Fatalf("progress %+v, want %d done and none failed", last, n)
+	seen := map[int]int{}
+	for _, row := range closeTestRows(t, w) {
+		seen[row.Task]++
+		if row.Err != "" {
+			t.Errorf("task %d: failed row %q", row.Task, row.Err)
+		}
 	}
-	t.Logf("%v", err)
+	for task := range 40 {
+		if seen[task] != 1 {
+			t.Errorf("task %d has %d rows, want 1", task, seen[task])
+		}
+	}
+	if last.Failed != 0 || last.Done != 40 || last.Interrupted != 0 {
+		t.Fatalf("progress %+v, want 40 done, none failed or interrupted", last)
+	}
+	t.Logf("%d task(s) interrupted and run again", driverJob.interrupted.Load())
+}
+
+// chunkResultV1 is ChunkResult as a driver of rankhub before the stop work
+// knows it (its codec refuses fields it does not have).
+type chunkResultV1 struct {
+	Index                    []int64
+	Seed                     []uint64
+	Started                  []int64
+	Finished                 []int64
+	Attempt                  []int64
+	Exit                     []int64
+	Err                      []string
+	Out                      []float64
+	Rank                     int
+	Host                     string
+	Stdout, Stderr           []string
+	StdoutBytes, StderrBytes []int64
+	Table                    []float64
+	TableLen                 []int64
+}
+
+// An engine of this rankhub may answer a driver of the previous one (engines
+// join a running hub): its answer, interrupted tasks included, decodes into
+// the previous ChunkResult through the wire, and those tasks read as failed
+// rows saying they were interrupted (what that driver wrote before).
+func TestChunkResultDecodesInThePreviousDriver(t *testing.T) {
+	driverJob.job = driverTestJob(t)
+	cl := driverCluster(t, 1)
+	lb, err := cl.LoadBalancedView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar, err := lb.Apply("sweep_test.stopped_answer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ar.Get(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := views.As[chunkResultV1](v)
+	if err != nil {
+		t.Fatalf("the previous driver cannot read the answer: %v", err)
+	}
+	for i := range old.Index {
+		if old.Exit[i] != ExitInterrupted || !strings.HasPrefix(old.Err[i], "interrupted:") {
+			t.Errorf("task %d: exit %d, error %q", i, old.Exit[i], old.Err[i])
+		}
+	}
+	cur, err := views.As[ChunkResult](v)
+	if err != nil || cur.Ran() != 0 || !cur.Interrupted(0) {
+		t.Fatalf("this driver: %+v, %v", cur, err)
+	}
 }

@@ -36,6 +36,7 @@ type Planner struct {
 	total        int // tasks the job wants
 	present      int // of those, already done
 	issued       int
+	again        []Ref // handed out, not run (their engine stopped): handed out first
 
 	// Per group (point) state, for adaptive replicates and the ETA; nil
 	// for fixed sweeps of more than maxTracked points.
@@ -119,6 +120,11 @@ func (pl *Planner) Next(n int) []Ref {
 	if pl.points <= 0 || n <= 0 {
 		return nil
 	}
+	if len(pl.again) > 0 {
+		if out := pl.nextAgain(n); len(out) > 0 {
+			return out
+		}
+	}
 	if pl.ad != nil {
 		return pl.nextAdaptive(n)
 	}
@@ -157,6 +163,41 @@ func (pl *Planner) Next(n int) []Ref {
 			}
 		}
 		out = append(out, ref)
+	}
+	pl.issued += len(out)
+	return out
+}
+
+// Again gives back tasks Next handed out that did not run (their engine
+// stopped before they answered): Next hands them out again before any
+// other, each once more. An adaptive group that has stopped meanwhile does
+// not get them.
+func (pl *Planner) Again(refs []Ref) {
+	for _, r := range refs {
+		if r.Point < 0 || r.Point >= pl.points {
+			continue
+		}
+		pl.issued--
+		if pl.ad != nil {
+			pl.groups[r.Point].dispatched--
+		}
+		pl.again = append(pl.again, r)
+	}
+}
+
+func (pl *Planner) nextAgain(n int) []Ref {
+	var out []Ref
+	for len(pl.again) > 0 && len(out) < n {
+		r := pl.again[0]
+		pl.again = pl.again[1:]
+		if pl.ad != nil {
+			g := &pl.groups[r.Point]
+			if g.stop != stopRunning {
+				continue
+			}
+			g.dispatched++
+		}
+		out = append(out, r)
 	}
 	pl.issued += len(out)
 	return out
