@@ -61,6 +61,12 @@ func runChunk(c *views.Context, pairs []int64) (sweep.ChunkResult, error) {
 		ctx, cancel := context.WithCancel(c.Context)
 		defer cancel()
 		defer context.AfterFunc(s.ctx, cancel)()
+		if s.ctx.Err() != nil {
+			// AfterFunc on a context already done runs cancel in a
+			// goroutine of its own: a chunk reaching a rank that is
+			// already stopping could start a task before it ran.
+			cancel()
+		}
 		stopping := *c
 		stopping.Context = ctx
 		c = &stopping
