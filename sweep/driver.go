@@ -27,11 +27,17 @@ const BuiltinName = "rankhub.sweep"
 type Progress = jobdir.Progress
 
 type chunkDone struct {
-	res  ChunkResult
-	refs []Ref
-	err  error
-	took time.Duration
+	res   ChunkResult
+	refs  []Ref
+	err   error
+	took  time.Duration
+	again bool // not run: its engines were stopping; the driver is not
 }
+
+// againAfter is how long Drive waits before it hands out again a chunk
+// that only stopping engines took (an engine lingers up to 3 s after its
+// signal).
+const againAfter = 250 * time.Millisecond
 
 // Drive runs the planner's tasks through the client's load-balanced view
 // and writes every row to w as its chunk arrives, as segment of the file;
@@ -79,6 +85,18 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 			d := chunkDone{refs: refs, err: err, took: time.Since(start)}
 			if err == nil {
 				d.res, d.err = views.As[ChunkResult](v)
+			} else if notRunByStoppingEngine(err) && ctx.Err() == nil {
+				// Its retries went to engines that are stopping (idle, so
+				// the hub's scheduler picks them first; they answer at
+				// once): it runs again after a short wait, by which they
+				// will have left or their stop will have reached us.
+				d.again = true
+				t := time.NewTimer(againAfter)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
 			}
 			// The rows go to the result file: the hub need not keep them.
 			if ar.Ready() {
@@ -172,7 +190,21 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 			// Retries are exhausted (or the job is stopping): these tasks
 			// get no row now and run again on --resume.
 			if ctx.Err() != nil {
+				if notRunByStoppingEngine(d.err) {
+					// Interrupted by the stop: left for --resume.
+					prog.Interrupted += len(d.refs)
+				}
+				report(true)
 				return &IncompleteError{Wanted: wanted(), Done: prog.Done, Reason: "stopped (SIGTERM or the walltime warning)", Err: ctx.Err()}
+			}
+			if d.again {
+				pl.Again(d.refs)
+				log.Warn().Err(d.err).Int("tasks", len(d.refs)).Msg("chunk not run: its engines are stopping; it runs again on the others")
+				report(false)
+				if err := fill(); err != nil {
+					return err
+				}
+				continue
 			}
 			log.Error().Err(d.err).Int("tasks", len(d.refs)).Int("point", d.refs[0].Point).Int("replicate", d.refs[0].Replicate).
 				Msg("chunk failed after retries; its tasks are left for --resume")

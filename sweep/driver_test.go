@@ -21,6 +21,7 @@ import (
 var driverJob struct {
 	job         *jobs.Job
 	stopped     atomic.Bool
+	fromRank    atomic.Int64 // ranks from this one on (when > 0) are stopping: they run nothing
 	stopping    atomic.Pointer[stoppingChunk]
 	interrupted atomic.Int64
 }
@@ -38,13 +39,16 @@ func init() {
 		return map[string]float64{"y": float64(p["x"].(int64))}, nil
 	})
 	views.MustRegister(BuiltinName, func(c *views.Context, pairs []int64) (ChunkResult, error) {
+		if r := driverJob.fromRank.Load(); r > 0 && int64(c.Rank) >= r {
+			stopping, cancel := withStop(c)
+			cancel()
+			return RunChunk(stopping, driverJob.job, pairs)
+		}
 		if len(pairs) >= 6 && driverJob.stopped.CompareAndSwap(false, true) {
-			ctx, cancel := context.WithCancel(c.Context)
+			stopping, cancel := withStop(c)
 			defer cancel()
-			stopping := *c
-			stopping.Context = ctx
-			c = &stopping
-			driverJob.stopping.Store(&stoppingChunk{ctx, cancel})
+			c = stopping
+			driverJob.stopping.Store(&stoppingChunk{c.Context, cancel})
 		}
 		// An engine's answer with interrupted tasks (RunChunk would
 		// turn a chunk with no answer at all into an error).
@@ -53,16 +57,29 @@ func init() {
 		return res, nil
 	})
 	views.MustRegister("sweep_test.stopped_answer", func(c *views.Context) (ChunkResult, error) {
-		ctx, cancel := context.WithCancel(c.Context)
+		stopping, cancel := withStop(c)
 		cancel()
-		stopping := *c
-		stopping.Context = ctx
-		return ExecChunk(&stopping, driverJob.job, []int64{0, 0, 1, 0}), nil
+		return ExecChunk(stopping, driverJob.job, []int64{0, 0, 1, 0}), nil
 	})
+}
+
+// withStop is c with a Context that cancel ends: the engine's stop.
+func withStop(c *views.Context) (*views.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(c.Context)
+	stopping := *c
+	stopping.Context = ctx
+	return &stopping, cancel
 }
 
 // driverCluster is an in-process hub with n engines over a Unix socket.
 func driverCluster(t *testing.T, n int) *views.Client {
+	cl, _ := driverEngines(t, n)
+	return cl
+}
+
+// driverEngines is driverCluster with a function per engine that makes it
+// leave (engine i is rank i+1).
+func driverEngines(t *testing.T, n int) (*views.Client, []context.CancelFunc) {
 	t.Helper()
 	key, _ := comm.NewKey()
 	ln, err := comm.Listen(comm.ListenConfig{Unix: fmt.Sprintf("@rankhub-sweep-test-%d", time.Now().UnixNano()), Key: key})
@@ -72,12 +89,15 @@ func driverCluster(t *testing.T, n int) *views.Client {
 	h := views.NewHub(views.HubConfig{Host: "testhost"})
 	go h.Serve(ln)
 	ctx, cancel := context.WithCancel(context.Background())
+	leave := make([]context.CancelFunc, n)
 	for i := range n {
 		c, err := comm.Dial(ctx, "unix", ln.UnixAddr(), key, comm.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		go views.ServeEngine(ctx, c, views.EngineConfig{Rank: i + 1, Host: fmt.Sprintf("node%d", i+1)})
+		ectx, ecancel := context.WithCancel(ctx)
+		leave[i] = ecancel
+		go views.ServeEngine(ectx, c, views.EngineConfig{Rank: i + 1, Host: fmt.Sprintf("node%d", i+1)})
 	}
 	cl := views.NewClient(h)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -90,7 +110,7 @@ func driverCluster(t *testing.T, n int) *views.Client {
 		ln.Close()
 		cancel()
 	})
-	return cl
+	return cl, leave
 }
 
 func driverTestJob(t *testing.T) *jobs.Job {
@@ -113,6 +133,7 @@ func TestDriveRerunsTasksOfAStoppedEngine(t *testing.T) {
 	driverJob.stopped.Store(false)
 	driverJob.stopping.Store(nil)
 	driverJob.interrupted.Store(0)
+	driverJob.fromRank.Store(0)
 	cl := driverCluster(t, 3)
 	w := newTestWriter(t, job)
 	var last Progress
@@ -139,6 +160,45 @@ func TestDriveRerunsTasksOfAStoppedEngine(t *testing.T) {
 		t.Fatalf("progress %+v, want 40 done, none failed or interrupted", last)
 	}
 	t.Logf("%d task(s) interrupted and run again", driverJob.interrupted.Load())
+}
+
+// Several engines stop while the hub and another engine go on: they are
+// idle (they run nothing) and answer at once, so the hub's scheduler gives
+// them chunk after chunk, whose retries burn in milliseconds. Those chunks
+// run again once the stopping engines have left: every task gets its row
+// in the same run.
+func TestDriveOutlivesEnginesThatStop(t *testing.T) {
+	job := driverTestJob(t)
+	driverJob.job = job
+	driverJob.stopped.Store(true) // no stop mid-chunk
+	driverJob.fromRank.Store(2)
+	defer driverJob.fromRank.Store(0)
+	cl, leave := driverEngines(t, 6) // ranks 2-6 stop: more than the 3 retries + 1
+	go func() {
+		// They leave as a stopping engine does (lingerOnSignal), later.
+		time.Sleep(time.Second)
+		for _, f := range leave[1:] {
+			f()
+		}
+	}()
+	w := newTestWriter(t, job)
+	var last Progress
+	err := Drive(context.Background(), cl, job, w, NewPlanner(job, nil), 0, func(p Progress) error { last = p; return nil }, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("Drive: %v (%T), want every task done", err, err)
+	}
+	seen := map[int]int{}
+	for _, row := range closeTestRows(t, w) {
+		seen[row.Task]++
+	}
+	for task := range 40 {
+		if seen[task] != 1 {
+			t.Errorf("task %d has %d rows, want 1", task, seen[task])
+		}
+	}
+	if last.Failed != 0 || last.Done != 40 {
+		t.Fatalf("progress %+v, want 40 done, none failed", last)
+	}
 }
 
 // chunkResultV1 is ChunkResult as a driver of rankhub before the stop work

@@ -86,9 +86,21 @@ func RunChunk(c *views.Context, job *jobs.Job, pairs []int64) (ChunkResult, erro
 		// engine (retries avoid this one) when the job goes on; when the
 		// whole job stops, the hub retries nothing and the tasks wait for
 		// --resume.
-		return ChunkResult{}, fmt.Errorf("sweep chunk of %d task(s) not run: the engine (rank %d on %s) is stopping", n, res.Rank, res.Host)
+		return ChunkResult{}, fmt.Errorf("sweep chunk of %d task(s) not run: %s (rank %d on %s)", n, engineStopping, res.Rank, res.Host)
 	}
 	return res, nil
+}
+
+// engineStopping marks RunChunk's error for a chunk its engine's stop left
+// entirely unrun: while the driver goes on, Drive runs those tasks again
+// (a hub's retries may all land on engines that are stopping).
+const engineStopping = "the engine is stopping"
+
+// notRunByStoppingEngine reports whether err is a chunk's failure because
+// its engines were stopping (RunChunk), not a failure of its tasks.
+func notRunByStoppingEngine(err error) bool {
+	var re *views.RemoteError
+	return errors.As(err, &re) && strings.Contains(re.Message, "not run: "+engineStopping)
 }
 
 // ExecChunk runs the tasks of pairs; the result's Index holds each task's
