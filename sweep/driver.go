@@ -244,6 +244,7 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 				}
 			}
 			var spent int64
+			failed := false
 			for i, ix := range d.res.Index {
 				if d.res.Interrupted(i) {
 					continue
@@ -251,6 +252,7 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 				pl.Observe(Ref{Point: int(ix / reps), Replicate: int(ix % reps)}, d.res.Out[i*k:(i+1)*k], d.res.Err[i] != "",
 					time.Duration(d.res.Finished[i]-d.res.Started[i])*time.Microsecond)
 				if e := d.res.Err[i]; e != "" {
+					failed = true
 					prog.Failed++
 					if firstFail == "" {
 						firstFail = e
@@ -260,7 +262,17 @@ func Drive(ctx context.Context, c *views.Client, job *jobs.Job, w *results.Write
 			}
 			// Tasks too short for the clock count as 1 µs.
 			n := time.Duration(max(ran, 1))
-			perTask = runningMean(perTask, d.took/n)
+			took := d.took
+			if failed {
+				// The engine held the answer of a chunk with a recent
+				// failure up to stopGrace (ExecChunk), and the chunks
+				// queued behind it waited as long: that is no cost of
+				// its tasks, and counted as one it would keep a failing
+				// region of the grid in chunks of one task, 2 s each.
+				// Such a chunk counts the engine's own time.
+				took = time.Duration(spent) * time.Microsecond
+			}
+			perTask = runningMean(perTask, max(took/n, time.Microsecond))
 			execTask = runningMean(execTask, max(time.Duration(spent)*time.Microsecond/n, time.Microsecond))
 		}
 		report(false)

@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -24,6 +25,7 @@ var driverJob struct {
 	fromRank    atomic.Int64 // ranks from this one on (when > 0) are stopping: they run nothing
 	stopping    atomic.Pointer[stoppingChunk]
 	interrupted atomic.Int64
+	chunks      atomic.Int64 // chunks the engines ran
 }
 
 type stoppingChunk struct {
@@ -52,6 +54,7 @@ func init() {
 		}
 		// An engine's answer with interrupted tasks (RunChunk would
 		// turn a chunk with no answer at all into an error).
+		driverJob.chunks.Add(1)
 		res := ExecChunk(c, driverJob.job, pairs)
 		driverJob.interrupted.Add(int64(len(res.Index) - res.Ran()))
 		return res, nil
@@ -199,6 +202,40 @@ func TestDriveOutlivesEnginesThatStop(t *testing.T) {
 	if last.Failed != 0 || last.Done != 40 {
 		t.Fatalf("progress %+v, want 40 done, none failed", last)
 	}
+}
+
+// A failing region of the grid: every chunk with a recent failure waits
+// for its engine's stop (stopGrace) once, and the chunks queued behind it
+// as long. That wait is no cost of the tasks: chunks must still grow, not
+// stay at one task per stopGrace (200 failing tasks took 200 s so).
+func TestDriveFailingTasksStillGetLargeChunks(t *testing.T) {
+	grace := stopGrace
+	stopGrace = 100 * time.Millisecond // before the engines start
+	t.Cleanup(func() { stopGrace = grace })
+	job, err := jobs.Parse("d.toml", []byte("[job]\nranks = 3\nseed = 5\n[task]\ncommand = \"exit 3\"\noutputs = [\"y\"]\n"+
+		"[sweep]\nx = { start = 0, stop = 199, step = 1 }\n[results]\npath = \"d.arrow\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	driverJob.job = job
+	driverJob.stopped.Store(true)
+	driverJob.fromRank.Store(0)
+	driverJob.chunks.Store(0)
+	cl := driverCluster(t, 2)
+	w := newTestWriter(t, job)
+	start := time.Now()
+	err = Drive(context.Background(), cl, job, w, NewPlanner(job, nil), 0, nil, zerolog.Nop())
+	var tf *TasksFailedError
+	if !errors.As(err, &tf) || tf.Failed != 200 {
+		t.Fatalf("Drive: %v, want 200 failed rows", err)
+	}
+	if n := closeTestWriter(t, w); n != 200 {
+		t.Fatalf("%d rows", n)
+	}
+	if c := driverJob.chunks.Load(); c > 100 {
+		t.Errorf("200 failing tasks went out in %d chunks: the engines' stop grace was counted as the tasks' cost", c)
+	}
+	t.Logf("200 failing tasks: %d chunks, %v", driverJob.chunks.Load(), time.Since(start))
 }
 
 // chunkResultV1 is ChunkResult as a driver of rankhub before the stop work

@@ -384,7 +384,7 @@ const stderrTail = 2048
 // engine's handler has ended its context; a failure earlier than that (a
 // crash, the OOM killer, a kill by the user) is a failed row. ExecChunk
 // waits for it once per chunk, never per task.
-const stopGrace = 2 * time.Second
+var stopGrace = 2 * time.Second // a variable for tests only
 
 // describeExit says how a command ended: the signal it died of, named
 // only when it did (a shell's exit status 129-192 may report a child's
