@@ -310,26 +310,29 @@ func TestSweepFailsClearlyWhenEveryEngineDies(t *testing.T) {
 // lingering engine is shut down seconds later); its chunk runs again on the
 // other engine, and every task has its row: the job ends completed, or
 // node-lost when the engine left before the end.
-func TestSweepStoppedEngineTaskRunsElsewhere(t *testing.T) {
+func TestSweepStoppedEngineTaskRunsElsewhere(t *testing.T) { stopEngineMidSweep(t, 20, 0, 1) }
+
+// One engine rank is stopped part way through a chunk (its command's
+// process group gets SIGTERM first, the rank 300 ms later) while the hub and
+// the other engine go on: the chunk's answer comes back with the tasks the
+// stop interrupted, and those run on the other engine in the same run.
+// Every task has its row once, none failed, and the job completes (or is
+// node-lost: the engine left before the end), not incomplete.
+func TestSweepEngineStoppedMidChunkRerunsItsTasks(t *testing.T) { stopEngineMidSweep(t, 400, 250, 50) }
+
+// stopEngineMidSweep runs a sweep of n shell tasks on 2 engines; task
+// stall's command waits, and gets SIGTERM, its engine rank 300 ms later,
+// while the hub and the other engine go on. Every task must have its row
+// once, none failed or left interrupted, and the job complete (or be
+// node-lost: the engine left before the end).
+func stopEngineMidSweep(t *testing.T, n, stall, flushRows int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	job := strings.NewReplacer(`function = "tiny"`, `command = 'if [ {x} -eq 0 ] && [ ! -e pid ]; then echo $$ > pid; sleep 30; fi; echo {x} 1'`,
-		"ranks = 4", "ranks = 3").Replace(sweepJob(20, 0, 1, ""))
+	job := strings.NewReplacer(`function = "tiny"`, fmt.Sprintf(`command = 'if [ {x} -eq %d ] && [ ! -e pid ]; then echo $$ > pid; sleep 30; fi; echo {x} 1'`, stall),
+		"ranks = 4", "ranks = 3").Replace(sweepJob(n, 0, flushRows, ""))
 	done := runSweepRanks(t, ctx, dir, job, 3, nil)
-	var sh int
-	for deadline := time.Now().Add(30 * time.Second); sh == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("task 0 did not start")
-		}
-		b, _ := os.ReadFile(filepath.Join(dir, "pid"))
-		sh, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", sh))
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, _ := strconv.Atoi(strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))[1])
+	sh, engine := waitStalledTask(t, filepath.Join(dir, "pid"))
 	syscall.Kill(-sh, syscall.SIGTERM)
 	time.Sleep(300 * time.Millisecond)
 	syscall.Kill(engine, syscall.SIGTERM)
@@ -338,8 +341,30 @@ func TestSweepStoppedEngineTaskRunsElsewhere(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the run did not end")
 	}
-	checkRows(t, filepath.Join(dir, "out.arrow"), 20).Close()
+	checkRows(t, filepath.Join(dir, "out.arrow"), n).Close()
 	if st, err := (jobdir.Dir{Path: dir}).ReadStatus(); err != nil || st.Outcome != jobdir.Completed && st.Outcome != jobdir.NodeLost {
 		t.Fatalf("status.json: %+v %v", st, err)
 	}
+	if p, err := (jobdir.Dir{Path: dir}).ReadProgress(); err != nil || p.Failed != 0 || p.Interrupted != 0 {
+		t.Fatalf("progress.json: %+v %v", p, err)
+	}
+}
+
+// waitStalledTask waits for the shell of a task to write its pid to path,
+// and returns it and its engine rank's pid.
+func waitStalledTask(t *testing.T, path string) (sh, engine int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); sh == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the task did not start")
+		}
+		b, _ := os.ReadFile(path)
+		sh, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", sh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, _ = strconv.Atoi(strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))[1])
+	return sh, engine
 }
