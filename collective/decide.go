@@ -52,6 +52,10 @@ const (
 	// AlgHalving: reduce by recursive halving + block gather; allreduce by
 	// recursive halving + recursive doubling (Rabenseifner).
 	AlgHalving Alg = "halving"
+	// AlgTree: reduce/allreduce over the documented order's tree run in
+	// pipelined segments (reducetree.go); allreduce streams the result
+	// down the node-aware chain from rank 0 as its segments are final.
+	AlgTree Alg = "tree"
 )
 
 // Operations the table knows.
@@ -68,8 +72,8 @@ const (
 // algsOf lists, per operation, the algorithms it implements.
 var algsOf = map[string][]Alg{
 	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain, AlgDirect},
-	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect},
-	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving},
+	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect, AlgTree},
+	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving, AlgTree},
 	opAllgather: {AlgShm, AlgRing},
 	opScatter:   {AlgDirect},
 	opGather:    {AlgDirect},
@@ -132,6 +136,11 @@ const maxDirectBcast = 3
 // minChainDirect: see maxDirectBcast. A variable for the tests.
 var minChainDirect int64 = 256 << 20
 
+// treeSegmentBytes, when positive, replaces segmentFor's choice for the
+// pipelined tree (tests: many segments, and cuts that do not divide, on
+// small arrays).
+var treeSegmentBytes int64
+
 func segmentFor(bytes int64) int64 {
 	s := bytes / 16
 	s = min(max(s, minSegment), maxSegment)
@@ -164,8 +173,11 @@ func decide(op string, bytes int64, l layout, override map[string]Alg) decision 
 	if a, ok := override[op]; ok && applicable(op, a, l) {
 		d.alg = a
 	}
-	if d.alg == AlgChain {
+	if d.alg == AlgChain || d.alg == AlgTree {
 		d.segment = segmentFor(bytes)
+	}
+	if d.alg == AlgTree && treeSegmentBytes > 0 {
+		d.segment = treeSegmentBytes
 	}
 	return d
 }

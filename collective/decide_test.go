@@ -252,7 +252,7 @@ func TestReduceBitIdenticalEveryLayout(t *testing.T) {
 	}
 	defer release(xs)
 	want := refReduce(xs, Sum, memory.DefaultAllocator).(*array.Float64).Float64Values()
-	algs := []string{"", "reduce:binomial,allreduce:doubling", "reduce:halving,allreduce:halving", "reduce:oneround,allreduce:oneround"}
+	algs := []string{"", "reduce:binomial,allreduce:doubling", "reduce:halving,allreduce:halving", "reduce:oneround,allreduce:oneround", "reduce:tree,allreduce:tree"}
 	for _, nodes := range layouts {
 		for _, alg := range algs {
 			for _, large := range []int64{1, 1 << 40} {
