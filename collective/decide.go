@@ -147,6 +147,27 @@ func segmentFor(bytes int64) int64 {
 	return (s + 64<<10 - 1) / (64 << 10) * (64 << 10)
 }
 
+// maxTreeNodes is the most nodes on which reduce and allreduce run the
+// pipelined tree (AlgTree): its rank 0 takes log2(P) partials, halving's
+// ranks about two payloads each, so the tree's overlap pays on few nodes.
+// On the emulated 3-node cluster (make bench-multinode, 3 x 1, ms, median
+// of 5, of 3 at 512 MiB; tree, then halving run right after it; load 5-7
+// on 2 cores from the other engineers' work):
+//
+//	          8 MiB       64 MiB       512 MiB
+//	reduce    17.2 20.9   144 244      1152 1616
+//	allreduce 28.8 40.3   245 361      1581 2521
+//
+// and on 3 x 2 (the same way): reduce 37.3 30.6 / 200 278 / 1319 1833,
+// allreduce 69.1 52.5 / 443 326 / 3080 2577. There allreduce's broadcast
+// reaches node-mates only after the whole result (chain.go), and a node's
+// ranks fold through the arena first: the tree wins for reduce from
+// minTreeShared bytes, not for allreduce.
+const maxTreeNodes = 4
+
+// minTreeShared: see maxTreeNodes.
+const minTreeShared = 64 << 20
+
 // decide returns the algorithm for op moving bytes (per rank: the array
 // each rank passes, or the root's array) on layout l. override (may be
 // nil) maps ops to algorithms; it is used where the algorithm can run on l.
@@ -161,8 +182,10 @@ func segmentFor(bytes int64) int64 {
 //	           chain above it (announced through the binomial tree:
 //	           non-roots do not know the size)
 //	reduce     small: binomial; one node with arenas: oneround; two ranks
-//	           on two nodes: direct; else halving
-//	allreduce  small: doubling; one node with arenas: oneround; else halving
+//	           on two nodes: direct; up to maxTreeNodes nodes with one
+//	           rank each, or from minTreeShared bytes: tree; else halving
+//	allreduce  small: doubling; one node with arenas: oneround; up to
+//	           maxTreeNodes nodes with one rank each: tree; else halving
 //	allgather  one node with arenas: shm; else ring
 //	scatter, gather: direct
 //	multicast  chain from minMulticastChain bytes when several receivers
@@ -210,6 +233,8 @@ func table(op string, bytes int64, l layout) decision {
 			return decision{alg: AlgOneRound}
 		case l.crossPair:
 			return decision{alg: AlgDirect}
+		case l.nodes <= maxTreeNodes && (l.perNode == 1 || bytes >= minTreeShared):
+			return decision{alg: AlgTree}
 		default:
 			return decision{alg: AlgHalving}
 		}
@@ -219,6 +244,8 @@ func table(op string, bytes int64, l layout) decision {
 			return decision{alg: AlgDoubling}
 		case oneNode:
 			return decision{alg: AlgOneRound}
+		case l.nodes <= maxTreeNodes && l.perNode == 1:
+			return decision{alg: AlgTree}
 		default:
 			return decision{alg: AlgHalving}
 		}
