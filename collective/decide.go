@@ -74,7 +74,7 @@ var algsOf = map[string][]Alg{
 	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain, AlgDirect},
 	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect, AlgTree},
 	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving, AlgTree},
-	opAllgather: {AlgShm, AlgRing},
+	opAllgather: {AlgShm, AlgRing, AlgDirect},
 	opScatter:   {AlgDirect},
 	opGather:    {AlgDirect},
 	opMulticast: {AlgDirect, AlgChain},
@@ -147,6 +147,9 @@ func segmentFor(bytes int64) int64 {
 	return (s + 64<<10 - 1) / (64 << 10) * (64 << 10)
 }
 
+// minRingAllgather: see the allgather row of decide.
+var minRingAllgather int64 = 1 << 62
+
 // maxTreeNodes is the most nodes on which reduce and allreduce run the
 // pipelined tree (AlgTree): its rank 0 takes log2(P) partials, halving's
 // ranks about two payloads each, so the tree's overlap pays on few nodes.
@@ -186,7 +189,9 @@ const minTreeShared = 64 << 20
 //	           rank each, or from minTreeShared bytes: tree; else halving
 //	allreduce  small: doubling; one node with arenas: oneround; up to
 //	           maxTreeNodes nodes with one rank each: tree; else halving
-//	allgather  one node with arenas: shm; else ring
+//	allgather  one node with arenas: shm; up to maxDirectBcast ranks, one
+//	           per node, below minRingAllgather bytes: direct (every part
+//	           to every rank at once); else ring
 //	scatter, gather: direct
 //	multicast  chain from minMulticastChain bytes when several receivers
 //	           share another node or they are on 3 or more other nodes;
@@ -250,8 +255,11 @@ func table(op string, bytes int64, l layout) decision {
 			return decision{alg: AlgHalving}
 		}
 	case opAllgather:
-		if oneNode {
+		switch {
+		case oneNode:
 			return decision{alg: AlgShm}
+		case l.perNode == 1 && l.ranks <= maxDirectBcast && bytes < minRingAllgather:
+			return decision{alg: AlgDirect}
 		}
 		return decision{alg: AlgRing}
 	case opMulticast:

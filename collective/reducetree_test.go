@@ -234,3 +234,37 @@ func TestReduceTreeRefusesBadSegment(t *testing.T) {
 		c1.Close()
 	}
 }
+
+// TestAllgatherEveryAlgorithmEveryLayout: ring and direct give every rank
+// every part, in rank order, on every layout, with nulls and empty parts.
+func TestAllgatherEveryAlgorithmEveryLayout(t *testing.T) {
+	rng := rand.New(rand.NewSource(13))
+	for _, nodes := range layouts {
+		for _, alg := range []string{"", "allgather:ring", "allgather:direct", "allgather:shm"} {
+			parts := make([]arrow.Array, len(nodes))
+			for r := range parts {
+				parts[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, rng.Intn(3)*500, rng.Intn(9), 0.1)
+			}
+			w := newTestWorld(t, len(nodes), worldOpts{nodes: nodes, alg: alg})
+			mustRun(t, w, func(ctx context.Context, c *Comm) error {
+				all, err := c.Allgather(ctx, parts[c.Rank()])
+				if err != nil {
+					return err
+				}
+				defer all.Release()
+				if len(all.Chunks()) != len(parts) {
+					t.Errorf("nodes %v %q: rank %d got %d chunks, want %d", nodes, alg, c.Rank(), len(all.Chunks()), len(parts))
+					return nil
+				}
+				for q, ch := range all.Chunks() {
+					if err := sameValues(ch, parts[q]); err != nil {
+						t.Errorf("nodes %v %q: rank %d, part of rank %d: %v", nodes, alg, c.Rank(), q, err)
+					}
+				}
+				return nil
+			})
+			w.close(t)
+			release(parts)
+		}
+	}
+}
