@@ -268,3 +268,43 @@ func TestAllgatherEveryAlgorithmEveryLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestReduceTreeLengthMismatch: a rank with a longer array fails the
+// pipelined reduce and allreduce on every rank (no hang), the receiving
+// rank naming it.
+func TestReduceTreeLengthMismatch(t *testing.T) {
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	treeSegmentBytes = 4096
+	rng := rand.New(rand.NewSource(2))
+	for _, op := range []string{"reduce", "allreduce"} {
+		xs := make([]arrow.Array, 3)
+		for r := range xs {
+			xs[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 3000+r/2*700, 0, 0)
+		}
+		w := newTestWorld(t, 3, worldOpts{nodes: []int{0, 1, 2}, alg: "reduce:tree,allreduce:tree"})
+		errs := w.run(10*time.Second, func(ctx context.Context, c *Comm) error {
+			var a arrow.Array
+			var err error
+			if op == "reduce" {
+				a, err = c.Reduce(ctx, 1, xs[c.Rank()], Sum)
+			} else {
+				a, err = c.Allreduce(ctx, xs[c.Rank()], Sum)
+			}
+			if a != nil {
+				a.Release()
+			}
+			return err
+		})
+		for r, err := range errs {
+			if err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s: rank %d: %v, want the mismatch", op, r, err)
+			}
+		}
+		var pe *PeerError
+		if !errors.As(errs[0], &pe) || pe.Peer != 2 || !strings.Contains(errs[0].Error(), "3700") {
+			t.Errorf("%s: rank 0: %v, want an error naming rank 2 and its 3700 elements", op, errs[0])
+		}
+		w.close(t)
+		release(xs)
+	}
+}
