@@ -525,7 +525,8 @@ func (c *Comm) Allgather(ctx context.Context, arr arrow.Array, opts ...GatherOpt
 		}
 		return nil
 	}
-	if c.decide(opAllgather, bytesOf(col), true).alg == AlgShm {
+	alg := c.decide(opAllgather, bytesOf(col), true).alg
+	if alg == AlgShm {
 		staged, done := c.stage(arrayValue(col))
 		defer done()
 		if err := c.sendAll(ctx, op, staged, tag); err != nil {
@@ -539,6 +540,25 @@ func (c *Comm) Allgather(ctx context.Context, arr arrow.Array, opts ...GatherOpt
 			return nil
 		})
 		if err != nil {
+			return nil, err
+		}
+		return c.chunked(col.dt, parts, opts)
+	}
+	if alg == AlgDirect {
+		// every part to every other rank at once, one writer per peer,
+		// while the others' parts arrive: no step waits for a relayed one
+		sent := make(chan error, 1)
+		go func() {
+			sent <- c.sendEach(ctx, op, c.others(), tag(0), func(int) value { return arrayValue(col) })
+		}()
+		err := c.recvAll(ctx, op, tag, func(q int, g *got) error {
+			if err := take(q, g); err != nil {
+				return err
+			}
+			parts[q] = g.arrs[0]
+			return nil
+		})
+		if err = errors.Join(err, <-sent); err != nil {
 			return nil, err
 		}
 		return c.chunked(col.dt, parts, opts)

@@ -52,6 +52,10 @@ const (
 	// AlgHalving: reduce by recursive halving + block gather; allreduce by
 	// recursive halving + recursive doubling (Rabenseifner).
 	AlgHalving Alg = "halving"
+	// AlgTree: reduce/allreduce over the documented order's tree run in
+	// pipelined segments (reducetree.go); allreduce streams the result
+	// down the node-aware chain from rank 0 as its segments are final.
+	AlgTree Alg = "tree"
 )
 
 // Operations the table knows.
@@ -68,9 +72,9 @@ const (
 // algsOf lists, per operation, the algorithms it implements.
 var algsOf = map[string][]Alg{
 	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain, AlgDirect},
-	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect},
-	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving},
-	opAllgather: {AlgShm, AlgRing},
+	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect, AlgTree},
+	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving, AlgTree},
+	opAllgather: {AlgShm, AlgRing, AlgDirect},
 	opScatter:   {AlgDirect},
 	opGather:    {AlgDirect},
 	opMulticast: {AlgDirect, AlgChain},
@@ -132,11 +136,47 @@ const maxDirectBcast = 3
 // minChainDirect: see maxDirectBcast. A variable for the tests.
 var minChainDirect int64 = 256 << 20
 
+// treeSegmentBytes, when positive, replaces segmentFor's choice for the
+// pipelined tree (tests: many segments, and cuts that do not divide, on
+// small arrays).
+var treeSegmentBytes int64
+
 func segmentFor(bytes int64) int64 {
 	s := bytes / 16
 	s = min(max(s, minSegment), maxSegment)
 	return (s + 64<<10 - 1) / (64 << 10) * (64 << 10)
 }
+
+// Allgather on up to maxDirectBcast ranks, one per node, sends every part
+// to every rank at once (AlgDirect): the same bytes as the ring, without
+// its steps. On the emulated cluster, 3 x 1, direct then ring run right
+// after it (ms, median (min); load 3-7 on 2 cores from the other
+// engineers' work): 8 MiB, 15 reps: 15.2 (9.5) 13.6 (10.7), 12.1 (8.7)
+// 16.8 (11.1), 16.3 (11.2) 20.9 (12.4); 64 MiB: 94 119 vs 139 111; 512
+// MiB: 812 894 vs 833 958. On 3 x 2 (direct there sends each part over
+// the wire twice per other node): 8 MiB 15.1 22.9 19.6 vs 18.3 22.4 19.5,
+// level: the ring stays.
+
+// maxTreeNodes is the most nodes on which reduce and allreduce run the
+// pipelined tree (AlgTree): its rank 0 takes log2(P) partials, halving's
+// ranks about two payloads each, so the tree's overlap pays on few nodes.
+// On the emulated 3-node cluster (make bench-multinode, 3 x 1, ms, median
+// of 5, of 3 at 512 MiB; tree, then halving run right after it; load 5-7
+// on 2 cores from the other engineers' work):
+//
+//	          8 MiB       64 MiB       512 MiB
+//	reduce    17.2 20.9   144 244      1152 1616
+//	allreduce 28.8 40.3   245 361      1581 2521
+//
+// and on 3 x 2 (the same way): reduce 37.3 30.6 / 200 278 / 1319 1833,
+// allreduce 69.1 52.5 / 443 326 / 3080 2577. There allreduce's broadcast
+// reaches node-mates only after the whole result (chain.go), and a node's
+// ranks fold through the arena first: the tree wins for reduce from
+// minTreeShared bytes, not for allreduce.
+const maxTreeNodes = 4
+
+// minTreeShared: see maxTreeNodes.
+const minTreeShared = 64 << 20
 
 // decide returns the algorithm for op moving bytes (per rank: the array
 // each rank passes, or the root's array) on layout l. override (may be
@@ -152,9 +192,13 @@ func segmentFor(bytes int64) int64 {
 //	           chain above it (announced through the binomial tree:
 //	           non-roots do not know the size)
 //	reduce     small: binomial; one node with arenas: oneround; two ranks
-//	           on two nodes: direct; else halving
-//	allreduce  small: doubling; one node with arenas: oneround; else halving
-//	allgather  one node with arenas: shm; else ring
+//	           on two nodes: direct; up to maxTreeNodes nodes with one
+//	           rank each, or from minTreeShared bytes: tree; else halving
+//	allreduce  small: doubling; one node with arenas: oneround; up to
+//	           maxTreeNodes nodes with one rank each: tree; else halving
+//	allgather  one node with arenas: shm; up to maxDirectBcast ranks, one
+//	           per node: direct (every part to every rank at once); else
+//	           ring
 //	scatter, gather: direct
 //	multicast  chain from minMulticastChain bytes when several receivers
 //	           share another node or they are on 3 or more other nodes;
@@ -164,8 +208,11 @@ func decide(op string, bytes int64, l layout, override map[string]Alg) decision 
 	if a, ok := override[op]; ok && applicable(op, a, l) {
 		d.alg = a
 	}
-	if d.alg == AlgChain {
+	if d.alg == AlgChain || d.alg == AlgTree {
 		d.segment = segmentFor(bytes)
+	}
+	if d.alg == AlgTree && treeSegmentBytes > 0 {
+		d.segment = treeSegmentBytes
 	}
 	return d
 }
@@ -198,6 +245,8 @@ func table(op string, bytes int64, l layout) decision {
 			return decision{alg: AlgOneRound}
 		case l.crossPair:
 			return decision{alg: AlgDirect}
+		case l.nodes <= maxTreeNodes && (l.perNode == 1 || bytes >= minTreeShared):
+			return decision{alg: AlgTree}
 		default:
 			return decision{alg: AlgHalving}
 		}
@@ -207,12 +256,17 @@ func table(op string, bytes int64, l layout) decision {
 			return decision{alg: AlgDoubling}
 		case oneNode:
 			return decision{alg: AlgOneRound}
+		case l.nodes <= maxTreeNodes && l.perNode == 1:
+			return decision{alg: AlgTree}
 		default:
 			return decision{alg: AlgHalving}
 		}
 	case opAllgather:
-		if oneNode {
+		switch {
+		case oneNode:
 			return decision{alg: AlgShm}
+		case l.perNode == 1 && l.ranks <= maxDirectBcast:
+			return decision{alg: AlgDirect}
 		}
 		return decision{alg: AlgRing}
 	case opMulticast:

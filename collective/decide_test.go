@@ -62,15 +62,26 @@ func TestDecideTable(t *testing.T) {
 		{opReduce, 100, lay(6, 3, 2), "", AlgBinomial, 0},
 		{opReduce, 64 * MiB, lay(6, 1, 6), "", AlgOneRound, 0},
 		{opReduce, 64 * MiB, lay(2, 2, 1), "", AlgDirect, 0},
-		{opReduce, 64 * MiB, lay(6, 3, 2), "", AlgHalving, 0},
-		{opReduce, 64 * MiB, lay(6, 3, 2), "reduce:direct", AlgHalving, 0},
+		{opReduce, 64 * MiB, lay(6, 3, 2), "", AlgTree, maxSegment},
+		{opReduce, 8 * MiB, lay(6, 3, 2), "", AlgHalving, 0},
+		{opReduce, 8 * MiB, lay(3, 3, 1), "", AlgTree, minSegment},
+		{opReduce, 512 * MiB, lay(3, 3, 1), "", AlgTree, maxSegment},
+		{opReduce, 64 * MiB, lay(8, 8, 1), "", AlgHalving, 0},
+		{opReduce, 64 * MiB, lay(3, 3, 1), "reduce:halving", AlgHalving, 0},
+		{opReduce, 8 * MiB, lay(6, 3, 2), "reduce:direct", AlgHalving, 0},
 		{opReduce, 64 * MiB, lay(6, 1, 6), "reduce:binomial", AlgBinomial, 0},
 		{opAllreduce, 100, lay(6, 1, 6), "", AlgDoubling, 0},
 		{opAllreduce, 64 * MiB, lay(6, 1, 6), "", AlgOneRound, 0},
 		{opAllreduce, 64 * MiB, lay(6, 3, 2), "", AlgHalving, 0},
+		{opAllreduce, 64 * MiB, lay(3, 3, 1), "", AlgTree, maxSegment},
+		{opAllreduce, 100, lay(3, 3, 1), "", AlgDoubling, 0},
+		{opAllreduce, 64 * MiB, lay(6, 3, 2), "allreduce:tree", AlgTree, maxSegment},
 		{opAllreduce, 64 * MiB, lay(6, 3, 2), "allreduce:oneround", AlgHalving, 0},
 		{opAllgather, 64 * MiB, lay(6, 1, 6), "", AlgShm, 0},
 		{opAllgather, 64 * MiB, lay(6, 3, 2), "", AlgRing, 0},
+		{opAllgather, 8 * MiB, lay(3, 3, 1), "", AlgDirect, 0},
+		{opAllgather, 8 * MiB, lay(4, 4, 1), "", AlgRing, 0},
+		{opAllgather, 8 * MiB, lay(3, 3, 1), "allgather:ring", AlgRing, 0},
 		{opMulticast, 64 * MiB, lay(6, 3, 2), "", AlgChain, maxSegment},
 		{opMulticast, 64 * MiB, lay(3, 3, 1), "", AlgDirect, 0},
 		{opMulticast, 64 * MiB, lay(4, 4, 1), "", AlgChain, maxSegment},
@@ -252,7 +263,7 @@ func TestReduceBitIdenticalEveryLayout(t *testing.T) {
 	}
 	defer release(xs)
 	want := refReduce(xs, Sum, memory.DefaultAllocator).(*array.Float64).Float64Values()
-	algs := []string{"", "reduce:binomial,allreduce:doubling", "reduce:halving,allreduce:halving", "reduce:oneround,allreduce:oneround"}
+	algs := []string{"", "reduce:binomial,allreduce:doubling", "reduce:halving,allreduce:halving", "reduce:oneround,allreduce:oneround", "reduce:tree,allreduce:tree"}
 	for _, nodes := range layouts {
 		for _, alg := range algs {
 			for _, large := range []int64{1, 1 << 40} {

@@ -61,12 +61,21 @@
 //     direct) tree.
 //   - Reduce: binomial tree (small); one round (below) on one node; two
 //     ranks on two nodes: the other input straight to root in 2 MiB
-//     pieces, combined while the next arrives; else recursive halving and
-//     block gather.
-//   - Allreduce: recursive doubling (small); one round on one node; else
-//     recursive halving + recursive doubling.
+//     pieces, combined while the next arrives; up to 4 nodes of one rank
+//     each, or from 64 MiB: the pipelined tree (reducetree.go): the
+//     documented order's own tree run segment by segment (the Bcast
+//     chain's segment size), every rank combining segment k of its
+//     children's partials while segment k+1 arrives and segment k-1 goes
+//     to its parent, at most 4 segments ahead of the parent (credits);
+//     else recursive halving and block gather.
+//   - Allreduce: recursive doubling (small); one round on one node; up to
+//     4 nodes of one rank each: the pipelined tree to rank 0, whose final
+//     segments go down the Bcast chain as each is done; else recursive
+//     halving + recursive doubling.
 //   - Allgather: shm on one node (every rank stages its array once and
-//     sends a descriptor to each peer); else ring.
+//     sends a descriptor to each peer); up to 3 ranks, one per node:
+//     direct (every part to every other rank at once, one writer per
+//     peer); else ring.
 //   - Scatter/Gather: direct from/to the root (descriptors on one node;
 //     across nodes the root sends every piece at once, one writer per
 //     peer, so that a slow peer holds back no other).
@@ -78,9 +87,12 @@
 //     notice arrives, not when it calls Recv; a leader that fails sends the
 //     ranks behind it a failure notice (ErrUpstream, naming the cause).
 //
-// "Large" is WithLargeThreshold (256 KiB). The reductions are not
-// node-aware: their combination order is fixed (see Reductions), every
-// algorithm realises the same tree whatever the layout.
+// "Large" is WithLargeThreshold (256 KiB). The reductions' combination
+// order is fixed (see Reductions): every algorithm realises the same tree
+// whatever the layout. The pipelined tree is node-aware only as far as
+// that tree is: with ranks placed on nodes in blocks (srun's default) a
+// node's ranks combine in the node first and one partial per node
+// crosses the wire.
 // One round, on one node: every input goes to every rank as a descriptor,
 // each rank computes its share of the result (cut on page boundaries) from
 // all inputs in the documented order, chunk by chunk in cache, and the

@@ -141,3 +141,40 @@ func directBcast(p, vr int) (parent int, children []int) {
 	}
 	return -1, children
 }
+
+// reduceTree returns rank r's place in the documented order's tree over p
+// ranks: the rank it sends its partial to (-1: r is rank 0, which ends
+// with the result) and the ranks whose partials it combines, in order,
+// each on the right of its running partial (the fold partner first, then
+// the binomial tree's children at distance 1, 2, 4, ...). Running it
+// segment by segment keeps every element's order: it is the same tree.
+func reduceTree(p, r int) (parent int, children []int) {
+	f := makeFold(p, r)
+	if f.newRank < 0 {
+		return r - 1, nil
+	}
+	if r < 2*f.rem {
+		children = append(children, r+1)
+	}
+	parent = -1
+	for mask := 1; mask < f.p2; mask <<= 1 {
+		if f.newRank&mask != 0 {
+			parent = f.oldRank(f.newRank - mask)
+			break
+		}
+		children = append(children, f.oldRank(f.newRank+mask))
+	}
+	return parent, children
+}
+
+// pipeSegments cuts n elements of w bytes into pieces of about seg bytes
+// (a multiple of 64 elements, so that validity bitmaps split at whole
+// bytes); every rank computes the same cut from the same n and seg.
+func pipeSegments(n, w, seg int64) []span {
+	per := max(64, seg/max(w, 1)/64*64)
+	var out []span
+	for lo := int64(0); lo < n; lo += per {
+		out = append(out, span{lo, min(per, n-lo)})
+	}
+	return out
+}

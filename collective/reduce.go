@@ -337,7 +337,11 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 	}
 	f := makeFold(p, r)
 	const toRoot = 60
-	alg := c.decide(opReduce, bytesOf(s.col), true).alg
+	d := c.decide(opReduce, bytesOf(s.col), true)
+	alg := d.alg
+	if alg == AlgTree {
+		return s.reduceTreeRooted(ctx, root, d.segment)
+	}
 	if alg == AlgBinomial {
 		on, err := s.foldIn(ctx, f)
 		if err != nil {
@@ -535,9 +539,13 @@ func (c *Comm) Allreduce(ctx context.Context, arr arrow.Array, o Op) (arrow.Arra
 	if p == 1 {
 		return s.finish(), nil
 	}
-	alg := c.decide(opAllreduce, bytesOf(s.col), true).alg
-	if alg == AlgOneRound {
+	d := c.decide(opAllreduce, bytesOf(s.col), true)
+	alg := d.alg
+	switch alg {
+	case AlgOneRound:
 		return s.oneRound(ctx, -1)
+	case AlgTree:
+		return s.allreduceTree(ctx, d.segment)
 	}
 	f := makeFold(p, r)
 	const unfold = 62

@@ -1,0 +1,285 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// The pipelined tree (AlgTree) of Reduce and Allreduce: the documented
+// order's tree itself (reduceTree), run segment by segment. Each rank
+// combines segment k of its children's partials, in the documented order,
+// while the transport receives segment k+1 and a second goroutine sends
+// segment k-1 to its parent, so that every link of the tree carries data
+// at once and no rank waits for a whole message. It is the same tree as
+// the binomial reduce, so every element's result is bit-identical to
+// every other algorithm's on every layout; on ranks placed on nodes in
+// blocks (SLURM's default) each node's ranks fold inside the node first
+// and one partial per node crosses the wire.
+//
+// Flow control: a rank sends at most treeWindow segments ahead of what
+// its parent has combined; the parent returns a credit per segment it
+// consumed. The transports read eagerly, so without it a parent slower
+// than its children (it adds, they only send) would queue the whole
+// message in receive buffers.
+//
+// Rank 0 ends with the result. Reduce to another root streams the final
+// segments to root as they are done; Allreduce streams them down the
+// node-aware Bcast chain (chain.go) from rank 0, whose relays read them
+// from the socket straight into their assembly: the broadcast of segment
+// k starts as soon as its reduction is final.
+
+// Steps of the pipelined tree's messages.
+const (
+	stepTreeUp     = 90 // a partial segment to the parent
+	stepTreeCredit = 91 // the parent consumed one: send one more
+	stepTreeSeg    = 92 // a final segment down the chain (or to root)
+	stepTreeLocal  = 93 // the result to a leader's node-mates
+)
+
+// treeWindow is how many segments a rank sends before its parent's first
+// credit: enough to keep the link busy while the parent combines one.
+const treeWindow = 4
+
+// treeHook, when set (tests), sees each partial segment k that rank sent
+// to peer (sent) and each one rank combined from peer (after combining,
+// before the credit goes back): the segments in flight between two ranks
+// can be counted there, and a rank made slow.
+var treeHook func(rank, peer, k int, sent bool)
+
+// treeUp runs this rank's part of the pipelined tree over segments of
+// about seg bytes. Rank 0 hands every final segment, in order, to final
+// (may be nil) from a goroutine of its own, so that the next segment is
+// combined meanwhile; the others send their partial segments to their
+// parent. On return acc holds this rank's partial (rank 0: the result)
+// wherever it has children.
+func (s *reduceState) treeUp(ctx context.Context, seg int64, final func(sp span, col column) error) error {
+	c, n := s.c, s.col.n
+	parent, children := reduceTree(len(c.ranks), c.rank)
+	segs := pipeSegments(n, s.acc.w, seg)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	emit := func(k int, sp span, col column) error {
+		if parent >= 0 {
+			return s.sendUp(ctx, parent, k, sp.off, col)
+		}
+		if final != nil {
+			return final(sp, col)
+		}
+		return nil
+	}
+	type piece struct {
+		k   int
+		sp  span
+		col column
+	}
+	out := make(chan piece, len(segs))
+	sent := make(chan error, 1)
+	go func() {
+		var err error
+		for p := range out {
+			if err == nil {
+				if err = emit(p.k, p.sp, p.col); err != nil {
+					cancel()
+				}
+			}
+		}
+		sent <- err
+	}()
+	var err error
+	for k, sp := range segs {
+		if err = s.combineSegment(ctx, children, segs, k); err != nil {
+			break
+		}
+		col := s.col.slice(sp.off, sp.off+sp.n)
+		if len(children) > 0 {
+			col = s.accSlice(sp.off, sp.off+sp.n)
+		}
+		out <- piece{k, sp, col}
+	}
+	close(out)
+	return errors.Join(err, <-sent)
+}
+
+// combineSegment receives segment k of every child's partial and combines
+// them, in order, into acc; each child gets a credit for one more.
+func (s *reduceState) combineSegment(ctx context.Context, children []int, segs []span, k int) error {
+	c, sp := s.c, segs[k]
+	for i, ch := range children {
+		g, in, err := s.recvSegment(ctx, ch, sp)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			combineFrom(s.acc, sp.off, s.col, in, true, s.k)
+		} else {
+			combine(s.acc, sp.off, in, true, s.k)
+		}
+		g.release()
+		if treeHook != nil {
+			treeHook(c.rank, ch, k, false)
+		}
+		if k+treeWindow < len(segs) {
+			if err := c.send(ctx, s.op, ch, s.tag(stepTreeCredit), value{kind: kindNone}, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if len(children) > 0 {
+		s.mark(sp.off, sp.off+sp.n)
+	}
+	return nil
+}
+
+// recvSegment receives from peer its partial of segment sp: anything else
+// (another place, length or type, a duplicate or stale segment) aborts the
+// collective naming the peer.
+func (s *reduceState) recvSegment(ctx context.Context, peer int, sp span) (*got, column, error) {
+	tag := s.tag(stepTreeUp)
+	g, err := s.c.recv(ctx, s.op, peer, tag)
+	if err != nil {
+		return nil, column{}, err
+	}
+	var in column
+	if g.kind == kindArray && len(g.arrs) == 1 {
+		in, err = columnOf(g.arrs[0])
+	}
+	if g.kind != kindArray || len(g.arrs) != 1 || err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != sp.n || g.aux != s.col.n || segmentAt(g.fields) != sp.off {
+		what := "not an array"
+		if len(g.arrs) == 1 {
+			what = fmt.Sprintf("%d elements of %v at element %d of %d", g.arrs[0].Len(), g.arrs[0].DataType(), segmentAt(g.fields), g.aux)
+		}
+		g.release()
+		return nil, column{}, s.c.failColl(tag, &PeerError{Op: s.op, Rank: s.c.rank, Peer: peer,
+			Err: fmt.Errorf("%w: partial segment: got %s, want %d elements of %v at element %d of %d", ErrType, what, sp.n, s.col.dt, sp.off, s.col.n)})
+	}
+	return g, in, nil
+}
+
+// sendUp sends segment k of this rank's partial to parent, after the
+// parent's credit when it is beyond the window.
+func (s *reduceState) sendUp(ctx context.Context, parent, k int, at int64, col column) error {
+	if k >= treeWindow {
+		g, err := s.c.recv(ctx, s.op, parent, s.tag(stepTreeCredit))
+		if err != nil {
+			return err
+		}
+		ok := g.kind == kindNone && len(g.arrs) == 0
+		g.release()
+		if !ok {
+			return s.c.failColl(s.tag(stepTreeCredit), protoErr(s.op, s.c.rank, parent, "expected a credit for segment %d", k))
+		}
+	}
+	if err := s.c.send(ctx, s.op, parent, s.tag(stepTreeUp), segmentValue(col, at, s.col.n), nil); err != nil {
+		return err
+	}
+	if treeHook != nil {
+		treeHook(s.c.rank, parent, k, true)
+	}
+	return nil
+}
+
+// accSlice views elements [lo, hi) of acc without counting the whole
+// bitmap.
+func (s *reduceState) accSlice(lo, hi int64) column {
+	full := column{dt: s.acc.dt, n: s.acc.n, data: s.acc.data.Bytes()}
+	if s.acc.valid != nil {
+		full.valid = s.acc.valid.Bytes()
+	}
+	return full.slice(lo, hi)
+}
+
+// streamTo returns a final-segment sink for rank 0 that sends each segment
+// to next as part of a chain of n elements (the receiver runs chainRelay),
+// and a function that sends the empty segment a chain of no elements
+// still needs.
+func (s *reduceState) streamTo(ctx context.Context, next int, tags chainTags) (func(span, column) error, func() error) {
+	sink := func(sp span, col column) error {
+		return s.c.send(ctx, s.op, next, tags.seg, segmentValue(col, sp.off, s.col.n), nil)
+	}
+	empty := func() error {
+		if s.col.n > 0 {
+			return nil
+		}
+		return sink(span{}, s.col)
+	}
+	return sink, empty
+}
+
+// reduceTreeRooted is Reduce over the pipelined tree.
+func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64) (arrow.Array, error) {
+	c, r := s.c, s.c.rank
+	if root == 0 {
+		if err := s.treeUp(ctx, seg, nil); err != nil || r != 0 {
+			return nil, err
+		}
+		return s.finish(), nil
+	}
+	tags := chainTags{seg: s.tag(stepTreeSeg), local: s.tag(stepTreeLocal)}
+	switch r {
+	case 0:
+		sink, empty := s.streamTo(ctx, root, tags)
+		if err := s.treeUp(ctx, seg, sink); err != nil {
+			return nil, err
+		}
+		return nil, empty()
+	case root:
+		up := make(chan error, 1)
+		go func() { up <- s.treeUp(ctx, seg, nil) }()
+		g, err := c.chainRelay(ctx, s.op, 0, -1, nil, tags)
+		if err = errors.Join(err, <-up); err != nil {
+			if g != nil {
+				g.release()
+			}
+			return nil, err
+		}
+		return g.arrs[0], nil
+	}
+	return nil, s.treeUp(ctx, seg, nil)
+}
+
+// allreduceTree is Allreduce over the pipelined tree, the result streamed
+// from rank 0 down the node-aware chain as its segments become final.
+func (s *reduceState) allreduceTree(ctx context.Context, seg int64) (arrow.Array, error) {
+	c, r := s.c, s.c.rank
+	others := make([]int, 0, len(c.ranks)-1)
+	for q := 1; q < len(c.ranks); q++ {
+		others = append(others, q)
+	}
+	pl := planChain(c.topology(), 0, others)
+	tags := chainTags{seg: s.tag(stepTreeSeg), local: s.tag(stepTreeLocal)}
+	if r == 0 {
+		var sink func(span, column) error
+		empty := func() error { return nil }
+		if len(pl.leaders) > 1 {
+			sink, empty = s.streamTo(ctx, pl.leaders[1], tags)
+		}
+		if err := s.treeUp(ctx, seg, sink); err != nil {
+			return nil, err
+		}
+		if err := empty(); err != nil {
+			return nil, err
+		}
+		s.ensure(0, s.col.n)
+		if err := c.chainLocal(ctx, s.op, pl.local[0], s.acc.column(), tags, nil); err != nil {
+			return nil, err
+		}
+		return s.finish(), nil
+	}
+	up := make(chan error, 1)
+	go func() { up <- s.treeUp(ctx, seg, nil) }()
+	g, err := c.runChain(ctx, s.op, pl, value{}, seg, tags, nil)
+	if err = errors.Join(err, <-up); err != nil {
+		if g != nil {
+			g.release()
+		}
+		return nil, err
+	}
+	if len(g.arrs) != 1 {
+		g.release()
+		return nil, protoErr(s.op, r, pl.leader[r], "expected one array")
+	}
+	return g.arrs[0], nil
+}

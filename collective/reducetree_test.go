@@ -1,0 +1,310 @@
+package collective
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// TestReduceTreeIsTheDocumentedOrder: evaluating reduceTree symbolically
+// gives plan.go's documented expressions.
+func TestReduceTreeIsTheDocumentedOrder(t *testing.T) {
+	expr := func(p int) string {
+		var at func(r int) string
+		at = func(r int) string {
+			e := fmt.Sprintf("x%d", r)
+			_, children := reduceTree(p, r)
+			for _, ch := range children {
+				e = "(" + e + " op " + at(ch) + ")"
+			}
+			return e
+		}
+		return at(0)
+	}
+	for p, want := range map[int]string{
+		1: "x0",
+		3: "((x0 op x1) op x2)",
+		5: "(((x0 op x1) op x2) op (x3 op x4))",
+		6: "(((x0 op x1) op (x2 op x3)) op (x4 op x5))",
+		8: "(((x0 op x1) op (x2 op x3)) op ((x4 op x5) op (x6 op x7)))",
+	} {
+		if got := expr(p); got != want {
+			t.Errorf("P=%d: tree computes %s, want %s", p, got, want)
+		}
+	}
+	for p := 1; p <= 33; p++ { // every rank but 0 has one parent that lists it
+		for r := 1; r < p; r++ {
+			parent, _ := reduceTree(p, r)
+			_, ch := reduceTree(p, parent)
+			found := 0
+			for _, q := range ch {
+				if q == r {
+					found++
+				}
+			}
+			if found != 1 {
+				t.Errorf("P=%d: rank %d's parent %d lists it %d times", p, r, parent, found)
+			}
+		}
+	}
+}
+
+// TestReduceTreeBitIdenticalEverySegment: the pipelined tree gives the
+// documented order's bits on every layout, for segment sizes that divide
+// the array, do not, and exceed it, for arrays shorter than one segment,
+// to root 0 and to another root, and with nulls.
+func TestReduceTreeBitIdenticalEverySegment(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	for _, p := range []int{3, 6} {
+		for _, n := range []int{1, 63, 1000, 40000} {
+			xs := make([]arrow.Array, p)
+			nulls := 0.0
+			if n == 1000 {
+				nulls = 0.05
+			}
+			for r := range xs {
+				if nulls > 0 {
+					xs[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, nulls)
+					continue
+				}
+				b := array.NewFloat64Builder(memory.DefaultAllocator)
+				for i := 0; i < n; i++ {
+					b.Append(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(30)-15)))
+				}
+				xs[r] = b.NewArray()
+				b.Release()
+			}
+			want := refReduce(xs, Sum, memory.DefaultAllocator)
+			for _, seg := range []int64{512, 8 * 1000, 8 * 4096, 1 << 20} {
+				treeSegmentBytes = seg
+				for _, nodes := range layouts {
+					nodes = nodes[:p]
+					w := newTestWorld(t, p, worldOpts{nodes: nodes, alg: "reduce:tree,allreduce:tree", arenaMem: true})
+					mustRun(t, w, func(ctx context.Context, c *Comm) error {
+						check := func(what string, a arrow.Array) {
+							if err := sameFloats(a, want); err != nil {
+								t.Errorf("P=%d n=%d seg %d nodes %v: %s on rank %d: %v", p, n, seg, nodes, what, c.Rank(), err)
+							}
+						}
+						all, err := c.Allreduce(ctx, xs[c.Rank()], Sum)
+						if err != nil {
+							return err
+						}
+						check("allreduce", all)
+						all.Release()
+						for _, root := range []int{0, p - 1} {
+							red, err := c.Reduce(ctx, root, xs[c.Rank()], Sum)
+							if err != nil {
+								return err
+							}
+							if (red != nil) != (c.Rank() == root) {
+								t.Errorf("reduce to %d: rank %d got a result: %v", root, c.Rank(), red != nil)
+							}
+							if red != nil {
+								check(fmt.Sprintf("reduce to %d", root), red)
+								red.Release()
+							}
+						}
+						return nil
+					})
+					w.close(t)
+				}
+			}
+			want.Release()
+			release(xs)
+		}
+	}
+}
+
+// TestReduceTreeBoundsSegmentsInFlight: with a parent slower than its
+// children, a child sends at most treeWindow segments beyond what the
+// parent combined: the parent's receive queue never holds the message.
+func TestReduceTreeBoundsSegmentsInFlight(t *testing.T) {
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	defer func() { treeHook = nil }()
+	treeSegmentBytes = 4096
+	const n = 64 * 512 // 64 segments
+	var mu sync.Mutex
+	sent, used := map[[2]int]int{}, map[[2]int]int{}
+	worst := 0
+	treeHook = func(rank, peer, k int, isSent bool) {
+		if !isSent {
+			time.Sleep(200 * time.Microsecond) // a slow adder
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if isSent {
+			key := [2]int{rank, peer}
+			sent[key] = k + 1
+			worst = max(worst, sent[key]-used[key])
+			return
+		}
+		used[[2]int{peer, rank}] = k + 1
+	}
+	xs := make([]arrow.Array, 3)
+	rng := rand.New(rand.NewSource(3))
+	for r := range xs {
+		xs[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, 0)
+	}
+	defer release(xs)
+	w := newTestWorld(t, 3, worldOpts{nodes: []int{0, 1, 2}, alg: "reduce:tree"})
+	mustRun(t, w, func(ctx context.Context, c *Comm) error {
+		red, err := c.Reduce(ctx, 0, xs[c.Rank()], Sum)
+		if red != nil {
+			red.Release()
+		}
+		return err
+	})
+	w.close(t)
+	if len(sent) != 2 || sent[[2]int{1, 0}] != 64 || sent[[2]int{2, 0}] != 64 {
+		t.Fatalf("segments sent per link: %v, want 64 from each of ranks 1 and 2 to rank 0", sent)
+	}
+	if worst > treeWindow || worst > 8 {
+		t.Errorf("a child ran %d segments ahead of its slow parent, want at most %d (of 64)", worst, treeWindow)
+	}
+	t.Logf("at most %d segments in flight per link", worst)
+}
+
+// staleSegment repeats one partial segment of the tree (a duplicate, a
+// stale or hostile sender), or cuts one short.
+type staleSegment struct {
+	*LocalTransport
+	short bool
+}
+
+func (t staleSegment) Send(ctx context.Context, to int, tag uint64, hdr []byte, bufs [][]byte) error {
+	h, err := parseHeader(hdr)
+	if err != nil || !isCollTag(tag) || tag&0xff != stepTreeUp || h.kind != kindArray || len(bufs) != 1 || segmentAt(h.fields) != 512 {
+		return t.LocalTransport.Send(ctx, to, tag, hdr, bufs)
+	}
+	if t.short {
+		h.cols[0].n--
+		h.refs[0].n -= 8
+		return t.LocalTransport.Send(ctx, to, tag, h.marshal(), [][]byte{bufs[0][8:]})
+	}
+	if err := t.LocalTransport.Send(ctx, to, tag, hdr, bufs); err != nil {
+		return err
+	}
+	return t.LocalTransport.Send(ctx, to, tag, hdr, bufs)
+}
+
+// TestReduceTreeRefusesBadSegment: a duplicated or short partial segment
+// fails the reduce on every rank with an error naming the sender, never a
+// wrong result.
+func TestReduceTreeRefusesBadSegment(t *testing.T) {
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	treeSegmentBytes = 4096
+	for _, short := range []bool{false, true} {
+		ts := NewLocalNetwork(2, LocalOptions{Nodes: []int{0, 1}})
+		c0, err := New(ts[0], WithAlgorithm("reduce:tree"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c1, err := New(staleSegment{ts[1], short}, WithAlgorithm("reduce:tree"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := randArray(rand.New(rand.NewSource(9)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 4096, 0, 0)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		done := make(chan error, 1)
+		go func() { _, err := c1.Reduce(ctx, 0, src, Sum); done <- err }()
+		got, err := c0.Reduce(ctx, 0, src, Sum)
+		<-done
+		cancel()
+		if got != nil {
+			got.Release()
+		}
+		var pe *PeerError
+		if err == nil || !errors.As(err, &pe) || pe.Peer != 1 || !strings.Contains(err.Error(), "segment") {
+			t.Errorf("short %v: root's error %v, want one naming rank 1 and the segment", short, err)
+		}
+		src.Release()
+		c0.Close()
+		c1.Close()
+	}
+}
+
+// TestAllgatherEveryAlgorithmEveryLayout: ring and direct give every rank
+// every part, in rank order, on every layout, with nulls and empty parts.
+func TestAllgatherEveryAlgorithmEveryLayout(t *testing.T) {
+	rng := rand.New(rand.NewSource(13))
+	for _, nodes := range layouts {
+		for _, alg := range []string{"", "allgather:ring", "allgather:direct", "allgather:shm"} {
+			parts := make([]arrow.Array, len(nodes))
+			for r := range parts {
+				parts[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, rng.Intn(3)*500, rng.Intn(9), 0.1)
+			}
+			w := newTestWorld(t, len(nodes), worldOpts{nodes: nodes, alg: alg})
+			mustRun(t, w, func(ctx context.Context, c *Comm) error {
+				all, err := c.Allgather(ctx, parts[c.Rank()])
+				if err != nil {
+					return err
+				}
+				defer all.Release()
+				if len(all.Chunks()) != len(parts) {
+					t.Errorf("nodes %v %q: rank %d got %d chunks, want %d", nodes, alg, c.Rank(), len(all.Chunks()), len(parts))
+					return nil
+				}
+				for q, ch := range all.Chunks() {
+					if err := sameValues(ch, parts[q]); err != nil {
+						t.Errorf("nodes %v %q: rank %d, part of rank %d: %v", nodes, alg, c.Rank(), q, err)
+					}
+				}
+				return nil
+			})
+			w.close(t)
+			release(parts)
+		}
+	}
+}
+
+// TestReduceTreeLengthMismatch: a rank with a longer array fails the
+// pipelined reduce and allreduce on every rank (no hang), the receiving
+// rank naming it.
+func TestReduceTreeLengthMismatch(t *testing.T) {
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	treeSegmentBytes = 4096
+	rng := rand.New(rand.NewSource(2))
+	for _, op := range []string{"reduce", "allreduce"} {
+		xs := make([]arrow.Array, 3)
+		for r := range xs {
+			xs[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 3000+r/2*700, 0, 0)
+		}
+		w := newTestWorld(t, 3, worldOpts{nodes: []int{0, 1, 2}, alg: "reduce:tree,allreduce:tree"})
+		errs := w.run(10*time.Second, func(ctx context.Context, c *Comm) error {
+			var a arrow.Array
+			var err error
+			if op == "reduce" {
+				a, err = c.Reduce(ctx, 1, xs[c.Rank()], Sum)
+			} else {
+				a, err = c.Allreduce(ctx, xs[c.Rank()], Sum)
+			}
+			if a != nil {
+				a.Release()
+			}
+			return err
+		})
+		for r, err := range errs {
+			if err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s: rank %d: %v, want the mismatch", op, r, err)
+			}
+		}
+		var pe *PeerError
+		if !errors.As(errs[0], &pe) || pe.Peer != 2 || !strings.Contains(errs[0].Error(), "3700") {
+			t.Errorf("%s: rank 0: %v, want an error naming rank 2 and its 3700 elements", op, errs[0])
+		}
+		w.close(t)
+		release(xs)
+	}
+}
