@@ -1,9 +1,11 @@
 package collective
 
 import (
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -19,6 +21,15 @@ import (
 // pages requested); smaller ones come from the Go heap.
 // At most Limit bytes are kept idle; beyond it the largest idle buffers are
 // unmapped. Safe for concurrent use.
+//
+// Reclaim: received arrays handed to the garbage collector (views' bulk
+// path) come back only after a collection. When no idle buffer fits but a
+// buffer that would fit is handed out, the pool runs a collection and waits
+// for its cleanups (reclaim) before mapping fresh memory, so that a program
+// that receives, uses and drops arrays in a loop reuses one buffer from the
+// second receive on. A collection that gives back nothing that fits (the
+// arrays are kept, or released explicitly later) backs off: the next
+// 1, 3, 7, ... up to reclaimMaxSkip misses map without one.
 type RecvPool struct {
 	limit int64
 
@@ -27,6 +38,12 @@ type RecvPool struct {
 	idleN  int64
 	live   map[uintptr]liveBuf // by start, for buffers handed out
 	closed bool
+	maps   int64         // fresh mappings made (Mapped)
+	freed  chan struct{} // closed (and replaced) when a buffer goes idle
+	skip   int           // misses left to serve without a reclaim
+	backed int           // the last back-off
+	// collect runs a collection (runtime.GC; tests count them).
+	collect func()
 }
 
 // liveBuf is a mapping handed out: its size, and whether Protect made it
@@ -45,8 +62,17 @@ const MinPooled = 1 << 20
 
 // NewRecvPool returns a pool keeping at most limit idle bytes.
 func NewRecvPool(limit int64) *RecvPool {
-	return &RecvPool{limit: limit, live: map[uintptr]liveBuf{}}
+	return &RecvPool{limit: limit, live: map[uintptr]liveBuf{}, freed: make(chan struct{}), collect: runtime.GC}
 }
+
+// Bounds of a reclaim: the wait for the collection's cleanups, after the
+// collection's own sentinel cleanup ran (the others were queued with it),
+// and in all; and the longest back-off, in misses.
+const (
+	reclaimGrace   = 2 * time.Millisecond
+	reclaimWait    = 50 * time.Millisecond
+	reclaimMaxSkip = 63
+)
 
 var _ comm.Allocator = (*RecvPool)(nil)
 
@@ -58,15 +84,111 @@ func (p *RecvPool) Alloc(n int64) []byte {
 	if n < MinPooled {
 		return comm.HeapAllocator.Alloc(n)
 	}
-	p.mu.Lock()
-	// smallest idle buffer that fits and wastes at most half of it
-	i := sort.Search(len(p.idle), func(k int) bool { return int64(len(p.idle[k].mem)) >= n })
-	if i < len(p.idle) && int64(len(p.idle[i].mem)) <= 2*n {
-		b := p.take(i)
-		p.mu.Unlock()
+	if b := p.reuse(n); b != nil {
 		return b[:n:n]
 	}
+	return p.mapFresh(n)
+}
+
+// fitIdle returns the index of the smallest idle buffer that holds n bytes
+// and wastes at most half of it, or -1. p.mu is held.
+func (p *RecvPool) fitIdle(n int64) int {
+	i := sort.Search(len(p.idle), func(k int) bool { return int64(len(p.idle[k].mem)) >= n })
+	if i < len(p.idle) && int64(len(p.idle[i].mem)) <= 2*n {
+		return i
+	}
+	return -1
+}
+
+// fitLive reports whether a buffer handed out would fit n bytes once
+// freed. p.mu is held.
+func (p *RecvPool) fitLive(n int64) bool {
+	for _, lb := range p.live {
+		if lb.size >= n && lb.size <= 2*n {
+			return true
+		}
+	}
+	return false
+}
+
+// reuse returns an idle buffer for n bytes (n >= MinPooled), reclaiming
+// one when none is idle and one that fits is handed out; nil if none.
+func (p *RecvPool) reuse(n int64) []byte {
+	p.mu.Lock()
+	if i := p.fitIdle(n); i >= 0 {
+		b := p.take(i)
+		p.mu.Unlock()
+		return b
+	}
+	if p.closed || !p.fitLive(n) {
+		p.mu.Unlock()
+		return nil
+	}
+	if p.skip > 0 {
+		p.skip--
+		p.mu.Unlock()
+		return nil
+	}
 	p.mu.Unlock()
+	return p.reclaim(n)
+}
+
+// reclaim runs a collection and waits for its cleanups to free a buffer
+// that fits n bytes: it returns that buffer, or nil (and backs off) when
+// none came back in time.
+func (p *RecvPool) reclaim(n int64) []byte {
+	ran := sentinel()
+	p.collect()
+	all := time.NewTimer(reclaimWait)
+	defer all.Stop()
+	var grace <-chan time.Time
+	for {
+		p.mu.Lock()
+		if i := p.fitIdle(n); i >= 0 {
+			b := p.take(i)
+			p.skip, p.backed = 0, 0
+			p.mu.Unlock()
+			return b
+		}
+		if p.closed || !p.fitLive(n) {
+			p.mu.Unlock()
+			return nil
+		}
+		wake := p.freed
+		p.mu.Unlock()
+		select {
+		case <-wake:
+			continue
+		case <-ran:
+			ran = nil
+			grace = time.After(reclaimGrace)
+			continue
+		case <-grace:
+		case <-all.C:
+		}
+		p.mu.Lock()
+		p.backed = min(2*p.backed+1, reclaimMaxSkip)
+		p.skip = p.backed
+		p.mu.Unlock()
+		return nil
+	}
+}
+
+// sentinel returns a channel closed by the cleanup of an object nothing
+// reaches: the next collection queues it with those of the arrays it finds
+// unreachable, so once it ran, theirs are running or done.
+func sentinel() chan struct{} {
+	s := &struct {
+		p *byte
+		_ [16]byte // not a tiny allocation (whose cleanups may never run)
+	}{}
+	ran := make(chan struct{})
+	runtime.AddCleanup(s, func(c chan struct{}) { close(c) }, ran)
+	return ran
+}
+
+// mapFresh maps a new buffer for n bytes.
+func (p *RecvPool) mapFresh(n int64) []byte {
 	size := (n + 2<<20 - 1) &^ (2<<20 - 1) // whole huge pages
 	mem, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
@@ -79,6 +201,7 @@ func (p *RecvPool) Alloc(n int64) []byte {
 	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
 	p.mu.Lock()
 	p.live[startOf(mem)] = liveBuf{size: size}
+	p.maps++
 	p.mu.Unlock()
 	return mem[:n:n]
 }
@@ -90,16 +213,21 @@ var _ comm.Grower = (*RecvPool)(nil)
 // mapping of min bytes that Grow extends as the frame's bytes arrive.
 func (p *RecvPool) AllocUpTo(min, want int64) []byte {
 	if want >= MinPooled {
-		p.mu.Lock()
-		i := sort.Search(len(p.idle), func(k int) bool { return int64(len(p.idle[k].mem)) >= want })
-		if i < len(p.idle) && int64(len(p.idle[i].mem)) <= 2*want {
-			b := p.take(i)
-			p.mu.Unlock()
+		if b := p.reuse(want); b != nil {
 			return b[:want:want]
 		}
-		p.mu.Unlock()
 	}
-	return p.Alloc(min)
+	if min < MinPooled {
+		return comm.HeapAllocator.Alloc(min)
+	}
+	p.mu.Lock()
+	if i := p.fitIdle(min); i >= 0 {
+		b := p.take(i)
+		p.mu.Unlock()
+		return b[:min:min]
+	}
+	p.mu.Unlock()
+	return p.mapFresh(min)
 }
 
 // take hands out idle buffer i; p.mu is held.
@@ -136,6 +264,7 @@ func (p *RecvPool) Grow(b []byte, keep, n int64) []byte {
 			p.mu.Lock()
 			delete(p.live, startOf(b))
 			p.live[startOf(mem)] = liveBuf{size: newSize}
+			p.maps++
 			p.mu.Unlock()
 			return mem[:n:n]
 		}
@@ -170,6 +299,8 @@ func (p *RecvPool) Free(b []byte) {
 	copy(p.idle[i+1:], p.idle[i:])
 	p.idle[i] = poolBuf{mem: mem}
 	p.idleN += size
+	close(p.freed)
+	p.freed = make(chan struct{})
 	var drop [][]byte
 	for p.idleN > p.limit && len(p.idle) > 0 {
 		last := p.idle[len(p.idle)-1]
@@ -257,6 +388,15 @@ func (p *RecvPool) Idle() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.idleN
+}
+
+// Mapped returns the number of times the pool mapped fresh memory: new
+// mappings and mappings grown by mremap (receives not served by idle
+// buffers).
+func (p *RecvPool) Mapped() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.maps
 }
 
 // Live returns the number of pooled buffers handed out and not yet freed.

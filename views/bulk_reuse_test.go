@@ -52,9 +52,11 @@ func init() {
 func constFloat64(n int, v float64) arrow.Array {
 	b := array.NewFloat64Builder(memory.DefaultAllocator)
 	defer b.Release()
-	for range n {
-		b.Append(v)
+	vs := make([]float64, n)
+	for i := range vs {
+		vs[i] = v
 	}
+	b.AppendValues(vs, nil)
 	return b.NewArray()
 }
 

@@ -29,6 +29,10 @@
 // Arena memory is not Go heap, so the collector does not see its pressure:
 // after every bulkGCBytes received (internal/codec/gc.go), and after purges and namespace drops
 // of arrays, a collection is started to return what became unreachable.
+// A receive over a socket that finds no idle buffer while one that would
+// fit is handed out runs a collection itself and waits for its cleanups
+// (collective.RecvPool): a driver that pulls, uses and drops (and purges)
+// arrays in a loop receives each into the buffer of the one before.
 //
 // Tags: the bulk path uses world user tags from TagBase up; user code
 // sending on the world keeps below it.
