@@ -624,6 +624,13 @@ func (c *Comm) sendEach(ctx context.Context, op string, tos []int, tag uint64, v
 	if len(tos) == 1 {
 		return c.send(ctx, op, tos[0], tag, vOf(tos[0]), nil)
 	}
+	return errors.Join(c.sendEachErrs(ctx, op, tos, tag, vOf)...)
+}
+
+// sendEachErrs sends vOf(q) to every q of tos at once (one writer per peer), so
+// that a slow link to one peer does not hold back the others and the links
+// carry data together; it returns each send's error, in the order of tos.
+func (c *Comm) sendEachErrs(ctx context.Context, op string, tos []int, tag uint64, vOf func(q int) value) []error {
 	errs := make([]error, len(tos))
 	var wg sync.WaitGroup
 	for i, q := range tos {
@@ -631,7 +638,7 @@ func (c *Comm) sendEach(ctx context.Context, op string, tos []int, tag uint64, v
 		wg.Go(func() { errs[i] = c.send(ctx, op, q, tag, v, nil) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errs
 }
 
 // others lists the communicator ranks but this one.

@@ -896,8 +896,10 @@ func (c *Comm) sendTo(ctx context.Context, tos []int, tag uint64, col column) (s
 		defer unstage()
 		v = staged
 	}
-	for _, to := range tos {
-		if serr := c.send(ctx, "send", to, userTag(c.ctxID, tag), v, nil); serr != nil {
+	// Every receiver at once: a multicast below the chain's sizes is this
+	// (the driver's push to engines on other nodes).
+	for _, serr := range c.sendEachErrs(ctx, "send", tos, userTag(c.ctxID, tag), func(int) value { return v }) {
+		if serr != nil {
 			err = errors.Join(err, serr)
 			continue
 		}

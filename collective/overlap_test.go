@@ -15,7 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
-// gateTransport holds every collective data send to the rank slow until
+// gateTransport holds every data send (collective or user) to the rank slow until
 // gate is closed (or a timeout passes, counted in stalled): a peer whose
 // link is slow. A root that sends one piece after another cannot reach the
 // other peers before the slow one's send ends.
@@ -27,7 +27,7 @@ type gateTransport struct {
 }
 
 func (t gateTransport) Send(ctx context.Context, to int, tag uint64, header []byte, bufs [][]byte) error {
-	if to == t.slow && isCollTag(tag) && len(bufs) > 0 {
+	if to == t.slow && (isCollTag(tag) || tag>>62 == classUser) && len(bufs) > 0 {
 		select {
 		case <-t.gate:
 		case <-time.After(2 * time.Second):
@@ -98,6 +98,30 @@ func TestScatterSlowPeerDoesNotDelayOthers(t *testing.T) {
 		want := array.NewSlice(src, ds[r], ds[r]+counts[r])
 		defer want.Release()
 		return sameFloats(got, want)
+	})
+}
+
+// TestMulticastDirectSlowPeerDoesNotDelayOthers: below the chain's sizes a
+// multicast (the driver's push to engines on other nodes) writes to every
+// receiver at once, as Bcast's direct tree does: one slow link does not
+// hold back another receiver's data.
+func TestMulticastDirectSlowPeerDoesNotDelayOthers(t *testing.T) {
+	const tag = 7
+	runSlowPeer(t, "", func(ctx context.Context, c *Comm, in arrow.Array) (arrow.Array, error) {
+		if c.Rank() != 0 {
+			return c.Recv(ctx, 0, tag)
+		}
+		sent, err := c.Multicast(ctx, []int{1, 2}, tag, in)
+		if err == nil && sent != 2 {
+			err = fmt.Errorf("multicast reached %d receivers, want 2", sent)
+		}
+		in.Retain()
+		return in, err
+	}, func(r int, got, src arrow.Array) error {
+		if err := sameFloats(got, src); err != nil {
+			return fmt.Errorf("rank %d: %w", r, err)
+		}
+		return nil
 	})
 }
 
