@@ -190,11 +190,12 @@ var assemblyMax = sync.OnceValue(func() int64 {
 // goroutine when the transport can place messages (placer): segments
 // without nulls are then read from the socket straight into the assembly
 // and forwarded from there, never copied (place); others are copied by the
-// relay (put). Placement is asked for only when no segment of the chain has
-// arrived yet (TrySetPlace), so place sees every segment, in order, from
-// the first: it places each at exactly the place after the one before, and
-// after the first it declines places nothing more, so that the transport
-// never writes where the relay copies or has checked and forwarded.
+// relay (put). Placement is asked for only when every segment of the chain
+// that has arrived was consumed and none is arriving (TrySetPlace), so
+// place sees every later segment, in order: it places each at exactly the
+// place after the one before (the first where the relay is), and after the
+// first it declines places nothing more, so that the transport never writes
+// where the relay copies or has checked and forwarded.
 type chainDest struct {
 	mem memory.Allocator
 
@@ -213,6 +214,14 @@ func (d *chainDest) close() *assembler {
 	defer d.mu.Unlock()
 	d.closed = true
 	return d.asm
+}
+
+// startAt makes at, where the relay's next segment starts, the only place
+// a segment may be placed (before placement is asked for).
+func (d *chainDest) startAt(at int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.next = at
 }
 
 // assembly returns the assembly of n elements of dt, made on first use; nil
@@ -298,12 +307,16 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 	// queued: a failed multicast's would pin arena memory (the mesh's
 	// default allocator is its arena, mates or not).
 	_, inArena := dest.mem.(arenaAllocator)
-	// Segments that arrived before (or while) asking are queued unseen by
-	// place, which could then write over what the relay copies: placement
-	// for this chain only when none has.
-	if pl, ok := c.w.t.(placer); ok && (!inArena || isCollTag(tags.seg)) && pl.TrySetPlace(c.ranks[prev], tags.seg, dest.place) {
-		defer pl.SetPlace(c.ranks[prev], tags.seg, nil)
+	pl, _ := c.w.t.(placer)
+	if inArena && !isCollTag(tags.seg) {
+		pl = nil
 	}
+	placing := false
+	defer func() {
+		if placing {
+			pl.SetPlace(c.ranks[prev], tags.seg, nil)
+		}
+	}()
 	var asm *assembler
 	var dt arrow.DataType
 	var n, at int64
@@ -314,6 +327,15 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 		return nil, c.chainFail(next, mates, tags, err)
 	}
 	for first := true; first || at < n; first = false {
+		// Segments that arrived before (or while) placement is asked for
+		// are queued unseen by place, which could then write where the
+		// relay copies them: it starts only when every one that arrived
+		// was consumed, right after them (a root that ran ahead has its
+		// first segments copied, the others still placed).
+		if pl != nil && !placing {
+			dest.startAt(at)
+			placing = pl.TrySetPlace(c.ranks[prev], tags.seg, dest.place)
+		}
 		g, err := c.chainRecv(ctx, op, prev, tags.seg)
 		if err != nil {
 			return fail(err)

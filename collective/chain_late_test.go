@@ -2,6 +2,7 @@ package collective
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"sync/atomic"
@@ -58,10 +59,9 @@ type latePlace struct {
 }
 
 func (t latePlace) wait(fn PlaceFunc, tag uint64) {
-	if fn == nil {
-		return
+	if fn == nil || t.seg.Swap(tag) == tag {
+		return // only the relay's first request waits
 	}
-	t.seg.Store(tag)
 	deadline := time.Now().Add(5 * time.Second)
 	select {
 	case <-t.sent:
@@ -370,5 +370,122 @@ func TestChainPlaceOnlyNextSegment(t *testing.T) {
 		if a := d.close(); a != nil {
 			a.release()
 		}
+	}
+}
+
+// aheadRoot is a root that ran ahead: its first segment is queued at the
+// relay before the relay asks for placement; the others are sent once the
+// relay's placement is on (resumed closed). With dup, a zeroed copy of
+// segment 0 follows segment 1.
+type aheadRoot struct {
+	Transport
+	firstSent, resumed chan struct{}
+	firstN             *atomic.Int64
+	dup                bool
+}
+
+func (t aheadRoot) Send(ctx context.Context, to int, tag uint64, hdr []byte, bufs [][]byte) error {
+	if err := t.Transport.Send(ctx, to, tag, hdr, bufs); err != nil {
+		return err
+	}
+	h, err := parseHeader(hdr)
+	if err != nil || h.kind != kindArray || len(h.fields) != 1 || len(h.cols) != 1 || len(bufs) != 1 {
+		return nil
+	}
+	switch at := segmentAt(h.fields); {
+	case at == 0:
+		t.firstN.Store(h.cols[0].n)
+		close(t.firstSent)
+		select {
+		case <-t.resumed:
+		case <-time.After(5 * time.Second):
+		}
+	case at == t.firstN.Load() && t.dup:
+		h.fields = []fieldMeta{{name: "0"}}
+		return t.Transport.Send(ctx, to, tag, h.marshal(), [][]byte{make([]byte, len(bufs[0]))})
+	}
+	return nil
+}
+
+// aheadRelay asks for placement first once the root's first segment is
+// queued (refused), and closes resumed when a later request is granted.
+type aheadRelay struct {
+	Transport
+	firstSent, resumed chan struct{}
+	queued             func(tag uint64) int
+	asked              *atomic.Int64
+}
+
+func (t aheadRelay) SetPlace(peer int, tag uint64, fn PlaceFunc) {
+	t.Transport.(placer).SetPlace(peer, tag, fn)
+}
+
+func (t aheadRelay) TrySetPlace(peer int, tag uint64, fn PlaceFunc) bool {
+	if t.asked.Add(1) == 1 {
+		<-t.firstSent
+		for deadline := time.Now().Add(5 * time.Second); t.queued(tag) == 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ok := t.Transport.(placer).TrySetPlace(peer, tag, fn)
+	if ok && !isClosed(t.resumed) {
+		close(t.resumed)
+	}
+	return ok
+}
+
+// TestChainPlaceResumesAfterQueuedSegments: a relay whose root ran ahead
+// copies the segment that was queued before it asked for placement, then
+// reads the others in place (placement is not lost for the whole chain);
+// a duplicate of segment 0 arriving later is refused, naming the root.
+func TestChainPlaceResumesAfterQueuedSegments(t *testing.T) {
+	for _, dup := range []bool{false, true} {
+		ts := NewLocalNetwork(2, LocalOptions{Nodes: []int{0, 1}})
+		firstSent, resumed := make(chan struct{}), make(chan struct{})
+		var firstN atomic.Int64
+		c0, err := New(aheadRoot{ts[0], firstSent, resumed, &firstN, dup}, WithAlgorithm("bcast:chain"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := ts[1].net
+		c1, err := New(aheadRelay{ts[1], firstSent, resumed, func(tag uint64) int {
+			ln.mu.Lock()
+			defer ln.mu.Unlock()
+			return len(ln.queue(localKey{0, 1, tag}).msgs)
+		}, new(atomic.Int64)}, WithAlgorithm("bcast:chain"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := randArray(rand.New(rand.NewSource(9)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 1<<18, 0, 0)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		done := make(chan error, 1)
+		go func() { _, err := c0.Bcast(ctx, 0, src); done <- err }()
+		got, err := c1.Bcast(ctx, 0, nil)
+		serr := <-done
+		switch {
+		case dup:
+			var pe *PeerError
+			if !errors.As(err, &pe) || pe.Peer != 0 || !errors.Is(err, ErrProtocol) {
+				t.Errorf("a duplicate segment 0 after segment 1: relay got %v, want a protocol error naming rank 0", err)
+			}
+		case serr != nil || err != nil:
+			t.Errorf("root: %v, relay: %v", serr, err)
+		default:
+			if d := sameFloats(got, src); d != nil {
+				t.Errorf("result: %v", d)
+			}
+			if cp, want := c1.w.relayCopied.Load(), firstN.Load()*8; cp != want {
+				t.Errorf("the relay copied %d bytes, want %d (the segment queued before it asked for placement; the others placed)", cp, want)
+			}
+		}
+		if got != nil {
+			got.Release()
+		}
+		cancel()
+		src.Release()
+		c0.Close()
+		c1.Close()
+		ts[0].Close()
+		ts[1].Close()
 	}
 }
