@@ -27,11 +27,10 @@ func (t lastSent) Send(ctx context.Context, to int, tag uint64, hdr []byte, bufs
 	if err := t.Transport.Send(ctx, to, tag, hdr, bufs); err != nil {
 		return err
 	}
-	h, err := parseHeader(hdr)
-	if err != nil || h.kind != kindArray || len(h.fields) != 1 || len(h.cols) != 1 || len(bufs) != 1 {
+	h, at, ok := sentSegment(hdr, bufs)
+	if !ok {
 		return nil
 	}
-	at := segmentAt(h.fields)
 	t.n.Add(1)
 	if at == 0 {
 		*t.first = append([]byte(nil), hdr...)
@@ -40,6 +39,16 @@ func (t lastSent) Send(ctx context.Context, to int, tag uint64, hdr []byte, bufs
 		close(t.sent)
 	}
 	return nil
+}
+
+// sentSegment parses a sent message as a chain segment: its header and
+// the element it starts at.
+func sentSegment(hdr []byte, bufs [][]byte) (*header, int64, bool) {
+	h, err := parseHeader(hdr)
+	if err != nil || h.kind != kindArray || len(h.fields) != 1 || len(h.cols) != 1 || len(bufs) != 1 {
+		return nil, -1, false
+	}
+	return h, segmentAt(h.fields), true
 }
 
 // latePlace is the relay's transport: it asks for placement only once the
@@ -388,11 +397,11 @@ func (t aheadRoot) Send(ctx context.Context, to int, tag uint64, hdr []byte, buf
 	if err := t.Transport.Send(ctx, to, tag, hdr, bufs); err != nil {
 		return err
 	}
-	h, err := parseHeader(hdr)
-	if err != nil || h.kind != kindArray || len(h.fields) != 1 || len(h.cols) != 1 || len(bufs) != 1 {
+	h, at, ok := sentSegment(hdr, bufs)
+	if !ok {
 		return nil
 	}
-	switch at := segmentAt(h.fields); {
+	switch {
 	case at == 0:
 		t.firstN.Store(h.cols[0].n)
 		close(t.firstSent)
