@@ -229,8 +229,10 @@ func (t *LocalTransport) Send(ctx context.Context, to int, tag uint64, header []
 func (ln *localNet) enqueue(from, to int, tag uint64, m *Message) error {
 	ln.mu.Lock()
 	k := localKey{from, to, tag}
-	if ln.sending[k]--; ln.sending[k] <= 0 {
-		delete(ln.sending, k)
+	if n := ln.sending[k]; n > 1 {
+		ln.sending[k] = n - 1
+	} else {
+		delete(ln.sending, k) // also for a message not sent through Send (tests)
 	}
 	if isClosed(ln.dead[to]) {
 		ln.mu.Unlock()
