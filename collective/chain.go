@@ -189,8 +189,13 @@ var assemblyMax = sync.OnceValue(func() int64 {
 // chainDest is a relay's assembly, shared with the transport's receiving
 // goroutine when the transport can place messages (placer): segments
 // without nulls are then read from the socket straight into the assembly
-// and forwarded from there, never copied (place); others, and those
-// queued before the relay began, are copied by the relay (put).
+// and forwarded from there, never copied (place); others are copied by the
+// relay (put). Placement is asked for only when every segment of the chain
+// that has arrived was consumed and none is arriving (TrySetPlace), so
+// place sees every later segment, in order: it places each at exactly the
+// place after the one before (the first where the relay is), and after the
+// first it declines places nothing more, so that the transport never writes
+// where the relay copies or has checked and forwarded.
 type chainDest struct {
 	mem memory.Allocator
 
@@ -198,8 +203,8 @@ type chainDest struct {
 	asm    *assembler // nil until the first segment's header
 	n      int64
 	dt     arrow.DataType
-	next   int64 // end of the last placed segment: nothing is placed before it
-	closed bool  // the relay is done with it: place nothing more
+	next   int64 // end of the last placed segment: only a segment there is placed
+	closed bool  // the relay is done with it, or place declined one: place nothing more
 }
 
 // close ends placing and returns the assembly (nil: none was made), which
@@ -209,6 +214,14 @@ func (d *chainDest) close() *assembler {
 	defer d.mu.Unlock()
 	d.closed = true
 	return d.asm
+}
+
+// startAt makes at, where the relay's next segment starts, the only place
+// a segment may be placed (before placement is asked for).
+func (d *chainDest) startAt(at int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.next = at
 }
 
 // assembly returns the assembly of n elements of dt, made on first use; nil
@@ -225,10 +238,27 @@ func (d *chainDest) assembly(dt arrow.DataType, n int64) *assembler {
 	return d.asm
 }
 
-// place is the relay's PlaceFunc: a segment without nulls lands at the
-// place its header names in the assembly, which it holds a reference to
-// until released. Anything else is left to the transport (nil).
+// place is the relay's PlaceFunc: a segment without nulls that starts
+// where the last placed one ended (the first: at 0) lands there in the
+// assembly, which it holds a reference to until released. Anything else is
+// left to the transport (nil), and so is every message after it: a
+// duplicate, stale or hostile segment is never written into the assembly,
+// the relay refuses it by its position, naming the peer.
 func (d *chainDest) place(header []byte, lens []uint64) ([][]byte, func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, nil
+	}
+	bufs, release := d.placeLocked(header, lens)
+	if bufs == nil {
+		d.closed = true
+	}
+	return bufs, release
+}
+
+// placeLocked is place under d.mu.
+func (d *chainDest) placeLocked(header []byte, lens []uint64) ([][]byte, func()) {
 	h, err := parseHeader(header)
 	if err != nil || h.kind != kindArray || len(h.cols) != 1 || len(h.refs) != 1 || h.refs[0].arena || len(lens) != 1 {
 		return nil, nil
@@ -242,13 +272,13 @@ func (d *chainDest) place(header []byte, lens []uint64) ([][]byte, func()) {
 	if w <= 0 || h.aux > assemblyMax()/w || int64(lens[0]) != cm.n*w {
 		return nil, nil // too large a declared array is the relay's error to name
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	// A segment is placed only after the ones placed before it: one that
-	// names an earlier place (a duplicate, a stale or hostile sender) would
-	// rewrite bytes already checked and forwarded, or, after the last one,
-	// the finished result. It goes to the queue, where the relay refuses it.
-	if d.closed || at < d.next {
+	// A segment is placed only right after the ones placed before it: one
+	// that names an earlier place (a duplicate, a stale or hostile sender)
+	// would rewrite bytes already checked and forwarded, or, after the last
+	// one, the finished result; one that names a later place would be
+	// written where the relay may copy the declined one it skipped. It goes
+	// to the queue, where the relay refuses it.
+	if at != d.next {
 		return nil, nil
 	}
 	if d.asm == nil {
@@ -277,10 +307,16 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 	// queued: a failed multicast's would pin arena memory (the mesh's
 	// default allocator is its arena, mates or not).
 	_, inArena := dest.mem.(arenaAllocator)
-	if pl, ok := c.w.t.(placer); ok && (!inArena || isCollTag(tags.seg)) {
-		pl.SetPlace(c.ranks[prev], tags.seg, dest.place)
-		defer pl.SetPlace(c.ranks[prev], tags.seg, nil)
+	pl, _ := c.w.t.(placer)
+	if inArena && !isCollTag(tags.seg) {
+		pl = nil
 	}
+	placing := false
+	defer func() {
+		if placing {
+			pl.SetPlace(c.ranks[prev], tags.seg, nil)
+		}
+	}()
 	var asm *assembler
 	var dt arrow.DataType
 	var n, at int64
@@ -291,6 +327,15 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 		return nil, c.chainFail(next, mates, tags, err)
 	}
 	for first := true; first || at < n; first = false {
+		// Segments that arrived before (or while) placement is asked for
+		// are queued unseen by place, which could then write where the
+		// relay copies them: it starts only when every one that arrived
+		// was consumed, right after them (a root that ran ahead has its
+		// first segments copied, the others still placed).
+		if pl != nil && !placing {
+			dest.startAt(at)
+			placing = pl.TrySetPlace(c.ranks[prev], tags.seg, dest.place)
+		}
 		g, err := c.chainRecv(ctx, op, prev, tags.seg)
 		if err != nil {
 			return fail(err)

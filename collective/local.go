@@ -49,9 +49,12 @@ type localNet struct {
 	mu    sync.Mutex
 	qs    map[localKey]*localQueue
 	drop  []func(from int, tag uint64, m *Message) bool // per receiving rank, under mu
-	place map[localKey]PlaceFunc                        // SetPlace, under mu
-	dead  []chan struct{}
-	once  []sync.Once
+	place map[localKey]*localPlace                      // SetPlace, under mu
+	// sending counts, per key, the Sends that looked up its placement and
+	// have not queued their message yet (TrySetPlace), under mu.
+	sending map[localKey]int
+	dead    []chan struct{}
+	once    []sync.Once
 }
 
 // NewLocalNetwork returns n connected in-process transports, one per rank.
@@ -130,6 +133,14 @@ func (t *LocalTransport) Close() error {
 	return nil
 }
 
+// localPlace is one SetPlace: fn, and order, held by a Send from its call
+// of fn until its message is queued, so that fn sees the messages in the
+// order they are queued.
+type localPlace struct {
+	fn    PlaceFunc
+	order sync.Mutex
+}
+
 func (ln *localNet) queue(k localKey) *localQueue {
 	q := ln.qs[k]
 	if q == nil {
@@ -163,15 +174,22 @@ func (t *LocalTransport) Send(ctx context.Context, to int, tag uint64, header []
 	if isClosed(ln.dead[to]) {
 		return errPeerClosed
 	}
+	k := localKey{t.rank, to, tag}
 	ln.mu.Lock()
-	place := ln.place[localKey{t.rank, to, tag}]
+	place := ln.place[k]
+	if ln.sending == nil {
+		ln.sending = map[localKey]int{}
+	}
+	ln.sending[k]++ // until enqueue
 	ln.mu.Unlock()
 	if place != nil {
+		place.order.Lock()
+		defer place.order.Unlock()
 		lens := make([]uint64, len(bufs))
 		for i, b := range bufs {
 			lens[i] = uint64(len(b))
 		}
-		if out, release := place(header, lens); samePlaces(out, bufs) {
+		if out, release := place.fn(header, lens); samePlaces(out, bufs) {
 			for i, b := range bufs {
 				copy(out[i], b)
 			}
@@ -206,9 +224,16 @@ func (t *LocalTransport) Send(ctx context.Context, to int, tag uint64, header []
 	return ln.enqueue(t.rank, to, tag, m)
 }
 
-// enqueue delivers m to rank to's queue for (from, tag).
+// enqueue delivers m to rank to's queue for (from, tag), ending the Send
+// that counted itself in sending.
 func (ln *localNet) enqueue(from, to int, tag uint64, m *Message) error {
 	ln.mu.Lock()
+	k := localKey{from, to, tag}
+	if n := ln.sending[k]; n > 1 {
+		ln.sending[k] = n - 1
+	} else {
+		delete(ln.sending, k) // also for a message not sent through Send (tests)
+	}
 	if isClosed(ln.dead[to]) {
 		ln.mu.Unlock()
 		m.Release()
@@ -218,7 +243,7 @@ func (ln *localNet) enqueue(from, to int, tag uint64, m *Message) error {
 		ln.mu.Unlock()
 		return nil
 	}
-	q := ln.queue(localKey{from, to, tag})
+	q := ln.queue(k)
 	q.msgs = append(q.msgs, m)
 	close(q.notify)
 	q.notify = make(chan struct{})
@@ -305,7 +330,35 @@ func (t *LocalTransport) SetPlace(peer int, tag uint64, fn PlaceFunc) {
 	ln := t.net
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
-	setPlace(&ln.place, localKey{peer, t.rank, tag}, fn)
+	ln.setPlace(localKey{peer, t.rank, tag}, fn)
+}
+
+// TrySetPlace is SetPlace when no message from peer with tag is queued
+// for this rank or being sent to it (a Send that looked up the placement
+// before this call and has not queued its message); it reports whether it
+// installed fn.
+func (t *LocalTransport) TrySetPlace(peer int, tag uint64, fn PlaceFunc) bool {
+	ln := t.net
+	k := localKey{peer, t.rank, tag}
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	if q := ln.qs[k]; ln.sending[k] > 0 || (q != nil && len(q.msgs) > 0) {
+		return false
+	}
+	ln.setPlace(k, fn)
+	return true
+}
+
+// setPlace sets (fn nil: removes) the placement of k; under mu.
+func (ln *localNet) setPlace(k localKey, fn PlaceFunc) {
+	if fn == nil {
+		delete(ln.place, k)
+		return
+	}
+	if ln.place == nil {
+		ln.place = map[localKey]*localPlace{}
+	}
+	ln.place[k] = &localPlace{fn: fn}
 }
 
 // samePlaces reports whether out has one slice of each length of bufs.

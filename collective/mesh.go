@@ -129,6 +129,11 @@ type link struct {
 	dead    chan struct{} // closed when err is set
 	qs      map[uint64]*tagQueue
 	place   map[uint64]PlaceFunc // SetPlace, by tag
+	// arriving is the tag of the data frame whose buffers the reader is
+	// receiving (it asked for their place) until it is queued, when
+	// isArriving (TrySetPlace).
+	arriving   uint64
+	isArriving bool
 }
 
 type tagQueue struct {
@@ -694,6 +699,23 @@ func (m *Mesh) SetPlace(peer int, tag uint64, fn PlaceFunc) {
 	setPlace(&l.place, tag, fn)
 }
 
+// TrySetPlace is SetPlace when no data frame from peer with tag is queued
+// or being received (the reader asked for its place and has not queued
+// it); it reports whether it installed fn.
+func (m *Mesh) TrySetPlace(peer int, tag uint64, fn PlaceFunc) bool {
+	if peer < 0 || peer >= len(m.links) {
+		return false
+	}
+	l := m.links[peer]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if q := l.qs[tag]; (l.isArriving && l.arriving == tag) || (q != nil && len(q.msgs) > 0) {
+		return false
+	}
+	setPlace(&l.place, tag, fn)
+	return true
+}
+
 // readLoop moves every frame from c into its (peer, tag) queue. It ends when
 // the connection fails: the peer closed, died or missed its heartbeats.
 func (m *Mesh) readLoop(l *link, c *comm.Conn) {
@@ -704,6 +726,7 @@ func (m *Mesh) readLoop(l *link, c *comm.Conn) {
 		}
 		l.mu.Lock()
 		fn := l.place[f.ID]
+		l.arriving, l.isArriving = f.ID, true // until queued
 		l.mu.Unlock()
 		if fn == nil {
 			return nil, nil
@@ -713,6 +736,9 @@ func (m *Mesh) readLoop(l *link, c *comm.Conn) {
 	for {
 		f, err := c.RecvInto(place)
 		if err != nil {
+			l.mu.Lock()
+			l.isArriving = false
+			l.mu.Unlock()
 			if !m.closed.Load() {
 				m.fail(l, fmt.Errorf("mesh: connection to %s lost: %w", m.peerName(l.peer), err))
 			}
@@ -730,6 +756,7 @@ func (m *Mesh) readLoop(l *link, c *comm.Conn) {
 		}
 		msg := NewMessage(f.Control, f.Buffers, f.Release)
 		l.mu.Lock()
+		l.isArriving = false
 		if l.err != nil {
 			l.mu.Unlock()
 			msg.Release()

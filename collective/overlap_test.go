@@ -194,7 +194,7 @@ func (a countingAlloc) Allocate(n int) []byte {
 }
 
 // placeGate holds a rank's data sends to a peer until that peer has asked
-// its transport to place messages (SetPlace), or 2 s passed: the test then
+// its transport to place messages (TrySetPlace), or 2 s passed: the test then
 // sees the relays' placement whatever the goroutines' timing.
 type placeGate struct {
 	*LocalTransport
@@ -207,6 +207,14 @@ func (t placeGate) SetPlace(peer int, tag uint64, fn PlaceFunc) {
 	if fn != nil {
 		t.once[t.Rank()].Do(func() { close(t.ready[t.Rank()]) })
 	}
+}
+
+func (t placeGate) TrySetPlace(peer int, tag uint64, fn PlaceFunc) bool {
+	ok := t.LocalTransport.TrySetPlace(peer, tag, fn)
+	if fn != nil {
+		t.once[t.Rank()].Do(func() { close(t.ready[t.Rank()]) })
+	}
+	return ok
 }
 
 func (t placeGate) Send(ctx context.Context, to int, tag uint64, header []byte, bufs [][]byte) error {

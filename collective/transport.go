@@ -38,8 +38,18 @@ type PlaceFunc func(header []byte, lens []uint64) (bufs [][]byte, release func()
 // placer is an optional ability of a Transport (Mesh, LocalTransport):
 // messages from peer with tag that arrive after SetPlace land where fn
 // says; SetPlace(peer, tag, nil) ends it.
+//
+// fn is called for every later arrival of (peer, tag) that has buffers, in
+// the order they are queued, before the previous one's bytes are
+// necessarily in place; a message it declines (nil) is queued in the
+// transport's memory. What arrived before SetPlace, or was being received
+// while it ran, is queued without fn ever seeing it: a caller that must
+// know every arrival (the chain relay's order check) uses TrySetPlace,
+// which installs fn only when there is no such message and says whether it
+// did, decided under the lock the arrival path takes.
 type placer interface {
 	SetPlace(peer int, tag uint64, fn PlaceFunc)
+	TrySetPlace(peer int, tag uint64, fn PlaceFunc) bool
 }
 
 // setPlace sets (fn nil: removes) the placement of key in *m.
