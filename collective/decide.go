@@ -44,6 +44,10 @@ const (
 	AlgDirect Alg = "direct"
 	// AlgRing: allgather ring.
 	AlgRing Alg = "ring"
+	// AlgNode: node-aware allgather (allgather_node.go): parts gathered
+	// inside each node through the arena, one block per node between
+	// leaders (all at once), node-mates alias their leader's blocks.
+	AlgNode Alg = "node"
 	// AlgOneRound: reduce/allreduce on one node: every input to every rank
 	// as descriptors, each rank combines its share, shares stitched.
 	AlgOneRound Alg = "oneround"
@@ -74,7 +78,7 @@ var algsOf = map[string][]Alg{
 	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain, AlgDirect},
 	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect, AlgTree},
 	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving, AlgTree},
-	opAllgather: {AlgShm, AlgRing, AlgDirect},
+	opAllgather: {AlgShm, AlgRing, AlgDirect, AlgNode},
 	opScatter:   {AlgDirect},
 	opGather:    {AlgDirect},
 	opMulticast: {AlgDirect, AlgChain},
