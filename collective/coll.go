@@ -563,6 +563,12 @@ func (c *Comm) Allgather(ctx context.Context, arr arrow.Array, opts ...GatherOpt
 		}
 		return c.chunked(col.dt, parts, opts)
 	}
+	if alg == AlgNode {
+		if err := c.allgatherNode(ctx, op, col, parts, tag); err != nil {
+			return nil, err
+		}
+		return c.chunked(col.dt, parts, opts)
+	}
 	for s := 0; s < p-1; s++ {
 		si, ri := (r-s+p)%p, (r-s-1+p)%p
 		sc, err := columnOf(parts[si])

@@ -44,6 +44,10 @@ const (
 	AlgDirect Alg = "direct"
 	// AlgRing: allgather ring.
 	AlgRing Alg = "ring"
+	// AlgNode: node-aware allgather (allgather_node.go): parts gathered
+	// inside each node through the arena, one block per node between
+	// leaders (all at once), node-mates alias their leader's blocks.
+	AlgNode Alg = "node"
 	// AlgOneRound: reduce/allreduce on one node: every input to every rank
 	// as descriptors, each rank combines its share, shares stitched.
 	AlgOneRound Alg = "oneround"
@@ -74,7 +78,7 @@ var algsOf = map[string][]Alg{
 	opBcast:     {AlgShm, AlgBinomial, AlgVanDeGeijn, AlgChain, AlgDirect},
 	opReduce:    {AlgOneRound, AlgBinomial, AlgHalving, AlgDirect, AlgTree},
 	opAllreduce: {AlgOneRound, AlgDoubling, AlgHalving, AlgTree},
-	opAllgather: {AlgShm, AlgRing, AlgDirect},
+	opAllgather: {AlgShm, AlgRing, AlgDirect, AlgNode},
 	opScatter:   {AlgDirect},
 	opGather:    {AlgDirect},
 	opMulticast: {AlgDirect, AlgChain},
@@ -155,7 +159,19 @@ func segmentFor(bytes int64) int64 {
 // 16.8 (11.1), 16.3 (11.2) 20.9 (12.4); 64 MiB: 94 119 vs 139 111; 512
 // MiB: 812 894 vs 833 958. On 3 x 2 (direct there sends each part over
 // the wire twice per other node): 8 MiB 15.1 22.9 19.6 vs 18.3 22.4 19.5,
-// level: the ring stays.
+// level.
+//
+// With node-mates on several nodes allgather runs AlgNode: each node's
+// block crosses once to every other node (12 parts on 3 x 2, where the
+// ring moves 15 and direct 24) and node-mates alias their leader's
+// blocks. On the emulated cluster, 3 x 2 (make bench-multinode's rows,
+// ring then node run right after it, median of 5 (3 at 512 MiB), load
+// 3.5-7.5 on 2 cores, the benchmark's own included), ms:
+//
+//	MiB  ring              node
+//	8    21.9 15.2 18.8    17.2 15.5 13.9
+//	64   156 202 172       87 90 127
+//	512  1225 1264 1085    1033 719 885
 
 // maxTreeNodes is the most nodes on which reduce and allreduce run the
 // pipelined tree (AlgTree): its rank 0 takes log2(P) partials, halving's
@@ -197,8 +213,9 @@ const minTreeShared = 64 << 20
 //	allreduce  small: doubling; one node with arenas: oneround; up to
 //	           maxTreeNodes nodes with one rank each: tree; else halving
 //	allgather  one node with arenas: shm; up to maxDirectBcast ranks, one
-//	           per node: direct (every part to every rank at once); else
-//	           ring
+//	           per node: direct (every part to every rank at once);
+//	           node-mates (arenas) on several nodes: node (one block per
+//	           node between leaders, node-mates alias it); else ring
 //	scatter, gather: direct
 //	multicast  chain from minMulticastChain bytes when several receivers
 //	           share another node or they are on 3 or more other nodes;
@@ -267,6 +284,8 @@ func table(op string, bytes int64, l layout) decision {
 			return decision{alg: AlgShm}
 		case l.perNode == 1 && l.ranks <= maxDirectBcast:
 			return decision{alg: AlgDirect}
+		case l.perNode > 1 && l.shm && l.nodes > 1:
+			return decision{alg: AlgNode}
 		}
 		return decision{alg: AlgRing}
 	case opMulticast:

@@ -75,7 +75,11 @@
 //   - Allgather: shm on one node (every rank stages its array once and
 //     sends a descriptor to each peer); up to 3 ranks, one per node:
 //     direct (every part to every other rank at once, one writer per
-//     peer); else ring.
+//     peer); node-mates on several nodes: node (allgather_node.go: the
+//     parts of a node's ranks go to each other as arena descriptors, each
+//     node's leader sends the node's block to every other leader at once
+//     and receives theirs into its arena, its node-mates alias them); else
+//     ring.
 //   - Scatter/Gather: direct from/to the root (descriptors on one node;
 //     across nodes the root sends every piece at once, one writer per
 //     peer, so that a slow peer holds back no other).

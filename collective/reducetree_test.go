@@ -235,15 +235,17 @@ func TestReduceTreeRefusesBadSegment(t *testing.T) {
 	}
 }
 
-// TestAllgatherEveryAlgorithmEveryLayout: ring and direct give every rank
-// every part, in rank order, on every layout, with nulls and empty parts.
+// TestAllgatherEveryAlgorithmEveryLayout: ring, direct and node give every
+// rank every part, in rank order, on every layout, with nulls, uneven
+// lengths, parts of one element and empty parts.
 func TestAllgatherEveryAlgorithmEveryLayout(t *testing.T) {
 	rng := rand.New(rand.NewSource(13))
 	for _, nodes := range layouts {
-		for _, alg := range []string{"", "allgather:ring", "allgather:direct", "allgather:shm"} {
+		for _, alg := range []string{"", "allgather:ring", "allgather:direct", "allgather:shm", "allgather:node"} {
 			parts := make([]arrow.Array, len(nodes))
 			for r := range parts {
-				parts[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, rng.Intn(3)*500, rng.Intn(9), 0.1)
+				n := []int{0, 1, 500, 1000}[rng.Intn(4)]
+				parts[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, rng.Intn(9), 0.1)
 			}
 			w := newTestWorld(t, len(nodes), worldOpts{nodes: nodes, alg: alg})
 			mustRun(t, w, func(ctx context.Context, c *Comm) error {
