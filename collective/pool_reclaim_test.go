@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"bytes"
 	"runtime"
 	"runtime/debug"
 	"sync/atomic"
@@ -137,22 +138,18 @@ func TestRecvPoolOneReclaimAtATime(t *testing.T) {
 	const n, receivers = 2 << 20, 4
 	kept := p.Alloc(n)
 	p.CollectorOwned(kept)
-	var collections, started atomic.Int64
+	var collections atomic.Int64
 	p.collect = func() {
 		if collections.Add(1) == 1 {
-			for started.Load() < receivers {
-				runtime.Gosched()
-			}
-			time.Sleep(10 * time.Millisecond) // the others reach their reclaim
+			// the first collection lasts until every receiver is in
+			// the pool (waiting for it, or collecting too)
+			inReuse(receivers, time.Second)
 		}
 		runtime.GC()
 	}
 	got := make(chan []byte, receivers)
 	for range receivers {
-		go func() {
-			started.Add(1)
-			got <- p.Alloc(n)
-		}()
+		go func() { got <- p.Alloc(n) }()
 	}
 	for range receivers {
 		p.Free(<-got)
@@ -161,4 +158,14 @@ func TestRecvPoolOneReclaimAtATime(t *testing.T) {
 		t.Fatalf("%d receivers missing at once: %d collections, want 1", receivers, c)
 	}
 	p.Free(kept)
+}
+
+// inReuse waits until k goroutines are inside RecvPool.reuse, or for d.
+func inReuse(k int, d time.Duration) {
+	buf := make([]byte, 1<<20)
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if bytes.Count(buf[:runtime.Stack(buf, true)], []byte("(*RecvPool).reuse(")) >= k {
+			return
+		}
+	}
 }
