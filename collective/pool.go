@@ -23,13 +23,19 @@ import (
 // unmapped. Safe for concurrent use.
 //
 // Reclaim: received arrays handed to the garbage collector (views' bulk
-// path) come back only after a collection. When no idle buffer fits but a
-// buffer that would fit is handed out, the pool runs a collection and waits
-// for its cleanups (reclaim) before mapping fresh memory, so that a program
-// that receives, uses and drops arrays in a loop reuses one buffer from the
-// second receive on. A collection that gives back nothing that fits (the
-// arrays are kept, or released explicitly later) backs off: the next
-// 1, 3, 7, ... up to reclaimMaxSkip misses map without one.
+// path) come back only after a collection. Their buffers are marked
+// collector-owned (Protect, CollectorOwned). When no idle buffer fits but a
+// collector-owned one that would fit is handed out, the pool runs a
+// collection and waits for its cleanups (reclaim) before mapping fresh
+// memory, so that a program that receives, uses and drops arrays in a loop
+// reuses one buffer from the second receive on. Buffers freed explicitly
+// (a pipelined receive's segments, reduction results) are never waited
+// for: a receive that misses while only they are out maps at once. A
+// collection that gives no collector-owned buffer back (the arrays are
+// kept) backs off: the next 1, 3, 7, ... up to reclaimMaxSkip misses map
+// without one; a buffer freed explicitly during its wait is used but does
+// not end the back-off. One reclaim runs at a time: a receive that misses
+// meanwhile waits for its end, then takes an idle buffer or maps.
 type RecvPool struct {
 	limit int64
 
@@ -42,15 +48,21 @@ type RecvPool struct {
 	freed  chan struct{} // closed (and replaced) when a buffer goes idle
 	skip   int           // misses left to serve without a reclaim
 	backed int           // the last back-off
+	gcBack int64         // collector-owned buffers freed so far
+	// reclaiming is closed when the reclaim under way ends; nil if none.
+	reclaiming chan struct{}
 	// collect runs a collection (runtime.GC; tests count them).
 	collect func()
 }
 
-// liveBuf is a mapping handed out: its size, and whether Protect made it
-// read-only (Free makes it writable again before anyone reuses it).
+// liveBuf is a mapping handed out: its size, whether Protect made it
+// read-only (Free makes it writable again before anyone reuses it), and
+// whether the collector decides when it is freed (gc: Protect,
+// CollectorOwned).
 type liveBuf struct {
 	size int64
 	ro   bool
+	gc   bool
 }
 
 type poolBuf struct {
@@ -100,11 +112,11 @@ func (p *RecvPool) fitIdle(n int64) int {
 	return -1
 }
 
-// fitLive reports whether a buffer handed out would fit n bytes once
-// freed. p.mu is held.
+// fitLive reports whether a collector-owned buffer handed out would fit
+// n bytes once freed. p.mu is held.
 func (p *RecvPool) fitLive(n int64) bool {
 	for _, lb := range p.live {
-		if lb.size >= n && lb.size <= 2*n {
+		if lb.gc && lb.size >= n && lb.size <= 2*n {
 			return true
 		}
 	}
@@ -112,7 +124,8 @@ func (p *RecvPool) fitLive(n int64) bool {
 }
 
 // reuse returns an idle buffer for n bytes (n >= MinPooled), reclaiming
-// one when none is idle and one that fits is handed out; nil if none.
+// one when none is idle and a collector-owned one that fits is handed
+// out; nil if none.
 func (p *RecvPool) reuse(n int64) []byte {
 	p.mu.Lock()
 	if i := p.fitIdle(n); i >= 0 {
@@ -124,18 +137,46 @@ func (p *RecvPool) reuse(n int64) []byte {
 		p.mu.Unlock()
 		return nil
 	}
+	if wait := p.reclaiming; wait != nil {
+		// Another receive's collection is under way: its result (an
+		// idle buffer that fits) or a fresh mapping, not a second one.
+		p.mu.Unlock()
+		<-wait
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if i := p.fitIdle(n); i >= 0 {
+			return p.take(i)
+		}
+		return nil
+	}
 	if p.skip > 0 {
 		p.skip--
 		p.mu.Unlock()
 		return nil
 	}
+	done := make(chan struct{})
+	p.reclaiming = done
+	back := p.gcBack
 	p.mu.Unlock()
-	return p.reclaim(n)
+	b := p.reclaim(n)
+	p.mu.Lock()
+	if p.gcBack != back {
+		p.skip, p.backed = 0, 0
+	} else {
+		p.backed = min(2*p.backed+1, reclaimMaxSkip)
+		p.skip = p.backed
+	}
+	p.reclaiming = nil
+	p.mu.Unlock()
+	close(done)
+	return b
 }
 
 // reclaim runs a collection and waits for its cleanups to free a buffer
-// that fits n bytes: it returns that buffer, or nil (and backs off) when
-// none came back in time.
+// that fits n bytes: it returns that buffer (whoever freed it), or nil
+// when none came back in time or no collector-owned one that would fit
+// is out any more. The caller (reuse) backs off unless a collector-owned
+// buffer came back meanwhile.
 func (p *RecvPool) reclaim(n int64) []byte {
 	ran := sentinel()
 	p.collect()
@@ -146,7 +187,6 @@ func (p *RecvPool) reclaim(n int64) []byte {
 		p.mu.Lock()
 		if i := p.fitIdle(n); i >= 0 {
 			b := p.take(i)
-			p.skip, p.backed = 0, 0
 			p.mu.Unlock()
 			return b
 		}
@@ -166,10 +206,6 @@ func (p *RecvPool) reclaim(n int64) []byte {
 		case <-grace:
 		case <-all.C:
 		}
-		p.mu.Lock()
-		p.backed = min(2*p.backed+1, reclaimMaxSkip)
-		p.skip = p.backed
-		p.mu.Unlock()
 		return nil
 	}
 }
@@ -288,6 +324,9 @@ func (p *RecvPool) Free(b []byte) {
 	}
 	size := lb.size
 	delete(p.live, startOf(b))
+	if lb.gc {
+		p.gcBack++
+	}
 	mem := unsafe.Slice(unsafe.SliceData(b), size)
 	if p.closed || lb.ro && p.writable(b, size) != nil {
 		p.mu.Unlock()
@@ -335,6 +374,8 @@ func (p *RecvPool) writable(b []byte, size int64) error {
 // handed out (Go heap is never protected) or mprotect fails. Every byte of
 // those mappings must have been written already: a received frame's
 // memory, once its frame is complete, holds only that frame's buffers.
+// Protected mappings are collector-owned (CollectorOwned): their callers
+// hand the arrays in them to the garbage collector.
 func (p *RecvPool) Protect(bufs ...[]byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -367,7 +408,33 @@ func (p *RecvPool) Protect(bufs ...[]byte) bool {
 		p.live[startOf(m)] = lb
 		done = append(done, m)
 	}
+	for _, m := range maps {
+		p.markGC(m)
+	}
 	return len(maps) > 0
+}
+
+// CollectorOwned records that the mappings holding bufs go back only when
+// the garbage collector finds what refers to them unreachable (a cleanup
+// frees them): a receive that finds no idle buffer may then collect and
+// wait for them (reclaim). Buffers not marked so are never waited for;
+// they must be freed explicitly. Buffers not from this pool are ignored.
+func (p *RecvPool) CollectorOwned(bufs ...[]byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range bufs {
+		if m, ok := p.mappingOf(b); ok && len(b) > 0 {
+			p.markGC(m)
+		}
+	}
+}
+
+// markGC marks live mapping m collector-owned. p.mu is held.
+func (p *RecvPool) markGC(m []byte) {
+	if lb, ok := p.live[startOf(m)]; ok {
+		lb.gc = true
+		p.live[startOf(m)] = lb
+	}
 }
 
 // mappingOf returns the live mapping holding all of b. p.mu is held.

@@ -1,14 +1,18 @@
 package collective
 
 import (
+	"bytes"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // gcOwned hands b to the collector as views' bulk path does with a
 // received array: b goes back to p when the returned holder is collected.
 func gcOwned(p *RecvPool, b []byte) *[]byte {
+	p.CollectorOwned(b)
 	h := &b
 	runtime.AddCleanup(h, func(b []byte) { p.Free(b) }, b)
 	return h
@@ -38,9 +42,10 @@ func TestRecvPoolReclaimsDroppedBuffers(t *testing.T) {
 	}
 }
 
-// TestRecvPoolReclaimBacksOff: a program that keeps what it receives does
-// not pay a futile collection per receive: after one that gave nothing
-// back, the next 1, 3, 7, ... misses map without one.
+// TestRecvPoolReclaimBacksOff: a program that keeps the arrays it receives
+// (the collector owns them) does not pay a futile collection per receive:
+// after one that gave nothing back, the next 1, 3, 7, ... misses map
+// without one.
 func TestRecvPoolReclaimBacksOff(t *testing.T) {
 	p := NewRecvPool(1 << 30)
 	defer p.Close()
@@ -49,7 +54,9 @@ func TestRecvPoolReclaimBacksOff(t *testing.T) {
 	const n = 2 << 20
 	var kept [][]byte
 	for range 200 {
-		kept = append(kept, p.Alloc(n))
+		b := p.Alloc(n)
+		p.CollectorOwned(b) // a received array the program keeps
+		kept = append(kept, b)
 	}
 	// misses 2..200 could reclaim; attempts at 2, 4, 8, 16, 32, 64, 128
 	// and then every 64th
@@ -61,5 +68,104 @@ func TestRecvPoolReclaimBacksOff(t *testing.T) {
 	}
 	for _, b := range kept {
 		p.Free(b)
+	}
+}
+
+// stream receives segs segments of n bytes into p, one every 2 ms, while a
+// consumer frees each explicitly 3 ms after taking it (a pipelined tree,
+// chain or halving receive: the consumer runs behind, so a segment often
+// finds no idle buffer while earlier ones are still held).
+func stream(p *RecvPool, n int64, segs int) {
+	ch := make(chan []byte, segs)
+	fin := make(chan struct{})
+	go func() {
+		defer close(fin)
+		for b := range ch {
+			time.Sleep(3 * time.Millisecond)
+			p.Free(b)
+		}
+	}()
+	for range segs {
+		time.Sleep(2 * time.Millisecond)
+		ch <- p.Alloc(n)
+	}
+	close(ch)
+	<-fin
+}
+
+// TestRecvPoolPipelinedStreamNoCollection: segments that are freed
+// explicitly never make the pool collect: their return does not depend on
+// the collector. Before, a reclaim (a collection, then a wait woken by the
+// explicit Free, which reset the back-off) ran on nearly every segment.
+func TestRecvPoolPipelinedStreamNoCollection(t *testing.T) {
+	p := NewRecvPool(1 << 30)
+	defer p.Close()
+	var collections atomic.Int64
+	p.collect = func() { collections.Add(1); runtime.GC() }
+	stream(p, 4<<20, 20)
+	if c := collections.Load(); c != 0 {
+		t.Fatalf("20 explicitly freed segments: %d collections, want 0", c)
+	}
+}
+
+// TestRecvPoolStreamBesideKeptArrayBacksOff: while the program keeps a
+// received array the collector owns (of the segments' size), a pipelined
+// stream of explicitly freed segments backs off the futile reclaims: a
+// buffer freed explicitly during a reclaim's wait is used but does not
+// count as the collection's success. Before, it reset the back-off and a
+// collection ran on nearly every segment.
+func TestRecvPoolStreamBesideKeptArrayBacksOff(t *testing.T) {
+	p := NewRecvPool(1 << 30)
+	defer p.Close()
+	var collections atomic.Int64
+	p.collect = func() { collections.Add(1); runtime.GC() }
+	const n = 4 << 20
+	kept := p.Alloc(n)
+	p.CollectorOwned(kept)
+	stream(p, n, 20)
+	// reclaims at misses 1, 3, 7, 15 at most (back-off 1, 3, 7 between)
+	if c := collections.Load(); c > 4 {
+		t.Fatalf("20 explicitly freed segments beside a kept array: %d collections, want at most 4", c)
+	}
+	p.Free(kept)
+}
+
+// TestRecvPoolOneReclaimAtATime: receivers that miss at once share one
+// collection (the others wait for its result, then map).
+func TestRecvPoolOneReclaimAtATime(t *testing.T) {
+	p := NewRecvPool(1 << 30)
+	defer p.Close()
+	const n, receivers = 2 << 20, 4
+	kept := p.Alloc(n)
+	p.CollectorOwned(kept)
+	var collections atomic.Int64
+	p.collect = func() {
+		if collections.Add(1) == 1 {
+			// the first collection lasts until every receiver is in
+			// the pool (waiting for it, or collecting too)
+			inReuse(receivers, time.Second)
+		}
+		runtime.GC()
+	}
+	got := make(chan []byte, receivers)
+	for range receivers {
+		go func() { got <- p.Alloc(n) }()
+	}
+	for range receivers {
+		p.Free(<-got)
+	}
+	if c := collections.Load(); c != 1 {
+		t.Fatalf("%d receivers missing at once: %d collections, want 1", receivers, c)
+	}
+	p.Free(kept)
+}
+
+// inReuse waits until k goroutines are inside RecvPool.reuse, or for d.
+func inReuse(k int, d time.Duration) {
+	buf := make([]byte, 1<<20)
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if bytes.Count(buf[:runtime.Stack(buf, true)], []byte("(*RecvPool).reuse(")) >= k {
+			return
+		}
 	}
 }

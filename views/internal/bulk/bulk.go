@@ -30,7 +30,8 @@
 // after every bulkGCBytes received (internal/codec/gc.go), and after purges and namespace drops
 // of arrays, a collection is started to return what became unreachable.
 // A receive over a socket that finds no idle buffer while one that would
-// fit is handed out runs a collection itself and waits for its cleanups
+// fit is held by a received array (made read-only in place, Protect: the
+// collector owns it) runs a collection itself and waits for its cleanups
 // (collective.RecvPool): a driver that pulls, uses and drops (and purges)
 // arrays in a loop receives each into the buffer of the one before.
 //
