@@ -171,9 +171,13 @@ func (s *reduceState) recvCombine(ctx context.Context, peer int, step uint8, lo,
 		return s.c.failColl(s.tag(step), protoErr(s.op, s.c.rank, peer, "expected one array"))
 	}
 	in, err := columnOf(g.arrs[0])
-	if err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != n {
+	if err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != n || g.aux != s.col.n || len(g.fields) != 0 {
+		what := fmt.Sprintf("%d elements of %s of an array of %d", g.arrs[0].Len(), g.arrs[0].DataType(), g.aux)
+		if at := segmentAt(g.fields); at >= 0 {
+			what += fmt.Sprintf(" (a pipelined tree segment at element %d)", at)
+		}
 		return s.c.failColl(s.tag(step), &PeerError{Op: s.op, Rank: s.c.rank, Peer: peer,
-			Err: fmt.Errorf("%w: got %d elements of %s, want %d of %s", ErrType, g.arrs[0].Len(), g.arrs[0].DataType(), n, s.col.dt)})
+			Err: fmt.Errorf("%w: got %s, want %d of %s of an array of %d", ErrType, what, n, s.col.dt, s.col.n)})
 	}
 	switch s.covered(lo, lo+n) {
 	case 0:
@@ -201,11 +205,20 @@ func (s *reduceState) sendRange(ctx context.Context, peer int, step uint8, lo, h
 	switch s.covered(lo, hi) {
 	case 0:
 		// outside combined ranges acc's validity still equals the input's
-		return s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(s.col.slice(lo, hi)), nil)
+		return s.c.send(ctx, s.op, peer, s.tag(step), s.partValue(s.col.slice(lo, hi)), nil)
 	case 1:
 		s.ensure(lo, hi)
 	}
-	return s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(s.acc.column().slice(lo, hi)), nil)
+	return s.c.send(ctx, s.op, peer, s.tag(step), s.partValue(s.acc.column().slice(lo, hi)), nil)
+}
+
+// partValue is a piece of the partial result: its header names the length
+// of the whole array (aux), which recvCombine checks, so that a piece of
+// the same size from an array of another length is refused.
+func (s *reduceState) partValue(col column) value {
+	v := arrayValue(col)
+	v.aux = s.col.n
+	return v
 }
 
 // segBytes is the piece size of reduction transfers over sockets.
@@ -242,7 +255,7 @@ func (s *reduceState) exchange(ctx context.Context, peer int, step uint8, sLo, s
 	}
 	send := func() error {
 		for _, sg := range out {
-			if err := s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(src.slice(sg.off, sg.off+sg.n)), nil); err != nil {
+			if err := s.c.send(ctx, s.op, peer, s.tag(step), s.partValue(src.slice(sg.off, sg.off+sg.n)), nil); err != nil {
 				return err
 			}
 		}
@@ -350,15 +363,18 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 		if on {
 			for mask := 1; mask < f.p2; mask <<= 1 {
 				if f.newRank&mask != 0 {
-					if err := s.sendRange(ctx, f.oldRank(f.newRank-mask), uint8(1+mask%64), 0, s.col.n); err != nil {
+					if err := s.sendRange(ctx, f.oldRank(f.newRank-mask), maskStep(mask), 0, s.col.n); err != nil {
 						return nil, err
 					}
 					break
 				}
-				if err := s.recvCombine(ctx, f.oldRank(f.newRank+mask), uint8(1+mask%64), 0, s.col.n, true); err != nil {
+				if err := s.recvCombine(ctx, f.oldRank(f.newRank+mask), maskStep(mask), 0, s.col.n, true); err != nil {
 					return nil, err
 				}
 			}
+		}
+		if err := s.settle(ctx); err != nil {
+			return nil, err
 		}
 		switch {
 		case r == 0 && root == 0:
@@ -400,9 +416,15 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 		}
 		return s.finish(), nil
 	}
+	// The folded-out ranks (only sending) wait for their partner's end,
+	// so that a mismatch it finds fails them too (settleWith).
 	on, err := s.foldIn(ctx, f)
 	if err != nil {
 		return nil, err
+	}
+	var fold []int
+	if on && r < 2*f.rem {
+		fold = []int{r + 1}
 	}
 	if on {
 		if err := s.halve(ctx, f); err != nil {
@@ -415,11 +437,11 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 					return nil, err
 				}
 			}
-			return nil, nil
+			return nil, s.settleWith(ctx, -1, fold)
 		}
 	}
 	if r != root {
-		return nil, nil
+		return nil, s.settleWith(ctx, r-1, nil)
 	}
 	rootNR := makeFold(p, root).newRank
 	for nr := 0; nr < f.p2; nr++ {
@@ -432,6 +454,13 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 				return nil, err
 			}
 		}
+	}
+	parent := -1
+	if !on {
+		parent = r - 1
+	}
+	if err := s.settleWith(ctx, parent, fold); err != nil {
+		return nil, err
 	}
 	return s.finish(), nil
 }
