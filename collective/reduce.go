@@ -331,7 +331,12 @@ func (s *reduceState) release() {
 
 // Reduce combines every rank's arr element-wise with o, in the fixed order
 // documented in plan.go, and returns the result on root (nil elsewhere).
-// All ranks must pass arrays of one type and length. Small payloads: fold,
+// All ranks must pass arrays of one type and length; otherwise every rank
+// returns ErrType (from the rank that found it, or its abort), also when
+// their lengths straddle the large threshold and they picked different
+// algorithms: every algorithm's first message on a link of the binomial
+// tree shares a step (linkStep) and names the whole length, and ranks that
+// only send wait for their parent's end (settle). Small payloads: fold,
 // binomial tree to rank 0, then to root. Large: fold, recursive halving,
 // blocks to root.
 func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arrow.Array, error) {
@@ -400,19 +405,39 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 	if other := 1 - r; alg == AlgDirect {
 		// Two ranks over a socket: the other input straight to root, cut
 		// in pieces that root combines while the next arrives. Halving
-		// would move as many bytes, in two rounds instead of one.
-		for _, sg := range s.segments(other, 0, s.col.n) {
+		// would move as many bytes, in two rounds instead of one. Rank 1
+		// sends first on step 1, binomial's link (linkStep): to root 0
+		// its first piece, which root 0 then settles; root 1 an empty
+		// piece, which rank 0 receives after its own. So a binomial peer
+		// (its length below the threshold) meets this one there.
+		if r == 1 && root == 1 {
+			if err := s.c.send(ctx, s.op, 0, s.tag(linkStep(2, 1)), s.partValue(s.col.slice(0, 0)), nil); err != nil {
+				return nil, err
+			}
+		}
+		for i, sg := range s.segments(other, 0, s.col.n) {
+			step := uint8(toRoot)
+			if i == 0 && root == 0 {
+				step = linkStep(2, 1)
+			}
 			if r != root {
-				err = s.sendRange(ctx, root, toRoot, sg.off, sg.off+sg.n)
+				err = s.sendRange(ctx, root, step, sg.off, sg.off+sg.n)
 			} else {
-				err = s.recvCombine(ctx, other, toRoot, sg.off, sg.n, r < other)
+				err = s.recvCombine(ctx, other, step, sg.off, sg.n, r < other)
 			}
 			if err != nil {
 				return nil, err
 			}
 		}
-		if r != root {
-			return nil, nil
+		switch {
+		case r == 0 && root == 1:
+			return nil, s.recvCombine(ctx, 1, linkStep(2, 1), 0, 0, true)
+		case r == 1 && root == 0:
+			return nil, s.settleWith(ctx, 0, nil)
+		case r == 0:
+			if err := s.settleWith(ctx, -1, []int{1}); err != nil {
+				return nil, err
+			}
 		}
 		return s.finish(), nil
 	}
