@@ -3,6 +3,7 @@ package collective
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/bitutil"
@@ -44,22 +45,37 @@ func pieceOf(n int64, p, i int, align int64) (int64, int64) {
 func (s *reduceState) oneRound(ctx context.Context, root int) (arrow.Array, error) {
 	c := s.c
 	p, r, n := len(c.ranks), c.rank, s.col.n
-	staged, unstage := c.stage(arrayValue(s.col))
+	staged, unstage := c.stage(s.partValue(s.col))
 	defer unstage()
+	// The input to this rank's parent in the binomial tree goes on the
+	// step binomial and doubling use on that link (linkStep), and the
+	// children's come first: a rank that picked another algorithm for
+	// this call (its length differs) meets this one there.
+	_, children := reduceTree(p, r)
+	step := func(from, to int) uint8 {
+		if pa, _ := reduceTree(p, from); pa == to {
+			return linkStep(p, from)
+		}
+		return stepInputs
+	}
 	for q := 0; q < p; q++ {
 		if q != r {
-			if err := c.send(ctx, s.op, q, s.tag(stepInputs), staged, nil); err != nil {
+			if err := c.send(ctx, s.op, q, s.tag(step(r, q)), staged, nil); err != nil {
 				return nil, err
 			}
 		}
 	}
+	order := append([]int(nil), children...)
+	for q := 0; q < p; q++ {
+		if q != r && !slices.Contains(children, q) {
+			order = append(order, q)
+		}
+	}
 	ins := make([]column, p)
 	ins[r] = s.col
-	for q := 0; q < p; q++ {
-		if q == r {
-			continue
-		}
-		g, err := c.recv(ctx, s.op, q, s.tag(stepInputs))
+	for _, q := range order {
+		tag := s.tag(step(q, r))
+		g, err := c.recv(ctx, s.op, q, tag)
 		if err != nil {
 			return nil, err
 		}
@@ -68,9 +84,13 @@ func (s *reduceState) oneRound(ctx context.Context, root int) (arrow.Array, erro
 		if len(g.arrs) == 1 {
 			in, err = columnOf(g.arrs[0])
 		}
-		if len(g.arrs) != 1 || err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != n {
-			return nil, c.failColl(s.tag(stepInputs), &PeerError{Op: s.op, Rank: r, Peer: q,
-				Err: fmt.Errorf("%w: input of rank %d is not %d elements of %s", ErrType, q, n, s.col.dt)})
+		if len(g.arrs) != 1 || err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != n || g.aux != n || len(g.fields) != 0 {
+			what := "not an array"
+			if len(g.arrs) == 1 {
+				what = fmt.Sprintf("%d elements of %s of an array of %d", g.arrs[0].Len(), g.arrs[0].DataType(), g.aux)
+			}
+			return nil, c.failColl(tag, &PeerError{Op: s.op, Rank: r, Peer: q,
+				Err: fmt.Errorf("%w: input of rank %d: got %s, want %d elements of %s", ErrType, q, what, n, s.col.dt)})
 		}
 		ins[q] = in
 	}

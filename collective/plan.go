@@ -1,5 +1,7 @@
 package collective
 
+import "math/bits"
+
 // The pure core of the algorithms: who talks to whom in which step, and
 // which element ranges move. No IO here; comm code executes these plans.
 //
@@ -167,11 +169,34 @@ func reduceTree(p, r int) (parent int, children []int) {
 	return parent, children
 }
 
+// linkStep is the step of the first message from rank r to its parent in
+// the binomial tree of p ranks (reduceTree): 0 for a rank that folds into
+// r-1, else 1+log2 of the mask that links it. It is the step halving and
+// doubling use with that partner, so binomial, the pipelined tree,
+// halving and doubling all meet there: ranks that picked different
+// algorithms for one call (their lengths differ) find the mismatch on
+// that message.
+func linkStep(p, r int) uint8 {
+	f := makeFold(p, r)
+	if f.newRank < 0 {
+		return 0
+	}
+	return maskStep(f.newRank & -f.newRank)
+}
+
+// maskStep is the step of the exchange across mask (a power of 2).
+func maskStep(mask int) uint8 { return uint8(1 + bits.TrailingZeros(uint(mask))) }
+
 // pipeSegments cuts n elements of w bytes into pieces of about seg bytes
 // (a multiple of 64 elements, so that validity bitmaps split at whole
-// bytes); every rank computes the same cut from the same n and seg.
+// bytes); every rank computes the same cut from the same n and seg. No
+// elements are one empty segment: every link of the tree still carries a
+// message, and its length check runs.
 func pipeSegments(n, w, seg int64) []span {
 	per := max(64, seg/max(w, 1)/64*64)
+	if n == 0 {
+		return []span{{0, 0}}
+	}
 	var out []span
 	for lo := int64(0); lo < n; lo += per {
 		out = append(out, span{lo, min(per, n-lo)})

@@ -171,9 +171,13 @@ func (s *reduceState) recvCombine(ctx context.Context, peer int, step uint8, lo,
 		return s.c.failColl(s.tag(step), protoErr(s.op, s.c.rank, peer, "expected one array"))
 	}
 	in, err := columnOf(g.arrs[0])
-	if err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != n {
+	if err != nil || !arrow.TypeEqual(in.dt, s.col.dt) || in.n != n || g.aux != s.col.n || len(g.fields) != 0 {
+		what := fmt.Sprintf("%d elements of %s of an array of %d", g.arrs[0].Len(), g.arrs[0].DataType(), g.aux)
+		if at := segmentAt(g.fields); at >= 0 {
+			what += fmt.Sprintf(" (a pipelined tree segment at element %d)", at)
+		}
 		return s.c.failColl(s.tag(step), &PeerError{Op: s.op, Rank: s.c.rank, Peer: peer,
-			Err: fmt.Errorf("%w: got %d elements of %s, want %d of %s", ErrType, g.arrs[0].Len(), g.arrs[0].DataType(), n, s.col.dt)})
+			Err: fmt.Errorf("%w: got %s, want %d of %s of an array of %d", ErrType, what, n, s.col.dt, s.col.n)})
 	}
 	switch s.covered(lo, lo+n) {
 	case 0:
@@ -201,11 +205,20 @@ func (s *reduceState) sendRange(ctx context.Context, peer int, step uint8, lo, h
 	switch s.covered(lo, hi) {
 	case 0:
 		// outside combined ranges acc's validity still equals the input's
-		return s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(s.col.slice(lo, hi)), nil)
+		return s.c.send(ctx, s.op, peer, s.tag(step), s.partValue(s.col.slice(lo, hi)), nil)
 	case 1:
 		s.ensure(lo, hi)
 	}
-	return s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(s.acc.column().slice(lo, hi)), nil)
+	return s.c.send(ctx, s.op, peer, s.tag(step), s.partValue(s.acc.column().slice(lo, hi)), nil)
+}
+
+// partValue is a piece of the partial result: its header names the length
+// of the whole array (aux), which recvCombine checks, so that a piece of
+// the same size from an array of another length is refused.
+func (s *reduceState) partValue(col column) value {
+	v := arrayValue(col)
+	v.aux = s.col.n
+	return v
 }
 
 // segBytes is the piece size of reduction transfers over sockets.
@@ -242,7 +255,7 @@ func (s *reduceState) exchange(ctx context.Context, peer int, step uint8, sLo, s
 	}
 	send := func() error {
 		for _, sg := range out {
-			if err := s.c.send(ctx, s.op, peer, s.tag(step), arrayValue(src.slice(sg.off, sg.off+sg.n)), nil); err != nil {
+			if err := s.c.send(ctx, s.op, peer, s.tag(step), s.partValue(src.slice(sg.off, sg.off+sg.n)), nil); err != nil {
 				return err
 			}
 		}
@@ -318,7 +331,12 @@ func (s *reduceState) release() {
 
 // Reduce combines every rank's arr element-wise with o, in the fixed order
 // documented in plan.go, and returns the result on root (nil elsewhere).
-// All ranks must pass arrays of one type and length. Small payloads: fold,
+// All ranks must pass arrays of one type and length; otherwise every rank
+// returns ErrType (from the rank that found it, or its abort), also when
+// their lengths straddle the large threshold and they picked different
+// algorithms: every algorithm's first message on a link of the binomial
+// tree shares a step (linkStep) and names the whole length, and ranks that
+// only send wait for their parent's end (settle). Small payloads: fold,
 // binomial tree to rank 0, then to root. Large: fold, recursive halving,
 // blocks to root.
 func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arrow.Array, error) {
@@ -350,15 +368,18 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 		if on {
 			for mask := 1; mask < f.p2; mask <<= 1 {
 				if f.newRank&mask != 0 {
-					if err := s.sendRange(ctx, f.oldRank(f.newRank-mask), uint8(1+mask%64), 0, s.col.n); err != nil {
+					if err := s.sendRange(ctx, f.oldRank(f.newRank-mask), maskStep(mask), 0, s.col.n); err != nil {
 						return nil, err
 					}
 					break
 				}
-				if err := s.recvCombine(ctx, f.oldRank(f.newRank+mask), uint8(1+mask%64), 0, s.col.n, true); err != nil {
+				if err := s.recvCombine(ctx, f.oldRank(f.newRank+mask), maskStep(mask), 0, s.col.n, true); err != nil {
 					return nil, err
 				}
 			}
+		}
+		if err := s.settle(ctx); err != nil {
+			return nil, err
 		}
 		switch {
 		case r == 0 && root == 0:
@@ -384,25 +405,51 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 	if other := 1 - r; alg == AlgDirect {
 		// Two ranks over a socket: the other input straight to root, cut
 		// in pieces that root combines while the next arrives. Halving
-		// would move as many bytes, in two rounds instead of one.
-		for _, sg := range s.segments(other, 0, s.col.n) {
+		// would move as many bytes, in two rounds instead of one. Rank 1
+		// sends first on step 1, binomial's link (linkStep): to root 0
+		// its first piece, which root 0 then settles; root 1 an empty
+		// piece, which rank 0 receives after its own. So a binomial peer
+		// (its length below the threshold) meets this one there.
+		if r == 1 && root == 1 {
+			if err := s.c.send(ctx, s.op, 0, s.tag(linkStep(2, 1)), s.partValue(s.col.slice(0, 0)), nil); err != nil {
+				return nil, err
+			}
+		}
+		for i, sg := range s.segments(other, 0, s.col.n) {
+			step := uint8(toRoot)
+			if i == 0 && root == 0 {
+				step = linkStep(2, 1)
+			}
 			if r != root {
-				err = s.sendRange(ctx, root, toRoot, sg.off, sg.off+sg.n)
+				err = s.sendRange(ctx, root, step, sg.off, sg.off+sg.n)
 			} else {
-				err = s.recvCombine(ctx, other, toRoot, sg.off, sg.n, r < other)
+				err = s.recvCombine(ctx, other, step, sg.off, sg.n, r < other)
 			}
 			if err != nil {
 				return nil, err
 			}
 		}
-		if r != root {
-			return nil, nil
+		switch {
+		case r == 0 && root == 1:
+			return nil, s.recvCombine(ctx, 1, linkStep(2, 1), 0, 0, true)
+		case r == 1 && root == 0:
+			return nil, s.settleWith(ctx, 0, nil)
+		case r == 0:
+			if err := s.settleWith(ctx, -1, []int{1}); err != nil {
+				return nil, err
+			}
 		}
 		return s.finish(), nil
 	}
+	// The folded-out ranks (only sending) wait for their partner's end,
+	// so that a mismatch it finds fails them too (settleWith).
 	on, err := s.foldIn(ctx, f)
 	if err != nil {
 		return nil, err
+	}
+	var fold []int
+	if on && r < 2*f.rem {
+		fold = []int{r + 1}
 	}
 	if on {
 		if err := s.halve(ctx, f); err != nil {
@@ -415,11 +462,11 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 					return nil, err
 				}
 			}
-			return nil, nil
+			return nil, s.settleWith(ctx, -1, fold)
 		}
 	}
 	if r != root {
-		return nil, nil
+		return nil, s.settleWith(ctx, r-1, nil)
 	}
 	rootNR := makeFold(p, root).newRank
 	for nr := 0; nr < f.p2; nr++ {
@@ -432,6 +479,13 @@ func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arr
 				return nil, err
 			}
 		}
+	}
+	parent := -1
+	if !on {
+		parent = r - 1
+	}
+	if err := s.settleWith(ctx, parent, fold); err != nil {
+		return nil, err
 	}
 	return s.finish(), nil
 }

@@ -37,6 +37,7 @@ const (
 	stepTreeCredit = 91 // the parent consumed one: send one more
 	stepTreeSeg    = 92 // a final segment down the chain (or to root)
 	stepTreeLocal  = 93 // the result to a leader's node-mates
+	stepSettle     = 94 // Reduce: the parent's part is done (settle)
 )
 
 // treeWindow is how many segments a rank sends before its parent's first
@@ -108,7 +109,7 @@ func (s *reduceState) treeUp(ctx context.Context, seg int64, final func(sp span,
 func (s *reduceState) combineSegment(ctx context.Context, children []int, segs []span, k int) error {
 	c, sp := s.c, segs[k]
 	for i, ch := range children {
-		g, in, err := s.recvSegment(ctx, ch, sp)
+		g, in, err := s.recvSegment(ctx, ch, k, sp)
 		if err != nil {
 			return err
 		}
@@ -133,11 +134,11 @@ func (s *reduceState) combineSegment(ctx context.Context, children []int, segs [
 	return nil
 }
 
-// recvSegment receives from peer its partial of segment sp: anything else
-// (another place, length or type, a duplicate or stale segment) aborts the
-// collective naming the peer.
-func (s *reduceState) recvSegment(ctx context.Context, peer int, sp span) (*got, column, error) {
-	tag := s.tag(stepTreeUp)
+// recvSegment receives from peer its partial of segment k, sp: anything
+// else (another place, length or type, a duplicate or stale segment)
+// aborts the collective naming the peer.
+func (s *reduceState) recvSegment(ctx context.Context, peer, k int, sp span) (*got, column, error) {
+	tag := s.tag(s.upStep(s.c.rank, peer, k))
 	g, err := s.c.recv(ctx, s.op, peer, tag)
 	if err != nil {
 		return nil, column{}, err
@@ -172,11 +173,56 @@ func (s *reduceState) sendUp(ctx context.Context, parent, k int, at int64, col c
 			return s.c.failColl(s.tag(stepTreeCredit), protoErr(s.op, s.c.rank, parent, "expected a credit for segment %d", k))
 		}
 	}
-	if err := s.c.send(ctx, s.op, parent, s.tag(stepTreeUp), segmentValue(col, at, s.col.n), nil); err != nil {
+	if err := s.c.send(ctx, s.op, parent, s.tag(s.upStep(parent, s.c.rank, k)), segmentValue(col, at, s.col.n), nil); err != nil {
 		return err
 	}
 	if treeHook != nil {
 		treeHook(s.c.rank, parent, k, true)
+	}
+	return nil
+}
+
+// upStep is the step of segment k from child to parent: the first on the
+// step binomial, halving and doubling use on that link (linkStep), so that
+// a rank that picked another algorithm for this call (its length differs)
+// meets the tree there and the length check names the mismatch; the
+// others on stepTreeUp.
+func (s *reduceState) upStep(parent, child, k int) uint8 {
+	if k > 0 {
+		return stepTreeUp
+	}
+	return linkStep(len(s.c.ranks), child)
+}
+
+// settle ends Reduce's part of the binomial tree (reduceTree, the tree of
+// AlgBinomial and AlgTree) on this rank: it waits until its parent has
+// settled (rank 0: its part is done), then lets its children go. A rank
+// that only sends would otherwise return success while its parent finds
+// the mismatch; now the abort reaches it while it waits.
+func (s *reduceState) settle(ctx context.Context) error {
+	parent, children := reduceTree(len(s.c.ranks), s.c.rank)
+	return s.settleWith(ctx, parent, children)
+}
+
+// settleWith is settle on the links given: wait for parent's end (none
+// when parent < 0), then send the end to children.
+func (s *reduceState) settleWith(ctx context.Context, parent int, children []int) error {
+	c := s.c
+	if parent >= 0 {
+		g, err := c.recv(ctx, s.op, parent, s.tag(stepSettle))
+		if err != nil {
+			return err
+		}
+		ok := g.kind == kindNone && len(g.arrs) == 0
+		g.release()
+		if !ok {
+			return c.failColl(s.tag(stepSettle), protoErr(s.op, c.rank, parent, "expected the end of the reduction"))
+		}
+	}
+	for _, ch := range children {
+		if err := c.send(ctx, s.op, ch, s.tag(stepSettle), value{kind: kindNone}, nil); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -192,27 +238,22 @@ func (s *reduceState) accSlice(lo, hi int64) column {
 }
 
 // streamTo returns a final-segment sink for rank 0 that sends each segment
-// to next as part of a chain of n elements (the receiver runs chainRelay),
-// and a function that sends the empty segment a chain of no elements
-// still needs.
-func (s *reduceState) streamTo(ctx context.Context, next int, tags chainTags) (func(span, column) error, func() error) {
-	sink := func(sp span, col column) error {
+// to next as part of a chain of n elements (the receiver runs chainRelay);
+// a chain of no elements carries one empty segment (pipeSegments).
+func (s *reduceState) streamTo(ctx context.Context, next int, tags chainTags) func(span, column) error {
+	return func(sp span, col column) error {
 		return s.c.send(ctx, s.op, next, tags.seg, segmentValue(col, sp.off, s.col.n), nil)
 	}
-	empty := func() error {
-		if s.col.n > 0 {
-			return nil
-		}
-		return sink(span{}, s.col)
-	}
-	return sink, empty
 }
 
 // reduceTreeRooted is Reduce over the pipelined tree.
 func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64) (arrow.Array, error) {
 	c, r := s.c, s.c.rank
 	if root == 0 {
-		if err := s.treeUp(ctx, seg, nil); err != nil || r != 0 {
+		if err := s.treeUp(ctx, seg, nil); err != nil {
+			return nil, err
+		}
+		if err := s.settle(ctx); err != nil || r != 0 {
 			return nil, err
 		}
 		return s.finish(), nil
@@ -220,14 +261,19 @@ func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64)
 	tags := chainTags{seg: s.tag(stepTreeSeg), local: s.tag(stepTreeLocal)}
 	switch r {
 	case 0:
-		sink, empty := s.streamTo(ctx, root, tags)
-		if err := s.treeUp(ctx, seg, sink); err != nil {
+		if err := s.treeUp(ctx, seg, s.streamTo(ctx, root, tags)); err != nil {
 			return nil, err
 		}
-		return nil, empty()
+		return nil, s.settle(ctx)
 	case root:
 		up := make(chan error, 1)
-		go func() { up <- s.treeUp(ctx, seg, nil) }()
+		go func() {
+			err := s.treeUp(ctx, seg, nil)
+			if err == nil {
+				err = s.settle(ctx)
+			}
+			up <- err
+		}()
 		g, err := c.chainRelay(ctx, s.op, 0, -1, nil, tags)
 		if err = errors.Join(err, <-up); err != nil {
 			if g != nil {
@@ -237,7 +283,10 @@ func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64)
 		}
 		return g.arrs[0], nil
 	}
-	return nil, s.treeUp(ctx, seg, nil)
+	if err := s.treeUp(ctx, seg, nil); err != nil {
+		return nil, err
+	}
+	return nil, s.settle(ctx)
 }
 
 // allreduceTree is Allreduce over the pipelined tree, the result streamed
@@ -252,14 +301,10 @@ func (s *reduceState) allreduceTree(ctx context.Context, seg int64) (arrow.Array
 	tags := chainTags{seg: s.tag(stepTreeSeg), local: s.tag(stepTreeLocal)}
 	if r == 0 {
 		var sink func(span, column) error
-		empty := func() error { return nil }
 		if len(pl.leaders) > 1 {
-			sink, empty = s.streamTo(ctx, pl.leaders[1], tags)
+			sink = s.streamTo(ctx, pl.leaders[1], tags)
 		}
 		if err := s.treeUp(ctx, seg, sink); err != nil {
-			return nil, err
-		}
-		if err := empty(); err != nil {
 			return nil, err
 		}
 		s.ensure(0, s.col.n)

@@ -310,3 +310,106 @@ func TestReduceTreeLengthMismatch(t *testing.T) {
 		release(xs)
 	}
 }
+
+// TestReduceTreeZeroLengthMismatch: an empty array on one rank, the
+// others' not, fails the pipelined reduce and allreduce on every rank
+// (none hangs, none succeeds): with no elements a rank still sends and
+// receives one empty segment on every link, and its length is checked.
+func TestReduceTreeZeroLengthMismatch(t *testing.T) {
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	treeSegmentBytes = 4096
+	for _, empty := range []int{0, 1, 2} {
+		for _, op := range []string{"reduce:0", "reduce:2", "allreduce"} {
+			rng := rand.New(rand.NewSource(2))
+			xs := make([]arrow.Array, 3)
+			for r := range xs {
+				n := 3000
+				if r == empty {
+					n = 0
+				}
+				xs[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, 0)
+			}
+			w := newTestWorld(t, 3, worldOpts{nodes: []int{0, 1, 2}, alg: "reduce:tree,allreduce:tree"})
+			errs := w.run(10*time.Second, func(ctx context.Context, c *Comm) error {
+				return reduceOp(ctx, c, op, xs[c.Rank()])
+			})
+			wantMismatch(t, fmt.Sprintf("empty on rank %d, %s", empty, op), errs)
+			w.close(t)
+			release(xs)
+		}
+	}
+}
+
+// reduceOp runs "allreduce" or "reduce:ROOT" and drops the result.
+func reduceOp(ctx context.Context, c *Comm, op string, x arrow.Array) error {
+	var a arrow.Array
+	var err error
+	if root, ok := strings.CutPrefix(op, "reduce:"); ok {
+		a, err = c.Reduce(ctx, int(root[0]-'0'), x, Sum)
+	} else {
+		a, err = c.Allreduce(ctx, x, Sum)
+	}
+	if a != nil {
+		a.Release()
+	}
+	return err
+}
+
+// wantMismatch checks that every rank failed with the mismatch: an error
+// that names mismatched data, not a deadline, not success.
+func wantMismatch(t *testing.T, what string, errs []error) {
+	t.Helper()
+	named := false
+	for r, err := range errs {
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "mismatched") {
+			t.Errorf("%s: rank %d: %v, want the mismatch", what, r, err)
+		}
+		named = named || errors.Is(err, ErrType)
+	}
+	if !named {
+		t.Errorf("%s: no rank returned ErrType: %v", what, errs)
+	}
+}
+
+// TestReduceMismatchAcrossThreshold: with the default decisions each rank
+// picks its algorithm from its own length, so a rank whose array is below
+// the large threshold (or empty) runs binomial or doubling while the
+// others run the tree, halving, direct or one round. The algorithms meet on their first
+// message of every link (linkStep), whose header names the whole length:
+// every rank fails, none hangs, none succeeds. The 512 elements are
+// exactly the tree's first segment (treeSegmentBytes), so only the
+// length in the header tells them apart.
+func TestReduceMismatchAcrossThreshold(t *testing.T) {
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	treeSegmentBytes = 4096
+	// tree, halving (5 nodes; 2 ranks a node), direct (2 ranks on 2
+	// nodes), one round (one node) against binomial and doubling
+	for _, nodes := range [][]int{{0, 1, 2}, {0, 1, 2, 3}, {0, 0, 1, 1}, {0, 1, 2, 3, 4}, {0, 1}, {0, 0, 0}} {
+		p := len(nodes)
+		for _, short := range []int{0, 1, p - 1} {
+			if short == p-1 && p == 2 {
+				continue
+			}
+			for _, n := range []int{0, 10, 512} {
+				for _, op := range []string{"reduce:0", fmt.Sprintf("reduce:%d", p-1), "allreduce"} {
+					rng := rand.New(rand.NewSource(2))
+					xs := make([]arrow.Array, p)
+					for r := range xs {
+						m := 3000
+						if r == short {
+							m = n
+						}
+						xs[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, m, 0, 0)
+					}
+					w := newTestWorld(t, p, worldOpts{nodes: nodes, large: 8192})
+					errs := w.run(10*time.Second, func(ctx context.Context, c *Comm) error {
+						return reduceOp(ctx, c, op, xs[c.Rank()])
+					})
+					wantMismatch(t, fmt.Sprintf("nodes %v, %d elements on rank %d, %s", nodes, n, short, op), errs)
+					w.close(t)
+					release(xs)
+				}
+			}
+		}
+	}
+}
