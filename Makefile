@@ -52,13 +52,7 @@ bench-multinode: ## rankhub across the emulated 3-node cluster beside the raw wi
 	bash benchmarks/multinode/run.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets); any crasher fails
-	@fail=0; for hit in $$(grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | sed 's/:func /:/' | sort); do \
-	  dir=$${hit%%:*}; dir=$${dir%/*}; name=$${hit##*:}; \
-	  if [ -n "$${FUZZ:-}" ] && ! [[ $$name =~ $${FUZZ} ]]; then continue; fi; \
-	  echo "== fuzz $$name ($$dir, $${FUZZTIME:-30s})"; \
-	  if ! $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $${FUZZTIME:-30s} $$dir; then \
-	    echo "FAIL: fuzz $$name in $$dir: the failing input is in $$dir/testdata/fuzz/$$name/ (keep it there with the fix)"; fail=1; fi; \
-	done; exit $$fail
+	GO=$(GO) bash scripts/fuzz.sh
 
 slurm-up: ## start the local single-node SLURM (installs it if missing)
 	bash scripts/slurm-local.sh up
