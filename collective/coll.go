@@ -627,9 +627,6 @@ func (c *Comm) recvAll(ctx context.Context, op string, tag func(uint8) uint64, t
 // has ended (the buffers are the caller's until then), with the failures
 // joined.
 func (c *Comm) sendEach(ctx context.Context, op string, tos []int, tag uint64, vOf func(q int) value) error {
-	if len(tos) == 1 {
-		return c.send(ctx, op, tos[0], tag, vOf(tos[0]), nil)
-	}
 	return errors.Join(c.sendEachErrs(ctx, op, tos, tag, vOf)...)
 }
 
@@ -638,6 +635,10 @@ func (c *Comm) sendEach(ctx context.Context, op string, tos []int, tag uint64, v
 // carry data together; it returns each send's error, in the order of tos.
 func (c *Comm) sendEachErrs(ctx context.Context, op string, tos []int, tag uint64, vOf func(q int) value) []error {
 	errs := make([]error, len(tos))
+	if len(tos) == 1 { // one peer: on this goroutine
+		errs[0] = c.send(ctx, op, tos[0], tag, vOf(tos[0]), nil)
+		return errs
+	}
 	var wg sync.WaitGroup
 	for i, q := range tos {
 		v := vOf(q)

@@ -123,19 +123,24 @@ func (p *RecvPool) fitLive(n int64) bool {
 	return false
 }
 
+// idleOrGone takes an idle buffer that fits n bytes, or says there is no
+// point waiting for one (the pool is closed, or no collector-owned buffer
+// that would fit is handed out). p.mu is held.
+func (p *RecvPool) idleOrGone(n int64) (b []byte, gone bool) {
+	if i := p.fitIdle(n); i >= 0 {
+		return p.take(i), false
+	}
+	return nil, p.closed || !p.fitLive(n)
+}
+
 // reuse returns an idle buffer for n bytes (n >= MinPooled), reclaiming
 // one when none is idle and a collector-owned one that fits is handed
 // out; nil if none.
 func (p *RecvPool) reuse(n int64) []byte {
 	p.mu.Lock()
-	if i := p.fitIdle(n); i >= 0 {
-		b := p.take(i)
+	if b, gone := p.idleOrGone(n); b != nil || gone {
 		p.mu.Unlock()
 		return b
-	}
-	if p.closed || !p.fitLive(n) {
-		p.mu.Unlock()
-		return nil
 	}
 	if wait := p.reclaiming; wait != nil {
 		// Another receive's collection is under way: its result (an
@@ -185,14 +190,9 @@ func (p *RecvPool) reclaim(n int64) []byte {
 	var grace <-chan time.Time
 	for {
 		p.mu.Lock()
-		if i := p.fitIdle(n); i >= 0 {
-			b := p.take(i)
+		if b, gone := p.idleOrGone(n); b != nil || gone {
 			p.mu.Unlock()
 			return b
-		}
-		if p.closed || !p.fitLive(n) {
-			p.mu.Unlock()
-			return nil
 		}
 		wake := p.freed
 		p.mu.Unlock()
