@@ -132,8 +132,22 @@ func TestIntegrationComplete(t *testing.T) {
 
 func TestIntegrationCancel(t *testing.T) {
 	requireSlurm(t)
-	job, l, jobDir := realJob(t, "cancel me", 2,
-		`trap 'echo TERM > "$RANKHUB_JOBDIR/term-$SLURM_PROCID"; exit 143' TERM; echo started > "$RANKHUB_JOBDIR/started-$SLURM_PROCID"; sleep 300 & wait`)
+	// Rank 0's TERM trap does a second of "flushing" before it records the
+	// stop, as a hub writing its results does; the other ranks exit only
+	// after it, as engines the hub shuts down do (an earlier non-zero exit
+	// would have srun --kill-on-bad-exit kill rank 0). A SIGKILL during the
+	// flush leaves no term-0.
+	job, l, jobDir := realJob(t, "cancel me", 2, `d="$RANKHUB_JOBDIR"
+if [ "$SLURM_PROCID" = 0 ]; then
+	trap 'sleep 1; echo TERM > "$d/term-0"; exit 143' TERM
+else
+	trap 'echo TERM > "$d/term-$SLURM_PROCID"; for i in $(seq 50); do [ -e "$d/term-0" ] && break; sleep 0.1; done; exit 143' TERM
+fi
+echo started > "$d/started-$SLURM_PROCID"
+# Not "sleep 300 & wait": SLURM signals every process of the step, the
+# sleep first at times, and wait then returns 0 and the script ends before
+# bash takes its own SIGTERM.
+while :; do sleep 0.2; done`)
 	l.Env = map[string]string{"RANKHUB_JOBDIR": l.JobDir}
 	b := New(WithCacheTTL(200 * time.Millisecond))
 	id := submit(t, b, job, l)
@@ -158,11 +172,12 @@ func TestIntegrationCancel(t *testing.T) {
 	// SLURM reports CANCELLED as soon as it signals the step; the ranks'
 	// trap may still be writing. Give them a moment.
 	var term []string
-	for end := time.Now().Add(10 * time.Second); len(term) == 0 && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	for end := time.Now().Add(10 * time.Second); len(term) < 2 && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		term, _ = filepath.Glob(filepath.Join(jobDir, "term-*"))
 	}
-	if len(term) == 0 {
-		t.Errorf("no rank saw SIGTERM on scancel within 10s")
+	if len(term) < 2 {
+		out, _ := os.ReadFile(filepath.Join(jobDir, "slurm-"+id+".out"))
+		t.Errorf("%d of 2 ranks finished their SIGTERM handler after the cancel (%v); output:\n%s", len(term), term, out)
 	}
 }
 
