@@ -297,16 +297,59 @@ func (w *world) pollAbort(peer int, key uint64) error {
 
 // handleAbort applies one abort notice.
 func (w *world) handleAbort(m *Message) {
-	r := &reader{b: m.Header}
+	key, err := parseAbort(m.Header)
+	m.Release()
+	if err != nil {
+		w.markAborted(key, err)
+	}
+}
+
+// Abort notices: key, origin (transport rank), reason, then one optional
+// byte naming the kind of the cause (older peers send none and ignore it),
+// so that a type mismatch found on one rank is ErrType on every rank.
+var abortKinds = []error{nil, ErrType, ErrArgument, ErrUnknownOp}
+
+// abortNotice encodes the abort of collective key at origin for cause.
+func abortNotice(key uint64, origin int, cause error) []byte {
+	b := binary.AppendUvarint(nil, key)
+	b = binary.AppendUvarint(b, uint64(origin))
+	b = appendString(b, cause.Error())
+	kind := byte(0)
+	for i, k := range abortKinds {
+		if k != nil && errors.Is(cause, k) {
+			kind = byte(i)
+			break
+		}
+	}
+	return append(b, kind)
+}
+
+// parseAbort decodes an abort notice into its key and the error the
+// collective fails with here (nil when the notice is corrupt).
+func parseAbort(h []byte) (uint64, error) {
+	r := &reader{b: h}
 	key := uint64(r.uvarint("abort key", 1<<64-1))
 	origin := r.uvarint("abort origin", 1<<31)
 	reason := r.str("abort reason")
-	m.Release()
 	if r.err != nil {
-		return
+		return 0, nil
 	}
-	w.markAborted(key, fmt.Errorf("rank %d (transport rank) aborted the collective: %s", origin, reason))
+	cause := &remoteCause{msg: reason}
+	if len(r.b) > 0 && int(r.b[0]) < len(abortKinds) {
+		cause.kind = abortKinds[r.b[0]]
+	}
+	return key, fmt.Errorf("rank %d (transport rank) aborted the collective: %w", origin, cause)
 }
+
+// remoteCause is the cause of another rank's abort: its message, and the
+// package error it wrapped there, if any.
+type remoteCause struct {
+	msg  string
+	kind error
+}
+
+func (e *remoteCause) Error() string { return e.msg }
+func (e *remoteCause) Unwrap() error { return e.kind }
 
 func (w *world) markAborted(key uint64, err error) {
 	w.abortMu.Lock()
@@ -365,9 +408,7 @@ func (c *Comm) abort(tag uint64, cause error) {
 		return
 	}
 	w.markAborted(key, cause)
-	b := binary.AppendUvarint(nil, key)
-	b = binary.AppendUvarint(b, uint64(c.ranks[c.rank]))
-	b = appendString(b, cause.Error())
+	b := abortNotice(key, c.ranks[c.rank], cause)
 	for q, wr := range c.ranks {
 		if q == c.rank {
 			continue
