@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -214,5 +215,39 @@ func TestOneLineFieldsRefuseLineBreaks(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+// SLURM may send the walltime warning up to a minute early (sbatch(1),
+// --signal), so a lead within a minute of the walltime may stop the job at
+// its start: the user is told, at the line of signal_lead. Other
+// schedulers, and leads that leave a minute, are quiet.
+func TestSignalLeadWithinSLURMSlackWarns(t *testing.T) {
+	for _, tc := range []struct {
+		sched, walltime, lead string
+		warn                  string
+	}{
+		{"slurm", "1m", "45s", `t.toml:6:1: job.signal_lead: 45s before the walltime 1m0s: SLURM may send its warning up to 1m0s early, at the start of the job`},
+		{"slurm", "2m", "55s", ""},
+		{"slurm", "1m", "60s", "not shorter than the walltime"},
+		{"pbs", "1m", "45s", ""},
+	} {
+		text := fmt.Sprintf("[job]\nranks = 2\nscheduler = %q\npartition = \"p\"\nwalltime = %q\nsignal_lead = %q\n", tc.sched, tc.walltime, tc.lead)
+		j, err := Parse("t.toml", []byte(text))
+		if err != nil {
+			t.Fatalf("%s: %v", text, err)
+		}
+		var got []string
+		for _, w := range j.Warnings {
+			if strings.Contains(w.String(), "signal_lead") {
+				got = append(got, w.String())
+			}
+		}
+		switch {
+		case tc.warn == "" && len(got) > 0:
+			t.Errorf("%s/%s/%s: warnings %q, want none", tc.sched, tc.walltime, tc.lead, got)
+		case tc.warn != "" && (len(got) != 1 || !strings.Contains(got[0], tc.warn)):
+			t.Errorf("%s/%s/%s: warnings %q, want one with %q", tc.sched, tc.walltime, tc.lead, got, tc.warn)
+		}
 	}
 }

@@ -36,6 +36,10 @@ const (
 	MinFlushInterval = 10 * time.Millisecond
 )
 
+// SLURMSignalSlack is how early SLURM may send the walltime warning of
+// --signal (sbatch(1): "up to 60 seconds earlier than specified").
+const SLURMSignalSlack = 60 * time.Second
+
 // tooShort reports a duration key set below its minimum.
 func tooShort(d *diags, key []string, v, min time.Duration, why string) {
 	if v > 0 && v < min {
@@ -284,6 +288,11 @@ func (j *Job) validateJob(d *diags) {
 	if s.Walltime.Duration > 0 && s.SignalLead.Duration >= s.Walltime.Duration {
 		d.warnf(key("signal_lead"), "%v is not shorter than the walltime %v: the warning signal comes at the start",
 			s.SignalLead.Duration, s.Walltime.Duration)
+	} else if s.Scheduler == SchedSLURM && s.Walltime.Duration > 0 && s.Walltime.Duration-s.SignalLead.Duration < SLURMSignalSlack {
+		// sbatch(1), --signal: "the signal may be sent up to 60 seconds
+		// earlier than specified" (slurmctld checks time limits periodically).
+		d.warnf(key("signal_lead"), "%v before the walltime %v: SLURM may send its warning up to %v early, at the start of the job",
+			s.SignalLead.Duration, s.Walltime.Duration, SLURMSignalSlack)
 	}
 	if s.SignalLead.Duration < 0 {
 		d.errorf(key("signal_lead"), "negative")

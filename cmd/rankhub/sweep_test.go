@@ -158,6 +158,10 @@ func TestShellSweepRowsPeekRerunResume(t *testing.T) {
 	}
 }
 
+// The walltime warning closes a sweep's file with the rows done so far.
+// SLURM may send it up to 60 s early (sbatch(1)): the walltime leaves a
+// minute more than the lead, so it comes 5 to 65 s in, after some rows and
+// before the 1000 tasks (250 s on 2 engines) are done.
 func TestSweepOnSLURMWalltimeWarningClosesResults(t *testing.T) {
 	needSLURM(t)
 	dir := t.TempDir()
@@ -166,8 +170,8 @@ name = "longsweep"
 scheduler = "slurm"
 partition = "debug"
 ranks = 3
-walltime = "1m"
-signal_lead = "45s"
+walltime = "2m"
+signal_lead = "55s"
 
 [task]
 command = "sleep 0.5; echo {i}"
