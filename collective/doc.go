@@ -110,7 +110,14 @@
 // counts it covers. Reductions fill their result lazily: a rank
 // sends its input in place until it has combined something, and the first
 // combination reads input and message and writes the result in one pass.
-// A type or length mismatch found by one rank aborts the collective on all.
+// A type or length mismatch found by one rank aborts the collective on all,
+// and every rank returns it, but in Reduce only root does for sure: as in
+// MPI_Reduce, a rank that only sends (in the pipelined tree) returns once
+// its last segment is sent, without a round trip for its parent's end, so
+// it may return nil and no error before its parent finds the mismatch;
+// and until root's Reduce has returned (on that rank: until a later
+// collective, such as Barrier, returns) its input must not be written.
+// Allreduce fails on every rank: every rank waits for the result.
 //
 // # Shared memory protocol
 //

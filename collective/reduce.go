@@ -331,14 +331,19 @@ func (s *reduceState) release() {
 
 // Reduce combines every rank's arr element-wise with o, in the fixed order
 // documented in plan.go, and returns the result on root (nil elsewhere).
-// All ranks must pass arrays of one type and length; otherwise every rank
-// returns ErrType (from the rank that found it, or its abort), also when
-// their lengths straddle the large threshold and they picked different
-// algorithms: every algorithm's first message on a link of the binomial
-// tree shares a step (linkStep) and names the whole length, and ranks that
-// only send wait for their parent's end (settle). Small payloads: fold,
-// binomial tree to rank 0, then to root. Large: fold, recursive halving,
-// blocks to root.
+// All ranks must pass arrays of one type and length; otherwise root
+// returns ErrType for sure (from the rank that found it, or its abort),
+// also when their lengths straddle the large threshold and they picked
+// different algorithms: every algorithm's first message on a link of the
+// binomial tree shares a step (linkStep) and names the whole length. As
+// with MPI_Reduce, another rank may return before the mismatch is found
+// (the pipelined tree's senders wait for no end from their parent; the
+// other algorithms' do, settle) and then returns nil and no error; a rank
+// never returns a result but root. Until root's Reduce has returned (for
+// this rank: until a later collective returns here, e.g. Barrier), arr
+// must not be written: root's side may still read it. Small payloads:
+// fold, binomial tree to rank 0, then to root. Large: fold, recursive
+// halving, blocks to root.
 func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arrow.Array, error) {
 	tag, err := c.nextRooted("reduce", root)
 	if err != nil {

@@ -37,7 +37,7 @@ const (
 	stepTreeCredit = 91 // the parent consumed one: send one more
 	stepTreeSeg    = 92 // a final segment down the chain (or to root)
 	stepTreeLocal  = 93 // the result to a leader's node-mates
-	stepSettle     = 94 // Reduce: the parent's part is done (settle)
+	stepSettle     = 94 // Reduce: the parent's part is done (settle; not the tree's)
 )
 
 // treeWindow is how many segments a rank sends before its parent's first
@@ -195,7 +195,7 @@ func (s *reduceState) upStep(parent, child, k int) uint8 {
 }
 
 // settle ends Reduce's part of the binomial tree (reduceTree, the tree of
-// AlgBinomial and AlgTree) on this rank: it waits until its parent has
+// AlgBinomial; AlgTree does without it) on this rank: it waits until its parent has
 // settled (rank 0: its part is done), then lets its children go. A rank
 // that only sends would otherwise return success while its parent finds
 // the mismatch; now the abort reaches it while it waits.
@@ -246,14 +246,16 @@ func (s *reduceState) streamTo(ctx context.Context, next int, tags chainTags) fu
 	}
 }
 
-// reduceTreeRooted is Reduce over the pipelined tree.
+// reduceTreeRooted is Reduce over the pipelined tree. No rank waits for
+// an end from its parent (settle): a rank that only sends returns once its
+// last segment is sent, a round trip sooner. A failure (a mismatch its
+// parent finds later) is then certain only on root, which never finishes
+// without every partial, each checked by the rank that combined it; every
+// other rank returns nil either way, so none holds a wrong result.
 func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64) (arrow.Array, error) {
 	c, r := s.c, s.c.rank
 	if root == 0 {
-		if err := s.treeUp(ctx, seg, nil); err != nil {
-			return nil, err
-		}
-		if err := s.settle(ctx); err != nil || r != 0 {
+		if err := s.treeUp(ctx, seg, nil); err != nil || r != 0 {
 			return nil, err
 		}
 		return s.finish(), nil
@@ -261,19 +263,10 @@ func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64)
 	tags := chainTags{seg: s.tag(stepTreeSeg), local: s.tag(stepTreeLocal)}
 	switch r {
 	case 0:
-		if err := s.treeUp(ctx, seg, s.streamTo(ctx, root, tags)); err != nil {
-			return nil, err
-		}
-		return nil, s.settle(ctx)
+		return nil, s.treeUp(ctx, seg, s.streamTo(ctx, root, tags))
 	case root:
 		up := make(chan error, 1)
-		go func() {
-			err := s.treeUp(ctx, seg, nil)
-			if err == nil {
-				err = s.settle(ctx)
-			}
-			up <- err
-		}()
+		go func() { up <- s.treeUp(ctx, seg, nil) }()
 		g, err := c.chainRelay(ctx, s.op, 0, -1, nil, tags)
 		if err = errors.Join(err, <-up); err != nil {
 			if g != nil {
@@ -283,10 +276,7 @@ func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64)
 		}
 		return g.arrs[0], nil
 	}
-	if err := s.treeUp(ctx, seg, nil); err != nil {
-		return nil, err
-	}
-	return nil, s.settle(ctx)
+	return nil, s.treeUp(ctx, seg, nil)
 }
 
 // allreduceTree is Allreduce over the pipelined tree, the result streamed

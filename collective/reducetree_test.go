@@ -272,36 +272,23 @@ func TestAllgatherEveryAlgorithmEveryLayout(t *testing.T) {
 }
 
 // TestReduceTreeLengthMismatch: a rank with a longer array fails the
-// pipelined reduce and allreduce on every rank (no hang), the receiving
-// rank naming it.
+// pipelined allreduce on every rank and the reduce on its root (no rank
+// hangs; the others fail or return no result), the receiving rank naming
+// it.
 func TestReduceTreeLengthMismatch(t *testing.T) {
 	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
 	treeSegmentBytes = 4096
 	rng := rand.New(rand.NewSource(2))
-	for _, op := range []string{"reduce", "allreduce"} {
+	for _, op := range []string{"reduce:1", "allreduce"} {
 		xs := make([]arrow.Array, 3)
 		for r := range xs {
 			xs[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 3000+r/2*700, 0, 0)
 		}
 		w := newTestWorld(t, 3, worldOpts{nodes: []int{0, 1, 2}, alg: "reduce:tree,allreduce:tree"})
 		errs := w.run(10*time.Second, func(ctx context.Context, c *Comm) error {
-			var a arrow.Array
-			var err error
-			if op == "reduce" {
-				a, err = c.Reduce(ctx, 1, xs[c.Rank()], Sum)
-			} else {
-				a, err = c.Allreduce(ctx, xs[c.Rank()], Sum)
-			}
-			if a != nil {
-				a.Release()
-			}
-			return err
+			return reduceOp(ctx, c, op, xs[c.Rank()])
 		})
-		for r, err := range errs {
-			if err == nil || errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("%s: rank %d: %v, want the mismatch", op, r, err)
-			}
-		}
+		wantMismatch(t, op, op, errs)
 		var pe *PeerError
 		if !errors.As(errs[0], &pe) || pe.Peer != 2 || !strings.Contains(errs[0].Error(), "3700") {
 			t.Errorf("%s: rank 0: %v, want an error naming rank 2 and its 3700 elements", op, errs[0])
@@ -312,8 +299,8 @@ func TestReduceTreeLengthMismatch(t *testing.T) {
 }
 
 // TestReduceTreeZeroLengthMismatch: an empty array on one rank, the
-// others' not, fails the pipelined reduce and allreduce on every rank
-// (none hangs, none succeeds): with no elements a rank still sends and
+// others' not, fails the pipelined allreduce on every rank and the reduce
+// on its root (none hangs, wantMismatch): with no elements a rank still sends and
 // receives one empty segment on every link, and its length is checked.
 func TestReduceTreeZeroLengthMismatch(t *testing.T) {
 	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
@@ -333,34 +320,55 @@ func TestReduceTreeZeroLengthMismatch(t *testing.T) {
 			errs := w.run(10*time.Second, func(ctx context.Context, c *Comm) error {
 				return reduceOp(ctx, c, op, xs[c.Rank()])
 			})
-			wantMismatch(t, fmt.Sprintf("empty on rank %d, %s", empty, op), errs)
+			wantMismatch(t, fmt.Sprintf("empty on rank %d, %s", empty, op), op, errs)
 			w.close(t)
 			release(xs)
 		}
 	}
 }
 
-// reduceOp runs "allreduce" or "reduce:ROOT" and drops the result.
+// reduceOp runs "allreduce" or "reduce:ROOT" and drops the result; a
+// result on a rank other than Reduce's root is an error.
 func reduceOp(ctx context.Context, c *Comm, op string, x arrow.Array) error {
 	var a arrow.Array
 	var err error
-	if root, ok := strings.CutPrefix(op, "reduce:"); ok {
-		a, err = c.Reduce(ctx, int(root[0]-'0'), x, Sum)
+	root, isReduce := opRoot(op)
+	if isReduce {
+		a, err = c.Reduce(ctx, root, x, Sum)
 	} else {
 		a, err = c.Allreduce(ctx, x, Sum)
 	}
 	if a != nil {
 		a.Release()
+		if isReduce && c.Rank() != root {
+			return fmt.Errorf("rank %d returned a result of a reduce to %d", c.Rank(), root)
+		}
 	}
 	return err
 }
 
-// wantMismatch checks that every rank failed with the mismatch: an error
-// that names mismatched data, not a deadline, not success.
-func wantMismatch(t *testing.T, what string, errs []error) {
+// opRoot returns the root of "reduce:ROOT" and true, or false.
+func opRoot(op string) (int, bool) {
+	root, ok := strings.CutPrefix(op, "reduce:")
+	if !ok {
+		return -1, false
+	}
+	return int(root[0] - '0'), true
+}
+
+// wantMismatch checks what a mismatch promises for op ("allreduce" or
+// "reduce:ROOT"): Allreduce fails on every rank with the mismatch; Reduce
+// on its root, and any other rank either fails with it or returns no
+// result (it may return before the rank that finds the mismatch looks).
+// No rank hangs or fails otherwise, and some rank names ErrType.
+func wantMismatch(t *testing.T, what, op string, errs []error) {
 	t.Helper()
+	root, isReduce := opRoot(op)
 	named := false
 	for r, err := range errs {
+		if err == nil && isReduce && r != root {
+			continue
+		}
 		if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "mismatched") {
 			t.Errorf("%s: rank %d: %v, want the mismatch", what, r, err)
 		}
@@ -376,7 +384,8 @@ func wantMismatch(t *testing.T, what string, errs []error) {
 // the large threshold (or empty) runs binomial or doubling while the
 // others run the tree, halving, direct or one round. The algorithms meet on their first
 // message of every link (linkStep), whose header names the whole length:
-// every rank fails, none hangs, none succeeds. The 512 elements are
+// Allreduce fails on every rank, Reduce on its root, none hangs
+// (wantMismatch). The 512 elements are
 // exactly the tree's first segment (treeSegmentBytes), so only the
 // length in the header tells them apart.
 func TestReduceMismatchAcrossThreshold(t *testing.T) {
@@ -405,11 +414,61 @@ func TestReduceMismatchAcrossThreshold(t *testing.T) {
 					errs := w.run(10*time.Second, func(ctx context.Context, c *Comm) error {
 						return reduceOp(ctx, c, op, xs[c.Rank()])
 					})
-					wantMismatch(t, fmt.Sprintf("nodes %v, %d elements on rank %d, %s", nodes, n, short, op), errs)
+					wantMismatch(t, fmt.Sprintf("nodes %v, %d elements on rank %d, %s", nodes, n, short, op), op, errs)
 					w.close(t)
 					release(xs)
 				}
 			}
 		}
+	}
+}
+
+// TestReduceTreeSenderReturnsBeforeRoot: a rank of the pipelined Reduce
+// that only sends returns once its last segment is sent, without waiting
+// a round trip for its parent's end: here root 0 holds its last
+// combination until rank 2 has returned (no later than 5 s), and the
+// result is still the documented order's.
+func TestReduceTreeSenderReturnsBeforeRoot(t *testing.T) {
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	defer func() { treeHook = nil }()
+	treeSegmentBytes = 4096
+	const n = 8 * 512 // 8 segments, beyond the credit window
+	leafDone := make(chan struct{})
+	var waited time.Duration
+	treeHook = func(rank, peer, k int, isSent bool) {
+		if rank == 0 && peer == 2 && k == n/512-1 && !isSent {
+			start := time.Now()
+			select {
+			case <-leafDone:
+			case <-time.After(5 * time.Second):
+			}
+			waited = time.Since(start)
+		}
+	}
+	xs := make([]arrow.Array, 3)
+	rng := rand.New(rand.NewSource(4))
+	for r := range xs {
+		xs[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, 0)
+	}
+	defer release(xs)
+	want := refReduce(xs, Sum, memory.DefaultAllocator)
+	defer want.Release()
+	w := newTestWorld(t, 3, worldOpts{nodes: []int{0, 1, 2}, alg: "reduce:tree"})
+	mustRun(t, w, func(ctx context.Context, c *Comm) error {
+		red, err := c.Reduce(ctx, 0, xs[c.Rank()], Sum)
+		if c.Rank() == 2 {
+			close(leafDone)
+		}
+		if red != nil {
+			if err := sameFloats(red, want); err != nil {
+				t.Errorf("root's result: %v", err)
+			}
+			red.Release()
+		}
+		return err
+	})
+	w.close(t)
+	if waited >= 5*time.Second {
+		t.Errorf("rank 2 returned only after root finished: it waited for its parent's end")
 	}
 }
