@@ -63,8 +63,8 @@
 //     ranks on two nodes: the other input straight to root in 2 MiB
 //     pieces, combined while the next arrives; up to 4 nodes of one rank
 //     each, or from 64 MiB: the pipelined tree (reducetree.go): the
-//     documented order's own tree run segment by segment (the Bcast
-//     chain's segment size), every rank combining segment k of its
+//     documented order's own tree run segment by segment (half the
+//     payload, 512 KiB to 4 MiB), every rank combining segment k of its
 //     children's partials while segment k+1 arrives and segment k-1 goes
 //     to its parent, at most 4 segments ahead of the parent (credits);
 //     else recursive halving and block gather.
