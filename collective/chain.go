@@ -205,6 +205,14 @@ type chainDest struct {
 	dt     arrow.DataType
 	next   int64 // end of the last placed segment: only a segment there is placed
 	closed bool  // the relay is done with it, or place declined one: place nothing more
+	held   int   // placed segments not yet released
+}
+
+// holding reports how many placed segments are not yet released.
+func (d *chainDest) holding() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.held
 }
 
 // close ends placing and returns the assembly (nil: none was made), which
@@ -290,7 +298,46 @@ func (d *chainDest) placeLocked(header []byte, lens []uint64) ([][]byte, func())
 	d.next = at + cm.n
 	buf := d.asm.data
 	buf.Retain() // until the message is released
-	return [][]byte{buf.Bytes()[at*w : (at+cm.n)*w]}, buf.Release
+	d.held++
+	var once sync.Once
+	return [][]byte{buf.Bytes()[at*w : (at+cm.n)*w]}, func() {
+		once.Do(func() {
+			d.mu.Lock()
+			d.held--
+			d.mu.Unlock()
+			buf.Release()
+		})
+	}
+}
+
+// drainPlaceWait bounds a failed multicast relay's wait for the segments
+// its transport placed and has not queued yet.
+const drainPlaceWait = 5 * time.Second
+
+// drainPlaced takes out of the queue the segments from prev that dest
+// placed and the failed relay did not consume (after dest.close: nothing
+// more is placed), so that they do not pin the assembly's memory (its
+// arena) forever: nobody receives a failed multicast's segments. The
+// placed ones come first in the queue, in order (place declines every
+// message after the first it declines), so the segments consumed here are
+// those; an unplaced one after them stays queued, as without placement.
+func (c *Comm) drainPlaced(prev int, tag uint64, dest *chainDest) {
+	ctx, cancel := context.WithTimeout(c.w.ctx, drainPlaceWait)
+	defer cancel()
+	for dest.holding() > 0 {
+		m, err := c.w.t.Recv(ctx, c.ranks[prev], tag)
+		if err == nil {
+			m.Release()
+			continue
+		}
+		// prev's link failed: a segment it was placing is either released
+		// by the transport or queued in a moment, after the failure
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // chainRelay is a leader's part: receive the segments from prev, forward
@@ -302,15 +349,11 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 	if a := c.w.opts.arena; a != nil && len(mates) > 0 {
 		dest.mem = a.Allocator() // node-mates alias the assembled payload
 	}
-	// Placed segments hold the assembly until they are consumed. Into the
-	// arena only for collectives, whose failures drop the messages left
-	// queued: a failed multicast's would pin arena memory (the mesh's
-	// default allocator is its arena, mates or not).
-	_, inArena := dest.mem.(arenaAllocator)
+	// Placed segments hold the assembly (in the arena with mates, and
+	// with the mesh's default allocator, its arena) until they are
+	// consumed: a failed collective's are dropped from the queue by its
+	// abort, a failed multicast's are taken out by fail (drainPlaced).
 	pl, _ := c.w.t.(placer)
-	if inArena && !isCollTag(tags.seg) {
-		pl = nil
-	}
 	placing := false
 	defer func() {
 		if placing {
@@ -324,7 +367,11 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 		if a := dest.close(); a != nil {
 			a.release()
 		}
-		return nil, c.chainFail(next, mates, tags, err)
+		err = c.chainFail(next, mates, tags, err)
+		if placing && !isCollTag(tags.seg) {
+			c.drainPlaced(prev, tags.seg, dest)
+		}
+		return nil, err
 	}
 	for first := true; first || at < n; first = false {
 		// Segments that arrived before (or while) placement is asked for

@@ -54,7 +54,7 @@
 //     received as its result, no copy); from 256 MiB the chain, announced
 //     through that direct tree. A chain's leaders read the segments from
 //     the socket straight into their assembly and forward them from there
-//     (into the arena only for collectives). Small payloads with one
+//     (in the arena when they have node-mates). Small payloads with one
 //     member per node, or 2 ranks: binomial tree. Non-roots do not know
 //     the size: the chain on a flat layout (and van de Geijn, scatter +
 //     ring allgather, by override) is announced through the binomial (or
@@ -89,7 +89,9 @@
 //     over the receivers, announced to each by a small route notice so
 //     that a plain Recv follows it. A receiver starts forwarding when the
 //     notice arrives, not when it calls Recv; a leader that fails sends the
-//     ranks behind it a failure notice (ErrUpstream, naming the cause).
+//     ranks behind it a failure notice (ErrUpstream, naming the cause)
+//     and takes what its transport placed out of the queue, so that it
+//     does not pin the arena.
 //
 // "Large" is WithLargeThreshold (256 KiB). The reductions' combination
 // order is fixed (see Reductions): every algorithm realises the same tree

@@ -71,15 +71,7 @@ func newTestWorld(t *testing.T, n int, wo worldOpts) *testWorld {
 // ranges (release messages are asynchronous: wait for them).
 func (w *testWorld) close(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for _, a := range w.arenas {
-		for a.InUse() != 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if u := a.InUse(); u != 0 {
-			t.Errorf("arena %s: %d bytes still in use", a.Path(), u)
-		}
-	}
+	arenasFree(t, w.arenas)
 	for _, c := range w.comms {
 		c.Close()
 	}
@@ -91,6 +83,21 @@ func (w *testWorld) close(t *testing.T) {
 	}
 	w.net.AssertSize(t, 0)
 	w.mem.AssertSize(t, 0)
+}
+
+// arenasFree fails t for every arena that still has bytes in use after a
+// few seconds (releases are asynchronous).
+func arenasFree(t *testing.T, arenas []*Arena) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, a := range arenas {
+		for a.InUse() != 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if u := a.InUse(); u != 0 {
+			t.Errorf("arena %s: %d bytes still in use", a.Path(), u)
+		}
+	}
 }
 
 // run runs fn on every rank concurrently and returns the per-rank errors.

@@ -71,40 +71,7 @@ func TestMulticastLeaderDiesMidForward(t *testing.T) {
 	w := newTestWorld(t, 6, worldOpts{nodes: nodes, alg: "multicast:chain"})
 	a := randArray(rand.New(rand.NewSource(3)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 400000, 0, 0)
 	defer a.Release()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	errs := make([]error, 6)
-	var wg sync.WaitGroup
-	for r, c := range w.comms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			switch r {
-			case 0:
-				_, errs[r] = c.Multicast(ctx, []int{1, 2, 3, 4, 5}, 9, a)
-			case 2:
-				// one segment, then the process dies
-				m, err := w.ts[2].Recv(ctx, 0, dataTag(userTag(0, 9)))
-				if err != nil {
-					errs[r] = err
-					return
-				}
-				m.Release()
-				w.ts[2].Close()
-			default:
-				got, err := c.Recv(ctx, 0, 9)
-				if err == nil {
-					err = sameFloats(got, a)
-					got.Release()
-				}
-				errs[r] = err
-			}
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		t.Fatalf("the multicast hung: %v", errs)
-	}
+	errs := multicastAll(t, w.comms, a, diesAfterOneSegment(w.ts[2], 0))
 	// The sender may have handed every segment over before rank 2 died
 	// (here it always has: local sends do not block): then only the
 	// receivers can tell.

@@ -200,6 +200,7 @@ type placeGate struct {
 	*LocalTransport
 	ready []chan struct{} // per rank: closed at its first SetPlace
 	once  []sync.Once
+	user  bool // gate multicasts' segments (user tags) too
 }
 
 func (t placeGate) SetPlace(peer int, tag uint64, fn PlaceFunc) {
@@ -218,7 +219,7 @@ func (t placeGate) TrySetPlace(peer int, tag uint64, fn PlaceFunc) bool {
 }
 
 func (t placeGate) Send(ctx context.Context, to int, tag uint64, header []byte, bufs [][]byte) error {
-	if isCollTag(tag) && len(bufs) > 0 {
+	if (isCollTag(tag) || t.user) && len(bufs) > 0 {
 		select {
 		case <-t.ready[to]:
 		case <-time.After(2 * time.Second):
