@@ -27,7 +27,9 @@ const auxRoute = 3
 // node-mates as arena descriptors. A receiver forwards as soon as the
 // notice arrives, not when it calls Recv (on transports that let the
 // communicator see arriving messages: Mesh, LocalTransport), so a busy
-// receiver does not hold up the others. A receiver whose leader fails gets
+// receiver does not hold up the others; multicasts of one tag follow each
+// other there in the order sent, and Recv returns them in that order
+// among the other messages of that tag. A receiver whose leader fails gets
 // an error naming that rank and why (ErrUpstream); the others are not
 // affected.
 //
@@ -155,6 +157,7 @@ type relay struct {
 	arr       arrow.Array
 	err       error
 	abandoned bool // the Recv gave up: release the array when it comes
+	ended     bool // done is closed (under world.mu, for relayQueue)
 }
 
 type relayKey struct {
@@ -162,10 +165,22 @@ type relayKey struct {
 	tag  uint64
 }
 
+// relayQueue holds the relays of one (sender, tag), which like its
+// messages keep their order: Recv takes them in the order their route
+// notices arrived (the order they were sent, which is the order of the
+// transport's queue that Recv takes the notices from), and each follows
+// its route only once the one before has ended, since every multicast of
+// one (sender, tag) uses the same data tag from the same ranks (a second
+// relay running beside the first would take its segments).
+type relayQueue struct {
+	waiting []*relay // started, not yet taken by Recv, in arrival order
+	last    *relay   // the latest started (taken or not)
+}
+
 // startRelay is called for every arriving user message (the transport's
 // drop hook, which may hold a lock: nothing blocking here). For a route
-// notice it starts this rank's part of the multicast at once and returns
-// true; the notice stays queued for Recv, which then waits for the relay.
+// notice it starts this rank's part of the multicast at once; the notice
+// stays queued for Recv, which then waits for the relay.
 func (w *world) startRelay(from int, tag uint64, m *Message) {
 	h, err := parseHeader(m.Header)
 	if err != nil || h.kind != kindNone || h.aux != auxRoute {
@@ -175,14 +190,32 @@ func (w *world) startRelay(from int, tag uint64, m *Message) {
 	if !w.track() {
 		return
 	}
+	key := relayKey{from, tag}
 	w.mu.Lock()
-	w.relays[relayKey{from, tag}] = r
+	q := w.relays[key]
+	if q == nil {
+		q = &relayQueue{}
+		w.relays[key] = q
+	}
+	prev := q.last
+	q.last = r
+	q.waiting = append(q.waiting, r)
 	w.mu.Unlock()
 	go func() {
 		defer w.wg.Done()
-		ctx, cancel := context.WithTimeout(w.ctx, relayTimeout)
-		defer cancel()
-		arr, err := w.relayComm.followRoute(ctx, from, h.fields, tag)
+		var arr arrow.Array
+		err := ErrClosed
+		if prev != nil {
+			select {
+			case <-prev.done:
+			case <-w.ctx.Done():
+			}
+		}
+		if w.ctx.Err() == nil {
+			ctx, cancel := context.WithTimeout(w.ctx, relayTimeout)
+			arr, err = w.relayComm.followRoute(ctx, from, h.fields, tag)
+			cancel()
+		}
 		r.mu.Lock()
 		r.arr, r.err = arr, err
 		if r.abandoned && arr != nil {
@@ -191,18 +224,37 @@ func (w *world) startRelay(from int, tag uint64, m *Message) {
 		}
 		r.mu.Unlock()
 		close(r.done)
+		w.mu.Lock()
+		r.ended = true
+		w.dropRelayQueue(key, q)
+		w.mu.Unlock()
 	}()
 }
 
+// dropRelayQueue forgets q (under w.mu) once nothing waits in it and its
+// last relay has ended, so that no (sender, tag) stays behind.
+func (w *world) dropRelayQueue(key relayKey, q *relayQueue) {
+	if len(q.waiting) == 0 && q.last.ended && w.relays[key] == q {
+		delete(w.relays, key)
+	}
+}
+
 // takeRoute returns the array of the multicast whose route notice (fields)
-// Recv got from communicator rank from: from the relay started when it
-// arrived, or, without one, by following the route now.
+// Recv got from communicator rank from: from the oldest relay of (from,
+// tag) not yet taken, started when the notice arrived, or, without one, by
+// following the route now. Concurrent Recvs of one (sender, tag) may each
+// take the other's array, as they may take each other's messages.
 func (c *Comm) takeRoute(ctx context.Context, from int, fields []fieldMeta, ut uint64) (arrow.Array, error) {
 	w := c.w
 	key := relayKey{c.ranks[from], ut}
+	var r *relay
 	w.mu.Lock()
-	r := w.relays[key]
-	delete(w.relays, key)
+	if q := w.relays[key]; q != nil && len(q.waiting) > 0 {
+		r = q.waiting[0]
+		q.waiting[0] = nil
+		q.waiting = q.waiting[1:]
+		w.dropRelayQueue(key, q)
+	}
 	w.mu.Unlock()
 	if r == nil {
 		return w.relayComm.followRoute(ctx, c.ranks[from], fields, ut)

@@ -1,0 +1,169 @@
+package collective
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// TestMulticastSameTagInOrder: chained multicasts from one rank with one
+// tag reach every receiver whole and in the order sent, as point-to-point
+// messages of one (sender, tag) do, whether the receivers call Recv as
+// they come or only after all were sent (their relays then all run before
+// any Recv). Each array differs from the others in every element.
+func TestMulticastSameTagInOrder(t *testing.T) {
+	rng := rand.New(rand.NewSource(11))
+	for _, nodes := range [][]int{{0, 0, 1, 1, 2, 2}, {0, 1, 2, 0, 1, 2}, {0, 1, 1, 2, 2, 2}} {
+		for _, late := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%v/late=%v", nodes, late), func(t *testing.T) {
+				const k = 3
+				arrs := make([]arrow.Array, k)
+				for i := range arrs {
+					arrs[i] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 70000+i*1000, 0, 0) // 2 segments each
+					defer arrs[i].Release()
+				}
+				w := newTestWorld(t, 6, worldOpts{nodes: nodes, alg: "multicast:chain", large: 1})
+				sent := make(chan struct{})
+				mustRun(t, w, func(ctx context.Context, c *Comm) error {
+					if c.Rank() == 0 {
+						defer close(sent)
+						for i, a := range arrs {
+							if n, err := c.Multicast(ctx, []int{1, 2, 3, 4, 5}, 9, a); err != nil || n != 5 {
+								return fmt.Errorf("multicast %d: sent %d, %v", i, n, err)
+							}
+						}
+						return nil
+					}
+					if late {
+						select {
+						case <-sent:
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+					}
+					return recvInOrder(ctx, c, 0, 9, arrs)
+				})
+				waitRelays(t, w, func(q *relayQueue) bool { return false })
+				w.close(t)
+			})
+		}
+	}
+}
+
+// TestMulticastSameTagMixed: a direct multicast, a SendTo and chained
+// multicasts with one tag arrive in the order sent, every byte right.
+func TestMulticastSameTagMixed(t *testing.T) {
+	rng := rand.New(rand.NewSource(12))
+	nodes := []int{0, 1, 1, 2, 2}
+	const small, large = 1000, minMulticastChain/8 + 5
+	sizes := []int{small, large, small, large, large, small}
+	arrs := make([]arrow.Array, len(sizes))
+	for i, n := range sizes {
+		arrs[i] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, 0)
+		defer arrs[i].Release()
+	}
+	w := newTestWorld(t, len(nodes), worldOpts{nodes: nodes})
+	tos := []int{1, 2, 3, 4}
+	// The table must take both paths, or this test tests one.
+	for n, want := range map[int]Alg{small: AlgDirect, large: AlgChain} {
+		if d := decide(opMulticast, int64(n)*8, w.comms[0].layoutOf([]int{0, 1, 2, 3, 4}, true), nil); d.alg != want {
+			t.Fatalf("multicast of %d float64s on %v: %v, want %v", n, nodes, d.alg, want)
+		}
+	}
+	sent := make(chan struct{})
+	mustRun(t, w, func(ctx context.Context, c *Comm) error {
+		if c.Rank() != 0 {
+			<-sent
+			return recvInOrder(ctx, c, 0, 9, arrs)
+		}
+		defer close(sent)
+		for i, a := range arrs {
+			var n int
+			var err error
+			if i == 2 { // a plain send between the chained ones
+				n, err = c.SendTo(ctx, tos, 9, a)
+			} else {
+				n, err = c.Multicast(ctx, tos, 9, a)
+			}
+			if err != nil || n != len(tos) {
+				return fmt.Errorf("message %d: sent %d, %v", i, n, err)
+			}
+		}
+		return nil
+	})
+	w.close(t)
+}
+
+// recvInOrder receives len(want) arrays from `from` with tag and checks
+// that each is exactly the one sent in its place.
+func recvInOrder(ctx context.Context, c *Comm, from int, tag uint64, want []arrow.Array) error {
+	for i, a := range want {
+		got, err := c.Recv(ctx, from, tag)
+		if err != nil {
+			return fmt.Errorf("receive %d: %w", i, err)
+		}
+		err = sameFloats(got, a)
+		got.Release()
+		if err != nil {
+			return fmt.Errorf("receive %d (of %d elements): %w", i, a.Len(), err)
+		}
+	}
+	return nil
+}
+
+// TestMulticastSameTagNeverReceived: receivers that never call Recv hold
+// every chained multicast of one tag until Close, as queued messages are
+// held, and Close releases them all (w.close checks the allocators).
+func TestMulticastSameTagNeverReceived(t *testing.T) {
+	rng := rand.New(rand.NewSource(13))
+	w := newTestWorld(t, 4, worldOpts{nodes: []int{0, 1, 2, 3}, alg: "multicast:chain", large: 1})
+	const k = 3
+	mustRun(t, w, func(ctx context.Context, c *Comm) error {
+		if c.Rank() != 0 {
+			return nil
+		}
+		for i := 0; i < k; i++ {
+			a := randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 70000, 0, 0)
+			n, err := c.Multicast(ctx, []int{1, 2, 3}, 9, a)
+			a.Release()
+			if err != nil || n != 3 {
+				return fmt.Errorf("multicast %d: sent %d, %v", i, n, err)
+			}
+		}
+		return nil
+	})
+	// every relay has its array (the last ends last) and waits for a Recv
+	waitRelays(t, w, func(q *relayQueue) bool { return len(q.waiting) == k && q.last.ended })
+	w.close(t)
+}
+
+// waitRelays waits until every rank but 0 has one relay queue, for which
+// keep holds, or none when keep never does.
+func waitRelays(t *testing.T, w *testWorld, keep func(*relayQueue) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r, c := range w.comms[1:] {
+		for {
+			c.w.mu.Lock()
+			ok := len(c.w.relays) == 0
+			var state []string
+			for k, q := range c.w.relays {
+				ok = len(c.w.relays) == 1 && keep(q)
+				state = append(state, fmt.Sprintf("(%d, %#x): %d waiting, last ended %v", k.from, k.tag, len(q.waiting), q.last.ended))
+			}
+			c.w.mu.Unlock()
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("rank %d: relay queues %v", r+1, state)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
