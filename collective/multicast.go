@@ -96,7 +96,7 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 			mates = append(mates, q)
 		}
 	}
-	dt := dataTag(ut)
+	dt := dataTag(ut, c.ranks[c.rank])
 	cerr := c.chainSource(ctx, "multicast", mates, col, next, d.segment, chainTags{seg: dt, local: dt}, nil)
 	if cerr != nil {
 		// the chain is cut at its first link: only this node's receivers
@@ -106,12 +106,15 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 	return len(reached), err
 }
 
-// dataTag is the tag of a multicast's segments and descriptors: the user
-// tag in a context derived from the communicator's, so that they never
-// mix with the route notice (which Recv waits for) or with user messages.
-func dataTag(ut uint64) uint64 {
+// dataTag is the tag of the segments and descriptors of a multicast from
+// transport rank origin: the user tag in a context derived from the
+// communicator's and origin, so that they never mix with the route notice
+// (which Recv waits for), with user messages, or with another sender's
+// multicast of that tag that a leader relays at the same time (its
+// node-mates would take either's descriptors).
+func dataTag(ut uint64, origin int) uint64 {
 	ctx := uint32(ut>>40) & ctxMask
-	return ut&^(uint64(ctxMask)<<40) | uint64(deriveCtx(ctx, -0x6d63))<<40
+	return ut&^(uint64(ctxMask)<<40) | uint64(deriveCtx(ctx, -0x6d63, int64(origin)))<<40
 }
 
 // routeValue is the route notice for receiver q of pl, in transport ranks:
@@ -296,7 +299,7 @@ func (c *Comm) followRoute(ctx context.Context, from int, fields []fieldMeta, ut
 	if err != nil {
 		return nil, err
 	}
-	dt := dataTag(ut)
+	dt := dataTag(ut, from)
 	var res *got
 	switch role := fields[0].name; {
 	case role == "member" && len(fields) == 2:

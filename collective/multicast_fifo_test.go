@@ -167,3 +167,37 @@ func waitRelays(t *testing.T, w *testWorld, keep func(*relayQueue) bool) {
 		}
 	}
 }
+
+// TestMulticastSameTagTwoSenders: two ranks multicast with one tag at the
+// same time to ranks of a third node, whose leader serves both: every
+// receiver gets each sender's array from Recv of that sender.
+func TestMulticastSameTagTwoSenders(t *testing.T) {
+	rng := rand.New(rand.NewSource(14))
+	nodes := []int{0, 1, 2, 2, 2}
+	a := randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 70000, 0, 0)
+	defer a.Release()
+	b := randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 70000, 0, 0)
+	defer b.Release()
+	for round := 0; round < 5; round++ {
+		w := newTestWorld(t, len(nodes), worldOpts{nodes: nodes, alg: "multicast:chain", large: 1})
+		mustRun(t, w, func(ctx context.Context, c *Comm) error {
+			switch c.Rank() {
+			case 0, 1:
+				arr := []arrow.Array{a, b}[c.Rank()]
+				if n, err := c.Multicast(ctx, []int{2, 3, 4}, 9, arr); err != nil || n != 3 {
+					return fmt.Errorf("multicast: sent %d, %v", n, err)
+				}
+				return nil
+			}
+			if err := recvInOrder(ctx, c, 1, 9, []arrow.Array{b}); err != nil {
+				return fmt.Errorf("from rank 1: %w", err)
+			}
+			if err := recvInOrder(ctx, c, 0, 9, []arrow.Array{a}); err != nil {
+				return fmt.Errorf("from rank 0: %w", err)
+			}
+			return nil
+		})
+		waitRelays(t, w, func(q *relayQueue) bool { return false })
+		w.close(t)
+	}
+}

@@ -84,7 +84,7 @@ func TestMulticastLeaderDiesMidForward(t *testing.T) {
 				_, errs[r] = c.Multicast(ctx, []int{1, 2, 3, 4, 5}, 9, a)
 			case 2:
 				// one segment, then the process dies
-				m, err := w.ts[2].Recv(ctx, 0, dataTag(userTag(0, 9)))
+				m, err := w.ts[2].Recv(ctx, 0, dataTag(userTag(0, 9), 0))
 				if err != nil {
 					errs[r] = err
 					return
