@@ -111,7 +111,10 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 // communicator's and origin, so that they never mix with the route notice
 // (which Recv waits for), with user messages, or with another sender's
 // multicast of that tag that a leader relays at the same time (its
-// node-mates would take either's descriptors).
+// node-mates would take either's descriptors). The derived contexts of
+// one communicator differ for every origin below 2^21 (checked for a few
+// contexts; the first collision is at 2^21, TestDataTagPerSender checks
+// 2^16).
 func dataTag(ut uint64, origin int) uint64 {
 	ctx := uint32(ut>>40) & ctxMask
 	return ut&^(uint64(ctxMask)<<40) | uint64(deriveCtx(ctx, -0x6d63, int64(origin)))<<40

@@ -201,3 +201,22 @@ func TestMulticastSameTagTwoSenders(t *testing.T) {
 		w.close(t)
 	}
 }
+
+// TestDataTagPerSender: the data tags of one user tag differ for every
+// sender of a large world (a shared leader's node-mates would mix two
+// that were equal) and stay user tags outside the world's context.
+func TestDataTagPerSender(t *testing.T) {
+	for _, ut := range []uint64{userTag(0, 9), userTag(deriveCtx(0, 3), MaxTag), userTag(ctxMask, 0)} {
+		seen := map[uint64]int{}
+		for o := 0; o < 1<<16; o++ {
+			dt := dataTag(ut, o)
+			if p, ok := seen[dt]; ok {
+				t.Fatalf("user tag %#x: senders %d and %d share data tag %#x", ut, p, o, dt)
+			}
+			seen[dt] = o
+			if dt>>62 != classUser || dt&MaxTag != ut&MaxTag || dt>>40&ctxMask == 0 || dt>>40&ctxMask == ut>>40&ctxMask {
+				t.Fatalf("user tag %#x, sender %d: data tag %#x", ut, o, dt)
+			}
+		}
+	}
+}
