@@ -192,7 +192,7 @@ func (c *Comm) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for k, q := range w.relays { // multicasts nobody received
-		for _, r := range q.waiting {
+		for _, r := range append(q.held, q.waiting...) {
 			if r.arr != nil {
 				r.arr.Release()
 			}
@@ -963,6 +963,9 @@ func (c *Comm) Recv(ctx context.Context, from int, tag uint64) (arrow.Array, err
 		return nil, fmt.Errorf("%w: receive from rank %d tag %d", ErrArgument, from, tag)
 	}
 	ut := userTag(c.ctxID, tag)
+	if r := c.w.heldRelay(relayKey{c.ranks[from], ut}); r != nil {
+		return c.waitRelay(ctx, from, relayKey{c.ranks[from], ut}, r)
+	}
 	g, err := c.recv(ctx, "recv", from, ut)
 	if err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -158,12 +157,10 @@ const relayTimeout = 10 * time.Minute
 // relay is a receiver's part of one multicast, started when its route
 // notice arrives.
 type relay struct {
-	done      chan struct{}
-	mu        sync.Mutex
-	arr       arrow.Array
-	err       error
-	abandoned bool // the Recv gave up: release the array when it comes
-	ended     bool // done is closed (under world.mu, for relayQueue)
+	done  chan struct{}
+	arr   arrow.Array // set before done is closed
+	err   error
+	ended bool // done is closed (under world.mu, for relayQueue)
 }
 
 type relayKey struct {
@@ -179,7 +176,10 @@ type relayKey struct {
 // one (sender, tag) uses the same data tag from the same ranks (a second
 // relay running beside the first would take its segments).
 type relayQueue struct {
-	waiting []*relay // started, not yet taken by Recv, in arrival order
+	// held are relays whose notice a Recv took but gave up waiting for:
+	// older than any queued notice, the next Recv takes them first.
+	held    []*relay
+	waiting []*relay // started, notice still queued, in arrival order
 	last    *relay   // the latest started (taken or not)
 }
 
@@ -222,13 +222,7 @@ func (w *world) startRelay(from int, tag uint64, m *Message) {
 			arr, err = w.relayComm.followRoute(ctx, from, h.fields, tag)
 			cancel()
 		}
-		r.mu.Lock()
 		r.arr, r.err = arr, err
-		if r.abandoned && arr != nil {
-			arr.Release()
-			r.arr = nil
-		}
-		r.mu.Unlock()
 		close(r.done)
 		w.mu.Lock()
 		r.ended = true
@@ -240,7 +234,7 @@ func (w *world) startRelay(from int, tag uint64, m *Message) {
 // dropRelayQueue forgets q (under w.mu) once nothing waits in it and its
 // last relay has ended, so that no (sender, tag) stays behind.
 func (w *world) dropRelayQueue(key relayKey, q *relayQueue) {
-	if len(q.waiting) == 0 && q.last.ended && w.relays[key] == q {
+	if len(q.held) == 0 && len(q.waiting) == 0 && q.last.ended && w.relays[key] == q {
 		delete(w.relays, key)
 	}
 }
@@ -256,29 +250,64 @@ func (c *Comm) takeRoute(ctx context.Context, from int, fields []fieldMeta, ut u
 	var r *relay
 	w.mu.Lock()
 	if q := w.relays[key]; q != nil && len(q.waiting) > 0 {
-		r = q.waiting[0]
-		q.waiting[0] = nil
-		q.waiting = q.waiting[1:]
+		r = popRelay(&q.waiting)
 		w.dropRelayQueue(key, q)
 	}
 	w.mu.Unlock()
 	if r == nil {
 		return w.relayComm.followRoute(ctx, c.ranks[from], fields, ut)
 	}
+	return c.waitRelay(ctx, from, key, r)
+}
+
+// heldRelay takes the oldest relay of key that a Recv gave up waiting for
+// (nil: none).
+func (w *world) heldRelay(key relayKey) *relay {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.relays[key]
+	if q == nil || len(q.held) == 0 {
+		return nil
+	}
+	r := popRelay(&q.held)
+	w.dropRelayQueue(key, q)
+	return r
+}
+
+// popRelay takes the first of *rs, which must not be empty.
+func popRelay(rs *[]*relay) *relay {
+	r := (*rs)[0]
+	(*rs)[0] = nil // not pinned by the slice's array
+	*rs = (*rs)[1:]
+	return r
+}
+
+// waitRelay returns r's array. When ctx ends first, r goes back to the
+// front of its queue for the next Recv, as a message stays queued when a
+// Recv gives up on it (its notice is gone from the transport's queue).
+func (c *Comm) waitRelay(ctx context.Context, from int, key relayKey, r *relay) (arrow.Array, error) {
 	select {
 	case <-r.done:
 		return r.arr, r.err
 	case <-ctx.Done():
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		select {
-		case <-r.done:
-			return r.arr, r.err
-		default:
-		}
-		r.abandoned = true
-		return nil, &PeerError{Op: "recv", Rank: c.rank, Peer: from, Err: fmt.Errorf("multicast: waiting for the array: %w", ctx.Err())}
 	}
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.arr, r.err
+	default:
+	}
+	// Not ended, so its queue (whose last relay did not end either) is
+	// still there; made anew only should that ever change.
+	q := w.relays[key]
+	if q == nil {
+		q = &relayQueue{last: r}
+		w.relays[key] = q
+	}
+	q.held = append([]*relay{r}, q.held...)
+	return nil, &PeerError{Op: "recv", Rank: c.rank, Peer: from, Err: fmt.Errorf("multicast: waiting for the array: %w", ctx.Err())}
 }
 
 // followRoute takes the array a route notice from transport rank `from`

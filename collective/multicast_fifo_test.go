@@ -220,3 +220,47 @@ func TestDataTagPerSender(t *testing.T) {
 		}
 	}
 }
+
+// TestMulticastRecvGivesUpKeepsOrder: a Recv whose context ends while the
+// relay of a chained multicast still waits for the array leaves that
+// array to the next Recv, as a message a Recv gave up on stays queued;
+// the multicast sent after it comes after it.
+func TestMulticastRecvGivesUpKeepsOrder(t *testing.T) {
+	rng := rand.New(rand.NewSource(15))
+	w := newTestWorld(t, 3, worldOpts{nodes: []int{0, 1, 2}, alg: "multicast:chain", large: 1})
+	a := randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 70000, 0, 0)
+	defer a.Release()
+	b := randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 70000, 0, 0)
+	defer b.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ut := userTag(0, 9)
+	// A route notice sends rank 2 to rank 1 for the array, which holds it
+	// back until rank 2's Recv gave up.
+	route := value{kind: kindNone, aux: auxRoute, fields: []fieldMeta{{name: "member"}, {name: "1"}}}
+	if err := w.comms[0].send(ctx, "multicast", 2, ut, route, nil); err != nil {
+		t.Fatal(err)
+	}
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	got, err := w.comms[2].Recv(short, 0, 9)
+	stop()
+	if err == nil {
+		got.Release()
+		t.Fatal("Recv returned an array rank 1 never sent")
+	}
+	col, err := columnOf(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.comms[1].send(ctx, "multicast", 2, dataTag(ut, 0), arrayValue(col), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.comms[0].Multicast(ctx, []int{2}, 9, b); err != nil || n != 1 {
+		t.Fatalf("multicast: sent %d, %v", n, err)
+	}
+	if err := recvInOrder(ctx, w.comms[2], 0, 9, []arrow.Array{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	waitRelays(t, w, func(q *relayQueue) bool { return false })
+	w.close(t)
+}
