@@ -70,7 +70,7 @@ type world struct {
 
 	// relays are the multicasts this rank forwards, by route notice
 	// (under mu); relayComm is the world in transport ranks they use.
-	relays    map[relayKey]*relay
+	relays    map[relayKey]*relayQueue
 	relayComm *Comm
 
 	closed atomic.Bool
@@ -127,7 +127,7 @@ func New(t Transport, opts ...Option) (*Comm, error) {
 	c := &Comm{w: w, ranks: ranks, rank: t.Rank(), subCnt: map[string]int64{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.ctx, w.cancel = ctx, cancel
-	w.relays = map[relayKey]*relay{}
+	w.relays = map[relayKey]*relayQueue{}
 	w.relayComm = &Comm{w: w, ranks: ranks, rank: t.Rank(), subCnt: map[string]int64{}}
 	for p := 0; p < t.Size(); p++ {
 		if p != t.Rank() {
@@ -191,9 +191,11 @@ func (c *Comm) Close() error {
 	w.wg.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for k, r := range w.relays { // multicasts nobody received
-		if r.arr != nil {
-			r.arr.Release()
+	for k, q := range w.relays { // multicasts nobody received
+		for _, r := range append(q.held, q.waiting...) {
+			if r.arr != nil {
+				r.arr.Release()
+			}
 		}
 		delete(w.relays, k)
 	}
@@ -961,6 +963,9 @@ func (c *Comm) Recv(ctx context.Context, from int, tag uint64) (arrow.Array, err
 		return nil, fmt.Errorf("%w: receive from rank %d tag %d", ErrArgument, from, tag)
 	}
 	ut := userTag(c.ctxID, tag)
+	if r := c.w.heldRelay(relayKey{c.ranks[from], ut}); r != nil {
+		return c.waitRelay(ctx, from, relayKey{c.ranks[from], ut}, r)
+	}
 	g, err := c.recv(ctx, "recv", from, ut)
 	if err != nil {
 		return nil, err

@@ -88,8 +88,10 @@
 //     another node or they are on 3 or more other nodes, the chain above
 //     over the receivers, announced to each by a small route notice so
 //     that a plain Recv follows it. A receiver starts forwarding when the
-//     notice arrives, not when it calls Recv; a leader that fails sends the
-//     ranks behind it a failure notice (ErrUpstream, naming the cause)
+//     notice arrives (after the earlier multicasts of that sender and tag),
+//     not when it calls Recv; like other messages of one sender and tag,
+//     multicasts reach Recv in the order sent. A leader that fails sends
+//     the ranks behind it a failure notice (ErrUpstream, naming the cause)
 //     and takes what its transport placed out of the queue, so that it
 //     does not pin the arena.
 //

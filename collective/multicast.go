@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -27,7 +26,9 @@ const auxRoute = 3
 // node-mates as arena descriptors. A receiver forwards as soon as the
 // notice arrives, not when it calls Recv (on transports that let the
 // communicator see arriving messages: Mesh, LocalTransport), so a busy
-// receiver does not hold up the others. A receiver whose leader fails gets
+// receiver does not hold up the others; multicasts of one tag follow each
+// other there in the order sent, and Recv returns them in that order
+// among the other messages of that tag. A receiver whose leader fails gets
 // an error naming that rank and why (ErrUpstream); the others are not
 // affected.
 //
@@ -94,7 +95,7 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 			mates = append(mates, q)
 		}
 	}
-	dt := dataTag(ut)
+	dt := dataTag(ut, c.ranks[c.rank])
 	cerr := c.chainSource(ctx, "multicast", mates, col, next, d.segment, chainTags{seg: dt, local: dt}, nil)
 	if cerr != nil {
 		// the chain is cut at its first link: only this node's receivers
@@ -104,12 +105,18 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 	return len(reached), err
 }
 
-// dataTag is the tag of a multicast's segments and descriptors: the user
-// tag in a context derived from the communicator's, so that they never
-// mix with the route notice (which Recv waits for) or with user messages.
-func dataTag(ut uint64) uint64 {
+// dataTag is the tag of the segments and descriptors of a multicast from
+// transport rank origin: the user tag in a context derived from the
+// communicator's and origin, so that they never mix with the route notice
+// (which Recv waits for), with user messages, or with another sender's
+// multicast of that tag that a leader relays at the same time (its
+// node-mates would take either's descriptors). The derived contexts of
+// one communicator differ for every origin below 2^21 (checked for a few
+// contexts; the first collision is at 2^21, TestDataTagPerSender checks
+// 2^16).
+func dataTag(ut uint64, origin int) uint64 {
 	ctx := uint32(ut>>40) & ctxMask
-	return ut&^(uint64(ctxMask)<<40) | uint64(deriveCtx(ctx, -0x6d63))<<40
+	return ut&^(uint64(ctxMask)<<40) | uint64(deriveCtx(ctx, -0x6d63, int64(origin)))<<40
 }
 
 // routeValue is the route notice for receiver q of pl, in transport ranks:
@@ -150,11 +157,10 @@ const relayTimeout = 10 * time.Minute
 // relay is a receiver's part of one multicast, started when its route
 // notice arrives.
 type relay struct {
-	done      chan struct{}
-	mu        sync.Mutex
-	arr       arrow.Array
-	err       error
-	abandoned bool // the Recv gave up: release the array when it comes
+	done  chan struct{}
+	arr   arrow.Array // set before done is closed
+	err   error
+	ended bool // done is closed (under world.mu, for relayQueue)
 }
 
 type relayKey struct {
@@ -162,10 +168,25 @@ type relayKey struct {
 	tag  uint64
 }
 
+// relayQueue holds the relays of one (sender, tag), which like its
+// messages keep their order: Recv takes them in the order their route
+// notices arrived (the order they were sent, which is the order of the
+// transport's queue that Recv takes the notices from), and each follows
+// its route only once the one before has ended, since every multicast of
+// one (sender, tag) uses the same data tag from the same ranks (a second
+// relay running beside the first would take its segments).
+type relayQueue struct {
+	// held are relays whose notice a Recv took but gave up waiting for:
+	// older than any queued notice, the next Recv takes them first.
+	held    []*relay
+	waiting []*relay // started, notice still queued, in arrival order
+	last    *relay   // the latest started (taken or not)
+}
+
 // startRelay is called for every arriving user message (the transport's
 // drop hook, which may hold a lock: nothing blocking here). For a route
-// notice it starts this rank's part of the multicast at once and returns
-// true; the notice stays queued for Recv, which then waits for the relay.
+// notice it starts this rank's part of the multicast at once; the notice
+// stays queued for Recv, which then waits for the relay.
 func (w *world) startRelay(from int, tag uint64, m *Message) {
 	h, err := parseHeader(m.Header)
 	if err != nil || h.kind != kindNone || h.aux != auxRoute {
@@ -175,52 +196,118 @@ func (w *world) startRelay(from int, tag uint64, m *Message) {
 	if !w.track() {
 		return
 	}
+	key := relayKey{from, tag}
 	w.mu.Lock()
-	w.relays[relayKey{from, tag}] = r
+	q := w.relays[key]
+	if q == nil {
+		q = &relayQueue{}
+		w.relays[key] = q
+	}
+	prev := q.last
+	q.last = r
+	q.waiting = append(q.waiting, r)
 	w.mu.Unlock()
 	go func() {
 		defer w.wg.Done()
-		ctx, cancel := context.WithTimeout(w.ctx, relayTimeout)
-		defer cancel()
-		arr, err := w.relayComm.followRoute(ctx, from, h.fields, tag)
-		r.mu.Lock()
-		r.arr, r.err = arr, err
-		if r.abandoned && arr != nil {
-			arr.Release()
-			r.arr = nil
+		var arr arrow.Array
+		err := ErrClosed
+		if prev != nil {
+			select {
+			case <-prev.done:
+			case <-w.ctx.Done():
+			}
 		}
-		r.mu.Unlock()
+		if w.ctx.Err() == nil {
+			ctx, cancel := context.WithTimeout(w.ctx, relayTimeout)
+			arr, err = w.relayComm.followRoute(ctx, from, h.fields, tag)
+			cancel()
+		}
+		r.arr, r.err = arr, err
 		close(r.done)
+		w.mu.Lock()
+		r.ended = true
+		w.dropRelayQueue(key, q)
+		w.mu.Unlock()
 	}()
 }
 
+// dropRelayQueue forgets q (under w.mu) once nothing waits in it and its
+// last relay has ended, so that no (sender, tag) stays behind.
+func (w *world) dropRelayQueue(key relayKey, q *relayQueue) {
+	if len(q.held) == 0 && len(q.waiting) == 0 && q.last.ended && w.relays[key] == q {
+		delete(w.relays, key)
+	}
+}
+
 // takeRoute returns the array of the multicast whose route notice (fields)
-// Recv got from communicator rank from: from the relay started when it
-// arrived, or, without one, by following the route now.
+// Recv got from communicator rank from: from the oldest relay of (from,
+// tag) not yet taken, started when the notice arrived, or, without one, by
+// following the route now. Concurrent Recvs of one (sender, tag) may each
+// take the other's array, as they may take each other's messages.
 func (c *Comm) takeRoute(ctx context.Context, from int, fields []fieldMeta, ut uint64) (arrow.Array, error) {
 	w := c.w
 	key := relayKey{c.ranks[from], ut}
+	var r *relay
 	w.mu.Lock()
-	r := w.relays[key]
-	delete(w.relays, key)
+	if q := w.relays[key]; q != nil && len(q.waiting) > 0 {
+		r = popRelay(&q.waiting)
+		w.dropRelayQueue(key, q)
+	}
 	w.mu.Unlock()
 	if r == nil {
 		return w.relayComm.followRoute(ctx, c.ranks[from], fields, ut)
 	}
+	return c.waitRelay(ctx, from, key, r)
+}
+
+// heldRelay takes the oldest relay of key that a Recv gave up waiting for
+// (nil: none).
+func (w *world) heldRelay(key relayKey) *relay {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.relays[key]
+	if q == nil || len(q.held) == 0 {
+		return nil
+	}
+	r := popRelay(&q.held)
+	w.dropRelayQueue(key, q)
+	return r
+}
+
+// popRelay takes the first of *rs, which must not be empty.
+func popRelay(rs *[]*relay) *relay {
+	r := (*rs)[0]
+	(*rs)[0] = nil // not pinned by the slice's array
+	*rs = (*rs)[1:]
+	return r
+}
+
+// waitRelay returns r's array. When ctx ends first, r goes back to the
+// front of its queue for the next Recv, as a message stays queued when a
+// Recv gives up on it (its notice is gone from the transport's queue).
+func (c *Comm) waitRelay(ctx context.Context, from int, key relayKey, r *relay) (arrow.Array, error) {
 	select {
 	case <-r.done:
 		return r.arr, r.err
 	case <-ctx.Done():
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		select {
-		case <-r.done:
-			return r.arr, r.err
-		default:
-		}
-		r.abandoned = true
-		return nil, &PeerError{Op: "recv", Rank: c.rank, Peer: from, Err: fmt.Errorf("multicast: waiting for the array: %w", ctx.Err())}
 	}
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.arr, r.err
+	default:
+	}
+	// Not ended, so its queue (whose last relay did not end either) is
+	// still there; made anew only should that ever change.
+	q := w.relays[key]
+	if q == nil {
+		q = &relayQueue{last: r}
+		w.relays[key] = q
+	}
+	q.held = append([]*relay{r}, q.held...)
+	return nil, &PeerError{Op: "recv", Rank: c.rank, Peer: from, Err: fmt.Errorf("multicast: waiting for the array: %w", ctx.Err())}
 }
 
 // followRoute takes the array a route notice from transport rank `from`
@@ -244,7 +331,7 @@ func (c *Comm) followRoute(ctx context.Context, from int, fields []fieldMeta, ut
 	if err != nil {
 		return nil, err
 	}
-	dt := dataTag(ut)
+	dt := dataTag(ut, from)
 	var res *got
 	switch role := fields[0].name; {
 	case role == "member" && len(fields) == 2:

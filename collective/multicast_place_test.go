@@ -109,7 +109,8 @@ func multicastAll(t *testing.T, comms []*Comm, src arrow.Array, each func(r int,
 }
 
 // diesAfterOneSegment plays, in multicastAll, the rank of tr: it takes one
-// segment of the chain from rank from, then its process dies.
+// segment of the chain from rank from (the multicast is rank 0's, as in
+// multicastAll), then its process dies.
 func diesAfterOneSegment(tr *LocalTransport, from int) func(r int, c *Comm) (bool, error) {
 	return func(r int, c *Comm) (bool, error) {
 		if r != tr.Rank() {
@@ -117,7 +118,7 @@ func diesAfterOneSegment(tr *LocalTransport, from int) func(r int, c *Comm) (boo
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		m, err := tr.Recv(ctx, from, dataTag(userTag(0, 9)))
+		m, err := tr.Recv(ctx, from, dataTag(userTag(0, 9), 0))
 		if err != nil {
 			return true, err
 		}
