@@ -31,11 +31,14 @@ import (
 // reuses one buffer from the second receive on. Buffers freed explicitly
 // (a pipelined receive's segments, reduction results) are never waited
 // for: a receive that misses while only they are out maps at once. A
-// collection that gives no collector-owned buffer back (the arrays are
-// kept) backs off: the next 1, 3, 7, ... up to reclaimMaxSkip misses map
-// without one; a buffer freed explicitly during its wait is used but does
-// not end the back-off. One reclaim runs at a time: a receive that misses
-// meanwhile waits for its end, then takes an idle buffer or maps.
+// collection that gives no collector-owned buffer of the size back (the
+// arrays are kept) backs off for that size: its next 1, 3, 7, ... up to
+// reclaimMaxSkip misses map without one. The back-off ends only when a
+// collector-owned buffer that would fit the size that backed off comes
+// back: buffers of other sizes (arrays of another size the program drops)
+// and buffers freed explicitly are used but do not end it. One reclaim
+// runs at a time: a receive that misses meanwhile waits for its end, then
+// takes an idle buffer or maps.
 type RecvPool struct {
 	limit int64
 
@@ -46,9 +49,15 @@ type RecvPool struct {
 	closed bool
 	maps   int64         // fresh mappings made (Mapped)
 	freed  chan struct{} // closed (and replaced) when a buffer goes idle
-	skip   int           // misses left to serve without a reclaim
-	backed int           // the last back-off
-	gcBack int64         // collector-owned buffers freed so far
+	// backoff holds, by the mapping size (mapSize) of the receives
+	// whose reclaim gave nothing back, the misses of that size left to
+	// serve without one (receives of nearly equal lengths share one);
+	// at most maxBackoffs sizes.
+	backoff map[int64]backoff
+	// reclaimN is the size the reclaim under way is for, and fitBack
+	// counts the collector-owned buffers that would fit it freed so far.
+	reclaimN int64
+	fitBack  int64
 	// reclaiming is closed when the reclaim under way ends; nil if none.
 	reclaiming chan struct{}
 	// collect runs a collection (runtime.GC; tests count them).
@@ -69,12 +78,26 @@ type poolBuf struct {
 	mem []byte // the whole mapping
 }
 
+// backoff is one size's back-off: misses left to serve without a reclaim,
+// and the last length of the back-off.
+type backoff struct{ skip, backed int }
+
+// maxBackoffs bounds the sizes the pool remembers a back-off for; a
+// program cycling through more sizes than that collects more often, never
+// holds more memory.
+const maxBackoffs = 8
+
+// fits reports whether a buffer of size bytes serves n bytes without
+// wasting more than half of it.
+func fits(size, n int64) bool { return size >= n && size <= 2*n }
+
 // MinPooled is the smallest receive allocation served from mappings.
 const MinPooled = 1 << 20
 
 // NewRecvPool returns a pool keeping at most limit idle bytes.
 func NewRecvPool(limit int64) *RecvPool {
-	return &RecvPool{limit: limit, live: map[uintptr]liveBuf{}, freed: make(chan struct{}), collect: runtime.GC}
+	return &RecvPool{limit: limit, live: map[uintptr]liveBuf{}, freed: make(chan struct{}),
+		backoff: map[int64]backoff{}, collect: runtime.GC}
 }
 
 // Bounds of a reclaim: the wait for the collection's cleanups, after the
@@ -106,7 +129,7 @@ func (p *RecvPool) Alloc(n int64) []byte {
 // and wastes at most half of it, or -1. p.mu is held.
 func (p *RecvPool) fitIdle(n int64) int {
 	i := sort.Search(len(p.idle), func(k int) bool { return int64(len(p.idle[k].mem)) >= n })
-	if i < len(p.idle) && int64(len(p.idle[i].mem)) <= 2*n {
+	if i < len(p.idle) && fits(int64(len(p.idle[i].mem)), n) {
 		return i
 	}
 	return -1
@@ -116,7 +139,7 @@ func (p *RecvPool) fitIdle(n int64) int {
 // n bytes once freed. p.mu is held.
 func (p *RecvPool) fitLive(n int64) bool {
 	for _, lb := range p.live {
-		if lb.gc && lb.size >= n && lb.size <= 2*n {
+		if lb.gc && fits(lb.size, n) {
 			return true
 		}
 	}
@@ -154,27 +177,43 @@ func (p *RecvPool) reuse(n int64) []byte {
 		}
 		return nil
 	}
-	if p.skip > 0 {
-		p.skip--
+	if bo, ok := p.backoff[mapSize(n)]; ok && bo.skip > 0 {
+		bo.skip--
+		p.backoff[mapSize(n)] = bo
 		p.mu.Unlock()
 		return nil
 	}
 	done := make(chan struct{})
 	p.reclaiming = done
-	back := p.gcBack
+	p.reclaimN, p.fitBack = n, 0
 	p.mu.Unlock()
 	b := p.reclaim(n)
 	p.mu.Lock()
-	if p.gcBack != back {
-		p.skip, p.backed = 0, 0
+	if p.fitBack > 0 {
+		delete(p.backoff, mapSize(n))
 	} else {
-		p.backed = min(2*p.backed+1, reclaimMaxSkip)
-		p.skip = p.backed
+		p.backOff(mapSize(n))
 	}
+	p.reclaimN = 0
 	p.reclaiming = nil
 	p.mu.Unlock()
 	close(done)
 	return b
+}
+
+// backOff lengthens the back-off of the receives that map size bytes after
+// a futile reclaim. p.mu is held.
+func (p *RecvPool) backOff(size int64) {
+	bo, ok := p.backoff[size]
+	if !ok && len(p.backoff) >= maxBackoffs {
+		for k := range p.backoff { // forget one: costs collections, not memory
+			delete(p.backoff, k)
+			break
+		}
+	}
+	bo.backed = min(2*bo.backed+1, reclaimMaxSkip)
+	bo.skip = bo.backed
+	p.backoff[size] = bo
 }
 
 // reclaim runs a collection and waits for its cleanups to free a buffer
@@ -223,9 +262,12 @@ func sentinel() chan struct{} {
 	return ran
 }
 
+// mapSize is the size of a mapping for n bytes: whole huge pages.
+func mapSize(n int64) int64 { return (n + 2<<20 - 1) &^ (2<<20 - 1) }
+
 // mapFresh maps a new buffer for n bytes.
 func (p *RecvPool) mapFresh(n int64) []byte {
-	size := (n + 2<<20 - 1) &^ (2<<20 - 1) // whole huge pages
+	size := mapSize(n)
 	mem, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return comm.HeapAllocator.Alloc(n) // out of address space: let the GC handle it
@@ -293,7 +335,7 @@ func (p *RecvPool) Grow(b []byte, keep, n int64) []byte {
 		return unsafe.Slice(unsafe.SliceData(b), size)[:n:n]
 	}
 	if ok {
-		newSize := (n + 2<<20 - 1) &^ (2<<20 - 1)
+		newSize := mapSize(n)
 		mem, err := unix.Mremap(unsafe.Slice(unsafe.SliceData(b), size), int(newSize), unix.MREMAP_MAYMOVE)
 		if err == nil {
 			_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
@@ -325,7 +367,14 @@ func (p *RecvPool) Free(b []byte) {
 	size := lb.size
 	delete(p.live, startOf(b))
 	if lb.gc {
-		p.gcBack++
+		if p.reclaimN > 0 && fits(size, p.reclaimN) {
+			p.fitBack++
+		}
+		for k := range p.backoff {
+			if fits(size, k) {
+				delete(p.backoff, k)
+			}
+		}
 	}
 	mem := unsafe.Slice(unsafe.SliceData(b), size)
 	if p.closed || lb.ro && p.writable(b, size) != nil {

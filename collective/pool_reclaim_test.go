@@ -169,3 +169,42 @@ func inReuse(k int, d time.Duration) {
 		}
 	}
 }
+
+// TestRecvPoolBackOffIgnoresOtherSizes: a program that keeps the arrays of
+// one size and drops those of another does not collect on every receive of
+// the kept size: the back-off ends only when a collector-owned buffer that
+// would fit the size that backed off comes back, not when a collection
+// frees buffers of the other size. Before, every such collection freed a
+// dropped array, so each receive of the kept size collected (a GC storm).
+func TestRecvPoolBackOffIgnoresOtherSizes(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	p := NewRecvPool(1 << 30)
+	defer p.Close()
+	const keptN, droppedN = 2 << 20, 16 << 20
+	var collections atomic.Int64 // for receives of the kept size
+	p.collect = func() {
+		p.mu.Lock()
+		n := p.reclaimN
+		p.mu.Unlock()
+		if n == keptN {
+			collections.Add(1)
+		}
+		runtime.GC()
+	}
+	var kept [][]byte
+	for i := range 200 {
+		b := p.Alloc(keptN)
+		p.CollectorOwned(b) // a received array the program keeps
+		kept = append(kept, b)
+		h := gcOwned(p, p.Alloc(droppedN)) // one it drops
+		(*h)[0] = byte(i)
+		h = nil
+	}
+	// as in TestRecvPoolReclaimBacksOff: attempts at 2, 4, 8, ..., 128
+	if c := collections.Load(); c > 8 {
+		t.Fatalf("200 receives of a kept size beside dropped arrays of another: %d collections for the kept size's receives, want at most 8", c)
+	}
+	for _, b := range kept {
+		p.Free(b)
+	}
+}
