@@ -109,7 +109,10 @@ func TestSpinningReaderYieldsToPeerOnItsCore(t *testing.T) {
 	// Without yielding, each side spins until the kernel preempts it: the
 	// pinger used 290-370 µs per round trip (median round trip 200-460
 	// µs); with it 13-15 µs (median 18-23 µs), at a load of 6 (-race).
-	if used > 40*time.Microsecond {
+	// On a fresh VM of session 8, with yielding, 27-58 µs beside the rest
+	// of the suite (8 runs, and 55 µs failed the full suite at the old 40
+	// µs line): the line sits between the modes, a factor 2 from each.
+	if used > 120*time.Microsecond {
 		t.Errorf("the pinger used %v of CPU per round trip (median %v) with its peer on the same core: the spinning reader keeps the core (for up to its %v window) while the peer it waits for is queued behind it", used, median, spinWindow)
 	}
 }

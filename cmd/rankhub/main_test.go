@@ -48,8 +48,18 @@ func rh(t *testing.T, dir string, args ...string) result {
 	return rhWrapped(t, dir, nil, args...)
 }
 
+// rhLimit is how long rh lets rankhub run before it fails the test.
+const rhLimit = 60 * time.Second
+
 // rhWrapped runs rankhub under the command wrap (such as ip netns exec NS).
 func rhWrapped(t *testing.T, dir string, wrap []string, args ...string) result {
+	t.Helper()
+	return rhFor(t, dir, rhLimit, wrap, args...)
+}
+
+// rhFor is rhWrapped with its own limit, for commands that wait longer
+// than rhLimit (rankhub wait --timeout).
+func rhFor(t *testing.T, dir string, limit time.Duration, wrap []string, args ...string) result {
 	t.Helper()
 	argv := append(append(append([]string{}, wrap...), filepath.Join(bin, "rankhub")), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -63,8 +73,9 @@ func rhWrapped(t *testing.T, dir string, wrap []string, args ...string) result {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case <-done:
-	case <-time.After(60 * time.Second):
+	case <-time.After(limit):
 		cmd.Process.Kill()
+		<-done // the output copiers have ended: se is ours to read
 		t.Fatalf("rankhub %v did not finish; stderr:\n%s", args, se.String())
 	}
 	return result{so.String(), se.String(), cmd.ProcessState.ExitCode()}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rankhub/rankhub/jobdir"
 	"github.com/rankhub/rankhub/results"
@@ -190,7 +191,7 @@ flush_rows = 4
 		t.Fatalf("submit: %+v", r)
 	}
 	id := strings.TrimSpace(r.stdout)
-	r = rh(t, dir, "wait", "--timeout", "150s", id)
+	r = rhFor(t, dir, 160*time.Second, nil, "wait", "--timeout", "150s", id)
 	dirs, _ := filepath.Glob(filepath.Join(dir, ".rankhub", "longsweep-*"))
 	if len(dirs) != 1 {
 		t.Fatalf("job directories %v", dirs)
