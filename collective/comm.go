@@ -72,6 +72,9 @@ type world struct {
 	// (under mu); relayComm is the world in transport ranks they use.
 	relays    map[relayKey]*relayQueue
 	relayComm *Comm
+	// relayTimeout overrides relayTimeout in nanoseconds when not 0
+	// (tests).
+	relayTimeout atomic.Int64
 
 	closed atomic.Bool
 	ctx    context.Context // ends at Close

@@ -218,7 +218,11 @@ func (w *world) startRelay(from int, tag uint64, m *Message) {
 			}
 		}
 		if w.ctx.Err() == nil {
-			ctx, cancel := context.WithTimeout(w.ctx, relayTimeout)
+			limit := relayTimeout
+			if d := w.relayTimeout.Load(); d != 0 {
+				limit = time.Duration(d)
+			}
+			ctx, cancel := context.WithTimeout(w.ctx, limit)
 			arr, err = w.relayComm.followRoute(ctx, from, h.fields, tag)
 			cancel()
 		}

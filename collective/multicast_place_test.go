@@ -24,13 +24,14 @@ type placeWorld struct {
 	ts       []*LocalTransport
 	arenas   []*Arena
 	netBytes atomic.Int64
+	netLive  atomic.Int64 // receive memory the transports hold now
 }
 
 func newPlaceWorld(t *testing.T, wrap func(r int, tr Transport) Transport) *placeWorld {
 	t.Helper()
 	nodes := []int{0, 0, 1, 1, 2, 2}
 	pw := &placeWorld{}
-	pw.ts = NewLocalNetwork(len(nodes), LocalOptions{Nodes: nodes, Alloc: countingAlloc{memory.DefaultAllocator, &pw.netBytes}})
+	pw.ts = NewLocalNetwork(len(nodes), LocalOptions{Nodes: nodes, Alloc: liveAlloc{countingAlloc{memory.DefaultAllocator, &pw.netBytes}, &pw.netLive}})
 	gate := placeGate{ready: make([]chan struct{}, len(nodes)), once: make([]sync.Once, len(nodes)), user: true}
 	for r := range gate.ready {
 		gate.ready[r] = make(chan struct{})
