@@ -77,8 +77,32 @@ func (pl chainPlan) position(r int) int {
 	return -1
 }
 
-// chainTags are the tags of a chain's two kinds of messages.
-type chainTags struct{ seg, local uint64 }
+// chainTags are the tags of a chain's two kinds of messages, and for a
+// multicast its sequence number (0: a collective's chain, whose tags are
+// its own). Every multicast of one (sender, tag) uses the same tags, so
+// each of its messages carries its number as the last header field (a
+// stamp): a relay takes only its own multicast's messages and discards
+// those of an earlier one, which a failed relay left behind.
+type chainTags struct{ seg, local, seq uint64 }
+
+// stamp appends the multicast number of tags (none for a collective) to
+// v's fields.
+func (tags chainTags) stamp(v value) value {
+	if tags.seq != 0 {
+		v.fields = append(v.fields[:len(v.fields):len(v.fields)], fieldMeta{name: strconv.FormatUint(tags.seq, 10)})
+	}
+	return v
+}
+
+// stampOf reads the multicast number a message's fields end with (false:
+// none).
+func stampOf(fields []fieldMeta) (uint64, bool) {
+	if len(fields) == 0 {
+		return 0, false
+	}
+	s, err := strconv.ParseUint(fields[len(fields)-1].name, 10, 64)
+	return s, err == nil && s != 0
+}
 
 // bcastChain runs the chain over every member for Bcast. On root v is the
 // array; the others get it.
@@ -113,7 +137,7 @@ func (c *Comm) runChain(ctx context.Context, op string, pl chainPlan, v value, s
 	if !ok {
 		return nil, fmt.Errorf("%w: %s: rank %d is not in the chain", ErrArgument, op, r)
 	}
-	return c.chainRecv(ctx, op, ld, tags.local)
+	return c.chainRecv(ctx, op, ld, tags.local, 0)
 }
 
 // auxChainFail marks a chain's failure notice (kindNone, the reason in the
@@ -123,17 +147,56 @@ func (c *Comm) runChain(ctx context.Context, op string, pl chainPlan, v value, s
 const auxChainFail = 4
 
 // chainRecv receives the next chain message from `from`: a failure notice
-// becomes an ErrUpstream error.
-func (c *Comm) chainRecv(ctx context.Context, op string, from int, tag uint64) (*got, error) {
-	g, err := c.recv(ctx, op, from, tag)
-	if err != nil || g.kind != kindNone || g.aux != auxChainFail {
-		return g, err
+// becomes an ErrUpstream error. For a multicast (seq not 0) it discards the
+// messages of earlier multicasts (a failed relay's leftovers), refuses a
+// later one's or an unstamped one, and when ctx ends returns its cause (a
+// relay's timeout, or the sender's word that the route is broken).
+func (c *Comm) chainRecv(ctx context.Context, op string, from int, tag, seq uint64) (*got, error) {
+	var g *got
+	var err error
+	for {
+		g, err = c.recv(ctx, op, from, tag)
+		if err != nil {
+			if seq != 0 && ctx.Err() != nil {
+				cause := context.Cause(ctx)
+				if pe := (*PeerError)(nil); errors.As(cause, &pe) {
+					return nil, cause
+				}
+				return nil, &PeerError{Op: op, Rank: c.rank, Peer: from, Err: cause}
+			}
+			return nil, err
+		}
+		if seq == 0 {
+			break
+		}
+		s, ok := stampOf(g.fields)
+		if ok && s < seq {
+			g.release() // an earlier multicast's, left behind
+			continue
+		}
+		if !ok || s > seq {
+			g.release()
+			return nil, protoErr(op, c.rank, from, "multicast message stamped %q while waiting for multicast %d", lastField(g.fields), seq)
+		}
+		g.fields = g.fields[:len(g.fields)-1]
+		break
+	}
+	if g.kind != kindNone || g.aux != auxChainFail {
+		return g, nil
 	}
 	reason := "no reason given"
 	if len(g.fields) > 0 {
 		reason = g.fields[0].name
 	}
 	return nil, &PeerError{Op: op, Rank: c.rank, Peer: from, Err: fmt.Errorf("%w: %s", ErrUpstream, reason)}
+}
+
+// lastField is the last of fields ("" when none), for errors.
+func lastField(fields []fieldMeta) string {
+	if len(fields) == 0 {
+		return ""
+	}
+	return fields[len(fields)-1].name
 }
 
 // chainFail tells next (-1: none) and mates that this leader failed with
@@ -144,7 +207,7 @@ func (c *Comm) chainFail(next int, mates []int, tags chainTags, cause error) err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	v := value{kind: kindNone, aux: auxChainFail, fields: []fieldMeta{{name: cause.Error()}}}
+	v := tags.stamp(value{kind: kindNone, aux: auxChainFail, fields: []fieldMeta{{name: cause.Error()}}})
 	if next >= 0 {
 		_ = c.send(ctx, "multicast", next, tags.seg, v, nil)
 	}
@@ -155,7 +218,8 @@ func (c *Comm) chainFail(next int, mates []int, tags chainTags, cause error) err
 }
 
 // segmentValue is a chain segment: col, the elements from at of an array
-// of n (in aux; at in the one field, so that the receiver can place it).
+// of n (in aux; at in the first field, so that the receiver can place it;
+// a multicast's stamp may follow).
 func segmentValue(col column, at, n int64) value {
 	v := arrayValue(col)
 	v.aux = n
@@ -163,9 +227,10 @@ func segmentValue(col column, at, n int64) value {
 	return v
 }
 
-// segmentAt reads the start a segment's header names (-1: none).
+// segmentAt reads the start a segment's header names (-1: none), before
+// its stamp when it has one.
 func segmentAt(fields []fieldMeta) int64 {
-	if len(fields) != 1 {
+	if len(fields) != 1 && len(fields) != 2 {
 		return -1
 	}
 	at, err := strconv.ParseInt(fields[0].name, 10, 64)
@@ -198,6 +263,7 @@ var assemblyMax = sync.OnceValue(func() int64 {
 // where the relay copies or has checked and forwarded.
 type chainDest struct {
 	mem memory.Allocator
+	seq uint64 // the multicast's number (0: a collective's chain)
 
 	mu     sync.Mutex
 	asm    *assembler // nil until the first segment's header
@@ -258,27 +324,38 @@ func (d *chainDest) place(header []byte, lens []uint64) ([][]byte, func()) {
 	if d.closed {
 		return nil, nil
 	}
-	bufs, release := d.placeLocked(header, lens)
-	if bufs == nil {
+	bufs, release, stale := d.placeLocked(header, lens)
+	if bufs == nil && !stale {
 		d.closed = true
 	}
 	return bufs, release
 }
 
-// placeLocked is place under d.mu.
-func (d *chainDest) placeLocked(header []byte, lens []uint64) ([][]byte, func()) {
+// placeLocked is place under d.mu. stale: the message is an earlier
+// multicast's, which the relay discards (or the communicator drops on
+// arrival) and never copies: it does not end placing.
+func (d *chainDest) placeLocked(header []byte, lens []uint64) (bufs [][]byte, release func(), stale bool) {
 	h, err := parseHeader(header)
-	if err != nil || h.kind != kindArray || len(h.cols) != 1 || len(h.refs) != 1 || h.refs[0].arena || len(lens) != 1 {
-		return nil, nil
+	if err != nil {
+		return nil, nil, false
+	}
+	if d.seq != 0 {
+		s, ok := stampOf(h.fields)
+		if !ok || s != d.seq {
+			return nil, nil, ok && s < d.seq
+		}
+	}
+	if h.kind != kindArray || len(h.cols) != 1 || len(h.refs) != 1 || h.refs[0].arena || len(lens) != 1 {
+		return nil, nil, false
 	}
 	cm, at := h.cols[0], segmentAt(h.fields)
 	dt := typeOf(cm.typ)
 	if dt == nil || cm.hasValid || cm.off != 0 || cm.n <= 0 || at < 0 || cm.n > h.aux-at {
-		return nil, nil
+		return nil, nil, false
 	}
 	w := width(dt)
 	if w <= 0 || h.aux > assemblyMax()/w || int64(lens[0]) != cm.n*w {
-		return nil, nil // too large a declared array is the relay's error to name
+		return nil, nil, false // too large a declared array is the relay's error to name
 	}
 	// A segment is placed only right after the ones placed before it: one
 	// that names an earlier place (a duplicate, a stale or hostile sender)
@@ -287,13 +364,13 @@ func (d *chainDest) placeLocked(header []byte, lens []uint64) ([][]byte, func())
 	// written where the relay may copy the declined one it skipped. It goes
 	// to the queue, where the relay refuses it.
 	if at != d.next {
-		return nil, nil
+		return nil, nil, false
 	}
 	if d.asm == nil {
 		d.asm, d.n, d.dt = newAssembler(dt, h.aux, d.mem), h.aux, dt
 	}
 	if d.n != h.aux || !arrow.TypeEqual(d.dt, dt) {
-		return nil, nil
+		return nil, nil, false
 	}
 	d.next = at + cm.n
 	buf := d.asm.data
@@ -307,37 +384,7 @@ func (d *chainDest) placeLocked(header []byte, lens []uint64) ([][]byte, func())
 			d.mu.Unlock()
 			buf.Release()
 		})
-	}
-}
-
-// drainPlaceWait bounds a failed multicast relay's wait for the segments
-// its transport placed and has not queued yet.
-const drainPlaceWait = 5 * time.Second
-
-// drainPlaced takes out of the queue the segments from prev that dest
-// placed and the failed relay did not consume (after dest.close: nothing
-// more is placed), so that they do not pin the assembly's memory (its
-// arena) forever: nobody receives a failed multicast's segments. The
-// placed ones come first in the queue, in order (place declines every
-// message after the first it declines), so the segments consumed here are
-// those; an unplaced one after them stays queued, as without placement.
-func (c *Comm) drainPlaced(prev int, tag uint64, dest *chainDest) {
-	ctx, cancel := context.WithTimeout(c.w.ctx, drainPlaceWait)
-	defer cancel()
-	for dest.holding() > 0 {
-		m, err := c.w.t.Recv(ctx, c.ranks[prev], tag)
-		if err == nil {
-			m.Release()
-			continue
-		}
-		// prev's link failed: a segment it was placing is either released
-		// by the transport or queued in a moment, after the failure
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Millisecond):
-		}
-	}
+	}, false
 }
 
 // chainRelay is a leader's part: receive the segments from prev, forward
@@ -345,14 +392,15 @@ func (c *Comm) drainPlaced(prev int, tag uint64, dest *chainDest) {
 // there are mates), then hand the payload to mates.
 func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates []int, tags chainTags) (*got, error) {
 	r := c.rank
-	dest := &chainDest{mem: c.w.opts.mem}
+	dest := &chainDest{mem: c.w.opts.mem, seq: tags.seq}
 	if a := c.w.opts.arena; a != nil && len(mates) > 0 {
 		dest.mem = a.Allocator() // node-mates alias the assembled payload
 	}
 	// Placed segments hold the assembly (in the arena with mates, and
 	// with the mesh's default allocator, its arena) until they are
 	// consumed: a failed collective's are dropped from the queue by its
-	// abort, a failed multicast's are taken out by fail (drainPlaced).
+	// abort, a failed multicast's by relayEnded (multicast.go), with every
+	// other message of it, queued or still to come.
 	pl, _ := c.w.t.(placer)
 	placing := false
 	defer func() {
@@ -367,11 +415,7 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 		if a := dest.close(); a != nil {
 			a.release()
 		}
-		err = c.chainFail(next, mates, tags, err)
-		if placing && !isCollTag(tags.seg) {
-			c.drainPlaced(prev, tags.seg, dest)
-		}
-		return nil, err
+		return nil, c.chainFail(next, mates, tags, err)
 	}
 	for first := true; first || at < n; first = false {
 		// Segments that arrived before (or while) placement is asked for
@@ -383,7 +427,7 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 			dest.startAt(at)
 			placing = pl.TrySetPlace(c.ranks[prev], tags.seg, dest.place)
 		}
-		g, err := c.chainRecv(ctx, op, prev, tags.seg)
+		g, err := c.chainRecv(ctx, op, prev, tags.seg, tags.seq)
 		if err != nil {
 			return fail(err)
 		}
@@ -404,10 +448,9 @@ func (c *Comm) chainRelay(ctx context.Context, op string, prev, next int, mates 
 			return fail(c.failColl(tags.seg, protoErr(op, r, prev, "chain segment at element %d of %d is not a segment of %v", at, n, dt)))
 		}
 		if next >= 0 {
-			if err := c.send(ctx, op, next, tags.seg, segmentValue(col, at, n), nil); err != nil {
+			if err := c.send(ctx, op, next, tags.seg, tags.stamp(segmentValue(col, at, n)), nil); err != nil {
 				g.release()
-				next = -1 // gone: the others are still told
-				return fail(err)
+				return fail(err) // next too is told, should the link still carry that
 			}
 		}
 		if asm.putPlaced(at, col) {
@@ -439,7 +482,7 @@ func (c *Comm) chainSource(ctx context.Context, op string, mates []int, col colu
 		per := max(1, seg/width(col.dt))
 		for lo := int64(0); ; lo += per {
 			hi := min(col.n, lo+per)
-			sv := segmentValue(col.slice(lo, hi), lo, col.n)
+			sv := tags.stamp(segmentValue(col.slice(lo, hi), lo, col.n))
 			if err = c.send(ctx, op, next, tags.seg, sv, nil); err != nil || hi >= col.n {
 				break
 			}
@@ -454,7 +497,7 @@ func (c *Comm) chainLocal(ctx context.Context, op string, mates []int, col colum
 	if len(mates) == 0 {
 		return nil
 	}
-	v := arrayValue(col)
+	v := tags.stamp(arrayValue(col))
 	if c.w.opts.arena != nil {
 		staged, done := c.stage(v)
 		defer done()

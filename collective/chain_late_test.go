@@ -45,7 +45,7 @@ func (t lastSent) Send(ctx context.Context, to int, tag uint64, hdr []byte, bufs
 // the element it starts at.
 func sentSegment(hdr []byte, bufs [][]byte) (*header, int64, bool) {
 	h, err := parseHeader(hdr)
-	if err != nil || h.kind != kindArray || len(h.fields) != 1 || len(h.cols) != 1 || len(bufs) != 1 {
+	if err != nil || h.kind != kindArray || (len(h.fields) != 1 && len(h.fields) != 2) || len(h.cols) != 1 || len(bufs) != 1 {
 		return nil, -1, false
 	}
 	return h, segmentAt(h.fields), true

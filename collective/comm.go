@@ -75,6 +75,15 @@ type world struct {
 	// relayTimeout overrides relayTimeout in nanoseconds when not 0
 	// (tests).
 	relayTimeout atomic.Int64
+	// mcastSeq numbers this rank's chained multicasts; tagLocks (under
+	// mu) serialise those of one user tag.
+	mcastSeq atomic.Uint64
+	tagLocks map[uint64]*tagLock
+	// endedSeq: by data tag, the last multicast whose relay here ended,
+	// kept once one failed (relayEnded); ended counts its entries.
+	endedMu  sync.Mutex
+	endedSeq map[uint64]uint64
+	ended    atomic.Int32
 
 	closed atomic.Bool
 	ctx    context.Context // ends at Close
@@ -131,6 +140,7 @@ func New(t Transport, opts ...Option) (*Comm, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.ctx, w.cancel = ctx, cancel
 	w.relays = map[relayKey]*relayQueue{}
+	w.tagLocks = map[uint64]*tagLock{}
 	w.relayComm = &Comm{w: w, ranks: ranks, rank: t.Rank(), subCnt: map[string]int64{}}
 	for p := 0; p < t.Size(); p++ {
 		if p != t.Rank() {
@@ -141,8 +151,7 @@ func New(t Transport, opts ...Option) (*Comm, error) {
 	if d, ok := t.(dropper); ok {
 		d.SetDrop(func(from int, tag uint64, m *Message) bool {
 			if tag>>62 == classUser {
-				w.startRelay(from, tag, m)
-				return false
+				return w.userArrived(from, tag, m)
 			}
 			if !isCollTag(tag) {
 				return false
@@ -367,7 +376,7 @@ func (w *world) markAborted(key uint64, err error) {
 	w.abortNotify = make(chan struct{})
 	w.abortMu.Unlock()
 	if d, ok := w.t.(dropper); ok {
-		d.DropQueued(func(tag uint64) bool { return isCollTag(tag) && collKey(tag) == key }, w.discard)
+		d.DropQueued(func(tag uint64, _ *Message) bool { return isCollTag(tag) && collKey(tag) == key }, w.discard)
 	}
 }
 
@@ -975,6 +984,11 @@ func (c *Comm) Recv(ctx context.Context, from int, tag uint64) (arrow.Array, err
 	}
 	if g.kind == kindNone && g.aux == auxRoute {
 		return c.takeRoute(ctx, from, g.fields, ut)
+	}
+	if g.kind == kindNone && g.aux == auxRouteCancel {
+		// its relay is failed (a transport without the drop hook
+		// delivers it here: its route was followed already)
+		return c.Recv(ctx, from, tag)
 	}
 	if g.kind != kindArray || len(g.arrs) != 1 {
 		g.release()

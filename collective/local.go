@@ -298,9 +298,9 @@ func (t *LocalTransport) SetDrop(fn func(from int, tag uint64, m *Message) bool)
 	t.net.mu.Unlock()
 }
 
-// DropQueued hands the messages queued for this rank whose tag satisfies
-// pred to fn, as Mesh.DropQueued.
-func (t *LocalTransport) DropQueued(pred func(tag uint64) bool, fn func(from int, m *Message)) {
+// DropQueued hands the messages queued for this rank that satisfy pred
+// to fn, as Mesh.DropQueued.
+func (t *LocalTransport) DropQueued(pred func(tag uint64, m *Message) bool, fn func(from int, m *Message)) {
 	type dropped struct {
 		from int
 		m    *Message
@@ -308,13 +308,19 @@ func (t *LocalTransport) DropQueued(pred func(tag uint64) bool, fn func(from int
 	var out []dropped
 	t.net.mu.Lock()
 	for k, q := range t.net.qs {
-		if k.to != t.rank || !pred(k.tag) {
+		if k.to != t.rank {
 			continue
 		}
+		kept := q.msgs[:0]
 		for _, m := range q.msgs {
-			out = append(out, dropped{k.from, m})
+			if pred(k.tag, m) {
+				out = append(out, dropped{k.from, m})
+			} else {
+				kept = append(kept, m)
+			}
 		}
-		q.msgs = nil
+		clear(q.msgs[len(kept):])
+		q.msgs = kept
 	}
 	t.net.mu.Unlock()
 	for _, d := range out {

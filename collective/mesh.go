@@ -778,19 +778,27 @@ func (m *Mesh) readLoop(l *link, c *comm.Conn) {
 // collectives on arrival (see dropper). fn runs under the link's lock.
 func (m *Mesh) SetDrop(fn func(from int, tag uint64, msg *Message) bool) { m.drop.Store(&fn) }
 
-// DropQueued hands queued messages whose tag satisfies pred to fn.
-func (m *Mesh) DropQueued(pred func(tag uint64) bool, fn func(from int, msg *Message)) {
+// DropQueued hands queued messages that satisfy pred to fn.
+func (m *Mesh) DropQueued(pred func(tag uint64, msg *Message) bool, fn func(from int, msg *Message)) {
 	for _, l := range m.links {
 		var out []*Message
 		l.mu.Lock()
 		for tag, q := range l.qs {
-			if !pred(tag) || len(q.msgs) == 0 {
-				continue
+			kept := q.msgs[:0]
+			for _, msg := range q.msgs {
+				if pred(tag, msg) {
+					out = append(out, msg)
+				} else {
+					kept = append(kept, msg)
+				}
 			}
-			out = append(out, q.msgs...)
-			q.msgs = nil
-			if q.waiters == 0 {
-				delete(l.qs, tag)
+			clear(q.msgs[len(kept):])
+			q.msgs = kept
+			if len(kept) == 0 {
+				q.msgs = nil
+				if q.waiters == 0 {
+					delete(l.qs, tag)
+				}
 			}
 		}
 		l.mu.Unlock()

@@ -14,6 +14,13 @@ import (
 // the array from the rank it names instead of from the sender.
 const auxRoute = 3
 
+// auxRouteCancel marks a sender's word (kindNone, with the user tag; the
+// multicast's number, the rank and why in its fields) that a multicast's
+// route through a rank is broken: that rank did not get its route notice
+// and will never relay. The communicator consumes it on arrival (Recv
+// never sees it) and fails the relay of that multicast at once.
+const auxRouteCancel = 5
+
 // Multicast sends arr from this rank to every communicator rank in tos
 // with one user tag, as SendTo does, and each receiver takes it with
 // Recv(ctx, thisRank, tag). The decision table (decide.go) picks how:
@@ -30,11 +37,18 @@ const auxRoute = 3
 // other there in the order sent, and Recv returns them in that order
 // among the other messages of that tag. A receiver whose leader fails gets
 // an error naming that rank and why (ErrUpstream); the others are not
-// affected.
+// affected. Each chained multicast of one (sender, tag) has its own
+// number, in its route notice and on every message of its chain, so that a
+// relay never takes another one's data: what a failed relay leaves
+// behind is dropped, never received as the next multicast's. Chained
+// multicasts of one tag from this rank run one at a time (concurrent calls
+// wait for each other); when a route notice cannot be sent, the ranks
+// routed through that rank are told at once and fail naming it.
 //
 // sent counts the receivers reached (with the chain: whose route notice
-// arrived, unless the array could not leave this rank for the chain; then
-// only this node's receivers) and err joins the failures.
+// arrived and whose route is whole, unless the array could not leave this
+// rank for the chain; then only this node's receivers) and err joins the
+// failures.
 func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.Array) (sent int, err error) {
 	if c.w.closed.Load() {
 		return 0, ErrClosed
@@ -77,14 +91,23 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 	}
 	pl := planChain(c.topology(), c.rank, live)
 	ut := userTag(c.ctxID, tag)
+	unlock, lerr := c.w.lockTag(ctx, ut)
+	if lerr != nil {
+		return 0, errors.Join(err, fmt.Errorf("collective: multicast on rank %d: waiting for its multicast of tag %d before: %w", c.rank, tag, lerr))
+	}
+	defer unlock()
+	seq := c.w.mcastSeq.Add(1)
 	reached := map[int]bool{}
+	var lost []int
 	for _, q := range live {
-		if serr := c.send(ctx, "multicast", q, ut, c.routeValue(pl, q), nil); serr != nil {
+		if serr := c.send(ctx, "multicast", q, ut, c.routeValue(pl, q, seq), nil); serr != nil {
 			err = errors.Join(err, serr)
+			lost = append(lost, q)
 			continue
 		}
 		reached[q] = true
 	}
+	err = errors.Join(err, c.cancelRoutes(pl, lost, reached, ut, seq))
 	next := -1
 	if len(pl.leaders) > 1 && reached[pl.leaders[1]] {
 		next = pl.leaders[1]
@@ -96,13 +119,83 @@ func (c *Comm) Multicast(ctx context.Context, tos []int, tag uint64, arr arrow.A
 		}
 	}
 	dt := dataTag(ut, c.ranks[c.rank])
-	cerr := c.chainSource(ctx, "multicast", mates, col, next, d.segment, chainTags{seg: dt, local: dt}, nil)
+	cerr := c.chainSource(ctx, "multicast", mates, col, next, d.segment, chainTags{seg: dt, local: dt, seq: seq}, nil)
 	if cerr != nil {
 		// the chain is cut at its first link: only this node's receivers
 		// (their own sends reported in cerr) are sure to have it
 		return len(mates), errors.Join(err, cerr)
 	}
 	return len(reached), err
+}
+
+// cancelRoutes tells every rank in reached whose route passes through a
+// rank of lost (a leader whose route notice could not be sent: it never
+// relays) that its multicast seq fails, naming that rank, and takes it
+// out of reached; it returns the failures, one per rank.
+func (c *Comm) cancelRoutes(pl chainPlan, lost []int, reached map[int]bool, ut, seq uint64) error {
+	var err error
+	for _, f := range lost {
+		pos := pl.position(f)
+		if pos < 0 {
+			continue // a member: nobody is routed through it
+		}
+		var cut []int // every rank after f in the chain, and their node-mates
+		cut = append(cut, pl.local[f]...)
+		for _, l := range pl.leaders[pos+1:] {
+			cut = append(cut, l)
+			cut = append(cut, pl.local[l]...)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		for _, q := range cut {
+			if !reached[q] {
+				continue
+			}
+			delete(reached, q)
+			v := value{kind: kindNone, aux: auxRouteCancel, fields: []fieldMeta{
+				{name: strconv.FormatUint(seq, 10)}, {name: strconv.Itoa(c.ranks[f])}}}
+			why := fmt.Errorf("%w: routed through rank %d, whose route notice could not be sent", ErrUpstream, f)
+			if serr := c.send(ctx, "multicast", q, ut, v, nil); serr != nil {
+				why = fmt.Errorf("%w (nor could this be told: %v)", why, serr)
+			}
+			err = errors.Join(err, &PeerError{Op: "multicast", Rank: c.rank, Peer: q, Err: why})
+		}
+		cancel()
+	}
+	return err
+}
+
+// tagLock serialises the chained multicasts of one tag from this rank
+// (their messages share tags; refs counts holders and waiters).
+type tagLock struct {
+	ch   chan struct{} // holds one token while taken
+	refs int           // under world.mu
+}
+
+// lockTag waits until this rank runs no other chained multicast of ut
+// (or ctx ends) and returns the unlock.
+func (w *world) lockTag(ctx context.Context, ut uint64) (func(), error) {
+	w.mu.Lock()
+	l := w.tagLocks[ut]
+	if l == nil {
+		l = &tagLock{ch: make(chan struct{}, 1)}
+		w.tagLocks[ut] = l
+	}
+	l.refs++
+	w.mu.Unlock()
+	done := func() {
+		w.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(w.tagLocks, ut)
+		}
+		w.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+	case <-ctx.Done():
+		done()
+		return nil, ctx.Err()
+	}
+	return func() { <-l.ch; done() }, nil
 }
 
 // dataTag is the tag of the segments and descriptors of a multicast from
@@ -119,13 +212,15 @@ func dataTag(ut uint64, origin int) uint64 {
 	return ut&^(uint64(ctxMask)<<40) | uint64(deriveCtx(ctx, -0x6d63, int64(origin)))<<40
 }
 
-// routeValue is the route notice for receiver q of pl, in transport ranks:
-// its role, the rank it receives from, and for a leader the next leader
-// (-1: none) and its node-mates.
-func (c *Comm) routeValue(pl chainPlan, q int) value {
+// routeValue is the route notice of multicast seq for receiver q of pl, in
+// transport ranks: its role, seq, the rank it receives from, and for a
+// leader the next leader (-1: none) and its node-mates.
+func (c *Comm) routeValue(pl chainPlan, q int, seq uint64) value {
 	v := value{kind: kindNone, aux: auxRoute}
 	add := func(r int) { v.fields = append(v.fields, fieldMeta{name: strconv.Itoa(r)}) }
-	role := func(s string) { v.fields = append(v.fields, fieldMeta{name: s}) }
+	role := func(s string) {
+		v.fields = append(v.fields, fieldMeta{name: s}, fieldMeta{name: strconv.FormatUint(seq, 10)})
+	}
 	pos := pl.position(q)
 	if pos < 0 {
 		role("member")
@@ -157,10 +252,12 @@ const relayTimeout = 10 * time.Minute
 // relay is a receiver's part of one multicast, started when its route
 // notice arrives.
 type relay struct {
-	done  chan struct{}
-	arr   arrow.Array // set before done is closed
-	err   error
-	ended bool // done is closed (under world.mu, for relayQueue)
+	done   chan struct{}
+	seq    uint64                  // the multicast's number
+	cancel context.CancelCauseFunc // fails it (a route cancellation)
+	arr    arrow.Array             // set before done is closed
+	err    error
+	ended  bool // done is closed (under world.mu, for relayQueue)
 }
 
 type relayKey struct {
@@ -181,37 +278,129 @@ type relayQueue struct {
 	held    []*relay
 	waiting []*relay // started, notice still queued, in arrival order
 	last    *relay   // the latest started (taken or not)
+	// running are the relays not ended, by multicast number (for
+	// cancelRelay).
+	running map[uint64]*relay
 }
 
-// startRelay is called for every arriving user message (the transport's
-// drop hook, which may hold a lock: nothing blocking here). For a route
-// notice it starts this rank's part of the multicast at once; the notice
-// stays queued for Recv, which then waits for the relay.
-func (w *world) startRelay(from int, tag uint64, m *Message) {
+// userArrived is the drop hook's part for every arriving user message
+// (which may hold the transport's lock: nothing blocking here). A route
+// notice starts this rank's part of the multicast at once (startRelay) and
+// stays queued for Recv; a route cancellation is consumed and fails its
+// relay; a message of a multicast whose relay here has ended (a failed
+// one's leftovers, still arriving) is dropped, its memory released. It
+// reports whether it consumed m.
+func (w *world) userArrived(from int, tag uint64, m *Message) bool {
 	h, err := parseHeader(m.Header)
-	if err != nil || h.kind != kindNone || h.aux != auxRoute {
+	if err != nil {
+		return false
+	}
+	if h.kind == kindNone && h.aux == auxRoute {
+		w.startRelay(from, tag, h.fields)
+		return false
+	}
+	if h.kind == kindNone && h.aux == auxRouteCancel {
+		w.cancelRelay(from, tag, h.fields)
+		m.Release()
+		return true
+	}
+	if w.ended.Load() == 0 {
+		return false
+	}
+	if w.endedMulticast(tag, h.fields) {
+		w.discard(from, m)
+		return true
+	}
+	return false
+}
+
+// endedMulticast reports whether a message with tag and fields belongs to
+// a multicast whose relay on this rank has ended after a failure, or to an
+// earlier one of its (sender, tag).
+func (w *world) endedMulticast(tag uint64, fields []fieldMeta) bool {
+	s, ok := stampOf(fields)
+	if !ok {
+		return false
+	}
+	w.endedMu.Lock()
+	last, known := w.endedSeq[tag]
+	w.endedMu.Unlock()
+	return known && s <= last
+}
+
+// relayEnded records that the relay of multicast seq, whose messages have
+// data tag dt, ended here (failed: with an error). After a failure, every
+// message of it and of earlier ones of its (sender, tag) is dropped,
+// queued or yet to arrive: segments the sender or an upstream relay still
+// streams, placed ones holding the assembly, a failure notice that came
+// late. Nothing would ever receive them, and the next relay of that
+// (sender, tag) must not take them for its own. Relays of one (sender,
+// tag) end in order, so one number per data tag is enough; it stays for
+// the world's life once a relay of that data tag failed (a few bytes),
+// since a slow upstream may deliver leftovers at any time.
+func (w *world) relayEnded(dt, seq uint64, failed bool) {
+	w.endedMu.Lock()
+	last, known := w.endedSeq[dt]
+	if failed || known {
+		if w.endedSeq == nil {
+			w.endedSeq = map[uint64]uint64{}
+		}
+		w.endedSeq[dt] = max(last, seq)
+		if !known {
+			w.ended.Add(1)
+		}
+	}
+	w.endedMu.Unlock()
+	if !failed {
 		return
 	}
-	r := &relay{done: make(chan struct{})}
+	if d, ok := w.t.(dropper); ok {
+		d.DropQueued(func(tag uint64, m *Message) bool {
+			if tag != dt {
+				return false
+			}
+			h, err := parseHeader(m.Header)
+			if err != nil {
+				return false
+			}
+			s, ok := stampOf(h.fields)
+			return ok && s <= seq
+		}, w.discard)
+	}
+}
+
+// startRelay starts this rank's part of the multicast whose route notice
+// (fields) arrived from transport rank from with user tag.
+func (w *world) startRelay(from int, tag uint64, fields []fieldMeta) {
+	seq, _ := routeSeq(fields) // 0: a bad notice, which followRoute names
+	ctx, cancel := context.WithCancelCause(w.ctx)
+	r := &relay{done: make(chan struct{}), seq: seq, cancel: cancel}
 	if !w.track() {
+		cancel(nil)
 		return
 	}
 	key := relayKey{from, tag}
 	w.mu.Lock()
 	q := w.relays[key]
 	if q == nil {
-		q = &relayQueue{}
+		q = &relayQueue{running: map[uint64]*relay{}}
 		w.relays[key] = q
 	}
 	prev := q.last
 	q.last = r
 	q.waiting = append(q.waiting, r)
+	if seq != 0 {
+		q.running[seq] = r
+	}
 	w.mu.Unlock()
 	go func() {
 		defer w.wg.Done()
+		defer cancel(nil)
 		var arr arrow.Array
 		err := ErrClosed
 		if prev != nil {
+			// the one before ends first even when this one is cancelled:
+			// relayEnded's numbers grow
 			select {
 			case <-prev.done:
 			case <-w.ctx.Done():
@@ -222,17 +411,45 @@ func (w *world) startRelay(from int, tag uint64, m *Message) {
 			if d := w.relayTimeout.Load(); d != 0 {
 				limit = time.Duration(d)
 			}
-			ctx, cancel := context.WithTimeout(w.ctx, limit)
-			arr, err = w.relayComm.followRoute(ctx, from, h.fields, tag)
-			cancel()
+			tctx, tcancel := context.WithTimeoutCause(ctx, limit, fmt.Errorf("multicast relay timeout (%v) expired: %w", limit, context.DeadlineExceeded))
+			arr, err = w.relayComm.followRoute(tctx, from, fields, tag)
+			tcancel()
 		}
 		r.arr, r.err = arr, err
 		close(r.done)
 		w.mu.Lock()
 		r.ended = true
+		delete(q.running, seq)
 		w.dropRelayQueue(key, q)
 		w.mu.Unlock()
 	}()
+}
+
+// cancelRelay fails the relay of the multicast a route cancellation from
+// transport rank from with user tag names (fields: its number, the rank
+// that did not get its route notice), unless it ended.
+func (w *world) cancelRelay(from int, tag uint64, fields []fieldMeta) {
+	if len(fields) < 2 {
+		return
+	}
+	seq, err := strconv.ParseUint(fields[0].name, 10, 64)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	var r *relay
+	if q := w.relays[relayKey{from, tag}]; q != nil {
+		r = q.running[seq]
+	}
+	w.mu.Unlock()
+	if r != nil {
+		via := fmt.Sprintf("%.20q", fields[1].name)
+		if f, err := strconv.Atoi(fields[1].name); err == nil {
+			via = strconv.Itoa(f)
+		}
+		r.cancel(&PeerError{Op: "recv", Rank: w.t.Rank(), Peer: from, Err: fmt.Errorf(
+			"%w: multicast: routed through rank %s, which did not get its route notice", ErrUpstream, via)})
+	}
 }
 
 // dropRelayQueue forgets q (under w.mu) once nothing waits in it and its
@@ -307,16 +524,27 @@ func (c *Comm) waitRelay(ctx context.Context, from int, key relayKey, r *relay) 
 	// still there; made anew only should that ever change.
 	q := w.relays[key]
 	if q == nil {
-		q = &relayQueue{last: r}
+		q = &relayQueue{last: r, running: map[uint64]*relay{r.seq: r}}
 		w.relays[key] = q
 	}
 	q.held = append([]*relay{r}, q.held...)
 	return nil, &PeerError{Op: "recv", Rank: c.rank, Peer: from, Err: fmt.Errorf("multicast: waiting for the array: %w", ctx.Err())}
 }
 
+// routeSeq reads a route notice's multicast number.
+func routeSeq(fields []fieldMeta) (uint64, bool) {
+	if len(fields) < 2 {
+		return 0, false
+	}
+	s, err := strconv.ParseUint(fields[1].name, 10, 64)
+	return s, err == nil && s != 0
+}
+
 // followRoute takes the array a route notice from transport rank `from`
 // points to, forwarding it as the notice says. c is the world-rank
-// communicator of the relays (transport ranks, tags as sent).
+// communicator of the relays (transport ranks, tags as sent). When it
+// fails, every message of that multicast still here or yet to come is
+// dropped (relayEnded).
 func (c *Comm) followRoute(ctx context.Context, from int, fields []fieldMeta, ut uint64) (arrow.Array, error) {
 	bad := func(format string, args ...any) error {
 		return &PeerError{Op: "recv", Rank: c.rank, Peer: from, Err: fmt.Errorf("%w: multicast route: "+format, append([]any{ErrProtocol}, args...)...)}
@@ -328,34 +556,46 @@ func (c *Comm) followRoute(ctx context.Context, from int, fields []fieldMeta, ut
 		}
 		return q, nil
 	}
-	if len(fields) < 2 {
-		return nil, bad("%d fields, want at least 2", len(fields))
+	if len(fields) < 3 {
+		return nil, bad("%d fields, want at least 3", len(fields))
 	}
-	parent, err := rank(1, false)
+	seq, ok := routeSeq(fields)
+	if !ok {
+		return nil, bad("field 1: %.20q is not a multicast number", fields[1].name)
+	}
+	dt := dataTag(ut, from)
+	arr, err := c.followRouteSeq(ctx, from, fields, dt, seq, rank, bad)
+	c.w.relayEnded(dt, seq, err != nil)
+	return arr, err
+}
+
+// followRouteSeq is followRoute once the notice's number is known.
+func (c *Comm) followRouteSeq(ctx context.Context, from int, fields []fieldMeta, dt, seq uint64, rank func(int, bool) (int, error), bad func(string, ...any) error) (arrow.Array, error) {
+	parent, err := rank(2, false)
 	if err != nil {
 		return nil, err
 	}
-	dt := dataTag(ut, from)
+	tags := chainTags{seg: dt, local: dt, seq: seq}
 	var res *got
 	switch role := fields[0].name; {
-	case role == "member" && len(fields) == 2:
-		res, err = c.chainRecv(ctx, "recv", parent, dt)
-	case role == "leader" && len(fields) >= 3:
-		next, nerr := rank(2, true)
+	case role == "member" && len(fields) == 3:
+		res, err = c.chainRecv(ctx, "recv", parent, dt, seq)
+	case role == "leader" && len(fields) >= 4:
+		next, nerr := rank(3, true)
 		if nerr != nil {
 			return nil, nerr
 		}
 		var mates []int
-		for i := 3; i < len(fields); i++ {
+		for i := 4; i < len(fields); i++ {
 			m, merr := rank(i, false)
 			if merr != nil {
 				return nil, merr
 			}
 			mates = append(mates, m)
 		}
-		res, err = c.chainRelay(ctx, "recv", parent, next, mates, chainTags{seg: dt, local: dt})
+		res, err = c.chainRelay(ctx, "recv", parent, next, mates, tags)
 	default:
-		return nil, bad("role %q with %d fields", role, len(fields))
+		return nil, bad("role %.20q with %d fields", role, len(fields))
 	}
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"strconv"
 	"testing"
 	"time"
 
@@ -237,7 +238,8 @@ func TestMulticastRecvGivesUpKeepsOrder(t *testing.T) {
 	ut := userTag(0, 9)
 	// A route notice sends rank 2 to rank 1 for the array, which holds it
 	// back until rank 2's Recv gave up.
-	route := value{kind: kindNone, aux: auxRoute, fields: []fieldMeta{{name: "member"}, {name: "1"}}}
+	seq := w.comms[0].w.mcastSeq.Add(1) // rank 0's next multicast number
+	route := value{kind: kindNone, aux: auxRoute, fields: []fieldMeta{{name: "member"}, {name: strconv.FormatUint(seq, 10)}, {name: "1"}}}
 	if err := w.comms[0].send(ctx, "multicast", 2, ut, route, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +254,7 @@ func TestMulticastRecvGivesUpKeepsOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.comms[1].send(ctx, "multicast", 2, dataTag(ut, 0), arrayValue(col), nil); err != nil {
+	if err := w.comms[1].send(ctx, "multicast", 2, dataTag(ut, 0), chainTags{seq: seq}.stamp(arrayValue(col)), nil); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := w.comms[0].Multicast(ctx, []int{2}, 9, b); err != nil || n != 1 {

@@ -217,7 +217,7 @@ func (t dupSegment) Send(ctx context.Context, to int, tag uint64, hdr []byte, bu
 	case at == 0:
 		t.firstN.Store(h.cols[0].n)
 	case at == t.firstN.Load():
-		h.fields = []fieldMeta{{name: "0"}}
+		h.fields = append([]fieldMeta{{name: "0"}}, h.fields[1:]...) // its multicast's stamp kept
 		return t.placeGate.Send(ctx, to, tag, h.marshal(), [][]byte{make([]byte, len(bufs[0]))})
 	}
 	return nil

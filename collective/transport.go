@@ -101,6 +101,7 @@ type dropper interface {
 	// SetDrop installs fn, called for every arriving message before it is
 	// queued; when fn returns true it consumed the message.
 	SetDrop(fn func(from int, tag uint64, m *Message) bool)
-	// DropQueued hands every queued message whose tag satisfies pred to fn.
-	DropQueued(pred func(tag uint64) bool, fn func(from int, m *Message))
+	// DropQueued hands every queued message that satisfies pred (which
+	// runs under the transport's lock) to fn.
+	DropQueued(pred func(tag uint64, m *Message) bool, fn func(from int, m *Message))
 }
