@@ -81,6 +81,8 @@ type world struct {
 	tagLocks map[uint64]*tagLock
 	// endedSeq: by data tag, the last multicast whose relay here ended,
 	// kept once one failed (relayEnded); ended counts its entries.
+	// endedMu is a leaf lock (the drop hook takes it under the
+	// transport's lock, as it takes mu).
 	endedMu  sync.Mutex
 	endedSeq map[uint64]uint64
 	ended    atomic.Int32

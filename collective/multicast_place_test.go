@@ -196,6 +196,11 @@ func TestMulticastPlacingRelayFailsFreesArena(t *testing.T) {
 			t.Errorf("rank %d: %v, want an error naming rank 4", r, errs[r])
 		}
 	}
+	// placeGate lets the segments through after 2 s even when rank 2 never
+	// asked for placement: without this the test would pass unplaced
+	if b := pw.comms[2].w.relayCopied.Load(); b != 0 {
+		t.Errorf("rank 2 copied %d bytes: its segments were not placed, the test did not test placement", b)
+	}
 	arenasFree(t, pw.arenas)
 }
 
