@@ -260,7 +260,8 @@ var assemblyMax = sync.OnceValue(func() int64 {
 // place sees every later segment, in order: it places each at exactly the
 // place after the one before (the first where the relay is), and after the
 // first it declines places nothing more, so that the transport never writes
-// where the relay copies or has checked and forwarded.
+// where the relay copies or has checked and forwarded (an earlier
+// multicast's segment excepted: the relay discards it, never copies it).
 type chainDest struct {
 	mem memory.Allocator
 	seq uint64 // the multicast's number (0: a collective's chain)
@@ -271,14 +272,6 @@ type chainDest struct {
 	dt     arrow.DataType
 	next   int64 // end of the last placed segment: only a segment there is placed
 	closed bool  // the relay is done with it, or place declined one: place nothing more
-	held   int   // placed segments not yet released
-}
-
-// holding reports how many placed segments are not yet released.
-func (d *chainDest) holding() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.held
 }
 
 // close ends placing and returns the assembly (nil: none was made), which
@@ -375,16 +368,8 @@ func (d *chainDest) placeLocked(header []byte, lens []uint64) (bufs [][]byte, re
 	d.next = at + cm.n
 	buf := d.asm.data
 	buf.Retain() // until the message is released
-	d.held++
 	var once sync.Once
-	return [][]byte{buf.Bytes()[at*w : (at+cm.n)*w]}, func() {
-		once.Do(func() {
-			d.mu.Lock()
-			d.held--
-			d.mu.Unlock()
-			buf.Release()
-		})
-	}, false
+	return [][]byte{buf.Bytes()[at*w : (at+cm.n)*w]}, func() { once.Do(buf.Release) }, false
 }
 
 // chainRelay is a leader's part: receive the segments from prev, forward
