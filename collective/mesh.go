@@ -792,6 +792,9 @@ func (m *Mesh) DropQueued(pred func(tag uint64, msg *Message) bool, fn func(from
 					kept = append(kept, msg)
 				}
 			}
+			if len(kept) == len(q.msgs) {
+				continue // nothing dropped here
+			}
 			clear(q.msgs[len(kept):])
 			q.msgs = kept
 			if len(kept) == 0 {

@@ -339,3 +339,61 @@ func followUpsWithout2(t *testing.T, pw *placeWorld, rng *rand.Rand) {
 	}
 	pinned(t, pw)
 }
+
+// TestDropQueuedByMessage: DropQueued takes exactly the queued messages
+// its predicate names, of one tag and within it, and leaves the others in
+// their order (a failed multicast's leftovers go, the next one's stay), on
+// both transports.
+func TestDropQueuedByMessage(t *testing.T) {
+	for _, name := range []string{"local", "mesh"} {
+		t.Run(name, func(t *testing.T) {
+			var ts []Transport
+			if name == "local" {
+				for _, lt := range NewLocalNetwork(2, LocalOptions{}) {
+					ts = append(ts, lt)
+				}
+			} else {
+				for _, m := range loopbackMeshes(t, 2) {
+					ts = append(ts, m)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			const tag, other, last = 7, 8, 9
+			for _, s := range []struct {
+				tag uint64
+				h   string
+			}{{tag, "a"}, {tag, "b"}, {other, "b"}, {tag, "c"}, {tag, "b"}, {last, "end"}} {
+				if err := ts[1].Send(ctx, 0, s.tag, []byte(s.h), [][]byte{[]byte(s.h)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m, err := ts[0].Recv(ctx, 1, last) // the link keeps order: all are queued
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Release()
+			var dropped []string
+			ts[0].(dropper).DropQueued(func(tg uint64, m *Message) bool { return tg == tag && string(m.Header) == "b" }, func(from int, m *Message) {
+				dropped = append(dropped, fmt.Sprintf("%d %s", from, m.Header))
+				m.Release()
+			})
+			if fmt.Sprint(dropped) != "[1 b 1 b]" {
+				t.Errorf("dropped %v, want the two b of tag %d from rank 1", dropped, tag)
+			}
+			for _, want := range []struct {
+				tag uint64
+				h   string
+			}{{tag, "a"}, {tag, "c"}, {other, "b"}} {
+				m, err := ts[0].Recv(ctx, 1, want.tag)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(m.Header) != want.h || string(m.Bufs[0]) != want.h {
+					t.Errorf("tag %d: got %q, want %q", want.tag, m.Header, want.h)
+				}
+				m.Release()
+			}
+		})
+	}
+}
