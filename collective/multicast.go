@@ -271,7 +271,8 @@ type relayKey struct {
 // transport's queue that Recv takes the notices from), and each follows
 // its route only once the one before has ended, since every multicast of
 // one (sender, tag) uses the same data tag from the same ranks (a second
-// relay running beside the first would take its segments).
+// relay running beside the first would discard the first's segments as an
+// earlier multicast's, and relayEnded's numbers must grow).
 type relayQueue struct {
 	// held are relays whose notice a Recv took but gave up waiting for:
 	// older than any queued notice, the next Recv takes them first.
