@@ -1,9 +1,14 @@
 package views
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/rankhub/rankhub/collective"
 	"github.com/rankhub/rankhub/views/internal/codec"
 )
 
@@ -103,5 +108,49 @@ func TestPushFailedSubmitSendsNoArray(t *testing.T) {
 	fl.wait()
 	if u := as[0].InUse() - before; u != 0 {
 		t.Errorf("after a failed push the hub's arena holds %d bytes (its array was sent)", u)
+	}
+}
+
+// TestPushEngineLinkGoneOthersGetArray: a push to the 5 engines of 3
+// nodes x 2 whose chain leader on the second node lost its mesh link
+// (its hub connection lives on): the array starts beside the task
+// frames, the chain goes around that engine, every other engine binds the
+// exact array, and the call's result names the engine that failed.
+func TestPushEngineLinkGoneOthersGetArray(t *testing.T) {
+	ts, cs, _ := nodesWorld(t, []int{0, 0, 1, 1, 2, 2})
+	cl, _ := clusterWith(t, 5, func(i int) func(context.Context) (*collective.Comm, error) {
+		return func(context.Context) (*collective.Comm, error) { return cs[i], nil }
+	})
+	dv, err := cl.DirectView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts[2].Close() // engine 1, world rank 2: the leader of node 1
+	const n = 1 << 19
+	ar, err := dv.Push(map[string]any{"x": float64Ramp(memory.DefaultAllocator, n)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ar.Get(60 * time.Second)
+	if err == nil {
+		t.Fatal("the push succeeded on an engine without its mesh link")
+	}
+	if !strings.Contains(err.Error(), "engine 1") {
+		t.Errorf("the push's error does not name engine 1: %v", err)
+	}
+	t.Logf("push error: %v", err)
+	for _, id := range []int{0, 2, 3, 4} {
+		one, err := cl.View(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := one.ApplySync("bulk_sum", Ref{Name: "x"})
+		if err != nil {
+			t.Errorf("engine %d: %v", id, err)
+			continue
+		}
+		if want := float64(n) * float64(n-1) / 2; got != want {
+			t.Errorf("engine %d: sum of x is %v, want %v", id, got, want)
+		}
 	}
 }
