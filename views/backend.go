@@ -13,7 +13,9 @@ type backend interface {
 	ids() []int
 	engines() ([]EngineInfo, error)
 	waitForEngines(ctx context.Context, n int) error
-	submitDirect(kind int, name string, targets []int, payloads []payload) ([]*task, error)
+	// submitDirect queues one task per target; accepted (may be nil) is
+	// called once they exist, before it returns, and not if it fails.
+	submitDirect(kind int, name string, targets []int, payloads []payload, accepted func()) ([]*task, error)
 	submitLB(kind int, name string, payloads []payload, spec lbSpec) ([]*task, error)
 	fetch(ids []uint64) ([]*task, error)
 	abort(ids []uint64) error
@@ -37,8 +39,8 @@ func (b localBackend) engines() ([]EngineInfo, error) { return b.h.Engines(), ni
 func (b localBackend) waitForEngines(ctx context.Context, n int) error {
 	return b.h.WaitForEngines(ctx, n)
 }
-func (b localBackend) submitDirect(kind int, name string, targets []int, p []payload) ([]*task, error) {
-	return b.h.SubmitDirect(kind, name, targets, p)
+func (b localBackend) submitDirect(kind int, name string, targets []int, p []payload, accepted func()) ([]*task, error) {
+	return b.h.SubmitDirectThen(kind, name, targets, p, accepted)
 }
 func (b localBackend) submitLB(kind int, name string, p []payload, spec lbSpec) ([]*task, error) {
 	return b.h.SubmitLB(kind, name, p, spec)

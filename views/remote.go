@@ -340,8 +340,12 @@ func (b *remoteBackend) submit(m *requestMsg) ([]*task, error) {
 	return rm.tasks, nil
 }
 
-func (b *remoteBackend) submitDirect(kind int, name string, targets []int, ps []payload) ([]*task, error) {
-	return b.submit(&requestMsg{Direct: true, Kind: kind, Name: name, Targets: targets, Payloads: ps})
+func (b *remoteBackend) submitDirect(kind int, name string, targets []int, ps []payload, accepted func()) ([]*task, error) {
+	ts, err := b.submit(&requestMsg{Direct: true, Kind: kind, Name: name, Targets: targets, Payloads: ps})
+	if err == nil && accepted != nil {
+		accepted()
+	}
+	return ts, err
 }
 
 func (b *remoteBackend) submitLB(kind int, name string, ps []payload, s lbSpec) ([]*task, error) {

@@ -80,8 +80,8 @@ func (o *ownTasks) list() []*task {
 	return out
 }
 
-func (c *Client) submitDirect(kind int, name string, targets []int, p []payload) ([]*task, error) {
-	ts, err := c.b.submitDirect(kind, name, targets, p)
+func (c *Client) submitDirect(kind int, name string, targets []int, p []payload, accepted func()) ([]*task, error) {
+	ts, err := c.b.submitDirect(kind, name, targets, p, accepted)
 	if err == nil {
 		c.own.add(ts)
 	}

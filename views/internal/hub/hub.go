@@ -187,19 +187,24 @@ func (h *Hub) do(fn func()) {
 // their outboxes' goroutines. Once the hub has shut down, fn still runs
 // (queries answer, events find the core closed) and its effects are
 // dropped. It reports whether the hub was running.
-func (h *Hub) call(fn func()) bool { return h.callOut(fn, false) }
+func (h *Hub) call(fn func()) bool { return h.callOut(fn, false, nil) }
 
 // submit is call for a client's requests: frames that fn's effects queue
 // on an idle outbox are written by this goroutine, after it left the turn
 // (a client waits for its tasks anyway; readers never do this).
-func (h *Hub) submit(fn func()) bool { return h.callOut(fn, true) }
+func (h *Hub) submit(fn func()) bool { return h.callOut(fn, true, nil) }
 
-func (h *Hub) callOut(fn func(), direct bool) bool {
+// callOut runs fn as call and submit do; then, when not nil, runs after
+// the turn is left and before this goroutine writes the frames.
+func (h *Hub) callOut(fn func(), direct bool, then func()) bool {
 	var buf [8]*outbox
 	h.turn.Lock()
 	running := !h.stopped
 	out := h.step(fn, buf[:0])
 	h.turn.Unlock()
+	if then != nil {
+		then()
+	}
 	flushOut(out, direct)
 	h.drive(direct)
 	return running
@@ -673,15 +678,32 @@ func (h *Hub) newFutures(ids []uint64, kind int, name string, now time.Time, ini
 // SubmitDirect sends one task to each target; payloads has one entry per
 // target, or one shared by all.
 func (h *Hub) SubmitDirect(kind int, name string, targets []int, payloads []proto.Payload) ([]*Task, error) {
+	return h.SubmitDirectThen(kind, name, targets, payloads, nil)
+}
+
+// SubmitDirectThen is SubmitDirect that calls accepted (when not nil) on
+// this goroutine once the tasks exist, before it writes their frames to
+// the engines; not when the call fails. A push starts its arrays down the
+// mesh there, beside the task frames instead of after them (bulk.Sender:
+// the tasks exist, so the arrays may go; issue 15).
+func (h *Hub) SubmitDirectThen(kind int, name string, targets []int, payloads []proto.Payload, accepted func()) ([]*Task, error) {
 	now := time.Now()
 	var tasks []*Task
 	err := hubcore.ErrShutdown
-	h.submit(func() {
+	var then func()
+	if accepted != nil {
+		then = func() {
+			if err == nil {
+				accepted()
+			}
+		}
+	}
+	h.callOut(func() {
 		var ids []uint64
 		if ids, err = h.core.SubmitDirect(targets, corePayloads(payloads, nil)); err == nil {
 			tasks = h.newFutures(ids, kind, name, now, nil)
 		}
-	})
+	}, true, then)
 	return tasks, err
 }
 
