@@ -44,15 +44,19 @@ import (
 // collection and its cleanups cost as much as the transfer (3.5-6 ms of a
 // 10-14 ms pull of 8 MiB from another node, traced on the emulated
 // cluster), so such a receive does not wait while only one collector-owned
-// buffer that would fit is out: it maps a second buffer and starts the
-// collection in the background (the same reclaim, same back-off, that
-// nobody waits for). And when a buffer of such a size becomes
-// collector-owned while another that fits is still out, a collection
-// starts in the background: a program that receives, uses and drops
-// arrays in a loop then finds the previous one's buffer idle at its next
-// receive, and two buffers take turns. With two collector-owned buffers
-// of the size out, a miss reclaims synchronously as above, so a loop never
-// holds more than two buffers of a size that it drops.
+// buffer that would fit is out: it maps a second buffer and runs its
+// reclaim in the background (same back-off; nobody waits for it). And when
+// a buffer of such a size becomes collector-owned while another that fits
+// is still out, a collection starts in the background (collectAhead): a
+// program that receives, uses and drops arrays in a loop then finds the
+// previous one's buffer idle at its next receive, and two buffers take
+// turns. Those collections have a back-off of their own (one that finds
+// the buffers still held, as a pull from every engine holds its batch,
+// never makes a receive skip its own reclaim) and none runs for a size
+// whose receives back off (a program that keeps its arrays). With two
+// collector-owned buffers of the size out, a miss reclaims synchronously
+// as above (after a collection ahead under way, it does its own), so a
+// loop never holds more than two buffers of a size that it drops.
 type RecvPool struct {
 	limit int64
 
@@ -68,12 +72,19 @@ type RecvPool struct {
 	// serve without one (receives of nearly equal lengths share one);
 	// at most maxBackoffs sizes.
 	backoff map[int64]backoff
+	// aheadOff is backoff for collections ahead (collectAhead): those
+	// that gave nothing back (the program still held what they were for,
+	// as a pull from every engine holds its batch) make only later ones
+	// wait, never a receive's own reclaim.
+	aheadOff map[int64]backoff
 	// reclaimN is the size the reclaim under way is for, and fitBack
 	// counts the collector-owned buffers that would fit it freed so far.
 	reclaimN int64
 	fitBack  int64
 	// reclaiming is closed when the reclaim under way ends; nil if none.
+	// ahead: that reclaim is a collection ahead (reclaimAhead).
 	reclaiming chan struct{}
+	ahead      bool
 	// collect runs a collection (runtime.GC; tests count them).
 	collect func()
 	// async: receives below it collect ahead (AsyncBelow; tests of the
@@ -122,7 +133,7 @@ const MinPooled = 1 << 20
 // NewRecvPool returns a pool keeping at most limit idle bytes.
 func NewRecvPool(limit int64) *RecvPool {
 	return &RecvPool{limit: limit, live: map[uintptr]liveBuf{}, freed: make(chan struct{}),
-		backoff: map[int64]backoff{}, collect: runtime.GC, async: AsyncBelow}
+		backoff: map[int64]backoff{}, aheadOff: map[int64]backoff{}, collect: runtime.GC, async: AsyncBelow}
 }
 
 // Bounds of a reclaim: the wait for the collection's cleanups, after the
@@ -191,15 +202,16 @@ func (p *RecvPool) idleOrGone(n int64) (b []byte, gone bool) {
 // out; nil if none.
 func (p *RecvPool) reuse(n int64) []byte {
 	p.mu.Lock()
+again:
 	if b, gone := p.idleOrGone(n); b != nil || gone {
 		p.mu.Unlock()
 		return b
 	}
-	if n < p.async && p.fitLiveN(n) < 2 {
-		// Only one that would fit is out: a second buffer, and the
-		// collection in the background for the next receive.
-		if p.reclaiming == nil && p.mayReclaim(n) {
-			p.reclaimAhead(n)
+	if n < p.async && p.reclaiming == nil && p.fitLiveN(n) < 2 {
+		// Only one that would fit is out: a second buffer, and this
+		// receive's reclaim in the background, for the next one.
+		if mayReclaim(p.backoff, n) {
+			p.reclaimAhead(n, p.backoff)
 		}
 		p.mu.Unlock()
 		return nil
@@ -207,33 +219,42 @@ func (p *RecvPool) reuse(n int64) []byte {
 	if wait := p.reclaiming; wait != nil {
 		// Another receive's collection is under way: its result (an
 		// idle buffer that fits) or a fresh mapping, not a second one.
+		// A collection ahead was for another receive's size, or found
+		// what it was for still held: this receive's own may be due.
+		ahead := p.ahead
 		p.mu.Unlock()
 		<-wait
 		p.mu.Lock()
-		defer p.mu.Unlock()
 		if i := p.fitIdle(n); i >= 0 {
-			return p.take(i)
+			b := p.take(i)
+			p.mu.Unlock()
+			return b
 		}
+		if ahead {
+			goto again
+		}
+		p.mu.Unlock()
 		return nil
 	}
-	if !p.mayReclaim(n) {
+	if !mayReclaim(p.backoff, n) {
 		p.mu.Unlock()
 		return nil
 	}
 	done := p.beginReclaim(n)
 	p.mu.Unlock()
 	b := p.reclaim(n)
-	p.endReclaim(n, done)
+	p.endReclaim(n, done, p.backoff)
 	return b
 }
 
-// mayReclaim reports whether a reclaim for n bytes may run, or, when the size
-// backs off, counts one miss of its back-off. p.mu is held.
-func (p *RecvPool) mayReclaim(n int64) bool {
-	bo, ok := p.backoff[mapSize(n)]
+// mayReclaim reports whether a reclaim for n bytes may run, or, when the
+// size backs off in off (backoff or aheadOff), counts one miss of its
+// back-off. p.mu is held.
+func mayReclaim(off map[int64]backoff, n int64) bool {
+	bo, ok := off[mapSize(n)]
 	if ok && bo.skip > 0 {
 		bo.skip--
-		p.backoff[mapSize(n)] = bo
+		off[mapSize(n)] = bo
 		return false
 	}
 	return true
@@ -248,17 +269,18 @@ func (p *RecvPool) beginReclaim(n int64) chan struct{} {
 	return done
 }
 
-// endReclaim ends the reclaim under way: its size backs off unless a
-// collector-owned buffer that fits came back meanwhile.
-func (p *RecvPool) endReclaim(n int64, done chan struct{}) {
+// endReclaim ends the reclaim under way: its size backs off in off unless
+// a collector-owned buffer that fits came back meanwhile.
+func (p *RecvPool) endReclaim(n int64, done chan struct{}, off map[int64]backoff) {
 	p.mu.Lock()
 	if p.fitBack > 0 {
-		delete(p.backoff, mapSize(n))
+		delete(off, mapSize(n))
 	} else {
-		p.backOff(mapSize(n))
+		backOff(off, mapSize(n))
 	}
 	p.reclaimN = 0
 	p.reclaiming = nil
+	p.ahead = false
 	p.mu.Unlock()
 	close(done)
 }
@@ -266,10 +288,11 @@ func (p *RecvPool) endReclaim(n int64, done chan struct{}) {
 // reclaimAhead runs a reclaim for n bytes in the background: a collection,
 // then a wait for its cleanups to give back a collector-owned buffer that
 // fits n, as reclaim does, but nobody waits for the buffer (a receive that
-// misses meanwhile with two such buffers out waits for its end, as for
-// any reclaim). p.mu is held; no reclaim is under way.
-func (p *RecvPool) reclaimAhead(n int64) {
+// misses meanwhile waits for its end, then takes an idle buffer or starts
+// over). It backs off in off. p.mu is held; no reclaim is under way.
+func (p *RecvPool) reclaimAhead(n int64, off map[int64]backoff) {
 	done := p.beginReclaim(n)
+	p.ahead = true
 	go func() {
 		ran := sentinel()
 		p.collect()
@@ -295,7 +318,7 @@ func (p *RecvPool) reclaimAhead(n int64) {
 				break wait
 			}
 		}
-		p.endReclaim(n, done)
+		p.endReclaim(n, done, off)
 	}()
 }
 
@@ -306,25 +329,25 @@ func (p *RecvPool) reclaimAhead(n int64) {
 // p.mu is held.
 func (p *RecvPool) collectAhead(m []byte) {
 	size := int64(len(m))
-	if size >= p.async || p.reclaiming != nil || p.closed || p.backoff[size].skip > 0 || p.fitLiveN(size) < 2 {
-		return // the misses of a size that backs off count its back-off
+	if _, off := p.backoff[size]; off || size >= p.async || p.reclaiming != nil || p.closed || p.fitLiveN(size) < 2 || !mayReclaim(p.aheadOff, size) {
+		return
 	}
-	p.reclaimAhead(size)
+	p.reclaimAhead(size, p.aheadOff)
 }
 
 // backOff lengthens the back-off of the receives that map size bytes after
 // a futile reclaim. p.mu is held.
-func (p *RecvPool) backOff(size int64) {
-	bo, ok := p.backoff[size]
-	if !ok && len(p.backoff) >= maxBackoffs {
-		for k := range p.backoff { // forget one: costs collections, not memory
-			delete(p.backoff, k)
+func backOff(off map[int64]backoff, size int64) {
+	bo, ok := off[size]
+	if !ok && len(off) >= maxBackoffs {
+		for k := range off { // forget one: costs collections, not memory
+			delete(off, k)
 			break
 		}
 	}
 	bo.backed = min(2*bo.backed+1, reclaimMaxSkip)
 	bo.skip = bo.backed
-	p.backoff[size] = bo
+	off[size] = bo
 }
 
 // reclaim runs a collection and waits for its cleanups to free a buffer
@@ -481,9 +504,11 @@ func (p *RecvPool) Free(b []byte) {
 		if p.reclaimN > 0 && fits(size, p.reclaimN) {
 			p.fitBack++
 		}
-		for k := range p.backoff {
-			if fits(size, k) {
-				delete(p.backoff, k)
+		for _, off := range []map[int64]backoff{p.backoff, p.aheadOff} {
+			for k := range off {
+				if fits(size, k) {
+					delete(off, k)
+				}
 			}
 		}
 	}

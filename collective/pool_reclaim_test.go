@@ -271,3 +271,40 @@ func (p *RecvPool) idleBufs() []int {
 	}
 	return s
 }
+
+// TestRecvPoolDroppedBatchesReuseTheirBuffers: a program that receives
+// several arrays of one size at once (a pull from every engine), keeps
+// them together and then drops them all, in a loop, reuses the batch's
+// buffers: collections ahead that find the batch still held (each one that
+// becomes collector-owned while its batch-mates are out starts one) do not
+// make the receives of the next batch skip their reclaim and map: after a
+// few batches no receive maps fresh memory, and the loop holds at most two
+// batches' buffers. Before collections ahead had a back-off of their own,
+// the futile ones made receives skip their reclaim: 8 buffers after batch
+// 1, 9 by batch 19.
+func TestRecvPoolDroppedBatchesReuseTheirBuffers(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	p := NewRecvPool(1 << 30)
+	defer p.Close()
+	const n, batch, warm = 4 << 20, 4, 4
+	var mapped int64
+	for i := range 40 {
+		hs := make([]*[]byte, batch)
+		for k := range hs {
+			hs[k] = gcOwned(p, p.Alloc(n))
+			(*hs[k])[0] = byte(i)
+		}
+		time.Sleep(5 * time.Millisecond) // the batch is used while the collections ahead run
+		runtime.KeepAlive(hs)
+		hs = nil
+		if bufs := p.Live() + len(p.idleBufs()); bufs > 2*batch {
+			t.Fatalf("batch %d of %d receives, each batch dropped after use: %d buffers handed out or idle, want at most %d", i, batch, bufs, 2*batch)
+		}
+		switch m := p.Mapped(); {
+		case i == warm:
+			mapped = m
+		case i > warm && m != mapped:
+			t.Fatalf("batch %d of %d receives, each batch dropped after use: %d fresh mappings since batch %d, want 0", i, batch, m-mapped, warm)
+		}
+	}
+}
