@@ -47,7 +47,8 @@ import (
 // buffer that would fit is out: it maps a second buffer and runs its
 // reclaim in the background (same back-off; nobody waits for it). And when
 // a buffer of such a size becomes collector-owned while another that fits
-// is still out, a collection starts in the background (collectAhead): a
+// is still out and its receiver says the program drops such arrays
+// (CollectAhead), a collection starts in the background: a
 // program that receives, uses and drops arrays in a loop then finds the
 // previous one's buffer idle at its next receive, and two buffers take
 // turns. Those collections have a back-off of their own (one that finds
@@ -596,9 +597,6 @@ func (p *RecvPool) Protect(bufs ...[]byte) bool {
 	for _, m := range maps {
 		p.markGC(m)
 	}
-	for _, m := range maps {
-		p.collectAhead(m)
-	}
 	return len(maps) > 0
 }
 
@@ -613,6 +611,22 @@ func (p *RecvPool) CollectorOwned(bufs ...[]byte) {
 	for _, b := range bufs {
 		if m, ok := p.mappingOf(b); ok && len(b) > 0 {
 			p.markGC(m)
+		}
+	}
+}
+
+// CollectAhead tells the pool that the collector-owned mappings holding
+// bufs (Protect, CollectorOwned) went to a program that uses and drops
+// such arrays in a loop (the driver's pulls): below AsyncBelow, while
+// another collector-owned buffer of the size is out, a collection starts
+// in the background so that it is idle at the next receive (RecvPool).
+// Not for arrays released explicitly (an engine's namespace gives a
+// replaced push back at once): their collections would be futile.
+func (p *RecvPool) CollectAhead(bufs ...[]byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range bufs {
+		if m, ok := p.mappingOf(b); ok && len(b) > 0 && p.live[startOf(m)].gc {
 			p.collectAhead(m)
 		}
 	}

@@ -247,6 +247,7 @@ func TestRecvPoolSmallReceivesCollectAhead(t *testing.T) {
 			}
 			h = gcOwned(p, b)
 		}
+		p.CollectAhead(*h) // a pull the driver drops
 		(*h)[len(*h)-1] = byte(i)
 		h = nil
 		if p.Live()+len(p.idleBufs()) > 2 {
@@ -292,6 +293,7 @@ func TestRecvPoolDroppedBatchesReuseTheirBuffers(t *testing.T) {
 		hs := make([]*[]byte, batch)
 		for k := range hs {
 			hs[k] = gcOwned(p, p.Alloc(n))
+			p.CollectAhead(*hs[k]) // a pull the driver drops
 			(*hs[k])[0] = byte(i)
 		}
 		time.Sleep(5 * time.Millisecond) // the batch is used while the collections ahead run
@@ -306,5 +308,35 @@ func TestRecvPoolDroppedBatchesReuseTheirBuffers(t *testing.T) {
 		case i > warm && m != mapped:
 			t.Fatalf("batch %d of %d receives, each batch dropped after use: %d fresh mappings since batch %d, want 0", i, batch, m-mapped, warm)
 		}
+	}
+}
+
+// TestRecvPoolReplacedPushesCollectNothingAhead: an engine's pushes of a
+// name replace the value before, which its namespace gives back at once
+// (explicitly): no collection runs for them beyond the second receive's own
+// reclaim, since their receiver does not ask for collections ahead. Before
+// CollectAhead was the receiver's call, every receive that became
+// collector-owned beside the value it replaced started one (a collection
+// on the engine per 8 MiB push).
+func TestRecvPoolReplacedPushesCollectNothingAhead(t *testing.T) {
+	p := NewRecvPool(1 << 30)
+	defer p.Close()
+	var collections atomic.Int64
+	p.collect = func() { collections.Add(1); runtime.GC() }
+	const n = 8 << 20
+	var held []byte
+	for i := range 20 {
+		b := p.Alloc(n)
+		p.CollectorOwned(b) // Protect: the namespace's value
+		b[0] = byte(i)
+		if held != nil {
+			p.Free(held) // replaced: given back at once
+		}
+		held = b
+		time.Sleep(3 * time.Millisecond) // the next push arrives a while later
+	}
+	p.Free(held)
+	if c := collections.Load(); c > 1 {
+		t.Fatalf("20 pushes, each replacing the one before: %d collections, want at most 1", c)
 	}
 }

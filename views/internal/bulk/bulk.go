@@ -207,6 +207,12 @@ func (r *Receiver) Recv(from int, tag uint64) (arrow.Array, error) {
 			a.Release()
 			out, h = ro, rh
 		}
+	} else if r.Held == nil {
+		// The hub: the driver uses and drops what it pulls, so the
+		// pool collects ahead for the pull before (collective.RecvPool).
+		// Not on engines, whose namespace gives a replaced push back
+		// at once.
+		w.CollectAhead(a)
 	}
 	if h == nil {
 		out, h = codec.GCOwnedHold(a)
