@@ -33,7 +33,12 @@
 // fit is held by a received array (made read-only in place, Protect: the
 // collector owns it) runs a collection itself and waits for its cleanups
 // (collective.RecvPool): a driver that pulls, uses and drops (and purges)
-// arrays in a loop receives each into the buffer of the one before.
+// arrays in a loop receives each into the buffer of the one before. Below
+// collective.AsyncBelow (32 MiB) that wait would cost as much as the
+// transfer, so the hub's receiver asks the pool to collect ahead
+// (Comm.CollectAhead): two buffers take turns and no pull waits for a
+// collection. Engines do not ask (their namespace gives a replaced push
+// back at once).
 //
 // Tags: the bulk path uses world user tags from TagBase up; user code
 // sending on the world keeps below it.
