@@ -39,6 +39,25 @@ import (
 // and buffers freed explicitly are used but do not end it. One reclaim
 // runs at a time: a receive that misses meanwhile waits for its end, then
 // takes an idle buffer or maps.
+//
+// Collecting ahead (receives below AsyncBelow): there a synchronous
+// collection and its cleanups cost as much as the transfer (3.5-6 ms of a
+// 10-14 ms pull of 8 MiB from another node, traced on the emulated
+// cluster), so such a receive does not wait while only one collector-owned
+// buffer that would fit is out: it maps a second buffer and runs its
+// reclaim in the background (same back-off; nobody waits for it). And when
+// a buffer of such a size becomes collector-owned while another that fits
+// is still out and its receiver says the program drops such arrays
+// (CollectAhead), a collection starts in the background: a
+// program that receives, uses and drops arrays in a loop then finds the
+// previous one's buffer idle at its next receive, and two buffers take
+// turns. Those collections have a back-off of their own (one that finds
+// the buffers still held, as a pull from every engine holds its batch,
+// never makes a receive skip its own reclaim) and none runs for a size
+// whose receives back off (a program that keeps its arrays). With two
+// collector-owned buffers of the size out, a miss reclaims synchronously
+// as above (after a collection ahead under way, it does its own), so a
+// loop never holds more than two buffers of a size that it drops.
 type RecvPool struct {
 	limit int64
 
@@ -54,15 +73,33 @@ type RecvPool struct {
 	// serve without one (receives of nearly equal lengths share one);
 	// at most maxBackoffs sizes.
 	backoff map[int64]backoff
+	// aheadOff is backoff for collections ahead (collectAhead): those
+	// that gave nothing back (the program still held what they were for,
+	// as a pull from every engine holds its batch) make only later ones
+	// wait, never a receive's own reclaim.
+	aheadOff map[int64]backoff
 	// reclaimN is the size the reclaim under way is for, and fitBack
 	// counts the collector-owned buffers that would fit it freed so far.
 	reclaimN int64
 	fitBack  int64
 	// reclaiming is closed when the reclaim under way ends; nil if none.
+	// ahead: that reclaim is a collection ahead (reclaimAhead).
 	reclaiming chan struct{}
+	ahead      bool
 	// collect runs a collection (runtime.GC; tests count them).
 	collect func()
+	// async: receives below it collect ahead (AsyncBelow; tests of the
+	// synchronous reclaim set 0).
+	async int64
 }
+
+// AsyncBelow is the receive size below which the pool collects ahead
+// instead of waiting for a collection (RecvPool). From it up a second
+// buffer costs more memory than the wait costs time: traced on the
+// emulated cluster, the one reclaim of a 3x2 Pull of 64 MiB from every
+// engine took 10-20 ms of 210-280 ms; a PullOne of 8 MiB's, 3.5-6 ms of
+// 10-14 ms.
+const AsyncBelow = 32 << 20
 
 // liveBuf is a mapping handed out: its size, whether Protect made it
 // read-only (Free makes it writable again before anyone reuses it), and
@@ -97,7 +134,7 @@ const MinPooled = 1 << 20
 // NewRecvPool returns a pool keeping at most limit idle bytes.
 func NewRecvPool(limit int64) *RecvPool {
 	return &RecvPool{limit: limit, live: map[uintptr]liveBuf{}, freed: make(chan struct{}),
-		backoff: map[int64]backoff{}, collect: runtime.GC}
+		backoff: map[int64]backoff{}, aheadOff: map[int64]backoff{}, collect: runtime.GC, async: AsyncBelow}
 }
 
 // Bounds of a reclaim: the wait for the collection's cleanups, after the
@@ -137,13 +174,18 @@ func (p *RecvPool) fitIdle(n int64) int {
 
 // fitLive reports whether a collector-owned buffer handed out would fit
 // n bytes once freed. p.mu is held.
-func (p *RecvPool) fitLive(n int64) bool {
+func (p *RecvPool) fitLive(n int64) bool { return p.fitLiveN(n) > 0 }
+
+// fitLiveN counts the collector-owned buffers handed out that would fit n
+// bytes once freed. p.mu is held.
+func (p *RecvPool) fitLiveN(n int64) int {
+	k := 0
 	for _, lb := range p.live {
 		if lb.gc && fits(lb.size, n) {
-			return true
+			k++
 		}
 	}
-	return false
+	return k
 }
 
 // idleOrGone takes an idle buffer that fits n bytes, or says there is no
@@ -161,59 +203,152 @@ func (p *RecvPool) idleOrGone(n int64) (b []byte, gone bool) {
 // out; nil if none.
 func (p *RecvPool) reuse(n int64) []byte {
 	p.mu.Lock()
+again:
 	if b, gone := p.idleOrGone(n); b != nil || gone {
 		p.mu.Unlock()
 		return b
 	}
+	if n < p.async && p.reclaiming == nil && p.fitLiveN(n) < 2 {
+		// Only one that would fit is out: a second buffer, and this
+		// receive's reclaim in the background, for the next one.
+		if mayReclaim(p.backoff, n) {
+			p.reclaimAhead(n, p.backoff)
+		}
+		p.mu.Unlock()
+		return nil
+	}
 	if wait := p.reclaiming; wait != nil {
 		// Another receive's collection is under way: its result (an
 		// idle buffer that fits) or a fresh mapping, not a second one.
+		// A collection ahead was for another receive's size, or found
+		// what it was for still held: this receive's own may be due.
+		ahead := p.ahead
 		p.mu.Unlock()
 		<-wait
 		p.mu.Lock()
-		defer p.mu.Unlock()
 		if i := p.fitIdle(n); i >= 0 {
-			return p.take(i)
+			b := p.take(i)
+			p.mu.Unlock()
+			return b
 		}
-		return nil
-	}
-	if bo, ok := p.backoff[mapSize(n)]; ok && bo.skip > 0 {
-		bo.skip--
-		p.backoff[mapSize(n)] = bo
+		if ahead {
+			goto again
+		}
 		p.mu.Unlock()
 		return nil
 	}
+	if !mayReclaim(p.backoff, n) {
+		p.mu.Unlock()
+		return nil
+	}
+	done := p.beginReclaim(n)
+	p.mu.Unlock()
+	b := p.reclaim(n)
+	p.endReclaim(n, done, p.backoff)
+	return b
+}
+
+// mayReclaim reports whether a reclaim for n bytes may run, or, when the
+// size backs off in off (backoff or aheadOff), counts one miss of its
+// back-off. p.mu is held.
+func mayReclaim(off map[int64]backoff, n int64) bool {
+	bo, ok := off[mapSize(n)]
+	if ok && bo.skip > 0 {
+		bo.skip--
+		off[mapSize(n)] = bo
+		return false
+	}
+	return true
+}
+
+// beginReclaim records a reclaim for n bytes under way and returns the
+// channel that endReclaim closes. p.mu is held; no reclaim is under way.
+func (p *RecvPool) beginReclaim(n int64) chan struct{} {
 	done := make(chan struct{})
 	p.reclaiming = done
 	p.reclaimN, p.fitBack = n, 0
-	p.mu.Unlock()
-	b := p.reclaim(n)
+	return done
+}
+
+// endReclaim ends the reclaim under way: its size backs off in off unless
+// a collector-owned buffer that fits came back meanwhile.
+func (p *RecvPool) endReclaim(n int64, done chan struct{}, off map[int64]backoff) {
 	p.mu.Lock()
 	if p.fitBack > 0 {
-		delete(p.backoff, mapSize(n))
+		delete(off, mapSize(n))
 	} else {
-		p.backOff(mapSize(n))
+		backOff(off, mapSize(n))
 	}
 	p.reclaimN = 0
 	p.reclaiming = nil
+	p.ahead = false
 	p.mu.Unlock()
 	close(done)
-	return b
+}
+
+// reclaimAhead runs a reclaim for n bytes in the background: a collection,
+// then a wait for its cleanups to give back a collector-owned buffer that
+// fits n, as reclaim does, but nobody waits for the buffer (a receive that
+// misses meanwhile waits for its end, then takes an idle buffer or starts
+// over). It backs off in off. p.mu is held; no reclaim is under way.
+func (p *RecvPool) reclaimAhead(n int64, off map[int64]backoff) {
+	done := p.beginReclaim(n)
+	p.ahead = true
+	go func() {
+		ran := sentinel()
+		p.collect()
+		all := time.NewTimer(reclaimWait)
+		defer all.Stop()
+		var grace <-chan time.Time
+	wait:
+		for {
+			p.mu.Lock()
+			back, wake := p.fitBack > 0, p.freed
+			p.mu.Unlock()
+			if back {
+				break
+			}
+			select {
+			case <-wake:
+			case <-ran:
+				ran = nil
+				grace = time.After(reclaimGrace)
+			case <-grace:
+				break wait
+			case <-all.C:
+				break wait
+			}
+		}
+		p.endReclaim(n, done, off)
+	}()
+}
+
+// collectAhead starts a reclaim in the background when mapping m (handed
+// out, just made collector-owned) is below the async size and another
+// collector-owned buffer that would fit its size is out: that one, dropped
+// by now in a receive-use-drop loop, is then idle at the next receive.
+// p.mu is held.
+func (p *RecvPool) collectAhead(m []byte) {
+	size := int64(len(m))
+	if _, off := p.backoff[size]; off || size >= p.async || p.reclaiming != nil || p.closed || p.fitLiveN(size) < 2 || !mayReclaim(p.aheadOff, size) {
+		return
+	}
+	p.reclaimAhead(size, p.aheadOff)
 }
 
 // backOff lengthens the back-off of the receives that map size bytes after
 // a futile reclaim. p.mu is held.
-func (p *RecvPool) backOff(size int64) {
-	bo, ok := p.backoff[size]
-	if !ok && len(p.backoff) >= maxBackoffs {
-		for k := range p.backoff { // forget one: costs collections, not memory
-			delete(p.backoff, k)
+func backOff(off map[int64]backoff, size int64) {
+	bo, ok := off[size]
+	if !ok && len(off) >= maxBackoffs {
+		for k := range off { // forget one: costs collections, not memory
+			delete(off, k)
 			break
 		}
 	}
 	bo.backed = min(2*bo.backed+1, reclaimMaxSkip)
 	bo.skip = bo.backed
-	p.backoff[size] = bo
+	off[size] = bo
 }
 
 // reclaim runs a collection and waits for its cleanups to free a buffer
@@ -370,9 +505,11 @@ func (p *RecvPool) Free(b []byte) {
 		if p.reclaimN > 0 && fits(size, p.reclaimN) {
 			p.fitBack++
 		}
-		for k := range p.backoff {
-			if fits(size, k) {
-				delete(p.backoff, k)
+		for _, off := range []map[int64]backoff{p.backoff, p.aheadOff} {
+			for k := range off {
+				if fits(size, k) {
+					delete(off, k)
+				}
 			}
 		}
 	}
@@ -474,6 +611,23 @@ func (p *RecvPool) CollectorOwned(bufs ...[]byte) {
 	for _, b := range bufs {
 		if m, ok := p.mappingOf(b); ok && len(b) > 0 {
 			p.markGC(m)
+		}
+	}
+}
+
+// CollectAhead tells the pool that the collector-owned mappings holding
+// bufs (Protect, CollectorOwned) went to a program that uses and drops
+// such arrays in a loop (the driver's pulls): below AsyncBelow, while
+// another collector-owned buffer of the size is out, a collection starts
+// in the background so that it is idle at the next receive (RecvPool).
+// Not for arrays released explicitly (an engine's namespace gives a
+// replaced push back at once): their collections would be futile.
+func (p *RecvPool) CollectAhead(bufs ...[]byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range bufs {
+		if m, ok := p.mappingOf(b); ok && len(b) > 0 && p.live[startOf(m)].gc {
+			p.collectAhead(m)
 		}
 	}
 }

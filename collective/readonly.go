@@ -57,6 +57,23 @@ func (c *Comm) Protect(a arrow.Array) bool {
 	return m.pool.Protect(bufs...)
 }
 
+// CollectAhead tells this rank's receive pool that a, received over a
+// socket and protected (Protect), goes to a program that uses and drops
+// such arrays in a loop (RecvPool.CollectAhead). Nothing for other arrays.
+func (c *Comm) CollectAhead(a arrow.Array) {
+	m, ok := c.w.t.(*Mesh)
+	if !ok {
+		return
+	}
+	var bufs [][]byte
+	for _, b := range a.Data().Buffers() {
+		if b != nil && b.Len() > 0 {
+			bufs = append(bufs, b.Bytes())
+		}
+	}
+	m.pool.CollectAhead(bufs...)
+}
+
 // ReadOnlyView returns an array over a's bytes seen through a read-only
 // mapping of this rank's own arena, when every buffer of a lies in that
 // arena (a multicast leader assembles the array there for its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"testing"
 	"time"
 
@@ -61,16 +62,23 @@ func TestBulkPullFromOtherNodeReleasedAfterPurge(t *testing.T) {
 
 // TestBulkPullLoopReusesReceiveBuffer: a driver that pulls an array from an
 // engine on another node, uses it and drops it, in a loop, receives every
-// pull after the first into the buffer of the one before: the hub's receive
-// pool maps no fresh memory. On the emulated cluster a pulled array went
-// back to the pool only after a collection (at most one per 100 ms), so the
-// first ~18 pulls of a loop each mapped fresh huge pages (35-55 ms for
-// 8 MiB on that VM instead of 5-10 ms).
+// pull into buffers of the ones before: from collective.AsyncBelow up the
+// hub's receive pool maps no fresh memory after the first pull; below it
+// (where the pool collects ahead instead of waiting) the loop holds two
+// buffers, never more. On the emulated cluster a pulled array went back to
+// the pool only after a collection (at most one per 100 ms), so the first
+// ~18 pulls of a loop each mapped fresh huge pages (35-55 ms for 8 MiB on
+// that VM instead of 5-10 ms).
 func TestBulkPullLoopReusesReceiveBuffer(t *testing.T) {
+	for _, n := range []int{1 << 19, collective.AsyncBelow / 8} { // 4 MiB, 32 MiB: the bulk path
+		t.Run(strconv.Itoa(n*8>>20)+"MiB", func(t *testing.T) { pullLoopReuses(t, n) })
+	}
+}
+
+func pullLoopReuses(t *testing.T, n int) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // only the pool's own collections
 	cl, ms := tcpMeshClusterMeshes(t, 1)
 	one := must[*DirectView](t)(cl.View(0))
-	const n = 1 << 19 // 4 MiB: the bulk path
 	x := float64Ramp(memory.DefaultAllocator, n)
 	err := one.Set("y", x)
 	x.Release()
@@ -84,11 +92,16 @@ func TestBulkPullLoopReusesReceiveBuffer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f, ok := got.(*array.Float64); !ok || f.Len() != n || f.Value(1) != 1 || f.Value(n-1) != n-1 {
+		if f, ok := got.(*array.Float64); !ok || f.Len() != n || f.Value(1) != 1 || f.Value(n-1) != float64(n-1) {
 			t.Fatalf("pull %d: %T", rep, got)
 		}
 		got = nil
-		if rep == 0 {
+		if n*8 < collective.AsyncBelow {
+			// whole buffers of the pull's size, handed out or idle
+			if bufs := pool.Live() + int(pool.Idle()/int64(n*8)); bufs > 2 {
+				t.Fatalf("pull %d of a loop that drops its arrays of %d bytes: the hub's receive pool holds %d buffers, want at most 2", rep, n*8, bufs)
+			}
+		} else if rep == 0 {
 			first = pool.Mapped()
 		} else if m := pool.Mapped(); m != first {
 			t.Fatalf("pull %d of a loop that drops its arrays: the hub's receive pool mapped fresh memory %d times since the first pull, want 0", rep, m-first)

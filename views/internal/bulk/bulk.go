@@ -33,7 +33,12 @@
 // fit is held by a received array (made read-only in place, Protect: the
 // collector owns it) runs a collection itself and waits for its cleanups
 // (collective.RecvPool): a driver that pulls, uses and drops (and purges)
-// arrays in a loop receives each into the buffer of the one before.
+// arrays in a loop receives each into the buffer of the one before. Below
+// collective.AsyncBelow (32 MiB) that wait would cost as much as the
+// transfer, so the hub's receiver asks the pool to collect ahead
+// (Comm.CollectAhead): two buffers take turns and no pull waits for a
+// collection. Engines do not ask (their namespace gives a replaced push
+// back at once).
 //
 // Tags: the bulk path uses world user tags from TagBase up; user code
 // sending on the world keeps below it.
@@ -207,6 +212,12 @@ func (r *Receiver) Recv(from int, tag uint64) (arrow.Array, error) {
 			a.Release()
 			out, h = ro, rh
 		}
+	} else if r.Held == nil {
+		// The hub: the driver uses and drops what it pulls, so the
+		// pool collects ahead for the pull before (collective.RecvPool).
+		// Not on engines, whose namespace gives a replaced push back
+		// at once.
+		w.CollectAhead(a)
 	}
 	if h == nil {
 		out, h = codec.GCOwnedHold(a)
