@@ -166,8 +166,7 @@ func (s *reduceState) takeAck(ctx context.Context) error {
 		}
 		err = protoErr(s.op, c.rank, a.parent, "expected the acknowledgement of the previous tree reduce")
 	}
-	return c.failColl(s.tag(stepTreeUp), &PeerError{Op: s.op, Rank: c.rank, Peer: a.parent,
-		Err: fmt.Errorf("the previous reduce (pipelined tree) did not end: %w", err)})
+	return c.failColl(s.tag(stepTreeUp), fmt.Errorf("collective: the previous reduce (pipelined tree) did not end: %w", err))
 }
 
 // inputByRef reports whether this rank's input goes to parent by

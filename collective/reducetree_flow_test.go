@@ -2,8 +2,10 @@ package collective
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -210,4 +212,74 @@ func TestReduceTreeInputReusableOnReturn(t *testing.T) {
 			w.close(t)
 		})
 	}
+}
+
+// TestReduceTreeFailureReachesSenderNextCall: a rank of the pipelined
+// Reduce that only sends may return nil before its parent finds a
+// mismatch; its next tree collective then fails, on every rank, naming
+// the earlier failure, and no rank hangs. The one after works again.
+func TestReduceTreeFailureReachesSenderNextCall(t *testing.T) {
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	defer func() { treeRecvHook = nil }()
+	treeSegmentBytes = 4096
+	// Root holds its first combination until rank 2 has returned (or 0.5
+	// s passed), so that rank 2 surely returns before the mismatch.
+	leafDone := make(chan struct{})
+	treeRecvHook = func(rank, peer, k int) {
+		if rank == 0 && k == 0 {
+			select {
+			case <-leafDone:
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+	rng := rand.New(rand.NewSource(2))
+	bad := make([]arrow.Array, 3)
+	good := make([]arrow.Array, 3)
+	for r := range bad {
+		bad[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 1500+r/2*400, 0, 0) // at most 4 segments: no credit
+		good[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 1500, 0, 0)
+	}
+	defer release(bad)
+	defer release(good)
+	want := refReduce(good, Sum, memory.DefaultAllocator)
+	defer want.Release()
+	w := newTestWorld(t, 3, worldOpts{nodes: []int{0, 1, 2}, alg: "reduce:tree"})
+	first, second := make([]error, 3), make([]error, 3)
+	errs := w.run(10*time.Second, func(ctx context.Context, c *Comm) error {
+		r := c.Rank()
+		first[r] = reduceOp(ctx, c, "reduce:0", bad[r])
+		if r == 2 {
+			close(leafDone)
+		}
+		second[r] = reduceOp(ctx, c, "reduce:0", good[r])
+		red, err := c.Reduce(ctx, 0, good[r], Sum)
+		if red != nil {
+			if err := sameFloats(red, want); err != nil {
+				t.Errorf("the Reduce after: root's result: %v", err)
+			}
+			red.Release()
+		}
+		return err
+	})
+	w.close(t)
+	wantMismatch(t, "the mismatched Reduce", "reduce:0", first)
+	if first[2] != nil {
+		t.Errorf("rank 2 returned %v from the mismatched Reduce, want nil (it returns before root looks)", first[2])
+	}
+	for r, err := range second {
+		var pe *PeerError
+		if first[r] == nil && (err == nil || !strings.Contains(err.Error(), "mismatched") || !errors.As(err, &pe)) {
+			t.Errorf("rank %d: the Reduce after the one it left without an error: %v, want the earlier mismatch", r, err)
+		}
+		if err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			t.Errorf("rank %d hung in the Reduce after the mismatch: %v", r, err)
+		}
+	}
+	for r, err := range errs {
+		if err != nil {
+			t.Errorf("rank %d: the third Reduce: %v", r, err)
+		}
+	}
+	t.Logf("after the mismatch: %v", second)
 }
