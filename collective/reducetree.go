@@ -149,6 +149,14 @@ func (s *reduceState) treeUp(ctx context.Context, seg int64, ack bool, final fun
 // collective, on every member, naming the parent: it is reported here,
 // once, rather than not at all.
 func (s *reduceState) takeAck(ctx context.Context) error {
+	if err := s.waitAck(ctx); err != nil {
+		return s.c.failColl(s.tag(stepTreeUp), fmt.Errorf("collective: the previous reduce (pipelined tree) did not end: %w", err))
+	}
+	return nil
+}
+
+// waitAck takes the acknowledgement this rank is owed, if any.
+func (s *reduceState) waitAck(ctx context.Context) error {
 	c := s.c
 	c.ackMu.Lock()
 	a := c.treeAck
@@ -158,15 +166,15 @@ func (s *reduceState) takeAck(ctx context.Context) error {
 		return nil
 	}
 	g, err := c.recv(ctx, s.op, a.parent, a.tag)
-	if err == nil {
-		ok := g.kind == kindNone && len(g.arrs) == 0
-		g.release()
-		if ok {
-			return nil
-		}
-		err = protoErr(s.op, c.rank, a.parent, "expected the acknowledgement of the previous tree reduce")
+	if err != nil {
+		return err
 	}
-	return c.failColl(s.tag(stepTreeUp), fmt.Errorf("collective: the previous reduce (pipelined tree) did not end: %w", err))
+	ok := g.kind == kindNone && len(g.arrs) == 0
+	g.release()
+	if !ok {
+		return c.failColl(a.tag, protoErr(s.op, c.rank, a.parent, "expected the acknowledgement of a tree reduce"))
+	}
+	return nil
 }
 
 // inputByRef reports whether this rank's input goes to parent by
@@ -345,7 +353,7 @@ func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64)
 			return err
 		}
 		if len(children) == 0 && s.inputByRef(parent) {
-			return s.takeAck(ctx)
+			return s.waitAck(ctx) // this Reduce's: a failure is this Reduce's
 		}
 		return nil
 	}
