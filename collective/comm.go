@@ -112,6 +112,11 @@ type Comm struct {
 
 	topoOnce sync.Once
 	tp       *topo
+
+	// treeAck is the acknowledgement of this rank's last tree Reduce that
+	// its parent owes it and it has not taken yet (reducetree.go).
+	ackMu   sync.Mutex
+	treeAck *pendingAck
 }
 
 // New returns the world communicator over t. With an arena it starts one

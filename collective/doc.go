@@ -118,9 +118,13 @@
 // and every rank returns it, but in Reduce only root does for sure: as in
 // MPI_Reduce, a rank that only sends (in the pipelined tree) returns once
 // its last segment is sent, without a round trip for its parent's end, so
-// it may return nil and no error before its parent finds the mismatch;
-// and until root's Reduce has returned (on that rank: until a later
-// collective, such as Barrier, returns) its input must not be written.
+// it may return nil and no error before its parent finds the mismatch
+// (which then fails its next tree collective, naming the parent). As in
+// MPI, a rank may write its input again once its own call returned: a
+// rank whose input went by reference (it lies in its arena) returns only
+// once its parent has combined it. A sending rank runs at most one
+// pipelined Reduce ahead of its parent: the parent acknowledges the last
+// segment, and the child takes that before its next one sends.
 // Allreduce fails on every rank: every rank waits for the result.
 //
 // # Shared memory protocol

@@ -339,9 +339,10 @@ func (s *reduceState) release() {
 // with MPI_Reduce, another rank may return before the mismatch is found
 // (the pipelined tree's senders wait for no end from their parent; the
 // other algorithms' do, settle) and then returns nil and no error; a rank
-// never returns a result but root. Until root's Reduce has returned (for
-// this rank: until a later collective returns here, e.g. Barrier), arr
-// must not be written: root's side may still read it. Small payloads:
+// never returns a result but root. As MPI_Reduce's send buffer, arr may
+// be written again as soon as Reduce returned on this rank: a rank whose
+// input went to its parent by reference (it lies in this rank's arena)
+// returns only once the parent has combined it. Small payloads:
 // fold, binomial tree to rank 0, then to root. Large: fold, recursive
 // halving, blocks to root.
 func (c *Comm) Reduce(ctx context.Context, root int, arr arrow.Array, o Op) (arrow.Array, error) {

@@ -23,7 +23,18 @@ import (
 // its parent has combined; the parent returns a credit per segment it
 // consumed. The transports read eagerly, so without it a parent slower
 // than its children (it adds, they only send) would queue the whole
-// message in receive buffers.
+// message in receive buffers. Across calls: a Reduce's sending rank
+// returns without hearing from its parent, so the parent acknowledges
+// each child's last segment once it has combined all of them, and the
+// child takes that acknowledgement before it sends its first segment of
+// its next tree collective (it is there already unless the parent is
+// behind): a rank runs at most one tree Reduce ahead of its parent on
+// each link, and a slow root holds at most one Reduce per child (without
+// it, payloads of at most treeWindow segments exchanged no credit at all,
+// and a loop of Reduces queued a whole payload at root per iteration).
+// A rank whose input lies in its arena sent it by reference: it takes
+// the acknowledgement before its Reduce returns, so that, as with
+// MPI_Reduce, the input may be written once Reduce returned.
 //
 // Rank 0 ends with the result. Reduce to another root streams the final
 // segments to root as they are done; Allreduce streams them down the
@@ -38,7 +49,15 @@ const (
 	stepTreeSeg    = 92 // a final segment down the chain (or to root)
 	stepTreeLocal  = 93 // the result to a leader's node-mates
 	stepSettle     = 94 // Reduce: the parent's part is done (settle; not the tree's)
+	stepTreeAck    = 95 // Reduce: the parent combined all of the child's segments
 )
+
+// pendingAck is a tree Reduce's acknowledgement not yet taken: from the
+// parent, on that Reduce's tag.
+type pendingAck struct {
+	parent int
+	tag    uint64
+}
 
 // treeWindow is how many segments a rank sends before its parent's first
 // credit: enough to keep the link busy while the parent combines one.
@@ -50,13 +69,20 @@ const treeWindow = 4
 // can be counted there, and a rank made slow.
 var treeHook func(rank, peer, k int, sent bool)
 
+// treeRecvHook, when set (tests), sees each partial segment k that rank
+// received from peer before it combines it: a combination can be delayed
+// there.
+var treeRecvHook func(rank, peer, k int)
+
 // treeUp runs this rank's part of the pipelined tree over segments of
 // about seg bytes. Rank 0 hands every final segment, in order, to final
 // (may be nil) from a goroutine of its own, so that the next segment is
 // combined meanwhile; the others send their partial segments to their
-// parent. On return acc holds this rank's partial (rank 0: the result)
-// wherever it has children.
-func (s *reduceState) treeUp(ctx context.Context, seg int64, final func(sp span, col column) error) error {
+// parent. With ack (Reduce), once every segment is combined each child
+// gets the acknowledgement it takes later (flow control above), and this
+// rank owes its parent the taking of one. On return acc holds this rank's
+// partial (rank 0: the result) wherever it has children.
+func (s *reduceState) treeUp(ctx context.Context, seg int64, ack bool, final func(sp span, col column) error) error {
 	c, n := s.c, s.col.n
 	parent, children := reduceTree(len(c.ranks), c.rank)
 	segs := pipeSegments(n, s.acc.w, seg)
@@ -100,8 +126,65 @@ func (s *reduceState) treeUp(ctx context.Context, seg int64, final func(sp span,
 		}
 		out <- piece{k, sp, col}
 	}
+	if err == nil && ack {
+		for _, ch := range children {
+			if err = c.send(ctx, s.op, ch, s.tag(stepTreeAck), value{kind: kindNone}, nil); err != nil {
+				break
+			}
+		}
+	}
 	close(out)
-	return errors.Join(err, <-sent)
+	if err = errors.Join(err, <-sent); err == nil && ack && parent >= 0 {
+		c.ackMu.Lock()
+		c.treeAck = &pendingAck{parent: parent, tag: s.tag(stepTreeAck)}
+		c.ackMu.Unlock()
+	}
+	return err
+}
+
+// takeAck waits for the acknowledgement of this rank's previous tree
+// Reduce, if it has not taken it yet (no wait when its parent is not
+// behind: it came long ago). A failure of that Reduce (its parent found a
+// mismatch after this rank had returned) or of the link fails this
+// collective, on every member, naming the parent: it is reported here,
+// once, rather than not at all.
+func (s *reduceState) takeAck(ctx context.Context) error {
+	if err := s.waitAck(ctx); err != nil {
+		return s.c.failColl(s.tag(stepTreeUp), fmt.Errorf("collective: the previous reduce (pipelined tree) did not end: %w", err))
+	}
+	return nil
+}
+
+// waitAck takes the acknowledgement this rank is owed, if any.
+func (s *reduceState) waitAck(ctx context.Context) error {
+	c := s.c
+	c.ackMu.Lock()
+	a := c.treeAck
+	c.treeAck = nil
+	c.ackMu.Unlock()
+	if a == nil {
+		return nil
+	}
+	g, err := c.recv(ctx, s.op, a.parent, a.tag)
+	if err != nil {
+		return err
+	}
+	ok := g.kind == kindNone && len(g.arrs) == 0
+	g.release()
+	if !ok {
+		return c.failColl(a.tag, protoErr(s.op, c.rank, a.parent, "expected the acknowledgement of a tree reduce"))
+	}
+	return nil
+}
+
+// inputByRef reports whether this rank's input goes to parent by
+// reference: it lies in this rank's arena and parent maps it.
+func (s *reduceState) inputByRef(parent int) bool {
+	a := s.c.w.opts.arena
+	if parent < 0 || !s.c.shm(parent) || a == nil {
+		return false
+	}
+	return a.Contains(s.col.data) || (s.col.valid != nil && a.Contains(s.col.valid))
 }
 
 // combineSegment receives segment k of every child's partial and combines
@@ -112,6 +195,9 @@ func (s *reduceState) combineSegment(ctx context.Context, children []int, segs [
 		g, in, err := s.recvSegment(ctx, ch, k, sp)
 		if err != nil {
 			return err
+		}
+		if treeRecvHook != nil {
+			treeRecvHook(c.rank, ch, k)
 		}
 		if i == 0 {
 			combineFrom(s.acc, sp.off, s.col, in, true, s.k)
@@ -162,6 +248,11 @@ func (s *reduceState) recvSegment(ctx context.Context, peer, k int, sp span) (*g
 // sendUp sends segment k of this rank's partial to parent, after the
 // parent's credit when it is beyond the window.
 func (s *reduceState) sendUp(ctx context.Context, parent, k int, at int64, col column) error {
+	if k == 0 {
+		if err := s.takeAck(ctx); err != nil {
+			return err
+		}
+	}
 	if k >= treeWindow {
 		g, err := s.c.recv(ctx, s.op, parent, s.tag(stepTreeCredit))
 		if err != nil {
@@ -251,11 +342,23 @@ func (s *reduceState) streamTo(ctx context.Context, next int, tags chainTags) fu
 // last segment is sent, a round trip sooner. A failure (a mismatch its
 // parent finds later) is then certain only on root, which never finishes
 // without every partial, each checked by the rank that combined it; every
-// other rank returns nil either way, so none holds a wrong result.
+// other rank returns nil either way, so none holds a wrong result. A rank
+// that sent its input by reference (it lies in its arena) returns only
+// once its parent has combined it (sent): its input may be written then.
 func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64) (arrow.Array, error) {
 	c, r := s.c, s.c.rank
+	up := func(final func(span, column) error) error {
+		parent, children := reduceTree(len(c.ranks), r)
+		if err := s.treeUp(ctx, seg, true, final); err != nil {
+			return err
+		}
+		if len(children) == 0 && s.inputByRef(parent) {
+			return s.waitAck(ctx) // this Reduce's: a failure is this Reduce's
+		}
+		return nil
+	}
 	if root == 0 {
-		if err := s.treeUp(ctx, seg, nil); err != nil || r != 0 {
+		if err := up(nil); err != nil || r != 0 {
 			return nil, err
 		}
 		return s.finish(), nil
@@ -263,12 +366,12 @@ func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64)
 	tags := chainTags{seg: s.tag(stepTreeSeg), local: s.tag(stepTreeLocal)}
 	switch r {
 	case 0:
-		return nil, s.treeUp(ctx, seg, s.streamTo(ctx, root, tags))
+		return nil, up(s.streamTo(ctx, root, tags))
 	case root:
-		up := make(chan error, 1)
-		go func() { up <- s.treeUp(ctx, seg, nil) }()
+		done := make(chan error, 1)
+		go func() { done <- up(nil) }()
 		g, err := c.chainRelay(ctx, s.op, 0, -1, nil, tags)
-		if err = errors.Join(err, <-up); err != nil {
+		if err = errors.Join(err, <-done); err != nil {
 			if g != nil {
 				g.release()
 			}
@@ -276,7 +379,7 @@ func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64)
 		}
 		return g.arrs[0], nil
 	}
-	return nil, s.treeUp(ctx, seg, nil)
+	return nil, up(nil)
 }
 
 // allreduceTree is Allreduce over the pipelined tree, the result streamed
@@ -294,7 +397,7 @@ func (s *reduceState) allreduceTree(ctx context.Context, seg int64) (arrow.Array
 		if len(pl.leaders) > 1 {
 			sink = s.streamTo(ctx, pl.leaders[1], tags)
 		}
-		if err := s.treeUp(ctx, seg, sink); err != nil {
+		if err := s.treeUp(ctx, seg, false, sink); err != nil {
 			return nil, err
 		}
 		s.ensure(0, s.col.n)
@@ -304,7 +407,7 @@ func (s *reduceState) allreduceTree(ctx context.Context, seg int64) (arrow.Array
 		return s.finish(), nil
 	}
 	up := make(chan error, 1)
-	go func() { up <- s.treeUp(ctx, seg, nil) }()
+	go func() { up <- s.treeUp(ctx, seg, false, nil) }()
 	g, err := c.runChain(ctx, s.op, pl, value{}, seg, tags, nil)
 	if err = errors.Join(err, <-up); err != nil {
 		if g != nil {
