@@ -102,6 +102,8 @@ print(f"raw TCP stream n1->n2: {f(stream, 0, '.3g')} GB/s; three streams at once
 print("time: median (min) of the repetitions in ms; GB/s = S / median; xMPI = rankhub / Open MPI time (View rows: beside")
 print("MPI's Bcast/Scatter/Gather); xraw = rankhub GB/s / raw stream; wire = ms for the op's fewest cross-node bytes at the")
 print("raw aggregate. Targets (issue 15): p2p, PushOne, PullOne xraw >= 0.8; collectives xMPI <= 0.8; Push <= Bcast +10%.")
+print("A missed collective whose target time (0.8 x Open MPI's median) is below the wire column says 'NO<wire': meeting")
+print("it would need fewer cross-node bytes than the operation must move, at the aggregate this run measured.")
 hdr = f"{'layout':<6} {'op':<13} {'MiB':>4} {'OpenMPI':>16} {'rankhub':>16} {'GB/s':>6} {'xMPI':>6} {'xraw':>6} {'wire':>7} {'target':<16} {'met':<3}"
 print(hdr); print('-' * len(hdr))
 ops = ['Bcast', 'Scatter', 'Gather', 'Reduce', 'Allreduce', 'Allgather', 'SendRecv_p2p',
@@ -133,6 +135,8 @@ for l in layouts:
                 target = f"<= Bcast+10% {f(b * 1.1 if b else None, 0, '.4g')}"
                 ok = r <= 1.1 * b if r and b else None
             met = '-' if ok is None else ('yes' if ok else 'NO')
+            if ok is False and target == 'xMPI <= 0.8' and w and 0.8 * m < w:
+                met = 'NO<wire'
             if ok is not None:
                 met_all.append(ok)
             mt = f"{f(m, 7, '.4g')} ({f(mn(mk), 6, '.4g')})" if m else f"{'-':>16}"
@@ -166,10 +170,13 @@ done
 idle=$(nodes_in '^(idle|mixed|allocated)$')
 [ "$idle" -ge 3 ] || die "fewer than 3 nodes up in the emulated cluster: $(SLURM_CONF=$CONF sinfo -h -N -o '%N %T' | tr '\n' ' ')"
 busy_nodes=$(SLURM_CONF=$CONF sinfo -h -N -o '%N %T' | awk '$2 != "idle"' | tr '\n' ' ')
-for tool in mpirun.openmpi gcc nsenter; do
-	command -v $tool >/dev/null || die "$tool is missing (apt-get install -y openmpi-bin python3-mpi4py python3-numpy gcc)"
+for tool in gcc nsenter; do
+	command -v $tool >/dev/null || die "$tool is missing (apt-get install -y gcc util-linux)"
 done
-$PY -c 'import mpi4py, numpy' 2>/dev/null || die "$PY lacks mpi4py/numpy (apt-get install -y python3-mpi4py python3-numpy)"
+if ! skip mpi; then
+	command -v mpirun.openmpi >/dev/null || die "mpirun.openmpi is missing (apt-get install -y openmpi-bin python3-mpi4py python3-numpy)"
+	$PY -c 'import mpi4py, numpy' 2>/dev/null || die "$PY lacks mpi4py/numpy (apt-get install -y python3-mpi4py python3-numpy)"
+fi
 for l in ${LAYOUTS//,/ }; do
 	[[ $l =~ ^([1-9])x([1-9])$ ]] || die "LAYOUTS: bad layout $l (want NxK: N nodes, K ranks each)"
 	[ "${BASH_REMATCH[1]}" -ge 2 ] && [ "${BASH_REMATCH[1]}" -le "$idle" ] || die "layout $l: want 2 to $idle nodes"
@@ -286,7 +293,9 @@ table | tee "$OUT/table.txt"
 if [ "$SAVE" != "-" ]; then
 	mkdir -p "$(dirname "$SAVE")"
 	cp "$OUT/table.txt" "$SAVE"
-	echo "saved: $SAVE"
+	# Every repetition beside the table: TABLE_ONLY=<this .log> reprints it.
+	grep -E '^(RESULT |LOAD |FAILED |# )' "$LOG" >"${SAVE%.txt}.log" || true
+	echo "saved: $SAVE (repetitions: ${SAVE%.txt}.log)"
 fi
 echo "logs: $OUT"
 [ -z "${failed:-}" ] || die "some rankhub jobs failed (see FAILED above); their finished rows are in the table"
