@@ -111,7 +111,7 @@ func (c *Conn) readBuffers(lens []uint64, offs []int64, total int64) ([]byte, er
 			// grow only once the bytes received fill the buffer
 			mem := m.room(pos, min(end, pos+1))
 			stop := min(end, int64(len(mem)))
-			if _, err := io.ReadFull(c.r, mem[pos:stop]); err != nil {
+			if err := c.readLarge(mem[pos:stop]); err != nil {
 				m.alloc.Free(m.mem)
 				return nil, c.wrapIOErr(err)
 			}
@@ -119,6 +119,67 @@ func (c *Conn) readBuffers(lens []uint64, offs []int64, total int64) ([]byte, er
 		}
 	}
 	return m.mem, nil
+}
+
+// wakeBytes is how many bytes of a large buffer the kernel queues before
+// it wakes the connection's reader (SO_RCVLOWAT, readLarge).
+const wakeBytes = 1 << 20
+
+// readLarge reads len(b) bytes into b. Over TCP, a buffer of wakeBytes or
+// more is read with the socket's receive low-water mark raised, so that
+// the reader sleeps until wakeBytes are queued instead of waking for
+// every few segments: traced on the emulated 3-node cluster (3 ranks on 2
+// cores), an 8 MiB receive took 26 reads, each a sleep and a wake-up of
+// the reading thread, and 9 with the mark. The mark never exceeds the
+// bytes of b still to come (the last read is not held back waiting for
+// bytes that will not come) and is back at 1 when readLarge returns. The
+// heartbeat counts bytes queued meanwhile as traffic (heartbeat).
+func (c *Conn) readLarge(b []byte) error {
+	if c.tcp == nil || len(b) < wakeBytes {
+		_, err := io.ReadFull(c.r, b)
+		return err
+	}
+	defer c.setLowat(1)
+	for pos := 0; pos < len(b); {
+		c.setLowat(max(1, min(len(b)-pos, wakeBytes)-c.r.Buffered()))
+		n, err := c.r.Read(b[pos:])
+		pos += n
+		if err != nil && pos < len(b) {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// setLowat sets the socket's receive low-water mark to v bytes (when it
+// is not v already). A failure leaves the reads as they were: only the
+// number of wake-ups changes.
+func (c *Conn) setLowat(v int) {
+	if c.lowat.Load() == int64(v) {
+		return
+	}
+	c.lowat.Store(int64(v))
+	_ = c.tcp.Control(func(fd uintptr) { _ = setRcvLowat(fd, v) })
+}
+
+// arriving reports whether bytes reached the socket since the last call
+// while the reader waits for a low-water mark (readLarge): they are
+// traffic, even though no read took them yet. Heartbeat goroutine only.
+func (c *Conn) arriving() bool {
+	if c.tcp == nil || c.lowat.Load() <= 1 {
+		c.inq = 0
+		return false
+	}
+	q := 0
+	if err := c.tcp.Control(func(fd uintptr) { q, _ = unread(fd) }); err != nil {
+		return false
+	}
+	moved := q > 0 && q != c.inq
+	c.inq = q
+	return moved
 }
 
 // Options configure a connection. The zero value is usable.
@@ -197,6 +258,12 @@ type Conn struct {
 	offsBuf []int64
 	// recvStep is RecvStep; the fuzz test lowers it to reach the growth.
 	recvStep int64
+	// tcp is the socket of a plain TCP connection (Linux), whose reader
+	// sets a receive low-water mark while large buffers arrive
+	// (readLarge); nil otherwise.
+	tcp   syscall.RawConn
+	lowat atomic.Int64 // the socket's low-water mark; 1, the default, outside readLarge
+	inq   int          // the unread bytes the heartbeat saw last (its goroutine only)
 }
 
 // stampReader records the time of every successful read, for heartbeats.
@@ -294,6 +361,10 @@ func newConn(nc net.Conn, opts Options) *Conn {
 		c.poll.fn = c.poll.read
 	}
 	c.r = bufio.NewReaderSize(stampReader{c}, 64<<10)
+	c.lowat.Store(1)
+	if tc, ok := nc.(*net.TCPConn); ok && lowatOK {
+		c.tcp, _ = tc.SyscallConn()
+	}
 	now := nanotime()
 	c.lastRx.Store(now)
 	c.lastTx.Store(now)
@@ -357,6 +428,9 @@ func (c *Conn) heartbeat() {
 		case <-t.C:
 		}
 		now := nanotime()
+		if c.arriving() {
+			c.lastRx.Store(now)
+		}
 		if now-c.lastRx.Load() > dead {
 			c.opts.Logger.Warn().Str("peer", c.RemoteAddr()).Dur("silent", time.Duration(now-c.lastRx.Load())).Msg("heartbeat timeout")
 			c.fail(fmt.Errorf("%w: nothing from %s for %v", ErrHeartbeat, c.RemoteAddr(), time.Duration(now-c.lastRx.Load()).Round(time.Millisecond)))
