@@ -220,8 +220,9 @@ const maxTreeNodes = 4
 const minTreeShared = 64 << 20
 
 // The pipelined tree's Allreduce hands the result on as Bcast does: on up
-// to maxDirectBcast ranks, one per node, rank 0 sends each final segment
-// to every other rank at once (AlgDirect); else down the node-aware chain
+// to maxDirectBcast ranks, one per node, below minChainDirect bytes, rank
+// 0 sends each final segment to every other rank at once (AlgDirect);
+// else down the node-aware chain
 // (chain.go), whose relay forwards a segment only once it has all of it,
 // so that on 3 x 1 the last rank got the last segment a whole segment
 // time after the second (traced at 8 MiB, load 7-9: rank 2 ended 9-15 ms
@@ -233,6 +234,12 @@ const minTreeShared = 64 << 20
 //	MiB  chain          direct
 //	8    24.1 (15.6)    22.5 (16.2)
 //	64   182 (142)      166 (141)
+//
+// and again later with this code, the chain forced in turns (4 jobs of
+// 15 each at 8 MiB, 6 of 6 at 64): chain 25.6 (15.1), direct 24.9 (12.2)
+// at 8 MiB; 171 (127) and 171 (122) at 64: a small gain at 8 MiB, level
+// at 64. From minChainDirect, not measured, the chain stays, as for
+// Bcast.
 //
 // (tried in the same jobs: direct with segments of 2 MiB instead of 4 at
 // 8 MiB, 22.0 (14.5), level; an allreduce in two rounds, every rank
@@ -260,7 +267,8 @@ const minTreeShared = 64 << 20
 //	allreduce  small: doubling; one node with arenas: oneround; up to
 //	           maxTreeNodes nodes with one rank each: tree, its result
 //	           from rank 0 straight to each rank up to maxDirectBcast
-//	           ranks, else down the chain; else halving
+//	           ranks below minChainDirect bytes, else down the chain;
+//	           else halving
 //	allgather  one node with arenas: shm; up to maxDirectBcast ranks, one
 //	           per node: direct (every part to every rank at once);
 //	           node-mates (arenas) on several nodes: node (one block per
@@ -284,7 +292,7 @@ func decide(op string, bytes int64, l layout, override map[string]Alg) decision 
 	}
 	if op == opAllreduce && d.alg == AlgTree {
 		d.down = AlgChain
-		if l.perNode == 1 && l.ranks <= maxDirectBcast {
+		if l.perNode == 1 && l.ranks <= maxDirectBcast && bytes < minChainDirect {
 			d.down = AlgDirect
 		}
 	}

@@ -324,7 +324,8 @@ func sameFloats(a, b arrow.Array) error {
 
 // TestDecideAllreduceDown: the pipelined tree's Allreduce sends its result
 // straight from rank 0 to each rank on up to maxDirectBcast ranks, one per
-// node, and down the chain otherwise (node-mates, or more nodes).
+// node, below minChainDirect bytes, and down the chain otherwise
+// (node-mates, more nodes, or larger).
 func TestDecideAllreduceDown(t *testing.T) {
 	const MiB = 1 << 20
 	for _, tc := range []struct {
@@ -335,7 +336,9 @@ func TestDecideAllreduceDown(t *testing.T) {
 	}{
 		{8 * MiB, lay(3, 3, 1), "", AlgDirect},
 		{64 * MiB, lay(3, 3, 1), "", AlgDirect},
-		{512 * MiB, lay(3, 3, 1), "", AlgDirect},
+		{minChainDirect - 1, lay(3, 3, 1), "", AlgDirect},
+		{minChainDirect, lay(3, 3, 1), "", AlgChain},
+		{512 * MiB, lay(3, 3, 1), "", AlgChain},
 		{8 * MiB, lay(4, 4, 1), "", AlgChain},
 		{8 * MiB, lay(6, 3, 2), "allreduce:tree", AlgChain},
 		{8 * MiB, lay(3, 3, 1), "allreduce:halving", ""},
