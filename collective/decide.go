@@ -102,6 +102,10 @@ type layout struct {
 type decision struct {
 	alg     Alg
 	segment int64 // bytes per pipelined message (chain); 0: whole
+	// down is how the pipelined tree's Allreduce hands the result on
+	// from rank 0: AlgDirect, each final segment to every other rank at
+	// once; AlgChain, down the node-aware chain.
+	down Alg
 }
 
 // Segment sizes of pipelined algorithms, within [minSegment, maxSegment]:
@@ -215,6 +219,35 @@ const maxTreeNodes = 4
 // minTreeShared: see maxTreeNodes.
 const minTreeShared = 64 << 20
 
+// The pipelined tree's Allreduce hands the result on as Bcast does: on up
+// to maxDirectBcast ranks, one per node, below minChainDirect bytes, rank
+// 0 sends each final segment to every other rank at once (AlgDirect);
+// else down the node-aware chain
+// (chain.go), whose relay forwards a segment only once it has all of it,
+// so that on 3 x 1 the last rank got the last segment a whole segment
+// time after the second (traced at 8 MiB, load 7-9: rank 2 ended 9-15 ms
+// after rank 0). On the emulated 3-node cluster, 3 x 1 (mnbench, the
+// variants taking turns repetition by repetition in one job; 5 jobs of 10
+// repetitions each at 8 MiB, 3 jobs of 5 at 64 MiB; load 4-9 on 2 cores
+// from the other engineers' work), ms, median (min) of all repetitions:
+//
+//	MiB  chain          direct
+//	8    24.1 (15.6)    22.5 (16.2)
+//	64   182 (142)      166 (141)
+//
+// and again later with this code, the chain forced in turns (4 jobs of
+// 15 each at 8 MiB, 6 of 6 at 64): chain 25.6 (15.1), direct 24.9 (12.2)
+// at 8 MiB; 171 (127) and 171 (122) at 64: a small gain at 8 MiB, level
+// at 64. From minChainDirect, not measured, the chain stays, as for
+// Bcast.
+//
+// (tried in the same jobs: direct with segments of 2 MiB instead of 4 at
+// 8 MiB, 22.0 (14.5), level; an allreduce in two rounds, every rank
+// combining a third of the result from pieces of every input sent
+// straight to it, then sending its third to every rank: 22.0 (12.4) at 8
+// MiB, 209 (120) at 64, and on 3 x 2 at 8 MiB medians of 52-75 ms
+// against halving's 31-43 in 4 interleaved jobs.)
+
 // decide returns the algorithm for op moving bytes (per rank: the array
 // each rank passes, or the root's array) on layout l. override (may be
 // nil) maps ops to algorithms; it is used where the algorithm can run on l.
@@ -232,7 +265,10 @@ const minTreeShared = 64 << 20
 //	           on two nodes: direct; up to maxTreeNodes nodes with one
 //	           rank each, or from minTreeShared bytes: tree; else halving
 //	allreduce  small: doubling; one node with arenas: oneround; up to
-//	           maxTreeNodes nodes with one rank each: tree; else halving
+//	           maxTreeNodes nodes with one rank each: tree, its result
+//	           from rank 0 straight to each rank up to maxDirectBcast
+//	           ranks below minChainDirect bytes, else down the chain;
+//	           else halving
 //	allgather  one node with arenas: shm; up to maxDirectBcast ranks, one
 //	           per node: direct (every part to every rank at once);
 //	           node-mates (arenas) on several nodes: node (one block per
@@ -253,6 +289,12 @@ func decide(op string, bytes int64, l layout, override map[string]Alg) decision 
 		d.segment = treeSegmentBytes
 	case d.alg == AlgTree:
 		d.segment = treeSegmentFor(bytes)
+	}
+	if op == opAllreduce && d.alg == AlgTree {
+		d.down = AlgChain
+		if l.perNode == 1 && l.ranks <= maxDirectBcast && bytes < minChainDirect {
+			d.down = AlgDirect
+		}
 	}
 	return d
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -319,4 +320,133 @@ func sameFloats(a, b arrow.Array) error {
 		}
 	}
 	return nil
+}
+
+// TestDecideAllreduceDown: the pipelined tree's Allreduce sends its result
+// straight from rank 0 to each rank on up to maxDirectBcast ranks, one per
+// node, below minChainDirect bytes, and down the chain otherwise
+// (node-mates, more nodes, or larger).
+func TestDecideAllreduceDown(t *testing.T) {
+	const MiB = 1 << 20
+	for _, tc := range []struct {
+		bytes int64
+		l     layout
+		over  string
+		want  Alg
+	}{
+		{8 * MiB, lay(3, 3, 1), "", AlgDirect},
+		{64 * MiB, lay(3, 3, 1), "", AlgDirect},
+		{minChainDirect - 1, lay(3, 3, 1), "", AlgDirect},
+		{minChainDirect, lay(3, 3, 1), "", AlgChain},
+		{512 * MiB, lay(3, 3, 1), "", AlgChain},
+		{8 * MiB, lay(4, 4, 1), "", AlgChain},
+		{8 * MiB, lay(6, 3, 2), "allreduce:tree", AlgChain},
+		{8 * MiB, lay(3, 3, 1), "allreduce:halving", ""},
+		{8 * MiB, lay(3, 3, 1), "reduce:tree", AlgDirect},
+	} {
+		over, err := parseAlgorithms(tc.over)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := decide(opAllreduce, tc.bytes, tc.l, over); d.down != tc.want {
+			t.Errorf("decide(allreduce, %d bytes, %+v, %q) = %s down %q, want down %q", tc.bytes, tc.l, tc.over, d.alg, d.down, tc.want)
+		}
+	}
+	if d := decide(opReduce, 8*MiB, lay(3, 3, 1), nil); d.down != "" {
+		t.Errorf("reduce's tree has a down algorithm: %q", d.down)
+	}
+}
+
+// pairTransport counts the collective bytes each rank sends to each other.
+type pairTransport struct {
+	*LocalTransport
+	sent [][]int64 // [from][to]
+	mu   *sync.Mutex
+}
+
+func (t pairTransport) Send(ctx context.Context, to int, tag uint64, header []byte, bufs [][]byte) error {
+	if tag>>62 == classCollective {
+		n := int64(0)
+		for _, b := range bufs {
+			n += int64(len(b))
+		}
+		t.mu.Lock()
+		t.sent[t.Rank()][to] += n
+		t.mu.Unlock()
+	}
+	return t.LocalTransport.Send(ctx, to, tag, header, bufs)
+}
+
+// TestAllreduceTreeDirectDown: on 3 ranks on 3 nodes the pipelined tree's
+// Allreduce sends the result from rank 0 to ranks 1 and 2 itself, in
+// several segments (no relay between 1 and 2: nothing moves between them),
+// and every rank gets the documented order's bits.
+func TestAllreduceTreeDirectDown(t *testing.T) {
+	defer func(old int64) { treeSegmentBytes = old }(treeSegmentBytes)
+	treeSegmentBytes = 64 << 10
+	const p, n = 3, 70000 // 9 segments of float64
+	nodes := []int{0, 1, 2}
+	ts := NewLocalNetwork(p, LocalOptions{Nodes: nodes})
+	var mu sync.Mutex
+	sent := make([][]int64, p)
+	comms := make([]*Comm, p)
+	dir := t.TempDir()
+	for r := range comms {
+		sent[r] = make([]int64, p)
+		a, err := NewArena(dir, fmt.Sprint("c", r), 16<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		c, err := New(pairTransport{ts[r], sent, &mu}, WithArena(a), WithLargeThreshold(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		comms[r] = c
+	}
+	if d := comms[0].decide(opAllreduce, n*8, true); d.alg != AlgTree || d.down != AlgDirect {
+		t.Fatalf("3 ranks on 3 nodes: allreduce runs %s down %q, want tree down direct", d.alg, d.down)
+	}
+	rng := rand.New(rand.NewSource(5))
+	xs := make([]arrow.Array, p)
+	for r := range xs {
+		b := array.NewFloat64Builder(memory.DefaultAllocator)
+		for i := 0; i < n; i++ {
+			b.Append(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(30)-15)))
+		}
+		xs[r] = b.NewArray()
+		b.Release()
+	}
+	defer release(xs)
+	want := refReduce(xs, Sum, memory.DefaultAllocator)
+	defer want.Release()
+	var wg sync.WaitGroup
+	errs := make([]error, p)
+	for r := range comms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			got, err := comms[r].Allreduce(ctx, xs[r], Sum)
+			if err == nil {
+				err = sameFloats(got, want)
+				got.Release()
+			}
+			errs[r] = err
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Errorf("rank %d: %v", r, err)
+		}
+	}
+	if sent[1][2] != 0 || sent[2][1] != 0 {
+		t.Errorf("ranks 1 and 2 exchanged %d and %d bytes: the result went through a relay", sent[1][2], sent[2][1])
+	}
+	if min(sent[0][1], sent[0][2]) < n*8 {
+		t.Errorf("rank 0 sent %d bytes to rank 1 and %d to rank 2, want the whole result (%d) to each", sent[0][1], sent[0][2], n*8)
+	}
 }

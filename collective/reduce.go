@@ -605,7 +605,7 @@ func (c *Comm) Allreduce(ctx context.Context, arr arrow.Array, o Op) (arrow.Arra
 	case AlgOneRound:
 		return s.oneRound(ctx, -1)
 	case AlgTree:
-		return s.allreduceTree(ctx, d.segment)
+		return s.allreduceTree(ctx, d.segment, d.down == AlgDirect)
 	}
 	f := makeFold(p, r)
 	const unfold = 62

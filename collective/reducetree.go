@@ -37,10 +37,11 @@ import (
 // MPI_Reduce, the input may be written once Reduce returned.
 //
 // Rank 0 ends with the result. Reduce to another root streams the final
-// segments to root as they are done; Allreduce streams them down the
-// node-aware Bcast chain (chain.go) from rank 0, whose relays read them
-// from the socket straight into their assembly: the broadcast of segment
-// k starts as soon as its reduction is final.
+// segments to root as they are done; Allreduce streams them from rank 0
+// down the node-aware Bcast chain (chain.go), or, on a few ranks one per
+// node, straight to every rank at once (decide.go); the receivers read
+// them from the socket straight into their assembly: the broadcast of
+// segment k starts as soon as its reduction is final.
 
 // Steps of the pipelined tree's messages.
 const (
@@ -337,6 +338,25 @@ func (s *reduceState) streamTo(ctx context.Context, next int, tags chainTags) fu
 	}
 }
 
+// streamAll returns a final-segment sink for rank 0 that sends each
+// segment to every rank of to at once, one goroutine each (each receiver
+// runs chainRelay with no next); it returns once all have it.
+func (s *reduceState) streamAll(ctx context.Context, to []int, tags chainTags) func(span, column) error {
+	return func(sp span, col column) error {
+		errc := make(chan error, len(to))
+		for _, q := range to {
+			go func() {
+				errc <- s.c.send(ctx, s.op, q, tags.seg, segmentValue(col, sp.off, s.col.n), nil)
+			}()
+		}
+		var err error
+		for range to {
+			err = errors.Join(err, <-errc)
+		}
+		return err
+	}
+}
+
 // reduceTreeRooted is Reduce over the pipelined tree. No rank waits for
 // an end from its parent (settle): a rank that only sends returns once its
 // last segment is sent, a round trip sooner. A failure (a mismatch its
@@ -383,18 +403,24 @@ func (s *reduceState) reduceTreeRooted(ctx context.Context, root int, seg int64)
 }
 
 // allreduceTree is Allreduce over the pipelined tree, the result streamed
-// from rank 0 down the node-aware chain as its segments become final.
-func (s *reduceState) allreduceTree(ctx context.Context, seg int64) (arrow.Array, error) {
+// from rank 0 as its segments become final: with direct straight to every
+// other rank at once (they must be one per node: no rank has node-mates
+// to serve), else down the node-aware chain.
+func (s *reduceState) allreduceTree(ctx context.Context, seg int64, direct bool) (arrow.Array, error) {
 	c, r := s.c, s.c.rank
 	others := make([]int, 0, len(c.ranks)-1)
 	for q := 1; q < len(c.ranks); q++ {
 		others = append(others, q)
 	}
 	pl := planChain(c.topology(), 0, others)
+	direct = direct && len(pl.local) == 0
 	tags := chainTags{seg: s.tag(stepTreeSeg), local: s.tag(stepTreeLocal)}
 	if r == 0 {
 		var sink func(span, column) error
-		if len(pl.leaders) > 1 {
+		switch {
+		case direct:
+			sink = s.streamAll(ctx, others, tags)
+		case len(pl.leaders) > 1:
 			sink = s.streamTo(ctx, pl.leaders[1], tags)
 		}
 		if err := s.treeUp(ctx, seg, false, sink); err != nil {
@@ -408,7 +434,13 @@ func (s *reduceState) allreduceTree(ctx context.Context, seg int64) (arrow.Array
 	}
 	up := make(chan error, 1)
 	go func() { up <- s.treeUp(ctx, seg, false, nil) }()
-	g, err := c.runChain(ctx, s.op, pl, value{}, seg, tags, nil)
+	var g *got
+	var err error
+	if direct {
+		g, err = c.chainRelay(ctx, s.op, 0, -1, nil, tags)
+	} else {
+		g, err = c.runChain(ctx, s.op, pl, value{}, seg, tags, nil)
+	}
 	if err = errors.Join(err, <-up); err != nil {
 		if g != nil {
 			g.release()
