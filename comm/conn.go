@@ -686,7 +686,7 @@ func placed(bufs [][]byte, lens []uint64) bool {
 // readPlaced reads f's buffers into bufs (Place).
 func (c *Conn) readPlaced(f *Frame, bufs [][]byte, release func()) (*Frame, error) {
 	for _, b := range bufs {
-		if _, err := io.ReadFull(c.r, b); err != nil {
+		if err := c.readLarge(b); err != nil {
 			if release != nil {
 				release()
 			}
