@@ -102,8 +102,6 @@ print(f"raw TCP stream n1->n2: {f(stream, 0, '.3g')} GB/s; three streams at once
 print("time: median (min) of the repetitions in ms; GB/s = S / median; xMPI = rankhub / Open MPI time (View rows: beside")
 print("MPI's Bcast/Scatter/Gather); xraw = rankhub GB/s / raw stream; wire = ms for the op's fewest cross-node bytes at the")
 print("raw aggregate. Targets (issue 15): p2p, PushOne, PullOne xraw >= 0.8; collectives xMPI <= 0.8; Push <= Bcast +10%.")
-print("A missed collective whose target time (0.8 x Open MPI's median) is below the wire column says 'NO<wire': meeting")
-print("it would need fewer cross-node bytes than the operation must move, at the aggregate this run measured.")
 hdr = f"{'layout':<6} {'op':<13} {'MiB':>4} {'OpenMPI':>16} {'rankhub':>16} {'GB/s':>6} {'xMPI':>6} {'xraw':>6} {'wire':>7} {'target':<16} {'met':<3}"
 print(hdr); print('-' * len(hdr))
 ops = ['Bcast', 'Scatter', 'Gather', 'Reduce', 'Allreduce', 'Allgather', 'SendRecv_p2p',
@@ -135,8 +133,6 @@ for l in layouts:
                 target = f"<= Bcast+10% {f(b * 1.1 if b else None, 0, '.4g')}"
                 ok = r <= 1.1 * b if r and b else None
             met = '-' if ok is None else ('yes' if ok else 'NO')
-            if ok is False and target == 'xMPI <= 0.8' and w and 0.8 * m < w:
-                met = 'NO<wire'
             if ok is not None:
                 met_all.append(ok)
             mt = f"{f(m, 7, '.4g')} ({f(mn(mk), 6, '.4g')})" if m else f"{'-':>16}"

@@ -11,8 +11,7 @@ import (
 
 // TestTableVerdicts reprints the table of a hand-made log through run.sh
 // (TABLE_ONLY) and checks each row's verdict: the ratios, the targets of
-// issue 15 and the 'NO<wire' mark of a missed collective whose target time
-// lies below the cross-node bytes' time at the measured aggregate.
+// issue 15.
 func TestTableVerdicts(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skip("python3 missing")
@@ -34,14 +33,13 @@ func TestTableVerdicts(t *testing.T) {
 			rows[f[1]+"/"+f[2]] = l
 		}
 	}
-	// Bcast 64 MiB: 82 ms against Open MPI's 80 (1.02x, missed); 0.8 x 80
-	// = 64 ms is below the wire, 2 x 64 MiB at 1.6 GB/s = 83.9 ms.
-	// Scatter: 36 / 40 = 0.90, missed; 0.8 x 40 = 32 ms is above the wire
-	// (2/3 x 64 MiB at 1.6 GB/s = 28.0 ms): a plain NO.
+	// Bcast 64 MiB: 82 ms against Open MPI's 80 (1.02x, missed); its wire
+	// column: 2 x 64 MiB at 1.6 GB/s = 83.9 ms. Scatter: 36 / 40 = 0.90,
+	// missed (wire: 2/3 x 64 MiB at 1.6 GB/s = 28.0 ms).
 	// Reduce 90 / 400 met; p2p 64 MiB in 35 ms = 1.92 GB/s = 0.96 x the
 	// 2.0 GB/s stream, met; Push 95 ms > 1.1 x the Bcast's 82, missed.
 	want := map[string]string{
-		"Bcast/64":        `1\.02 .* 83\.89 xMPI <= 0\.8 +NO<wire$`,
+		"Bcast/64":        `1\.02 .* 83\.89 xMPI <= 0\.8 +NO *$`,
 		"Scatter/64":      `0\.90 .* 27\.96 xMPI <= 0\.8 +NO *$`,
 		"Reduce/64":       `0\.23 .* xMPI <= 0\.8 +yes$`,
 		"SendRecv_p2p/64": ` 0\.96 .* xraw >= 0\.8 +yes$`,
