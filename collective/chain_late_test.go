@@ -465,7 +465,9 @@ func TestChainPlaceResumesAfterQueuedSegments(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		src := randArray(rand.New(rand.NewSource(9)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 1<<18, 0, 0)
+		// 4 MiB: four segments (minChainSegment), so that the duplicate
+		// of segment 0 comes after segment 1 and before the last
+		src := randArray(rand.New(rand.NewSource(9)), memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, 1<<19, 0, 0)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		done := make(chan error, 1)
 		go func() { _, err := c0.Bcast(ctx, 0, src); done <- err }()

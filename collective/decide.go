@@ -110,7 +110,8 @@ type decision struct {
 
 // Segment sizes of pipelined algorithms, within [minSegment, maxSegment]:
 // the chain's about a sixteenth of the payload, so that the pipeline fills
-// quickly (segmentFor); the tree's half of it (treeSegmentFor).
+// quickly, and at least minChainSegment (segmentFor); the tree's half of it
+// (treeSegmentFor).
 const (
 	minSegment = 512 << 10
 	maxSegment = 4 << 20
@@ -150,9 +151,24 @@ var minChainDirect int64 = 256 << 20
 // small arrays).
 var treeSegmentBytes int64
 
+// A chain's segments are never below MinPooled: a relay that enters the
+// collective after its first segments arrived (a late exit from the
+// previous barrier) gets them unplaced, in receive buffers of the mesh's
+// pool, and below MinPooled those are fresh Go heap memory whose every
+// page faults on the copy from the socket (14.5 us a page on the emulated
+// cluster, idle; 3-4 ms a 512 KiB segment under load, against 0.06 ms
+// for one read in place). Traced there, 3 x 2 Bcast 8 MiB (16 segments
+// of 512 KiB): the slow repetitions (30-120 ms against 9-11) were those
+// with a late relay, whose unplaced reads took 3-5 ms each with about 100
+// page faults (placed reads: 0.3 ms, 2.5 faults). From MinPooled the
+// pool serves them from mappings it keeps faulted in.
 func segmentFor(bytes int64) int64 {
-	return roundSegment(bytes / 16)
+	return max(roundSegment(bytes/16), minChainSegment)
 }
+
+// minChainSegment is the least chain segment (segmentFor): the pool's
+// least pooled receive, rounded as roundSegment rounds.
+const minChainSegment = (MinPooled + 64<<10 - 1) / (64 << 10) * (64 << 10)
 
 func roundSegment(s int64) int64 {
 	s = min(max(s, minSegment), maxSegment)
