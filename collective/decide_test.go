@@ -260,13 +260,7 @@ func TestReduceBitIdenticalEveryLayout(t *testing.T) {
 	const n = 40000
 	xs := make([]arrow.Array, 6)
 	for r := range xs {
-		b := array.NewFloat64Builder(memory.DefaultAllocator)
-		for i := 0; i < n; i++ {
-			// wide exponents: any change of order changes the bits
-			b.Append(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(30)-15)))
-		}
-		xs[r] = b.NewArray()
-		b.Release()
+		xs[r] = wideFloats(rng, n)
 	}
 	defer release(xs)
 	want := refReduce(xs, Sum, memory.DefaultAllocator).(*array.Float64).Float64Values()
@@ -411,12 +405,7 @@ func TestAllreduceTreeDirectDown(t *testing.T) {
 	rng := rand.New(rand.NewSource(5))
 	xs := make([]arrow.Array, p)
 	for r := range xs {
-		b := array.NewFloat64Builder(memory.DefaultAllocator)
-		for i := 0; i < n; i++ {
-			b.Append(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(30)-15)))
-		}
-		xs[r] = b.NewArray()
-		b.Release()
+		xs[r] = wideFloats(rng, n)
 	}
 	defer release(xs)
 	want := refReduce(xs, Sum, memory.DefaultAllocator)

@@ -78,12 +78,7 @@ func TestReduceTreeBitIdenticalEverySegment(t *testing.T) {
 					xs[r] = randArray(rng, memory.DefaultAllocator, arrow.PrimitiveTypes.Float64, n, 0, nulls)
 					continue
 				}
-				b := array.NewFloat64Builder(memory.DefaultAllocator)
-				for i := 0; i < n; i++ {
-					b.Append(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(30)-15)))
-				}
-				xs[r] = b.NewArray()
-				b.Release()
+				xs[r] = wideFloats(rng, n)
 			}
 			want := refReduce(xs, Sum, memory.DefaultAllocator)
 			for _, seg := range []int64{512, 8 * 1000, 8 * 4096, 1 << 20} {
@@ -471,4 +466,15 @@ func TestReduceTreeSenderReturnsBeforeRoot(t *testing.T) {
 	if waited >= 5*time.Second {
 		t.Errorf("rank 2 returned only after root finished: it waited for its parent's end")
 	}
+}
+
+// wideFloats returns n float64 values of wide exponents (1e-15 to 1e14):
+// any change of the reduction order changes the bits of their sum.
+func wideFloats(rng *rand.Rand, n int) arrow.Array {
+	b := array.NewFloat64Builder(memory.DefaultAllocator)
+	defer b.Release()
+	for i := 0; i < n; i++ {
+		b.Append(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(30)-15)))
+	}
+	return b.NewArray()
 }

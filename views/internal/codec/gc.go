@@ -48,8 +48,10 @@ func CollectBulk() {
 			time.Sleep(wait)
 		}
 		gcLast.Store(time.Now().UnixNano())
-		bulkSinceGC.Store(0)
+		// The epoch first: an array given back from here on was counted
+		// before the reset and must not be taken off the new count.
 		gcEpoch.Add(1)
+		bulkSinceGC.Store(0)
 		gcPending.Store(false)
 		runtime.GC()
 	}()
