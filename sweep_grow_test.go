@@ -175,18 +175,25 @@ func TestSweepFillsGroupsEvenly(t *testing.T) {
 	if len(rows) != 120 {
 		t.Fatalf("%d rows", len(rows))
 	}
+	// Two engines run neighbouring tasks of the replicate-major order side
+	// by side, so the first k rows to finish may hold one task of the next
+	// round before the last of this one (a row of group 0 for round 3 can
+	// finish 0.3 ms before group 1's row of round 2 on the other engine):
+	// every group is within one row of the even share k/6, never further.
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Finished.Before(rows[j].Finished) })
 	for _, frac := range []float64{0.10, 0.25, 0.50} {
+		k := int(frac * 120)
 		n := map[int64]int{}
-		for _, row := range rows[:int(frac*120)] {
+		for _, row := range rows[:k] {
 			n[row.Values[0].Int]++
 		}
 		lo, hi := math.MaxInt, 0
 		for x := int64(0); x < 6; x++ {
 			lo, hi = min(lo, n[x]), max(hi, n[x])
 		}
-		if lo == 0 || 2*lo < hi {
-			t.Errorf("at %.0f%%: rows per group %v (min %d, max %d)", 100*frac, n, lo, hi)
+		if lo < k/6-1 || hi > (k+5)/6+1 {
+			t.Errorf("at %.0f%% (%d rows): rows per group %v (min %d, max %d; want %d to %d)",
+				100*frac, k, n, lo, hi, k/6-1, (k+5)/6+1)
 		}
 	}
 }
