@@ -43,21 +43,23 @@ import (
 // Collecting ahead (receives below AsyncBelow): there a synchronous
 // collection and its cleanups cost as much as the transfer (3.5-6 ms of a
 // 10-14 ms pull of 8 MiB from another node, traced on the emulated
-// cluster), so such a receive does not wait while only one collector-owned
-// buffer that would fit is out: it maps a second buffer and runs its
-// reclaim in the background (same back-off; nobody waits for it). And when
-// a buffer of such a size becomes collector-owned while another that fits
-// is still out and its receiver says the program drops such arrays
-// (CollectAhead), a collection starts in the background: a
-// program that receives, uses and drops arrays in a loop then finds the
-// previous one's buffer idle at its next receive, and two buffers take
-// turns. Those collections have a back-off of their own (one that finds
+// cluster), so such a receive does not wait while fewer than AheadTurns
+// collector-owned buffers that would fit are out: it maps another buffer
+// and runs its reclaim in the background (same back-off; nobody waits for
+// it). And when a buffer of such a size becomes collector-owned while
+// AheadTurns-1 others that fit are still out and its receiver says the
+// program drops such arrays (CollectAhead), a collection starts in the
+// background: a program that receives, uses and drops arrays in a loop
+// then finds an earlier one's buffer idle at its next receive, and
+// AheadTurns buffers take turns, one collection giving back AheadTurns-1
+// of them. Those collections have a back-off of their own (one that finds
 // the buffers still held, as a pull from every engine holds its batch,
 // never makes a receive skip its own reclaim) and none runs for a size
-// whose receives back off (a program that keeps its arrays). With two
-// collector-owned buffers of the size out, a miss reclaims synchronously
-// as above (after a collection ahead under way, it does its own), so a
-// loop never holds more than two buffers of a size that it drops.
+// whose receives back off (a program that keeps its arrays). With
+// AheadTurns collector-owned buffers of the size out, a miss reclaims
+// synchronously as above (after a collection ahead under way, it does its
+// own), so a loop never holds more than AheadTurns buffers of a size that
+// it drops.
 type RecvPool struct {
 	limit int64
 
@@ -100,6 +102,17 @@ type RecvPool struct {
 // engine took 10-20 ms of 210-280 ms; a PullOne of 8 MiB's, 3.5-6 ms of
 // 10-14 ms.
 const AsyncBelow = 32 << 20
+
+// AheadTurns is how many buffers of one size below AsyncBelow a
+// receive-use-drop loop takes turns with: one collection in the background
+// per AheadTurns-1 receives. A collection beside a receive slows it
+// (the collector's stops and marking take the cores the socket's reader
+// and the sender share): traced on the emulated cluster, a loop of 8 MiB
+// pulls from another node took 3-5 ms per pull without one and 6-10 ms
+// with one; with two buffers (a collection every pull) 90 pulls took a
+// median 5.5 ms, with four (one every third) 4.8 ms. At most 4 x 32 MiB of
+// the hub's memory.
+const AheadTurns = 4
 
 // liveBuf is a mapping handed out: its size, whether Protect made it
 // read-only (Free makes it writable again before anyone reuses it), and
@@ -208,9 +221,9 @@ again:
 		p.mu.Unlock()
 		return b
 	}
-	if n < p.async && p.reclaiming == nil && p.fitLiveN(n) < 2 {
-		// Only one that would fit is out: a second buffer, and this
-		// receive's reclaim in the background, for the next one.
+	if n < p.async && p.reclaiming == nil && p.fitLiveN(n) < AheadTurns {
+		// Fewer than AheadTurns that would fit are out: another buffer,
+		// and this receive's reclaim in the background, for the next ones.
 		if mayReclaim(p.backoff, n) {
 			p.reclaimAhead(n, p.backoff)
 		}
@@ -324,13 +337,14 @@ func (p *RecvPool) reclaimAhead(n int64, off map[int64]backoff) {
 }
 
 // collectAhead starts a reclaim in the background when mapping m (handed
-// out, just made collector-owned) is below the async size and another
-// collector-owned buffer that would fit its size is out: that one, dropped
-// by now in a receive-use-drop loop, is then idle at the next receive.
+// out, just made collector-owned) is below the async size and AheadTurns-1
+// other collector-owned buffers that would fit its size are out: those,
+// dropped by now in a receive-use-drop loop, are then idle at the next
+// receives.
 // p.mu is held.
 func (p *RecvPool) collectAhead(m []byte) {
 	size := int64(len(m))
-	if _, off := p.backoff[size]; off || size >= p.async || p.reclaiming != nil || p.closed || p.fitLiveN(size) < 2 || !mayReclaim(p.aheadOff, size) {
+	if _, off := p.backoff[size]; off || size >= p.async || p.reclaiming != nil || p.closed || p.fitLiveN(size) < AheadTurns || !mayReclaim(p.aheadOff, size) {
 		return
 	}
 	p.reclaimAhead(size, p.aheadOff)
@@ -618,8 +632,9 @@ func (p *RecvPool) CollectorOwned(bufs ...[]byte) {
 // CollectAhead tells the pool that the collector-owned mappings holding
 // bufs (Protect, CollectorOwned) went to a program that uses and drops
 // such arrays in a loop (the driver's pulls): below AsyncBelow, while
-// another collector-owned buffer of the size is out, a collection starts
-// in the background so that it is idle at the next receive (RecvPool).
+// AheadTurns-1 other collector-owned buffers of the size are out, a
+// collection starts in the background so that they are idle at the next
+// receives (RecvPool).
 // Not for arrays released explicitly (an engine's namespace gives a
 // replaced push back at once): their collections would be futile.
 func (p *RecvPool) CollectAhead(bufs ...[]byte) {

@@ -98,8 +98,8 @@ func pullLoopReuses(t *testing.T, n int) {
 		got = nil
 		if n*8 < collective.AsyncBelow {
 			// whole buffers of the pull's size, handed out or idle
-			if bufs := pool.Live() + int(pool.Idle()/int64(n*8)); bufs > 2 {
-				t.Fatalf("pull %d of a loop that drops its arrays of %d bytes: the hub's receive pool holds %d buffers, want at most 2", rep, n*8, bufs)
+			if bufs := pool.Live() + int(pool.Idle()/int64(n*8)); bufs > collective.AheadTurns {
+				t.Fatalf("pull %d of a loop that drops its arrays of %d bytes: the hub's receive pool holds %d buffers, want at most %d", rep, n*8, bufs, collective.AheadTurns)
 			}
 		} else if rep == 0 {
 			first = pool.Mapped()
