@@ -20,7 +20,8 @@
 //	RESULT rankhub_<layout>_<Op>_<MiB>MiB <ms> ms_rep
 //
 // and the script takes median and minimum, after one untimed repetition
-// (two for Push and PushOne, whose steady state needs two buffers:
+// (two for Push and PushOne, whose steady state needs two buffers, and
+// 2 x collective.AheadTurns for pulls below collective.AsyncBelow:
 // viewWarmups).
 // Every received value is checked once per operation and size (after the
 // timed repetitions).
@@ -450,9 +451,20 @@ func viewOps(c *views.Client, dv, one *views.DirectView, cfg config) error {
 // engine's pool, and the first timed push mapped a fresh one (a 32 MiB
 // mapping grown to 64) and took 309-537 ms, 234-262 ms of it CPU of the
 // engine faulting it in, against 28-128 ms for the later ones.
-func viewWarmups(op string) int {
-	if op == "Push" || op == "PushOne" {
+//
+// A loop of pulls below collective.AsyncBelow takes turns with
+// collective.AheadTurns receive buffers on the driver; it maps them one by
+// one as receives miss, the last at about the seventh pull (with four).
+// On this VM a fresh page costs the first touch about 15 us (8 MiB of 4
+// KiB pages: 31 ms; huge pages 20-26 ms once the first few are used), and
+// the pulls that mapped one took 26-37 ms against 3-7 ms for the others
+// (traced at 8 MiB with one and with four warm-ups): 2 x AheadTurns.
+func viewWarmups(op string, bytes int) int {
+	switch {
+	case op == "Push" || op == "PushOne":
 		return 2
+	case (op == "Pull" || op == "PullOne") && bytes < collective.AsyncBelow:
+		return 2 * collective.AheadTurns
 	}
 	return 1
 }
@@ -523,7 +535,7 @@ func viewSize(c *views.Client, dv, one *views.DirectView, cfg config, mib int, x
 		if !cfg.want("View" + o.name) {
 			continue
 		}
-		for rep := -viewWarmups(o.name); rep < cfg.repsFor(mib); rep++ {
+		for rep := -viewWarmups(o.name, mib<<20); rep < cfg.repsFor(mib); rep++ {
 			t0 := time.Now()
 			got, err := o.run()
 			dt := time.Since(t0)
