@@ -110,8 +110,9 @@ const AsyncBelow = 32 << 20
 // and the sender share): traced on the emulated cluster, a loop of 8 MiB
 // pulls from another node took 3-5 ms per pull without one and 6-10 ms
 // with one; with two buffers (20 collections in 30 pulls) 90 pulls took a
-// median 5.5 ms, with four (11 in 30) 4.8 ms. At most 4 x 32 MiB of the
-// hub's memory.
+// median 5.5 ms, with four (11 in 30) 4.8 ms. It holds for every receiver
+// whose arrays the collector gives back (the hub's pulls, and any program
+// that drops what it receives): at most 4 x 32 MiB of its memory per size.
 const AheadTurns = 4
 
 // liveBuf is a mapping handed out: its size, whether Protect made it

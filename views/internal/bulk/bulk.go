@@ -36,9 +36,9 @@
 // arrays in a loop receives each into the buffer of the one before. Below
 // collective.AsyncBelow (32 MiB) that wait would cost as much as the
 // transfer, so the hub's receiver asks the pool to collect ahead
-// (Comm.CollectAhead): collective.AheadTurns buffers take turns and no pull waits for a
-// collection. Engines do not ask (their namespace gives a replaced push
-// back at once).
+// (Comm.CollectAhead): collective.AheadTurns buffers take turns and no
+// pull waits for a collection. Engines do not ask (their namespace gives a
+// replaced push back at once).
 //
 // Tags: the bulk path uses world user tags from TagBase up; user code
 // sending on the world keeps below it.
